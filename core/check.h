@@ -10,7 +10,7 @@
   do {                                                                                  \
     if (!(cond)) {                                                                      \
       std::ostringstream _chainrl_os;                                                   \
-      _chainrl_os << "" __VA_OPT__(<<) __VA_ARGS__;                                     \
+      _chainrl_os << "" __VA_ARGS__;  /* usage: CHAINRL_CHECK(x > 0, << "x=" << x) */ \
       std::fprintf(stderr, "chainrl: check failed at %s:%d: %s %s\n", __FILE__, __LINE__, \
                    #cond, _chainrl_os.str().c_str());                                   \
       std::abort();                                                                     \

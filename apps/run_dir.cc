@@ -1,0 +1,67 @@
+// Run directory creation and atomic file writes.
+#include "apps/run_dir.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "core/log.h"
+
+namespace chainrl::app {
+
+Status WriteFileAtomic(const std::string& path, const std::string& contents) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError(tmp + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + off, contents.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return IoError(tmp + ": " + std::strerror(e));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return IoError(tmp + ": " + std::strerror(e));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return IoError(path + ": " + std::strerror(e));
+  }
+  return Status::Ok();
+}
+
+Result<std::string> PrepareRunDir(const Config& config, const std::string& flag_value,
+                                  const std::string& role) {
+  std::string dir = flag_value;
+  if (dir.empty()) dir = config.GetString("run.run_dir");
+  if (dir.empty()) {
+    std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", &tm);
+    dir = "runs/" + config.GetString("run.name") + "-" + buf;
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IoError(dir + ": cannot create the run directory: " + ec.message());
+  CHAINRL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/config.toml", config.ToToml()));
+  log::SetRole(role);
+  CHAINRL_RETURN_IF_ERROR(log::OpenEventLog(dir + "/events.jsonl"));
+  return dir;
+}
+
+}  // namespace chainrl::app

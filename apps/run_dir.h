@@ -1,0 +1,22 @@
+// The run directory shared by every process of a run: created once, holds the JSONL event log,
+// the resolved config, metrics addresses, checkpoints and summary.json.
+#pragma once
+
+#include <string>
+
+#include "core/config.h"
+#include "core/status.h"
+
+namespace chainrl::app {
+
+// Resolves the run directory: `flag_value` (--run-dir) if given, else config `run.run_dir`, else
+// runs/<run.name>-<UTC timestamp>. Creates it (and parents), writes `config.toml` (the resolved
+// config) and opens `events.jsonl` as the event log for this process, tagged with `role`.
+// Error (naming the path) if the directory cannot be created or written.
+Result<std::string> PrepareRunDir(const Config& config, const std::string& flag_value,
+                                  const std::string& role);
+
+// Writes `contents` to `path` atomically: a temporary file in the same directory, fsync, rename.
+Status WriteFileAtomic(const std::string& path, const std::string& contents);
+
+}  // namespace chainrl::app
