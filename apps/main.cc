@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "apps/args.h"
+#include "apps/blas_env.h"
 
 namespace chainrl::app {
 namespace {
@@ -81,6 +82,7 @@ CHAINRL_COMMAND("version", "print the version", RunVersion);
 
 int main(int argc, char** argv) {
   using namespace chainrl::app;
+  EnsureFastBlas(argv);
   if (argc < 2) {
     PrintHelp(stderr);
     return kExitUsage;
