@@ -513,6 +513,12 @@ class ConfigBuilder {
         continue;
       }
       const KeySpec* spec = schema.FindKey(key);
+      if (!spec && (schema.IsSection(key) || schema.FindArray(key))) {
+        oval.issues.push_back({"--set", line, 1, key,
+                               "is a table, not a key: set one of its keys (see chainrl config "
+                               "docs)"});
+        continue;
+      }
       if (!spec) {
         std::vector<std::string> local;
         for (const auto& c2 : schema.keys)
@@ -560,7 +566,10 @@ class ConfigBuilder {
       }
     }
 
-    std::vector<ConfigIssue> issues = std::move(val.issues);
+    // A key given with --set replaces the file's value, so a problem with that value is moot.
+    std::vector<ConfigIssue> issues;
+    for (auto& i : val.issues)
+      if (c.sources_[i.key] != "--set") issues.push_back(std::move(i));
     // Report in source order (the TOML table iterates keys alphabetically).
     std::stable_sort(issues.begin(), issues.end(), [](const ConfigIssue& a, const ConfigIssue& b) {
       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
