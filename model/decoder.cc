@@ -1,0 +1,354 @@
+// The qwen2 / qwen3 / llama decoder: modules named as HF's state dict, cached and uncached forward.
+#include "model/decoder.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/check.h"
+#include "model/attention.h"
+
+namespace chainrl::model {
+
+// y = x W^T + b; parameters "weight" [out, in] and optionally "bias" [out].
+struct Projection : torch::nn::Module {
+  Projection(int64_t in, int64_t out, bool bias, const torch::TensorOptions& o) {
+    weight = register_parameter("weight", torch::empty({out, in}, o));
+    if (bias) this->bias = register_parameter("bias", torch::empty({out}, o));
+  }
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
+  torch::Tensor weight, bias;
+};
+
+// HF's RMSNorm: computed in float32, cast back to the input dtype, then multiplied by the weight.
+struct RmsNorm : torch::nn::Module {
+  RmsNorm(int64_t dim, double eps, const torch::TensorOptions& o) : eps(eps) {
+    weight = register_parameter("weight", torch::empty({dim}, o));
+  }
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    const auto in_type = x.scalar_type();
+    torch::Tensor xf = x.to(torch::kFloat);
+    torch::Tensor inv_rms = xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
+    torch::Tensor y = xf * inv_rms;
+    return weight * (in_type == torch::kFloat ? y : y.to(in_type));
+  }
+  double eps;
+  torch::Tensor weight;
+};
+
+struct SelfAttention : torch::nn::Module {
+  SelfAttention(const ModelConfig& c, const torch::TensorOptions& o)
+      : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+    q_proj = register_module("q_proj", std::make_shared<Projection>(c.hidden_size, heads * head_dim,
+                                                                     c.qkv_bias(), o));
+    k_proj = register_module("k_proj", std::make_shared<Projection>(
+                                           c.hidden_size, kv_heads * head_dim, c.qkv_bias(), o));
+    v_proj = register_module("v_proj", std::make_shared<Projection>(
+                                           c.hidden_size, kv_heads * head_dim, c.qkv_bias(), o));
+    o_proj = register_module("o_proj", std::make_shared<Projection>(heads * head_dim,
+                                                                     c.hidden_size, c.o_bias(), o));
+    if (c.qk_norm()) {
+      q_norm = register_module("q_norm", std::make_shared<RmsNorm>(head_dim, c.rms_norm_eps, o));
+      k_norm = register_module("k_norm", std::make_shared<RmsNorm>(head_dim, c.rms_norm_eps, o));
+    }
+  }
+  int64_t heads, kv_heads, head_dim;
+  std::shared_ptr<Projection> q_proj, k_proj, v_proj, o_proj;
+  std::shared_ptr<RmsNorm> q_norm, k_norm;
+};
+
+struct Mlp : torch::nn::Module {
+  Mlp(const ModelConfig& c, const torch::TensorOptions& o) {
+    gate_proj = register_module(
+        "gate_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
+    up_proj = register_module(
+        "up_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
+    down_proj = register_module(
+        "down_proj", std::make_shared<Projection>(c.intermediate_size, c.hidden_size, c.mlp_bias, o));
+  }
+  // down(silu(gate(x)) * up(x)); in place when no gradient is recorded.
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    torch::Tensor gate = (*gate_proj)(x);
+    if (torch::GradMode::is_enabled()) return (*down_proj)(torch::silu(gate) * (*up_proj)(x));
+    return (*down_proj)(torch::silu_(gate).mul_((*up_proj)(x)));
+  }
+  std::shared_ptr<Projection> gate_proj, up_proj, down_proj;
+};
+
+struct DecoderLayer : torch::nn::Module {
+  DecoderLayer(const ModelConfig& c, const torch::TensorOptions& o) {
+    self_attn = register_module("self_attn", std::make_shared<SelfAttention>(c, o));
+    mlp = register_module("mlp", std::make_shared<Mlp>(c, o));
+    input_layernorm =
+        register_module("input_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, o));
+    post_attention_layernorm = register_module(
+        "post_attention_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, o));
+  }
+  std::shared_ptr<SelfAttention> self_attn;
+  std::shared_ptr<Mlp> mlp;
+  std::shared_ptr<RmsNorm> input_layernorm, post_attention_layernorm;
+};
+
+namespace {
+
+// x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1), written as two fused
+// multiply-adds on the halves instead of materialising rotate_half. x: [B, H, T, D].
+torch::Tensor ApplyRope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor out = x * cos;
+  out.narrow(-1, 0, half).addcmul_(x.narrow(-1, half, half), sin.narrow(-1, 0, half), -1);
+  out.narrow(-1, half, half).addcmul_(x.narrow(-1, 0, half), sin.narrow(-1, half, half));
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor RopeInverseFrequencies(const ModelConfig& c) {
+  // HF: 1 / theta ** (arange(0, d, 2).float() / d), in float32.
+  torch::Tensor exponent = torch::arange(0, c.head_dim, 2, torch::kLong).to(torch::kFloat) /
+                           static_cast<float>(c.head_dim);
+  torch::Tensor inv_freq =
+      1.0 / torch::pow(torch::scalar_tensor(c.rope_theta, torch::kFloat), exponent);
+  if (!c.rope_scaling) return inv_freq;
+  // llama3: wavelengths longer than old_len / low_freq_factor are divided by factor, shorter than
+  // old_len / high_freq_factor kept, and the band between interpolated smoothly.
+  const auto& s = *c.rope_scaling;
+  const double old_len = static_cast<double>(s.original_max_position_embeddings);
+  const double low_freq_wavelen = old_len / s.low_freq_factor;
+  const double high_freq_wavelen = old_len / s.high_freq_factor;
+  torch::Tensor wavelen = 2 * M_PI / inv_freq;
+  torch::Tensor scaled = torch::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
+  torch::Tensor smooth =
+      (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+  torch::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+  torch::Tensor medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
+  return torch::where(medium, smoothed, scaled);
+}
+
+KvCache::KvCache(const ModelConfig& c, int64_t batch, int64_t max_len, torch::ScalarType dtype,
+                 torch::Device device)
+    : max_len_(max_len), lengths_(batch, 0) {
+  CHAINRL_CHECK(batch > 0 && max_len > 0, "batch " << batch << " max_len " << max_len);
+  auto o = torch::TensorOptions().dtype(dtype).device(device);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    // Zeroed so that slots never written hold finite values (masked scores times V must stay 0).
+    k_.push_back(torch::zeros({batch, c.num_key_value_heads, max_len, c.head_dim}, o));
+    v_.push_back(torch::zeros({batch, c.num_key_value_heads, max_len, c.head_dim}, o));
+  }
+}
+
+void KvCache::SetLength(int64_t b, int64_t len) {
+  CHAINRL_CHECK(b >= 0 && b < batch() && len >= 0 && len <= lengths_[b],
+                "b " << b << " len " << len);
+  lengths_[b] = len;
+}
+
+void KvCache::Advance(const std::vector<int64_t>& n_new) {
+  CHAINRL_CHECK(static_cast<int64_t>(n_new.size()) == batch(), "n_new " << n_new.size());
+  for (int64_t b = 0; b < batch(); ++b) {
+    CHAINRL_CHECK(n_new[b] >= 0 && lengths_[b] + n_new[b] <= max_len_,
+                  "b " << b << " length " << lengths_[b] << " + " << n_new[b] << " > " << max_len_);
+    lengths_[b] += n_new[b];
+  }
+}
+
+DecoderModel::DecoderModel(const ModelConfig& config, const ModelOptions& options)
+    : config_(config), options_(options) {
+  CHAINRL_CHECK(config.Validate().ok(), config.Validate().ToString());
+  const auto o = torch::TensorOptions().dtype(options.dtype).device(options.device);
+  auto inner = register_module("model", std::make_shared<torch::nn::Module>("model"));
+  auto embed = inner->register_module("embed_tokens", std::make_shared<torch::nn::Module>());
+  embed_ = embed->register_parameter("weight",
+                                     torch::empty({config.vocab_size, config.hidden_size}, o));
+  auto layers = inner->register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    layers_.push_back(std::make_shared<DecoderLayer>(config, o));
+    layers->push_back(layers_.back());
+  }
+  norm_ = inner->register_module("norm",
+                                 std::make_shared<RmsNorm>(config.hidden_size, config.rms_norm_eps, o));
+  if (!config.tie_word_embeddings) {
+    auto head = register_module("lm_head", std::make_shared<torch::nn::Module>());
+    lm_head_ = head->register_parameter("weight",
+                                        torch::empty({config.vocab_size, config.hidden_size}, o));
+  }
+  inv_freq_ = RopeInverseFrequencies(config).to(options.device);
+}
+
+void DecoderModel::InitWeights(uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& p : named_parameters()) {
+    const std::string& name = p.key();
+    torch::Tensor& w = p.value();
+    const bool is_norm = name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
+    const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    if (is_norm) {
+      w.fill_(1.0);
+    } else if (is_bias) {
+      w.zero_();
+    } else {
+      torch::Tensor cpu = torch::empty(w.sizes(), torch::kFloat);
+      cpu.normal_(0.0, config_.initializer_range, gen);
+      w.copy_(cpu);
+    }
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> DecoderModel::RopeTables(const torch::Tensor& positions) const {
+  // HF: freqs = positions (float32) outer inv_freq; emb = cat(freqs, freqs); cos/sin cast.
+  torch::Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);             // [B, 1, T, D]
+  torch::Tensor cos = emb.cos(), sin = emb.sin();
+  if (options_.dtype != torch::kFloat) {
+    cos = cos.to(options_.dtype);
+    sin = sin.to(options_.dtype);
+  }
+  return {cos, sin};
+}
+
+torch::Tensor DecoderModel::Embed(const torch::Tensor& input_ids) {
+  return torch::embedding(embed_, input_ids);
+}
+
+LayerContext DecoderModel::MakeContext(int64_t batch, int64_t seq_len, const torch::Tensor& positions,
+                                       const torch::Tensor& attention_mask) const {
+  LayerContext ctx;
+  torch::Tensor pos = positions;
+  if (attention_mask.defined()) {
+    CHAINRL_CHECK(attention_mask.dim() == 2 && attention_mask.size(0) == batch &&
+                      attention_mask.size(1) == seq_len,
+                  "attention_mask" << attention_mask.sizes());
+    ctx.mask = PaddedCausalMask(attention_mask.to(options_.device));
+    if (!pos.defined()) {
+      torch::Tensor m = attention_mask.to(options_.device).to(torch::kLong);
+      pos = (m.cumsum(1) - 1).clamp_min_(0);
+    }
+  } else {
+    ctx.mask = CausalMask(seq_len, seq_len, options_.device);
+  }
+  if (!pos.defined())
+    pos = torch::arange(seq_len, torch::TensorOptions().dtype(torch::kLong).device(options_.device))
+              .unsqueeze(0)
+              .expand({batch, seq_len});
+  CHAINRL_CHECK(pos.dim() == 2 && pos.size(0) == batch && pos.size(1) == seq_len,
+                "positions" << pos.sizes());
+  std::tie(ctx.cos, ctx.sin) = RopeTables(pos.to(options_.device));
+  return ctx;
+}
+
+LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvCache& cache,
+                                             const std::vector<int64_t>& n_new) const {
+  const int64_t B = positions.size(0), T = positions.size(1);
+  CHAINRL_CHECK(positions.dim() == 2 && B == cache.batch(), "positions" << positions.sizes()
+                                                                        << " cache batch "
+                                                                        << cache.batch());
+  CHAINRL_CHECK(n_new.empty() || static_cast<int64_t>(n_new.size()) == B, "n_new " << n_new.size());
+  LayerContext ctx;
+  ctx.cache = &cache;
+  const auto& start = cache.lengths();
+  bool uniform = true;
+  int64_t key_len = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    CHAINRL_CHECK(start[b] + T <= cache.max_len(),
+                  "sequence " << b << ": " << start[b] << " + " << T << " > " << cache.max_len());
+    const int64_t n = n_new.empty() ? T : n_new[b];
+    CHAINRL_CHECK(n >= 0 && n <= T, "n_new[" << b << "] = " << n);
+    key_len = std::max(key_len, start[b] + n);
+    uniform = uniform && start[b] == start[0];
+  }
+  ctx.key_len = key_len;
+  const auto dev = options_.device;
+  if (uniform) {
+    ctx.uniform_start = start[0];
+    // Every row's query t attends to slots <= start + t: one bottom-right causal mask for all, and
+    // none at all when it would allow everything (one new token per row).
+    if (key_len != start[0] + T) {
+      ctx.mask = CacheCausalMask(start, T, key_len, dev);
+    } else if (T > 1) {
+      ctx.mask = CausalMask(T, key_len, dev);
+    }
+  } else {
+    ctx.mask = CacheCausalMask(start, T, key_len, dev);
+    torch::Tensor slots = torch::tensor(start, torch::kLong).to(dev).view({B, 1}) +
+                          torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    ctx.slot_index = slots.view({B, 1, T, 1}).expand(
+        {B, config_.num_key_value_heads, T, config_.head_dim});
+  }
+  std::tie(ctx.cos, ctx.sin) = RopeTables(positions.to(dev));
+  return ctx;
+}
+
+torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const LayerContext& ctx) {
+  CHAINRL_CHECK(i >= 0 && i < num_layers(), "layer " << i);
+  DecoderLayer& layer = *layers_[i];
+  SelfAttention& attn = *layer.self_attn;
+  const int64_t B = x.size(0), T = x.size(1), D = attn.head_dim;
+
+  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor q = (*attn.q_proj)(h).view({B, T, attn.heads, D});
+  torch::Tensor k = (*attn.k_proj)(h).view({B, T, attn.kv_heads, D});
+  torch::Tensor v = (*attn.v_proj)(h).view({B, T, attn.kv_heads, D}).transpose(1, 2);
+  if (attn.q_norm) {  // qwen3: per-head RMSNorm before RoPE
+    q = (*attn.q_norm)(q);
+    k = (*attn.k_norm)(k);
+  }
+  q = ApplyRope(q.transpose(1, 2), ctx.cos, ctx.sin);  // [B, H, T, D]
+  k = ApplyRope(k.transpose(1, 2), ctx.cos, ctx.sin);
+
+  if (ctx.cache != nullptr) {
+    torch::Tensor& ck = ctx.cache->k(i);
+    torch::Tensor& cv = ctx.cache->v(i);
+    if (ctx.uniform_start >= 0) {
+      ck.narrow(2, ctx.uniform_start, T).copy_(k);
+      cv.narrow(2, ctx.uniform_start, T).copy_(v);
+    } else {
+      ck.scatter_(2, ctx.slot_index, k);
+      cv.scatter_(2, ctx.slot_index, v);
+    }
+    k = ck.narrow(2, 0, ctx.key_len);
+    v = cv.narrow(2, 0, ctx.key_len);
+  }
+  torch::Tensor a = Attention(q, k, v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(D)));
+  a = a.transpose(1, 2).reshape({B, T, attn.heads * D});
+  torch::Tensor out = (*attn.o_proj)(a);
+  out.add_(x);  // residual; the projection's output is not needed by its backward
+  torch::Tensor m = (*layer.mlp)((*layer.post_attention_layernorm)(out));
+  m.add_(out);
+  return m;
+}
+
+torch::Tensor DecoderModel::FinalNorm(const torch::Tensor& hidden) { return (*norm_)(hidden); }
+
+torch::Tensor DecoderModel::Forward(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                                    const torch::Tensor& attention_mask) {
+  CHAINRL_CHECK(input_ids.dim() == 2, "input_ids" << input_ids.sizes());
+  LayerContext ctx = MakeContext(input_ids.size(0), input_ids.size(1), positions, attention_mask);
+  torch::Tensor h = Embed(input_ids);
+  for (int64_t i = 0; i < num_layers(); ++i) h = Layer(i, h, ctx);
+  return FinalNorm(h);
+}
+
+torch::Tensor DecoderModel::ForwardCached(const torch::Tensor& input_ids,
+                                          const torch::Tensor& positions, KvCache& cache,
+                                          const std::vector<int64_t>& n_new) {
+  CHAINRL_CHECK(input_ids.dim() == 2 && positions.sizes() == input_ids.sizes(),
+                "input_ids" << input_ids.sizes() << " positions" << positions.sizes());
+  CHAINRL_CHECK(cache.num_layers() == num_layers(), "cache layers " << cache.num_layers());
+  LayerContext ctx = MakeCachedContext(positions, cache, n_new);
+  torch::Tensor h = Embed(input_ids);
+  for (int64_t i = 0; i < num_layers(); ++i) h = Layer(i, h, ctx);
+  cache.Advance(n_new.empty() ? std::vector<int64_t>(input_ids.size(0), input_ids.size(1)) : n_new);
+  return FinalNorm(h);
+}
+
+torch::Tensor DecoderModel::Logits(const torch::Tensor& hidden) const {
+  return torch::linear(hidden, LmHeadWeight());
+}
+
+torch::Tensor DecoderModel::LmHeadWeight() const {
+  return config_.tie_word_embeddings ? embed_ : lm_head_;
+}
+
+}  // namespace chainrl::model

@@ -1,0 +1,133 @@
+// The decoder-only transformer for qwen2 / qwen3 / llama with Hugging Face's exact semantics
+// (RMSNorm in float32, rotate_half RoPE with llama3 scaling, GQA, SwiGLU, tied embeddings), a
+// preallocated per-sequence KV cache, and per-layer entry points for streaming engines.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "model/hf_config.h"
+
+namespace chainrl::model {
+
+// Where and in which dtype parameters live and compute runs.
+struct ModelOptions {
+  torch::ScalarType dtype = torch::kFloat32;  // parameter and compute dtype
+  torch::Device device = torch::kCPU;
+  ModelOptions& set_dtype(torch::ScalarType d) { dtype = d; return *this; }
+  ModelOptions& set_device(torch::Device d) { device = d; return *this; }
+};
+
+// The inverse RoPE frequencies of `config` ([head_dim / 2], float32, computed in float32 as HF
+// does): theta^(-2i/d), with llama3 rope_scaling applied when configured.
+torch::Tensor RopeInverseFrequencies(const ModelConfig& config);
+
+// Per-layer key/value cache, preallocated: k(l), v(l) are [batch, kv_heads, max_len, head_dim]
+// (zero-initialised). Sequence b occupies slots [0, length(b)); new tokens are appended at
+// length(b). Not thread-safe; one forward at a time.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int64_t batch, int64_t max_len, torch::ScalarType dtype,
+          torch::Device device);
+
+  int64_t batch() const { return static_cast<int64_t>(lengths_.size()); }
+  int64_t max_len() const { return max_len_; }
+  int64_t num_layers() const { return static_cast<int64_t>(k_.size()); }
+  const std::vector<int64_t>& lengths() const { return lengths_; }
+  int64_t length(int64_t b) const { return lengths_[b]; }
+  // Truncates (or, with 0, resets) sequence b. REQUIRES 0 <= len <= length(b).
+  void SetLength(int64_t b, int64_t len);
+  // Adds n_new[b] to each length. REQUIRES lengths stay <= max_len.
+  void Advance(const std::vector<int64_t>& n_new);
+
+  torch::Tensor& k(int64_t layer) { return k_[layer]; }
+  torch::Tensor& v(int64_t layer) { return v_[layer]; }
+
+ private:
+  int64_t max_len_;
+  std::vector<int64_t> lengths_;
+  std::vector<torch::Tensor> k_, v_;
+};
+
+// Everything a layer needs besides its hidden-state input; built once per forward and shared by
+// all layers (so RoPE tables and masks are computed once, not per layer).
+struct LayerContext {
+  torch::Tensor cos, sin;  // [B, 1, T, head_dim], compute dtype
+  torch::Tensor mask;      // bool, broadcastable to [B, 1, T, key_len]; undefined = attend to all
+  // Cached forward only:
+  KvCache* cache = nullptr;
+  int64_t uniform_start = -1;  // the common first slot when all sequences start there, else -1
+  torch::Tensor slot_index;    // otherwise: [B, kv_heads, T, head_dim] int64 slot of each new token
+  int64_t key_len = 0;         // attend over cache slots [0, key_len)
+};
+
+struct DecoderLayer;
+struct RmsNorm;
+
+// A qwen2 / qwen3 / llama decoder. named_parameters() are exactly HF's state-dict keys
+// ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ..., "model.norm.weight",
+// "lm_head.weight" unless tie_word_embeddings). Not thread-safe for concurrent forwards.
+//
+// Shapes: input_ids, positions are int64 [B, T]; hidden states [B, T, hidden_size].
+class DecoderModel : public torch::nn::Module {
+ public:
+  // REQUIRES config.Validate().ok(). Parameters are uninitialised until InitWeights or a load.
+  DecoderModel(const ModelConfig& config, const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
+
+  // HF initialisation: linear and embedding weights ~ N(0, initializer_range), biases 0, norm
+  // weights 1. Deterministic for a seed (drawn on the CPU in float32, then converted).
+  void InitWeights(uint64_t seed);
+
+  // Hidden states after the final norm (no LM head). Without a cache.
+  //   positions: undefined = arange(T), or with attention_mask, cumsum(mask) - 1 (HF generate's
+  //     convention for padded batches).
+  //   attention_mask: undefined = no padding, else [B, T] 1 = token, 0 = padding (any side).
+  torch::Tensor Forward(const torch::Tensor& input_ids, const torch::Tensor& positions = {},
+                        const torch::Tensor& attention_mask = {});
+
+  // Forward over new tokens with the KV cache: row b's first n_new[b] tokens are real (the rest
+  // of the row is padding and ignored) and are appended at cache.length(b); their keys/values are
+  // written into the cache and lengths advance by n_new. n_new empty = T for every row.
+  // positions are explicit (usually length(b) + t). REQUIRES length(b) + T <= cache.max_len().
+  // Returns hidden states after the final norm, [B, T, hidden]; padding rows are garbage.
+  torch::Tensor ForwardCached(const torch::Tensor& input_ids, const torch::Tensor& positions,
+                              KvCache& cache, const std::vector<int64_t>& n_new = {});
+
+  // Per-layer access for engines that drive layers one at a time (streaming backprop):
+  // Forward == FinalNorm(Layer(L-1, ... Layer(0, Embed(ids), ctx) ..., ctx)).
+  torch::Tensor Embed(const torch::Tensor& input_ids);
+  LayerContext MakeContext(int64_t batch, int64_t seq_len, const torch::Tensor& positions,
+                           const torch::Tensor& attention_mask) const;
+  // Context for a cached forward (does not advance the cache; ForwardCached does).
+  LayerContext MakeCachedContext(const torch::Tensor& positions, KvCache& cache,
+                                 const std::vector<int64_t>& n_new) const;
+  torch::Tensor Layer(int64_t i, const torch::Tensor& hidden, const LayerContext& ctx);
+  torch::Tensor FinalNorm(const torch::Tensor& hidden);
+
+  // RoPE tables for positions [B, T]: cos, sin [B, 1, T, head_dim] in the compute dtype.
+  std::pair<torch::Tensor, torch::Tensor> RopeTables(const torch::Tensor& positions) const;
+
+  // LM head: logits = hidden @ W^T, [.., vocab]. LmHeadWeight() is [vocab, hidden]; the embedding
+  // matrix when tie_word_embeddings.
+  torch::Tensor Logits(const torch::Tensor& hidden) const;
+  torch::Tensor LmHeadWeight() const;
+
+ private:
+  ModelConfig config_;
+  ModelOptions options_;
+  torch::Tensor inv_freq_;  // [head_dim / 2] float32 on the device
+  torch::Tensor embed_;     // model.embed_tokens.weight
+  std::vector<std::shared_ptr<DecoderLayer>> layers_;
+  std::shared_ptr<RmsNorm> norm_;
+  torch::Tensor lm_head_;  // undefined when tied
+};
+
+}  // namespace chainrl::model

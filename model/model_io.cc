@@ -1,0 +1,139 @@
+// Model directories in HF layout: name-for-name weight loading, saving config + weights.
+#include "model/model_io.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace chainrl::model {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  const size_t shown = std::min<size_t>(names.size(), 50);
+  for (size_t i = 0; i < shown; ++i) out += (i ? ", " : "") + names[i];
+  if (shown < names.size()) out += ", ... (" + std::to_string(names.size() - shown) + " more)";
+  return out;
+}
+
+}  // namespace
+
+std::string TorchDtypeName(torch::ScalarType type) {
+  switch (type) {
+    case torch::kFloat: return "float32";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kHalf: return "float16";
+    case torch::kDouble: return "float64";
+    default: return c10::toString(type);
+  }
+}
+
+Result<torch::ScalarType> ParseTorchDtype(const std::string& name) {
+  if (name == "float32" || name == "float") return torch::kFloat;
+  if (name == "bfloat16") return torch::kBFloat16;
+  if (name == "float16" || name == "half") return torch::kHalf;
+  if (name == "float64") return torch::kDouble;
+  return InvalidArgument("unknown dtype '" + name + "' (float32, bfloat16, float16, float64)");
+}
+
+TensorMap ModelStateDict(DecoderModel& model) {
+  TensorMap out;
+  for (const auto& p : model.named_parameters()) out.emplace(p.key(), p.value());
+  return out;
+}
+
+Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source) {
+  auto params = model.named_parameters();
+  std::vector<std::string> missing, unexpected, mismatched;
+  for (const auto& p : params) {
+    auto it = tensors.find(p.key());
+    if (it == tensors.end()) {
+      missing.push_back(p.key());
+    } else if (it->second.sizes() != p.value().sizes()) {
+      std::ostringstream os;
+      os << p.key() << " (file " << it->second.sizes() << ", model " << p.value().sizes() << ")";
+      mismatched.push_back(os.str());
+    }
+  }
+  for (const auto& [name, t] : tensors) {
+    if (params.contains(name)) continue;
+    if (name == "lm_head.weight" && model.config().tie_word_embeddings) continue;
+    if (EndsWith(name, ".rotary_emb.inv_freq")) continue;
+    unexpected.push_back(name);
+  }
+  if (!missing.empty() || !unexpected.empty() || !mismatched.empty()) {
+    std::string msg = source + ": weights do not match the " +
+                      ArchitectureName(model.config().arch) + " model of config.json:";
+    if (!missing.empty()) msg += " missing tensors: " + JoinNames(missing) + ";";
+    if (!unexpected.empty()) msg += " unexpected tensors: " + JoinNames(unexpected) + ";";
+    if (!mismatched.empty()) msg += " shape mismatches: " + JoinNames(mismatched) + ";";
+    msg.pop_back();
+    return Corrupt(msg);
+  }
+  torch::NoGradGuard no_grad;
+  for (auto& p : params) {
+    const torch::Tensor& src = tensors.at(p.key());
+    torch::Tensor& dst = p.value();
+    if (src.device() == dst.device() && src.scalar_type() == dst.scalar_type() &&
+        src.is_contiguous()) {
+      dst.set_data(src);  // zero-copy: the parameter now lives in the (copy-on-write) mapping
+    } else {
+      dst.copy_(src);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir, const ModelOptions& options) {
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  CHAINRL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_path));
+  CHAINRL_ASSIGN_OR_RETURN(TensorMap tensors, LoadSafetensorsDir(dir));
+  std::shared_ptr<DecoderModel> model;
+  try {
+    model = std::make_shared<DecoderModel>(config, options);
+  } catch (const std::exception& e) {  // e.g. out of memory for a huge vocab in a corrupt config
+    return Internal(config_path + ": cannot build the model: " + e.what());
+  }
+  CHAINRL_RETURN_IF_ERROR(LoadStateDict(*model, tensors, dir));
+  return model;
+}
+
+Status SaveGenerationConfig(const ModelConfig& config, const std::string& path) {
+  nlohmann::ordered_json g;
+  g["_from_model_config"] = true;
+  if (!config.extra_json.empty()) {
+    const auto extra = nlohmann::json::parse(config.extra_json, nullptr, false);
+    if (extra.is_object()) {
+      for (const char* key : {"bos_token_id", "eos_token_id", "pad_token_id"})
+        if (extra.contains(key) && !extra[key].is_null()) g[key] = extra[key];
+    }
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return IoError(path + ": cannot write");
+  out << g.dump(2) << "\n";
+  if (!out.flush()) return IoError(path + ": write failed");
+  return Status::Ok();
+}
+
+Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return IoError(dir + ": cannot create directory: " + ec.message());
+  ModelConfig config = model.config();
+  config.torch_dtype = TorchDtypeName(model.options().dtype);
+  CHAINRL_RETURN_IF_ERROR(SaveModelConfig(config, (fs::path(dir) / "config.json").string()));
+  CHAINRL_RETURN_IF_ERROR(
+      SaveGenerationConfig(config, (fs::path(dir) / "generation_config.json").string()));
+  return SaveSafetensorsDir(dir, ModelStateDict(model), shard_bytes);
+}
+
+}  // namespace chainrl::model

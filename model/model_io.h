@@ -1,0 +1,45 @@
+// Loading and saving whole models in Hugging Face layout: config.json + model.safetensors (or
+// shards with model.safetensors.index.json) + generation_config.json. Loading is a name-for-name
+// copy of HF's keys into DecoderModel's parameters.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "model/decoder.h"
+#include "model/hf_config.h"
+#include "model/safetensors.h"
+
+namespace chainrl::model {
+
+// The model's parameters by HF key (views of the live parameters, not copies).
+TensorMap ModelStateDict(DecoderModel& model);
+
+// Copies `tensors` into the model's parameters, converting dtype and device. On the CPU, a tensor
+// that already has the parameter's dtype becomes the parameter's storage without a copy (a
+// copy-on-write view of the mapped file). Error, naming `source`, listing every missing name,
+// every unexpected name and every shape mismatch. Ignored: "lm_head.weight" when the embeddings
+// are tied, and "*.rotary_emb.inv_freq" buffers written by old exporters.
+Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source);
+
+// Reads `dir`/config.json and the weights; the model is built with `options` (dtype, device).
+// REQUIRES nothing; every failure is an error naming the file.
+Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
+                                                const ModelOptions& options = {});
+
+// Writes config.json (torch_dtype = the parameters' dtype), generation_config.json and the
+// weights into `dir` (created if needed); one file when `shard_bytes` <= 0 or the weights fit,
+// shards of at most `shard_bytes` otherwise. Weights are saved in the parameters' dtype, so
+// SaveModel -> LoadModel with the same dtype is bit-exact.
+Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes = 0);
+
+// generation_config.json with bos/eos token ids taken from the config's extra keys if present.
+Status SaveGenerationConfig(const ModelConfig& config, const std::string& path);
+
+// The HF torch_dtype name ("float32", "bfloat16", "float16") of a dtype, and back.
+std::string TorchDtypeName(torch::ScalarType type);
+Result<torch::ScalarType> ParseTorchDtype(const std::string& name);
+
+}  // namespace chainrl::model
