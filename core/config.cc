@@ -630,14 +630,14 @@ namespace {
 const ConfigValue& Lookup(const std::map<std::string, ConfigValue, std::less<>>& values,
                           std::string_view key) {
   auto it = values.find(key);
-  CHAINRL_CHECK(it != values.end(), << "config key '" << key << "' is not in the schema");
+  CHAINRL_CHECK(it != values.end(), "config key '" << key << "' is not in the schema");
   return it->second;
 }
 template <typename T>
 const T& Typed(const std::map<std::string, ConfigValue, std::less<>>& values, std::string_view key) {
   const ConfigValue& v = Lookup(values, key);
   const T* p = std::get_if<T>(&v);
-  CHAINRL_CHECK(p != nullptr, << "config key '" << key << "' read with the wrong type");
+  CHAINRL_CHECK(p != nullptr, "config key '" << key << "' read with the wrong type");
   return *p;
 }
 }  // namespace
@@ -661,7 +661,7 @@ const std::vector<double>& Config::GetFloatList(std::string_view key) const {
 
 const std::vector<ConfigTable>& Config::GetArray(std::string_view name) const {
   auto it = arrays_.find(name);
-  CHAINRL_CHECK(it != arrays_.end(), << "config array '" << name << "' is not in the schema");
+  CHAINRL_CHECK(it != arrays_.end(), "config array '" << name << "' is not in the schema");
   return it->second;
 }
 

@@ -76,7 +76,7 @@ double SampleUniform(uint64_t seed, int64_t counter) {
 torch::Tensor SamplingDistribution(const torch::Tensor& logits,
                                    const std::vector<SamplingParams>& params) {
   CHAINRL_CHECK(logits.dim() == 2 && logits.size(0) == static_cast<int64_t>(params.size()),
-                << "logits " << logits.sizes() << " vs " << params.size() << " params");
+                "logits " << logits.sizes() << " vs " << params.size() << " params");
   auto x = logits.to(torch::kFloat32);
   RowTensors rows = MakeRows(params, x.size(1), x.device());
   auto probs = torch::softmax(x * rows.inv_temp, -1);
@@ -96,7 +96,7 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
   const int64_t b = logits.size(0);
   CHAINRL_CHECK(logits.dim() == 2 && static_cast<int64_t>(params.size()) == b &&
                     static_cast<int64_t>(counters.size()) == b,
-                << "logits " << logits.sizes() << ", " << params.size() << " params, "
+                "logits " << logits.sizes() << ", " << params.size() << " params, "
                 << counters.size() << " counters");
   torch::NoGradGuard no_grad;
   auto x = logits.to(torch::kFloat32);

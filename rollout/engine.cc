@@ -1,0 +1,326 @@
+// The rollout engine (see engine.h).
+#include "rollout/engine.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <unordered_set>
+
+#include "core/check.h"
+
+namespace chainrl::rollout {
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kBudget: return "budget";
+    case FinishReason::kRepetition: return "repetition";
+    case FinishReason::kAborted: return "aborted";
+    case FinishReason::kUnfinished: return "unfinished";
+  }
+  return "?";
+}
+
+struct RolloutEngine::Slot {
+  int64_t req = -1;  // index into the current requests; -1 when free
+  int32_t last_token = 0;
+  std::vector<int32_t> response;  // carried + new
+  int64_t new_count = 0;
+  std::optional<StopMatcher> matcher;
+};
+
+RolloutEngine::RolloutEngine(std::shared_ptr<model::DecoderModel> model, EngineOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  CHAINRL_CHECK(options_.max_batch > 0 && options_.max_seq_len > 1, "engine options");
+  cache_ = std::make_unique<model::KvCache>(model_->config(), options_.max_batch,
+                                            options_.max_seq_len, model_->options().dtype,
+                                            model_->options().device);
+  slot_kept_.assign(static_cast<size_t>(options_.max_batch), false);
+}
+
+void RolloutEngine::InvalidateKeptKv() {
+  for (auto& [id, k] : kept_) {
+    cache_->SetLength(k.slot, 0);
+    slot_kept_[static_cast<size_t>(k.slot)] = false;
+  }
+  kept_.clear();
+}
+
+Status RolloutEngine::Validate(const GenerationRequest& r) const {
+  const int64_t vocab = model_->config().vocab_size;
+  auto bad = [&](const std::string& why) { return InvalidArgument("request '" + r.id + "': " + why); };
+  if (r.prompt.empty()) return bad("empty prompt");
+  if (r.max_new_tokens < 1) return bad("max_new_tokens must be >= 1");
+  if (r.budget_tokens < 0 || r.segment_tokens < 0) return bad("negative budget or segment");
+  if (static_cast<int64_t>(r.carried.size()) >= r.max_new_tokens)
+    return bad("carried tokens already reach max_new_tokens");
+  if (static_cast<int64_t>(r.prompt.size()) + r.max_new_tokens > options_.max_seq_len)
+    return bad("prompt (" + std::to_string(r.prompt.size()) + ") + max_new_tokens (" +
+               std::to_string(r.max_new_tokens) + ") exceeds max_seq_len " +
+               std::to_string(options_.max_seq_len));
+  for (const auto* v : {&r.prompt, &r.carried})
+    for (int32_t t : *v)
+      if (t < 0 || t >= vocab)
+        return bad("token id " + std::to_string(t) + " outside the vocabulary [0, " +
+                   std::to_string(vocab) + ")");
+  return Status::Ok();
+}
+
+Result<std::vector<GenerationResult>> RolloutEngine::Generate(
+    const std::vector<GenerationRequest>& requests) {
+  std::unordered_set<std::string> ids;
+  for (const auto& r : requests) {
+    CHAINRL_RETURN_IF_ERROR(Validate(r));
+    if (!ids.insert(r.id).second) return InvalidArgument("request id '" + r.id + "' given twice");
+  }
+  torch::NoGradGuard no_grad;
+  const int64_t n_slots = options_.max_batch;
+  const auto device = model_->options().device;
+  std::vector<GenerationResult> results(requests.size());
+  std::vector<Slot> slots(static_cast<size_t>(n_slots));
+  std::vector<int64_t> waiting;  // request indices, in order
+  for (size_t i = 0; i < requests.size(); ++i) results[i].id = requests[i].id;
+
+  // Continuations whose KV is still in a slot resume there without a prefill.
+  auto start_slot = [&](int64_t s, int64_t i) {
+    Slot& slot = slots[static_cast<size_t>(s)];
+    const auto& r = requests[static_cast<size_t>(i)];
+    slot = Slot();
+    slot.req = i;
+    slot.response = r.carried;
+    std::vector<std::string> stops = r.stop_strings;
+    if (options_.token_bytes && !stops.empty()) {
+      slot.matcher.emplace(std::move(stops));
+      for (int32_t t : r.carried) slot.matcher->Append(options_.token_bytes(t));
+    }
+  };
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    auto it = kept_.find(r.id);
+    if (it != kept_.end() && it->second.response_len == r.carried.size() &&
+        it->second.prompt_len == r.prompt.size() && !r.carried.empty()) {
+      int64_t s = it->second.slot;
+      slot_kept_[static_cast<size_t>(s)] = false;
+      kept_.erase(it);
+      start_slot(s, static_cast<int64_t>(i));
+      slots[static_cast<size_t>(s)].last_token = r.carried.back();
+      ++stats_.resumed;
+      continue;
+    }
+    if (it != kept_.end()) {  // stale: the caller moved on
+      cache_->SetLength(it->second.slot, 0);
+      slot_kept_[static_cast<size_t>(it->second.slot)] = false;
+      kept_.erase(it);
+    }
+    if (!r.carried.empty()) ++stats_.reprefilled;
+    waiting.push_back(static_cast<int64_t>(i));
+  }
+  size_t next_waiting = 0;
+
+  // Appends a sampled token to slot s and decides whether the sample has finished.
+  auto accept = [&](int64_t s, int32_t token, float logprob, float entropy) {
+    Slot& slot = slots[static_cast<size_t>(s)];
+    const auto& r = requests[static_cast<size_t>(slot.req)];
+    GenerationResult& res = results[static_cast<size_t>(slot.req)];
+    res.tokens.push_back(token);
+    res.logprobs.push_back(logprob);
+    if (options_.compute_entropy) res.entropy.push_back(entropy);
+    slot.response.push_back(token);
+    slot.last_token = token;
+    ++slot.new_count;
+    ++stats_.generated_tokens;
+    const int64_t n = static_cast<int64_t>(slot.response.size());
+    std::optional<FinishReason> fin;
+    if (std::find(options_.eos_token_ids.begin(), options_.eos_token_ids.end(), token) !=
+            options_.eos_token_ids.end() ||
+        std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), token) !=
+            r.stop_token_ids.end()) {
+      fin = FinishReason::kStop;
+    }
+    if (!fin && slot.matcher) {
+      if (auto at = slot.matcher->Append(options_.token_bytes(token))) {
+        fin = FinishReason::kStop;
+        res.stop_text_bytes = static_cast<int64_t>(*at);
+      }
+    }
+    if (!fin && n >= r.max_new_tokens) fin = FinishReason::kLength;
+    if (!fin && r.budget_tokens > 0 && r.budget_tokens < r.max_new_tokens && n >= r.budget_tokens)
+      fin = FinishReason::kBudget;
+    if (!fin && options_.repetition_detection) {
+      if (auto rep = DetectRepetition(slot.response, options_.repetition)) {
+        fin = FinishReason::kRepetition;
+        res.repetition = rep;
+      }
+    }
+    if (fin) {
+      res.finish = *fin;
+      cache_->SetLength(s, 0);
+      slot = Slot();
+      return;
+    }
+    if (r.segment_tokens > 0 && slot.new_count >= r.segment_tokens) {
+      res.finish = FinishReason::kUnfinished;
+      // The KV of prompt + response[:-1] stays in the slot for the next segment.
+      kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
+      slot_kept_[static_cast<size_t>(s)] = true;
+      slot = Slot();
+    }
+  };
+
+  // Prefills the requests assigned to slots `assign` (slot, request) and samples their first
+  // token. Requests with the same prompt and nothing carried share one prefill row.
+  auto admit = [&](const std::vector<std::pair<int64_t, int64_t>>& assign) {
+    std::vector<std::vector<int32_t>> rows;
+    std::vector<int64_t> row_of(assign.size());
+    std::map<std::vector<int32_t>, int64_t> shared;
+    for (size_t a = 0; a < assign.size(); ++a) {
+      const auto& r = requests[static_cast<size_t>(assign[a].second)];
+      std::vector<int32_t> seq = r.prompt;
+      seq.insert(seq.end(), r.carried.begin(), r.carried.end());
+      if (options_.share_prefix && r.carried.empty()) {
+        auto [it, fresh] = shared.emplace(seq, static_cast<int64_t>(rows.size()));
+        if (!fresh) {
+          row_of[a] = it->second;
+          continue;
+        }
+      }
+      row_of[a] = static_cast<int64_t>(rows.size());
+      rows.push_back(std::move(seq));
+    }
+    const int64_t R = static_cast<int64_t>(rows.size());
+    int64_t max_len = 0;
+    for (const auto& s : rows) max_len = std::max<int64_t>(max_len, static_cast<int64_t>(s.size()));
+    model::KvCache temp(model_->config(), R, max_len, model_->options().dtype, device);
+    std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
+    const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+    for (int64_t off = 0; off < max_len; off += chunk) {
+      const int64_t T = std::min(chunk, max_len - off);
+      std::vector<int64_t> ids(static_cast<size_t>(R * T), 0), pos(static_cast<size_t>(R * T), 0),
+          n_new(static_cast<size_t>(R), 0);
+      for (int64_t r = 0; r < R; ++r) {
+        const auto& seq = rows[static_cast<size_t>(r)];
+        const int64_t len = static_cast<int64_t>(seq.size());
+        n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
+        for (int64_t t = 0; t < T; ++t) {
+          pos[static_cast<size_t>(r * T + t)] = temp.length(r) + t;
+          if (off + t < len) ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
+        }
+      }
+      auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
+      auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
+      auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new);
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
+        if (len > off && len <= off + T) last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
+      }
+      stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
+    }
+    auto logits = model_->Logits(torch::stack(last_hidden));  // [R, V]
+    // Copy each row's KV into the slots of its samples.
+    std::vector<int64_t> advance(static_cast<size_t>(n_slots), 0);
+    for (size_t a = 0; a < assign.size(); ++a) {
+      const int64_t s = assign[a].first, r = row_of[a];
+      const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
+      for (int64_t l = 0; l < cache_->num_layers(); ++l) {
+        cache_->k(l)[s].narrow(1, 0, len).copy_(temp.k(l)[r].narrow(1, 0, len));
+        cache_->v(l)[s].narrow(1, 0, len).copy_(temp.v(l)[r].narrow(1, 0, len));
+      }
+      cache_->SetLength(s, 0);
+      advance[static_cast<size_t>(s)] = len;
+    }
+    cache_->Advance(advance);
+    std::vector<SamplingParams> params;
+    std::vector<int64_t> counters, row_index;
+    for (size_t a = 0; a < assign.size(); ++a) {
+      const auto& r = requests[static_cast<size_t>(assign[a].second)];
+      params.push_back(r.sampling);
+      counters.push_back(static_cast<int64_t>(r.carried.size()));
+      row_index.push_back(row_of[a]);
+    }
+    auto rep_logits = logits.index_select(0, torch::tensor(row_index, torch::kLong).to(device));
+    auto out = SampleTokens(rep_logits, params, counters, options_.compute_entropy);
+    auto toks = out.tokens.to(torch::kCPU), lps = out.logprobs.to(torch::kCPU);
+    torch::Tensor ents = options_.compute_entropy ? out.entropy.to(torch::kCPU) : torch::Tensor();
+    for (size_t a = 0; a < assign.size(); ++a) {
+      const int64_t ai = static_cast<int64_t>(a);
+      accept(assign[a].first, static_cast<int32_t>(toks[ai].item<int64_t>()),
+             lps[ai].item<float>(), ents.defined() ? ents[ai].item<float>() : 0.f);
+    }
+  };
+
+  auto active_count = [&] {
+    int64_t n = 0;
+    for (const auto& s : slots) n += s.req >= 0;
+    return n;
+  };
+
+  for (;;) {
+    // Admission: free slots take waiting requests (static batching: only an empty batch refills).
+    if (next_waiting < waiting.size() && (options_.continuous_batching || active_count() == 0)) {
+      std::vector<std::pair<int64_t, int64_t>> assign;
+      for (int64_t s = 0; s < n_slots && next_waiting < waiting.size(); ++s) {
+        if (slots[static_cast<size_t>(s)].req >= 0) continue;
+        if (slot_kept_[static_cast<size_t>(s)]) continue;
+        start_slot(s, waiting[next_waiting++]);
+        assign.push_back({s, slots[static_cast<size_t>(s)].req});
+      }
+      if (assign.empty() && active_count() == 0) {
+        // Every free slot holds kept KV of an earlier segment: evict it to make progress.
+        for (int64_t s = 0; s < n_slots; ++s) {
+          if (!slot_kept_[static_cast<size_t>(s)]) continue;
+          for (auto it = kept_.begin(); it != kept_.end(); ++it)
+            if (it->second.slot == s) {
+              kept_.erase(it);
+              break;
+            }
+          slot_kept_[static_cast<size_t>(s)] = false;
+          cache_->SetLength(s, 0);
+          break;
+        }
+        continue;
+      }
+      if (!assign.empty()) admit(assign);
+    }
+    std::vector<int64_t> active;
+    for (int64_t s = 0; s < n_slots; ++s)
+      if (slots[static_cast<size_t>(s)].req >= 0) active.push_back(s);
+    if (active.empty()) {
+      if (next_waiting >= waiting.size()) break;
+      continue;
+    }
+    // One decode step over every slot; idle slots carry a dummy token that is not kept.
+    std::vector<int64_t> ids(static_cast<size_t>(n_slots), 0), pos(static_cast<size_t>(n_slots), 0),
+        n_new(static_cast<size_t>(n_slots), 0);
+    for (int64_t s : active) {
+      ids[static_cast<size_t>(s)] = slots[static_cast<size_t>(s)].last_token;
+      n_new[static_cast<size_t>(s)] = 1;
+    }
+    for (int64_t s = 0; s < n_slots; ++s) pos[static_cast<size_t>(s)] = cache_->length(s);
+    auto hidden = model_->ForwardCached(torch::tensor(ids, torch::kLong).view({n_slots, 1}).to(device),
+                                        torch::tensor(pos, torch::kLong).view({n_slots, 1}).to(device),
+                                        *cache_, n_new);
+    ++stats_.decode_steps;
+    stats_.slot_steps += n_slots;
+    auto act = torch::tensor(active, torch::kLong).to(device);
+    auto logits = model_->Logits(hidden.select(1, 0).index_select(0, act));
+    std::vector<SamplingParams> params;
+    std::vector<int64_t> counters;
+    for (int64_t s : active) {
+      const Slot& slot = slots[static_cast<size_t>(s)];
+      params.push_back(requests[static_cast<size_t>(slot.req)].sampling);
+      counters.push_back(static_cast<int64_t>(slot.response.size()));
+    }
+    auto out = SampleTokens(logits, params, counters, options_.compute_entropy);
+    auto toks = out.tokens.to(torch::kCPU), lps = out.logprobs.to(torch::kCPU);
+    torch::Tensor ents = options_.compute_entropy ? out.entropy.to(torch::kCPU) : torch::Tensor();
+    const int64_t* tp = toks.data_ptr<int64_t>();
+    const float* lp = lps.data_ptr<float>();
+    const float* ep = ents.defined() ? ents.data_ptr<float>() : nullptr;
+    for (size_t a = 0; a < active.size(); ++a)
+      accept(active[a], static_cast<int32_t>(tp[a]), lp[a], ep ? ep[a] : 0.f);
+  }
+  return results;
+}
+
+}  // namespace chainrl::rollout

@@ -1,0 +1,284 @@
+// The rollout engine on a small random model: cached generation equals recomputation, seeded
+// samples do not depend on their batch, behaviour logprobs equal the learner's recomputation,
+// stop strings, budgets, group prefix sharing, continuous batching and carried-over segments.
+#include "rollout/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace chainrl::rollout {
+namespace {
+
+std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1) {
+  model::ModelConfig c;
+  c.arch = model::Architecture::kQwen2;
+  c.vocab_size = 64;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.max_position_embeddings = 512;
+  c.initializer_range = 0.3;  // peaked distributions, so greedy has no near-ties
+  auto m = std::make_shared<model::DecoderModel>(c);
+  m->InitWeights(seed);
+  return m;
+}
+
+GenerationRequest Req(std::string id, std::vector<int32_t> prompt, int64_t max_new, uint64_t seed,
+                      double temperature = 1.0) {
+  GenerationRequest r;
+  r.id = std::move(id);
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = max_new;
+  r.sampling.seed = seed;
+  r.sampling.temperature = temperature;
+  return r;
+}
+
+EngineOptions Opts(int64_t max_batch = 4) {
+  EngineOptions o;
+  o.max_batch = max_batch;
+  o.max_seq_len = 128;
+  o.repetition_detection = false;
+  return o;
+}
+
+// Greedy decoding by recomputing the whole sequence every step (no cache).
+std::vector<int32_t> GreedyNoCache(model::DecoderModel& m, std::vector<int32_t> seq, int n) {
+  torch::NoGradGuard g;
+  std::vector<int32_t> out;
+  for (int i = 0; i < n; ++i) {
+    auto ids = torch::tensor(std::vector<int64_t>(seq.begin(), seq.end()), torch::kLong).unsqueeze(0);
+    auto logits = m.Logits(m.Forward(ids))[0][-1];
+    int32_t t = static_cast<int32_t>(logits.argmax().item<int64_t>());
+    out.push_back(t);
+    seq.push_back(t);
+  }
+  return out;
+}
+
+TEST(EngineTest, GreedyWithCacheEqualsRecomputation) {
+  auto m = TinyModel();
+  RolloutEngine engine(m, Opts(3));
+  std::vector<GenerationRequest> reqs = {Req("a", {1, 2, 3}, 24, 0, 0.0),
+                                         Req("b", {5, 9, 11, 13, 2, 7, 7}, 24, 0, 0.0),
+                                         Req("c", {40}, 24, 0, 0.0), Req("d", {3, 3}, 10, 0, 0.0)};
+  auto res = engine.Generate(reqs);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ((*res)[i].tokens, GreedyNoCache(*m, reqs[i].prompt, reqs[i].max_new_tokens)) << i;
+    EXPECT_EQ((*res)[i].finish, FinishReason::kLength);
+  }
+}
+
+TEST(EngineTest, SeededSamplesDoNotDependOnTheBatch) {
+  auto m = TinyModel();
+  auto target = Req("x", {4, 8, 15, 16, 23, 42}, 30, 1234);
+  RolloutEngine alone(m, Opts(1));
+  auto a = alone.Generate({target});
+  ASSERT_TRUE(a.ok());
+  RolloutEngine crowded(m, Opts(5));
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 6; ++i) reqs.push_back(Req("n" + std::to_string(i), {i + 1, 2 * i + 3}, 5 + 7 * i, i));
+  reqs.insert(reqs.begin() + 3, target);
+  auto b = crowded.Generate(reqs);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ((*a)[0].tokens, (*b)[3].tokens);
+  ASSERT_EQ((*a)[0].logprobs.size(), (*b)[3].logprobs.size());
+  for (size_t t = 0; t < (*a)[0].logprobs.size(); ++t)
+    EXPECT_NEAR((*a)[0].logprobs[t], (*b)[3].logprobs[t], 1e-5);
+  auto again = crowded.Generate(reqs);
+  EXPECT_EQ((*again)[3].tokens, (*b)[3].tokens);
+}
+
+TEST(EngineTest, BehaviourLogprobsMatchLearnerRecomputation) {
+  auto m = TinyModel(2);
+  EngineOptions o = Opts(4);
+  o.compute_entropy = true;
+  RolloutEngine engine(m, o);
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 4; ++i) {
+    reqs.push_back(Req("r" + std::to_string(i), {i + 1, 7, 9}, 40, 99 + i, 0.7 + 0.2 * i));
+    reqs.back().sampling.top_k = i == 1 ? 10 : 0;
+    reqs.back().sampling.top_p = i == 2 ? 0.9 : 1.0;
+  }
+  auto res = engine.Generate(reqs);
+  ASSERT_TRUE(res.ok());
+  torch::NoGradGuard g;
+  double max_diff = 0;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    std::vector<int64_t> seq(reqs[i].prompt.begin(), reqs[i].prompt.end());
+    seq.insert(seq.end(), (*res)[i].tokens.begin(), (*res)[i].tokens.end());
+    auto logits = m->Logits(m->Forward(torch::tensor(seq, torch::kLong).unsqueeze(0)))[0];
+    auto logp = torch::log_softmax(logits / reqs[i].sampling.temperature, -1);
+    const int64_t p = static_cast<int64_t>(reqs[i].prompt.size());
+    for (size_t t = 0; t < (*res)[i].tokens.size(); ++t) {
+      double want = logp[p - 1 + static_cast<int64_t>(t)][(*res)[i].tokens[t]].item<float>();
+      max_diff = std::max(max_diff, std::abs(want - (*res)[i].logprobs[t]));
+      double h = -(logp[p - 1 + static_cast<int64_t>(t)].exp() * logp[p - 1 + static_cast<int64_t>(t)])
+                      .sum()
+                      .item<float>();
+      EXPECT_NEAR((*res)[i].entropy[t], h, 1e-4);
+    }
+  }
+  EXPECT_LE(max_diff, 1e-4);
+}
+
+TEST(EngineTest, StopStringsAcrossTokensEosAndBudgets) {
+  auto m = TinyModel(3);
+  EngineOptions o = Opts(2);
+  o.token_bytes = [](int32_t t) { return std::string(1, static_cast<char>('A' + t % 26)) + "."; };
+  RolloutEngine engine(m, o);
+  auto base = engine.Generate({Req("s", {1, 2}, 12, 7, 0.0)});
+  ASSERT_TRUE(base.ok());
+  const auto& toks = (*base)[0].tokens;
+  // A stop string made of the tail of token 3 and the whole of token 4 ("X." + "Y" -> ".Y").
+  auto req = Req("s", {1, 2}, 12, 7, 0.0);
+  req.stop_strings = {"." + o.token_bytes(toks[4]).substr(0, 1)};
+  // Earlier tokens may already contain that text; find where it first appears.
+  std::string text;
+  size_t first_end = 0, first_at = 0;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    text += o.token_bytes(toks[i]);
+    auto at = text.find(req.stop_strings[0]);
+    if (at != std::string::npos) {
+      first_end = i + 1;
+      first_at = at;
+      break;
+    }
+  }
+  ASSERT_GT(first_end, 0u);
+  auto stopped = engine.Generate({req});
+  ASSERT_TRUE(stopped.ok());
+  EXPECT_EQ((*stopped)[0].finish, FinishReason::kStop);
+  EXPECT_EQ((*stopped)[0].tokens, std::vector<int32_t>(toks.begin(), toks.begin() + first_end));
+  EXPECT_EQ((*stopped)[0].stop_text_bytes, static_cast<int64_t>(first_at));
+  // EOS: the 6th greedy token as end-of-sequence.
+  o.token_bytes = nullptr;
+  o.eos_token_ids = {toks[5]};
+  RolloutEngine eos_engine(m, o);
+  auto eos = eos_engine.Generate({Req("s", {1, 2}, 12, 7, 0.0)});
+  size_t first_eos = std::find(toks.begin(), toks.end(), toks[5]) - toks.begin();
+  EXPECT_EQ((*eos)[0].finish, FinishReason::kStop);
+  EXPECT_EQ((*eos)[0].tokens.size(), first_eos + 1);
+  // Budget below max_new_tokens.
+  auto b = Req("s", {1, 2}, 12, 7, 0.0);
+  b.budget_tokens = 4;
+  auto budget = engine.Generate({b});
+  EXPECT_EQ((*budget)[0].finish, FinishReason::kBudget);
+  EXPECT_EQ((*budget)[0].tokens.size(), 4u);
+}
+
+TEST(EngineTest, GroupPrefixIsPrefilledOnce) {
+  auto m = TinyModel(4);
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = (i * 7) % 64;
+  std::vector<GenerationRequest> group;
+  for (int g = 0; g < 8; ++g) group.push_back(Req("g" + std::to_string(g), prompt, 10, 500 + g));
+  RolloutEngine shared(m, Opts(8));
+  auto a = shared.Generate(group);
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(shared.stats().prefill_tokens, 40);
+  EngineOptions o = Opts(8);
+  o.share_prefix = false;
+  RolloutEngine separate(m, o);
+  auto b = separate.Generate(group);
+  EXPECT_EQ(separate.stats().prefill_tokens, 8 * 40);
+  for (size_t g = 0; g < group.size(); ++g) {
+    EXPECT_EQ((*a)[g].tokens, (*b)[g].tokens) << g;
+    for (size_t t = 0; t < (*a)[g].logprobs.size(); ++t)
+      EXPECT_NEAR((*a)[g].logprobs[t], (*b)[g].logprobs[t], 1e-5);
+  }
+}
+
+TEST(EngineTest, ContinuousAndStaticBatchingAgree) {
+  auto m = TinyModel(5);
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 10; ++i)
+    reqs.push_back(Req("q" + std::to_string(i), {i + 1, i + 2, 3}, 2 + (i * 5) % 17, 70 + i));
+  RolloutEngine cont(m, Opts(3));
+  auto a = cont.Generate(reqs);
+  EngineOptions o = Opts(3);
+  o.continuous_batching = false;
+  RolloutEngine stat(m, o);
+  auto b = stat.Generate(reqs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ((*a)[i].tokens.size(), static_cast<size_t>(reqs[i].max_new_tokens));
+    EXPECT_EQ((*a)[i].tokens, (*b)[i].tokens) << i;
+  }
+  // Continuous batching keeps slots busier: fewer decode steps for the same tokens.
+  EXPECT_LT(cont.stats().decode_steps, stat.stats().decode_steps);
+}
+
+TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
+  auto m = TinyModel(6);
+  std::vector<GenerationRequest> full = {Req("u", {9, 8, 7}, 23, 31), Req("v", {1}, 17, 32)};
+  RolloutEngine whole(m, Opts(2));
+  auto want = whole.Generate(full);
+  ASSERT_TRUE(want.ok());
+  for (bool invalidate : {false, true}) {
+    RolloutEngine seg(m, Opts(2));
+    std::vector<GenerationRequest> cur = full;
+    for (auto& r : cur) r.segment_tokens = 5;
+    std::vector<std::vector<int32_t>> got(2);
+    std::vector<std::vector<float>> lps(2);
+    for (int step = 0; step < 10; ++step) {
+      std::vector<GenerationRequest> todo;
+      std::vector<size_t> which;
+      for (size_t i = 0; i < cur.size(); ++i)
+        if (cur[i].carried.size() < static_cast<size_t>(cur[i].max_new_tokens) &&
+            (got[i].empty() || got[i].size() % 5 == 0)) {
+          todo.push_back(cur[i]);
+          which.push_back(i);
+        }
+      if (todo.empty()) break;
+      auto res = seg.Generate(todo);
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      bool all_done = true;
+      for (size_t j = 0; j < todo.size(); ++j) {
+        size_t i = which[j];
+        got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
+        lps[i].insert(lps[i].end(), (*res)[j].logprobs.begin(), (*res)[j].logprobs.end());
+        cur[i].carried = got[i];
+        if ((*res)[j].finish == FinishReason::kUnfinished) all_done = false;
+        else cur[i].carried.assign(static_cast<size_t>(cur[i].max_new_tokens), 0);  // finished
+      }
+      if (invalidate) seg.InvalidateKeptKv();  // as after a weight update: prefill again
+      if (all_done) break;
+    }
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(got[i], (*want)[i].tokens) << "request " << i << " invalidate " << invalidate;
+      for (size_t t = 0; t < lps[i].size() && t < (*want)[i].logprobs.size(); ++t)
+        EXPECT_NEAR(lps[i][t], (*want)[i].logprobs[t], 1e-4);
+    }
+    if (invalidate) {
+      EXPECT_EQ(seg.stats().resumed, 0);
+      EXPECT_GT(seg.stats().reprefilled, 0);
+    } else {
+      EXPECT_GT(seg.stats().resumed, 0);
+      EXPECT_EQ(seg.stats().reprefilled, 0);
+    }
+  }
+}
+
+TEST(EngineTest, BadRequestsAreErrorsNamingTheRequest) {
+  auto m = TinyModel();
+  RolloutEngine engine(m, Opts(2));
+  auto r = engine.Generate({Req("ok", {1}, 4, 0), Req("bad", {1, 99}, 4, 0)});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("request 'bad': token id 99"), std::string::npos);
+  auto too_long = engine.Generate({Req("long", std::vector<int32_t>(100, 1), 40, 0)});
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.status().message().find("exceeds max_seq_len 128"), std::string::npos);
+  auto dup = engine.Generate({Req("d", {1}, 4, 0), Req("d", {2}, 4, 0)});
+  ASSERT_FALSE(dup.ok());
+  auto empty = engine.Generate({Req("e", {}, 4, 0)});
+  ASSERT_FALSE(empty.ok());
+}
+
+}  // namespace
+}  // namespace chainrl::rollout
