@@ -155,6 +155,7 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child_fd, 3);
   posix_spawn_file_actions_adddup2(&fa, 2, 1);  // a plugin's stdout must not mix with ours
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addclosefrom_np(&fa, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);

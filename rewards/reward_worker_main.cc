@@ -2,7 +2,6 @@
 // RewardPool over a socket (fd given by --fd), so a plugin that crashes or hangs costs only this
 // process. Exits when the host closes the socket or dies. Not meant to be run by hand.
 #include <signal.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "rewards/plugin_loader.h"
 #include "rewards/reward_wire.h"
@@ -68,10 +68,16 @@ int main(int argc, char** argv) {
                  "usage: chainrl-reward-worker --fd N\n");
     return 2;
   }
-  // Die with the host, so no worker outlives a crashed run; then check the host was not already
-  // gone before the request took effect.
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return 0;
+  // Die with the host even while the plugin hangs: a watchdog notices when this process is
+  // re-parented. (PR_SET_PDEATHSIG would fire when the spawning *thread* exits, which a host
+  // with thread pools does routinely.) An idle worker also exits on end of stream.
+  const pid_t host = getppid();
+  std::thread([host] {
+    for (;;) {
+      if (getppid() != host) _exit(0);
+      usleep(200 * 1000);
+    }
+  }).detach();
   signal(SIGPIPE, SIG_IGN);
   return Serve(fd);
 }

@@ -4,7 +4,13 @@
 #include "rewards/reward_pool.h"
 
 #include <gtest/gtest.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cmath>
 #include <cstdio>
@@ -144,7 +150,7 @@ TEST(RewardPool, WorkerExitIsACrashToo) {
 
 TEST(RewardPool, HangIsKilledAtTheDeadline) {
   auto pool = MakePool(
-      {Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(0.3).set_batch_size(3).set_error_score(-2),
+      {Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(0.5).set_batch_size(3).set_error_score(-2),
        RewardSpec().set_name("fmt").set_kind("format")},
       Opts(2));
   ASSERT_TRUE(pool);
@@ -284,6 +290,72 @@ TEST(RewardPool, ExamplePluginThroughTheCppLayer) {
   EXPECT_EQ((*res)[1].rewards[0].message, "answer 4 not on the last line");
   EXPECT_EQ((*res)[2].rewards[0].error, RewardError::kPluginError);
   EXPECT_EQ((*res)[2].rewards[0].message, "example has no answer");
+}
+
+// Pids of the live children of `parent` (from /proc).
+std::vector<pid_t> ChildrenOf(pid_t parent) {
+  std::vector<pid_t> out;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
+    if (pid <= 0) continue;
+    std::ifstream f("/proc/" + std::string(e->d_name) + "/stat");
+    std::string line;
+    std::getline(f, line);
+    size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid == parent) out.push_back(pid);
+  }
+  closedir(d);
+  return out;
+}
+
+bool Alive(pid_t pid) {  // a zombie left to a non-reaping init counts as dead
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(f, line)) return false;
+  size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// A host that dies while its plugin hangs must not leave the worker behind.
+TEST(RewardPool, WorkerDiesWithItsHost) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t host = fork();
+  ASSERT_GE(host, 0);
+  if (host == 0) {
+    close(fds[0]);
+    auto pool = RewardPool::Create({Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(100)},
+                                   Opts());
+    if (!pool.ok()) _exit(3);
+    std::thread([&] { (void)(*pool)->Score({In("h", "HANG")}); }).detach();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<pid_t> kids = ChildrenOf(getpid());
+    pid_t worker = kids.empty() ? 0 : kids[0];
+    if (write(fds[1], &worker, sizeof(worker)) != sizeof(worker)) _exit(4);
+    _exit(0);  // the host dies with the worker stuck in the plugin
+  }
+  close(fds[1]);
+  pid_t worker = 0;
+  ASSERT_EQ(read(fds[0], &worker, sizeof(worker)), static_cast<ssize_t>(sizeof(worker)));
+  close(fds[0]);
+  int st = 0;
+  ASSERT_EQ(waitpid(host, &st, 0), host);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  ASSERT_GT(worker, 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {  // the watchdog polls every 200 ms
+    gone = !Alive(worker);
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(gone) << "worker " << worker << " outlived its host";
+  if (!gone) kill(worker, SIGKILL);
 }
 
 // ---- refusals at Create: configuration errors before anything runs --------------------------
