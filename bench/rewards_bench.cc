@@ -47,7 +47,8 @@ int RunRewardsBench(const std::vector<std::string>& argv) {
   int64_t samples = 4000, batch_size = 8, response_bytes = 512, repeats = 3;
   Args args("chainrl bench rewards", "[options]",
             "Per-sample overhead of isolated (worker process) vs in-process reward plugin calls.");
-  args.Option("plugin", &plugin, "plugin to score with (default: last_line_answer.so next to chainrl)")
+  args.Option("plugin", &plugin,
+              "plugin to score with (default: last_line_answer.so next to chainrl)")
       .Option("samples", &samples, "samples per measurement (default 4000)")
       .Option("batch-size", &batch_size, "samples per plugin call (default 8)")
       .Option("response-bytes", &response_bytes, "bytes of each response (default 512)")

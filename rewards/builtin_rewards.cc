@@ -9,8 +9,8 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <toml++/toml.h>
+#include <nlohmann/json.hpp>
 
 #include "rewards/math_answer.h"
 
@@ -131,7 +131,8 @@ class MathReward : public BuiltinReward {
     }
     bool match = AnswersMatch(got.text, *ref, tol_);
     o.score = match ? 1.0 : 0.0;
-    if (!match) o.message = "answer '" + got.text + "' (" + got.method + ") != reference '" + *ref + "'";
+    if (!match)
+      o.message = "answer '" + got.text + "' (" + got.method + ") != reference '" + *ref + "'";
     return o;
   }
 
@@ -147,9 +148,12 @@ class ExactMatchReward : public BuiltinReward {
   RewardOutcome Score(const RewardInput& in) const override {
     json j = json::parse(in.answer_json, nullptr, false);
     std::string ref;
-    if (j.is_string()) ref = j.get<std::string>();
-    else if (j.is_number()) ref = j.dump();
-    else return Fail("example has no string reference answer: " + in.answer_json);
+    if (j.is_string())
+      ref = j.get<std::string>();
+    else if (j.is_number())
+      ref = j.dump();
+    else
+      return Fail("example has no string reference answer: " + in.answer_json);
     std::string got = Trim(in.response);
     if (extract_) {
       ExtractedAnswer a = ExtractFinalAnswer(in.response);
@@ -208,7 +212,8 @@ class RegexReward : public BuiltinReward {
 // ---- format --------------------------------------------------------------------------------
 class FormatReward : public BuiltinReward {
  public:
-  FormatReward(std::vector<std::string> tags, bool strict) : tags_(std::move(tags)), strict_(strict) {}
+  FormatReward(std::vector<std::string> tags, bool strict)
+      : tags_(std::move(tags)), strict_(strict) {}
   RewardOutcome Score(const RewardInput& in) const override {
     const std::string& s = in.response;
     RewardOutcome o;
@@ -252,9 +257,12 @@ class LengthReward : public BuiltinReward {
       o.message = "truncated at the token budget";
       return o;
     }
-    if (n <= target_) o.score = 1;
-    else if (n >= max_) o.score = 0;
-    else o.score = (max_ - n) / static_cast<double>(max_ - target_);
+    if (n <= target_)
+      o.score = 1;
+    else if (n >= max_)
+      o.score = 0;
+    else
+      o.score = (max_ - n) / static_cast<double>(max_ - target_);
     return o;
   }
 
@@ -306,7 +314,7 @@ class ExprParser {
   Result<ExpressionValue> Run() {
     ExpressionValue v;
     Rat r;
-    if (!Expr(&r) ) return InvalidArgument(error_);
+    if (!Expr(&r)) return InvalidArgument(error_);
     Skip();
     if (pos_ != s_.size())
       return InvalidArgument("unexpected '" + std::string(1, s_[pos_]) + "' at offset " +
@@ -443,7 +451,9 @@ class ExprParser {
   std::vector<long long> literals_;
 };
 
-TaskVerdict Verdict(double score, std::string message = {}) { return {score, std::move(message), false}; }
+TaskVerdict Verdict(double score, std::string message = {}) {
+  return {score, std::move(message), false};
+}
 TaskVerdict Malformed(std::string message) { return {0, std::move(message), true}; }
 
 TaskVerdict VerifyCountdown(std::string_view response, const json& meta) {
@@ -579,7 +589,8 @@ Result<std::unique_ptr<BuiltinReward>> MakeBuiltinReward(const std::string& rewa
     bool strict = false;
     CHAINRL_RETURN_IF_ERROR(opt.Get("tags", &tags));
     CHAINRL_RETURN_IF_ERROR(opt.Get("strict", &strict));
-    if (tags.empty()) return InvalidArgument("reward '" + reward_name + "': option 'tags' is empty");
+    if (tags.empty())
+      return InvalidArgument("reward '" + reward_name + "': option 'tags' is empty");
     for (const auto& t : tags) {
       if (t.empty() || t.find_first_of("<>/ ") != std::string::npos)
         return InvalidArgument("reward '" + reward_name + "': bad tag name '" + t + "'");

@@ -211,7 +211,8 @@ std::optional<ParsedNumber> ParseFrac(const std::string& t) {
   if (!na || !nb || nb->value == 0) return std::nullopt;
   ParsedNumber r;
   r.value = na->value / nb->value;
-  if (na->exact_integer && nb->exact_integer && nb->integer != 0 && na->integer % nb->integer == 0) {
+  if (na->exact_integer && nb->exact_integer && nb->integer != 0 &&
+      na->integer % nb->integer == 0) {
     r.exact_integer = true;
     r.integer = na->integer / nb->integer;
   }
@@ -225,8 +226,10 @@ std::optional<ParsedNumber> ParseNormalized(std::string t) {
   if (eq != std::string::npos) t = t.substr(eq + 1);
   while (t.size() >= 2 && t.front() == '{' && MatchBrace(t, 0) == t.size() - 1)
     t = t.substr(1, t.size() - 2);
-  if (t.size() >= 2 && t.compare(t.size() - 2, 2, "\\%") == 0) t.resize(t.size() - 2);
-  else if (!t.empty() && t.back() == '%') t.pop_back();
+  if (t.size() >= 2 && t.compare(t.size() - 2, 2, "\\%") == 0)
+    t.resize(t.size() - 2);
+  else if (!t.empty() && t.back() == '%')
+    t.pop_back();
   bool neg = false;
   if (!t.empty() && (t[0] == '-' || t[0] == '+')) {
     neg = t[0] == '-';

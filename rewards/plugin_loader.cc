@@ -41,8 +41,8 @@ Result<std::unique_ptr<LoadedPlugin>> LoadedPlugin::Open(const std::string& path
   p->handle_ = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (p->handle_ == nullptr) {
     const char* e = dlerror();
-    return InvalidArgument("reward plugin '" + path + "': not a loadable shared library: " +
-                           (e ? e : "dlopen failed"));
+    return InvalidArgument("reward plugin '" + path +
+                           "': not a loadable shared library: " + (e ? e : "dlopen failed"));
   }
   void* sym = dlsym(p->handle_, CHAINRL_REWARD_ENTRY_SYMBOL);
   if (sym == nullptr) {
@@ -55,7 +55,8 @@ Result<std::unique_ptr<LoadedPlugin>> LoadedPlugin::Open(const std::string& path
   if (d == nullptr)
     return InvalidArgument("reward plugin '" + path + "': chainrl_reward_entry returned null");
   if (d->abi_version != CHAINRL_REWARD_ABI_VERSION) {
-    return InvalidArgument("reward plugin '" + path + "' was built for chainrl reward ABI version " +
+    return InvalidArgument("reward plugin '" + path +
+                           "' was built for chainrl reward ABI version " +
                            std::to_string(d->abi_version) + ", but this chainrl uses ABI version " +
                            std::to_string(CHAINRL_REWARD_ABI_VERSION) +
                            "; rebuild the plugin against this chainrl's chainrl/reward.h");
@@ -103,9 +104,9 @@ bool LoadedPlugin::Call(const std::vector<RewardInput>& samples, size_t begin, s
   std::vector<wire::SampleOutput> outs(n);
   for (size_t i = 0; i < n; ++i) {
     const RewardInput& s = samples[begin + i];
-    in[i] = {s.example_id.c_str(), s.prompt.c_str(),        s.prompt.size(),
-             s.response.c_str(),   s.response.size(),       s.token_ids.data(),
-             s.token_ids.size(),   s.finish_reason.c_str(), s.answer_json.c_str(),
+    in[i] = {s.example_id.c_str(),   s.prompt.c_str(),        s.prompt.size(),
+             s.response.c_str(),     s.response.size(),       s.token_ids.data(),
+             s.token_ids.size(),     s.finish_reason.c_str(), s.answer_json.c_str(),
              s.metadata_json.c_str()};
     res[i].score = 0;
     res[i].status = CHAINRL_REWARD_OK;

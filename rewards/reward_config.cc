@@ -52,8 +52,9 @@ Result<RewardConfig> ParseRewardConfig(const toml::table& root, const std::strin
     return InvalidArgument(source + ": no [[rewards]] configured (at least one is required)");
   const toml::array* arr = rewards->as_array();
   if (arr == nullptr || !arr->is_array_of_tables())
-    return InvalidArgument(Where(source, *rewards) + ": 'rewards' must be an array of tables "
-                                                     "([[rewards]])");
+    return InvalidArgument(Where(source, *rewards) +
+                           ": 'rewards' must be an array of tables "
+                           "([[rewards]])");
   for (const toml::node& el : *arr) {
     const toml::table& t = *el.as_table();
     RewardSpec spec;

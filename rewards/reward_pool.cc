@@ -33,12 +33,18 @@ namespace chainrl::rewards {
 
 const char* RewardErrorName(RewardError e) {
   switch (e) {
-    case RewardError::kNone: return "none";
-    case RewardError::kCrash: return "crash";
-    case RewardError::kTimeout: return "timeout";
-    case RewardError::kPluginError: return "plugin_error";
-    case RewardError::kNotFinite: return "not_finite";
-    case RewardError::kWorker: return "worker";
+    case RewardError::kNone:
+      return "none";
+    case RewardError::kCrash:
+      return "crash";
+    case RewardError::kTimeout:
+      return "timeout";
+    case RewardError::kPluginError:
+      return "plugin_error";
+    case RewardError::kNotFinite:
+      return "not_finite";
+    case RewardError::kWorker:
+      return "worker";
   }
   return "unknown";
 }
@@ -166,8 +172,8 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   posix_spawnattr_setsigdefault(&attr, &all);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::string fd_arg = "3";
-  char* argv[] = {const_cast<char*>(worker_path.c_str()), const_cast<char*>("--fd"),
-                  fd_arg.data(), nullptr};
+  char* argv[] = {const_cast<char*>(worker_path.c_str()), const_cast<char*>("--fd"), fd_arg.data(),
+                  nullptr};
   pid_t pid = -1;
   int rc = ::posix_spawn(&pid, worker_path.c_str(), &fa, &attr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -268,7 +274,12 @@ Result<std::string> CheckPluginFile(const RewardSpec& spec) {
   ssize_t got = ::read(fd, head, sizeof(head));
   ::close(fd);
   // e_type (offset 16, little-endian on our targets) 3 = ET_DYN: a shared object.
-  if (got < 18 || std::memcmp(head, "\x7f" "ELF", 4) != 0 || head[16] != 3 || head[17] != 0)
+  if (got < 18 ||
+      std::memcmp(head,
+                  "\x7f"
+                  "ELF",
+                  4) != 0 ||
+      head[16] != 3 || head[17] != 0)
     return InvalidArgument(where + ": '" + path + "' is not a shared library");
   return path;
 }
@@ -313,8 +324,10 @@ void RewardPool::Impl::Record(size_t k, size_t i, RewardOutcome o, int64_t calls
     CHAINRL_LOG(kWarn) << "reward '" << spec.name << "': " << RewardErrorName(o.error)
                        << " on example '" << id << "', scored " << spec.error_score << ": "
                        << o.message;
-    nlohmann::json ev = {{"reward", spec.name}, {"error", RewardErrorName(o.error)},
-                         {"example_id", id}, {"message", o.message}};
+    nlohmann::json ev = {{"reward", spec.name},
+                         {"error", RewardErrorName(o.error)},
+                         {"example_id", id},
+                         {"message", o.message}};
     log::Event("reward_error", ev.dump());
     o.score = spec.error_score;
   }
@@ -342,9 +355,11 @@ void RewardPool::Impl::Failure(size_t k, Worker* w, bool timed_out, std::deque<J
   CHAINRL_LOG(kWarn) << "reward '" << spec.name << "' (" << plugins[k]->path << "): a call on "
                      << job.samples.size() << " sample(s) [" << ids << "] " << what
                      << (retry ? "; retrying each sample alone" : "");
-  nlohmann::json ev = {{"reward", spec.name},         {"path", plugins[k]->path},
+  nlohmann::json ev = {{"reward", spec.name},
+                       {"path", plugins[k]->path},
                        {"failure", timed_out ? "timeout" : "crash"},
-                       {"detail", how},               {"example_ids", id_list}};
+                       {"detail", how},
+                       {"example_ids", id_list}};
   log::Event("reward_worker_failure", ev.dump());
   if (retry) {
     // Singles go to the front so the batch's samples finish before new work starts.

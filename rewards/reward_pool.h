@@ -39,6 +39,8 @@ struct RewardSpec {
   // default empty). Passed to the plugin's init, or parsed by the built-in.
   std::string options_toml;
 
+  // Chained setters, one per field.
+  // clang-format off
   RewardSpec& set_name(std::string v) { name = std::move(v); return *this; }
   RewardSpec& set_kind(std::string v) { kind = std::move(v); return *this; }
   RewardSpec& set_path(std::string v) { path = std::move(v); return *this; }
@@ -47,6 +49,7 @@ struct RewardSpec {
   RewardSpec& set_error_score(double v) { error_score = v; return *this; }
   RewardSpec& set_batch_size(int v) { batch_size = v; return *this; }
   RewardSpec& set_options_toml(std::string v) { options_toml = std::move(v); return *this; }
+  // clang-format on
 };
 
 // Options of the pool as a whole (TOML table `[reward_pool]`).
@@ -61,9 +64,11 @@ struct PoolOptions {
   // default 10).
   double init_deadline_seconds = 10;
 
+  // clang-format off
   PoolOptions& set_worker_path(std::string v) { worker_path = std::move(v); return *this; }
   PoolOptions& set_workers_per_plugin(int v) { workers_per_plugin = v; return *this; }
   PoolOptions& set_init_deadline_seconds(double v) { init_deadline_seconds = v; return *this; }
+  // clang-format on
 };
 
 // One sample to score (see chainrl_reward_input in chainrl/reward.h for each field's meaning).
@@ -73,8 +78,8 @@ struct RewardInput {
   std::string response;
   std::vector<int32_t> token_ids;
   std::string finish_reason = "stop";
-  std::string answer_json = "null";   // a JSON value
-  std::string metadata_json = "{}";   // a JSON object
+  std::string answer_json = "null";  // a JSON value
+  std::string metadata_json = "{}";  // a JSON object
 };
 
 // Why a sample's reward is an error.
@@ -90,9 +95,9 @@ const char* RewardErrorName(RewardError e);
 
 // One reward's outcome for one sample.
 struct RewardOutcome {
-  double score = 0;         // the reward's score, error_score when error != kNone (unweighted)
+  double score = 0;  // the reward's score, error_score when error != kNone (unweighted)
   RewardError error = RewardError::kNone;
-  std::string message;      // diagnostic from the reward or describing the error; may be empty
+  std::string message;  // diagnostic from the reward or describing the error; may be empty
   std::vector<std::pair<std::string, double>> components;  // named metrics from the reward
 };
 

@@ -72,7 +72,8 @@ class Reader {
 };
 
 Status Finish(const Reader& r, const char* what) {
-  if (!r.ok() || !r.done()) return Corrupt(std::string("reward worker protocol: malformed ") + what);
+  if (!r.ok() || !r.done())
+    return Corrupt(std::string("reward worker protocol: malformed ") + what);
   return Status::Ok();
 }
 

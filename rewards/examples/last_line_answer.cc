@@ -11,7 +11,8 @@ class LastLineAnswer {
   explicit LastLineAnswer(const std::string& options_toml) {
     // One optional key, `miss_score = 0.1`; a plugin with more options would use a TOML parser.
     size_t key = options_toml.find("miss_score");
-    if (key != std::string::npos) miss_score_ = std::stod(options_toml.substr(options_toml.find('=', key) + 1));
+    if (key != std::string::npos)
+      miss_score_ = std::stod(options_toml.substr(options_toml.find('=', key) + 1));
   }
 
   chainrl_sdk::Score Score(const chainrl_sdk::Sample& s) {
@@ -20,10 +21,12 @@ class LastLineAnswer {
     if (answer.empty() || answer == "null") throw std::runtime_error("example has no answer");
     std::string text(s.response);
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    std::string last = text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
+    std::string last =
+        text.substr(text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1);
     chainrl_sdk::Score out;
     out.value = last.find(answer) != std::string::npos ? 1.0 : miss_score_;
-    out.components.emplace_back("lines", 1.0 + static_cast<double>(std::count(text.begin(), text.end(), '\n')));
+    out.components.emplace_back(
+        "lines", 1.0 + static_cast<double>(std::count(text.begin(), text.end(), '\n')));
     if (out.value != 1.0) out.message = "answer " + answer + " not on the last line";
     return out;
   }

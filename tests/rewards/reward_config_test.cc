@@ -100,7 +100,8 @@ TEST(ParseRewardConfig, ComposedRewardsScoreEndToEnd) {
 }
 
 TEST(ParseRewardConfig, ErrorsNameSourceLineAndKey) {
-  auto unknown = ParseRewardConfig("[[rewards]]\nname = 'a'\nkind = 'math'\nwieght = 2\n", "r.toml");
+  auto unknown =
+      ParseRewardConfig("[[rewards]]\nname = 'a'\nkind = 'math'\nwieght = 2\n", "r.toml");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(unknown.status().message().find("r.toml:4: unknown key 'wieght'"), std::string::npos)

@@ -3,8 +3,8 @@
 // entry point, not a shared library, missing file, failing init).
 #include "rewards/reward_pool.h"
 
-#include <gtest/gtest.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -106,7 +106,8 @@ TEST(RewardPool, CrashCostsOneSampleAndARestart) {
   auto pool = MakePool({Plugin("crashy", PLUGIN_CRASH).set_batch_size(4).set_error_score(-1)});
   ASSERT_TRUE(pool);
   std::vector<RewardInput> inputs;
-  for (int i = 0; i < 6; ++i) inputs.push_back(In("ex" + std::to_string(i), i == 2 ? "CRASH" : "ok" + std::string(i, 'x')));
+  for (int i = 0; i < 6; ++i)
+    inputs.push_back(In("ex" + std::to_string(i), i == 2 ? "CRASH" : "ok" + std::string(i, 'x')));
   auto res = pool->Score(inputs);
   ASSERT_TRUE(res.ok());
   for (size_t i = 0; i < 6; ++i) {
@@ -149,10 +150,12 @@ TEST(RewardPool, WorkerExitIsACrashToo) {
 }
 
 TEST(RewardPool, HangIsKilledAtTheDeadline) {
-  auto pool = MakePool(
-      {Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(0.5).set_batch_size(3).set_error_score(-2),
-       RewardSpec().set_name("fmt").set_kind("format")},
-      Opts(2));
+  auto pool = MakePool({Plugin("sleepy", PLUGIN_HANG)
+                            .set_deadline_seconds(0.5)
+                            .set_batch_size(3)
+                            .set_error_score(-2),
+                        RewardSpec().set_name("fmt").set_kind("format")},
+                       Opts(2));
   ASSERT_TRUE(pool);
   std::vector<RewardInput> inputs = {In("h0", "<think></think>a"), In("h1", "HANG"),
                                      In("h2", "ccc"), In("h3", "dddd")};
@@ -219,8 +222,8 @@ TEST(RewardPool, NanIsAnError) {
 
 // Many samples over two workers with crashes sprinkled in: every result lands on its own sample.
 TEST(RewardPool, NoResultLostOrMisassignedUnderCrashes) {
-  auto pool = MakePool({Plugin("crashy", PLUGIN_CRASH).set_batch_size(4).set_error_score(-1)},
-                       Opts(2));
+  auto pool =
+      MakePool({Plugin("crashy", PLUGIN_CRASH).set_batch_size(4).set_error_score(-1)}, Opts(2));
   ASSERT_TRUE(pool);
   std::vector<RewardInput> inputs;
   int crash_samples = 0, crash_batches = 0;
@@ -331,8 +334,8 @@ TEST(RewardPool, WorkerDiesWithItsHost) {
   ASSERT_GE(host, 0);
   if (host == 0) {
     close(fds[0]);
-    auto pool = RewardPool::Create({Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(100)},
-                                   Opts());
+    auto pool =
+        RewardPool::Create({Plugin("sleepy", PLUGIN_HANG).set_deadline_seconds(100)}, Opts());
     if (!pool.ok()) _exit(3);
     std::thread([&] { (void)(*pool)->Score({In("h", "HANG")}); }).detach();
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -367,9 +370,9 @@ void ExpectInvalid(const Status& st, std::initializer_list<const char*> fragment
 }
 
 TEST(RewardPoolCreate, RefusesWrongAbiVersion) {
-  ExpectInvalid(CreateStatus({Plugin("old", PLUGIN_WRONG_ABI)}),
-                {"reward 'old'", PLUGIN_WRONG_ABI, "ABI version 2", "uses ABI version 1",
-                 "rebuild"});
+  ExpectInvalid(
+      CreateStatus({Plugin("old", PLUGIN_WRONG_ABI)}),
+      {"reward 'old'", PLUGIN_WRONG_ABI, "ABI version 2", "uses ABI version 1", "rebuild"});
 }
 
 TEST(RewardPoolCreate, RefusesMissingEntryPoint) {

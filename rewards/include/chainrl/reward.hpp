@@ -78,7 +78,8 @@ int ScoreBatch(void* instance, const chainrl_reward_host* host, const chainrl_re
     try {
       chainrl_sdk::Score r = self->Score(ToSample(inputs[i]));
       outputs[i].score = r.value;
-      for (const auto& c : r.components) host->add_component(&outputs[i], c.first.c_str(), c.second);
+      for (const auto& c : r.components)
+        host->add_component(&outputs[i], c.first.c_str(), c.second);
       if (!r.message.empty()) host->set_message(&outputs[i], r.message.c_str());
     } catch (const std::exception& e) {
       outputs[i].status = CHAINRL_REWARD_ERROR;
@@ -104,11 +105,13 @@ void Destroy(void* instance) {
 // plugin, at namespace scope in one source file.
 #define CHAINRL_REWARD_PLUGIN(T, plugin_name, plugin_version)                                    \
   extern "C" CHAINRL_REWARD_EXPORT const chainrl_reward_descriptor* chainrl_reward_entry(void) { \
-    static const chainrl_reward_descriptor descriptor = {                                        \
-        CHAINRL_REWARD_ABI_VERSION,          sizeof(chainrl_reward_descriptor),                  \
-        plugin_name,                         plugin_version,                                     \
-        &::chainrl_sdk::detail::Init<T>,     &::chainrl_sdk::detail::ScoreBatch<T>,              \
-        &::chainrl_sdk::detail::Destroy<T>};                                                     \
+    static const chainrl_reward_descriptor descriptor = {CHAINRL_REWARD_ABI_VERSION,             \
+                                                         sizeof(chainrl_reward_descriptor),      \
+                                                         plugin_name,                            \
+                                                         plugin_version,                         \
+                                                         &::chainrl_sdk::detail::Init<T>,        \
+                                                         &::chainrl_sdk::detail::ScoreBatch<T>,  \
+                                                         &::chainrl_sdk::detail::Destroy<T>};    \
     return &descriptor;                                                                          \
   }
 
