@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -300,7 +301,9 @@ struct RewardPool::Impl {
   std::string worker_path;
 
   void Record(size_t k, size_t i, RewardOutcome o, int64_t calls);
-  void RunPluginJobs(std::deque<Job> pending);
+  // Runs the jobs on the plugins' workers; `meanwhile` runs once after the first jobs are sent, so
+  // in-process work overlaps with the workers'.
+  void RunPluginJobs(std::deque<Job> pending, const std::function<void()>& meanwhile);
   void Failure(size_t k, Worker* w, bool timed_out, std::deque<Job>* pending);
 };
 
@@ -375,7 +378,9 @@ void RewardPool::Impl::Failure(size_t k, Worker* w, bool timed_out, std::deque<J
   Record(k, job.samples[0], std::move(o), 1);
 }
 
-void RewardPool::Impl::RunPluginJobs(std::deque<Job> pending) {
+void RewardPool::Impl::RunPluginJobs(std::deque<Job> pending,
+                                     const std::function<void()>& meanwhile) {
+  bool meanwhile_done = false;
   for (;;) {
     // Hand pending jobs to idle workers of their plugin, starting workers as needed.
     for (size_t j = 0; j < pending.size();) {
@@ -431,6 +436,10 @@ void RewardPool::Impl::RunPluginJobs(std::deque<Job> pending) {
           Failure(idle->job.reward, idle, false, &pending);
       }
     next_job:;
+    }
+    if (!meanwhile_done) {
+      meanwhile_done = true;
+      meanwhile();
     }
 
     std::vector<pollfd> fds;
@@ -595,7 +604,18 @@ Result<std::vector<RewardResult>> RewardPool::Score(const std::vector<RewardInpu
   impl.results = &results;
   std::deque<Job> pending;
   for (size_t k = 0; k < specs_.size(); ++k) {
-    if (impl.builtins[k]) {
+    if (impl.builtins[k]) continue;
+    size_t bs = static_cast<size_t>(specs_[k].batch_size);
+    for (size_t b = 0; b < inputs.size(); b += bs) {
+      Job job{k, {}};
+      for (size_t i = b; i < std::min(inputs.size(), b + bs); ++i) job.samples.push_back(i);
+      pending.push_back(std::move(job));
+    }
+  }
+  // Built-ins score in this thread while the first plugin calls run in the workers.
+  auto score_builtins = [&] {
+    for (size_t k = 0; k < specs_.size(); ++k) {
+      if (!impl.builtins[k]) continue;
       for (size_t i = 0; i < inputs.size(); ++i) {
         RewardOutcome o;
         try {
@@ -607,16 +627,9 @@ Result<std::vector<RewardResult>> RewardPool::Score(const std::vector<RewardInpu
         }
         impl.Record(k, i, std::move(o), 1);
       }
-      continue;
     }
-    size_t bs = static_cast<size_t>(specs_[k].batch_size);
-    for (size_t b = 0; b < inputs.size(); b += bs) {
-      Job job{k, {}};
-      for (size_t i = b; i < std::min(inputs.size(), b + bs); ++i) job.samples.push_back(i);
-      pending.push_back(std::move(job));
-    }
-  }
-  impl.RunPluginJobs(std::move(pending));
+  };
+  impl.RunPluginJobs(std::move(pending), score_builtins);
   for (auto& r : results) {
     r.total = 0;
     for (size_t k = 0; k < specs_.size(); ++k) r.total += specs_[k].weight * r.rewards[k].score;
