@@ -163,7 +163,9 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   posix_spawn_file_actions_adddup2(&fa, child_fd, 3);
   posix_spawn_file_actions_adddup2(&fa, 2, 1);  // a plugin's stdout must not mix with ours
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+  posix_spawn_file_actions_addclosefrom_np(&fa, 4);  // no stray descriptor reaches a plugin
+#endif
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, all;
