@@ -1,0 +1,83 @@
+// chainrl-reward-worker: a small process that loads one reward plugin and scores batches sent by
+// RewardPool over a socket (fd given by --fd), so a plugin that crashes or hangs costs only this
+// process. Exits when the host closes the socket or dies. Not meant to be run by hand.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "rewards/plugin_loader.h"
+#include "rewards/reward_wire.h"
+
+namespace {
+
+using namespace chainrl::rewards;
+
+int Serve(int fd) {
+  std::unique_ptr<LoadedPlugin> plugin;
+  for (;;) {
+    auto frame = wire::ReadFrame(fd);
+    if (!frame.ok()) return 0;  // host closed the socket: done
+    const std::string& payload = *frame;
+    if (payload.empty()) return 3;
+    if (payload[0] == wire::kInit) {
+      wire::InitRequest req;
+      wire::InitReply reply;
+      chainrl::Status st = wire::DecodeInit(payload, &req);
+      if (!st.ok()) return 3;
+      if (plugin) {
+        reply.error = "worker already initialised";
+      } else {
+        auto p = LoadedPlugin::Open(req.path, req.options_toml);
+        if (p.ok()) {
+          plugin = std::move(p).value();
+          reply.ok = true;
+          reply.plugin_name = plugin->name();
+          reply.plugin_version = plugin->version();
+        } else {
+          reply.error = p.status().message();
+        }
+      }
+      if (!wire::WriteFrame(fd, wire::EncodeInitReply(reply)).ok()) return 0;
+    } else if (payload[0] == wire::kScore) {
+      if (!plugin) return 3;
+      std::vector<RewardInput> samples;
+      if (!wire::DecodeScore(payload, &samples).ok()) return 3;
+      wire::ScoreReply reply = plugin->Score(samples);
+      if (!wire::WriteFrame(fd, wire::EncodeScoreReply(reply)).ok()) return 0;
+    } else {
+      return 3;
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int fd = -1;
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], "--fd") == 0) fd = std::atoi(argv[i + 1]);
+  if (fd < 0) {
+    std::fprintf(stderr,
+                 "chainrl-reward-worker: internal helper of chainrl's reward pool; "
+                 "usage: chainrl-reward-worker --fd N\n");
+    return 2;
+  }
+  // Die with the host even while the plugin hangs: a watchdog notices when this process is
+  // re-parented. (PR_SET_PDEATHSIG would fire when the spawning *thread* exits, which a host
+  // with thread pools does routinely.) An idle worker also exits on end of stream.
+  const pid_t host = getppid();
+  std::thread([host] {
+    for (;;) {
+      if (getppid() != host) _exit(0);
+      usleep(200 * 1000);
+    }
+  }).detach();
+  signal(SIGPIPE, SIG_IGN);
+  return Serve(fd);
+}

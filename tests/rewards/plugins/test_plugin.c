@@ -1,0 +1,85 @@
+/* Test reward plugins written against the C ABI in C, one source built into several modules
+ * (tests/rewards/CMakeLists.txt): a well-behaved scorer whose score is response_len +
+ * 0.5 * num_tokens, plus per MISBEHAVIOUR a crash, hang, NaN or exit on a marked response. */
+#define _POSIX_C_SOURCE 200112L
+#include <chainrl/reward.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MISBEHAVE_NONE 0
+#define MISBEHAVE_CRASH 1 /* raise(SIGSEGV) on "CRASH" */
+#define MISBEHAVE_HANG 2  /* sleep forever on "HANG" */
+#define MISBEHAVE_NAN 3   /* score NaN on "NAN" */
+#define MISBEHAVE_EXIT 4  /* _exit(7) on "EXIT" */
+#ifndef MISBEHAVIOUR
+#define MISBEHAVIOUR MISBEHAVE_NONE
+#endif
+#ifndef ABI_VERSION
+#define ABI_VERSION CHAINRL_REWARD_ABI_VERSION
+#endif
+
+typedef struct instance {
+  double scale;
+} instance;
+
+static int plugin_init(const char* options, void** out, char* error, size_t error_size) {
+  instance* self;
+  const char* scale;
+  if (strstr(options, "fail_init") != NULL) {
+    snprintf(error, error_size, "%s", "init refused: fail_init is set");
+    return CHAINRL_REWARD_ERROR;
+  }
+  self = (instance*)malloc(sizeof(instance));
+  if (self == NULL) return CHAINRL_REWARD_ERROR;
+  self->scale = 1.0;
+  scale = strstr(options, "scale =");
+  if (scale != NULL) self->scale = atof(scale + 7);
+  *out = self;
+  return CHAINRL_REWARD_OK;
+}
+
+static int plugin_score(void* inst, const chainrl_reward_host* host,
+                        const chainrl_reward_input* inputs, chainrl_reward_output* outputs,
+                        size_t count, char* error, size_t error_size) {
+  const instance* self = (const instance*)inst;
+  size_t i;
+  volatile double zero = 0.0;
+  for (i = 0; i < count; ++i) {
+    const chainrl_reward_input* in = &inputs[i];
+    if (MISBEHAVIOUR == MISBEHAVE_CRASH && strstr(in->response, "CRASH")) raise(SIGSEGV);
+    if (MISBEHAVIOUR == MISBEHAVE_HANG && strstr(in->response, "HANG"))
+      for (;;) sleep(1);
+    if (MISBEHAVIOUR == MISBEHAVE_EXIT && strstr(in->response, "EXIT")) _exit(7);
+    if (strstr(in->response, "REJECT")) {
+      outputs[i].status = CHAINRL_REWARD_ERROR;
+      host->set_message(&outputs[i], "rejected by the test plugin");
+      continue;
+    }
+    outputs[i].score = self->scale * ((double)in->response_len + 0.5 * (double)in->num_tokens);
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "NAN"))
+      outputs[i].score = zero / zero;
+    host->add_component(&outputs[i], "len", (double)in->response_len);
+    if (strcmp(in->finish_reason, "length") == 0) host->set_message(&outputs[i], "truncated");
+  }
+  (void)error;
+  (void)error_size;
+  return CHAINRL_REWARD_OK;
+}
+
+static void plugin_destroy(void* inst) { free(inst); }
+
+static const chainrl_reward_descriptor descriptor = {
+    ABI_VERSION, sizeof(chainrl_reward_descriptor), "test_plugin", "0.1",
+    plugin_init, plugin_score, plugin_destroy};
+
+#ifndef NO_ENTRY_POINT
+CHAINRL_REWARD_EXPORT const chainrl_reward_descriptor* chainrl_reward_entry(void) {
+  return &descriptor;
+}
+#else
+CHAINRL_REWARD_EXPORT const chainrl_reward_descriptor* some_other_name(void) { return &descriptor; }
+#endif
