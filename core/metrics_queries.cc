@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -364,6 +365,7 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
   std::ostringstream out;
   std::string line;
   int scrape = 0, evaluation = 0, files = 0, rules = 0;
+  bool has_timeout = false;
   // Which list the following "- item" lines belong to, and its indentation.
   enum class List { kNone, kFiles, kRules } list = List::kNone;
   std::size_t list_indent = 0;
@@ -388,6 +390,9 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
     if (trimmed.rfind("scrape_interval:", 0) == 0) {
       out << value_after(line, "scrape_interval:") << edits.scrape_interval << "\n";
       ++scrape;
+    } else if (trimmed.rfind("scrape_timeout:", 0) == 0) {
+      out << value_after(line, "scrape_timeout:") << edits.scrape_timeout << "\n";
+      has_timeout = true;
     } else if (trimmed.rfind("evaluation_interval:", 0) == 0) {
       out << value_after(line, "evaluation_interval:") << edits.evaluation_interval << "\n";
       ++evaluation;
@@ -412,6 +417,7 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
         std::to_string(scrape) + ", " + std::to_string(evaluation) + ", " + std::to_string(files) +
         ", " + std::to_string(rules) + ")");
   }
+  (void)has_timeout;  // optional in the template
   return out.str();
 }
 
@@ -519,6 +525,122 @@ std::string PrometheusServer::LogTail(std::size_t max_bytes) const {
   ss << in.rdbuf();
   std::string s = ss.str();
   return s.size() > max_bytes ? s.substr(s.size() - max_bytes) : s;
+}
+
+Result<std::unique_ptr<PrometheusServer>> StartPrometheusForRuns(
+    const PrometheusForRunsOptions& o) {
+  if (o.prometheus_yml.empty() || o.alerts_yml.empty() || o.targets_glob.empty() ||
+      o.work_dir.empty()) {
+    return InvalidArgument(
+        "StartPrometheusForRuns: prometheus_yml, alerts_yml, targets_glob, work_dir are required");
+  }
+  std::ifstream in(o.prometheus_yml);
+  if (!in) return NotFound("cannot open " + o.prometheus_yml);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  PrometheusConfigEdits edits;
+  edits.scrape_interval = o.scrape_interval;
+  edits.scrape_timeout = o.scrape_interval;
+  edits.evaluation_interval = o.scrape_interval;
+  edits.targets_glob = o.targets_glob;
+  edits.rules_path = o.alerts_yml;
+  Result<std::string> config = RenderPrometheusConfig(ss.str(), edits);
+  if (!config.ok()) return config.status().WithPrefix(o.prometheus_yml);
+  if (mkdir(o.work_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return IoError("cannot create " + o.work_dir + ": " + std::strerror(errno));
+  }
+  const std::string config_path = o.work_dir + "/prometheus.yml";
+  {
+    std::ofstream out(config_path);
+    out << *config;
+    if (!out) return IoError("cannot write " + config_path);
+  }
+  PrometheusServer::Options so;
+  so.binary = o.binary;
+  so.config_file = config_path;
+  so.storage_dir = o.work_dir;
+  return PrometheusServer::Start(so);
+}
+
+std::vector<std::string> CheckDashboards(const PrometheusClient& client,
+                                         const std::vector<std::string>& dashboard_paths,
+                                         const std::string& run_id,
+                                         const std::string& rate_interval,
+                                         std::vector<QueryCheck>* checks) {
+  std::vector<std::string> problems;
+  std::map<std::string, std::string> vars = GrafanaIntervalVariables(rate_interval);
+  vars["run_id"] = PromRegexEscape(run_id);
+  for (const std::string& path : dashboard_paths) {
+    Result<std::vector<DashboardVariable>> variables = DashboardVariables(path);
+    if (!variables.ok()) {
+      problems.push_back(variables.status().message());
+      continue;
+    }
+    for (const DashboardVariable& v : *variables) {
+      if (v.type == "datasource") {
+        vars[v.name] = "prometheus";  // only ever used as a datasource uid, never in PromQL
+        continue;
+      }
+      if (v.type != "query") continue;
+      // label_values(metric, label) -> the label's values on the metric's series.
+      const std::string prefix = "label_values(";
+      if (v.query.rfind(prefix, 0) != 0 || v.query.back() != ')' ||
+          v.query.find(',') == std::string::npos) {
+        problems.push_back(Basename(path) + ": variable $" + v.name + ": unsupported query '" +
+                           v.query + "'");
+        continue;
+      }
+      std::string inner = v.query.substr(prefix.size(), v.query.size() - prefix.size() - 1);
+      std::size_t comma = inner.rfind(',');
+      auto trim = [](std::string t) {
+        t.erase(0, t.find_first_not_of(' '));
+        t.erase(t.find_last_not_of(' ') + 1);
+        return t;
+      };
+      const std::string metric = trim(inner.substr(0, comma));
+      const std::string label = trim(inner.substr(comma + 1));
+      Result<std::vector<std::string>> values = client.LabelValues(label, metric);
+      if (!values.ok()) {
+        problems.push_back(Basename(path) + ": variable $" + v.name + ": " +
+                           values.status().message());
+      } else if (label == "run_id" &&
+                 std::find(values->begin(), values->end(), run_id) == values->end()) {
+        problems.push_back(Basename(path) + ": variable $" + v.name + " (" + v.query +
+                           ") does not list run " + run_id);
+      }
+    }
+    Result<std::vector<DashboardQuery>> queries = DashboardQueries(path);
+    if (!queries.ok()) {
+      problems.push_back(queries.status().message());
+      continue;
+    }
+    for (QueryCheck& c : EvaluateQueries(client, *queries, vars)) {
+      if (!c.error.empty()) {
+        problems.push_back(c.query.where + ": " + c.error);
+      } else if (c.series == 0) {
+        problems.push_back(c.query.where + ": no data for " + c.expanded);
+      }
+      if (checks) checks->push_back(std::move(c));
+    }
+  }
+  return problems;
+}
+
+std::vector<std::string> CheckRules(const PrometheusClient& client) {
+  std::vector<std::string> problems;
+  Result<std::vector<RuleState>> rules = client.Rules();
+  if (!rules.ok()) return {rules.status().message()};
+  if (rules->empty()) return {"no rules loaded at " + client.base_url()};
+  for (const RuleState& r : *rules) {
+    const std::string name = r.group + "/" + r.name;
+    if (r.health != "ok") {
+      problems.push_back(name + ": health '" + r.health + "'" +
+                         (r.last_error.empty() ? "" : ": " + r.last_error));
+    }
+    Result<QueryResult> q = client.Query(r.query);
+    if (!q.ok()) problems.push_back(name + ": " + q.status().message());
+  }
+  return problems;
 }
 
 }  // namespace chainrl::metrics

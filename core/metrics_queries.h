@@ -127,6 +127,7 @@ std::vector<QueryCheck> EvaluateQueries(const PrometheusClient& client,
 // the shipped file that a test cannot follow is noticed.
 struct PrometheusConfigEdits {
   std::string scrape_interval = "1s";
+  std::string scrape_timeout = "1s";  // replaces any scrape_timeout (must not exceed the interval)
   std::string evaluation_interval = "1s";
   std::string targets_glob;  // REQUIRED: absolute path or glob of file_sd JSON files
   std::string rules_path;    // REQUIRED: absolute path of the alert rules
@@ -164,5 +165,35 @@ class PrometheusServer {
   std::string url_;
   std::string log_path_;
 };
+
+// Starts a private Prometheus for checking chainrl's files against live processes: renders
+// `prometheus_yml` (RenderPrometheusConfig) into work_dir/prometheus.yml with the given targets
+// glob and `alerts_yml`, and starts the server with storage in work_dir.
+struct PrometheusForRunsOptions {
+  std::string prometheus_yml;  // REQUIRED: e.g. <source>/dashboards/prometheus/prometheus.yml
+  std::string alerts_yml;      // REQUIRED: e.g. <source>/dashboards/prometheus/alerts.yml
+  std::string targets_glob;    // REQUIRED: e.g. <runs root>/prometheus/*.json
+  std::string work_dir;        // REQUIRED: created if missing
+  std::string scrape_interval = "1s";
+  std::string binary = "/usr/bin/prometheus";
+};
+Result<std::unique_ptr<PrometheusServer>> StartPrometheusForRuns(
+    const PrometheusForRunsOptions& options);
+
+// Evaluates every panel query of every dashboard in `dashboard_paths` for run `run_id`
+// ($run_id set to it, regex-escaped; Grafana's interval variables from `rate_interval`). Also
+// checks that each `label_values(metric, label)` variable lists run_id when `label` is run_id.
+// Returns one line per problem (a query that fails or returns no series), empty if all is well;
+// `checks` (optional) receives every evaluated query.
+std::vector<std::string> CheckDashboards(const PrometheusClient& client,
+                                         const std::vector<std::string>& dashboard_paths,
+                                         const std::string& run_id,
+                                         const std::string& rate_interval,
+                                         std::vector<QueryCheck>* checks = nullptr);
+
+// Checks every rule Prometheus has loaded: health "ok" with no last error, and its query
+// evaluates through the query API. One line per problem; also a problem if no rule is loaded or
+// any rule has not been evaluated yet (health "unknown").
+std::vector<std::string> CheckRules(const PrometheusClient& client);
 
 }  // namespace chainrl::metrics
