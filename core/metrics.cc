@@ -19,10 +19,10 @@
 #include <sstream>
 
 #include <CivetServer.h>
-#include <nlohmann/json.hpp>
 #include <prometheus/gateway.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+#include <nlohmann/json.hpp>
 
 #include "core/check.h"
 #include "core/log.h"
@@ -152,8 +152,7 @@ Status WriteScrapeTargets(const std::string& path, const std::string& run_id,
     if (t.role.empty()) {
       return InvalidArgument(path + ": scrape target " + t.address + " has no role");
     }
-    nlohmann::json labels = {{std::string(kRunIdLabel), run_id},
-                             {std::string(kRoleLabel), t.role}};
+    nlohmann::json labels = {{std::string(kRunIdLabel), run_id}, {std::string(kRoleLabel), t.role}};
     if (t.actor_id) labels[std::string(kActorIdLabel)] = std::to_string(*t.actor_id);
     groups.push_back({{"targets", {t.address}}, {"labels", labels}});
   }
@@ -253,8 +252,8 @@ Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOp
   if (options.serve) {
     r->handler_ = std::make_unique<Handler>(r->collector_.get());
     const std::vector<std::string> civet_options = {
-        "listening_ports", options.listen, "num_threads", "2", "enable_keep_alive", "no",
-        "linger_timeout_ms", "0"};
+        "listening_ports",   options.listen, "num_threads",       "2",
+        "enable_keep_alive", "no",           "linger_timeout_ms", "0"};
     try {
       r->server_ = std::make_unique<CivetServer>(civet_options);
     } catch (const std::exception& e) {
@@ -268,7 +267,8 @@ Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOp
     r->server_->addHandler("/metrics", r->handler_.get());
     r->port_ = ports[0];
     const std::size_t colon = options.listen.rfind(':');
-    std::string host = colon == std::string::npos ? options.listen : options.listen.substr(0, colon);
+    std::string host =
+        colon == std::string::npos ? options.listen : options.listen.substr(0, colon);
     if (host.empty()) host = "0.0.0.0";
     r->address_ = host + ":" + std::to_string(r->port_);
     CHAINRL_LOG(kInfo) << "metrics: serving http://" << r->address_ << "/metrics (run "
@@ -283,8 +283,7 @@ Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOp
 
 void MetricsRegistry::CheckLabels(const MetricSpec& spec, Labels& labels) {
   CHAINRL_CHECK(labels.size() == spec.labels.size(),
-                spec.name << " takes " << spec.labels.size() << " labels, got "
-                << labels.size());
+                spec.name << " takes " << spec.labels.size() << " labels, got " << labels.size());
   bool open = false;
   for (const LabelSpec& l : spec.labels) {
     auto it = labels.find(l.name);
@@ -294,8 +293,8 @@ void MetricsRegistry::CheckLabels(const MetricSpec& spec, Labels& labels) {
     } else {
       bool found = false;
       for (const std::string& a : l.allowed) found = found || a == it->second;
-      CHAINRL_CHECK(found, spec.name << ": '" << it->second << "' is not a value of label "
-                           << l.name);
+      CHAINRL_CHECK(found,
+                    spec.name << ": '" << it->second << "' is not a value of label " << l.name);
     }
   }
   if (spec.labels.empty()) return;

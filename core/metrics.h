@@ -32,9 +32,9 @@ using Labels = std::map<std::string, std::string>;
 // How one process exports its metrics. Maps onto the `[metrics]` table of a run config.
 struct MetricsOptions {
   // Identity carried by every series as constant labels.
-  std::string run_id;                 // REQUIRED, non-empty
-  std::string role;                   // REQUIRED: "launcher", "learner", "actor", ...
-  std::optional<int64_t> actor_id;    // actors only
+  std::string run_id;               // REQUIRED, non-empty
+  std::string role;                 // REQUIRED: "launcher", "learner", "actor", ...
+  std::optional<int64_t> actor_id;  // actors only
   // `listen`: host:port for /metrics; port 0 picks a free port. Loopback by default so that a
   // run never exposes itself to the network unless asked.
   std::string listen = "127.0.0.1:0";
@@ -42,12 +42,30 @@ struct MetricsOptions {
   // If non-empty, the bound "host:port" is written here (atomically) once serving.
   std::string address_file;
 
-  MetricsOptions& set_run_id(std::string v) { run_id = std::move(v); return *this; }
-  MetricsOptions& set_role(std::string v) { role = std::move(v); return *this; }
-  MetricsOptions& set_actor_id(int64_t v) { actor_id = v; return *this; }
-  MetricsOptions& set_listen(std::string v) { listen = std::move(v); return *this; }
-  MetricsOptions& set_serve(bool v) { serve = v; return *this; }
-  MetricsOptions& set_address_file(std::string v) { address_file = std::move(v); return *this; }
+  MetricsOptions& set_run_id(std::string v) {
+    run_id = std::move(v);
+    return *this;
+  }
+  MetricsOptions& set_role(std::string v) {
+    role = std::move(v);
+    return *this;
+  }
+  MetricsOptions& set_actor_id(int64_t v) {
+    actor_id = v;
+    return *this;
+  }
+  MetricsOptions& set_listen(std::string v) {
+    listen = std::move(v);
+    return *this;
+  }
+  MetricsOptions& set_serve(bool v) {
+    serve = v;
+    return *this;
+  }
+  MetricsOptions& set_address_file(std::string v) {
+    address_file = std::move(v);
+    return *this;
+  }
 };
 
 // Owns the prometheus registry and (when serving) the HTTP exposer. Thread-safe: handles may be
@@ -102,7 +120,7 @@ class MetricsRegistry {
   std::vector<prometheus::Family<prometheus::Counter>*> counters_;
   std::vector<prometheus::Family<prometheus::Gauge>*> gauges_;
   std::vector<prometheus::Family<prometheus::Histogram>*> histograms_;
-  std::mutex mu_;  // guards series_
+  std::mutex mu_;                                        // guards series_
   std::map<std::string, std::set<std::string>> series_;  // metric name -> label sets in use
 };
 
@@ -120,8 +138,8 @@ std::string ScrapeTargetsPath(const std::string& runs_root, const std::string& r
 
 // Writes `path` (atomically: temp file + rename, so Prometheus never reads half a file) in the
 // file_sd JSON format: one group per target, labelled run_id, role (and actor_id). The launcher
-// calls it whenever the set of processes changes; missing parent folders are created. Errors: empty run_id or address (InvalidArgument),
-// the file cannot be written (IoError naming it).
+// calls it whenever the set of processes changes; missing parent folders are created. Errors: empty
+// run_id or address (InvalidArgument), the file cannot be written (IoError naming it).
 Status WriteScrapeTargets(const std::string& path, const std::string& run_id,
                           const std::vector<ScrapeTarget>& targets);
 

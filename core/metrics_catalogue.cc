@@ -24,23 +24,26 @@ std::vector<double> StepSecondsBuckets() {
 std::vector<double> StalenessBuckets() { return {0, 1, 2, 3, 4, 6, 8, 16, 32}; }
 
 MetricSpec C(CounterId id, std::string name, std::string help, std::vector<LabelSpec> labels = {}) {
-  return {MetricType::kCounter, static_cast<std::size_t>(id), std::move(name), std::move(help),
-          std::move(labels), {}};
+  return {MetricType::kCounter, static_cast<std::size_t>(id),
+          std::move(name),      std::move(help),
+          std::move(labels),    {}};
 }
 MetricSpec G(GaugeId id, std::string name, std::string help, std::vector<LabelSpec> labels = {}) {
-  return {MetricType::kGauge, static_cast<std::size_t>(id), std::move(name), std::move(help),
-          std::move(labels), {}};
+  return {MetricType::kGauge, static_cast<std::size_t>(id),
+          std::move(name),    std::move(help),
+          std::move(labels),  {}};
 }
 MetricSpec H(HistogramId id, std::string name, std::string help, std::vector<double> buckets) {
-  return {MetricType::kHistogram, static_cast<std::size_t>(id), std::move(name), std::move(help),
-          {}, std::move(buckets)};
+  return {
+      MetricType::kHistogram, static_cast<std::size_t>(id), std::move(name), std::move(help), {},
+      std::move(buckets)};
 }
 
 std::vector<MetricSpec> BuildCatalogue() {
-  const LabelSpec phase{"phase",
-                        {std::string(kPhaseWaiting), std::string(kPhaseGeneration),
-                         std::string(kPhaseReward), std::string(kPhaseTraining),
-                         std::string(kPhaseWeightSync)}};
+  const LabelSpec phase{
+      "phase",
+      {std::string(kPhaseWaiting), std::string(kPhaseGeneration), std::string(kPhaseReward),
+       std::string(kPhaseTraining), std::string(kPhaseWeightSync)}};
   const LabelSpec component{"component", {}};
   const LabelSpec plugin{"plugin", {}};
   const LabelSpec cache{"cache", {}};
@@ -147,10 +150,13 @@ std::vector<MetricSpec> BuildCatalogue() {
 
 std::size_t Offset(MetricType t) {
   switch (t) {
-    case MetricType::kCounter: return 0;
-    case MetricType::kGauge: return static_cast<std::size_t>(CounterId::kCount);
+    case MetricType::kCounter:
+      return 0;
+    case MetricType::kGauge:
+      return static_cast<std::size_t>(CounterId::kCount);
     case MetricType::kHistogram:
-      return static_cast<std::size_t>(CounterId::kCount) + static_cast<std::size_t>(GaugeId::kCount);
+      return static_cast<std::size_t>(CounterId::kCount) +
+             static_cast<std::size_t>(GaugeId::kCount);
   }
   return 0;
 }
@@ -189,9 +195,12 @@ const MetricSpec& Spec(HistogramId id) {
 
 const char* MetricTypeName(MetricType type) {
   switch (type) {
-    case MetricType::kCounter: return "counter";
-    case MetricType::kGauge: return "gauge";
-    case MetricType::kHistogram: return "histogram";
+    case MetricType::kCounter:
+      return "counter";
+    case MetricType::kGauge:
+      return "gauge";
+    case MetricType::kHistogram:
+      return "histogram";
   }
   return "?";
 }
@@ -214,10 +223,10 @@ std::string NameProblem(std::string_view name, MetricType type) {
     if (EndsWith(name, reserved)) return "ends in the reserved suffix " + std::string(reserved);
   }
   // Base units only: a scaled or abbreviated unit anywhere in the name is a mistake.
-  for (std::string_view bad : {"_milliseconds", "_microseconds", "_nanoseconds", "_minutes",
-                               "_hours", "_days", "_ms", "_us", "_ns", "_secs", "_sec", "_kb",
-                               "_mb", "_gb", "_kilobytes", "_megabytes", "_gigabytes", "_bits",
-                               "_percent", "_celsius"}) {
+  for (std::string_view bad :
+       {"_milliseconds", "_microseconds", "_nanoseconds", "_minutes", "_hours",   "_days",   "_ms",
+        "_us",           "_ns",           "_secs",        "_sec",     "_kb",      "_mb",     "_gb",
+        "_kilobytes",    "_megabytes",    "_gigabytes",   "_bits",    "_percent", "_celsius"}) {
     std::string word = std::string(bad) + "_";
     if (EndsWith(name, bad) || name.find(word) != name.npos)
       return "uses the non-base unit " + std::string(bad.substr(1));

@@ -11,54 +11,54 @@ namespace chainrl::metrics {
 
 // Counters (monotonic; names end in `_total`, so rate() gives a per-second figure).
 enum class CounterId {
-  kSteps,                 // chainrl_steps_total
-  kRolloutTokens,         // chainrl_rollout_tokens_total
-  kTrainingTokens,        // chainrl_training_tokens_total
-  kPhaseSeconds,          // chainrl_phase_seconds_total{phase}
-  kGroupsDispatched,      // chainrl_groups_dispatched_total
-  kGroupsTrained,         // chainrl_groups_trained_total
-  kGroupsDuplicated,      // chainrl_groups_duplicated_total
-  kGroupsLost,            // chainrl_groups_lost_total
-  kResponsesTruncated,    // chainrl_responses_truncated_total
-  kLeasesReassigned,      // chainrl_leases_reassigned_total
-  kActorDeaths,           // chainrl_actor_deaths_total{actor_id}
-  kActorRestarts,         // chainrl_actor_restarts_total{actor_id}
-  kMessagesRejected,      // chainrl_messages_rejected_total{reason}
-  kRewardCalls,           // chainrl_reward_calls_total{plugin}
-  kRewardErrors,          // chainrl_reward_errors_total{plugin}
-  kRewardTimeouts,        // chainrl_reward_timeouts_total{plugin}
-  kCacheHits,             // chainrl_cache_hits_total{cache}
-  kCacheMisses,           // chainrl_cache_misses_total{cache}
-  kWeightUpdates,         // chainrl_weight_updates_total
-  kSentBytes,             // chainrl_sent_bytes_total{channel}
-  kReceivedBytes,         // chainrl_received_bytes_total{channel}
+  kSteps,               // chainrl_steps_total
+  kRolloutTokens,       // chainrl_rollout_tokens_total
+  kTrainingTokens,      // chainrl_training_tokens_total
+  kPhaseSeconds,        // chainrl_phase_seconds_total{phase}
+  kGroupsDispatched,    // chainrl_groups_dispatched_total
+  kGroupsTrained,       // chainrl_groups_trained_total
+  kGroupsDuplicated,    // chainrl_groups_duplicated_total
+  kGroupsLost,          // chainrl_groups_lost_total
+  kResponsesTruncated,  // chainrl_responses_truncated_total
+  kLeasesReassigned,    // chainrl_leases_reassigned_total
+  kActorDeaths,         // chainrl_actor_deaths_total{actor_id}
+  kActorRestarts,       // chainrl_actor_restarts_total{actor_id}
+  kMessagesRejected,    // chainrl_messages_rejected_total{reason}
+  kRewardCalls,         // chainrl_reward_calls_total{plugin}
+  kRewardErrors,        // chainrl_reward_errors_total{plugin}
+  kRewardTimeouts,      // chainrl_reward_timeouts_total{plugin}
+  kCacheHits,           // chainrl_cache_hits_total{cache}
+  kCacheMisses,         // chainrl_cache_misses_total{cache}
+  kWeightUpdates,       // chainrl_weight_updates_total
+  kSentBytes,           // chainrl_sent_bytes_total{channel}
+  kReceivedBytes,       // chainrl_received_bytes_total{channel}
   kCount
 };
 
 // Gauges (a value in force now).
 enum class GaugeId {
-  kBuildInfo,              // chainrl_build_info{version} (always 1)
-  kProcessStartTime,       // chainrl_process_start_time_seconds
-  kResidentMemory,         // chainrl_process_resident_memory_bytes (refreshed on every scrape)
-  kPolicyVersion,          // chainrl_policy_version
-  kCurriculumStage,        // chainrl_curriculum_stage
-  kTokenBudget,            // chainrl_token_budget_tokens
-  kRewardMean,             // chainrl_reward_mean
-  kRewardComponentMean,    // chainrl_reward_component_mean{component}
-  kAccuracy,               // chainrl_accuracy_ratio
-  kTruncation,             // chainrl_truncation_ratio
-  kLoss,                   // chainrl_loss
-  kKl,                     // chainrl_kl_divergence
-  kEntropy,                // chainrl_entropy
-  kClipFraction,           // chainrl_clip_fraction_ratio
-  kGradNorm,               // chainrl_grad_norm
-  kLearningRate,           // chainrl_learning_rate
-  kLogprobMismatch,        // chainrl_logprob_mismatch
-  kStalenessMax,           // chainrl_staleness_max_versions
-  kStalenessBound,         // chainrl_staleness_bound_versions
-  kQueueDepth,             // chainrl_queue_depth{queue}
-  kLeasesInFlight,         // chainrl_leases_in_flight
-  kActorsAlive,            // chainrl_actors_alive
+  kBuildInfo,            // chainrl_build_info{version} (always 1)
+  kProcessStartTime,     // chainrl_process_start_time_seconds
+  kResidentMemory,       // chainrl_process_resident_memory_bytes (refreshed on every scrape)
+  kPolicyVersion,        // chainrl_policy_version
+  kCurriculumStage,      // chainrl_curriculum_stage
+  kTokenBudget,          // chainrl_token_budget_tokens
+  kRewardMean,           // chainrl_reward_mean
+  kRewardComponentMean,  // chainrl_reward_component_mean{component}
+  kAccuracy,             // chainrl_accuracy_ratio
+  kTruncation,           // chainrl_truncation_ratio
+  kLoss,                 // chainrl_loss
+  kKl,                   // chainrl_kl_divergence
+  kEntropy,              // chainrl_entropy
+  kClipFraction,         // chainrl_clip_fraction_ratio
+  kGradNorm,             // chainrl_grad_norm
+  kLearningRate,         // chainrl_learning_rate
+  kLogprobMismatch,      // chainrl_logprob_mismatch
+  kStalenessMax,         // chainrl_staleness_max_versions
+  kStalenessBound,       // chainrl_staleness_bound_versions
+  kQueueDepth,           // chainrl_queue_depth{queue}
+  kLeasesInFlight,       // chainrl_leases_in_flight
+  kActorsAlive,          // chainrl_actors_alive
   kCount
 };
 

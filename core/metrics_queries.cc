@@ -60,7 +60,8 @@ Status CollectPanels(const std::string& file, const json& panels, const std::str
     const std::string title = StringField(p, "title");
     if (type == "row") {
       current_row = title;
-      if (p.contains("panels")) CHAINRL_RETURN_IF_ERROR(CollectPanels(file, p["panels"], title, out));
+      if (p.contains("panels"))
+        CHAINRL_RETURN_IF_ERROR(CollectPanels(file, p["panels"], title, out));
       continue;
     }
     if (!p.contains("targets")) continue;
@@ -304,8 +305,8 @@ Result<std::vector<RuleState>> PrometheusClient::Rules() const {
   for (const json& g : data.value("groups", json::array())) {
     for (const json& r : g.value("rules", json::array())) {
       out.push_back({StringField(g, "name"), StringField(r, "name"), StringField(r, "type"),
-                     StringField(r, "query"), StringField(r, "health"),
-                     StringField(r, "lastError"), StringField(r, "state")});
+                     StringField(r, "query"), StringField(r, "health"), StringField(r, "lastError"),
+                     StringField(r, "state")});
     }
   }
   return out;
@@ -462,6 +463,12 @@ Result<std::unique_ptr<PrometheusServer>> PrometheusServer::Start(const Options&
         "--log.level=warn",
         "--storage.tsdb.retention.time=1h",
     };
+    // Everything the child needs is prepared before fork(): in a process with other threads the
+    // child may only make async-signal-safe calls until it execs.
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const char* log_path = s->log_path_.c_str();
     const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
@@ -469,23 +476,20 @@ Result<std::unique_ptr<PrometheusServer>> PrometheusServer::Start(const Options&
       // Child: never outlive the test that started it.
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) _exit(127);
-      int fd = open(s->log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) {
         dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
       }
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
       execv(argv[0], argv.data());
       _exit(127);
     }
     s->pid_ = pid;
     PrometheusClient client(s->url_, 2);
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::milliseconds(
-                              static_cast<long long>(options.ready_timeout_seconds * 1000));
+    const auto deadline =
+        std::chrono::steady_clock::now() +
+        std::chrono::milliseconds(static_cast<long long>(options.ready_timeout_seconds * 1000));
     bool exited = false;
     while (std::chrono::steady_clock::now() < deadline) {
       int wstatus = 0;

@@ -60,11 +60,11 @@ struct QueryResult {
 struct RuleState {
   std::string group;
   std::string name;
-  std::string type;    // "alerting" or "recording"
+  std::string type;  // "alerting" or "recording"
   std::string query;
   std::string health;  // "ok", "err", "unknown"
   std::string last_error;
-  std::string state;   // alerting rules: "inactive", "pending", "firing"
+  std::string state;  // alerting rules: "inactive", "pending", "firing"
 };
 
 struct AlertState {
@@ -87,8 +87,9 @@ class PrometheusClient {
   explicit PrometheusClient(std::string base_url, double timeout_seconds = 10);
 
   // GET base_url + path with URL-encoded `params`; the body if the status is 2xx.
-  Result<std::string> Get(const std::string& path,
-                          const std::vector<std::pair<std::string, std::string>>& params = {}) const;
+  Result<std::string> Get(
+      const std::string& path,
+      const std::vector<std::pair<std::string, std::string>>& params = {}) const;
   // /-/ready answers 200.
   bool Ready() const;
   // Instant query at the server's current time.

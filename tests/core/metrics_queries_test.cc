@@ -16,7 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path TempFile(const std::string& name, const std::string& text) {
-  fs::path dir = fs::temp_directory_path() / ("chainrl_metrics_queries_" + std::to_string(getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("chainrl_metrics_queries_" + std::to_string(getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / name) << text;
   return dir / name;
@@ -87,7 +88,8 @@ TEST(DashboardQueries, ErrorsNameTheFile) {
   auto q = DashboardQueries(p.string());
   ASSERT_FALSE(q.ok());
   EXPECT_NE(q.status().message().find("broken.json"), std::string::npos);
-  p = TempFile("noexpr.json", R"({"panels": [{"type": "stat", "title": "S", "targets": [{"refId": "A"}]}]})");
+  p = TempFile("noexpr.json",
+               R"({"panels": [{"type": "stat", "title": "S", "targets": [{"refId": "A"}]}]})");
   q = DashboardQueries(p.string());
   ASSERT_FALSE(q.ok());
   EXPECT_NE(q.status().message().find("panel 'S' > target A has no 'expr'"), std::string::npos)
@@ -107,6 +109,7 @@ TEST(RenderPrometheusConfig, RewritesTheShippedConfig) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_NE(r->find("scrape_interval: 1s\n"), std::string::npos) << *r;
   EXPECT_NE(r->find("evaluation_interval: 1s\n"), std::string::npos);
+  EXPECT_NE(r->find("scrape_timeout: 1s\n"), std::string::npos);  // never above the interval
   EXPECT_NE(r->find("files: ['/tmp/t/*.json']\n"), std::string::npos);
   EXPECT_NE(r->find("rule_files: ['/x/alerts.yml']\n"), std::string::npos);
   // The original list items are gone, everything else stays.

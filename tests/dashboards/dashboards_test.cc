@@ -281,8 +281,7 @@ TEST(DashboardsLive, EveryQueryAndRuleEvaluatesAgainstARealPrometheus) {
                 x.name == "ChainrlStalenessAboveBound")
         << "unexpected alert " << x.name;
   }
-  const double seconds =
-      std::chrono::duration<double>(Clock::now() - started).count();
+  const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   std::printf("dashboards live check: %zu queries, %zu rules, %.1f s\n", checks.size(),
               rules->size(), seconds);
   server->reset();
@@ -336,8 +335,8 @@ TEST(DashboardJson, SchemaVariablesAndRows) {
           << p["title"] << ": every query must select the run";
     }
   }
-  EXPECT_EQ(rows, (std::vector<std::string>{"Overview", "Rollout", "Rewards and lengths",
-                                            "Learner", "Weights and transport", "Reliability"}));
+  EXPECT_EQ(rows, (std::vector<std::string>{"Overview", "Rollout", "Rewards and lengths", "Learner",
+                                            "Weights and transport", "Reliability"}));
 }
 
 TEST(DashboardJson, EveryCatalogueMetricIsShown) {
