@@ -366,7 +366,6 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
   std::ostringstream out;
   std::string line;
   int scrape = 0, evaluation = 0, files = 0, rules = 0;
-  bool has_timeout = false;
   // Which list the following "- item" lines belong to, and its indentation.
   enum class List { kNone, kFiles, kRules } list = List::kNone;
   std::size_t list_indent = 0;
@@ -393,7 +392,6 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
       ++scrape;
     } else if (trimmed.rfind("scrape_timeout:", 0) == 0) {
       out << value_after(line, "scrape_timeout:") << edits.scrape_timeout << "\n";
-      has_timeout = true;
     } else if (trimmed.rfind("evaluation_interval:", 0) == 0) {
       out << value_after(line, "evaluation_interval:") << edits.evaluation_interval << "\n";
       ++evaluation;
@@ -418,7 +416,6 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
         std::to_string(scrape) + ", " + std::to_string(evaluation) + ", " + std::to_string(files) +
         ", " + std::to_string(rules) + ")");
   }
-  (void)has_timeout;  // optional in the template
   return out.str();
 }
 
