@@ -371,4 +371,16 @@ Status MetricsRegistry::Push(const std::string& url) const {
   return Status::Ok();
 }
 
+PhaseTimer::PhaseTimer(MetricsRegistry& metrics, std::string_view phase)
+    : counter_(metrics.counter(CounterId::kPhaseSeconds, {{"phase", std::string(phase)}})),
+      start_(std::chrono::steady_clock::now()) {}
+
+double PhaseTimer::Stop() {
+  if (seconds_ < 0) {
+    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    counter_.Increment(seconds_);
+  }
+  return seconds_;
+}
+
 }  // namespace chainrl::metrics

@@ -3,6 +3,7 @@
 // Pushgateway, and the file_sd target file through which Prometheus discovers a run.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <prometheus/counter.h>
@@ -122,6 +124,24 @@ class MetricsRegistry {
   std::vector<prometheus::Family<prometheus::Histogram>*> histograms_;
   std::mutex mu_;                                        // guards series_
   std::map<std::string, std::set<std::string>> series_;  // metric name -> label sets in use
+};
+
+// Adds the wall time of a scope to chainrl_phase_seconds_total{phase}: the step-time split.
+//   { PhaseTimer t(metrics, kPhaseGeneration); ...generate... }
+// REQUIRES: `phase` is one of the kPhase* names. One object per scope; not shared across threads.
+class PhaseTimer {
+ public:
+  PhaseTimer(MetricsRegistry& metrics, std::string_view phase);
+  ~PhaseTimer() { Stop(); }
+  PhaseTimer(const PhaseTimer&) = delete;
+  PhaseTimer& operator=(const PhaseTimer&) = delete;
+  // Adds the time since construction (only the first call adds) and returns it in seconds.
+  double Stop();
+
+ private:
+  prometheus::Counter& counter_;
+  std::chrono::steady_clock::time_point start_;
+  double seconds_ = -1;
 };
 
 // One process of a run for Prometheus' file-based discovery.

@@ -330,6 +330,24 @@ TEST(MetricsRegistry, HandlesAreThreadSafe) {
   EXPECT_EQ(m->counter(CounterId::kCacheHits, {{"cache", "embedding"}}).Value(), 10000);
 }
 
+TEST(PhaseTimer, AddsItsScopeOnceToThePhaseCounter) {
+  auto m = MustCreate(MetricsOptions().set_run_id("r").set_role("actor").set_serve(false));
+  ASSERT_TRUE(m);
+  double first = 0;
+  {
+    PhaseTimer t(*m, kPhaseGeneration);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    first = t.Stop();
+    EXPECT_EQ(t.Stop(), first);  // a second Stop (and the destructor) adds nothing
+  }
+  EXPECT_GE(first, 0.03);
+  { PhaseTimer t(*m, kPhaseGeneration); }
+  const double total = m->counter(CounterId::kPhaseSeconds, {{"phase", "generation"}}).Value();
+  EXPECT_GE(total, first);
+  EXPECT_LT(total - first, 0.5);  // the empty scope adds (almost) nothing
+  EXPECT_EQ(m->counter(CounterId::kPhaseSeconds, {{"phase", "reward"}}).Value(), 0);
+}
+
 TEST(ScrapeTargets, WritesFileSdJson) {
   fs::path dir = TempDir("targets");
   const std::string path = ScrapeTargetsPath(dir.string(), "run-1");
