@@ -77,6 +77,15 @@ const conversations = [
     { role: "user", content: "\n  spaced user\t" },
   ]],
   ["unicode", [{ role: "user", content: "日本語 👋 \"quotes\" and \\backslash\\" }]],
+  ["tools", [
+    { role: "system", content: "You can call tools." },
+    { role: "user", content: "Weather in Paris?" },
+    { role: "assistant", content: "", tool_calls: [
+      { type: "function", function: { name: "get_weather", arguments: { city: "Paris", unit: "°C" } } }] },
+    { role: "tool", content: "{\"temp\": 18}" },
+    { role: "assistant", content: "It is 18 °C." },
+  ], [{ tools: [{ type: "function", function: { name: "get_weather", description: "Current weather",
+      parameters: { type: "object", properties: { city: { type: "string" } }, required: ["city"] } } }] }]],
 ];
 
 function loadTokenizer(dir) {
@@ -114,9 +123,9 @@ function specialTokens(config) {
 function referenceChat(templateText, config) {
   const template = new Template(templateText);
   const out = [];
-  for (const [name, messages] of conversations) {
+  for (const [name, messages, extraContexts] of conversations) {
     for (const gen of [false, true]) {
-      const extras = [{}];
+      const extras = extraContexts ?? [{}];
       if (name === "thinking" || name === "user_only") extras.push({ enable_thinking: false });
       for (const extra of extras) {
         let rendered = null;
