@@ -4,7 +4,6 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
-#include <sentencepiece_processor.h>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +14,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "model/tokenizer_sentencepiece.h"
 #include "model/unicode.h"
 
 namespace chainrl {
@@ -738,51 +738,44 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
   return Status::Ok();
 }
 
-// SentencePiece model (tokenizer.model) through libsentencepiece.
+// SentencePiece model (tokenizer.model), run by SentencePieceModel.
 class SentencePieceTokenizer final : public Tokenizer::Impl {
  public:
   Status Load(const std::string& path) {
-    auto st = sp_.Load(path);
-    if (!st.ok()) return Corrupt(path + ": not a SentencePiece model: " + st.ToString());
+    CHAINRL_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+    CHAINRL_RETURN_IF_ERROR(sp_.Load(bytes, path));
     // Control symbols (<s>, </s>, ...) are matched in text like Hugging Face's special tokens.
-    for (int i = 0; i < sp_.GetPieceSize(); ++i) {
-      if (sp_.IsControl(i)) {
+    const auto& pieces = sp_.pieces();
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      if (pieces[i].type == SentencePieceModel::PieceType::kControl) {
         AddedToken t;
-        t.id = i;
-        t.content = sp_.IdToPiece(i);
+        t.id = static_cast<int32_t>(i);
+        t.content = pieces[i].text;
         t.special = true;
         CHAINRL_RETURN_IF_ERROR(AddToken(std::move(t)));
       }
     }
     IndexAddedTokens();
-    if (sp_.bos_id() >= 0) bos = sp_.IdToPiece(sp_.bos_id());
-    if (sp_.eos_id() >= 0) eos = sp_.IdToPiece(sp_.eos_id());
+    if (sp_.bos_id() >= 0) bos = pieces[sp_.bos_id()].text;
+    if (sp_.eos_id() >= 0) eos = pieces[sp_.eos_id()].text;
     add_bos = sp_.bos_id() >= 0;  // Llama 2 convention; tokenizer_config.json may override
     return Status::Ok();
   }
   Status EncodeModel(std::string_view text, bool, std::vector<int32_t>* out) const override {
-    std::vector<int> ids;
-    auto st = sp_.Encode(text, &ids);
-    if (!st.ok()) return Internal("sentencepiece encode failed: " + st.ToString());
-    out->insert(out->end(), ids.begin(), ids.end());
+    sp_.Encode(text, out);
     return Status::Ok();
   }
   void DecodeModel(const std::vector<int32_t>& ids, std::string* out) const override {
-    if (ids.empty()) return;
-    std::string text;
-    std::vector<int> v(ids.begin(), ids.end());
-    if (sp_.Decode(v, &text).ok()) out->append(text);
+    sp_.Decode(ids, out->empty(), out);
   }
   std::optional<int32_t> ModelTokenToId(std::string_view token) const override {
-    int id = sp_.PieceToId(token);
-    if (id == sp_.unk_id() && token != sp_.IdToPiece(sp_.unk_id())) return std::nullopt;
-    return id;
+    return sp_.PieceToId(token);
   }
   std::optional<std::string> ModelIdToToken(int32_t id) const override {
-    if (id < 0 || id >= sp_.GetPieceSize()) return std::nullopt;
-    return sp_.IdToPiece(id);
+    if (id < 0 || id >= static_cast<int32_t>(sp_.pieces().size())) return std::nullopt;
+    return sp_.pieces()[id].text;
   }
-  int64_t ModelVocabSize() const override { return sp_.GetPieceSize(); }
+  int64_t ModelVocabSize() const override { return static_cast<int64_t>(sp_.pieces().size()); }
   void PostProcess(std::vector<int32_t>* ids) const override {
     if (add_bos && sp_.bos_id() >= 0) ids->insert(ids->begin(), sp_.bos_id());
     if (add_eos && sp_.eos_id() >= 0) ids->push_back(sp_.eos_id());
@@ -790,7 +783,7 @@ class SentencePieceTokenizer final : public Tokenizer::Impl {
   std::string kind() const override { return "sentencepiece"; }
 
  private:
-  sentencepiece::SentencePieceProcessor sp_;
+  SentencePieceModel sp_;
 };
 
 // Reads the token-valued keys of tokenizer_config.json ("<s>" or {"content": "<s>", ...}).
@@ -868,7 +861,6 @@ Result<Tokenizer> Tokenizer::FromFile(const std::string& path, const std::string
     CHAINRL_ASSIGN_OR_RETURN(config_text, ReadFile(config_json_path));
   }
   if (path.size() >= 6 && path.compare(path.size() - 6, 6, ".model") == 0) {
-    if (!FileExists(path)) return NotFound(path + ": cannot open");
     auto impl = std::make_shared<SentencePieceTokenizer>();
     CHAINRL_RETURN_IF_ERROR(impl->Load(path));
     CHAINRL_RETURN_IF_ERROR(ApplyConfig(config_text, config_json_path, impl.get()));

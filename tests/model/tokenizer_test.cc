@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +14,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#ifdef CHAINRL_HAVE_SENTENCEPIECE
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+#endif
 
 #include "model/unicode.h"
 
@@ -245,6 +251,111 @@ TEST(Unicode, NfcMatchesHandComputed) {
   // Composition exclusion: U+0958 stays decomposed as U+0915 U+093C.
   EXPECT_EQ(unicode::Nfc("\xE0\xA5\x98"), "\xE0\xA4\x95\xE0\xA4\xBC");
 }
+
+#ifdef CHAINRL_HAVE_SENTENCEPIECE
+// SentencePiece BPE models trained here on a small corpus; libsentencepiece is the reference.
+class SentencePieceTokenizer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(std::filesystem::temp_directory_path() /
+                           ("chainrl_sp_test_" + std::to_string(::getpid())));
+    std::filesystem::create_directories(*dir_ + "/llama2");
+    std::filesystem::create_directories(*dir_ + "/clean");
+    std::filesystem::create_directories(*dir_ + "/nfkc");
+    std::ofstream corpus(*dir_ + "/corpus.txt");
+    std::mt19937 rng(7);
+    for (int line = 0; line < 3000; ++line) {
+      int n = 3 + rng() % 8;
+      for (int w = 0; w < n; ++w) corpus << (w ? " " : "") << kWords[rng() % std::size(kWords)];
+      corpus << "\n";
+    }
+    corpus.close();
+    const std::string common = "--input=" + *dir_ + "/corpus.txt --model_type=bpe --minloglevel=2 "
+                               "--character_coverage=1.0 ";
+    // Llama 2's settings: identity normalizer, whitespace kept, byte fallback.
+    auto st = sentencepiece::SentencePieceTrainer::Train(
+        common + "--model_prefix=" + *dir_ + "/llama2/tokenizer --vocab_size=330 --byte_fallback=true "
+        "--normalization_rule_name=identity --remove_extra_whitespaces=false");
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    // Identity normalizer with whitespace clean-up, no byte fallback (unknowns -> <unk>).
+    st = sentencepiece::SentencePieceTrainer::Train(
+        common + "--model_prefix=" + *dir_ + "/clean/tokenizer --vocab_size=80 "
+        "--normalization_rule_name=identity");
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    st = sentencepiece::SentencePieceTrainer::Train(
+        common + "--model_prefix=" + *dir_ + "/nfkc/tokenizer --vocab_size=80");
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static constexpr const char* kWords[] = {"the", "cat", "sat", "on", "mat", "reward", "policy",
+                                           "token", "gradient", "learner", "actor", "rollout",
+                                           "chain", "thought", "42", "naïve", "日本語"};
+  static std::string* dir_;
+};
+std::string* SentencePieceTokenizer::dir_ = nullptr;
+
+TEST_F(SentencePieceTokenizer, MatchesLibsentencepieceOnRandomText) {
+  std::mt19937 rng(99);
+  const char* extra[] = {" ", "  ", "\t", "\n", "x", "Z", "é", "🤖", "ñ", "\xE2\x96\x81", "!!"};
+  for (const char* name : {"llama2", "clean"}) {
+    const std::string dir = *dir_ + "/" + name;
+    auto tok = Tokenizer::FromDir(dir);
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    EXPECT_EQ(tok->kind(), "sentencepiece");
+    sentencepiece::SentencePieceProcessor sp;
+    ASSERT_TRUE(sp.Load(dir + "/tokenizer.model").ok());
+    EXPECT_EQ(tok->vocab_size(), sp.GetPieceSize());
+    EXPECT_EQ(tok->bos_token_id(), sp.bos_id());
+    EXPECT_EQ(tok->eos_token_id(), sp.eos_id());
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string text;
+      int n = rng() % 12;
+      for (int i = 0; i < n; ++i) {
+        if (rng() % 3 == 0) text += extra[rng() % std::size(extra)];
+        else text += std::string(rng() % 2 ? " " : "") + kWords[rng() % std::size(kWords)];
+      }
+      std::vector<int> want;
+      ASSERT_TRUE(sp.Encode(text, &want).ok());
+      auto ids = tok->Encode(text);
+      ASSERT_TRUE(ids.ok());
+      ASSERT_EQ(*ids, std::vector<int32_t>(want.begin(), want.end())) << name << ": [" << text << "]";
+      std::string back;
+      ASSERT_TRUE(sp.Decode(want, &back).ok());
+      EXPECT_EQ(*tok->Decode(*ids), back) << name << ": [" << text << "]";
+      // Llama 2 convention: add_special_tokens prepends BOS.
+      auto with_bos = tok->Encode(text, true);
+      ASSERT_TRUE(with_bos.ok());
+      ASSERT_FALSE(with_bos->empty());
+      EXPECT_EQ((*with_bos)[0], sp.bos_id());
+    }
+  }
+}
+
+TEST_F(SentencePieceTokenizer, SpecialTokensAndUnsupportedModels) {
+  auto tok = Tokenizer::FromDir(*dir_ + "/llama2");
+  ASSERT_TRUE(tok.ok());
+  // Control tokens written in text are matched as tokens, then dropped by skip_special.
+  auto ids = tok->Encode("the cat</s>");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->back(), *tok->eos_token_id());
+  EXPECT_EQ(*tok->Decode(*ids, /*skip_special=*/true), "the cat");
+  EXPECT_EQ(*tok->Decode(*ids), "the cat</s>");
+  EXPECT_FALSE(tok->Encode("bad\xFF").ok());
+  // The default nmt_nfkc normalizer is not implemented: a clear error naming the file.
+  auto nfkc = Tokenizer::FromDir(*dir_ + "/nfkc");
+  ASSERT_FALSE(nfkc.ok());
+  EXPECT_NE(nfkc.status().message().find("nfkc/tokenizer.model"), std::string::npos);
+  EXPECT_NE(nfkc.status().message().find("nmt_nfkc"), std::string::npos) << nfkc.status().message();
+  // A file that is not a model.
+  std::ofstream(*dir_ + "/junk.model") << "not a protobuf at all \xFF\xFF\xFF";
+  auto junk = Tokenizer::FromFile(*dir_ + "/junk.model");
+  ASSERT_FALSE(junk.ok());
+  EXPECT_NE(junk.status().message().find("junk.model"), std::string::npos);
+}
+#endif  // CHAINRL_HAVE_SENTENCEPIECE
 
 // ---- Real tokenizers (assets fetched by scripts/fetch_test_assets.sh) -------------------------
 
