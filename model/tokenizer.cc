@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -122,6 +124,14 @@ struct PreTokenizerStep {
 
 const char kGpt2Pattern[] =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// Hash for string-keyed maps that can be probed with a string_view (no temporary string).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
 bool IsAsciiSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 bool IsWordByte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
@@ -259,15 +269,21 @@ class BpeTokenizer final : public Tokenizer::Impl {
       normalized = unicode::Nfc(text);
       text = normalized;
     }
-    // Pre-tokenize into pieces (byte ranges of `text` or owned strings when a step rewrites).
-    std::vector<std::string> pieces{std::string(text)};
+    // Pre-tokenize into pieces: views into `text`, or into `owned` where a step rewrites one
+    // (ByteLevel's add_prefix_space).
+    std::deque<std::string> owned;
+    std::vector<std::string_view> pieces{text};
+    std::vector<std::string_view> next;
     for (const PreTokenizerStep& step : pretok_) {
-      std::vector<std::string> next;
-      for (std::string& p : pieces) {
+      next.clear();
+      for (std::string_view p : pieces) {
         if (step.kind == PreTokenizerStep::kByteLevel) {
-          if (step.add_prefix_space && (p.empty() || p[0] != ' ')) p.insert(p.begin(), ' ');
+          if (step.add_prefix_space && (p.empty() || p[0] != ' ')) {
+            owned.push_back(" " + std::string(p));
+            p = owned.back();
+          }
           if (!step.regex) {
-            next.push_back(std::move(p));
+            next.push_back(p);
             continue;
           }
         }
@@ -280,9 +296,9 @@ class BpeTokenizer final : public Tokenizer::Impl {
         }));
         if (last < p.size()) next.push_back(p.substr(last));
       }
-      pieces = std::move(next);
+      pieces.swap(next);
     }
-    for (const std::string& p : pieces) CHAINRL_RETURN_IF_ERROR(EncodeWord(p, out));
+    for (std::string_view p : pieces) CHAINRL_RETURN_IF_ERROR(EncodeWord(p, out));
     return Status::Ok();
   }
 
@@ -290,7 +306,7 @@ class BpeTokenizer final : public Tokenizer::Impl {
     for (int32_t id : ids) out->append(id_bytes_[id]);
   }
   std::optional<int32_t> ModelTokenToId(std::string_view token) const override {
-    auto it = vocab_.find(std::string(token));
+    auto it = vocab_.find(token);
     if (it == vocab_.end()) return std::nullopt;
     return it->second;
   }
@@ -309,11 +325,11 @@ class BpeTokenizer final : public Tokenizer::Impl {
   std::string kind() const override { return "bpe"; }
 
  private:
-  Status EncodeWord(const std::string& piece, std::vector<int32_t>* out) const;
+  Status EncodeWord(std::string_view piece, std::vector<int32_t>* out) const;
   // The BPE merge loop over initial symbols (slow paths excluded); exposed for the cache.
   void Merge(std::vector<int32_t>* syms) const;
 
-  std::unordered_map<std::string, int32_t> vocab_;
+  StringMap<int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::vector<char> has_id_;
   std::vector<std::string> id_bytes_;  // what each model id decodes to
@@ -324,6 +340,7 @@ class BpeTokenizer final : public Tokenizer::Impl {
   bool nfc_ = false;
   bool ignore_merges_ = false;
   bool byte_fallback_ = false;
+  bool fuse_unk_ = false;
   std::optional<int32_t> unk_;
   std::vector<PreTokenizerStep> pretok_;
   std::vector<int32_t> template_prefix_, template_suffix_;
@@ -331,7 +348,7 @@ class BpeTokenizer final : public Tokenizer::Impl {
   static constexpr size_t kMaxCachedPiece = 256;
   static constexpr size_t kMaxCacheEntries = 1 << 16;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;
+  mutable StringMap<std::vector<int32_t>> cache_;
 };
 
 uint64_t PairKey(int32_t a, int32_t b) {
@@ -380,7 +397,7 @@ void BpeTokenizer::Merge(std::vector<int32_t>* syms) const {
   id.resize(w);
 }
 
-Status BpeTokenizer::EncodeWord(const std::string& piece, std::vector<int32_t>* out) const {
+Status BpeTokenizer::EncodeWord(std::string_view piece, std::vector<int32_t>* out) const {
   if (piece.empty()) return Status::Ok();
   const bool cacheable = piece.size() <= kMaxCachedPiece;
   if (cacheable) {
@@ -415,7 +432,6 @@ Status BpeTokenizer::EncodeWord(const std::string& piece, std::vector<int32_t>* 
     }
     // Character-level symbols; unknown characters become byte-fallback tokens or unk, which
     // never merge (they are not in any merge pair).
-    std::vector<int32_t> fixed;  // merged segments are built from mergeable runs
     std::vector<int32_t> run;
     auto flush = [&] {
       Merge(&run);
@@ -449,9 +465,10 @@ Status BpeTokenizer::EncodeWord(const std::string& piece, std::vector<int32_t>* 
           continue;
         }
       }
-      if (!unk_) return InvalidArgument("character '" + piece.substr(b, i - b) +
-                                        "' is not in the vocabulary and there is no unk_token");
-      if (syms.empty() || syms.back() != *unk_) syms.push_back(*unk_);  // fuse consecutive unk
+      if (!unk_)
+        return InvalidArgument("character '" + std::string(piece.substr(b, i - b)) +
+                               "' is not in the vocabulary and there is no unk_token");
+      if (!fuse_unk_ || syms.empty() || syms.back() != *unk_) syms.push_back(*unk_);
     }
     flush();
   }
@@ -560,6 +577,7 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
   if (!model.contains("vocab") || !model["vocab"].is_object())
     return JsonPath{src, "model.vocab"}.Err("expected an object of token -> id");
   int32_t max_id = -1;
+  vocab_.reserve(model["vocab"].size());
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
         it.value().get<int64_t>() > INT32_MAX)
@@ -576,6 +594,7 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
   }
   ignore_merges_ = model.value("ignore_merges", false);
   byte_fallback_ = model.value("byte_fallback", false) == true;
+  fuse_unk_ = model.value("fuse_unk", false) == true;
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
     auto it = vocab_.find(model["unk_token"].get<std::string>());
     if (it != vocab_.end()) unk_ = it->second;

@@ -66,6 +66,38 @@ char32_t Compose(char32_t a, char32_t b) {
   return 0;
 }
 
+// Code points that NFC can change or that can combine with a neighbour: those with a canonical
+// decomposition, non-zero combining class, or that are the second half of a composition (Hangul
+// V/T jamo included). Text made only of other code points is already NFC.
+class NfcUnstable {
+ public:
+  NfcUnstable() : bmp_(0x10000, false) {
+    for (const auto& e : kDecomposition) Add(e.cp);
+    for (const auto& e : kCombiningClass) Add(e.cp);
+    for (const auto& e : kComposition) Add(e.second);
+    for (char32_t c = kVBase; c < kVBase + kVCount; ++c) Add(c);
+    for (char32_t c = kTBase + 1; c < kTBase + kTCount; ++c) Add(c);
+    std::sort(astral_.begin(), astral_.end());
+  }
+  bool Contains(char32_t cp) const {
+    if (cp < 0x10000) return bmp_[cp];
+    return std::binary_search(astral_.begin(), astral_.end(), cp);
+  }
+
+ private:
+  void Add(char32_t cp) {
+    if (cp < 0x10000) bmp_[cp] = true;
+    else astral_.push_back(cp);
+  }
+  std::vector<bool> bmp_;
+  std::vector<char32_t> astral_;
+};
+
+const NfcUnstable& Unstable() {
+  static const NfcUnstable table;
+  return table;
+}
+
 // Length of the valid sequence at s[i], or 0 when ill-formed; *bad_len is then the length of
 // the maximal ill-formed subpart (>= 1).
 size_t ValidSequenceLength(std::string_view s, size_t i, size_t* bad_len) {
@@ -180,12 +212,10 @@ std::string ReplaceInvalidUtf8(std::string_view bytes) {
   return out;
 }
 
-std::string Nfc(std::string_view s) {
-  // Below U+0300 nothing decomposes except Latin-1 letters, which are already composed; a run
-  // of code points < U+0300 is therefore NFC unless a combining mark follows it. Only ASCII is
-  // skipped outright here; everything else takes the full path.
-  bool ascii = std::all_of(s.begin(), s.end(), [](char c) { return (c & 0x80) == 0; });
-  if (ascii) return std::string(s);
+namespace {
+
+// Full NFC of a chunk: decompose, order marks, compose.
+void NfcChunk(std::string_view s, std::string* result) {
   std::vector<char32_t> cps;
   cps.reserve(s.size());
   for (size_t i = 0; i < s.size();) Decompose(NextCodePoint(s, &i), &cps);
@@ -231,10 +261,56 @@ std::string Nfc(std::string_view s) {
     }
     out.push_back(c);
   }
-  std::string result;
-  result.reserve(s.size());
-  for (char32_t c : out) AppendUtf8(c, &result);
-  return result;
+  for (char32_t c : out) AppendUtf8(c, result);
+}
+
+
+}  // namespace
+
+std::string NfcReference(std::string_view s) {
+  std::string out;
+  NfcChunk(s, &out);
+  return out;
+}
+
+std::string Nfc(std::string_view s) {
+  // NFC never acts across a stable code point (one that neither decomposes, nor has a combining
+  // class, nor composes with what precedes it), so stable code points are copied and only the
+  // chunks [stable starter, following unstable code points] take the full path.
+  std::string out;
+  out.reserve(s.size());
+  size_t prev_begin = std::string::npos;  // start in `s` of the last copied code point
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t b = i;
+    if ((s[i] & 0x80) == 0) {
+      out.push_back(s[i++]);
+      prev_begin = b;
+      continue;
+    }
+    char32_t cp = NextCodePoint(s, &i);
+    if (!Unstable().Contains(cp)) {
+      out.append(s.substr(b, i - b));
+      prev_begin = b;
+      continue;
+    }
+    size_t chunk_begin = b;
+    if (prev_begin != std::string::npos) {
+      out.resize(out.size() - (b - prev_begin));
+      chunk_begin = prev_begin;
+    }
+    size_t end = i;
+    while (end < s.size()) {
+      size_t next = end;
+      char32_t c = NextCodePoint(s, &next);
+      if (c < 0x80 || !Unstable().Contains(c)) break;
+      end = next;
+    }
+    NfcChunk(s.substr(chunk_begin, end - chunk_begin), &out);
+    prev_begin = std::string::npos;
+    i = end;
+  }
+  return out;
 }
 
 }  // namespace chainrl::unicode

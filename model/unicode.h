@@ -24,8 +24,12 @@ void AppendUtf8(char32_t cp, std::string* out);
 // TextDecoder do). Valid input comes back unchanged.
 std::string ReplaceInvalidUtf8(std::string_view bytes);
 
-// Unicode Normalization Form C. REQUIRES: IsValidUtf8(s). ASCII-only input is returned as is
-// without per-character work.
+// Unicode Normalization Form C. REQUIRES: IsValidUtf8(s). Runs of code points that NFC cannot
+// touch are copied; only the chunks around combining marks and decomposable characters take
+// the full decompose/reorder/compose path.
 std::string Nfc(std::string_view s);
+
+// The same normal form computed over the whole string at once (slow; the tests' reference).
+std::string NfcReference(std::string_view s);
 
 }  // namespace chainrl::unicode

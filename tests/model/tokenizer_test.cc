@@ -357,6 +357,29 @@ TEST_F(SentencePieceTokenizer, SpecialTokensAndUnsupportedModels) {
 }
 #endif  // CHAINRL_HAVE_SENTENCEPIECE
 
+TEST(Unicode, ChunkedNfcMatchesWholeStringReferenceOnRandomText) {
+  // Starters, marks of several classes, decomposables, Hangul jamo and syllables, singletons.
+  const char32_t pool[] = {'a', 'e', 'o', ' ', 'A', 0xE9, 0xC5, 0x301, 0x323, 0x302, 0x30A,
+                           0x1100, 0x1161, 0x11A8, 0xAC00, 0xAC01, 0x212B, 0x2126, 0x0958,
+                           0x3099, 0x304B, 0x1E0B, 0x0F73, 0x1F600, 0x4E2D, 0x05B4, 0x0345};
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 3000; ++trial) {
+    std::string s;
+    int n = rng() % 12;
+    for (int i = 0; i < n; ++i) unicode::AppendUtf8(pool[rng() % std::size(pool)], &s);
+    ASSERT_EQ(unicode::Nfc(s), unicode::NfcReference(s)) << trial;
+  }
+}
+
+TEST(Unicode, Utf8ValidationAndRepair) {
+  size_t off = 0;
+  EXPECT_TRUE(unicode::IsValidUtf8("a\xC3\xA9\xE6\x97\xA5\xF0\x9F\x98\x80"));
+  EXPECT_FALSE(unicode::IsValidUtf8("ab\xF4\x90\x80\x80", &off));  // > U+10FFFF
+  EXPECT_EQ(off, 2u);
+  // One U+FFFD per maximal ill-formed subpart: E6 97 (truncated) is one, lone 80 another.
+  EXPECT_EQ(unicode::ReplaceInvalidUtf8("x\xE6\x97y\x80z"), "x\xEF\xBF\xBDy\xEF\xBF\xBDz");
+}
+
 // ---- Real tokenizers (assets fetched by scripts/fetch_test_assets.sh) -------------------------
 
 std::string AssetsDir() {
@@ -365,16 +388,29 @@ std::string AssetsDir() {
   return std::string(home ? home : "") + "/.cache/chainrl/assets";
 }
 
+// Loads each real tokenizer once per test binary (a load parses ~10 MB of JSON).
+const Result<Tokenizer>& LoadOnce(const std::string& dir, double* load_seconds = nullptr) {
+  static std::map<std::string, std::pair<Result<Tokenizer>, double>> cache;
+  auto it = cache.find(dir);
+  if (it == cache.end()) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto tok = Tokenizer::FromDir(dir);
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    it = cache.emplace(dir, std::make_pair(std::move(tok), s)).first;
+  }
+  if (load_seconds) *load_seconds = it->second.second;
+  return it->second.first;
+}
+
 class RealTokenizer : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RealTokenizer, MatchesReferenceIdsOnCorpus) {
   const std::string dir = AssetsDir() + "/" + GetParam();
   if (!std::filesystem::exists(dir + "/reference_ids.json"))
     GTEST_SKIP() << "test assets missing in " << dir << " (run scripts/fetch_test_assets.sh)";
-  auto t0 = std::chrono::steady_clock::now();
-  auto tok = Tokenizer::FromDir(dir);
+  double load_s = 0;
+  const auto& tok = LoadOnce(dir, &load_s);
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::ifstream in(dir + "/reference_ids.json");
   json ref = json::parse(in);
   size_t bytes = 0;
@@ -414,7 +450,7 @@ TEST_P(RealTokenizer, SpecialIds) {
   const std::string dir = AssetsDir() + "/" + GetParam();
   if (!std::filesystem::exists(dir + "/tokenizer.json"))
     GTEST_SKIP() << "test assets missing in " << dir << " (run scripts/fetch_test_assets.sh)";
-  auto tok = Tokenizer::FromDir(dir);
+  const auto& tok = LoadOnce(dir);
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
   if (GetParam() == "qwen3") {
     EXPECT_EQ(tok->vocab_size(), 151669);
