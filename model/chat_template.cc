@@ -38,7 +38,19 @@ struct Macro {
 };
 
 struct Value {
-  enum Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kNamespace, kMacro, kBuiltin };
+  enum Kind {
+    kUndefined,
+    kNone,
+    kBool,
+    kInt,
+    kFloat,
+    kString,
+    kList,
+    kDict,
+    kNamespace,
+    kMacro,
+    kBuiltin
+  };
   Kind k = kUndefined;
   bool b = false;
   int64_t i = 0;
@@ -49,14 +61,52 @@ struct Value {
   std::shared_ptr<const Macro> macro;
   std::shared_ptr<Value> self;  // bound object for methods (kBuiltin "str.strip", ...)
 
-  static Value None() { Value v; v.k = kNone; return v; }
-  static Value Bool(bool x) { Value v; v.k = kBool; v.b = x; return v; }
-  static Value Int(int64_t x) { Value v; v.k = kInt; v.i = x; return v; }
-  static Value Float(double x) { Value v; v.k = kFloat; v.f = x; return v; }
-  static Value Str(std::string x) { Value v; v.k = kString; v.s = std::move(x); return v; }
-  static Value MakeList(List l = {}) { Value v; v.k = kList; v.list = std::make_shared<List>(std::move(l)); return v; }
-  static Value MakeDict(Dict d = {}) { Value v; v.k = kDict; v.dict = std::make_shared<Dict>(std::move(d)); return v; }
-  static Value Undefined(std::string name) { Value v; v.s = std::move(name); return v; }
+  static Value None() {
+    Value v;
+    v.k = kNone;
+    return v;
+  }
+  static Value Bool(bool x) {
+    Value v;
+    v.k = kBool;
+    v.b = x;
+    return v;
+  }
+  static Value Int(int64_t x) {
+    Value v;
+    v.k = kInt;
+    v.i = x;
+    return v;
+  }
+  static Value Float(double x) {
+    Value v;
+    v.k = kFloat;
+    v.f = x;
+    return v;
+  }
+  static Value Str(std::string x) {
+    Value v;
+    v.k = kString;
+    v.s = std::move(x);
+    return v;
+  }
+  static Value MakeList(List l = {}) {
+    Value v;
+    v.k = kList;
+    v.list = std::make_shared<List>(std::move(l));
+    return v;
+  }
+  static Value MakeDict(Dict d = {}) {
+    Value v;
+    v.k = kDict;
+    v.dict = std::make_shared<Dict>(std::move(d));
+    return v;
+  }
+  static Value Undefined(std::string name) {
+    Value v;
+    v.s = std::move(name);
+    return v;
+  }
 
   bool is_number() const { return k == kInt || k == kFloat || k == kBool; }
   double num() const { return k == kFloat ? f : k == kInt ? static_cast<double>(i) : (b ? 1 : 0); }
@@ -70,29 +120,46 @@ struct Value {
 
 const char* KindName(const Value& v) {
   switch (v.k) {
-    case Value::kUndefined: return "undefined";
-    case Value::kNone: return "none";
-    case Value::kBool: return "bool";
-    case Value::kInt: return "int";
-    case Value::kFloat: return "float";
-    case Value::kString: return "string";
-    case Value::kList: return "list";
-    case Value::kDict: return "dict";
-    case Value::kNamespace: return "namespace";
-    case Value::kMacro: return "macro";
-    case Value::kBuiltin: return "function";
+    case Value::kUndefined:
+      return "undefined";
+    case Value::kNone:
+      return "none";
+    case Value::kBool:
+      return "bool";
+    case Value::kInt:
+      return "int";
+    case Value::kFloat:
+      return "float";
+    case Value::kString:
+      return "string";
+    case Value::kList:
+      return "list";
+    case Value::kDict:
+      return "dict";
+    case Value::kNamespace:
+      return "namespace";
+    case Value::kMacro:
+      return "macro";
+    case Value::kBuiltin:
+      return "function";
   }
   return "?";
 }
 
 Value FromJson(const ojson& j) {
   switch (j.type()) {
-    case ojson::value_t::null: return Value::None();
-    case ojson::value_t::boolean: return Value::Bool(j.get<bool>());
-    case ojson::value_t::number_integer: return Value::Int(j.get<int64_t>());
-    case ojson::value_t::number_unsigned: return Value::Int(static_cast<int64_t>(j.get<uint64_t>()));
-    case ojson::value_t::number_float: return Value::Float(j.get<double>());
-    case ojson::value_t::string: return Value::Str(j.get<std::string>());
+    case ojson::value_t::null:
+      return Value::None();
+    case ojson::value_t::boolean:
+      return Value::Bool(j.get<bool>());
+    case ojson::value_t::number_integer:
+      return Value::Int(j.get<int64_t>());
+    case ojson::value_t::number_unsigned:
+      return Value::Int(static_cast<int64_t>(j.get<uint64_t>()));
+    case ojson::value_t::number_float:
+      return Value::Float(j.get<double>());
+    case ojson::value_t::string:
+      return Value::Str(j.get<std::string>());
     case ojson::value_t::array: {
       List l;
       for (const auto& e : j) l.push_back(FromJson(e));
@@ -103,20 +170,30 @@ Value FromJson(const ojson& j) {
       for (auto it = j.begin(); it != j.end(); ++it) d.emplace_back(it.key(), FromJson(it.value()));
       return Value::MakeDict(std::move(d));
     }
-    default: return Value::None();
+    default:
+      return Value::None();
   }
 }
 
 bool Truthy(const Value& v) {
   switch (v.k) {
-    case Value::kUndefined: case Value::kNone: return false;
-    case Value::kBool: return v.b;
-    case Value::kInt: return v.i != 0;
-    case Value::kFloat: return v.f != 0;
-    case Value::kString: return !v.s.empty();
-    case Value::kList: return !v.list->empty();
-    case Value::kDict: return !v.dict->empty();
-    default: return true;
+    case Value::kUndefined:
+    case Value::kNone:
+      return false;
+    case Value::kBool:
+      return v.b;
+    case Value::kInt:
+      return v.i != 0;
+    case Value::kFloat:
+      return v.f != 0;
+    case Value::kString:
+      return !v.s.empty();
+    case Value::kList:
+      return !v.list->empty();
+    case Value::kDict:
+      return !v.dict->empty();
+    default:
+      return true;
   }
 }
 
@@ -134,13 +211,20 @@ std::string PyRepr(const Value& v);
 // Python's str() of a value, as Jinja prints it.
 std::string PyStr(const Value& v) {
   switch (v.k) {
-    case Value::kUndefined: return "";
-    case Value::kNone: return "None";
-    case Value::kBool: return v.b ? "True" : "False";
-    case Value::kInt: return std::to_string(v.i);
-    case Value::kFloat: return FloatRepr(v.f);
-    case Value::kString: return v.s;
-    default: return PyRepr(v);
+    case Value::kUndefined:
+      return "";
+    case Value::kNone:
+      return "None";
+    case Value::kBool:
+      return v.b ? "True" : "False";
+    case Value::kInt:
+      return std::to_string(v.i);
+    case Value::kFloat:
+      return FloatRepr(v.f);
+    case Value::kString:
+      return v.s;
+    default:
+      return PyRepr(v);
   }
 }
 std::string PyRepr(const Value& v) {
@@ -150,12 +234,19 @@ std::string PyRepr(const Value& v) {
       char q = dq ? '"' : '\'';
       std::string out(1, q);
       for (char c : v.s) {
-        if (c == '\\') out += "\\\\";
-        else if (c == q) { out += '\\'; out += c; }
-        else if (c == '\n') out += "\\n";
-        else if (c == '\t') out += "\\t";
-        else if (c == '\r') out += "\\r";
-        else out += c;
+        if (c == '\\')
+          out += "\\\\";
+        else if (c == q) {
+          out += '\\';
+          out += c;
+        } else if (c == '\n')
+          out += "\\n";
+        else if (c == '\t')
+          out += "\\t";
+        else if (c == '\r')
+          out += "\\r";
+        else
+          out += c;
       }
       return out + q;
     }
@@ -164,7 +255,8 @@ std::string PyRepr(const Value& v) {
       for (size_t i = 0; i < v.list->size(); ++i) out += (i ? ", " : "") + PyRepr((*v.list)[i]);
       return out + "]";
     }
-    case Value::kDict: case Value::kNamespace: {
+    case Value::kDict:
+    case Value::kNamespace: {
       std::string out = v.k == Value::kNamespace ? "<Namespace {" : "{";
       bool first = true;
       for (const auto& [k, x] : *v.dict) {
@@ -173,30 +265,51 @@ std::string PyRepr(const Value& v) {
       }
       return out + (v.k == Value::kNamespace ? "}>" : "}");
     }
-    case Value::kMacro: case Value::kBuiltin: return "<function>";
-    default: return PyStr(v);
+    case Value::kMacro:
+    case Value::kBuiltin:
+      return "<function>";
+    default:
+      return PyStr(v);
   }
 }
 
 // json.dumps(v, ensure_ascii=False, indent=indent) as Python writes it.
 void DumpJson(const Value& v, int indent, int depth, size_t pos, std::string* out) {
   auto nl = [&](int d) {
-    if (indent >= 0) { out->push_back('\n'); out->append(static_cast<size_t>(indent * d), ' '); }
+    if (indent >= 0) {
+      out->push_back('\n');
+      out->append(static_cast<size_t>(indent * d), ' ');
+    }
   };
   const char* item_sep = indent >= 0 ? "," : ", ";
   switch (v.k) {
-    case Value::kUndefined: case Value::kNone: *out += "null"; return;
-    case Value::kBool: *out += v.b ? "true" : "false"; return;
-    case Value::kInt: *out += std::to_string(v.i); return;
+    case Value::kUndefined:
+    case Value::kNone:
+      *out += "null";
+      return;
+    case Value::kBool:
+      *out += v.b ? "true" : "false";
+      return;
+    case Value::kInt:
+      *out += std::to_string(v.i);
+      return;
     case Value::kFloat: {
-      if (std::isnan(v.f)) *out += "NaN";
-      else if (std::isinf(v.f)) *out += v.f > 0 ? "Infinity" : "-Infinity";
-      else *out += FloatRepr(v.f);
+      if (std::isnan(v.f))
+        *out += "NaN";
+      else if (std::isinf(v.f))
+        *out += v.f > 0 ? "Infinity" : "-Infinity";
+      else
+        *out += FloatRepr(v.f);
       return;
     }
-    case Value::kString: *out += ojson(v.s).dump(); return;
+    case Value::kString:
+      *out += ojson(v.s).dump();
+      return;
     case Value::kList: {
-      if (v.list->empty()) { *out += "[]"; return; }
+      if (v.list->empty()) {
+        *out += "[]";
+        return;
+      }
       *out += "[";
       for (size_t i = 0; i < v.list->size(); ++i) {
         if (i) *out += item_sep;
@@ -207,8 +320,12 @@ void DumpJson(const Value& v, int indent, int depth, size_t pos, std::string* ou
       *out += "]";
       return;
     }
-    case Value::kDict: case Value::kNamespace: {
-      if (v.dict->empty()) { *out += "{}"; return; }
+    case Value::kDict:
+    case Value::kNamespace: {
+      if (v.dict->empty()) {
+        *out += "{}";
+        return;
+      }
       *out += "{";
       bool first = true;
       for (const auto& [k, x] : *v.dict) {
@@ -222,7 +339,8 @@ void DumpJson(const Value& v, int indent, int depth, size_t pos, std::string* ou
       *out += "}";
       return;
     }
-    default: Fail(pos, std::string("tojson: cannot serialise a ") + KindName(v));
+    default:
+      Fail(pos, std::string("tojson: cannot serialise a ") + KindName(v));
   }
 }
 
@@ -233,8 +351,11 @@ bool Equal(const Value& a, const Value& b) {
            (b.k == Value::kNone || b.k == Value::kUndefined) && a.k == b.k;
   }
   switch (a.k) {
-    case Value::kUndefined: case Value::kNone: return true;
-    case Value::kString: return a.s == b.s;
+    case Value::kUndefined:
+    case Value::kNone:
+      return true;
+    case Value::kString:
+      return a.s == b.s;
     case Value::kList:
       if (a.list->size() != b.list->size()) return false;
       for (size_t i = 0; i < a.list->size(); ++i)
@@ -247,7 +368,8 @@ bool Equal(const Value& a, const Value& b) {
         if (!y || !Equal(x, *y)) return false;
       }
       return true;
-    default: return a.dict == b.dict && a.macro == b.macro;
+    default:
+      return a.dict == b.dict && a.macro == b.macro;
   }
 }
 
@@ -262,7 +384,7 @@ struct Segment {
 std::vector<Segment> Lex(const std::string& src) {
   std::vector<Segment> out;
   size_t i = 0;
-  bool strip_next = false;  // the previous tag ended with '-'
+  bool strip_next = false;    // the previous tag ended with '-'
   bool trim_newline = false;  // the previous tag was a block/comment (trim_blocks)
   while (i <= src.size()) {
     size_t open = src.find('{', i);
@@ -272,8 +394,10 @@ std::vector<Segment> Lex(const std::string& src) {
     if (open != std::string::npos && open + 1 >= src.size()) open = std::string::npos;
     std::string text = src.substr(i, (open == std::string::npos ? src.size() : open) - i);
     size_t text_pos = i;
-    if (trim_newline && !text.empty() && text[0] == '\n') text.erase(0, 1);
-    else if (trim_newline && text.size() >= 2 && text[0] == '\r' && text[1] == '\n') text.erase(0, 2);
+    if (trim_newline && !text.empty() && text[0] == '\n')
+      text.erase(0, 1);
+    else if (trim_newline && text.size() >= 2 && text[0] == '\r' && text[1] == '\n')
+      text.erase(0, 2);
     if (strip_next) {
       size_t k = 0;
       while (k < text.size() && std::isspace(static_cast<unsigned char>(text[k]))) ++k;
@@ -288,10 +412,16 @@ std::vector<Segment> Lex(const std::string& src) {
     char kind = src[open + 1];
     size_t body = open + 2;
     bool lstrip_ws = false, keep_ws = false;
-    if (body < src.size() && src[body] == '-') { lstrip_ws = true; ++body; }
-    else if (body < src.size() && src[body] == '+') { keep_ws = true; ++body; }
+    if (body < src.size() && src[body] == '-') {
+      lstrip_ws = true;
+      ++body;
+    } else if (body < src.size() && src[body] == '+') {
+      keep_ws = true;
+      ++body;
+    }
     if (lstrip_ws) {
-      while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+      while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+        text.pop_back();
     } else if ((kind == '%' || kind == '#') && !keep_ws) {
       // lstrip_blocks: spaces and tabs between a line start and a block tag are dropped.
       size_t k = open;
@@ -313,15 +443,22 @@ std::vector<Segment> Lex(const std::string& src) {
           k = q + 1;
           continue;
         }
-        if (c == close[0] && src[k + 1] == close[1]) { end = k; break; }
+        if (c == close[0] && src[k + 1] == close[1]) {
+          end = k;
+          break;
+        }
         ++k;
       }
     }
     if (end == std::string::npos) Fail(open, std::string("unclosed '{") + kind + "'");
     size_t content_end = end;
     strip_next = false;
-    if (content_end > body && src[content_end - 1] == '-') { strip_next = true; --content_end; }
-    else if (content_end > body && src[content_end - 1] == '+') { --content_end; }
+    if (content_end > body && src[content_end - 1] == '-') {
+      strip_next = true;
+      --content_end;
+    } else if (content_end > body && src[content_end - 1] == '+') {
+      --content_end;
+    }
     if (kind != '#')
       out.push_back({kind == '{' ? Segment::kExpr : Segment::kStmt,
                      src.substr(body, content_end - body), body});
@@ -344,7 +481,10 @@ std::vector<Tok> TokenizeExpr(const std::string& s, size_t base) {
   size_t i = 0;
   while (i < s.size()) {
     char c = s[i];
-    if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
     size_t start = i;
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) ++i;
@@ -366,14 +506,30 @@ std::vector<Tok> TokenizeExpr(const std::string& s, size_t base) {
           char e = s[i + 1];
           i += 2;
           switch (e) {
-            case 'n': v += '\n'; break;
-            case 't': v += '\t'; break;
-            case 'r': v += '\r'; break;
-            case '\\': v += '\\'; break;
-            case '\'': v += '\''; break;
-            case '"': v += '"'; break;
-            case '0': v += '\0'; break;
-            default: v += '\\'; v += e;
+            case 'n':
+              v += '\n';
+              break;
+            case 't':
+              v += '\t';
+              break;
+            case 'r':
+              v += '\r';
+              break;
+            case '\\':
+              v += '\\';
+              break;
+            case '\'':
+              v += '\'';
+              break;
+            case '"':
+              v += '"';
+              break;
+            case '0':
+              v += '\0';
+              break;
+            default:
+              v += '\\';
+              v += e;
           }
           continue;
         }
@@ -383,8 +539,9 @@ std::vector<Tok> TokenizeExpr(const std::string& s, size_t base) {
       ++i;
       out.push_back({Tok::kString, v, base + start});
     } else {
-      static const char* ops[] = {"==", "!=", "<=", ">=", "//", "**", "<", ">", "+", "-", "*", "/",
-                                  "%", "~", "|", ".", ",", ":", "(", ")", "[", "]", "{", "}", "="};
+      static const char* ops[] = {"==", "!=", "<=", ">=", "//", "**", "<", ">", "+",
+                                  "-",  "*",  "/",  "%",  "~",  "|",  ".", ",", ":",
+                                  "(",  ")",  "[",  "]",  "{",  "}",  "="};
       bool found = false;
       for (const char* op : ops) {
         size_t n = std::char_traits<char>::length(op);
@@ -405,10 +562,34 @@ std::vector<Tok> TokenizeExpr(const std::string& s, size_t base) {
 struct Node {
   enum Kind {
     // expressions
-    kLiteral, kName, kAttr, kIndex, kSlice, kCall, kFilter, kTest, kUnary, kBinary, kAnd, kOr,
-    kNot, kCond, kListLit, kDictLit, kTupleLit,
+    kLiteral,
+    kName,
+    kAttr,
+    kIndex,
+    kSlice,
+    kCall,
+    kFilter,
+    kTest,
+    kUnary,
+    kBinary,
+    kAnd,
+    kOr,
+    kNot,
+    kCond,
+    kListLit,
+    kDictLit,
+    kTupleLit,
     // statements
-    kText, kOutput, kIf, kFor, kSet, kSetBlock, kMacro, kBreak, kContinue, kBody
+    kText,
+    kOutput,
+    kIf,
+    kFor,
+    kSet,
+    kSetBlock,
+    kMacro,
+    kBreak,
+    kContinue,
+    kBody
   } kind;
   size_t pos = 0;
   std::string name;  // identifier, attribute, operator, filter/test name
@@ -441,7 +622,8 @@ class ExprParser {
     return Peek(ahead).type == Tok::kName && Peek(ahead).text == n;
   }
   void Expect(const char* op) {
-    if (!IsOp(op)) Fail(Peek().pos, std::string("expected '") + op + "', found '" + Peek().text + "'");
+    if (!IsOp(op))
+      Fail(Peek().pos, std::string("expected '") + op + "', found '" + Peek().text + "'");
     ++p_;
   }
   std::string ExpectName() {
@@ -608,8 +790,10 @@ class ExprParser {
         size_t pos = Peek().pos;
         Next();
         NodeP n = Make(Node::kAttr, pos);
-        if (Peek().type == Tok::kInt) n->name = t_[p_++].text;
-        else n->name = ExpectName();
+        if (Peek().type == Tok::kInt)
+          n->name = t_[p_++].text;
+        else
+          n->name = ExpectName();
         n->kids.push_back(std::move(a));
         a = std::move(n);
       } else if (IsOp("[")) {
@@ -667,9 +851,13 @@ class ExprParser {
           n->negate = true;
           Next();
         }
-        if (Peek().type == Tok::kName) n->name = t_[p_++].text;
-        else if (IsOp("==")) { n->name = "eq"; Next(); }
-        else Fail(Peek().pos, "expected a test name after 'is'");
+        if (Peek().type == Tok::kName)
+          n->name = t_[p_++].text;
+        else if (IsOp("==")) {
+          n->name = "eq";
+          Next();
+        } else
+          Fail(Peek().pos, "expected a test name after 'is'");
         n->kids.push_back(std::move(a));
         if (IsOp("(")) {
           Args(n.get());
@@ -716,9 +904,12 @@ class ExprParser {
       case Tok::kName: {
         NodeP n = Make(Node::kLiteral, pos);
         const std::string& w = t.text;
-        if (w == "true" || w == "True") n->literal = Value::Bool(true);
-        else if (w == "false" || w == "False") n->literal = Value::Bool(false);
-        else if (w == "none" || w == "None") n->literal = Value::None();
+        if (w == "true" || w == "True")
+          n->literal = Value::Bool(true);
+        else if (w == "false" || w == "False")
+          n->literal = Value::Bool(false);
+        else if (w == "none" || w == "None")
+          n->literal = Value::None();
         else {
           n->kind = Node::kName;
           n->name = w;
@@ -772,7 +963,8 @@ class ExprParser {
         }
         Fail(pos, "unexpected '" + t.text + "'");
       }
-      case Tok::kEnd: Fail(pos, "unexpected end of expression");
+      case Tok::kEnd:
+        Fail(pos, "unexpected end of expression");
     }
     Fail(pos, "unexpected token");
   }
@@ -961,8 +1153,11 @@ namespace {
 std::string Position(const std::string& src, size_t pos) {
   size_t line = 1, col = 1;
   for (size_t i = 0; i < pos && i < src.size(); ++i) {
-    if (src[i] == '\n') { ++line; col = 1; }
-    else ++col;
+    if (src[i] == '\n') {
+      ++line;
+      col = 1;
+    } else
+      ++col;
   }
   return std::to_string(line) + ":" + std::to_string(col);
 }
@@ -973,7 +1168,9 @@ enum class Flow { kNormal, kBreak, kContinue };
 
 class Renderer {
  public:
-  explicit Renderer(const Value& globals) { scopes_.push_back(std::make_shared<Dict>(*globals.dict)); }
+  explicit Renderer(const Value& globals) {
+    scopes_.push_back(std::make_shared<Dict>(*globals.dict));
+  }
 
   Flow Exec(const Node* n, std::string* out) {
     switch (n->kind) {
@@ -983,8 +1180,12 @@ class Renderer {
           if (f != Flow::kNormal) return f;
         }
         return Flow::kNormal;
-      case Node::kText: *out += n->literal.s; return Flow::kNormal;
-      case Node::kOutput: *out += PyStr(Eval(n->kids[0].get())); return Flow::kNormal;
+      case Node::kText:
+        *out += n->literal.s;
+        return Flow::kNormal;
+      case Node::kOutput:
+        *out += PyStr(Eval(n->kids[0].get()));
+        return Flow::kNormal;
       case Node::kIf: {
         size_t k = 0;
         for (; k + 1 < n->kids.size(); k += 2)
@@ -992,7 +1193,8 @@ class Renderer {
         if (k < n->kids.size()) return Exec(n->kids[k].get(), out);
         return Flow::kNormal;
       }
-      case Node::kFor: return ExecFor(n, out);
+      case Node::kFor:
+        return ExecFor(n, out);
       case Node::kSet: {
         Value v = Eval(n->kids[0].get());
         if (!n->attr.empty()) {
@@ -1008,7 +1210,8 @@ class Renderer {
           if (items.size() != n->targets.size())
             Fail(n->pos, "cannot unpack " + std::to_string(items.size()) + " values into " +
                              std::to_string(n->targets.size()) + " names");
-          for (size_t i = 0; i < items.size(); ++i) SetKey(scopes_.back().get(), n->targets[i], items[i]);
+          for (size_t i = 0; i < items.size(); ++i)
+            SetKey(scopes_.back().get(), n->targets[i], items[i]);
         }
         return Flow::kNormal;
       }
@@ -1029,9 +1232,12 @@ class Renderer {
         SetKey(scopes_.back().get(), n->name, v);
         return Flow::kNormal;
       }
-      case Node::kBreak: return Flow::kBreak;
-      case Node::kContinue: return Flow::kContinue;
-      default: Fail(n->pos, "internal: not a statement");
+      case Node::kBreak:
+        return Flow::kBreak;
+      case Node::kContinue:
+        return Flow::kContinue;
+      default:
+        Fail(n->pos, "internal: not a statement");
     }
   }
 
@@ -1049,7 +1255,8 @@ class Renderer {
     for (auto it = scopes_.rbegin(); it != scopes_.rend(); ++it)
       for (const auto& [k, v] : **it)
         if (k == name) return v;
-    static const char* builtins[] = {"namespace", "range", "raise_exception", "strftime_now", "dict"};
+    static const char* builtins[] = {"namespace", "range", "raise_exception", "strftime_now",
+                                     "dict"};
     for (const char* b : builtins)
       if (name == b) {
         Value v;
@@ -1062,7 +1269,8 @@ class Renderer {
 
   List Iterate(const Value& v, size_t pos) {
     switch (v.k) {
-      case Value::kList: return *v.list;
+      case Value::kList:
+        return *v.list;
       case Value::kDict: {
         List keys;
         for (const auto& [k, x] : *v.dict) keys.push_back(Value::Str(k));
@@ -1073,16 +1281,21 @@ class Renderer {
         for (size_t i = 0; i < v.s.size();) {
           size_t n = 1;
           unsigned char c = v.s[i];
-          if (c >= 0xF0) n = 4;
-          else if (c >= 0xE0) n = 3;
-          else if (c >= 0xC0) n = 2;
+          if (c >= 0xF0)
+            n = 4;
+          else if (c >= 0xE0)
+            n = 3;
+          else if (c >= 0xC0)
+            n = 2;
           chars.push_back(Value::Str(v.s.substr(i, n)));
           i += n;
         }
         return chars;
       }
-      case Value::kUndefined: Fail(pos, "'" + v.s + "' is undefined (cannot iterate)");
-      default: Fail(pos, std::string("cannot iterate over a ") + KindName(v));
+      case Value::kUndefined:
+        Fail(pos, "'" + v.s + "' is undefined (cannot iterate)");
+      default:
+        Fail(pos, std::string("cannot iterate over a ") + KindName(v));
     }
   }
 
@@ -1151,9 +1364,10 @@ class Renderer {
       return Value::Undefined(name);
     }
     if (obj.k == Value::kString) {
-      static const char* methods[] = {"startswith", "endswith", "strip", "lstrip", "rstrip",
-                                      "split", "rsplit", "lower", "upper", "title", "capitalize",
-                                      "replace", "find", "count", "join", "splitlines"};
+      static const char* methods[] = {"startswith", "endswith", "strip",      "lstrip",
+                                      "rstrip",     "split",    "rsplit",     "lower",
+                                      "upper",      "title",    "capitalize", "replace",
+                                      "find",       "count",    "join",       "splitlines"};
       for (const char* m : methods)
         if (name == m) return Method(obj, std::string("str.") + m);
     }
@@ -1172,8 +1386,7 @@ class Renderer {
   }
 
   Value Index(const Value& obj, const Value& key, size_t pos) {
-    if (obj.k == Value::kUndefined)
-      Fail(pos, "'" + obj.s + "' is undefined (cannot subscript it)");
+    if (obj.k == Value::kUndefined) Fail(pos, "'" + obj.s + "' is undefined (cannot subscript it)");
     if (obj.k == Value::kList || obj.k == Value::kString) {
       if (key.k != Value::kInt && key.k != Value::kBool)
         return key.k == Value::kString ? Attr(obj, key.s, pos) : Value::Undefined("[index]");
@@ -1205,7 +1418,8 @@ class Renderer {
       if (v.k != Value::kInt) Fail(k->pos, "slice bounds must be integers");
       return v.i;
     };
-    std::optional<int64_t> start = bound(n->kids[1]), stop = bound(n->kids[2]), step_o = bound(n->kids[3]);
+    std::optional<int64_t> start = bound(n->kids[1]), stop = bound(n->kids[2]),
+                           step_o = bound(n->kids[3]);
     int64_t step = step_o.value_or(1);
     if (step == 0) Fail(n->pos, "slice step cannot be zero");
     List items = Iterate(obj, n->pos);
@@ -1235,12 +1449,18 @@ class Renderer {
 
   Value Eval(const Node* n) {
     switch (n->kind) {
-      case Node::kLiteral: return n->literal;
-      case Node::kName: return Lookup(n->name, n->pos);
-      case Node::kAttr: return Attr(Eval(n->kids[0].get()), n->name, n->pos);
-      case Node::kIndex: return Index(Eval(n->kids[0].get()), Eval(n->kids[1].get()), n->pos);
-      case Node::kSlice: return Slice(Eval(n->kids[0].get()), n);
-      case Node::kListLit: case Node::kTupleLit: {
+      case Node::kLiteral:
+        return n->literal;
+      case Node::kName:
+        return Lookup(n->name, n->pos);
+      case Node::kAttr:
+        return Attr(Eval(n->kids[0].get()), n->name, n->pos);
+      case Node::kIndex:
+        return Index(Eval(n->kids[0].get()), Eval(n->kids[1].get()), n->pos);
+      case Node::kSlice:
+        return Slice(Eval(n->kids[0].get()), n);
+      case Node::kListLit:
+      case Node::kTupleLit: {
         List l;
         for (const auto& k : n->kids) l.push_back(Eval(k.get()));
         return Value::MakeList(std::move(l));
@@ -1253,7 +1473,8 @@ class Renderer {
         }
         return Value::MakeDict(std::move(d));
       }
-      case Node::kNot: return Value::Bool(!Truthy(Eval(n->kids[0].get())));
+      case Node::kNot:
+        return Value::Bool(!Truthy(Eval(n->kids[0].get())));
       case Node::kAnd: {
         Value a = Eval(n->kids[0].get());
         return Truthy(a) ? Eval(n->kids[1].get()) : a;
@@ -1266,15 +1487,22 @@ class Renderer {
         return Truthy(Eval(n->kids[0].get())) ? Eval(n->kids[1].get()) : Eval(n->kids[2].get());
       case Node::kUnary: {
         Value v = Eval(n->kids[0].get());
-        if (!v.is_number()) Fail(n->pos, std::string("bad operand for unary ") + n->name + ": " + KindName(v));
+        if (!v.is_number())
+          Fail(n->pos, std::string("bad operand for unary ") + n->name + ": " + KindName(v));
         if (n->name == "+") return v;
-        return v.k == Value::kFloat ? Value::Float(-v.f) : Value::Int(-static_cast<int64_t>(v.num()));
+        return v.k == Value::kFloat ? Value::Float(-v.f)
+                                    : Value::Int(-static_cast<int64_t>(v.num()));
       }
-      case Node::kBinary: return Binary(n);
-      case Node::kCall: return Call(n);
-      case Node::kFilter: return Filter(n);
-      case Node::kTest: return Value::Bool(Test(n) != n->negate);
-      default: Fail(n->pos, "internal: not an expression");
+      case Node::kBinary:
+        return Binary(n);
+      case Node::kCall:
+        return Call(n);
+      case Node::kFilter:
+        return Filter(n);
+      case Node::kTest:
+        return Value::Bool(Test(n) != n->negate);
+      default:
+        Fail(n->pos, "internal: not an expression");
     }
   }
 
@@ -1304,9 +1532,12 @@ class Renderer {
     if (op == "~") return Value::Str(PyStr(a) + PyStr(b));
     if (op == "<" || op == ">" || op == "<=" || op == ">=") {
       int c;
-      if (a.is_number() && b.is_number()) c = a.num() < b.num() ? -1 : a.num() > b.num() ? 1 : 0;
-      else if (a.k == Value::kString && b.k == Value::kString) c = a.s.compare(b.s) < 0 ? -1 : a.s == b.s ? 0 : 1;
-      else Fail(pos, std::string("cannot compare ") + KindName(a) + " with " + KindName(b));
+      if (a.is_number() && b.is_number())
+        c = a.num() < b.num() ? -1 : a.num() > b.num() ? 1 : 0;
+      else if (a.k == Value::kString && b.k == Value::kString)
+        c = a.s.compare(b.s) < 0 ? -1 : a.s == b.s ? 0 : 1;
+      else
+        Fail(pos, std::string("cannot compare ") + KindName(a) + " with " + KindName(b));
       if (op == "<") return Value::Bool(c < 0);
       if (op == ">") return Value::Bool(c > 0);
       if (op == "<=") return Value::Bool(c <= 0);
@@ -1320,7 +1551,8 @@ class Renderer {
         return Value::MakeList(std::move(l));
       }
     }
-    if (op == "*" && ((a.k == Value::kString && b.k == Value::kInt) || (a.k == Value::kInt && b.k == Value::kString))) {
+    if (op == "*" && ((a.k == Value::kString && b.k == Value::kInt) ||
+                      (a.k == Value::kInt && b.k == Value::kString))) {
       const Value& s = a.k == Value::kString ? a : b;
       int64_t times = a.k == Value::kInt ? a.i : b.i;
       std::string r;
@@ -1328,8 +1560,9 @@ class Renderer {
       return Value::Str(r);
     }
     if (!a.is_number() || !b.is_number()) {
-      std::string why = a.k == Value::kUndefined ? " ('" + a.s + "' is undefined)"
-                        : b.k == Value::kUndefined ? " ('" + b.s + "' is undefined)" : "";
+      std::string why = a.k == Value::kUndefined   ? " ('" + a.s + "' is undefined)"
+                        : b.k == Value::kUndefined ? " ('" + b.s + "' is undefined)"
+                                                   : "";
       Fail(pos, std::string("unsupported operand types for ") + op + ": " + KindName(a) + " and " +
                     KindName(b) + why);
     }
@@ -1346,7 +1579,10 @@ class Renderer {
       if (b.num() == 0) Fail(pos, "division by zero");
       if (ints) {
         int64_t q = ai / bi, r = ai % bi;
-        if (r != 0 && ((r < 0) != (bi < 0))) { --q; r += bi; }
+        if (r != 0 && ((r < 0) != (bi < 0))) {
+          --q;
+          r += bi;
+        }
         return Value::Int(op == "//" ? q : r);
       }
       double q = std::floor(a.num() / b.num());
@@ -1389,12 +1625,15 @@ class Renderer {
 
   static std::string StripChars(const std::string& s, const Value* chars, bool left, bool right) {
     auto is_strip = [&](char c) {
-      if (!chars || chars->k == Value::kNone) return std::isspace(static_cast<unsigned char>(c)) != 0;
+      if (!chars || chars->k == Value::kNone)
+        return std::isspace(static_cast<unsigned char>(c)) != 0;
       return chars->s.find(c) != std::string::npos;
     };
     size_t b = 0, e = s.size();
-    if (left) while (b < e && is_strip(s[b])) ++b;
-    if (right) while (e > b && is_strip(s[e - 1])) --e;
+    if (left)
+      while (b < e && is_strip(s[b])) ++b;
+    if (right)
+      while (e > b && is_strip(s[e - 1])) --e;
     return s.substr(b, e - b);
   }
 
@@ -1418,9 +1657,14 @@ class Renderer {
       int64_t start = 0, stop, step = 1;
       for (const Value& p : a.pos)
         if (p.k != Value::kInt) Fail(pos, "range() takes integers");
-      if (a.pos.size() == 1) stop = a.pos[0].i;
-      else if (a.pos.size() >= 2) { start = a.pos[0].i; stop = a.pos[1].i; if (a.pos.size() > 2) step = a.pos[2].i; }
-      else Fail(pos, "range() needs 1 to 3 arguments");
+      if (a.pos.size() == 1)
+        stop = a.pos[0].i;
+      else if (a.pos.size() >= 2) {
+        start = a.pos[0].i;
+        stop = a.pos[1].i;
+        if (a.pos.size() > 2) step = a.pos[2].i;
+      } else
+        Fail(pos, "range() needs 1 to 3 arguments");
       if (step == 0) Fail(pos, "range() step cannot be zero");
       List l;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value::Int(i));
@@ -1449,7 +1693,8 @@ class Renderer {
         for (const Value& o : opts) {
           if (o.k != Value::kString) Fail(pos, m + "() argument must be a string");
           if (m == "startswith" ? s.compare(0, o.s.size(), o.s) == 0 && s.size() >= o.s.size()
-                                : s.size() >= o.s.size() && s.compare(s.size() - o.s.size(), o.s.size(), o.s) == 0)
+                                : s.size() >= o.s.size() &&
+                                      s.compare(s.size() - o.s.size(), o.s.size(), o.s) == 0)
             return Value::Bool(true);
         }
         return Value::Bool(false);
@@ -1459,7 +1704,9 @@ class Renderer {
       if (m == "rstrip") return Value::Str(StripChars(s, a.Get(0, "chars"), false, true));
       if (m == "lower" || m == "upper") {
         std::string r = s;
-        for (char& c : r) c = m == "lower" ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c));
+        for (char& c : r)
+          c = m == "lower" ? std::tolower(static_cast<unsigned char>(c))
+                           : std::toupper(static_cast<unsigned char>(c));
         return Value::Str(r);
       }
       if (m == "title" || m == "capitalize") return Value::Str(TitleCase(s, m == "capitalize"));
@@ -1467,13 +1714,18 @@ class Renderer {
         const Value* sep = a.Get(0, "sep");
         const Value* maxs = a.Get(1, "maxsplit");
         int64_t max = maxs && maxs->k == Value::kInt ? maxs->i : -1;
-        return Value::MakeList(Split(s, sep && sep->k != Value::kNone ? &need_str(sep, "sep") : nullptr, max, m == "rsplit", pos));
+        return Value::MakeList(
+            Split(s, sep && sep->k != Value::kNone ? &need_str(sep, "sep") : nullptr, max,
+                  m == "rsplit", pos));
       }
       if (m == "splitlines") {
         List l;
         size_t b = 0;
         for (size_t i = 0; i < s.size(); ++i)
-          if (s[i] == '\n') { l.push_back(Value::Str(s.substr(b, i - b))); b = i + 1; }
+          if (s[i] == '\n') {
+            l.push_back(Value::Str(s.substr(b, i - b)));
+            b = i + 1;
+          }
         if (b < s.size()) l.push_back(Value::Str(s.substr(b)));
         return Value::MakeList(std::move(l));
       }
@@ -1567,7 +1819,8 @@ class Renderer {
     return r;
   }
 
-  List Split(const std::string& s, const std::string* sep, int64_t max, bool from_right, size_t pos) {
+  List Split(const std::string& s, const std::string* sep, int64_t max, bool from_right,
+             size_t pos) {
     std::vector<std::string> parts;
     if (!sep) {  // runs of whitespace, no empty parts
       std::istringstream in(s);
@@ -1628,9 +1881,12 @@ class Renderer {
       if (a.pos.size() > m.params.size()) Fail(pos, "macro called with too many arguments");
       for (size_t i = 0; i < m.params.size(); ++i) {
         const Value* v = a.Get(i, m.params[i]);
-        if (v) SetKey(scope.get(), m.params[i], *v);
-        else if (m.defaults[i]) SetKey(scope.get(), m.params[i], Eval(m.defaults[i]));
-        else SetKey(scope.get(), m.params[i], Value::Undefined(m.params[i]));
+        if (v)
+          SetKey(scope.get(), m.params[i], *v);
+        else if (m.defaults[i])
+          SetKey(scope.get(), m.params[i], Eval(m.defaults[i]));
+        else
+          SetKey(scope.get(), m.params[i], Value::Undefined(m.params[i]));
       }
       // Macros see the template's globals and their own arguments.
       std::vector<std::shared_ptr<Dict>> saved(scopes_.begin() + 1, scopes_.end());
@@ -1659,14 +1915,17 @@ class Renderer {
       return x->s;
     };
     if (name == "safe" || name == "e" || name == "escape") {
-      if (name != "safe") Fail(pos, "unsupported filter '" + name + "' (autoescape is off in chat templates)");
+      if (name != "safe")
+        Fail(pos, "unsupported filter '" + name + "' (autoescape is off in chat templates)");
       return v;
     }
     if (name == "trim") return Value::Str(StripChars(PyStr(v), a.Get(0, "chars"), true, true));
     if (name == "string") return Value::Str(PyStr(v));
     if (name == "lower" || name == "upper") {
       std::string r = PyStr(v);
-      for (char& c : r) c = name == "lower" ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c));
+      for (char& c : r)
+        c = name == "lower" ? std::tolower(static_cast<unsigned char>(c))
+                            : std::toupper(static_cast<unsigned char>(c));
       return Value::Str(r);
     }
     if (name == "title") return Value::Str(TitleCase(PyStr(v), false));
@@ -1718,13 +1977,21 @@ class Renderer {
     }
     if (name == "int") {
       if (v.k == Value::kString) {
-        try { return Value::Int(std::stoll(v.s)); } catch (...) { return Value::Int(0); }
+        try {
+          return Value::Int(std::stoll(v.s));
+        } catch (...) {
+          return Value::Int(0);
+        }
       }
       return v.is_number() ? Value::Int(static_cast<int64_t>(v.num())) : Value::Int(0);
     }
     if (name == "float") {
       if (v.k == Value::kString) {
-        try { return Value::Float(std::stod(v.s)); } catch (...) { return Value::Float(0); }
+        try {
+          return Value::Float(std::stod(v.s));
+        } catch (...) {
+          return Value::Float(0);
+        }
       }
       return v.is_number() ? Value::Float(v.num()) : Value::Float(0);
     }
@@ -1746,8 +2013,9 @@ class Renderer {
       Value acc = Value::Int(0);
       for (const Value& x : Iterate(v, pos)) {
         if (!x.is_number()) Fail(pos, "sum of non-numbers");
-        acc = (acc.k == Value::kFloat || x.k == Value::kFloat) ? Value::Float(acc.num() + x.num())
-                                                               : Value::Int(acc.i + static_cast<int64_t>(x.num()));
+        acc = (acc.k == Value::kFloat || x.k == Value::kFloat)
+                  ? Value::Float(acc.num() + x.num())
+                  : Value::Int(acc.i + static_cast<int64_t>(x.num()));
       }
       return acc;
     }
@@ -1782,7 +2050,8 @@ class Renderer {
           const Value* d = a.Kw("default");
           out.push_back(r.k == Value::kUndefined && d ? *d : r);
         } else {
-          if (a.pos.empty() || a.pos[0].k != Value::kString) Fail(pos, "map() needs a filter name or attribute=");
+          if (a.pos.empty() || a.pos[0].k != Value::kString)
+            Fail(pos, "map() needs a filter name or attribute=");
           Args rest;
           rest.pos.assign(a.pos.begin() + 1, a.pos.end());
           out.push_back(ApplyFilter(a.pos[0].s, x, rest, pos));
@@ -1848,13 +2117,16 @@ class Renderer {
     }
     if (t == "divisibleby") {
       const Value& d = arg();
-      if (v.k != Value::kInt || d.k != Value::kInt || d.i == 0) Fail(pos, "divisibleby needs integers");
+      if (v.k != Value::kInt || d.k != Value::kInt || d.i == 0)
+        Fail(pos, "divisibleby needs integers");
       return v.i % d.i == 0;
     }
     if (t == "lower" || t == "upper") {
       if (v.k != Value::kString) return false;
       for (char c : v.s)
-        if (t == "lower" ? std::isupper(static_cast<unsigned char>(c)) : std::islower(static_cast<unsigned char>(c))) return false;
+        if (t == "lower" ? std::isupper(static_cast<unsigned char>(c))
+                         : std::islower(static_cast<unsigned char>(c)))
+          return false;
       return true;
     }
     if (t == "eq" || t == "equalto" || t == "==") return Equal(v, arg());
@@ -1923,7 +2195,8 @@ Result<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path) 
     text = ct.get<std::string>();
   } else if (ct.is_array()) {
     for (const auto& e : ct)
-      if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string())
+      if (e.is_object() && e.value("name", "") == "default" && e.contains("template") &&
+          e["template"].is_string())
         text = e["template"].get<std::string>();
     if (text.empty()) return NotFound(path + ": chat_template: no template named \"default\"");
   } else {
@@ -1934,7 +2207,8 @@ Result<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path) 
     if (!cfg.contains(key)) return "";
     const ojson& v = cfg[key];
     if (v.is_string()) return v.get<std::string>();
-    if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+    if (v.is_object() && v.contains("content") && v["content"].is_string())
+      return v["content"].get<std::string>();
     return "";
   };
   t.bos_token = token("bos_token");
@@ -1945,14 +2219,16 @@ Result<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path) 
 const std::string& ChatTemplate::source() const { return program_->source; }
 
 Result<std::string> ChatTemplate::Render(const ojson& context) const {
-  if (!context.is_object()) return InvalidArgument(program_->name + ": context must be a JSON object");
+  if (!context.is_object())
+    return InvalidArgument(program_->name + ": context must be a JSON object");
   Value globals = FromJson(context);
   std::string out;
   try {
     Renderer r(globals);
     r.Exec(program_->root.get(), &out);
   } catch (const TemplateError& e) {
-    return InvalidArgument(program_->name + ":" + Position(program_->source, e.pos) + ": " + e.message);
+    return InvalidArgument(program_->name + ":" + Position(program_->source, e.pos) + ": " +
+                           e.message);
   }
   return out;
 }
@@ -1979,7 +2255,8 @@ Result<std::string> RenderChat(const ChatTemplate& tmpl, const std::vector<ChatM
   if (!tmpl.eos_token.empty()) ctx["eos_token"] = tmpl.eos_token;
   if (!extra_context.is_null()) {
     if (!extra_context.is_object()) return InvalidArgument("extra_context must be a JSON object");
-    for (auto it = extra_context.begin(); it != extra_context.end(); ++it) ctx[it.key()] = it.value();
+    for (auto it = extra_context.begin(); it != extra_context.end(); ++it)
+      ctx[it.key()] = it.value();
   }
   return tmpl.Render(ctx);
 }

@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <deque>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -117,8 +117,8 @@ class Regex {
 // One pre-tokenization step, applied to every piece of the current split.
 struct PreTokenizerStep {
   enum Kind { kSplit, kByteLevel } kind;
-  std::shared_ptr<Regex> regex;  // kSplit, or kByteLevel with use_regex
-  bool removed = false;          // kSplit behaviour Removed (else Isolated)
+  std::shared_ptr<Regex> regex;   // kSplit, or kByteLevel with use_regex
+  bool removed = false;           // kSplit behaviour Removed (else Isolated)
   bool add_prefix_space = false;  // kByteLevel
 };
 
@@ -133,7 +133,9 @@ struct StringHash {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
-bool IsAsciiSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsAsciiSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool IsWordByte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
 
 }  // namespace
@@ -155,7 +157,8 @@ class Tokenizer::Impl {
   virtual std::string kind() const = 0;
 
   Status AddToken(AddedToken t) {
-    if (t.content.empty()) return InvalidArgument("added token " + std::to_string(t.id) + " is empty");
+    if (t.content.empty())
+      return InvalidArgument("added token " + std::to_string(t.id) + " is empty");
     added_index[t.content] = added.size();
     added_by_id[t.id] = added.size();
     added.push_back(std::move(t));
@@ -187,7 +190,8 @@ class Tokenizer::Impl {
         continue;
       }
       if (m_begin > seg_begin) {
-        CHAINRL_RETURN_IF_ERROR(EncodeModel(text.substr(seg_begin, m_begin - seg_begin), first, &ids));
+        CHAINRL_RETURN_IF_ERROR(
+            EncodeModel(text.substr(seg_begin, m_begin - seg_begin), first, &ids));
       }
       first = false;
       ids.push_back(t->id);
@@ -311,7 +315,8 @@ class BpeTokenizer final : public Tokenizer::Impl {
     return it->second;
   }
   std::optional<std::string> ModelIdToToken(int32_t id) const override {
-    if (id < 0 || id >= static_cast<int32_t>(id_to_token_.size()) || !has_id_[id]) return std::nullopt;
+    if (id < 0 || id >= static_cast<int32_t>(id_to_token_.size()) || !has_id_[id])
+      return std::nullopt;
     return id_to_token_[id];
   }
   int64_t ModelVocabSize() const override { return static_cast<int64_t>(id_to_token_.size()); }
@@ -603,7 +608,8 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
     if (model.contains(key) && model[key].is_string() && !model[key].get<std::string>().empty())
       return JsonPath{src, std::string("model.") + key}.Err("non-empty value is not supported");
   }
-  if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0)
+  if (model.contains("dropout") && model["dropout"].is_number() &&
+      model["dropout"].get<double>() > 0)
     return JsonPath{src, "model.dropout"}.Err("BPE dropout is not supported");
 
   if (!model.contains("merges") || !model["merges"].is_array())
@@ -635,7 +641,8 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
                     std::pair<int32_t, int32_t>(static_cast<int32_t>(r), iab->second));
   }
 
-  CHAINRL_RETURN_IF_ERROR(ParseNormalizer(root.value("normalizer", json()), {src, "normalizer"}, &nfc_));
+  CHAINRL_RETURN_IF_ERROR(
+      ParseNormalizer(root.value("normalizer", json()), {src, "normalizer"}, &nfc_));
   CHAINRL_RETURN_IF_ERROR(
       ParsePreTokenizer(root.value("pre_tokenizer", json()), {src, "pre_tokenizer"}, &pretok_));
   for (const auto& s : pretok_)
@@ -645,7 +652,7 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
       auto it = vocab_.find(ByteLevel().byte_to_utf8[b]);
       if (it == vocab_.end())
         return JsonPath{src, "model.vocab"}.Err("byte-level vocabulary lacks the token for byte " +
-                                                 std::to_string(b));
+                                                std::to_string(b));
       byte_ids_[b] = it->second;
     }
   }
@@ -714,7 +721,8 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
       const json& list = j.contains("processors") ? j["processors"] : json();
       if (!list.is_array()) return p.Err("Sequence needs an array \"processors\"");
       for (size_t i = 0; i < list.size(); ++i)
-        CHAINRL_RETURN_IF_ERROR(post(list[i], {src, p.path + ".processors[" + std::to_string(i) + "]"}));
+        CHAINRL_RETURN_IF_ERROR(
+            post(list[i], {src, p.path + ".processors[" + std::to_string(i) + "]"}));
       return Status::Ok();
     }
     if (t == "TemplateProcessing") {
@@ -738,9 +746,12 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
         } else {
           auto it = added_index.find(name);
           auto v = vocab_.find(name);
-          if (it != added_index.end()) ids.push_back(added[it->second].id);
-          else if (v != vocab_.end()) ids.push_back(v->second);
-          else return pp.Err("special token \"" + name + "\" is unknown");
+          if (it != added_index.end())
+            ids.push_back(added[it->second].id);
+          else if (v != vocab_.end())
+            ids.push_back(v->second);
+          else
+            return pp.Err("special token \"" + name + "\" is unknown");
         }
         auto& dst = after ? template_suffix_ : template_prefix_;
         dst.insert(dst.end(), ids.begin(), ids.end());
@@ -852,7 +863,8 @@ Status ApplyConfig(std::string_view config_text, const std::string& config_src,
 }  // namespace
 
 Result<Tokenizer> Tokenizer::LoadJson(std::string_view tokenizer_json, const std::string& source,
-                                      std::string_view config_json, const std::string& config_source) {
+                                      std::string_view config_json,
+                                      const std::string& config_source) {
   json root;
   try {
     root = json::parse(tokenizer_json);
@@ -869,12 +881,13 @@ Result<Tokenizer> Tokenizer::LoadJson(std::string_view tokenizer_json, const std
   return Tokenizer(std::move(impl));
 }
 
-Result<Tokenizer> Tokenizer::FromJsonText(std::string_view tokenizer_json, std::string_view config_json,
-                                          const std::string& source) {
+Result<Tokenizer> Tokenizer::FromJsonText(std::string_view tokenizer_json,
+                                          std::string_view config_json, const std::string& source) {
   return LoadJson(tokenizer_json, source, config_json, source + " (tokenizer_config)");
 }
 
-Result<Tokenizer> Tokenizer::FromFile(const std::string& path, const std::string& config_json_path) {
+Result<Tokenizer> Tokenizer::FromFile(const std::string& path,
+                                      const std::string& config_json_path) {
   std::string config_text;
   if (!config_json_path.empty()) {
     CHAINRL_ASSIGN_OR_RETURN(config_text, ReadFile(config_json_path));
@@ -898,12 +911,13 @@ Result<Tokenizer> Tokenizer::FromDir(const std::string& dir) {
   return NotFound(dir + ": no tokenizer.json or tokenizer.model");
 }
 
-Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special_tokens) const {
+Result<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
+                                               bool add_special_tokens) const {
   return impl_->Encode(text, add_special_tokens);
 }
 
-Result<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(const std::vector<std::string>& texts,
-                                                                 bool add_special_tokens) const {
+Result<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(
+    const std::vector<std::string>& texts, bool add_special_tokens) const {
   std::vector<std::vector<int32_t>> out;
   out.reserve(texts.size());
   for (size_t i = 0; i < texts.size(); ++i) {
@@ -914,7 +928,8 @@ Result<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(const std::vect
   return out;
 }
 
-Result<std::string> Tokenizer::DecodeBytes(const std::vector<int32_t>& ids, bool skip_special) const {
+Result<std::string> Tokenizer::DecodeBytes(const std::vector<int32_t>& ids,
+                                           bool skip_special) const {
   return impl_->DecodeBytes(ids, skip_special);
 }
 

@@ -34,14 +34,14 @@ struct AddedToken {
 // with U+FFFD, as Hugging Face's decode does (errors="replace"); DecodeBytes() gives the raw bytes.
 //
 // Supported tokenizer.json parts: model BPE (merges as "a b" strings or ["a","b"] pairs,
-// ignore_merges, byte_fallback, unk_token); normalizers null, NFC, Sequence of those; pre-tokenizers
-// Split (Regex or String pattern, behaviour Isolated/Removed, invert false), ByteLevel (with or
-// without its GPT-2 regex, add_prefix_space), Sequence; decoder ByteLevel (or null); post-processors
-// null, ByteLevel, TemplateProcessing (single sequence), Sequence. Anything else is an error naming
-// the file and JSON path. Added tokens are matched leftmost-longest on the raw text (before the
-// normalizer), honouring lstrip/rstrip/single_word; tokens flagged normalized=true are matched on
-// the raw text too, which is the same whenever the normalizer leaves the token's text unchanged
-// (true for NFC and ASCII tokens).
+// ignore_merges, byte_fallback, unk_token); normalizers null, NFC, Sequence of those;
+// pre-tokenizers Split (Regex or String pattern, behaviour Isolated/Removed, invert false),
+// ByteLevel (with or without its GPT-2 regex, add_prefix_space), Sequence; decoder ByteLevel (or
+// null); post-processors null, ByteLevel, TemplateProcessing (single sequence), Sequence. Anything
+// else is an error naming the file and JSON path. Added tokens are matched leftmost-longest on the
+// raw text (before the normalizer), honouring lstrip/rstrip/single_word; tokens flagged
+// normalized=true are matched on the raw text too, which is the same whenever the normalizer leaves
+// the token's text unchanged (true for NFC and ASCII tokens).
 class Tokenizer {
  public:
   // Loads DIR/tokenizer.json (preferred) or DIR/tokenizer.model, plus DIR/tokenizer_config.json
@@ -49,10 +49,11 @@ class Tokenizer {
   static Result<Tokenizer> FromDir(const std::string& dir);
   // Loads one file: a tokenizer.json, or a SentencePiece model when the name ends in ".model".
   // `config_json_path` (optional) is a tokenizer_config.json.
-  static Result<Tokenizer> FromFile(const std::string& path, const std::string& config_json_path = "");
+  static Result<Tokenizer> FromFile(const std::string& path,
+                                    const std::string& config_json_path = "");
   // Parses tokenizer.json text; `source` names it in errors. `config_json` may be empty.
-  static Result<Tokenizer> FromJsonText(std::string_view tokenizer_json, std::string_view config_json,
-                                        const std::string& source);
+  static Result<Tokenizer> FromJsonText(std::string_view tokenizer_json,
+                                        std::string_view config_json, const std::string& source);
 
   // Token ids of `text`. With add_special_tokens, the post-processor's tokens are added (e.g. a
   // BOS from TemplateProcessing), as Hugging Face's encode(..., add_special_tokens=True).

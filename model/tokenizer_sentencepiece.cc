@@ -37,7 +37,8 @@ class Wire {
     *number = static_cast<uint32_t>(key >> 3);
     *wire_type = static_cast<uint32_t>(key & 7);
     switch (*wire_type) {
-      case 0: return Varint(v);
+      case 0:
+        return Varint(v);
       case 1:
         if (p_ + 8 > s_.size()) return false;
         std::memcpy(v, s_.data() + p_, 8);
@@ -58,7 +59,8 @@ class Wire {
         p_ += 4;
         return true;
       }
-      default: return false;
+      default:
+        return false;
     }
   }
 
@@ -79,7 +81,8 @@ Status SentencePieceModel::Load(std::string_view serialized, const std::string& 
     uint32_t num, wt;
     uint64_t v = 0;
     std::string_view bytes;
-    if (!top.Field(&num, &wt, &v, &bytes)) return corrupt("not a SentencePiece model (bad protobuf)");
+    if (!top.Field(&num, &wt, &v, &bytes))
+      return corrupt("not a SentencePiece model (bad protobuf)");
     if (num == 1 && wt == 2) {  // SentencePiece pieces
       Piece piece;
       Wire w(bytes);
@@ -89,13 +92,15 @@ Status SentencePieceModel::Load(std::string_view serialized, const std::string& 
         std::string_view b2;
         if (!w.Field(&n2, &t2, &v2, &b2))
           return corrupt("pieces[" + std::to_string(pieces_.size()) + "]: bad protobuf");
-        if (n2 == 1 && t2 == 2) piece.text = std::string(b2);
+        if (n2 == 1 && t2 == 2)
+          piece.text = std::string(b2);
         else if (n2 == 2 && t2 == 5) {
           uint32_t bits = static_cast<uint32_t>(v2);
           std::memcpy(&piece.score, &bits, 4);
         } else if (n2 == 3 && t2 == 0) {
           if (v2 < 1 || v2 > 6)
-            return corrupt("pieces[" + std::to_string(pieces_.size()) + "].type: unknown " + std::to_string(v2));
+            return corrupt("pieces[" + std::to_string(pieces_.size()) + "].type: unknown " +
+                           std::to_string(v2));
           piece.type = static_cast<PieceType>(v2);
         }
       }
@@ -110,16 +115,31 @@ Status SentencePieceModel::Load(std::string_view serialized, const std::string& 
         if (t2 != 0) continue;
         int32_t i = static_cast<int32_t>(static_cast<int64_t>(v2));
         switch (n2) {
-          case 3: model_type = i; break;
-          case 35: byte_fallback_ = v2 != 0; break;
-          case 40: unk_id_ = i; break;
-          case 41: bos_id_ = i; break;
-          case 42: eos_id_ = i; break;
-          case 43: pad_id_ = i; break;
-          case 24:
-            if (v2) return Unimplemented(source + ": trainer_spec.treat_whitespace_as_suffix is not supported");
+          case 3:
+            model_type = i;
             break;
-          default: break;
+          case 35:
+            byte_fallback_ = v2 != 0;
+            break;
+          case 40:
+            unk_id_ = i;
+            break;
+          case 41:
+            bos_id_ = i;
+            break;
+          case 42:
+            eos_id_ = i;
+            break;
+          case 43:
+            pad_id_ = i;
+            break;
+          case 24:
+            if (v2)
+              return Unimplemented(source +
+                                   ": trainer_spec.treat_whitespace_as_suffix is not supported");
+            break;
+          default:
+            break;
         }
       }
     } else if (num == 3 && wt == 2) {  // NormalizerSpec
@@ -129,11 +149,16 @@ Status SentencePieceModel::Load(std::string_view serialized, const std::string& 
         uint64_t v2 = 0;
         std::string_view b2;
         if (!w.Field(&n2, &t2, &v2, &b2)) return corrupt("normalizer_spec: bad protobuf");
-        if (n2 == 1 && t2 == 2) normalizer_name = std::string(b2);
-        else if (n2 == 2 && t2 == 2) charsmap = !b2.empty();
-        else if (n2 == 3 && t2 == 0) add_dummy_prefix_ = v2 != 0;
-        else if (n2 == 4 && t2 == 0) remove_extra_whitespaces_ = v2 != 0;
-        else if (n2 == 5 && t2 == 0) escape_whitespaces_ = v2 != 0;
+        if (n2 == 1 && t2 == 2)
+          normalizer_name = std::string(b2);
+        else if (n2 == 2 && t2 == 2)
+          charsmap = !b2.empty();
+        else if (n2 == 3 && t2 == 0)
+          add_dummy_prefix_ = v2 != 0;
+        else if (n2 == 4 && t2 == 0)
+          remove_extra_whitespaces_ = v2 != 0;
+        else if (n2 == 5 && t2 == 0)
+          escape_whitespaces_ = v2 != 0;
       }
     }
   }
@@ -153,7 +178,8 @@ Status SentencePieceModel::Load(std::string_view serialized, const std::string& 
     if (!unicode::IsValidUtf8(p.text))
       return corrupt("pieces[" + std::to_string(id) + "]: not valid UTF-8");
     all_.emplace(p.text, id);
-    if (p.type == PieceType::kNormal || p.type == PieceType::kUserDefined) mergeable_.emplace(p.text, id);
+    if (p.type == PieceType::kNormal || p.type == PieceType::kUserDefined)
+      mergeable_.emplace(p.text, id);
     if (p.type == PieceType::kUserDefined) user_defined_.push_back(id);
     if (p.type == PieceType::kByte) {
       unsigned v;
@@ -196,8 +222,10 @@ void SentencePieceModel::Encode(std::string_view text, std::vector<int32_t>* out
   std::string norm;
   if (escape_whitespaces_) {
     for (char ch : t) {
-      if (ch == ' ') norm += kSpaceSymbol;
-      else norm.push_back(ch);
+      if (ch == ' ')
+        norm += kSpaceSymbol;
+      else
+        norm.push_back(ch);
     }
   } else {
     norm = std::move(t);
@@ -255,7 +283,8 @@ void SentencePieceModel::Encode(std::string_view text, std::vector<int32_t>* out
     if (it == mergeable_.end()) return;
     heap.push({pieces_[it->second].score, l, r, merged.size()});
   };
-  for (size_t i = 0; i + 1 < syms.size(); ++i) push(static_cast<int32_t>(i), static_cast<int32_t>(i + 1));
+  for (size_t i = 0; i + 1 < syms.size(); ++i)
+    push(static_cast<int32_t>(i), static_cast<int32_t>(i + 1));
   while (!heap.empty()) {
     Cand c = heap.top();
     heap.pop();
@@ -293,7 +322,8 @@ void SentencePieceModel::Encode(std::string_view text, std::vector<int32_t>* out
   }
 }
 
-void SentencePieceModel::Decode(const std::vector<int32_t>& ids, bool at_start, std::string* out) const {
+void SentencePieceModel::Decode(const std::vector<int32_t>& ids, bool at_start,
+                                std::string* out) const {
   // Per piece, as libsentencepiece: controls vanish, <unk> shows as " \u2047 ", runs of byte
   // pieces become their bytes, and leading U+2581 of the output is consumed (dummy prefix).
   std::string text;
@@ -322,10 +352,9 @@ void SentencePieceModel::Decode(const std::vector<int32_t>& ids, bool at_start, 
       continue;
     }
     std::string_view piece = p.text;
-    const bool bos_ws = remove_extra_whitespaces_ ? at_start && text.empty()
-                                                  : is_first && add_dummy_prefix_;
-    if (bos_ws && piece.substr(0, 3) == kSpaceSymbol)
-      piece.remove_prefix(3);
+    const bool bos_ws =
+        remove_extra_whitespaces_ ? at_start && text.empty() : is_first && add_dummy_prefix_;
+    if (bos_ws && piece.substr(0, 3) == kSpaceSymbol) piece.remove_prefix(3);
     for (size_t i = 0; i < piece.size(); ++i) {
       if (piece.compare(i, 3, kSpaceSymbol) == 0) {
         text.push_back(' ');

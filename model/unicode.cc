@@ -86,8 +86,10 @@ class NfcUnstable {
 
  private:
   void Add(char32_t cp) {
-    if (cp < 0x10000) bmp_[cp] = true;
-    else astral_.push_back(cp);
+    if (cp < 0x10000)
+      bmp_[cp] = true;
+    else
+      astral_.push_back(cp);
   }
   std::vector<bool> bmp_;
   std::vector<char32_t> astral_;
@@ -227,9 +229,8 @@ void NfcChunk(std::string_view s, std::string* result) {
     }
     size_t j = i;
     while (j < cps.size() && CombiningClass(cps[j]) != 0) ++j;
-    std::stable_sort(cps.begin() + i, cps.begin() + j, [](char32_t a, char32_t b) {
-      return CombiningClass(a) < CombiningClass(b);
-    });
+    std::stable_sort(cps.begin() + i, cps.begin() + j,
+                     [](char32_t a, char32_t b) { return CombiningClass(a) < CombiningClass(b); });
     i = j;
   }
   // Canonical composition.
@@ -240,8 +241,8 @@ void NfcChunk(std::string_view s, std::string* result) {
   for (char32_t c : cps) {
     int ccc = CombiningClass(c);
     if (starter >= 0) {
-      bool blocked = !(last_ccc < ccc || (last_ccc == 0 && static_cast<size_t>(starter) + 1 ==
-                                                                out.size()));
+      bool blocked =
+          !(last_ccc < ccc || (last_ccc == 0 && static_cast<size_t>(starter) + 1 == out.size()));
       // A starter directly after the starter is unblocked; last_ccc==0 otherwise means a
       // blocking starter sits between them.
       if (static_cast<size_t>(starter) + 1 == out.size()) blocked = false;
@@ -263,7 +264,6 @@ void NfcChunk(std::string_view s, std::string* result) {
   }
   for (char32_t c : out) AppendUtf8(c, result);
 }
-
 
 }  // namespace
 

@@ -27,11 +27,15 @@ std::string Render(const std::string& src, const ojson& ctx = ojson::object()) {
 TEST(ChatTemplate, TextAndExpressions) {
   EXPECT_EQ(Render("hello"), "hello");
   EXPECT_EQ(Render("a{{ 1 + 2 * 3 }}b"), "a7b");
-  EXPECT_EQ(Render("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"), "3 -4 1 3.5 1024");
+  EXPECT_EQ(Render("{{ 7 // 2 }} {{ -7 // 2 }} {{ 7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"),
+            "3 -4 1 3.5 1024");
   EXPECT_EQ(Render("{{ 'a' ~ 1 ~ none ~ true }}"), "a1NoneTrue");
   EXPECT_EQ(Render("{{ x }}|{{ x.y is defined }}", {{"x", {{"z", 1}}}}), "{'z': 1}|False");
-  EXPECT_EQ(Render("{{ 'yes' if a else 'no' }}{{ 'yes' if b else 'no' }}", {{"a", true}, {"b", ""}}), "yesno");
-  EXPECT_EQ(Render("{{ 'ab' in 'cabd' }}{{ 3 not in [1, 2] }}{{ 'k' in {'k': 1} }}"), "TrueTrueTrue");
+  EXPECT_EQ(
+      Render("{{ 'yes' if a else 'no' }}{{ 'yes' if b else 'no' }}", {{"a", true}, {"b", ""}}),
+      "yesno");
+  EXPECT_EQ(Render("{{ 'ab' in 'cabd' }}{{ 3 not in [1, 2] }}{{ 'k' in {'k': 1} }}"),
+            "TrueTrueTrue");
   EXPECT_EQ(Render("{{ [1, 2, 3][::-1] }}{{ 'hello'[1:3] }}{{ [1, 2, 3][-1] }}"), "[3, 2, 1]el3");
   EXPECT_EQ(Render("{{ 1 == 1.0 and not (2 < 1) or x }}"), "True");
 }
@@ -49,17 +53,26 @@ TEST(ChatTemplate, WhitespaceControlAndBlockTrimming) {
 
 TEST(ChatTemplate, LoopsSetNamespaceMacros) {
   ojson ctx = {{"xs", {"a", "b", "c"}}};
-  EXPECT_EQ(Render("{% for x in xs %}{{ loop.index0 }}{{ x }}{% if not loop.last %},{% endif %}{% endfor %}", ctx),
-            "0a,1b,2c");
-  EXPECT_EQ(Render("{% for x in xs if x != 'b' %}{{ loop.index }}{{ x }}{% endfor %}", ctx), "1a2c");
+  EXPECT_EQ(
+      Render(
+          "{% for x in xs %}{{ loop.index0 }}{{ x }}{% if not loop.last %},{% endif %}{% endfor %}",
+          ctx),
+      "0a,1b,2c");
+  EXPECT_EQ(Render("{% for x in xs if x != 'b' %}{{ loop.index }}{{ x }}{% endfor %}", ctx),
+            "1a2c");
   EXPECT_EQ(Render("{% for x in [] %}x{% else %}empty{% endfor %}"), "empty");
-  EXPECT_EQ(Render("{% for x in xs %}{% if x == 'b' %}{% break %}{% endif %}{{ x }}{% endfor %}", ctx), "a");
-  EXPECT_EQ(Render("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}", {{"d", {{"z", 1}, {"a", 2}}}}),
+  EXPECT_EQ(
+      Render("{% for x in xs %}{% if x == 'b' %}{% break %}{% endif %}{{ x }}{% endfor %}", ctx),
+      "a");
+  EXPECT_EQ(Render("{% for k, v in d.items() %}{{ k }}={{ v }};{% endfor %}",
+                   {{"d", {{"z", 1}, {"a", 2}}}}),
             "z=1;a=2;");
   // A plain set inside a loop does not leak out; a namespace attribute does.
-  EXPECT_EQ(Render("{% set n = 0 %}{% set ns = namespace(n=0) %}{% for x in xs %}{% set n = n + 1 %}"
-                   "{% set ns.n = ns.n + 1 %}{% endfor %}{{ n }}{{ ns.n }}", ctx),
-            "03");
+  EXPECT_EQ(
+      Render("{% set n = 0 %}{% set ns = namespace(n=0) %}{% for x in xs %}{% set n = n + 1 %}"
+             "{% set ns.n = ns.n + 1 %}{% endfor %}{{ n }}{{ ns.n }}",
+             ctx),
+      "03");
   EXPECT_EQ(Render("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}"
                    "{{ greet('A') }} {{ greet('B', punct='?') }}"),
             "Hi A! Hi B?");
@@ -67,27 +80,35 @@ TEST(ChatTemplate, LoopsSetNamespaceMacros) {
 }
 
 TEST(ChatTemplate, FiltersMethodsTests) {
-  EXPECT_EQ(Render("{{ '  x  '|trim }}|{{ xs|length }}|{{ xs|join('-') }}|{{ xs|first }}{{ xs|last }}",
-                   {{"xs", {"a", "b"}}}),
-            "x|2|a-b|ab");
+  EXPECT_EQ(
+      Render("{{ '  x  '|trim }}|{{ xs|length }}|{{ xs|join('-') }}|{{ xs|first }}{{ xs|last }}",
+             {{"xs", {"a", "b"}}}),
+      "x|2|a-b|ab");
   EXPECT_EQ(Render("{{ d|tojson }}", {{"d", {{"b", {1, 2.5, nullptr}}, {"a", "\"q\" é\n"}}}}),
             R"({"b": [1, 2.5, null], "a": "\"q\" é\n"})");
   EXPECT_EQ(Render("{{ d|tojson(indent=2) }}", {{"d", {{"a", {1}}, {"e", ojson::object()}}}}),
             "{\n  \"a\": [\n    1\n  ],\n  \"e\": {}\n}");
-  EXPECT_EQ(Render("{{ 'a<b>c'.split('<')[-1].split('>')[0] }}|{{ 'xxhixx'.strip('x') }}|"
-                   "{{ '\\n\\nhi\\n'.lstrip('\\n') }}|{{ 'Hi'.startswith('H') }}{{ 'Hi'.endswith('x') }}"),
-            "b|hi|hi\n|TrueFalse");
+  EXPECT_EQ(
+      Render(
+          "{{ 'a<b>c'.split('<')[-1].split('>')[0] }}|{{ 'xxhixx'.strip('x') }}|"
+          "{{ '\\n\\nhi\\n'.lstrip('\\n') }}|{{ 'Hi'.startswith('H') }}{{ 'Hi'.endswith('x') }}"),
+      "b|hi|hi\n|TrueFalse");
   EXPECT_EQ(Render("{{ ms|selectattr('role', 'equalto', 'user')|map(attribute='c')|join }}",
-                   {{"ms", {{{"role", "user"}, {"c", "1"}}, {{"role", "sys"}, {"c", "2"}}, {{"role", "user"}, {"c", "3"}}}}}),
+                   {{"ms",
+                     {{{"role", "user"}, {"c", "1"}},
+                      {{"role", "sys"}, {"c", "2"}},
+                      {{"role", "user"}, {"c", "3"}}}}}),
             "13");
-  EXPECT_EQ(Render("{{ x is none }}{{ y is not defined }}{{ 3 is odd }}{{ 's' is string }}{{ {} is mapping }}",
+  EXPECT_EQ(Render("{{ x is none }}{{ y is not defined }}{{ 3 is odd }}{{ 's' is string }}{{ {} is "
+                   "mapping }}",
                    {{"x", nullptr}}),
             "TrueTrueTrueTrueTrue");
   EXPECT_EQ(Render("{{ x|default('d') }}{{ ''|default('e', true) }}"), "de");
 }
 
 TEST(ChatTemplate, ErrorsNamePositionAndConstruct) {
-  auto t = ChatTemplate::Parse("line1\n{% for x in xs %}{{ x|frobnicate }}{% endfor %}", "cfg.json");
+  auto t =
+      ChatTemplate::Parse("line1\n{% for x in xs %}{{ x|frobnicate }}{% endfor %}", "cfg.json");
   ASSERT_TRUE(t.ok());
   auto r = t->Render({{"xs", {1}}});
   ASSERT_FALSE(r.ok());
@@ -102,13 +123,15 @@ TEST(ChatTemplate, ErrorsNamePositionAndConstruct) {
 
   auto q = ChatTemplate::Parse("{% if x %}never closed", "t");
   ASSERT_FALSE(q.ok());
-  EXPECT_NE(q.status().message().find("missing {% endif %}"), std::string::npos) << q.status().message();
+  EXPECT_NE(q.status().message().find("missing {% endif %}"), std::string::npos)
+      << q.status().message();
 
   auto e = ChatTemplate::Parse("{{ raise_exception('Only user and assistant roles') }}", "t");
   ASSERT_TRUE(e.ok());
   auto er = e->Render(ojson::object());
   ASSERT_FALSE(er.ok());
-  EXPECT_NE(er.status().message().find("raise_exception: Only user and assistant roles"), std::string::npos);
+  EXPECT_NE(er.status().message().find("raise_exception: Only user and assistant roles"),
+            std::string::npos);
 
   auto u = ChatTemplate::Parse("{{ missing.attr }}", "t");
   ASSERT_TRUE(u.ok());
@@ -123,7 +146,8 @@ std::string ReadText(const std::string& path) {
 }
 
 TEST(ChatTemplate, Qwen25HandDerived) {
-  std::string src = ReadText(std::string(CHAINRL_SOURCE_DIR) + "/scripts/chat_template_qwen2_5.jinja");
+  std::string src =
+      ReadText(std::string(CHAINRL_SOURCE_DIR) + "/scripts/chat_template_qwen2_5.jinja");
   ASSERT_FALSE(src.empty());
   auto t = ChatTemplate::Parse(src, "qwen2_5");
   ASSERT_TRUE(t.ok()) << t.status().ToString();
@@ -132,9 +156,12 @@ TEST(ChatTemplate, Qwen25HandDerived) {
   EXPECT_EQ(*r,
             "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
             "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
-  r = RenderChat(*t, {{"system", "S", nullptr}, {"user", "U", nullptr}, {"assistant", "A", nullptr}}, false);
+  r = RenderChat(
+      *t, {{"system", "S", nullptr}, {"user", "U", nullptr}, {"assistant", "A", nullptr}}, false);
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\nA<|im_end|>\n");
+  EXPECT_EQ(*r,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>"
+            "assistant\nA<|im_end|>\n");
 }
 
 // ---- Reference renderings (assets fetched by scripts/fetch_test_assets.sh) -------------------
