@@ -221,7 +221,7 @@ TEST_P(ChatReference, ByteIdenticalToHuggingFaceJinja) {
   EXPECT_GT(checked, 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, ChatReference, ::testing::Values("qwen3", "llama3"));
+INSTANTIATE_TEST_SUITE_P(Models, ChatReference, ::testing::Values("qwen3", "llama3", "llama3_1"));
 
 }  // namespace
 }  // namespace chainrl

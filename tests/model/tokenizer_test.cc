@@ -1,12 +1,14 @@
 // Tests of model/tokenizer.h: a hand-built byte-level BPE with hand-derived ids, the fast BPE
 // against a naive reference on random words, NFC, errors; and, when the test assets exist
-// (scripts/fetch_test_assets.sh), exact ids for Qwen3 and Llama 3 against a JavaScript reference.
+// (scripts/fetch_test_assets.sh), exact ids for Qwen3, Llama 3 and Llama 3.1 against a JavaScript
+// reference.
 #include "model/tokenizer.h"
 
 #include <gtest/gtest.h>
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 #ifdef CHAINRL_HAVE_SENTENCEPIECE
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
@@ -142,6 +145,29 @@ TEST(TokenizerTiny, AddedTokens) {
   EXPECT_TRUE(t.IsSpecial(300));
   EXPECT_FALSE(t.IsSpecial(302));
   EXPECT_EQ(t.vocab_size(), 304);
+}
+
+TEST(TokenizerTiny, ConcurrentEncodesAgreeWithSequential) {
+  Tokenizer t = Tiny();
+  std::vector<std::string> texts;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 200; ++i) {
+    std::string s;
+    for (int k = 0; k < 30; ++k) s += " hello world lll cat <|end|>"[rng() % 27];
+    texts.push_back(s);
+  }
+  auto want = t.EncodeBatch(texts);
+  ASSERT_TRUE(want.ok());
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 20; ++rep)
+        for (size_t i = 0; i < texts.size(); ++i)
+          if (*t.Encode(texts[i]) != (*want)[i]) ++mismatches;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(TokenizerTiny, InvalidUtf8IsAnError) {
@@ -436,11 +462,21 @@ void ExpectSpecialIds(const std::string& model, const Tokenizer& tok) {
     EXPECT_EQ(tok.pad_token_id(), 151643);  // <|endoftext|>
     EXPECT_EQ(tok.bos_token_id(), std::nullopt);
     EXPECT_EQ(tok.TokenToId("<|im_start|>"), 151644);
-  } else {
+  } else if (model == "llama3") {
     EXPECT_EQ(tok.vocab_size(), 128256);
     EXPECT_EQ(tok.bos_token_id(), 128000);
     EXPECT_EQ(tok.eos_token_id(), 128001);
     EXPECT_EQ(tok.TokenToId("<|eot_id|>"), 128009);
+    // Its post-processor is ByteLevel only: add_special_tokens adds nothing.
+    EXPECT_EQ(*tok.Encode("Hi", true), *tok.Encode("Hi", false));
+  } else {  // llama3_1: TemplateProcessing prepends <|begin_of_text|>
+    EXPECT_EQ(tok.vocab_size(), 128256);
+    EXPECT_EQ(tok.bos_token_id(), 128000);
+    EXPECT_EQ(tok.eos_token_id(), 128009);
+    auto ids = tok.Encode("Hi", true);
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(ids->front(), 128000);
+    EXPECT_EQ(ids->size(), tok.Encode("Hi", false)->size() + 1);
   }
   EXPECT_FALSE(tok.chat_template().empty());
 }
@@ -502,7 +538,7 @@ TEST_P(RealTokenizer, MatchesReferenceIdsOnCorpus) {
       bulk.size() / 1e6 / bulk_s);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, RealTokenizer, ::testing::Values("qwen3", "llama3"));
+INSTANTIATE_TEST_SUITE_P(Models, RealTokenizer, ::testing::Values("qwen3", "llama3", "llama3_1"));
 
 }  // namespace
 }  // namespace chainrl
