@@ -1166,6 +1166,9 @@ std::string Position(const std::string& src, size_t pos) {
 
 enum class Flow { kNormal, kBreak, kContinue };
 
+// Bounds that keep a hostile or buggy template from exhausting memory.
+constexpr double kMaxElements = 1e7;
+
 class Renderer {
  public:
   explicit Renderer(const Value& globals) {
@@ -1555,6 +1558,8 @@ class Renderer {
                       (a.k == Value::kInt && b.k == Value::kString))) {
       const Value& s = a.k == Value::kString ? a : b;
       int64_t times = a.k == Value::kInt ? a.i : b.i;
+      if (times > 0 && static_cast<double>(times) * s.s.size() > kMaxElements * 10.0)
+        Fail(pos, "string repetition of more than 10^8 bytes");
       std::string r;
       for (int64_t i = 0; i < times; ++i) r += s.s;
       return Value::Str(r);
@@ -1666,6 +1671,8 @@ class Renderer {
       } else
         Fail(pos, "range() needs 1 to 3 arguments");
       if (step == 0) Fail(pos, "range() step cannot be zero");
+      const double count = (static_cast<double>(stop) - static_cast<double>(start)) / step;
+      if (count > kMaxElements) Fail(pos, "range() of more than 10^7 elements");
       List l;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value::Int(i));
       return Value::MakeList(std::move(l));

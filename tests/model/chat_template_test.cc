@@ -133,6 +133,9 @@ TEST(ChatTemplate, ErrorsNamePositionAndConstruct) {
   EXPECT_NE(er.status().message().find("raise_exception: Only user and assistant roles"),
             std::string::npos);
 
+  EXPECT_NE(Render("{{ range(10**12)|length }}").find("RENDER ERROR"), std::string::npos);
+  EXPECT_NE(Render("{{ 'ab' * 10**12 }}").find("RENDER ERROR"), std::string::npos);
+
   auto u = ChatTemplate::Parse("{{ missing.attr }}", "t");
   ASSERT_TRUE(u.ok());
   EXPECT_FALSE(u->Render(ojson::object()).ok());
