@@ -331,7 +331,7 @@ class BpeTokenizer final : public Tokenizer::Impl {
 
  private:
   Status EncodeWord(std::string_view piece, std::vector<int32_t>* out) const;
-  // The BPE merge loop over initial symbols (slow paths excluded); exposed for the cache.
+  // Applies the merges to `syms` in place: lowest rank first, leftmost on ties; O(n log n).
   void Merge(std::vector<int32_t>* syms) const;
 
   StringMap<int32_t> vocab_;
@@ -855,8 +855,7 @@ Status ApplyConfig(std::string_view config_text, const std::string& config_src,
       return Corrupt(config_src + ": chat_template: expected a string");
     }
   }
-  // Special tokens named in the config must be known ids (Hugging Face adds them otherwise;
-  // a config naming a token the vocabulary lacks is broken for training).
+  // A special token the vocabulary lacks simply has no id (bos_token_id() etc. return nullopt).
   return Status::Ok();
 }
 

@@ -41,7 +41,14 @@ struct AddedToken {
 // else is an error naming the file and JSON path. Added tokens are matched leftmost-longest on the
 // raw text (before the normalizer), honouring lstrip/rstrip/single_word; tokens flagged
 // normalized=true are matched on the raw text too, which is the same whenever the normalizer leaves
-// the token's text unchanged (true for NFC and ASCII tokens).
+// the token's text unchanged (true for NFC and ASCII tokens). lstrip/rstrip swallow ASCII
+// whitespace; single_word treats ASCII letters, digits, '_' and any non-ASCII byte as word bytes.
+//
+// SentencePiece tokenizer.model files are read natively (see tokenizer_sentencepiece.h): BPE
+// models with the identity normalizer (Llama 2, Mistral); their control pieces (<s>, </s>) act
+// as special added tokens, and add_special_tokens adds BOS (and EOS) per tokenizer_config.json's
+// add_bos_token/add_eos_token (default: BOS only, as Llama 2). For tokenizer.json the
+// post-processor alone decides what add_special_tokens adds, as in Hugging Face tokenizers.
 class Tokenizer {
  public:
   // Loads DIR/tokenizer.json (preferred) or DIR/tokenizer.model, plus DIR/tokenizer_config.json
