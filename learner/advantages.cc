@@ -95,13 +95,12 @@ Result<std::vector<bool>> DynamicSampler::AddGenerationBatch(
   }
   if (!Ready() && options_.max_num_gen_batches > 0 &&
       num_gen_batches_ >= options_.max_num_gen_batches) {
-    const std::string msg = "dynamic sampling: only " + std::to_string(kept_.size()) + " of " +
-                            std::to_string(options_.train_prompts) +
-                            " prompts had non-zero reward spread after " +
-                            std::to_string(num_gen_batches_) +
-                            " generation batches (max_num_gen_batches = " +
-                            std::to_string(options_.max_num_gen_batches) +
-                            "); the data are too easy or too hard, or raise max_num_gen_batches";
+    const std::string msg =
+        "dynamic sampling: only " + std::to_string(kept_.size()) + " of " +
+        std::to_string(options_.train_prompts) + " prompts had non-zero reward spread after " +
+        std::to_string(num_gen_batches_) + " generation batches (max_num_gen_batches = " +
+        std::to_string(options_.max_num_gen_batches) +
+        "); the data are too easy or too hard, or raise max_num_gen_batches";
     kept_.clear();
     num_gen_batches_ = 0;
     return Aborted(msg);

@@ -23,10 +23,16 @@ Result<SingletonGroupPolicy> ParseSingletonGroupPolicy(std::string_view name);  
 
 struct GroupAdvantageOptions {
   AdvantageEstimator estimator = AdvantageEstimator::kGrpo;  // adv_estimator
-  double epsilon = 1e-6;                                      // ε_A (verl)
+  double epsilon = 1e-6;                                     // ε_A (verl)
   SingletonGroupPolicy singleton_group = SingletonGroupPolicy::kZero;
-  GroupAdvantageOptions& set_estimator(AdvantageEstimator v) { estimator = v; return *this; }
-  GroupAdvantageOptions& set_epsilon(double v) { epsilon = v; return *this; }
+  GroupAdvantageOptions& set_estimator(AdvantageEstimator v) {
+    estimator = v;
+    return *this;
+  }
+  GroupAdvantageOptions& set_epsilon(double v) {
+    epsilon = v;
+    return *this;
+  }
   GroupAdvantageOptions& set_singleton_group(SingletonGroupPolicy v) {
     singleton_group = v;
     return *this;
@@ -52,9 +58,12 @@ bool KeepGroupForDynamicSampling(std::span<const double> group_metric);
 // (their metric, `acc` by default); it says which groups are kept, when enough prompts are kept,
 // and fails once max_num_gen_batches batches did not suffice. Thread-compatible.
 struct DynamicSamplingOptions {
-  int64_t train_prompts = 512;      // prompts per training batch (train_batch_size)
-  int64_t max_num_gen_batches = 10; // give up after this many generation batches; ≤ 0: unlimited
-  DynamicSamplingOptions& set_train_prompts(int64_t v) { train_prompts = v; return *this; }
+  int64_t train_prompts = 512;       // prompts per training batch (train_batch_size)
+  int64_t max_num_gen_batches = 10;  // give up after this many generation batches; ≤ 0: unlimited
+  DynamicSamplingOptions& set_train_prompts(int64_t v) {
+    train_prompts = v;
+    return *this;
+  }
   DynamicSamplingOptions& set_max_num_gen_batches(int64_t v) {
     max_num_gen_batches = v;
     return *this;

@@ -25,10 +25,14 @@ Result<BudgetSchedule> ParseBudgetSchedule(std::string_view name) {
 
 const char* BudgetScheduleName(BudgetSchedule s) {
   switch (s) {
-    case BudgetSchedule::kConstant: return "constant";
-    case BudgetSchedule::kLinear: return "linear";
-    case BudgetSchedule::kExponential: return "exponential";
-    case BudgetSchedule::kStep: return "step";
+    case BudgetSchedule::kConstant:
+      return "constant";
+    case BudgetSchedule::kLinear:
+      return "linear";
+    case BudgetSchedule::kExponential:
+      return "exponential";
+    case BudgetSchedule::kStep:
+      return "step";
   }
   return "?";
 }
@@ -47,8 +51,7 @@ Status ValidateTokenBudgetOptions(const TokenBudgetOptions& o) {
     if (o.milestones[i].second < 1)
       return InvalidArgument("milestones[" + std::to_string(i) + "]: budget must be >= 1");
     if (i > 0 && o.milestones[i].first <= o.milestones[i - 1].first)
-      return InvalidArgument("milestones[" + std::to_string(i) +
-                             "]: steps must strictly increase");
+      return InvalidArgument("milestones[" + std::to_string(i) + "]: steps must strictly increase");
   }
   return Status::Ok();
 }
@@ -252,7 +255,8 @@ nlohmann::json DifficultyBucketSampler::ToJson() const {
 Status DifficultyBucketSampler::LoadJson(const nlohmann::json& j) {
   try {
     for (const char* key : {"rng", "weights", "order", "cursor", "epoch", "bucket_sizes"})
-      if (!j.contains(key)) return Corrupt(std::string("bucket sampler: missing key \"") + key + "\"");
+      if (!j.contains(key))
+        return Corrupt(std::string("bucket sampler: missing key \"") + key + "\"");
     const auto sizes = j.at("bucket_sizes").get<std::vector<size_t>>();
     if (sizes.size() != buckets_.size())
       return Corrupt("bucket sampler: \"bucket_sizes\" has " + std::to_string(sizes.size()) +
@@ -267,7 +271,8 @@ Status DifficultyBucketSampler::LoadJson(const nlohmann::json& j) {
     auto epoch = j.at("epoch").get<std::vector<int64_t>>();
     if (order.size() != buckets_.size() || cursor.size() != buckets_.size() ||
         epoch.size() != buckets_.size())
-      return Corrupt("bucket sampler: \"order\", \"cursor\" and \"epoch\" need one entry per bucket");
+      return Corrupt(
+          "bucket sampler: \"order\", \"cursor\" and \"epoch\" need one entry per bucket");
     for (size_t b = 0; b < order.size(); ++b)
       if (order[b].size() != buckets_[b].size() || cursor[b] > order[b].size())
         return Corrupt("bucket sampler: order/cursor of bucket " + std::to_string(b) +

@@ -26,19 +26,37 @@ const char* BudgetScheduleName(BudgetSchedule s);
 
 struct TokenBudgetOptions {
   BudgetSchedule schedule = BudgetSchedule::kConstant;  // budget_schedule
-  int64_t initial_budget = 256;   // B0
-  int64_t final_budget = 256;     // linear: B_final, reached at decay_steps
-  int64_t decay_steps = 1;        // linear: steps from B0 to B_final; exponential: period T
-  double gamma = 0.7;             // exponential: factor per period
-  int64_t min_budget = 1;         // floor of every schedule
+  int64_t initial_budget = 256;                         // B0
+  int64_t final_budget = 256;                           // linear: B_final, reached at decay_steps
+  int64_t decay_steps = 1;  // linear: steps from B0 to B_final; exponential: period T
+  double gamma = 0.7;       // exponential: factor per period
+  int64_t min_budget = 1;   // floor of every schedule
   // step: (first step, budget) milestones, sorted by step; before the first one, initial_budget.
   std::vector<std::pair<int64_t, int64_t>> milestones;
-  TokenBudgetOptions& set_schedule(BudgetSchedule v) { schedule = v; return *this; }
-  TokenBudgetOptions& set_initial_budget(int64_t v) { initial_budget = v; return *this; }
-  TokenBudgetOptions& set_final_budget(int64_t v) { final_budget = v; return *this; }
-  TokenBudgetOptions& set_decay_steps(int64_t v) { decay_steps = v; return *this; }
-  TokenBudgetOptions& set_gamma(double v) { gamma = v; return *this; }
-  TokenBudgetOptions& set_min_budget(int64_t v) { min_budget = v; return *this; }
+  TokenBudgetOptions& set_schedule(BudgetSchedule v) {
+    schedule = v;
+    return *this;
+  }
+  TokenBudgetOptions& set_initial_budget(int64_t v) {
+    initial_budget = v;
+    return *this;
+  }
+  TokenBudgetOptions& set_final_budget(int64_t v) {
+    final_budget = v;
+    return *this;
+  }
+  TokenBudgetOptions& set_decay_steps(int64_t v) {
+    decay_steps = v;
+    return *this;
+  }
+  TokenBudgetOptions& set_gamma(double v) {
+    gamma = v;
+    return *this;
+  }
+  TokenBudgetOptions& set_min_budget(int64_t v) {
+    min_budget = v;
+    return *this;
+  }
   TokenBudgetOptions& set_milestones(std::vector<std::pair<int64_t, int64_t>> v) {
     milestones = std::move(v);
     return *this;

@@ -51,9 +51,8 @@ double OverlongPenalty(int64_t length, const OverlongOptions& o) {
 std::vector<double> DlerAdvantages(std::span<const double> rewards,
                                    std::span<const int64_t> group_ids,
                                    std::span<const int64_t> lengths, double eps) {
-  const std::vector<double> centred =
-      GroupAdvantages(rewards, group_ids,
-                      GroupAdvantageOptions().set_estimator(AdvantageEstimator::kDrGrpo));
+  const std::vector<double> centred = GroupAdvantages(
+      rewards, group_ids, GroupAdvantageOptions().set_estimator(AdvantageEstimator::kDrGrpo));
   return BatchWhitenAdvantages(centred, lengths, eps);
 }
 
@@ -102,8 +101,8 @@ bool LaserDTargets::UpdateDue(int64_t step) const { return step % options_.updat
 
 void LaserDTargets::Update(const std::vector<MonitorGroup>& monitor) {
   const int64_t g = options_.group_size;
-  const std::array<int64_t, 3> need = {std::max<int64_t>(1, 2 * g / 3),
-                                       std::max<int64_t>(1, g / 3), 1};
+  const std::array<int64_t, 3> need = {std::max<int64_t>(1, 2 * g / 3), std::max<int64_t>(1, g / 3),
+                                       1};
   std::array<std::vector<int64_t>, 3> by_bucket;
   int64_t longest = 0;
   for (const MonitorGroup& m : monitor) {
@@ -173,7 +172,8 @@ std::vector<double> GrpoLambdaRewards(std::span<const uint8_t> correct,
   }
   std::vector<size_t> rank(order.size());
   std::iota(rank.begin(), rank.end(), 0);
-  std::stable_sort(rank.begin(), rank.end(), [&](size_t a, size_t b) { return ratio[a] > ratio[b]; });
+  std::stable_sort(rank.begin(), rank.end(),
+                   [&](size_t a, size_t b) { return ratio[a] > ratio[b]; });
   const size_t selected = static_cast<size_t>(
       std::ceil(options.top_fraction * static_cast<double>(order.size()) - 1e-9));
   std::vector<double> out(correct.size());

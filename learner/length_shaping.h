@@ -22,7 +22,10 @@ namespace chainrl::learner {
 // [U] the report gives no weight; default 0.4 as LASER's re-implementation uses.
 struct KimiLengthOptions {
   double weight = 0.4;  // kimi_length_weight
-  KimiLengthOptions& set_weight(double v) { weight = v; return *this; }
+  KimiLengthOptions& set_weight(double v) {
+    weight = v;
+    return *this;
+  }
 };
 std::vector<double> KimiLengthReward(std::span<const int64_t> lengths,
                                      std::span<const uint8_t> correct,
@@ -35,8 +38,14 @@ struct OverlongOptions {
   int64_t max_response_length = 20480;  // L_max
   int64_t overlong_buffer_len = 4096;   // L_cache
   double overlong_penalty_factor = 1.0;
-  OverlongOptions& set_max_response_length(int64_t v) { max_response_length = v; return *this; }
-  OverlongOptions& set_overlong_buffer_len(int64_t v) { overlong_buffer_len = v; return *this; }
+  OverlongOptions& set_max_response_length(int64_t v) {
+    max_response_length = v;
+    return *this;
+  }
+  OverlongOptions& set_overlong_buffer_len(int64_t v) {
+    overlong_buffer_len = v;
+    return *this;
+  }
   OverlongOptions& set_overlong_penalty_factor(double v) {
     overlong_penalty_factor = v;
     return *this;
@@ -45,9 +54,10 @@ struct OverlongOptions {
 Status ValidateOverlongOptions(const OverlongOptions& options);
 double OverlongPenalty(int64_t length, const OverlongOptions& options);
 
-// ---- DLER ----------------------------------------------------------------------------------------
-// Reward 1[correct ∧ not truncated]; advantages are group mean-centred then whitened over all
-// valid tokens of the batch (BatchWhitenAdvantages in advantages.h).
+// ---- DLER
+// ---------------------------------------------------------------------------------------- Reward
+// 1[correct ∧ not truncated]; advantages are group mean-centred then whitened over all valid tokens
+// of the batch (BatchWhitenAdvantages in advantages.h).
 inline double DlerReward(bool correct, bool truncated) { return correct && !truncated ? 1.0 : 0.0; }
 std::vector<double> DlerAdvantages(std::span<const double> rewards,
                                    std::span<const int64_t> group_ids,
@@ -57,12 +67,21 @@ std::vector<double> DlerAdvantages(std::span<const double> rewards,
 enum class LaserMode { kStep, kPenalty, kHybrid };  // "step" | "penalty" | "hybrid"
 Result<LaserMode> ParseLaserMode(std::string_view name);
 struct LaserOptions {
-  double alpha = 0.5;             // laser_alpha
+  double alpha = 0.5;  // laser_alpha
   LaserMode mode = LaserMode::kStep;
-  bool exploration = false;       // LASER-DE: +α for long wrong-but-formatted, loop-free answers
-  LaserOptions& set_alpha(double v) { alpha = v; return *this; }
-  LaserOptions& set_mode(LaserMode v) { mode = v; return *this; }
-  LaserOptions& set_exploration(bool v) { exploration = v; return *this; }
+  bool exploration = false;  // LASER-DE: +α for long wrong-but-formatted, loop-free answers
+  LaserOptions& set_alpha(double v) {
+    alpha = v;
+    return *this;
+  }
+  LaserOptions& set_mode(LaserMode v) {
+    mode = v;
+    return *this;
+  }
+  LaserOptions& set_exploration(bool v) {
+    exploration = v;
+    return *this;
+  }
 };
 struct LaserSample {
   bool correct = false;
@@ -87,12 +106,30 @@ struct LaserDOptions {
   int64_t upper_bound = 16384;    // largest candidate threshold
   int64_t threshold_step = 1024;  // candidate spacing
   int64_t update_every = 20;      // monitor pass every this many steps
-  LaserDOptions& set_group_size(int64_t v) { group_size = v; return *this; }
-  LaserDOptions& set_target_length(int64_t v) { target_length = v; return *this; }
-  LaserDOptions& set_lower_bound(int64_t v) { lower_bound = v; return *this; }
-  LaserDOptions& set_upper_bound(int64_t v) { upper_bound = v; return *this; }
-  LaserDOptions& set_threshold_step(int64_t v) { threshold_step = v; return *this; }
-  LaserDOptions& set_update_every(int64_t v) { update_every = v; return *this; }
+  LaserDOptions& set_group_size(int64_t v) {
+    group_size = v;
+    return *this;
+  }
+  LaserDOptions& set_target_length(int64_t v) {
+    target_length = v;
+    return *this;
+  }
+  LaserDOptions& set_lower_bound(int64_t v) {
+    lower_bound = v;
+    return *this;
+  }
+  LaserDOptions& set_upper_bound(int64_t v) {
+    upper_bound = v;
+    return *this;
+  }
+  LaserDOptions& set_threshold_step(int64_t v) {
+    threshold_step = v;
+    return *this;
+  }
+  LaserDOptions& set_update_every(int64_t v) {
+    update_every = v;
+    return *this;
+  }
 };
 Status ValidateLaserDOptions(const LaserDOptions& options);
 
@@ -111,7 +148,8 @@ class LaserDTargets {
   bool UpdateDue(int64_t step) const;
   // For each bucket b: L_b = smallest L in {lower_bound, +step, ..., ≤ upper_bound} with
   // ⌊cov_b(L)·n_b⌋ ≥ 1, cov_b(L) = fraction of b's monitor responses of length ≤ L. If none
-  // qualifies: the longest monitor response. [U] a bucket with no monitor response keeps its target.
+  // qualifies: the longest monitor response. [U] a bucket with no monitor response keeps its
+  // target.
   void Update(const std::vector<MonitorGroup>& monitor);
 
   nlohmann::json ToJson() const;
@@ -131,8 +169,14 @@ class LaserDTargets {
 struct GrpoLambdaOptions {
   double top_fraction = 0.2;  // grpo_lambda
   KimiLengthOptions kimi;     // the length reward applied to selected groups
-  GrpoLambdaOptions& set_top_fraction(double v) { top_fraction = v; return *this; }
-  GrpoLambdaOptions& set_kimi(KimiLengthOptions v) { kimi = v; return *this; }
+  GrpoLambdaOptions& set_top_fraction(double v) {
+    top_fraction = v;
+    return *this;
+  }
+  GrpoLambdaOptions& set_kimi(KimiLengthOptions v) {
+    kimi = v;
+    return *this;
+  }
 };
 // Rewards per sample; samples with equal group_ids form a group.
 std::vector<double> GrpoLambdaRewards(std::span<const uint8_t> correct,

@@ -25,8 +25,8 @@ Tensor Masked(const Tensor& t, const Tensor& keep) {
 
 void CheckSameShape(const Tensor& a, const Tensor& b, const char* name) {
   CHAINRL_CHECK(a.defined() && b.defined(), name << " is undefined");
-  CHAINRL_CHECK(a.sizes() == b.sizes(), name << " has shape " << b.sizes() << ", expected "
-                                        << a.sizes());
+  CHAINRL_CHECK(a.sizes() == b.sizes(),
+                name << " has shape " << b.sizes() << ", expected " << a.sizes());
 }
 
 }  // namespace
@@ -41,9 +41,12 @@ Result<LossAggMode> ParseLossAggMode(std::string_view name) {
 
 const char* LossAggModeName(LossAggMode mode) {
   switch (mode) {
-    case LossAggMode::kTokenMean: return "token-mean";
-    case LossAggMode::kSeqMeanTokenMean: return "seq-mean-token-mean";
-    case LossAggMode::kSeqMeanTokenSumNorm: return "seq-mean-token-sum-norm";
+    case LossAggMode::kTokenMean:
+      return "token-mean";
+    case LossAggMode::kSeqMeanTokenMean:
+      return "seq-mean-token-mean";
+    case LossAggMode::kSeqMeanTokenSumNorm:
+      return "seq-mean-token-sum-norm";
   }
   return "?";
 }
@@ -102,8 +105,8 @@ Normalisers ComputeNormalisers(const Tensor& mask, const PolicyLossOptions& opti
   n.seq_lengths = (mask != 0).to(torch::kFloat64).sum(1);
   n.total_tokens = global ? global->total_tokens : n.seq_lengths.sum().item<double>();
   n.num_seqs = global ? global->num_seqs : (n.seq_lengths > 0).sum().item<double>();
-  n.max_len = options.loss_scale_factor > 0 ? options.loss_scale_factor
-                                            : static_cast<double>(mask.size(1));
+  n.max_len =
+      options.loss_scale_factor > 0 ? options.loss_scale_factor : static_cast<double>(mask.size(1));
   const Tensor nonempty = (n.seq_lengths > 0).to(torch::kFloat64);
   switch (n.mode) {
     case LossAggMode::kTokenMean:
@@ -126,8 +129,8 @@ Tensor GspoLogRatioSums(const Tensor& logprobs, const Tensor& old_logprobs, cons
   CheckSameShape(logprobs, old_logprobs, "old_logprobs");
   CheckSameShape(logprobs, mask, "mask");
   const Tensor keep = mask != 0;
-  const Tensor d = Masked(logprobs.detach().to(torch::kFloat64) - old_logprobs.to(torch::kFloat64),
-                          keep);
+  const Tensor d =
+      Masked(logprobs.detach().to(torch::kFloat64) - old_logprobs.to(torch::kFloat64), keep);
   return d.sum(1);
 }
 
@@ -169,14 +172,14 @@ void LogprobMismatch::Merge(const LogprobMismatch& o) {
   k3_sum += o.k3_sum;
 }
 
-LogprobMismatch ComputeLogprobMismatch(const Tensor& train_logprobs,
-                                       const Tensor& rollout_logprobs, const Tensor& mask) {
+LogprobMismatch ComputeLogprobMismatch(const Tensor& train_logprobs, const Tensor& rollout_logprobs,
+                                       const Tensor& mask) {
   torch::NoGradGuard no_grad;
   CheckSameShape(train_logprobs, rollout_logprobs, "rollout_logprobs");
   CheckSameShape(train_logprobs, mask, "mask");
   const Tensor keep = mask != 0;
-  const Tensor d = Masked(train_logprobs.detach().to(torch::kFloat64) -
-                              rollout_logprobs.to(torch::kFloat64), keep);
+  const Tensor d = Masked(
+      train_logprobs.detach().to(torch::kFloat64) - rollout_logprobs.to(torch::kFloat64), keep);
   const Tensor absd = d.abs();
   // k3 of KL(train ‖ rollout) per token: x = ℓ_rollout − ℓ_train = −d.
   const Tensor x = (-d).clamp(-20.0, 20.0);
@@ -198,7 +201,7 @@ TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
   const int64_t batch = lp_raw.size(0);
   CHAINRL_CHECK(norm.seq_weights.defined() && norm.seq_weights.size(0) == batch,
                 "normalisers cover " << (norm.seq_weights.defined() ? norm.seq_weights.size(0) : 0)
-                << " sequences, chunk has " << batch);
+                                     << " sequences, chunk has " << batch);
   CHAINRL_CHECK(in.advantages.defined(), "advantages are undefined");
   const bool gspo = options.policy_loss == PolicyLossKind::kGspo;
   const auto dtype = lp_raw.scalar_type();
@@ -219,7 +222,8 @@ TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
   if (gspo) {
     CHAINRL_CHECK(in.gspo_seq_log_ratio.defined() && in.gspo_seq_log_ratio.size(0) == batch,
                   "GSPO needs gspo_seq_log_ratio [B] from the full sequences");
-    // log s_{i,t} = sg[log s_i] + ℓ − sg[ℓ]: the value is the sequence ratio, the gradient per token.
+    // log s_{i,t} = sg[log s_i] + ℓ − sg[ℓ]: the value is the sequence ratio, the gradient per
+    // token.
     log_ratio = (in.gspo_seq_log_ratio.to(dtype).detach().unsqueeze(1) + lp - lp.detach())
                     .clamp_max(options.gspo_log_ratio_max);
   } else {
@@ -267,7 +271,8 @@ TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
   std::vector<Tensor> parts = {
       m.sum(),
       (clipped & keep).sum().to(dtype),
-      dual_clipped.defined() ? (dual_clipped & keep).sum().to(dtype) : torch::zeros({}, m.options()),
+      dual_clipped.defined() ? (dual_clipped & keep).sum().to(dtype)
+                             : torch::zeros({}, m.options()),
       (ratio * m).sum(),
       ((old - lp) * m).sum(),
       kl.defined() ? (kl * m).sum() : torch::zeros({}, m.options()),
@@ -299,6 +304,13 @@ TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOpti
   TokenLossInputs in = full;
   in.gspo_seq_log_ratio = GspoSequenceLogRatio(full.logprobs, full.old_logprobs, full.mask);
   return PolicyLoss(in, norm, options);
+}
+
+Tensor MaskTruncatedSamples(const Tensor& mask, const Tensor& truncated) {
+  CHAINRL_CHECK(mask.dim() == 2 && truncated.numel() == mask.size(0),
+                "truncated must have one entry per row of mask");
+  const Tensor keep = (truncated.reshape({-1, 1}) == 0).to(mask.device());
+  return torch::where(keep, mask, torch::zeros_like(mask));
 }
 
 Tensor TokenLogprobs(const Tensor& logits, const Tensor& targets, double temperature) {
@@ -333,8 +345,7 @@ Tensor MasteredPositiveTokenKeepMask(const Tensor& old_logprobs, const Tensor& l
                                      const Tensor& seq_mean_entropy,
                                      const MasteredTokenMaskOptions& options) {
   torch::NoGradGuard no_grad;
-  const Tensor& source =
-      options.prob_source == MasteredProbSource::kOld ? old_logprobs : logprobs;
+  const Tensor& source = options.prob_source == MasteredProbSource::kOld ? old_logprobs : logprobs;
   CheckSameShape(mask, source, "logprobs for the mastered-token mask");
   const int64_t batch = mask.size(0);
   CHAINRL_CHECK(rewards.numel() == batch && seq_mean_entropy.numel() == batch,

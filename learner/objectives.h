@@ -1,6 +1,7 @@
 // Token-level RL and SFT objectives over tensors: GRPO / Dr.GRPO / DAPO / GSPO policy losses with
 // clip-higher, dual-clip, k3 KL and entropy bonus, in a chunk-additive form for streaming backprop
-// (ALGORITHMS.md sections 1 and 3), plus SFT cross-entropy, logprob mismatch and UloRL's DMMPT mask.
+// (ALGORITHMS.md sections 1 and 3), plus SFT cross-entropy, logprob mismatch and UloRL's DMMPT
+// mask.
 #pragma once
 
 #include <torch/torch.h>
@@ -38,23 +39,23 @@ const char* KlEstimatorName(KlEstimator estimator);
 // clip with no KL; DAPO is clip_ratio_high(0.28), token-mean; Dr.GRPO is seq-mean-token-sum-norm
 // with loss_scale_factor = generate_max_length; GSPO is policy_loss(kGspo) with 3e-4 / 4e-4.
 struct PolicyLossOptions {
-#define CHAINRL_ARG(type, name, init)            \
-  type name = init;                              \
-  PolicyLossOptions& set_##name(type v) {        \
-    name = v;                                    \
-    return *this;                                \
+#define CHAINRL_ARG(type, name, init)     \
+  type name = init;                       \
+  PolicyLossOptions& set_##name(type v) { \
+    name = v;                             \
+    return *this;                         \
   }
   CHAINRL_ARG(PolicyLossKind, policy_loss, PolicyLossKind::kVanilla)
-  CHAINRL_ARG(double, clip_ratio_low, 0.2)    // ε_low: ratio floor 1 − ε_low
-  CHAINRL_ARG(double, clip_ratio_high, 0.2)   // ε_high: ratio ceiling 1 + ε_high (DAPO 0.28)
-  CHAINRL_ARG(double, dual_clip_c, 0.0)       // dual-clip c for Â < 0; 0 disables, else > 1 (verl 3)
-  CHAINRL_ARG(double, kl_coef, 0.0)           // β; the reference logprobs are needed when > 0
+  CHAINRL_ARG(double, clip_ratio_low, 0.2)   // ε_low: ratio floor 1 − ε_low
+  CHAINRL_ARG(double, clip_ratio_high, 0.2)  // ε_high: ratio ceiling 1 + ε_high (DAPO 0.28)
+  CHAINRL_ARG(double, dual_clip_c, 0.0)  // dual-clip c for Â < 0; 0 disables, else > 1 (verl 3)
+  CHAINRL_ARG(double, kl_coef, 0.0)      // β; the reference logprobs are needed when > 0
   CHAINRL_ARG(KlEstimator, kl_estimator, KlEstimator::kK3)
-  CHAINRL_ARG(double, entropy_coef, 0.0)      // loss −= entropy_coef · H (aggregated like the pg)
+  CHAINRL_ARG(double, entropy_coef, 0.0)  // loss −= entropy_coef · H (aggregated like the pg)
   CHAINRL_ARG(LossAggMode, loss_agg_mode, LossAggMode::kTokenMean)  // forced seq-mean for GSPO
   // L_max of seq-mean-token-sum-norm; 0 means the mask's time dimension (verl's default).
   CHAINRL_ARG(double, loss_scale_factor, 0.0)
-  CHAINRL_ARG(double, log_ratio_clamp, 20.0)  // r = exp(clamp(ℓ − ℓ_old, ±20))
+  CHAINRL_ARG(double, log_ratio_clamp, 20.0)     // r = exp(clamp(ℓ − ℓ_old, ±20))
   CHAINRL_ARG(double, gspo_log_ratio_max, 10.0)  // clamp of GSPO's token log-ratio (upper)
   CHAINRL_ARG(double, kl_clamp, 10.0)            // k3 values are clamped to [−10, 10]
 #undef CHAINRL_ARG
@@ -108,8 +109,8 @@ struct TokenLossInputs {
 
 // Additive statistics: Merge() the stats of every chunk, then read the means.
 struct PolicyLossStats {
-  double tokens = 0;            // masked tokens seen
-  double clipped_tokens = 0;    // tokens whose clipped branch was active (clip fraction)
+  double tokens = 0;          // masked tokens seen
+  double clipped_tokens = 0;  // tokens whose clipped branch was active (clip fraction)
   double dual_clipped_tokens = 0;
   double ratio_sum = 0;         // Σ r (GSPO: Σ s_{i,t})
   double approx_kl_sum = 0;     // Σ (ℓ_old − ℓ): k1 estimate of KL(old‖new)
@@ -157,6 +158,11 @@ LogprobMismatch ComputeLogprobMismatch(const torch::Tensor& train_logprobs,
                                        const torch::Tensor& rollout_logprobs,
                                        const torch::Tensor& mask);
 
+// Truncated responses (no EOS): DAPO's overlong filtering and Dr.GRPO's `ignore_no_eos` drop
+// their whole loss. Returns `mask` [B,T] with the rows of truncated [B] (bool or 0/1) zeroed.
+// Apply it before ComputeNormalisers so those samples also leave the denominators.
+torch::Tensor MaskTruncatedSamples(const torch::Tensor& mask, const torch::Tensor& truncated);
+
 // Per-token log-probabilities of `targets` under softmax(logits / temperature): [B,T,V] → [B,T].
 torch::Tensor TokenLogprobs(const torch::Tensor& logits, const torch::Tensor& targets,
                             double temperature = 1.0);
@@ -177,14 +183,26 @@ torch::Tensor SftLoss(const torch::Tensor& logprobs, const torch::Tensor& mask,
 enum class MasteredProbSource { kOld, kCurrent };
 Result<MasteredProbSource> ParseMasteredProbSource(std::string_view name);  // "old" | "current"
 struct MasteredTokenMaskOptions {
-  double tau = 0.99;            // mastered_token_prob_threshold
-  double sigma = 0.2;           // mastered_entropy_threshold (mean entropy of the sample)
-  double positive_reward = 1.0; // samples with R ≥ this count as positive
+  double tau = 0.99;             // mastered_token_prob_threshold
+  double sigma = 0.2;            // mastered_entropy_threshold (mean entropy of the sample)
+  double positive_reward = 1.0;  // samples with R ≥ this count as positive
   MasteredProbSource prob_source = MasteredProbSource::kOld;
-  MasteredTokenMaskOptions& set_tau(double v) { tau = v; return *this; }
-  MasteredTokenMaskOptions& set_sigma(double v) { sigma = v; return *this; }
-  MasteredTokenMaskOptions& set_positive_reward(double v) { positive_reward = v; return *this; }
-  MasteredTokenMaskOptions& set_prob_source(MasteredProbSource v) { prob_source = v; return *this; }
+  MasteredTokenMaskOptions& set_tau(double v) {
+    tau = v;
+    return *this;
+  }
+  MasteredTokenMaskOptions& set_sigma(double v) {
+    sigma = v;
+    return *this;
+  }
+  MasteredTokenMaskOptions& set_positive_reward(double v) {
+    positive_reward = v;
+    return *this;
+  }
+  MasteredTokenMaskOptions& set_prob_source(MasteredProbSource v) {
+    prob_source = v;
+    return *this;
+  }
 };
 // Mean entropy per sequence over masked tokens, [B] float64 (0 for empty sequences). In streaming
 // use, sum Σ m·H per chunk and divide by the full lengths.
@@ -193,8 +211,7 @@ torch::Tensor MeanSequenceEntropy(const torch::Tensor& entropy, const torch::Ten
 // options.prob_source (the caller passes both; the unused one may be undefined).
 torch::Tensor MasteredPositiveTokenKeepMask(const torch::Tensor& old_logprobs,
                                             const torch::Tensor& logprobs,
-                                            const torch::Tensor& mask,
-                                            const torch::Tensor& rewards,
+                                            const torch::Tensor& mask, const torch::Tensor& rewards,
                                             const torch::Tensor& seq_mean_entropy,
                                             const MasteredTokenMaskOptions& options);
 

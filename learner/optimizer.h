@@ -20,13 +20,13 @@ Result<LrSchedule> ParseLrSchedule(std::string_view name);  // "constant" | "cos
 const char* LrScheduleName(LrSchedule s);
 
 struct OptimizerOptions {
-#define CHAINRL_ARG(type, name, init)     \
-  type name = init;                       \
-  OptimizerOptions& set_##name(type v) {  \
-    name = v;                             \
-    return *this;                         \
+#define CHAINRL_ARG(type, name, init)    \
+  type name = init;                      \
+  OptimizerOptions& set_##name(type v) { \
+    name = v;                            \
+    return *this;                        \
   }
-  CHAINRL_ARG(double, lr, 1e-6)            // peak learning rate
+  CHAINRL_ARG(double, lr, 1e-6)  // peak learning rate
   CHAINRL_ARG(double, beta1, 0.9)
   CHAINRL_ARG(double, beta2, 0.999)
   CHAINRL_ARG(double, eps, 1e-8)

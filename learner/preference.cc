@@ -56,10 +56,14 @@ Result<PreferenceLossType> ParsePreferenceLossType(std::string_view name) {
 
 const char* PreferenceLossTypeName(PreferenceLossType t) {
   switch (t) {
-    case PreferenceLossType::kDpo: return "dpo";
-    case PreferenceLossType::kIpo: return "ipo";
-    case PreferenceLossType::kSimpo: return "simpo";
-    case PreferenceLossType::kLogo: return "logo";
+    case PreferenceLossType::kDpo:
+      return "dpo";
+    case PreferenceLossType::kIpo:
+      return "ipo";
+    case PreferenceLossType::kSimpo:
+      return "simpo";
+    case PreferenceLossType::kLogo:
+      return "logo";
   }
   return "?";
 }
@@ -103,7 +107,8 @@ Result<PreferenceOutput> PreferenceLoss(const PreferenceInputs& in, const Prefer
     case PreferenceLossType::kIpo: {
       Tensor ref_w = torch::zeros_like(cw), ref_l = torch::zeros_like(cw);
       if (!o.reference_free) {
-        CHAINRL_RETURN_IF_ERROR(CheckVector(in.ref_chosen_logps, "ref_chosen_logps", batch, 1, false));
+        CHAINRL_RETURN_IF_ERROR(
+            CheckVector(in.ref_chosen_logps, "ref_chosen_logps", batch, 1, false));
         CHAINRL_RETURN_IF_ERROR(
             CheckVector(in.ref_rejected_logps, "ref_rejected_logps", batch, 1, false));
         ref_w = in.ref_chosen_logps.to(dtype).detach();
@@ -227,8 +232,8 @@ Tensor DrpoLoss(const Tensor& seq_scores, const Tensor& lengths, const Tensor& c
     const Tensor in = torch::tensor(neg, torch::kInt64).to(dev);
     const Tensor s_pos = seq_scores.index_select(0, ip);
     const Tensor s_neg = seq_scores.index_select(0, in);
-    const Tensor lme = o.tau * (torch::logsumexp(s_neg / o.tau, 0) -
-                                std::log(static_cast<double>(neg.size())));
+    const Tensor lme =
+        o.tau * (torch::logsumexp(s_neg / o.tau, 0) - std::log(static_cast<double>(neg.size())));
     // w(o) = exp((1 − |o|/L_max)/λ), normalised over the positives: a softmax (stable).
     const Tensor len = lengths.detach().to(seq_scores.scalar_type()).to(dev).index_select(0, ip);
     const Tensor w = torch::softmax((1.0 - len / o.max_length) / o.lambda, 0);

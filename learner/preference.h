@@ -20,18 +20,18 @@ Result<PreferenceLossType> ParsePreferenceLossType(std::string_view name);
 const char* PreferenceLossTypeName(PreferenceLossType t);
 
 struct PreferenceOptions {
-#define CHAINRL_ARG(type, name, init)      \
-  type name = init;                        \
-  PreferenceOptions& set_##name(type v) {  \
-    name = v;                              \
-    return *this;                          \
+#define CHAINRL_ARG(type, name, init)     \
+  type name = init;                       \
+  PreferenceOptions& set_##name(type v) { \
+    name = v;                             \
+    return *this;                         \
   }
   CHAINRL_ARG(PreferenceLossType, loss_type, PreferenceLossType::kDpo)
-  CHAINRL_ARG(double, beta, 0.1)              // DPO/IPO β (0.1 README example); SimPO/LOGO β
-  CHAINRL_ARG(double, label_smoothing, 0.0)   // ε of cDPO / SimPO; 0 or in (0, 0.5)
-  CHAINRL_ARG(bool, reference_free, false)    // DPO/IPO: uniform reference (ref terms = 0)
-  CHAINRL_ARG(double, gamma_beta_ratio, 0.25) // SimPO/LOGO margin γ = β·gamma_beta_ratio
-  CHAINRL_ARG(bool, hinge, false)             // SimPO: relu(1 − (r_w − r_l − γ)) instead
+  CHAINRL_ARG(double, beta, 0.1)               // DPO/IPO β (0.1 README example); SimPO/LOGO β
+  CHAINRL_ARG(double, label_smoothing, 0.0)    // ε of cDPO / SimPO; 0 or in (0, 0.5)
+  CHAINRL_ARG(bool, reference_free, false)     // DPO/IPO: uniform reference (ref terms = 0)
+  CHAINRL_ARG(double, gamma_beta_ratio, 0.25)  // SimPO/LOGO margin γ = β·gamma_beta_ratio
+  CHAINRL_ARG(bool, hinge, false)              // SimPO: relu(1 − (r_w − r_l − γ)) instead
   // λ of LOGO's CE(y_w) and SimPO's sft_weight. CE(y_w) is the chosen response's token-mean
   // negative log-likelihood (−log π(y_w)/|y_w|) [U: LOGO's code form not checked; token mean
   // matches SimPO's average-logprob SFT term].
@@ -54,11 +54,11 @@ struct PreferenceInputs {
 };
 
 struct PreferenceOutput {
-  torch::Tensor loss;            // scalar: mean over the B pairs
-  torch::Tensor chosen_reward;   // [B] detached implicit rewards (β·Δ for DPO/IPO, SimPO r)
-  torch::Tensor rejected_reward; // [B] (mean over M for LOGO)
-  double reward_accuracy = 0;    // fraction of pairs with chosen_reward > rejected_reward
-  double reward_margin = 0;      // mean(chosen_reward − rejected_reward)
+  torch::Tensor loss;             // scalar: mean over the B pairs
+  torch::Tensor chosen_reward;    // [B] detached implicit rewards (β·Δ for DPO/IPO, SimPO r)
+  torch::Tensor rejected_reward;  // [B] (mean over M for LOGO)
+  double reward_accuracy = 0;     // fraction of pairs with chosen_reward > rejected_reward
+  double reward_margin = 0;       // mean(chosen_reward − rejected_reward)
 };
 
 // InvalidArgument naming the first pair with an empty response (log π = 0 carries no signal;
@@ -87,8 +87,14 @@ struct PreferencePair {
 struct PairSelectionOptions {
   int64_t num_rejected = 1;  // M
   double min_margin = 0.0;   // required reward gap
-  PairSelectionOptions& set_num_rejected(int64_t v) { num_rejected = v; return *this; }
-  PairSelectionOptions& set_min_margin(double v) { min_margin = v; return *this; }
+  PairSelectionOptions& set_num_rejected(int64_t v) {
+    num_rejected = v;
+    return *this;
+  }
+  PairSelectionOptions& set_min_margin(double v) {
+    min_margin = v;
+    return *this;
+  }
 };
 std::optional<PreferencePair> SelectGroupPair(std::span<const double> rewards,
                                               const PairSelectionOptions& options = {});
@@ -108,11 +114,26 @@ struct DrpoOptions {
   double max_length = 8192;  // L_max
   double beta = 1e3;         // drpo_kl_beta
   double delta = 1e-4;       // drpo_kl_delta
-  DrpoOptions& set_lambda(double v) { lambda = v; return *this; }
-  DrpoOptions& set_tau(double v) { tau = v; return *this; }
-  DrpoOptions& set_max_length(double v) { max_length = v; return *this; }
-  DrpoOptions& set_beta(double v) { beta = v; return *this; }
-  DrpoOptions& set_delta(double v) { delta = v; return *this; }
+  DrpoOptions& set_lambda(double v) {
+    lambda = v;
+    return *this;
+  }
+  DrpoOptions& set_tau(double v) {
+    tau = v;
+    return *this;
+  }
+  DrpoOptions& set_max_length(double v) {
+    max_length = v;
+    return *this;
+  }
+  DrpoOptions& set_beta(double v) {
+    beta = v;
+    return *this;
+  }
+  DrpoOptions& set_delta(double v) {
+    delta = v;
+    return *this;
+  }
 };
 // seq_scores [B] with grad; lengths [B]; correct [B] (0/1); group_ids [B] int64; kl a scalar
 // (token-mean of ℓ_old − ℓ, with grad) or undefined to drop the KL term.

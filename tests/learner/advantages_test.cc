@@ -22,8 +22,8 @@ TEST(AdvantagesTest, GrpoUsesBesselStdAndEpsilon) {
   const auto raw = GroupAdvantages(
       r, g, GroupAdvantageOptions().set_singleton_group(SingletonGroupPolicy::kRaw));
   EXPECT_EQ(raw[1], 5.0);  // verl: mean 0, std 1
-  const auto dr = GroupAdvantages(
-      r, g, GroupAdvantageOptions().set_estimator(AdvantageEstimator::kDrGrpo));
+  const auto dr =
+      GroupAdvantages(r, g, GroupAdvantageOptions().set_estimator(AdvantageEstimator::kDrGrpo));
   EXPECT_EQ(dr[0], 0.5);
   EXPECT_EQ(dr[3], -0.5);
 }

@@ -16,29 +16,38 @@ TEST(CurriculumTest, TokenBudgetSchedulesByHand) {
   const auto c = TokenBudgetOptions().set_initial_budget(256);
   EXPECT_EQ(TokenBudgetAt(c, 0), 256);
   EXPECT_EQ(TokenBudgetAt(c, 100000), 256);
-  const auto lin = TokenBudgetOptions().set_schedule(BudgetSchedule::kLinear)
-                       .set_initial_budget(1000).set_final_budget(200).set_decay_steps(10);
+  const auto lin = TokenBudgetOptions()
+                       .set_schedule(BudgetSchedule::kLinear)
+                       .set_initial_budget(1000)
+                       .set_final_budget(200)
+                       .set_decay_steps(10);
   EXPECT_EQ(TokenBudgetAt(lin, 0), 1000);
   EXPECT_EQ(TokenBudgetAt(lin, 3), 760);
   EXPECT_EQ(TokenBudgetAt(lin, 5), 600);
   EXPECT_EQ(TokenBudgetAt(lin, 10), 200);
   EXPECT_EQ(TokenBudgetAt(lin, 50), 200);
-  const auto exp = TokenBudgetOptions().set_schedule(BudgetSchedule::kExponential)
-                       .set_initial_budget(256).set_gamma(0.7).set_decay_steps(10);
+  const auto exp = TokenBudgetOptions()
+                       .set_schedule(BudgetSchedule::kExponential)
+                       .set_initial_budget(256)
+                       .set_gamma(0.7)
+                       .set_decay_steps(10);
   EXPECT_EQ(TokenBudgetAt(exp, 9), 256);
   EXPECT_EQ(TokenBudgetAt(exp, 10), 179);  // ⌊179.2⌋
   EXPECT_EQ(TokenBudgetAt(exp, 25), 125);  // ⌊125.44⌋
   EXPECT_EQ(TokenBudgetAt(TokenBudgetOptions(exp).set_min_budget(130), 25), 130);
   EXPECT_EQ(TokenBudgetAt(exp, 100000), 1);  // max(1, ·)
-  const auto step = TokenBudgetOptions().set_schedule(BudgetSchedule::kStep)
-                        .set_initial_budget(4000).set_milestones({{50, 1000}, {100, 500}});
+  const auto step = TokenBudgetOptions()
+                        .set_schedule(BudgetSchedule::kStep)
+                        .set_initial_budget(4000)
+                        .set_milestones({{50, 1000}, {100, 500}});
   ASSERT_TRUE(ValidateTokenBudgetOptions(step).ok());
   EXPECT_EQ(TokenBudgetAt(step, 10), 4000);
   EXPECT_EQ(TokenBudgetAt(step, 50), 1000);
   EXPECT_EQ(TokenBudgetAt(step, 99), 1000);
   EXPECT_EQ(TokenBudgetAt(step, 100), 500);
-  EXPECT_FALSE(ValidateTokenBudgetOptions(
-                   TokenBudgetOptions(step).set_milestones({{100, 1}, {50, 2}})).ok());
+  EXPECT_FALSE(
+      ValidateTokenBudgetOptions(TokenBudgetOptions(step).set_milestones({{100, 1}, {50, 2}}))
+          .ok());
   EXPECT_FALSE(ValidateTokenBudgetOptions(TokenBudgetOptions(exp).set_gamma(1.5)).ok());
   EXPECT_EQ(*ParseBudgetSchedule("exponential"), BudgetSchedule::kExponential);
   auto bad = ParseBudgetSchedule("cosine");
@@ -122,8 +131,8 @@ TEST(CurriculumTest, SamplerFollowsWeightsAndEpochs) {
     ++counts[b];
     if (b == 0) from0.push_back(p);
   }
-  EXPECT_EQ(counts[1], 0);                        // weight 0
-  EXPECT_NEAR(counts[2] / 4000.0, 0.75, 0.03);    // 3 : 1 (fixed seed: deterministic)
+  EXPECT_EQ(counts[1], 0);                      // weight 0
+  EXPECT_NEAR(counts[2] / 4000.0, 0.75, 0.03);  // 3 : 1 (fixed seed: deterministic)
   // Within each epoch of bucket 0, both prompts appear exactly once.
   for (size_t e = 0; e + 1 < from0.size(); e += 2)
     EXPECT_EQ(std::set<int64_t>({from0[e], from0[e + 1]}), std::set<int64_t>({10, 11}));

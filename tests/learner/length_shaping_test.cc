@@ -67,9 +67,9 @@ TEST(LengthShapingTest, LaserRewardsByHand) {
   EXPECT_EQ(LaserReward({.correct = true, .length = 101}, 100, hyb), 0.5);
   const auto de = LaserOptions().set_exploration(true);
   EXPECT_EQ(LaserReward({.correct = false, .formatted = true, .length = 101}, 100, de), 0.0);
-  EXPECT_EQ(LaserReward({.correct = false, .formatted = true, .looping = true, .length = 101}, 100,
-                        de),
-            -0.5);
+  EXPECT_EQ(
+      LaserReward({.correct = false, .formatted = true, .looping = true, .length = 101}, 100, de),
+      -0.5);
   EXPECT_EQ(LaserReward({.correct = false, .formatted = true, .length = 99}, 100, de), -0.5);
   EXPECT_EQ(LaserReward({.correct = false, .formatted = false, .length = 101}, 100, de), -1.0);
   EXPECT_EQ(*ParseLaserMode("hybrid"), LaserMode::kHybrid);
@@ -87,8 +87,13 @@ TEST(LengthShapingTest, LaserBuckets) {
 }
 
 TEST(LengthShapingTest, LaserDAdaptiveTargetsByHand) {
-  const auto o = LaserDOptions().set_group_size(8).set_target_length(3000).set_lower_bound(1024)
-                     .set_upper_bound(4096).set_threshold_step(1024).set_update_every(20);
+  const auto o = LaserDOptions()
+                     .set_group_size(8)
+                     .set_target_length(3000)
+                     .set_lower_bound(1024)
+                     .set_upper_bound(4096)
+                     .set_threshold_step(1024)
+                     .set_update_every(20);
   ASSERT_TRUE(ValidateLaserDOptions(o).ok());
   LaserDTargets t(o);
   EXPECT_EQ(t.Target(DifficultyBucket::kLow), 3000);  // before the first monitor pass
@@ -127,7 +132,8 @@ TEST(LengthShapingTest, GrpoLambdaPenalisesOnlyTopGroups) {
   const std::vector<uint8_t> cor = {1, 1, 1, 0, 0, 0};
   const std::vector<int64_t> len = {10, 30, 10, 20, 5, 50};
   const std::vector<int64_t> gid = {0, 0, 1, 1, 2, 2};
-  const auto o = GrpoLambdaOptions().set_top_fraction(0.34).set_kimi(KimiLengthOptions().set_weight(1));
+  const auto o =
+      GrpoLambdaOptions().set_top_fraction(0.34).set_kimi(KimiLengthOptions().set_weight(1));
   EXPECT_EQ(GrpoLambdaRewards(cor, len, gid, o),
             std::vector<double>({1.5, 0.5, 1.5, -0.5, 0.0, 0.0}));
   // λ = 0: plain 0/1.

@@ -108,8 +108,8 @@ TEST(ObjectivesTest, ParseModesListValidValues) {
   EXPECT_EQ(*ParseLossAggMode("token-mean"), LossAggMode::kTokenMean);
   EXPECT_EQ(*ParseLossAggMode("seq-mean-token-mean"), LossAggMode::kSeqMeanTokenMean);
   EXPECT_EQ(*ParseLossAggMode("seq-mean-token-sum-norm"), LossAggMode::kSeqMeanTokenSumNorm);
-  for (auto m : {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean,
-                 LossAggMode::kSeqMeanTokenSumNorm})
+  for (auto m :
+       {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean, LossAggMode::kSeqMeanTokenSumNorm})
     EXPECT_EQ(*ParseLossAggMode(LossAggModeName(m)), m);
   auto bad = ParseLossAggMode("token_mean");
   ASSERT_FALSE(bad.ok());
@@ -160,8 +160,8 @@ TEST(ObjectivesTest, AggregationModesByHand) {
   EXPECT_EQ(n.num_seqs, 2);
   EXPECT_EQ(n.max_len, 3);
   // Data parallel: the global counts replace the local ones.
-  const Normalisers g = ComputeNormalisers(
-      mask, PolicyLossOptions(), GlobalCounts{.total_tokens = 12, .num_seqs = 8});
+  const Normalisers g = ComputeNormalisers(mask, PolicyLossOptions(),
+                                           GlobalCounts{.total_tokens = 12, .num_seqs = 8});
   EXPECT_NEAR(PolicyLoss(in, g, PolicyLossOptions()).loss.item<double>(), 1.0 / 12.0, 1e-15);
 }
 
@@ -172,7 +172,8 @@ TEST(ObjectivesTest, ClippingByHand) {
   in.logprobs = T2({{l15, l05, l5}});
   in.old_logprobs = torch::zeros({1, 3}, kF64);
   in.mask = torch::ones({1, 3}, kF64);
-  auto opts = PolicyLossOptions().set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
+  auto opts = PolicyLossOptions()
+                  .set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
                   .set_loss_scale_factor(1);
   // Â = +1, r = 1.5, ε_high = 0.28: max(−1.5, −1.28) = −1.28 (clipped).
   in.logprobs = T2({{l15}});
@@ -219,8 +220,8 @@ TEST(ObjectivesTest, KlPenaltyByHand) {
   k3p.sum().backward();
   EXPECT_NEAR(lp.grad().item<double>(), std::log(2.0), 1e-15);
   // Clamps: x is clamped to 20 and the value to 10.
-  const Tensor big = KlPenalty(torch::tensor({-50.0}, kF64), torch::tensor({0.0}, kF64),
-                               KlEstimator::kK3);
+  const Tensor big =
+      KlPenalty(torch::tensor({-50.0}, kF64), torch::tensor({0.0}, kF64), KlEstimator::kK3);
   EXPECT_EQ(big.item<double>(), 10.0);
 }
 
@@ -256,8 +257,8 @@ TEST(ObjectivesTest, MatchesScalarReferenceOnRandomBatches) {
 TEST(ObjectivesTest, ChunkedEqualsUnchunked) {
   const Batch b = RandomBatch(4, 11, 3);
   std::vector<PolicyLossOptions> configs;
-  for (auto mode : {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean,
-                    LossAggMode::kSeqMeanTokenSumNorm})
+  for (auto mode :
+       {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean, LossAggMode::kSeqMeanTokenSumNorm})
     configs.push_back(PolicyLossOptions()
                           .set_loss_agg_mode(mode)
                           .set_clip_ratio_high(0.28)
@@ -367,7 +368,9 @@ TEST(ObjectivesTest, FiniteDifferenceGradients) {
                               .set_entropy_coef(0.01)},
       {"dapo", PolicyLossOptions().set_clip_ratio_high(0.28).set_dual_clip_c(3)},
       {"dr_grpo", PolicyLossOptions().set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)},
-      {"gspo", PolicyLossOptions().set_policy_loss(PolicyLossKind::kGspo).set_clip_ratio_low(0.1)
+      {"gspo", PolicyLossOptions()
+                   .set_policy_loss(PolicyLossKind::kGspo)
+                   .set_clip_ratio_low(0.1)
                    .set_clip_ratio_high(0.1)},
   };
   for (const auto& [name, o] : configs) {
@@ -388,9 +391,8 @@ TEST(ObjectivesTest, FiniteDifferenceGradients) {
   }
   // SFT: mean token cross-entropy.
   const double total = mask.sum().item<double>();
-  const double err = GradCheck(m, [&] {
-    return SftLoss(TokenLogprobs(m.Logits(), m.targets), mask, total);
-  });
+  const double err =
+      GradCheck(m, [&] { return SftLoss(TokenLogprobs(m.Logits(), m.targets), mask, total); });
   EXPECT_LT(err, 1e-6) << "sft";
   std::printf("max relative gradient error %-16s %.3g\n", "sft", err);
 }
@@ -404,9 +406,8 @@ TEST(ObjectivesTest, SftMatchesNllLossAndChunks) {
   const Tensor logits = m.Logits();
   const Tensor lp = TokenLogprobs(logits, labels);
   const double total = mask.sum().item<double>();
-  const Tensor reference =
-      torch::nll_loss(torch::log_softmax(logits, -1).view({-1, 7}), labels.view({-1}), {},
-                      at::Reduction::Mean, -100);
+  const Tensor reference = torch::nll_loss(torch::log_softmax(logits, -1).view({-1, 7}),
+                                           labels.view({-1}), {}, at::Reduction::Mean, -100);
   EXPECT_NEAR(SftLoss(lp, mask, total).item<double>(), reference.item<double>(), 1e-14);
   const double chunked = SftLoss(lp.narrow(1, 0, 2), mask.narrow(1, 0, 2), total).item<double>() +
                          SftLoss(lp.narrow(1, 2, 3), mask.narrow(1, 2, 3), total).item<double>();
@@ -428,8 +429,8 @@ TEST(ObjectivesTest, TokenEntropyOfUniformIsLogV) {
 
 TEST(ObjectivesTest, EmptyResponsesAndEmptyBatch) {
   // A batch whose responses are all empty: exactly 0, zero gradient, no NaN.
-  const Tensor lp = torch::full({2, 3}, -std::numeric_limits<double>::infinity(), kF64)
-                        .requires_grad_(true);
+  const Tensor lp =
+      torch::full({2, 3}, -std::numeric_limits<double>::infinity(), kF64).requires_grad_(true);
   for (auto mode : {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean,
                     LossAggMode::kSeqMeanTokenSumNorm}) {
     TokenLossInputs in;
@@ -448,6 +449,19 @@ TEST(ObjectivesTest, EmptyResponsesAndEmptyBatch) {
                                  torch::zeros({1, 2}, kF64))
                 .item<double>(),
             0.0);
+}
+
+TEST(ObjectivesTest, TruncatedSamplesLeaveLossAndDenominator) {
+  // Sample 1 is truncated: masked out entirely, token-mean divides by sample 0's 2 tokens only.
+  const Tensor mask = T2({{1, 1, 0}, {1, 1, 1}});
+  const Tensor kept = MaskTruncatedSamples(mask, torch::tensor({false, true}));
+  EXPECT_TRUE(torch::equal(kept, T2({{1, 1, 0}, {0, 0, 0}})));
+  TokenLossInputs in;
+  in.logprobs = torch::zeros({2, 3}, kF64);
+  in.old_logprobs = in.logprobs;
+  in.mask = kept;
+  in.advantages = torch::tensor({2.0, 5.0}, kF64);
+  EXPECT_NEAR(PolicyLossFull(in, PolicyLossOptions()).loss.item<double>(), -2.0, 1e-15);
 }
 
 TEST(ObjectivesTest, LogprobMismatchByHand) {
@@ -497,8 +511,8 @@ TEST(ObjectivesTest, MasteredPositiveTokenMask) {
   in.old_logprobs = old;
   in.mask = mask * keep;
   in.advantages = torch::tensor({1.0, 1.0, 1.0}, kF64);
-  const auto out = PolicyLoss(in, ComputeNormalisers(mask, PolicyLossOptions()),
-                              PolicyLossOptions());
+  const auto out =
+      PolicyLoss(in, ComputeNormalisers(mask, PolicyLossOptions()), PolicyLossOptions());
   EXPECT_NEAR(out.loss.item<double>(), -5.0 / 6.0, 1e-14);
 }
 

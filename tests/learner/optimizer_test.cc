@@ -19,7 +19,9 @@ TEST(OptimizerTest, ScheduleByHand) {
   EXPECT_EQ(LrMultiplier(w, 0), 0.25);
   EXPECT_EQ(LrMultiplier(w, 3), 1.0);
   EXPECT_EQ(LrMultiplier(w, 400), 1.0);
-  const auto c = OptimizerOptions().set_lr_scheduler(LrSchedule::kCosine).set_lr_warmup_steps(2)
+  const auto c = OptimizerOptions()
+                     .set_lr_scheduler(LrSchedule::kCosine)
+                     .set_lr_warmup_steps(2)
                      .set_total_steps(12);
   EXPECT_EQ(LrMultiplier(c, 1), 1.0);
   EXPECT_EQ(LrMultiplier(c, 2), 1.0);
@@ -120,16 +122,20 @@ void TrainSteps(std::vector<std::pair<std::string, Tensor>>& params, Optimizer& 
   for (int s = from; s < to; ++s) {
     torch::manual_seed(100 + s);  // per-step data, independent of where a run was resumed
     const Tensor x = torch::randn({5, 4}, kF64), y = torch::randn({5, 3}, kF64);
-    const Tensor out = (torch::matmul(x, params[0].second.t()) + params[1].second) *
-                       params[2].second;
+    const Tensor out =
+        (torch::matmul(x, params[0].second.t()) + params[1].second) * params[2].second;
     (out - y).pow(2).mean().backward();
     opt.Step();
   }
 }
 
 TEST(OptimizerTest, ResumeIsBitIdentical) {
-  const auto o = OptimizerOptions().set_lr(0.05).set_weight_decay(0.1).set_max_grad_norm(0.3)
-                     .set_lr_scheduler(LrSchedule::kCosine).set_lr_warmup_steps(3)
+  const auto o = OptimizerOptions()
+                     .set_lr(0.05)
+                     .set_weight_decay(0.1)
+                     .set_max_grad_norm(0.3)
+                     .set_lr_scheduler(LrSchedule::kCosine)
+                     .set_lr_warmup_steps(3)
                      .set_total_steps(10);
   const int n = 10, k = 4;
   auto straight = TinyParams(5);

@@ -48,15 +48,15 @@ TEST(PreferenceTest, DpoFamilyByHand) {
   auto dpo = PreferenceLoss(in, PreferenceOptions().set_beta(beta));
   ASSERT_TRUE(dpo.ok());
   EXPECT_NEAR(dpo->loss.item<double>(), -LogSigmoid(beta * h), 1e-14);
-  EXPECT_NEAR(dpo->chosen_reward.item<double>(), 0.1, 1e-14);    // β(−10 + 11)
-  EXPECT_NEAR(dpo->rejected_reward.item<double>(), -0.2, 1e-14); // β(−14 + 12)
+  EXPECT_NEAR(dpo->chosen_reward.item<double>(), 0.1, 1e-14);     // β(−10 + 11)
+  EXPECT_NEAR(dpo->rejected_reward.item<double>(), -0.2, 1e-14);  // β(−14 + 12)
   EXPECT_EQ(dpo->reward_accuracy, 1.0);
   // cDPO, ε = 0.2.
   auto cdpo = PreferenceLoss(in, PreferenceOptions().set_beta(beta).set_label_smoothing(0.2));
   EXPECT_NEAR(cdpo->loss.item<double>(), -0.8 * LogSigmoid(0.3) - 0.2 * LogSigmoid(-0.3), 1e-14);
   // IPO: (h − 1/(2β))² = (3 − 5)².
-  auto ipo = PreferenceLoss(in, PreferenceOptions().set_beta(beta).set_loss_type(
-                                    PreferenceLossType::kIpo));
+  auto ipo = PreferenceLoss(
+      in, PreferenceOptions().set_beta(beta).set_loss_type(PreferenceLossType::kIpo));
   EXPECT_NEAR(ipo->loss.item<double>(), 4.0, 1e-14);
   // Reference-free DPO: h = 4.
   auto free = PreferenceLoss(in, PreferenceOptions().set_beta(beta).set_reference_free(true));
@@ -67,10 +67,9 @@ TEST(PreferenceTest, DpoFamilyByHand) {
                                       .set_beta(2)
                                       .set_gamma_beta_ratio(0.25));
   EXPECT_NEAR(simpo->loss.item<double>(), -LogSigmoid(-1.0), 1e-14);
-  auto hinge = PreferenceLoss(in, PreferenceOptions()
-                                      .set_loss_type(PreferenceLossType::kSimpo)
-                                      .set_beta(2)
-                                      .set_hinge(true));
+  auto hinge = PreferenceLoss(
+      in,
+      PreferenceOptions().set_loss_type(PreferenceLossType::kSimpo).set_beta(2).set_hinge(true));
   EXPECT_NEAR(hinge->loss.item<double>(), 2.0, 1e-14);  // relu(1 − (−1))
   // SimPO + sft_weight 0.5: adds 0.5·(10/5).
   auto sft = PreferenceLoss(in, PreferenceOptions()
@@ -95,8 +94,7 @@ TEST(PreferenceTest, LogoMeansOverRejectedSamples) {
   ASSERT_TRUE(out.ok()) << out.status().ToString();
   // Pair 0: r_w = −10, r_l = mean(−20, −20) = −20, z = 10 − 3 = 7; CE = 1.
   // Pair 1: r_w = −15, r_l = mean(−30, −30) = −30, z = 15 − 3 = 12; CE = 1.5.
-  const double want =
-      0.5 * ((-LogSigmoid(7) + 0.1 * 1.0) + (-LogSigmoid(12) + 0.1 * 1.5));
+  const double want = 0.5 * ((-LogSigmoid(7) + 0.1 * 1.0) + (-LogSigmoid(12) + 0.1 * 1.5));
   EXPECT_NEAR(out->loss.item<double>(), want, 1e-13);
   // Several rejected samples need LOGO.
   EXPECT_FALSE(PreferenceLoss(in, PreferenceOptions()).ok());
@@ -114,7 +112,8 @@ TEST(PreferenceTest, RejectsEmptyResponsesAndMissingReference) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("ref_chosen_logps"), std::string::npos);
   // SimPO needs no reference.
-  EXPECT_TRUE(PreferenceLoss(in, PreferenceOptions().set_loss_type(PreferenceLossType::kSimpo)).ok());
+  EXPECT_TRUE(
+      PreferenceLoss(in, PreferenceOptions().set_loss_type(PreferenceLossType::kSimpo)).ok());
 }
 
 // Tiny model: logits over 7 tokens from a linear layer; chosen/rejected are sequences of it.
@@ -151,7 +150,9 @@ std::vector<std::pair<const char*, PreferenceOptions>> AllConfigs() {
   return {{"dpo", PreferenceOptions().set_beta(0.5)},
           {"cdpo", PreferenceOptions().set_beta(0.5).set_label_smoothing(0.1)},
           {"ipo", PreferenceOptions().set_beta(0.5).set_loss_type(PreferenceLossType::kIpo)},
-          {"simpo", PreferenceOptions().set_beta(2).set_loss_type(PreferenceLossType::kSimpo)
+          {"simpo", PreferenceOptions()
+                        .set_beta(2)
+                        .set_loss_type(PreferenceLossType::kSimpo)
                         .set_sft_weight(0.2)},
           {"simpo-hinge", PreferenceOptions().set_beta(2).set_hinge(true).set_loss_type(
                               PreferenceLossType::kSimpo)}};
@@ -231,6 +232,49 @@ TEST(PreferenceTest, FiniteDifferenceGradients) {
     EXPECT_LT(worst, 1e-6) << name;
     std::printf("max relative gradient error %-16s %.3g\n", name, worst);
   }
+}
+
+// LOGO with M = 2 rejected samples per pair: autograd against central differences.
+TEST(PreferenceTest, LogoFiniteDifferenceGradient) {
+  Tiny t;
+  torch::manual_seed(8);
+  const Tensor x_l2 = torch::randn({3, 6, 4}, kF64);
+  const Tensor y_l2 = torch::randint(0, 7, {3, 6}, torch::kInt64);
+  const auto o = PreferenceOptions()
+                     .set_loss_type(PreferenceLossType::kLogo)
+                     .set_beta(10)
+                     .set_gamma_beta_ratio(0.3)
+                     .set_sft_weight(0.1);
+  auto loss = [&] {
+    PreferenceInputs in;
+    in.chosen_logps = (t.Lp(t.x_w, t.y_w) * t.m_w).sum(1);
+    in.rejected_logps =
+        torch::stack({(t.Lp(t.x_l, t.y_l) * t.m_l).sum(1), t.Lp(x_l2, y_l2).sum(1)}, 1);
+    in.chosen_lengths = t.m_w.sum(1);
+    in.rejected_lengths = torch::stack({t.m_l.sum(1), torch::full({3}, 6.0, kF64)}, 1);
+    return PreferenceLoss(in, o)->loss;
+  };
+  t.weight.mutable_grad() = Tensor();
+  loss().backward();
+  const Tensor g = t.weight.grad().clone();
+  double worst = 0;
+  Tensor flat = t.weight.detach().view({-1});
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    const double v = flat[k].item<double>(), h = 1e-6;
+    double up, down;
+    {
+      torch::NoGradGuard ng;
+      flat[k] = v + h;
+      up = loss().item<double>();
+      flat[k] = v - h;
+      down = loss().item<double>();
+      flat[k] = v;
+    }
+    const double fd = (up - down) / (2 * h), ad = g.view({-1})[k].item<double>();
+    worst = std::max(worst, std::abs(fd - ad) / std::max(1e-3, std::abs(fd) + std::abs(ad)));
+  }
+  EXPECT_LT(worst, 1e-6);
+  std::printf("max relative gradient error %-16s %.3g\n", "logo", worst);
 }
 
 TEST(PreferenceTest, OnlinePairSelection) {
