@@ -76,10 +76,23 @@ double LaserReward(const LaserSample& s, int64_t target, const LaserOptions& o) 
   return r;
 }
 
-DifficultyBucket LaserBucket(double acc) {
-  // Compare in thirds exactly: acc ≥ 2/3 ⇔ 3·acc ≥ 2 (acc = k/G is exact enough for G ≤ 2^50).
-  if (3.0 * acc >= 2.0 - 1e-12) return DifficultyBucket::kHigh;
-  if (3.0 * acc >= 1.0 - 1e-12) return DifficultyBucket::kMedium;
+Result<LaserBucketBins> ParseLaserBucketBins(std::string_view name) {
+  if (name == "reward") return LaserBucketBins::kReward;
+  if (name == "monitor") return LaserBucketBins::kMonitor;
+  return InvalidArgument("laser_bucket_bins: unknown value \"" + std::string(name) +
+                         "\"; valid values: reward, monitor");
+}
+
+DifficultyBucket LaserBucket(double acc, LaserBucketBins bins) {
+  // Compare in thirds: acc ≥ 2/3 ⇔ 3·acc ≥ 2, with a tolerance for acc = k/G in floating point.
+  const double a3 = 3.0 * acc, tol = 1e-12;
+  if (bins == LaserBucketBins::kMonitor) {
+    if (a3 <= 1.0 + tol) return DifficultyBucket::kLow;
+    if (a3 <= 2.0 + tol) return DifficultyBucket::kMedium;
+    return DifficultyBucket::kHigh;
+  }
+  if (a3 >= 2.0 - tol) return DifficultyBucket::kHigh;
+  if (a3 >= 1.0 - tol) return DifficultyBucket::kMedium;
   return DifficultyBucket::kLow;
 }
 
@@ -106,7 +119,7 @@ void LaserDTargets::Update(const std::vector<MonitorGroup>& monitor) {
   std::array<std::vector<int64_t>, 3> by_bucket;
   int64_t longest = 0;
   for (const MonitorGroup& m : monitor) {
-    auto& v = by_bucket[static_cast<int>(LaserBucket(m.accuracy))];
+    auto& v = by_bucket[static_cast<int>(LaserBucket(m.accuracy, options_.bucket_bins))];
     v.insert(v.end(), m.lengths.begin(), m.lengths.end());
     for (int64_t l : m.lengths) longest = std::max(longest, l);
   }

@@ -93,11 +93,17 @@ struct LaserSample {
 // target L_T (step: +α if correct and L ≤ L_T; penalty: −α if correct and L > L_T; hybrid: ±α).
 double LaserReward(const LaserSample& sample, int64_t target_length, const LaserOptions& options);
 
-// LASER-D difficulty buckets by group accuracy: high (acc ≥ 2/3), medium (1/3 ≤ acc < 2/3), low.
-// [U] LASER's monitor bins (acc ≤ 1/3, ≤ 2/3) differ from its reward bins; chainrl uses the reward
-// bins for both, so a prompt is scored against the target computed for its own bucket.
+// LASER-D difficulty buckets by group accuracy.
+// [U] LASER's monitor bins (low: acc ≤ 1/3, medium: ≤ 2/3, high: above) differ from its reward
+// bins (high: acc ≥ 2/3, medium: 1/3 ≤ acc < 2/3, low: below). chainrl uses ONE convention for
+// both the monitor pass and the reward, by default the reward bins ("reward"), so a prompt is
+// scored against the target computed from prompts binned the same way; "monitor" selects the
+// other one (laser_bucket_bins).
 enum class DifficultyBucket { kHigh = 0, kMedium = 1, kLow = 2 };
-DifficultyBucket LaserBucket(double group_accuracy);
+enum class LaserBucketBins { kReward, kMonitor };
+Result<LaserBucketBins> ParseLaserBucketBins(std::string_view name);  // "reward" | "monitor"
+DifficultyBucket LaserBucket(double group_accuracy,
+                             LaserBucketBins bins = LaserBucketBins::kReward);
 
 struct LaserDOptions {
   int64_t group_size = 8;         // G: sets n_b = ⌊2G/3⌋, ⌊G/3⌋, 1
@@ -106,6 +112,11 @@ struct LaserDOptions {
   int64_t upper_bound = 16384;    // largest candidate threshold
   int64_t threshold_step = 1024;  // candidate spacing
   int64_t update_every = 20;      // monitor pass every this many steps
+  LaserBucketBins bucket_bins = LaserBucketBins::kReward;  // laser_bucket_bins
+  LaserDOptions& set_bucket_bins(LaserBucketBins v) {
+    bucket_bins = v;
+    return *this;
+  }
   LaserDOptions& set_group_size(int64_t v) {
     group_size = v;
     return *this;
@@ -144,6 +155,10 @@ class LaserDTargets {
   explicit LaserDTargets(LaserDOptions options);
 
   int64_t Target(DifficultyBucket b) const { return targets_[static_cast<int>(b)]; }
+  // The target for a prompt of this group accuracy, binned with options.bucket_bins.
+  int64_t TargetFor(double group_accuracy) const {
+    return Target(LaserBucket(group_accuracy, options_.bucket_bins));
+  }
   // Whether a monitor pass is due at this (0-based) training step: step % update_every == 0.
   bool UpdateDue(int64_t step) const;
   // For each bucket b: L_b = smallest L in {lower_bound, +step, ..., ≤ upper_bound} with

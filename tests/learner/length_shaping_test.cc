@@ -84,6 +84,13 @@ TEST(LengthShapingTest, LaserBuckets) {
   EXPECT_EQ(LaserBucket(1.0 / 3.0), DifficultyBucket::kMedium);
   EXPECT_EQ(LaserBucket(0.25), DifficultyBucket::kLow);
   EXPECT_EQ(LaserBucket(0.0), DifficultyBucket::kLow);
+  // The monitor convention: ≤ 1/3 low, ≤ 2/3 medium.
+  const auto m = LaserBucketBins::kMonitor;
+  EXPECT_EQ(LaserBucket(1.0 / 3.0, m), DifficultyBucket::kLow);
+  EXPECT_EQ(LaserBucket(2.0 / 3.0, m), DifficultyBucket::kMedium);
+  EXPECT_EQ(LaserBucket(0.7, m), DifficultyBucket::kHigh);
+  EXPECT_EQ(*ParseLaserBucketBins("monitor"), m);
+  EXPECT_FALSE(ParseLaserBucketBins("both").ok());
 }
 
 TEST(LengthShapingTest, LaserDAdaptiveTargetsByHand) {
@@ -110,6 +117,7 @@ TEST(LengthShapingTest, LaserDAdaptiveTargetsByHand) {
   EXPECT_EQ(t.Target(DifficultyBucket::kHigh), 1024);
   EXPECT_EQ(t.Target(DifficultyBucket::kMedium), 2048);
   EXPECT_EQ(t.Target(DifficultyBucket::kLow), 5000);
+  EXPECT_EQ(t.TargetFor(0.5), 2048);
   // A bucket without monitor responses keeps its target.
   const std::vector<LaserDTargets::MonitorGroup> only_high = {{0.9, {2000, 2000, 2000}}};
   // Round trip through JSON, then the same update on both gives the same targets.
