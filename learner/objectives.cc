@@ -95,6 +95,29 @@ Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
   return Status::Ok();
 }
 
+Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm) {
+  const PolicyLossOptions base;
+  if (algorithm == "grpo")
+    return PolicyLossOptions(base).set_kl_coef(0.04).set_loss_agg_mode(
+        LossAggMode::kSeqMeanTokenMean);
+  if (algorithm == "dapo") return PolicyLossOptions(base).set_clip_ratio_high(0.28);
+  if (algorithm == "dr_grpo")
+    return PolicyLossOptions(base)
+        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
+        .set_loss_scale_factor(3000);
+  if (algorithm == "gspo")
+    return PolicyLossOptions(base)
+        .set_policy_loss(PolicyLossKind::kGspo)
+        .set_clip_ratio_low(3e-4)
+        .set_clip_ratio_high(4e-4)
+        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean);
+  if (algorithm == "dler")
+    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10).set_kl_coef(5e-4);
+  if (algorithm == "campo")
+    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10);
+  return UnknownName("algorithm", algorithm, "grpo, dapo, dr_grpo, gspo, dler, campo");
+}
+
 Normalisers ComputeNormalisers(const Tensor& mask, const PolicyLossOptions& options,
                                std::optional<GlobalCounts> global) {
   CHAINRL_CHECK(mask.defined() && mask.dim() == 2, "mask must be [B,T]");

@@ -39,29 +39,42 @@ const char* KlEstimatorName(KlEstimator estimator);
 // clip with no KL; DAPO is clip_ratio_high(0.28), token-mean; Dr.GRPO is seq-mean-token-sum-norm
 // with loss_scale_factor = generate_max_length; GSPO is policy_loss(kGspo) with 3e-4 / 4e-4.
 struct PolicyLossOptions {
-#define CHAINRL_ARG(type, name, init)     \
-  type name = init;                       \
-  PolicyLossOptions& set_##name(type v) { \
-    name = v;                             \
-    return *this;                         \
+#define CHAINRL_LEARNER_ARG(type, name, init) \
+  type name = init;                           \
+  PolicyLossOptions& set_##name(type v) {     \
+    name = v;                                 \
+    return *this;                             \
   }
-  CHAINRL_ARG(PolicyLossKind, policy_loss, PolicyLossKind::kVanilla)
-  CHAINRL_ARG(double, clip_ratio_low, 0.2)   // ε_low: ratio floor 1 − ε_low
-  CHAINRL_ARG(double, clip_ratio_high, 0.2)  // ε_high: ratio ceiling 1 + ε_high (DAPO 0.28)
-  CHAINRL_ARG(double, dual_clip_c, 0.0)  // dual-clip c for Â < 0; 0 disables, else > 1 (verl 3)
-  CHAINRL_ARG(double, kl_coef, 0.0)      // β; the reference logprobs are needed when > 0
-  CHAINRL_ARG(KlEstimator, kl_estimator, KlEstimator::kK3)
-  CHAINRL_ARG(double, entropy_coef, 0.0)  // loss −= entropy_coef · H (aggregated like the pg)
-  CHAINRL_ARG(LossAggMode, loss_agg_mode, LossAggMode::kTokenMean)  // forced seq-mean for GSPO
+  CHAINRL_LEARNER_ARG(PolicyLossKind, policy_loss, PolicyLossKind::kVanilla)
+  CHAINRL_LEARNER_ARG(double, clip_ratio_low, 0.2)  // ε_low: ratio floor 1 − ε_low
+  CHAINRL_LEARNER_ARG(double, clip_ratio_high, 0.2)  // ε_high: ratio ceiling 1 + ε_high (DAPO 0.28)
+  CHAINRL_LEARNER_ARG(double, dual_clip_c,
+                      0.0)  // dual-clip c for Â < 0; 0 disables, else > 1 (verl 3)
+  CHAINRL_LEARNER_ARG(double, kl_coef, 0.0)  // β; the reference logprobs are needed when > 0
+  CHAINRL_LEARNER_ARG(KlEstimator, kl_estimator, KlEstimator::kK3)
+  CHAINRL_LEARNER_ARG(double, entropy_coef,
+                      0.0)  // loss −= entropy_coef · H (aggregated like the pg)
+  CHAINRL_LEARNER_ARG(LossAggMode, loss_agg_mode,
+                      LossAggMode::kTokenMean)  // forced seq-mean for GSPO
   // L_max of seq-mean-token-sum-norm; 0 means the mask's time dimension (verl's default).
-  CHAINRL_ARG(double, loss_scale_factor, 0.0)
-  CHAINRL_ARG(double, log_ratio_clamp, 20.0)     // r = exp(clamp(ℓ − ℓ_old, ±20))
-  CHAINRL_ARG(double, gspo_log_ratio_max, 10.0)  // clamp of GSPO's token log-ratio (upper)
-  CHAINRL_ARG(double, kl_clamp, 10.0)            // k3 values are clamped to [−10, 10]
-#undef CHAINRL_ARG
+  CHAINRL_LEARNER_ARG(double, loss_scale_factor, 0.0)
+  CHAINRL_LEARNER_ARG(double, log_ratio_clamp, 20.0)     // r = exp(clamp(ℓ − ℓ_old, ±20))
+  CHAINRL_LEARNER_ARG(double, gspo_log_ratio_max, 10.0)  // clamp of GSPO's token log-ratio (upper)
+  CHAINRL_LEARNER_ARG(double, kl_clamp, 10.0)            // k3 values are clamped to [−10, 10]
+#undef CHAINRL_LEARNER_ARG
 };
 // InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1)").
 Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
+
+// Published recipes as starting points (ALGORITHMS.md §1, §4), overridable key by key:
+//   "grpo"    ε 0.2/0.2, β 0.04 (k3), seq-mean-token-mean   [U: DeepSeekMath values from memory]
+//   "dapo"    ε 0.2/0.28, no KL, token-mean
+//   "dr_grpo" ε 0.2/0.2, no KL, seq-mean-token-sum-norm, L_max 3000 (generate_max_length)
+//   "gspo"    ε 3e-4/4e-4, no KL, sequence ratio (seq-mean-token-mean)
+//   "dler"    ε 0.2/0.28, dual-clip 10, k3 KL 5e-4, token-mean
+//   "campo"   ε 0.2/0.28, dual-clip 10, no KL, token-mean
+// InvalidArgument listing the valid names otherwise.
+Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm);
 
 // Counts over the whole mini-batch that fix the per-sequence token weights. Computed once from the
 // full mask, before any chunk. Under data parallelism, all-reduce `total_tokens` and `num_seqs`

@@ -20,24 +20,27 @@ Result<LrSchedule> ParseLrSchedule(std::string_view name);  // "constant" | "cos
 const char* LrScheduleName(LrSchedule s);
 
 struct OptimizerOptions {
-#define CHAINRL_ARG(type, name, init)    \
-  type name = init;                      \
-  OptimizerOptions& set_##name(type v) { \
-    name = v;                            \
-    return *this;                        \
+#define CHAINRL_LEARNER_ARG(type, name, init) \
+  type name = init;                           \
+  OptimizerOptions& set_##name(type v) {      \
+    name = v;                                 \
+    return *this;                             \
   }
-  CHAINRL_ARG(double, lr, 1e-6)  // peak learning rate
-  CHAINRL_ARG(double, beta1, 0.9)
-  CHAINRL_ARG(double, beta2, 0.999)
-  CHAINRL_ARG(double, eps, 1e-8)
-  CHAINRL_ARG(double, weight_decay, 0.01)  // applied to the decay group only
-  CHAINRL_ARG(double, max_grad_norm, 1.0)  // ≤ 0 disables clipping (the norm is still returned)
-  CHAINRL_ARG(LrSchedule, lr_scheduler, LrSchedule::kConstant)
-  CHAINRL_ARG(int64_t, lr_warmup_steps, 0)  // linear warm-up over this many optimizer steps
-  CHAINRL_ARG(int64_t, total_steps, 0)      // cosine: steps until the minimum (REQUIRED > warm-up)
-  CHAINRL_ARG(double, min_lr_ratio, 0.0)    // cosine floor as a fraction of lr
-  CHAINRL_ARG(bool, skip_nonfinite_grad, true)  // skip the update when the grad norm is inf/NaN
-#undef CHAINRL_ARG
+  CHAINRL_LEARNER_ARG(double, lr, 1e-6)  // peak learning rate
+  CHAINRL_LEARNER_ARG(double, beta1, 0.9)
+  CHAINRL_LEARNER_ARG(double, beta2, 0.999)
+  CHAINRL_LEARNER_ARG(double, eps, 1e-8)
+  CHAINRL_LEARNER_ARG(double, weight_decay, 0.01)  // applied to the decay group only
+  CHAINRL_LEARNER_ARG(double, max_grad_norm,
+                      1.0)  // ≤ 0 disables clipping (the norm is still returned)
+  CHAINRL_LEARNER_ARG(LrSchedule, lr_scheduler, LrSchedule::kConstant)
+  CHAINRL_LEARNER_ARG(int64_t, lr_warmup_steps, 0)  // linear warm-up over this many optimizer steps
+  CHAINRL_LEARNER_ARG(int64_t, total_steps,
+                      0)  // cosine: steps until the minimum (REQUIRED > warm-up)
+  CHAINRL_LEARNER_ARG(double, min_lr_ratio, 0.0)  // cosine floor as a fraction of lr
+  CHAINRL_LEARNER_ARG(bool, skip_nonfinite_grad,
+                      true)  // skip the update when the grad norm is inf/NaN
+#undef CHAINRL_LEARNER_ARG
 };
 Status ValidateOptimizerOptions(const OptimizerOptions& options);
 

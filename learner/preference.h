@@ -20,23 +20,23 @@ Result<PreferenceLossType> ParsePreferenceLossType(std::string_view name);
 const char* PreferenceLossTypeName(PreferenceLossType t);
 
 struct PreferenceOptions {
-#define CHAINRL_ARG(type, name, init)     \
-  type name = init;                       \
-  PreferenceOptions& set_##name(type v) { \
-    name = v;                             \
-    return *this;                         \
+#define CHAINRL_LEARNER_ARG(type, name, init) \
+  type name = init;                           \
+  PreferenceOptions& set_##name(type v) {     \
+    name = v;                                 \
+    return *this;                             \
   }
-  CHAINRL_ARG(PreferenceLossType, loss_type, PreferenceLossType::kDpo)
-  CHAINRL_ARG(double, beta, 0.1)               // DPO/IPO β (0.1 README example); SimPO/LOGO β
-  CHAINRL_ARG(double, label_smoothing, 0.0)    // ε of cDPO / SimPO; 0 or in (0, 0.5)
-  CHAINRL_ARG(bool, reference_free, false)     // DPO/IPO: uniform reference (ref terms = 0)
-  CHAINRL_ARG(double, gamma_beta_ratio, 0.25)  // SimPO/LOGO margin γ = β·gamma_beta_ratio
-  CHAINRL_ARG(bool, hinge, false)              // SimPO: relu(1 − (r_w − r_l − γ)) instead
+  CHAINRL_LEARNER_ARG(PreferenceLossType, loss_type, PreferenceLossType::kDpo)
+  CHAINRL_LEARNER_ARG(double, beta, 0.1)  // DPO/IPO β (0.1 README example); SimPO/LOGO β
+  CHAINRL_LEARNER_ARG(double, label_smoothing, 0.0)    // ε of cDPO / SimPO; 0 or in (0, 0.5)
+  CHAINRL_LEARNER_ARG(bool, reference_free, false)     // DPO/IPO: uniform reference (ref terms = 0)
+  CHAINRL_LEARNER_ARG(double, gamma_beta_ratio, 0.25)  // SimPO/LOGO margin γ = β·gamma_beta_ratio
+  CHAINRL_LEARNER_ARG(bool, hinge, false)  // SimPO: relu(1 − (r_w − r_l − γ)) instead
   // λ of LOGO's CE(y_w) and SimPO's sft_weight. CE(y_w) is the chosen response's token-mean
   // negative log-likelihood (−log π(y_w)/|y_w|) [U: LOGO's code form not checked; token mean
   // matches SimPO's average-logprob SFT term].
-  CHAINRL_ARG(double, sft_weight, 0.0)
-#undef CHAINRL_ARG
+  CHAINRL_LEARNER_ARG(double, sft_weight, 0.0)
+#undef CHAINRL_LEARNER_ARG
 };
 Status ValidatePreferenceOptions(const PreferenceOptions& options);
 

@@ -133,6 +133,24 @@ TEST(ObjectivesTest, ValidateOptionsNamesTheKey) {
   EXPECT_FALSE(ValidatePolicyLossOptions(PolicyLossOptions().set_kl_coef(-1)).ok());
 }
 
+TEST(ObjectivesTest, Presets) {
+  const auto dapo = PolicyLossPreset("dapo");
+  ASSERT_TRUE(dapo.ok());
+  EXPECT_EQ(dapo->clip_ratio_low, 0.2);
+  EXPECT_EQ(dapo->clip_ratio_high, 0.28);
+  EXPECT_EQ(dapo->kl_coef, 0.0);
+  EXPECT_EQ(dapo->loss_agg_mode, LossAggMode::kTokenMean);
+  EXPECT_EQ(PolicyLossPreset("dr_grpo")->loss_scale_factor, 3000);
+  EXPECT_EQ(PolicyLossPreset("gspo")->policy_loss, PolicyLossKind::kGspo);
+  EXPECT_EQ(PolicyLossPreset("dler")->dual_clip_c, 10);
+  EXPECT_EQ(PolicyLossPreset("grpo")->kl_coef, 0.04);
+  for (const char* name : {"grpo", "dapo", "dr_grpo", "gspo", "dler", "campo"})
+    EXPECT_TRUE(ValidatePolicyLossOptions(*PolicyLossPreset(name)).ok()) << name;
+  auto bad = PolicyLossPreset("ppo");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("dr_grpo"), std::string::npos);
+}
+
 // r ≡ 1, Â = [1, −3], lengths 2 and 1, T = 3: every aggregation by hand.
 TEST(ObjectivesTest, AggregationModesByHand) {
   const Tensor lp = T2({{-1, -2, -5}, {-0.5, -7, -7}});
