@@ -1,0 +1,102 @@
+// Outcome advantages from per-sample rewards (GRPO, Dr.GRPO, DLER batch whitening) and DAPO's
+// dynamic-sampling filter with over-generation bookkeeping (ALGORITHMS.md §1, §4). No LibTorch.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace chainrl::learner {
+
+// "grpo": (R − mean)/(std + ε) with Bessel std; "dr_grpo": R − mean (no std).
+enum class AdvantageEstimator { kGrpo, kDrGrpo };
+Result<AdvantageEstimator> ParseAdvantageEstimator(std::string_view name);
+const char* AdvantageEstimatorName(AdvantageEstimator e);
+
+// What a group of one sample gets. verl uses mean 0 / std 1, i.e. Â = R ("raw"); ALGORITHMS.md
+// recommends Â = 0 ("zero"), the default: a lone sample has no baseline to compare against.
+enum class SingletonGroupPolicy { kZero, kRaw };
+Result<SingletonGroupPolicy> ParseSingletonGroupPolicy(std::string_view name);  // "zero" | "raw"
+
+struct GroupAdvantageOptions {
+  AdvantageEstimator estimator = AdvantageEstimator::kGrpo;  // adv_estimator
+  double epsilon = 1e-6;                                     // ε_A (verl)
+  SingletonGroupPolicy singleton_group = SingletonGroupPolicy::kZero;
+  GroupAdvantageOptions& set_estimator(AdvantageEstimator v) {
+    estimator = v;
+    return *this;
+  }
+  GroupAdvantageOptions& set_epsilon(double v) {
+    epsilon = v;
+    return *this;
+  }
+  GroupAdvantageOptions& set_singleton_group(SingletonGroupPolicy v) {
+    singleton_group = v;
+    return *this;
+  }
+};
+
+// Per-sample advantages Â_i from rewards R_i; samples with equal group_ids form a group (any
+// order). All-equal rewards give exactly 0. REQUIRES: rewards.size() == group_ids.size().
+std::vector<double> GroupAdvantages(std::span<const double> rewards,
+                                    std::span<const int64_t> group_ids,
+                                    const GroupAdvantageOptions& options = {});
+
+// Batch-wise whitening over all valid tokens (verl masked_whiten, used by DLER): every token of
+// sample i carries A_i, so μ = Σ|o_i|A_i / Σ|o_i|, σ² = unbiased token variance, and
+// Â_i = (A_i − μ)/sqrt(σ² + eps). Samples with |o_i| = 0 get 0. Fewer than 2 tokens: returns A − μ.
+std::vector<double> BatchWhitenAdvantages(std::span<const double> advantages,
+                                          std::span<const int64_t> lengths, double eps = 1e-8);
+
+// DAPO dynamic sampling: keep a group iff the metric's std > 0 or the group has one sample.
+bool KeepGroupForDynamicSampling(std::span<const double> group_metric);
+
+// Over-generation bookkeeping of DAPO's dynamic sampling. Feed it each generation batch's groups
+// (their metric, `acc` by default); it says which groups are kept, when enough prompts are kept,
+// and fails once max_num_gen_batches batches did not suffice. Thread-compatible.
+struct DynamicSamplingOptions {
+  int64_t train_prompts = 512;       // prompts per training batch (train_batch_size)
+  int64_t max_num_gen_batches = 10;  // give up after this many generation batches; ≤ 0: unlimited
+  DynamicSamplingOptions& set_train_prompts(int64_t v) {
+    train_prompts = v;
+    return *this;
+  }
+  DynamicSamplingOptions& set_max_num_gen_batches(int64_t v) {
+    max_num_gen_batches = v;
+    return *this;
+  }
+};
+
+class DynamicSampler {
+ public:
+  struct GroupRef {
+    int64_t batch = 0;  // index of the generation batch since the last TakeTrainBatch()
+    int64_t group = 0;  // index of the group inside that batch
+    bool operator==(const GroupRef&) const = default;
+  };
+  explicit DynamicSampler(DynamicSamplingOptions options) : options_(options) {}
+
+  // Records one generation batch; returns keep[g] per group. Fails (Aborted, naming
+  // max_num_gen_batches and the counts) when this batch is the last allowed and the kept prompts
+  // are still fewer than train_prompts; the state is then reset.
+  Result<std::vector<bool>> AddGenerationBatch(
+      const std::vector<std::vector<double>>& group_metrics);
+  // True once at least train_prompts groups are kept.
+  bool Ready() const { return static_cast<int64_t>(kept_.size()) >= options_.train_prompts; }
+  int64_t num_gen_batches() const { return num_gen_batches_; }
+  int64_t num_kept() const { return static_cast<int64_t>(kept_.size()); }
+  // The first train_prompts kept groups, in arrival order (the batch is cut to exactly
+  // train_prompts·G trajectories); the rest are discarded and the counters reset.
+  // REQUIRES: Ready().
+  std::vector<GroupRef> TakeTrainBatch();
+
+ private:
+  DynamicSamplingOptions options_;
+  int64_t num_gen_batches_ = 0;
+  std::vector<GroupRef> kept_;
+};
+
+}  // namespace chainrl::learner

@@ -1,0 +1,383 @@
+// GRPO-family token losses, SFT, KL, logprob mismatch and DMMPT masking (ALGORITHMS.md §1, §3, §6).
+#include "learner/objectives.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/check.h"
+
+namespace chainrl::learner {
+namespace {
+
+using torch::Tensor;
+
+Status UnknownName(std::string_view what, std::string_view got, std::string_view valid) {
+  return InvalidArgument(std::string(what) + ": unknown value \"" + std::string(got) +
+                         "\"; valid values: " + std::string(valid));
+}
+
+// Positions outside the mask may hold anything (padding, −inf); replace them by 0 so that no NaN
+// can leak into the loss or its gradient through a 0·NaN product.
+Tensor Masked(const Tensor& t, const Tensor& keep) {
+  return torch::where(keep, t, torch::zeros_like(t));
+}
+
+void CheckSameShape(const Tensor& a, const Tensor& b, const char* name) {
+  CHAINRL_CHECK(a.defined() && b.defined(), name << " is undefined");
+  CHAINRL_CHECK(a.sizes() == b.sizes(),
+                name << " has shape " << b.sizes() << ", expected " << a.sizes());
+}
+
+}  // namespace
+
+Result<LossAggMode> ParseLossAggMode(std::string_view name) {
+  if (name == "token-mean") return LossAggMode::kTokenMean;
+  if (name == "seq-mean-token-mean") return LossAggMode::kSeqMeanTokenMean;
+  if (name == "seq-mean-token-sum-norm") return LossAggMode::kSeqMeanTokenSumNorm;
+  return UnknownName("loss_agg_mode", name,
+                     "token-mean, seq-mean-token-mean, seq-mean-token-sum-norm");
+}
+
+const char* LossAggModeName(LossAggMode mode) {
+  switch (mode) {
+    case LossAggMode::kTokenMean:
+      return "token-mean";
+    case LossAggMode::kSeqMeanTokenMean:
+      return "seq-mean-token-mean";
+    case LossAggMode::kSeqMeanTokenSumNorm:
+      return "seq-mean-token-sum-norm";
+  }
+  return "?";
+}
+
+Result<PolicyLossKind> ParsePolicyLossKind(std::string_view name) {
+  if (name == "vanilla") return PolicyLossKind::kVanilla;
+  if (name == "gspo") return PolicyLossKind::kGspo;
+  return UnknownName("policy_loss", name, "vanilla, gspo");
+}
+
+const char* PolicyLossKindName(PolicyLossKind kind) {
+  return kind == PolicyLossKind::kGspo ? "gspo" : "vanilla";
+}
+
+Result<KlEstimator> ParseKlEstimator(std::string_view name) {
+  if (name == "k3" || name == "low_var_kl") return KlEstimator::kK3;
+  if (name == "k3+" || name == "low_var_kl+") return KlEstimator::kK3Plus;
+  return UnknownName("kl_estimator", name, "k3 (alias low_var_kl), k3+ (alias low_var_kl+)");
+}
+
+const char* KlEstimatorName(KlEstimator estimator) {
+  return estimator == KlEstimator::kK3Plus ? "k3+" : "k3";
+}
+
+Result<MasteredProbSource> ParseMasteredProbSource(std::string_view name) {
+  if (name == "old") return MasteredProbSource::kOld;
+  if (name == "current") return MasteredProbSource::kCurrent;
+  return UnknownName("mastered_token_prob_source", name, "old, current");
+}
+
+Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
+  auto bad = [](const std::string& key, double v, const std::string& want) {
+    return InvalidArgument(key + " = " + std::to_string(v) + ": must be " + want);
+  };
+  if (!(o.clip_ratio_low >= 0 && o.clip_ratio_low < 1))
+    return bad("clip_ratio_low", o.clip_ratio_low, "in [0, 1)");
+  if (!(o.clip_ratio_high >= 0)) return bad("clip_ratio_high", o.clip_ratio_high, ">= 0");
+  if (!(o.dual_clip_c == 0 || o.dual_clip_c > 1))
+    return bad("dual_clip_c", o.dual_clip_c, "0 (off) or > 1");
+  if (!(o.kl_coef >= 0)) return bad("kl_coef", o.kl_coef, ">= 0");
+  if (!(o.entropy_coef >= 0)) return bad("entropy_coef", o.entropy_coef, ">= 0");
+  if (!(o.loss_scale_factor >= 0))
+    return bad("loss_scale_factor", o.loss_scale_factor, ">= 0 (0 = the mask's length)");
+  if (!(o.log_ratio_clamp > 0)) return bad("log_ratio_clamp", o.log_ratio_clamp, "> 0");
+  if (!(o.kl_clamp > 0)) return bad("kl_clamp", o.kl_clamp, "> 0");
+  return Status::Ok();
+}
+
+Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm) {
+  const PolicyLossOptions base;
+  if (algorithm == "grpo")
+    return PolicyLossOptions(base).set_kl_coef(0.04).set_loss_agg_mode(
+        LossAggMode::kSeqMeanTokenMean);
+  if (algorithm == "dapo") return PolicyLossOptions(base).set_clip_ratio_high(0.28);
+  if (algorithm == "dr_grpo")
+    return PolicyLossOptions(base)
+        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
+        .set_loss_scale_factor(3000);
+  if (algorithm == "gspo")
+    return PolicyLossOptions(base)
+        .set_policy_loss(PolicyLossKind::kGspo)
+        .set_clip_ratio_low(3e-4)
+        .set_clip_ratio_high(4e-4)
+        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean);
+  if (algorithm == "dler")
+    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10).set_kl_coef(5e-4);
+  if (algorithm == "campo")
+    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10);
+  return UnknownName("algorithm", algorithm, "grpo, dapo, dr_grpo, gspo, dler, campo");
+}
+
+Normalisers ComputeNormalisers(const Tensor& mask, const PolicyLossOptions& options,
+                               std::optional<GlobalCounts> global) {
+  CHAINRL_CHECK(mask.defined() && mask.dim() == 2, "mask must be [B,T]");
+  torch::NoGradGuard no_grad;
+  Normalisers n;
+  n.mode = options.policy_loss == PolicyLossKind::kGspo ? LossAggMode::kSeqMeanTokenMean
+                                                        : options.loss_agg_mode;
+  n.seq_lengths = (mask != 0).to(torch::kFloat64).sum(1);
+  n.total_tokens = global ? global->total_tokens : n.seq_lengths.sum().item<double>();
+  n.num_seqs = global ? global->num_seqs : (n.seq_lengths > 0).sum().item<double>();
+  n.max_len =
+      options.loss_scale_factor > 0 ? options.loss_scale_factor : static_cast<double>(mask.size(1));
+  const Tensor nonempty = (n.seq_lengths > 0).to(torch::kFloat64);
+  switch (n.mode) {
+    case LossAggMode::kTokenMean:
+      n.seq_weights = n.total_tokens > 0 ? nonempty / n.total_tokens : torch::zeros_like(nonempty);
+      break;
+    case LossAggMode::kSeqMeanTokenMean:
+      // Empty sequences are excluded from N and get weight 0 (no 1/0).
+      n.seq_weights = n.num_seqs > 0 ? nonempty / (n.num_seqs * n.seq_lengths.clamp_min(1.0))
+                                     : torch::zeros_like(nonempty);
+      break;
+    case LossAggMode::kSeqMeanTokenSumNorm:
+      n.seq_weights = nonempty / n.max_len;
+      break;
+  }
+  return n;
+}
+
+Tensor GspoLogRatioSums(const Tensor& logprobs, const Tensor& old_logprobs, const Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  CheckSameShape(logprobs, old_logprobs, "old_logprobs");
+  CheckSameShape(logprobs, mask, "mask");
+  const Tensor keep = mask != 0;
+  const Tensor d =
+      Masked(logprobs.detach().to(torch::kFloat64) - old_logprobs.to(torch::kFloat64), keep);
+  return d.sum(1);
+}
+
+Tensor GspoSequenceLogRatio(const Tensor& logprobs, const Tensor& old_logprobs,
+                            const Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  // |o_i| = 0 uses a length of 1 (ALGORITHMS.md §1 GSPO edge case); the sum is then 0 anyway.
+  const Tensor len = (mask != 0).to(torch::kFloat64).sum(1).clamp_min(1.0);
+  return GspoLogRatioSums(logprobs, old_logprobs, mask) / len;
+}
+
+Tensor KlPenalty(const Tensor& logprobs, const Tensor& ref_logprobs, KlEstimator estimator,
+                 double kl_clamp) {
+  const Tensor x = (ref_logprobs - logprobs).clamp(-20.0, 20.0);
+  const Tensor k3 = (torch::exp(x) - x - 1.0).clamp(-kl_clamp, kl_clamp);
+  if (estimator == KlEstimator::kK3) return k3;
+  const Tensor k2 = 0.5 * (logprobs - ref_logprobs).pow(2);
+  return k3.detach() + (k2 - k2.detach());
+}
+
+void PolicyLossStats::Merge(const PolicyLossStats& o) {
+  tokens += o.tokens;
+  clipped_tokens += o.clipped_tokens;
+  dual_clipped_tokens += o.dual_clipped_tokens;
+  ratio_sum += o.ratio_sum;
+  approx_kl_sum += o.approx_kl_sum;
+  ref_kl_sum += o.ref_kl_sum;
+  entropy_sum += o.entropy_sum;
+  mismatch_tokens += o.mismatch_tokens;
+  mismatch_abs_sum += o.mismatch_abs_sum;
+  mismatch_abs_max = std::max(mismatch_abs_max, o.mismatch_abs_max);
+  mismatch_k3_sum += o.mismatch_k3_sum;
+}
+
+void LogprobMismatch::Merge(const LogprobMismatch& o) {
+  tokens += o.tokens;
+  abs_sum += o.abs_sum;
+  abs_max = std::max(abs_max, o.abs_max);
+  k3_sum += o.k3_sum;
+}
+
+LogprobMismatch ComputeLogprobMismatch(const Tensor& train_logprobs, const Tensor& rollout_logprobs,
+                                       const Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  CheckSameShape(train_logprobs, rollout_logprobs, "rollout_logprobs");
+  CheckSameShape(train_logprobs, mask, "mask");
+  const Tensor keep = mask != 0;
+  const Tensor d = Masked(
+      train_logprobs.detach().to(torch::kFloat64) - rollout_logprobs.to(torch::kFloat64), keep);
+  const Tensor absd = d.abs();
+  // k3 of KL(train ‖ rollout) per token: x = ℓ_rollout − ℓ_train = −d.
+  const Tensor x = (-d).clamp(-20.0, 20.0);
+  const Tensor k3 = Masked(torch::exp(x) - x - 1.0, keep);
+  const Tensor packed =
+      torch::stack({keep.to(torch::kFloat64).sum(), absd.sum(),
+                    absd.numel() > 0 ? absd.max() : torch::zeros({}, absd.options()), k3.sum()})
+          .cpu();
+  const double* p = packed.data_ptr<double>();
+  return LogprobMismatch{p[0], p[1], p[2], p[3]};
+}
+
+TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
+                           const PolicyLossOptions& options) {
+  const Tensor& lp_raw = in.logprobs;
+  CHAINRL_CHECK(lp_raw.defined() && lp_raw.dim() == 2, "logprobs must be [B,T]");
+  CheckSameShape(lp_raw, in.old_logprobs, "old_logprobs");
+  CheckSameShape(lp_raw, in.mask, "mask");
+  const int64_t batch = lp_raw.size(0);
+  CHAINRL_CHECK(norm.seq_weights.defined() && norm.seq_weights.size(0) == batch,
+                "normalisers cover " << (norm.seq_weights.defined() ? norm.seq_weights.size(0) : 0)
+                                     << " sequences, chunk has " << batch);
+  CHAINRL_CHECK(in.advantages.defined(), "advantages are undefined");
+  const bool gspo = options.policy_loss == PolicyLossKind::kGspo;
+  const auto dtype = lp_raw.scalar_type();
+  const Tensor keep = in.mask != 0;
+  const Tensor m = keep.to(dtype);
+  const Tensor lp = Masked(lp_raw, keep);
+  const Tensor old = Masked(in.old_logprobs.to(dtype), keep);
+
+  Tensor adv = in.advantages.to(dtype);
+  if (adv.dim() == 1) {
+    CHAINRL_CHECK(adv.size(0) == batch, "advantages have " << adv.size(0) << " rows");
+    adv = adv.unsqueeze(1);
+  } else {
+    CheckSameShape(lp_raw, adv, "advantages");
+  }
+
+  Tensor log_ratio;
+  if (gspo) {
+    CHAINRL_CHECK(in.gspo_seq_log_ratio.defined() && in.gspo_seq_log_ratio.size(0) == batch,
+                  "GSPO needs gspo_seq_log_ratio [B] from the full sequences");
+    // log s_{i,t} = sg[log s_i] + ℓ − sg[ℓ]: the value is the sequence ratio, the gradient per
+    // token.
+    log_ratio = (in.gspo_seq_log_ratio.to(dtype).detach().unsqueeze(1) + lp - lp.detach())
+                    .clamp_max(options.gspo_log_ratio_max);
+  } else {
+    log_ratio = (lp - old).clamp(-options.log_ratio_clamp, options.log_ratio_clamp);
+  }
+  const Tensor ratio = torch::exp(log_ratio);
+  const Tensor pg1 = -adv * ratio;
+  const Tensor pg2 =
+      -adv * ratio.clamp(1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high);
+  Tensor pg = torch::maximum(pg1, pg2);
+  const Tensor clipped = pg2 > pg1;
+  Tensor dual_clipped;
+  if (options.dual_clip_c > 0) {
+    // verl dual-clip: for Â < 0 the loss is min(L_clip, −Â·c).
+    const Tensor pg3 = -adv * options.dual_clip_c;
+    const Tensor negative = adv < 0;
+    dual_clipped = negative & (pg3 < pg);
+    pg = torch::where(negative, torch::minimum(pg, pg3), pg);
+  }
+  Tensor per_token = pg;
+  Tensor kl;
+  if (in.ref_logprobs.defined()) {
+    CheckSameShape(lp_raw, in.ref_logprobs, "ref_logprobs");
+    kl = KlPenalty(lp, Masked(in.ref_logprobs.to(dtype), keep), options.kl_estimator,
+                   options.kl_clamp);
+  }
+  if (options.kl_coef > 0) {
+    CHAINRL_CHECK(kl.defined(), "kl_coef > 0 needs ref_logprobs");
+    per_token = per_token + options.kl_coef * kl;
+  }
+  Tensor ent;
+  if (in.entropy.defined()) {
+    CheckSameShape(lp_raw, in.entropy, "entropy");
+    ent = Masked(in.entropy.to(dtype), keep);
+  }
+  if (options.entropy_coef > 0) {
+    CHAINRL_CHECK(ent.defined(), "entropy_coef > 0 needs entropy");
+    per_token = per_token - options.entropy_coef * ent;
+  }
+  const Tensor w = norm.seq_weights.to(lp_raw.device()).to(dtype).unsqueeze(1);
+  TokenLossOutput out;
+  out.loss = (Masked(per_token, keep) * w).sum();
+
+  torch::NoGradGuard no_grad;
+  std::vector<Tensor> parts = {
+      m.sum(),
+      (clipped & keep).sum().to(dtype),
+      dual_clipped.defined() ? (dual_clipped & keep).sum().to(dtype)
+                             : torch::zeros({}, m.options()),
+      (ratio * m).sum(),
+      ((old - lp) * m).sum(),
+      kl.defined() ? (kl * m).sum() : torch::zeros({}, m.options()),
+      ent.defined() ? (ent * m).sum() : torch::zeros({}, m.options()),
+  };
+  const Tensor packed = torch::stack(parts).to(torch::kFloat64).cpu();
+  const double* p = packed.data_ptr<double>();
+  out.stats.tokens = p[0];
+  out.stats.clipped_tokens = p[1];
+  out.stats.dual_clipped_tokens = p[2];
+  out.stats.ratio_sum = p[3];
+  out.stats.approx_kl_sum = p[4];
+  out.stats.ref_kl_sum = p[5];
+  out.stats.entropy_sum = p[6];
+  if (in.rollout_logprobs.defined()) {
+    // Mismatch of the learner's current logprobs against the sampler's, on every batch.
+    const LogprobMismatch mm = ComputeLogprobMismatch(lp_raw, in.rollout_logprobs, in.mask);
+    out.stats.mismatch_tokens = mm.tokens;
+    out.stats.mismatch_abs_sum = mm.abs_sum;
+    out.stats.mismatch_abs_max = mm.abs_max;
+    out.stats.mismatch_k3_sum = mm.k3_sum;
+  }
+  return out;
+}
+
+TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOptions& options) {
+  const Normalisers norm = ComputeNormalisers(full.mask, options);
+  if (options.policy_loss != PolicyLossKind::kGspo) return PolicyLoss(full, norm, options);
+  TokenLossInputs in = full;
+  in.gspo_seq_log_ratio = GspoSequenceLogRatio(full.logprobs, full.old_logprobs, full.mask);
+  return PolicyLoss(in, norm, options);
+}
+
+Tensor MaskTruncatedSamples(const Tensor& mask, const Tensor& truncated) {
+  CHAINRL_CHECK(mask.dim() == 2 && truncated.numel() == mask.size(0),
+                "truncated must have one entry per row of mask");
+  const Tensor keep = (truncated.reshape({-1, 1}) == 0).to(mask.device());
+  return torch::where(keep, mask, torch::zeros_like(mask));
+}
+
+Tensor TokenLogprobs(const Tensor& logits, const Tensor& targets, double temperature) {
+  CHAINRL_CHECK(logits.dim() == targets.dim() + 1, "logits [..,V] vs targets [..]");
+  const Tensor lsm = torch::log_softmax(logits / temperature, -1);
+  // Ignored labels (−100) gather index 0; the caller's mask removes them.
+  return lsm.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);
+}
+
+Tensor TokenEntropy(const Tensor& logits, double temperature) {
+  const Tensor lsm = torch::log_softmax(logits / temperature, -1);
+  return -(torch::exp(lsm) * lsm).sum(-1);
+}
+
+Tensor SftLoss(const Tensor& logprobs, const Tensor& mask, double total_tokens) {
+  CheckSameShape(logprobs, mask, "mask");
+  const Tensor keep = mask != 0;
+  const Tensor nll = -Masked(logprobs, keep).sum();
+  return total_tokens > 0 ? nll / total_tokens : nll * 0.0;
+}
+
+Tensor MeanSequenceEntropy(const Tensor& entropy, const Tensor& mask) {
+  torch::NoGradGuard no_grad;
+  CheckSameShape(entropy, mask, "mask");
+  const Tensor keep = mask != 0;
+  const Tensor len = keep.to(torch::kFloat64).sum(1);
+  return Masked(entropy.detach().to(torch::kFloat64), keep).sum(1) / len.clamp_min(1.0);
+}
+
+Tensor MasteredPositiveTokenKeepMask(const Tensor& old_logprobs, const Tensor& logprobs,
+                                     const Tensor& mask, const Tensor& rewards,
+                                     const Tensor& seq_mean_entropy,
+                                     const MasteredTokenMaskOptions& options) {
+  torch::NoGradGuard no_grad;
+  const Tensor& source = options.prob_source == MasteredProbSource::kOld ? old_logprobs : logprobs;
+  CheckSameShape(mask, source, "logprobs for the mastered-token mask");
+  const int64_t batch = mask.size(0);
+  CHAINRL_CHECK(rewards.numel() == batch && seq_mean_entropy.numel() == batch,
+                "rewards and seq_mean_entropy must be [B]");
+  const Tensor positive = (rewards.to(torch::kFloat64) >= options.positive_reward).unsqueeze(1);
+  const Tensor confident = (seq_mean_entropy.to(torch::kFloat64) < options.sigma).unsqueeze(1);
+  const Tensor mastered = torch::exp(source.detach().to(torch::kFloat64)) >= options.tau;
+  const Tensor drop = positive & confident & mastered;
+  return torch::where(drop, torch::zeros_like(mask), mask);
+}
+
+}  // namespace chainrl::learner
