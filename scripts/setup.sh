@@ -11,7 +11,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp
   libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler
   libtomlplusplus-dev nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
-  prometheus-cpp-dev prometheus libgloo-dev
+  prometheus-cpp-dev prometheus prometheus-pushgateway libgloo-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
