@@ -232,6 +232,7 @@ void WeightsServer::Serve() {
           std::lock_guard<std::mutex> lock(mu_);
           for (const auto& s : snapshots_)
             if (s->chunked.announce.version() == req.version()) snap = s;
+          if (!snapshots_.empty()) latest = snapshots_.back();
         }
         if (!snap) {
           send_to(id, wire::MakeError(name, wire::ERROR_NOT_AVAILABLE,
