@@ -1,7 +1,13 @@
 // Framing, validation and decoding of chainrl's wire messages.
 #include "core/wire.h"
 
+#include "core/log.h"
+#include "core/wire_scan.h"
+
+#include <google/protobuf/stubs/logging.h>
+
 #include <cmath>
+#include <mutex>
 #include <cstring>
 #include <limits>
 #include <unordered_set>
@@ -13,17 +19,42 @@ constexpr uint8_t kMagic[4] = {'C', 'R', 'L', 'W'};
 
 std::string Str(std::string_view s) { return std::string(s); }
 
-// Field path helpers: build strings only on the error path.
+// A field path such as "trajectory.samples[2].completion", rendered only on the error path: the
+// nodes live on the stack of the validators (or as temporaries of one full expression).
+class Path {
+ public:
+  Path(const char* root) : lit_(root) {}  // NOLINT: implicit by design
+  Path(const Path* parent, const char* lit, bool dot, int64_t index, const std::string* key)
+      : parent_(parent), lit_(lit), dot_(dot), index_(index), key_(key) {}
+  std::string Str() const {
+    std::string s = parent_ ? parent_->Str() : std::string();
+    if (dot_) s += '.';
+    if (lit_) s += lit_;
+    if (key_) s += *key_;
+    if (index_ >= 0) s += "[" + std::to_string(index_) + "]";
+    return s;
+  }
+
+ private:
+  const Path* parent_ = nullptr;
+  const char* lit_ = nullptr;
+  bool dot_ = false;
+  int64_t index_ = -1;
+  const std::string* key_ = nullptr;
+};
+Path operator+(const Path& p, const char* lit) { return Path(&p, lit, false, -1, nullptr); }
+Path operator+(const Path& p, const std::string& key) { return Path(&p, nullptr, false, -1, &key); }
+Path Idx(const Path& p, const char* field, size_t i) {
+  return Path(&p, field, true, static_cast<int64_t>(i), nullptr);
+}
+Path At(const Path& p, size_t i) { return Path(&p, nullptr, false, static_cast<int64_t>(i), nullptr); }
+
 #define CHAINRL_WIRE_REQUIRE(cond, path, what)                                      \
   do {                                                                              \
-    if (!(cond)) return InvalidArgument(std::string(path) + ": " + (what));         \
+    if (!(cond)) return InvalidArgument(Path(path).Str() + ": " + (what));          \
   } while (0)
 
-std::string Idx(const std::string& path, const char* field, size_t i) {
-  return path + "." + field + "[" + std::to_string(i) + "]";
-}
-
-Status ValidateName(std::string_view s, const std::string& path, const Limits& lim,
+Status ValidateName(std::string_view s, const Path& path, const Limits& lim,
                     bool required) {
   CHAINRL_WIRE_REQUIRE(!required || !s.empty(), path, "must not be empty");
   CHAINRL_WIRE_REQUIRE(s.size() <= lim.max_name_bytes, path,
@@ -32,7 +63,7 @@ Status ValidateName(std::string_view s, const std::string& path, const Limits& l
   return Status::Ok();
 }
 
-Status ValidateText(std::string_view s, const std::string& path, const Limits& lim) {
+Status ValidateText(std::string_view s, const Path& path, const Limits& lim) {
   CHAINRL_WIRE_REQUIRE(s.size() <= lim.max_string_bytes, path,
                        std::to_string(s.size()) + " bytes exceeds limit " +
                            std::to_string(lim.max_string_bytes));
@@ -40,16 +71,14 @@ Status ValidateText(std::string_view s, const std::string& path, const Limits& l
 }
 
 template <typename Repeated>
-Status ValidateTokens(const Repeated& ids, const std::string& path, const Limits& lim) {
+Status ValidateTokens(const Repeated& ids, const Path& path, const Limits& lim) {
   CHAINRL_WIRE_REQUIRE(static_cast<uint64_t>(ids.size()) <= lim.max_tokens, path,
                        std::to_string(ids.size()) + " tokens exceeds limit " +
                            std::to_string(lim.max_tokens));
-  // Branch-free scan first; locate the culprit only on failure.
-  uint32_t max_id = 0;
-  for (uint32_t id : ids) max_id = id > max_id ? id : max_id;
-  if (ids.size() > 0 && max_id >= lim.vocab_size) {
+  // Branch-free (vectorizable) scan first; locate the culprit only on failure.
+  if (ids.size() > 0 && internal::MaxOf(ids.data(), static_cast<size_t>(ids.size())) >= lim.vocab_size) {
     for (int i = 0; i < ids.size(); ++i) {
-      CHAINRL_WIRE_REQUIRE(ids[i] < lim.vocab_size, path + "[" + std::to_string(i) + "]",
+      CHAINRL_WIRE_REQUIRE(ids[i] < lim.vocab_size, At(path, i),
                            std::to_string(ids[i]) + " is outside [0, " +
                                std::to_string(lim.vocab_size) + ")");
     }
@@ -57,7 +86,7 @@ Status ValidateTokens(const Repeated& ids, const std::string& path, const Limits
   return Status::Ok();
 }
 
-Status ValidateRuns(const PolicyVersionRuns& runs, uint64_t num_tokens, const std::string& path) {
+Status ValidateRuns(const PolicyVersionRuns& runs, uint64_t num_tokens, const Path& path) {
   CHAINRL_WIRE_REQUIRE(runs.versions_size() == runs.lengths_size(), path,
                        std::to_string(runs.versions_size()) + " versions but " +
                            std::to_string(runs.lengths_size()) + " run lengths");
@@ -74,16 +103,14 @@ Status ValidateRuns(const PolicyVersionRuns& runs, uint64_t num_tokens, const st
   return Status::Ok();
 }
 
-Status ValidateSegment(const TokenSegment& seg, const std::string& path, const Limits& lim) {
+Status ValidateSegment(const TokenSegment& seg, const Path& path, const Limits& lim) {
   CHAINRL_RETURN_IF_ERROR(ValidateTokens(seg.token_ids(), path + ".token_ids", lim));
   CHAINRL_WIRE_REQUIRE(seg.behaviour_logprobs_size() == seg.token_ids_size(),
                        path + ".behaviour_logprobs",
                        std::to_string(seg.behaviour_logprobs_size()) + " logprobs for " +
                            std::to_string(seg.token_ids_size()) + " tokens");
-  // A NaN fails `lp <= 0`, as do +inf and positives; -inf is caught separately.
-  bool ok = true;
-  for (float lp : seg.behaviour_logprobs()) ok &= (lp <= 0.0f) & (lp >= -std::numeric_limits<float>::max());
-  if (!ok) {
+  if (!internal::AllFiniteNonPositive(seg.behaviour_logprobs().data(),
+                            static_cast<size_t>(seg.behaviour_logprobs_size()))) {
     for (int i = 0; i < seg.behaviour_logprobs_size(); ++i) {
       float lp = seg.behaviour_logprobs(i);
       CHAINRL_WIRE_REQUIRE(std::isfinite(lp), Idx(path, "behaviour_logprobs", i),
@@ -96,13 +123,13 @@ Status ValidateSegment(const TokenSegment& seg, const std::string& path, const L
                       path + ".policy_versions");
 }
 
-Status ValidateFinite(double v, const std::string& path, bool non_negative) {
+Status ValidateFinite(double v, const Path& path, bool non_negative) {
   CHAINRL_WIRE_REQUIRE(std::isfinite(v), path, std::to_string(v) + " is not finite");
   CHAINRL_WIRE_REQUIRE(!non_negative || v >= 0, path, std::to_string(v) + " is negative");
   return Status::Ok();
 }
 
-Status ValidateSampling(const SamplingParams& s, const std::string& path, const Limits& lim) {
+Status ValidateSampling(const SamplingParams& s, const Path& path, const Limits& lim) {
   CHAINRL_RETURN_IF_ERROR(ValidateFinite(s.temperature(), path + ".temperature", true));
   CHAINRL_WIRE_REQUIRE(s.top_p() > 0 && s.top_p() <= 1, path + ".top_p",
                        std::to_string(s.top_p()) + " is outside (0, 1]");
@@ -123,7 +150,7 @@ Status ValidateSampling(const SamplingParams& s, const std::string& path, const 
   return Status::Ok();
 }
 
-Status ValidateWorkItem(const WorkItem& w, const std::string& path, const Limits& lim) {
+Status ValidateWorkItem(const WorkItem& w, const Path& path, const Limits& lim) {
   CHAINRL_WIRE_REQUIRE(w.lease_id() != 0, path + ".lease_id", "0 is not a lease");
   CHAINRL_WIRE_REQUIRE(w.group_size() >= 1 && w.group_size() <= lim.max_group_size,
                        path + ".group_size",
@@ -145,7 +172,7 @@ Status ValidateWorkItem(const WorkItem& w, const std::string& path, const Limits
   std::vector<bool> seen(w.group_size(), false);
   for (int i = 0; i < w.carried_size(); ++i) {
     const auto& c = w.carried(i);
-    std::string p = Idx(path, "carried", i);
+    Path p = Idx(path, "carried", i);
     CHAINRL_WIRE_REQUIRE(c.sample_index() < w.group_size(), p + ".sample_index",
                          std::to_string(c.sample_index()) + " >= group_size");
     CHAINRL_WIRE_REQUIRE(!seen[c.sample_index()], p + ".sample_index",
@@ -157,7 +184,7 @@ Status ValidateWorkItem(const WorkItem& w, const std::string& path, const Limits
 }
 
 Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
-  const std::string path = "trajectory";
+  const Path path("trajectory");
   CHAINRL_WIRE_REQUIRE(t.lease_id() != 0, path + ".lease_id", "0 is not a lease");
   CHAINRL_RETURN_IF_ERROR(ValidateName(t.actor_id(), path + ".actor_id", lim, false));
   CHAINRL_WIRE_REQUIRE(t.samples_size() >= 1 &&
@@ -168,7 +195,7 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
   std::unordered_set<uint32_t> seen;
   for (int i = 0; i < t.samples_size(); ++i) {
     const Sample& s = t.samples(i);
-    std::string p = Idx(path, "samples", i);
+    Path p = Idx(path, "samples", i);
     CHAINRL_WIRE_REQUIRE(s.sample_index() < lim.max_group_size, p + ".sample_index",
                          std::to_string(s.sample_index()) + " >= max group size");
     CHAINRL_WIRE_REQUIRE(seen.insert(s.sample_index()).second, p + ".sample_index",
@@ -202,7 +229,7 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
 }
 
 Status ValidateAnnounce(const WeightAnnounce& a, const Limits& lim) {
-  const std::string p = "weight_announce";
+  const Path p("weight_announce");
   CHAINRL_WIRE_REQUIRE(a.version() >= 0, p + ".version", "negative");
   CHAINRL_WIRE_REQUIRE(a.total_bytes() <= lim.max_weight_bytes, p + ".total_bytes",
                        std::to_string(a.total_bytes()) + " exceeds limit " +
@@ -349,6 +376,25 @@ Status Validate(const Envelope& env, const Limits& lim) {
       break;
   }
   return InvalidArgument("body: no message (or one this build does not know)");
+}
+
+namespace {
+// Protobuf logs an ERROR for every string field with invalid UTF-8 it refuses to parse; a garbage
+// peer would flood stderr. Our decoder already counts and reports those frames, so Protobuf's own
+// messages go to the debug log.
+void ProtobufLogToDebug(google::protobuf::LogLevel level, const char* file, int line,
+                        const std::string& message) {
+  if (level == google::protobuf::LOGLEVEL_FATAL) {
+    CHAINRL_LOG(kError) << "protobuf " << file << ":" << line << ": " << message;
+  } else {
+    CHAINRL_LOG(kDebug) << "protobuf " << file << ":" << line << ": " << message;
+  }
+}
+}  // namespace
+
+Decoder::Decoder(Limits limits) : limits_(limits) {
+  static std::once_flag once;
+  std::call_once(once, [] { google::protobuf::SetLogHandler(&ProtobufLogToDebug); });
 }
 
 Status Decoder::Reject(std::string_view peer, RejectReason r, const std::string& why,

@@ -85,7 +85,9 @@ Status Validate(const Envelope& env, const Limits& limits);
 // may be read from any thread.
 class Decoder {
  public:
-  explicit Decoder(Limits limits = {}) : limits_(limits) {}
+  // The first Decoder routes Protobuf's own log lines (e.g. one per invalid UTF-8 string in a
+  // garbage frame) to chainrl's debug log, so hostile peers cannot flood stderr.
+  explicit Decoder(Limits limits = {});
 
   // Decodes one frame received from `peer` into `*out` (reusing its memory). On failure returns
   // an error naming the peer and the reason, counts it, and stores the reason in *reason if given.
