@@ -91,6 +91,10 @@ Result<std::unique_ptr<WeightsServer>> WeightsServer::Start(Context& ctx,
                            std::to_string(options.channel.limits.max_weight_chunk_bytes) + "]");
   if (options.keep_versions < 1) return InvalidArgument("weights server: keep_versions < 1");
   std::unique_ptr<WeightsServer> s(new WeightsServer());
+  // Chunks are sent without copying (each queued message only references the snapshot), and
+  // only on request, so the per-subscriber queue is bounded by its request window: never let
+  // ZeroMQ's high-water mark drop a requested chunk.
+  options.channel.send_hwm = std::max(options.channel.send_hwm, kMaxWindowChunks * 4);
   s->options_ = std::move(options);
   try {
     s->socket_ = std::make_unique<zmq::socket_t>(ctx.zmq(), ZMQ_ROUTER);
@@ -299,7 +303,10 @@ WeightsClient::~WeightsClient() { Leave(); }
 Result<std::unique_ptr<WeightsClient>> WeightsClient::Connect(Context& ctx,
                                                               std::string_view endpoint,
                                                               WeightsClientOptions options) {
-  if (options.window_chunks == 0) return InvalidArgument("weights client: window_chunks is 0");
+  if (options.window_chunks == 0 || options.window_chunks > kMaxWindowChunks)
+    return InvalidArgument("weights client: window_chunks " +
+                           std::to_string(options.window_chunks) + " is outside [1, " +
+                           std::to_string(kMaxWindowChunks) + "]");
   std::unique_ptr<zmq::socket_t> s;
   try {
     s = std::make_unique<zmq::socket_t>(ctx.zmq(), ZMQ_DEALER);

@@ -85,9 +85,12 @@ class WeightsServer {
   std::thread thread_;
 };
 
+// The largest request window a client may use; the server's queues are sized for it.
+inline constexpr int kMaxWindowChunks = 1024;
+
 struct WeightsClientOptions {
   ChannelOptions channel;
-  uint32_t window_chunks = 8;  // chunk requests in flight (flow control)
+  uint32_t window_chunks = 8;  // chunk requests in flight (flow control), <= kMaxWindowChunks
   std::chrono::milliseconds chunk_timeout{10000};  // no chunk for this long: DeadlineExceeded
 };
 

@@ -162,6 +162,39 @@ TEST_P(WeightsPublish, LateJoinerGetsOnlyTheLatestAndSupersededFetchAborts) {
   EXPECT_FALSE(again->has_value());
 }
 
+// Wide request windows from several subscribers must never overflow the server's queues
+// (a dropped chunk would stall a fetch until its deadline).
+TEST_P(WeightsPublish, WideWindowsFromManySubscribersLoseNoChunk) {
+  WeightsServerOptions so;
+  so.chunk_bytes = 4096;
+  auto server = WeightsServer::Start(ctx_, Endpoint(), so);
+  ASSERT_TRUE(server.ok());
+  const auto bytes = RandomBytes(600 * 4096 + 7, 3);
+  ASSERT_TRUE((*server)->Publish(1, WeightsBuffer::FromVector(bytes)).ok());
+  std::vector<std::thread> threads;
+  std::vector<Status> status(3);
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      WeightsClientOptions co;
+      co.window_chunks = 512;
+      co.chunk_timeout = 5000ms;
+      auto c = WeightsClient::Connect(ctx_, (*server)->endpoint(), co);
+      if (!c.ok()) return void(status[i] = c.status());
+      auto a = (*c)->PollAnnounce(5000ms);
+      if (!a.ok() || !a->has_value()) return void(status[i] = Internal("no announcement"));
+      auto w = (*c)->Fetch(**a);
+      if (!w.ok()) return void(status[i] = w.status());
+      if (!SameBytes(*w, bytes)) status[i] = Internal("bytes differ");
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& st : status) EXPECT_TRUE(st.ok()) << st.ToString();
+  WeightsClientOptions too_wide;
+  too_wide.window_chunks = kMaxWindowChunks + 1;
+  EXPECT_EQ(WeightsClient::Connect(ctx_, (*server)->endpoint(), too_wide).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, WeightsPublish, ::testing::Values("tcp", "ipc"));
 
 // A hand-made server that serves a snapshot but can tamper with one chunk.
