@@ -100,10 +100,11 @@ Result<double> ChainrlTrajectories(const Config& c, const wire::Envelope& env) {
   ChannelOptions o;
   o.send_hwm = o.recv_hwm = static_cast<int>(c.hwm);
   o.send_timeout = 10s;
-  CHAINRL_ASSIGN_OR_RETURN(auto sink, transport::Channel::Open(ctx, ChannelKind::kTrajectorySink,
-                                                               eps.Next(), o));
-  CHAINRL_ASSIGN_OR_RETURN(auto source, transport::Channel::Open(
-                                            ctx, ChannelKind::kTrajectorySource, sink->endpoint(), o));
+  CHAINRL_ASSIGN_OR_RETURN(
+      auto sink, transport::Channel::Open(ctx, ChannelKind::kTrajectorySink, eps.Next(), o));
+  CHAINRL_ASSIGN_OR_RETURN(
+      auto source,
+      transport::Channel::Open(ctx, ChannelKind::kTrajectorySource, sink->endpoint(), o));
   // Warm up the connection.
   CHAINRL_RETURN_IF_ERROR(source->Send(env));
   CHAINRL_ASSIGN_OR_RETURN(auto first, sink->Receive(10s));
@@ -150,7 +151,8 @@ Result<double> RawTrajectories(const Config& c, const std::string& frame) {
       s->set(zmq::sockopt::sndhwm, static_cast<int>(c.hwm));
       s->set(zmq::sockopt::rcvhwm, static_cast<int>(c.hwm));
     }
-    CHAINRL_ASSIGN_OR_RETURN(std::string ep, transport::BindOrConnect(pull, eps.Next(), true, false));
+    CHAINRL_ASSIGN_OR_RETURN(std::string ep,
+                             transport::BindOrConnect(pull, eps.Next(), true, false));
     push.connect(ep);
     push.send(zmq::buffer(frame));
     zmq::message_t m;
@@ -179,7 +181,8 @@ Result<double> ChainrlWeights(const Config& c, const transport::WeightsBuffer& s
   Endpoints eps(c.transport);
   transport::WeightsServerOptions so;
   so.chunk_bytes = static_cast<uint32_t>(c.chunk_kb * 1024);
-  CHAINRL_ASSIGN_OR_RETURN(auto server, transport::WeightsServer::Start(server_ctx, eps.Next(), so));
+  CHAINRL_ASSIGN_OR_RETURN(auto server,
+                           transport::WeightsServer::Start(server_ctx, eps.Next(), so));
   const int n = static_cast<int>(c.actors);
   std::vector<std::unique_ptr<Context>> ctxs;
   std::vector<std::unique_ptr<transport::WeightsClient>> clients;
@@ -188,8 +191,8 @@ Result<double> ChainrlWeights(const Config& c, const transport::WeightsBuffer& s
     transport::WeightsClientOptions co;
     co.channel.name = "actor-" + std::to_string(i);
     co.chunk_timeout = 30s;
-    CHAINRL_ASSIGN_OR_RETURN(auto cl,
-                             transport::WeightsClient::Connect(*ctxs.back(), server->endpoint(), co));
+    CHAINRL_ASSIGN_OR_RETURN(
+        auto cl, transport::WeightsClient::Connect(*ctxs.back(), server->endpoint(), co));
     clients.push_back(std::move(cl));
   }
   for (int waited = 0; server->subscribers() < n; ++waited) {
@@ -282,7 +285,8 @@ int RunTransportBench(const std::vector<std::string>& argv) {
       .Option("hwm", &c.hwm, "trajectory queue high-water mark (default 64)");
   return ParseAndRun(a, argv, [&]() -> int {
     if (c.transport != "tcp" && c.transport != "ipc")
-      return ReportError(InvalidArgument("--transport must be tcp or ipc, got '" + c.transport + "'"));
+      return ReportError(
+          InvalidArgument("--transport must be tcp or ipc, got '" + c.transport + "'"));
     if (c.messages < 1 || c.samples < 1 || c.tokens < 0 || c.weights_mb < 1 || c.chunk_kb < 1 ||
         c.chunk_kb > 256 * 1024 || c.actors < 1 || c.repeats < 1 || c.hwm < 1)
       return ReportError(InvalidArgument("every size option must be >= 1 (chunk-kb <= 262144)"));
@@ -291,9 +295,10 @@ int RunTransportBench(const std::vector<std::string>& argv) {
     auto frame = wire::EncodeFrame(env);
     if (!frame.ok()) return ReportError(frame.status());
     const double mb = static_cast<double>(frame->size()) / 1e6;
-    std::printf("transport bench over %s: trajectory of %lld samples x %lld tokens = %zu bytes/frame\n",
-                c.transport.c_str(), static_cast<long long>(c.samples),
-                static_cast<long long>(c.tokens), frame->size());
+    std::printf(
+        "transport bench over %s: trajectory of %lld samples x %lld tokens = %zu bytes/frame\n",
+        c.transport.c_str(), static_cast<long long>(c.samples), static_cast<long long>(c.tokens),
+        frame->size());
     double best_raw = 0, best_chainrl = 0;
     for (int64_t r = 0; r < c.repeats; ++r) {
       auto raw = RawTrajectories(c, *frame);
@@ -306,8 +311,9 @@ int RunTransportBench(const std::vector<std::string>& argv) {
       best_chainrl = std::max(best_chainrl, *ours);
     }
     const double traj_ratio = best_chainrl / best_raw;
-    std::printf("trajectories: raw %.0f msg/s %.0f MB/s | chainrl %.0f msg/s %.0f MB/s | ratio %.3f\n",
-                best_raw, best_raw * mb, best_chainrl, best_chainrl * mb, traj_ratio);
+    std::printf(
+        "trajectories: raw %.0f msg/s %.0f MB/s | chainrl %.0f msg/s %.0f MB/s | ratio %.3f\n",
+        best_raw, best_raw * mb, best_chainrl, best_chainrl * mb, traj_ratio);
 
     // ---- weights ----
     const size_t bytes = static_cast<size_t>(c.weights_mb) << 20;
@@ -332,19 +338,20 @@ int RunTransportBench(const std::vector<std::string>& argv) {
       if (!raw.ok()) return ReportError(raw.status());
       auto ours = ChainrlWeights(c, snapshot, r + 1);
       if (!ours.ok()) return ReportError(ours.status());
-      std::printf("  run %lld: %lld MiB to %lld actors: raw zmq %.3f s (%.0f MB/s), chainrl %.3f s "
-                  "(%.0f MB/s)\n",
-                  static_cast<long long>(r), static_cast<long long>(c.weights_mb),
-                  static_cast<long long>(c.actors), *raw, delivered / *raw, *ours,
-                  delivered / *ours);
+      std::printf(
+          "  run %lld: %lld MiB to %lld actors: raw zmq %.3f s (%.0f MB/s), chainrl %.3f s "
+          "(%.0f MB/s)\n",
+          static_cast<long long>(r), static_cast<long long>(c.weights_mb),
+          static_cast<long long>(c.actors), *raw, delivered / *raw, *ours, delivered / *ours);
       best_raw_s = std::min(best_raw_s, *raw);
       best_chainrl_s = std::min(best_chainrl_s, *ours);
     }
     const double weights_ratio = best_raw_s / best_chainrl_s;
-    std::printf("weights: raw %.3f s %.0f MB/s | chainrl (chunk+crc32c+verify) %.3f s %.0f MB/s | "
-                "ratio %.3f (crc32c in hardware: %s)\n",
-                best_raw_s, delivered / best_raw_s, best_chainrl_s, delivered / best_chainrl_s,
-                weights_ratio, crc32c::HardwareAccelerated() ? "yes" : "no");
+    std::printf(
+        "weights: raw %.3f s %.0f MB/s | chainrl (chunk+crc32c+verify) %.3f s %.0f MB/s | "
+        "ratio %.3f (crc32c in hardware: %s)\n",
+        best_raw_s, delivered / best_raw_s, best_chainrl_s, delivered / best_chainrl_s,
+        weights_ratio, crc32c::HardwareAccelerated() ? "yes" : "no");
     nlohmann::json j = {
         {"bench", "transport"},
         {"transport", c.transport},

@@ -39,10 +39,14 @@ std::string PeerAddress(zmq::message_t& msg) {
 
 int Socktype(ChannelKind kind) {
   switch (kind) {
-    case ChannelKind::kWorkServer: return ZMQ_ROUTER;
-    case ChannelKind::kWorkClient: return ZMQ_DEALER;
-    case ChannelKind::kTrajectorySink: return ZMQ_PULL;
-    case ChannelKind::kTrajectorySource: return ZMQ_PUSH;
+    case ChannelKind::kWorkServer:
+      return ZMQ_ROUTER;
+    case ChannelKind::kWorkClient:
+      return ZMQ_DEALER;
+    case ChannelKind::kTrajectorySink:
+      return ZMQ_PULL;
+    case ChannelKind::kTrajectorySource:
+      return ZMQ_PUSH;
   }
   return ZMQ_PAIR;
 }
@@ -64,9 +68,12 @@ void LogReject(const Status& st) {
 
 std::string Endpoint::ToZmq() const {
   switch (kind) {
-    case Kind::kTcp: return "tcp://" + host + ":" + (port == 0 ? "*" : std::to_string(port));
-    case Kind::kIpc: return "ipc://" + path;
-    case Kind::kInproc: return "inproc://" + path;
+    case Kind::kTcp:
+      return "tcp://" + host + ":" + (port == 0 ? "*" : std::to_string(port));
+    case Kind::kIpc:
+      return "ipc://" + path;
+    case Kind::kInproc:
+      return "inproc://" + path;
   }
   return "";
 }
@@ -111,8 +118,7 @@ Result<Endpoint> ParseEndpoint(std::string_view text) {
   } else {
     int p = -1;
     auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
-    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p < 0 ||
-        p > 65535)
+    if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535)
       return bad("tcp://HOST:PORT needs a port in [0, 65535] or '*', got '" + std::string(port) +
                  "'");
     e.port = p;
@@ -126,10 +132,14 @@ zmq::context_t& Context::zmq() { return *ctx_; }
 
 const char* ChannelKindName(ChannelKind kind) {
   switch (kind) {
-    case ChannelKind::kWorkServer: return "work server";
-    case ChannelKind::kWorkClient: return "work client";
-    case ChannelKind::kTrajectorySink: return "trajectory sink";
-    case ChannelKind::kTrajectorySource: return "trajectory source";
+    case ChannelKind::kWorkServer:
+      return "work server";
+    case ChannelKind::kWorkClient:
+      return "work client";
+    case ChannelKind::kTrajectorySink:
+      return "trajectory sink";
+    case ChannelKind::kTrajectorySource:
+      return "trajectory source";
   }
   return "?";
 }
@@ -142,8 +152,8 @@ Status ConfigureSocket(zmq::socket_t& s, const ChannelOptions& o) {
     s.set(zmq::sockopt::sndtimeo, static_cast<int>(o.send_timeout.count()));
     // ZeroMQ drops a connection whose frame header announces more than this, before allocating.
     s.set(zmq::sockopt::maxmsgsize,
-          static_cast<int64_t>(std::max<uint64_t>(o.limits.max_frame_bytes,
-                                                  o.limits.max_weight_chunk_bytes)));
+          static_cast<int64_t>(
+              std::max<uint64_t>(o.limits.max_frame_bytes, o.limits.max_weight_chunk_bytes)));
     if (o.kernel_buffer_bytes > 0) {
       s.set(zmq::sockopt::sndbuf, o.kernel_buffer_bytes);
       s.set(zmq::sockopt::rcvbuf, o.kernel_buffer_bytes);
@@ -188,8 +198,7 @@ Channel::Channel(ChannelKind kind, ChannelOptions options, std::unique_ptr<zmq::
 Channel::~Channel() = default;  // the socket closes with its linger bounded by options.linger
 
 Result<std::unique_ptr<Channel>> Channel::Open(Context& ctx, ChannelKind kind,
-                                               std::string_view endpoint,
-                                               ChannelOptions options) {
+                                               std::string_view endpoint, ChannelOptions options) {
   std::unique_ptr<zmq::socket_t> s;
   try {
     s = std::make_unique<zmq::socket_t>(ctx.zmq(), Socktype(kind));
@@ -208,9 +217,9 @@ Result<std::unique_ptr<Channel>> Channel::Open(Context& ctx, ChannelKind kind,
 Status Channel::SendFrame(const std::string* peer, const wire::Envelope& env) {
   const size_t size = wire::FrameSize(env);
   if (size > options_.limits.max_frame_bytes)
-    return InvalidArgument(options_.name + ": refusing to send a frame of " +
-                           std::to_string(size) + " bytes (limit " +
-                           std::to_string(options_.limits.max_frame_bytes) + ")");
+    return InvalidArgument(options_.name + ": refusing to send a frame of " + std::to_string(size) +
+                           " bytes (limit " + std::to_string(options_.limits.max_frame_bytes) +
+                           ")");
   zmq::message_t msg(size);
   CHAINRL_RETURN_IF_ERROR(wire::EncodeFrameTo(env, static_cast<uint8_t*>(msg.data()), size));
   try {
@@ -226,8 +235,7 @@ Status Channel::SendFrame(const std::string* peer, const wire::Envelope& env) {
                               " ms (queue full: the receiver is slower)");
   } catch (const zmq::error_t& e) {
     if (e.num() == EHOSTUNREACH)
-      return NotFound(options_.name + ": peer " + (peer ? Hex(*peer) : "?") +
-                      " is not connected");
+      return NotFound(options_.name + ": peer " + (peer ? Hex(*peer) : "?") + " is not connected");
     return IoError(options_.name + ": send on " + endpoint_ + ": " + e.what());
   }
   return Status::Ok();

@@ -69,7 +69,7 @@ struct ChannelOptions {
   int recv_hwm = 64;             // messages queued on receipt before the sender is held back
   std::chrono::milliseconds send_timeout{1000};  // Send() gives DeadlineExceeded after this
   std::chrono::milliseconds linger{200};         // how long close waits for unsent messages
-  int kernel_buffer_bytes = 0;  // SO_SNDBUF / SO_RCVBUF for tcp/ipc; 0 = the OS default
+  int kernel_buffer_bytes = 0;     // SO_SNDBUF / SO_RCVBUF for tcp/ipc; 0 = the OS default
   bool allow_remote_bind = false;  // binding a non-loopback tcp address needs this set
   bool reply_errors = true;        // work server: answer rejected frames with an ErrorReply
 };

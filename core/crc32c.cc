@@ -123,7 +123,7 @@ uint32_t MultModP(uint32_t a, uint32_t b) {
 
 uint32_t Combine(uint32_t crc_a, uint32_t crc_b, uint64_t size_b) {
   // crc(A ++ B) = crc(A) * x^(8 |B|) mod P  xor  crc(B); the pre/post conditioning cancels.
-  uint32_t x2k = 1u << 30;  // x^1, then x^2, x^4, ... by squaring
+  uint32_t x2k = 1u << 30;    // x^1, then x^2, x^4, ... by squaring
   uint32_t shift = 1u << 31;  // x^0
   uint64_t n = size_b * 8;
   while (n) {

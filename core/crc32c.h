@@ -1,5 +1,6 @@
 // CRC32C (Castagnoli), used to checksum weight chunks and whole weight snapshots.
-// Hardware (SSE4.2) when the CPU has it, else a slicing-by-8 table; both match the bitwise reference.
+// Hardware (SSE4.2) when the CPU has it, else a slicing-by-8 table; both match the bitwise
+// reference.
 #pragma once
 
 #include <cstddef>

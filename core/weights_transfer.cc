@@ -1,6 +1,7 @@
 // Chunked, checksummed weights publication; see weights_transfer.h.
 #include "core/weights_transfer.h"
 
+#include <sys/mman.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -52,6 +53,18 @@ WeightsBuffer WeightsBuffer::FromVector(std::vector<uint8_t> v) {
 }
 
 WeightsBuffer WeightsBuffer::Allocate(size_t size, uint8_t** data) {
+  if (size >= (size_t{8} << 20)) {
+    // Large snapshots: ask for transparent huge pages, so filling 1 GB takes ~500 page faults
+    // instead of ~260k (measured: the faults dominated a fetch's CPU time).
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED) {
+      (void)madvise(p, size, MADV_HUGEPAGE);  // advisory; fine if unsupported
+      std::shared_ptr<const void> owner(
+          p, [size](const void* q) { munmap(const_cast<void*>(q), size); });
+      *data = static_cast<uint8_t*>(p);
+      return WeightsBuffer{std::move(owner), std::span<const uint8_t>(*data, size)};
+    }
+  }
   std::shared_ptr<uint8_t[]> mem(new uint8_t[size > 0 ? size : 1]);
   *data = mem.get();
   return WeightsBuffer{std::shared_ptr<const void>(mem, mem.get()),
@@ -82,10 +95,10 @@ ChunkedWeights ChunkWeights(int64_t version, std::span<const uint8_t> bytes, uin
 
 // ---- server -------------------------------------------------------------------------------------
 
-Result<std::unique_ptr<WeightsServer>> WeightsServer::Start(Context& ctx,
-                                                            std::string_view endpoint,
+Result<std::unique_ptr<WeightsServer>> WeightsServer::Start(Context& ctx, std::string_view endpoint,
                                                             WeightsServerOptions options) {
-  if (options.chunk_bytes == 0 || options.chunk_bytes > options.channel.limits.max_weight_chunk_bytes)
+  if (options.chunk_bytes == 0 ||
+      options.chunk_bytes > options.channel.limits.max_weight_chunk_bytes)
     return InvalidArgument("weights server: chunk_bytes " + std::to_string(options.chunk_bytes) +
                            " is outside [1, " +
                            std::to_string(options.channel.limits.max_weight_chunk_bytes) + "]");
@@ -103,8 +116,8 @@ Result<std::unique_ptr<WeightsServer>> WeightsServer::Start(Context& ctx,
     return IoError(std::string("weights server: creating socket: ") + e.what());
   }
   CHAINRL_RETURN_IF_ERROR(ConfigureSocket(*s->socket_, s->options_.channel));
-  auto ep = BindOrConnect(*s->socket_, endpoint, /*bind=*/true,
-                          s->options_.channel.allow_remote_bind);
+  auto ep =
+      BindOrConnect(*s->socket_, endpoint, /*bind=*/true, s->options_.channel.allow_remote_bind);
   if (!ep.ok()) return ep.status().WithPrefix("weights server");
   s->endpoint_ = std::move(ep).value();
   s->decoder_ = std::make_unique<wire::Decoder>(s->options_.channel.limits);
@@ -212,7 +225,8 @@ void WeightsServer::Serve() {
     switch (in.body_case()) {
       case wire::Envelope::kJoin:
       case wire::Envelope::kHeartbeat:
-        if (!subscribers.count(id) && static_cast<int>(subscribers.size()) >= options_.max_subscribers) {
+        if (!subscribers.count(id) &&
+            static_cast<int>(subscribers.size()) >= options_.max_subscribers) {
           send_to(id, wire::MakeError(name, wire::ERROR_NOT_AVAILABLE, "too many subscribers"));
           break;
         }
@@ -239,12 +253,12 @@ void WeightsServer::Serve() {
           if (!snapshots_.empty()) latest = snapshots_.back();
         }
         if (!snap) {
-          send_to(id, wire::MakeError(name, wire::ERROR_NOT_AVAILABLE,
-                                      "weights version " + std::to_string(req.version()) +
-                                          " is not available" +
-                                          (latest ? "; latest is " +
-                                                        std::to_string(latest->chunked.announce.version())
-                                                  : "")));
+          send_to(id, wire::MakeError(
+                          name, wire::ERROR_NOT_AVAILABLE,
+                          "weights version " + std::to_string(req.version()) + " is not available" +
+                              (latest ? "; latest is " +
+                                            std::to_string(latest->chunked.announce.version())
+                                      : "")));
           break;
         }
         const auto& a = snap->chunked.announce;
@@ -314,8 +328,8 @@ Result<std::unique_ptr<WeightsClient>> WeightsClient::Connect(Context& ctx,
     return IoError(std::string("weights client: creating socket: ") + e.what());
   }
   // Chunks in flight must fit the receive queue, or ZeroMQ would hold the server back.
-  options.channel.recv_hwm = std::max<int>(options.channel.recv_hwm,
-                                           static_cast<int>(2 * options.window_chunks + 16));
+  options.channel.recv_hwm =
+      std::max<int>(options.channel.recv_hwm, static_cast<int>(2 * options.window_chunks + 16));
   CHAINRL_RETURN_IF_ERROR(ConfigureSocket(*s, options.channel));
   auto ep = BindOrConnect(*s, endpoint, /*bind=*/false, false);
   if (!ep.ok()) return ep.status().WithPrefix("weights client " + options.channel.name);
@@ -354,7 +368,8 @@ Result<bool> WeightsClient::ReceiveOne(std::chrono::milliseconds timeout, wire::
                                        zmq::message_t* payload) {
   const auto deadline = SteadyClock::now() + timeout;
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() < 0) left = std::chrono::milliseconds(0);
     zmq::message_t head;
     try {
@@ -406,10 +421,11 @@ Result<std::optional<wire::WeightAnnounce>> WeightsClient::PollAnnounce(
       last_returned_ = a.version();
       return std::optional<wire::WeightAnnounce>(std::move(a));
     }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
     if (left.count() <= 0 && timeout.count() > 0) return std::optional<wire::WeightAnnounce>();
-    CHAINRL_ASSIGN_OR_RETURN(bool got, ReceiveOne(std::max(left, std::chrono::milliseconds(0)),
-                                                  &env, &payload));
+    CHAINRL_ASSIGN_OR_RETURN(
+        bool got, ReceiveOne(std::max(left, std::chrono::milliseconds(0)), &env, &payload));
     if (!got) return std::optional<wire::WeightAnnounce>();
     if (env.has_weight_announce()) NoteAnnounce(env.weight_announce());
     if (env.has_error()) return IsRefusal(env, "weights server " + endpoint_);
@@ -418,11 +434,13 @@ Result<std::optional<wire::WeightAnnounce>> WeightsClient::PollAnnounce(
 }
 
 Result<WeightsBuffer> WeightsClient::Fetch(const wire::WeightAnnounce& a) {
-  CHAINRL_RETURN_IF_ERROR(Validate([&] {
-    wire::Envelope e = wire::MakeEnvelope("self");
-    *e.mutable_weight_announce() = a;
-    return e;
-  }(), options_.channel.limits));
+  CHAINRL_RETURN_IF_ERROR(Validate(
+      [&] {
+        wire::Envelope e = wire::MakeEnvelope("self");
+        *e.mutable_weight_announce() = a;
+        return e;
+      }(),
+      options_.channel.limits));
   const std::string what = "weights version " + std::to_string(a.version()) + " from " + endpoint_;
   uint8_t* dst = nullptr;
   WeightsBuffer out;
@@ -473,8 +491,7 @@ Result<WeightsBuffer> WeightsClient::Fetch(const wire::WeightAnnounce& a) {
     if (c.offset() != off || c.size() != len || payload.size() != len)
       return Corrupt(chunk + ": offset/size " + std::to_string(c.offset()) + "/" +
                      std::to_string(c.size()) + " with " + std::to_string(payload.size()) +
-                     " payload bytes; expected " + std::to_string(off) + "/" +
-                     std::to_string(len));
+                     " payload bytes; expected " + std::to_string(off) + "/" + std::to_string(len));
     const uint32_t crc = crc32c::Value(payload.data(), len);
     if (crc != c.crc32c())
       return Corrupt(chunk + ": crc32c " + Hex32(crc) + " of the received bytes, the server's is " +

@@ -27,7 +27,8 @@ struct WeightsBuffer {
 
   static WeightsBuffer FromVector(std::vector<uint8_t> v);
   // Uninitialised storage of `size` bytes that the caller fills before sharing; `*data` gets
-  // a writable pointer to it.
+  // a writable pointer to it. Large sizes are mmapped with huge pages advised. Throws
+  // std::bad_alloc when memory is exhausted (Fetch turns that into a Status).
   static WeightsBuffer Allocate(size_t size, uint8_t** data);
 };
 
@@ -41,7 +42,7 @@ ChunkedWeights ChunkWeights(int64_t version, std::span<const uint8_t> bytes, uin
                             std::string format = "");
 
 struct WeightsServerOptions {
-  ChannelOptions channel;        // name, limits, linger, send_timeout, send_hwm ...
+  ChannelOptions channel;           // name, limits, linger, send_timeout, send_hwm ...
   uint32_t chunk_bytes = 4u << 20;  // 4 MiB chunks
   int keep_versions = 2;  // older snapshots still served so that in-flight fetches can finish
   int max_subscribers = 4096;

@@ -7,9 +7,9 @@
 #include <google/protobuf/stubs/logging.h>
 
 #include <cmath>
-#include <mutex>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <unordered_set>
 
 namespace chainrl::wire {
@@ -47,40 +47,42 @@ Path operator+(const Path& p, const std::string& key) { return Path(&p, nullptr,
 Path Idx(const Path& p, const char* field, size_t i) {
   return Path(&p, field, true, static_cast<int64_t>(i), nullptr);
 }
-Path At(const Path& p, size_t i) { return Path(&p, nullptr, false, static_cast<int64_t>(i), nullptr); }
+Path At(const Path& p, size_t i) {
+  return Path(&p, nullptr, false, static_cast<int64_t>(i), nullptr);
+}
 
-#define CHAINRL_WIRE_REQUIRE(cond, path, what)                                      \
-  do {                                                                              \
-    if (!(cond)) return InvalidArgument(Path(path).Str() + ": " + (what));          \
+#define CHAINRL_WIRE_REQUIRE(cond, path, what)                             \
+  do {                                                                     \
+    if (!(cond)) return InvalidArgument(Path(path).Str() + ": " + (what)); \
   } while (0)
 
-Status ValidateName(std::string_view s, const Path& path, const Limits& lim,
-                    bool required) {
+Status ValidateName(std::string_view s, const Path& path, const Limits& lim, bool required) {
   CHAINRL_WIRE_REQUIRE(!required || !s.empty(), path, "must not be empty");
-  CHAINRL_WIRE_REQUIRE(s.size() <= lim.max_name_bytes, path,
-                       std::to_string(s.size()) + " bytes exceeds limit " +
-                           std::to_string(lim.max_name_bytes));
+  CHAINRL_WIRE_REQUIRE(
+      s.size() <= lim.max_name_bytes, path,
+      std::to_string(s.size()) + " bytes exceeds limit " + std::to_string(lim.max_name_bytes));
   return Status::Ok();
 }
 
 Status ValidateText(std::string_view s, const Path& path, const Limits& lim) {
-  CHAINRL_WIRE_REQUIRE(s.size() <= lim.max_string_bytes, path,
-                       std::to_string(s.size()) + " bytes exceeds limit " +
-                           std::to_string(lim.max_string_bytes));
+  CHAINRL_WIRE_REQUIRE(
+      s.size() <= lim.max_string_bytes, path,
+      std::to_string(s.size()) + " bytes exceeds limit " + std::to_string(lim.max_string_bytes));
   return Status::Ok();
 }
 
 template <typename Repeated>
 Status ValidateTokens(const Repeated& ids, const Path& path, const Limits& lim) {
-  CHAINRL_WIRE_REQUIRE(static_cast<uint64_t>(ids.size()) <= lim.max_tokens, path,
-                       std::to_string(ids.size()) + " tokens exceeds limit " +
-                           std::to_string(lim.max_tokens));
+  CHAINRL_WIRE_REQUIRE(
+      static_cast<uint64_t>(ids.size()) <= lim.max_tokens, path,
+      std::to_string(ids.size()) + " tokens exceeds limit " + std::to_string(lim.max_tokens));
   // Branch-free (vectorizable) scan first; locate the culprit only on failure.
-  if (ids.size() > 0 && internal::MaxOf(ids.data(), static_cast<size_t>(ids.size())) >= lim.vocab_size) {
+  if (ids.size() > 0 &&
+      internal::MaxOf(ids.data(), static_cast<size_t>(ids.size())) >= lim.vocab_size) {
     for (int i = 0; i < ids.size(); ++i) {
-      CHAINRL_WIRE_REQUIRE(ids[i] < lim.vocab_size, At(path, i),
-                           std::to_string(ids[i]) + " is outside [0, " +
-                               std::to_string(lim.vocab_size) + ")");
+      CHAINRL_WIRE_REQUIRE(
+          ids[i] < lim.vocab_size, At(path, i),
+          std::to_string(ids[i]) + " is outside [0, " + std::to_string(lim.vocab_size) + ")");
     }
   }
   return Status::Ok();
@@ -110,7 +112,7 @@ Status ValidateSegment(const TokenSegment& seg, const Path& path, const Limits& 
                        std::to_string(seg.behaviour_logprobs_size()) + " logprobs for " +
                            std::to_string(seg.token_ids_size()) + " tokens");
   if (!internal::AllFiniteNonPositive(seg.behaviour_logprobs().data(),
-                            static_cast<size_t>(seg.behaviour_logprobs_size()))) {
+                                      static_cast<size_t>(seg.behaviour_logprobs_size()))) {
     for (int i = 0; i < seg.behaviour_logprobs_size(); ++i) {
       float lp = seg.behaviour_logprobs(i);
       CHAINRL_WIRE_REQUIRE(std::isfinite(lp), Idx(path, "behaviour_logprobs", i),
@@ -146,7 +148,8 @@ Status ValidateSampling(const SamplingParams& s, const Path& path, const Limits&
     CHAINRL_WIRE_REQUIRE(s.stop_token_ids(i) < lim.vocab_size, Idx(path, "stop_token_ids", i),
                          std::to_string(s.stop_token_ids(i)) + " is outside the vocabulary");
   for (int i = 0; i < s.stop_strings_size(); ++i)
-    CHAINRL_RETURN_IF_ERROR(ValidateName(s.stop_strings(i), Idx(path, "stop_strings", i), lim, true));
+    CHAINRL_RETURN_IF_ERROR(
+        ValidateName(s.stop_strings(i), Idx(path, "stop_strings", i), lim, true));
   return Status::Ok();
 }
 
@@ -165,8 +168,7 @@ Status ValidateWorkItem(const WorkItem& w, const Path& path, const Limits& lim) 
   CHAINRL_RETURN_IF_ERROR(ValidateSampling(w.sampling(), path + ".sampling", lim));
   CHAINRL_WIRE_REQUIRE(w.policy_version() >= 0, path + ".policy_version",
                        std::to_string(w.policy_version()) + " is negative");
-  CHAINRL_WIRE_REQUIRE(static_cast<uint32_t>(w.carried_size()) <= w.group_size(),
-                       path + ".carried",
+  CHAINRL_WIRE_REQUIRE(static_cast<uint32_t>(w.carried_size()) <= w.group_size(), path + ".carried",
                        std::to_string(w.carried_size()) + " segments for a group of " +
                            std::to_string(w.group_size()));
   std::vector<bool> seen(w.group_size(), false);
@@ -187,11 +189,11 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
   const Path path("trajectory");
   CHAINRL_WIRE_REQUIRE(t.lease_id() != 0, path + ".lease_id", "0 is not a lease");
   CHAINRL_RETURN_IF_ERROR(ValidateName(t.actor_id(), path + ".actor_id", lim, false));
-  CHAINRL_WIRE_REQUIRE(t.samples_size() >= 1 &&
-                           static_cast<uint32_t>(t.samples_size()) <= lim.max_group_size,
-                       path + ".samples",
-                       std::to_string(t.samples_size()) + " samples is outside [1, " +
-                           std::to_string(lim.max_group_size) + "]");
+  CHAINRL_WIRE_REQUIRE(
+      t.samples_size() >= 1 && static_cast<uint32_t>(t.samples_size()) <= lim.max_group_size,
+      path + ".samples",
+      std::to_string(t.samples_size()) + " samples is outside [1, " +
+          std::to_string(lim.max_group_size) + "]");
   std::unordered_set<uint32_t> seen;
   for (int i = 0; i < t.samples_size(); ++i) {
     const Sample& s = t.samples(i);
@@ -205,11 +207,11 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
                          p + ".finish_reason",
                          std::to_string(static_cast<int>(s.finish_reason())) + " is not a reason");
     CHAINRL_RETURN_IF_ERROR(ValidateFinite(s.reward(), p + ".reward", false));
-    CHAINRL_WIRE_REQUIRE(static_cast<uint32_t>(s.reward_components_size()) <= lim.max_map_entries &&
-                             static_cast<uint32_t>(s.reward_diagnostics_size()) <=
-                                 lim.max_map_entries,
-                         p, "more than " + std::to_string(lim.max_map_entries) +
-                                " reward components or diagnostics");
+    CHAINRL_WIRE_REQUIRE(
+        static_cast<uint32_t>(s.reward_components_size()) <= lim.max_map_entries &&
+            static_cast<uint32_t>(s.reward_diagnostics_size()) <= lim.max_map_entries,
+        p,
+        "more than " + std::to_string(lim.max_map_entries) + " reward components or diagnostics");
     for (const auto& [k, v] : s.reward_components()) {
       CHAINRL_RETURN_IF_ERROR(ValidateName(k, p + ".reward_components key", lim, true));
       CHAINRL_RETURN_IF_ERROR(ValidateFinite(v, p + ".reward_components[" + k + "]", false));
@@ -231,9 +233,9 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
 Status ValidateAnnounce(const WeightAnnounce& a, const Limits& lim) {
   const Path p("weight_announce");
   CHAINRL_WIRE_REQUIRE(a.version() >= 0, p + ".version", "negative");
-  CHAINRL_WIRE_REQUIRE(a.total_bytes() <= lim.max_weight_bytes, p + ".total_bytes",
-                       std::to_string(a.total_bytes()) + " exceeds limit " +
-                           std::to_string(lim.max_weight_bytes));
+  CHAINRL_WIRE_REQUIRE(
+      a.total_bytes() <= lim.max_weight_bytes, p + ".total_bytes",
+      std::to_string(a.total_bytes()) + " exceeds limit " + std::to_string(lim.max_weight_bytes));
   CHAINRL_WIRE_REQUIRE(a.chunk_bytes() >= 1 && a.chunk_bytes() <= lim.max_weight_chunk_bytes,
                        p + ".chunk_bytes",
                        std::to_string(a.chunk_bytes()) + " is outside [1, " +
@@ -250,13 +252,20 @@ Status ValidateAnnounce(const WeightAnnounce& a, const Limits& lim) {
 
 const char* RejectReasonName(RejectReason reason) {
   switch (reason) {
-    case RejectReason::kTruncated: return "truncated";
-    case RejectReason::kBadMagic: return "bad_magic";
-    case RejectReason::kOversized: return "oversized";
-    case RejectReason::kVersionMismatch: return "version_mismatch";
-    case RejectReason::kMalformed: return "malformed";
-    case RejectReason::kInvalid: return "invalid";
-    case RejectReason::kCount: break;
+    case RejectReason::kTruncated:
+      return "truncated";
+    case RejectReason::kBadMagic:
+      return "bad_magic";
+    case RejectReason::kOversized:
+      return "oversized";
+    case RejectReason::kVersionMismatch:
+      return "version_mismatch";
+    case RejectReason::kMalformed:
+      return "malformed";
+    case RejectReason::kInvalid:
+      return "invalid";
+    case RejectReason::kCount:
+      break;
   }
   return "unknown";
 }
@@ -342,9 +351,9 @@ Status Validate(const Envelope& env, const Limits& lim) {
       CHAINRL_WIRE_REQUIRE(c.size() <= lim.max_weight_chunk_bytes, "weight_chunk.size",
                            std::to_string(c.size()) + " exceeds limit " +
                                std::to_string(lim.max_weight_chunk_bytes));
-      CHAINRL_WIRE_REQUIRE(c.offset() <= lim.max_weight_bytes &&
-                               c.offset() + c.size() <= lim.max_weight_bytes,
-                           "weight_chunk.offset", "beyond the largest snapshot");
+      CHAINRL_WIRE_REQUIRE(
+          c.offset() <= lim.max_weight_bytes && c.offset() + c.size() <= lim.max_weight_bytes,
+          "weight_chunk.offset", "beyond the largest snapshot");
       return Status::Ok();
     }
     case Envelope::kHeartbeat:
@@ -353,8 +362,7 @@ Status Validate(const Envelope& env, const Limits& lim) {
       return Status::Ok();
     case Envelope::kJoin:
       CHAINRL_RETURN_IF_ERROR(ValidateName(env.join().host(), "join.host", lim, false));
-      CHAINRL_WIRE_REQUIRE(env.join().max_credits() <= lim.max_items_per_batch,
-                           "join.max_credits",
+      CHAINRL_WIRE_REQUIRE(env.join().max_credits() <= lim.max_items_per_batch, "join.max_credits",
                            std::to_string(env.join().max_credits()) + " exceeds limit " +
                                std::to_string(lim.max_items_per_batch));
       return Status::Ok();
@@ -368,9 +376,9 @@ Status Validate(const Envelope& env, const Limits& lim) {
                                std::to_string(lim.max_items_per_batch) + "]");
       return Status::Ok();
     case Envelope::kError:
-      CHAINRL_WIRE_REQUIRE(ErrorCode_IsValid(env.error().code()), "error.code",
-                           std::to_string(static_cast<int>(env.error().code())) +
-                               " is not an error code");
+      CHAINRL_WIRE_REQUIRE(
+          ErrorCode_IsValid(env.error().code()), "error.code",
+          std::to_string(static_cast<int>(env.error().code())) + " is not an error code");
       return ValidateText(env.error().message(), "error.message", lim);
     case Envelope::BODY_NOT_SET:
       break;
@@ -403,8 +411,8 @@ Status Decoder::Reject(std::string_view peer, RejectReason r, const std::string&
   if (reason) *reason = r;
   StatusCode code = StatusCode::kCorrupt;
   if (r == RejectReason::kVersionMismatch) code = StatusCode::kInvalidArgument;
-  return Status(code, "peer " + Str(peer) + ": rejected frame (" + RejectReasonName(r) + "): " +
-                          why);
+  return Status(code,
+                "peer " + Str(peer) + ": rejected frame (" + RejectReasonName(r) + "): " + why);
 }
 
 Status Decoder::Decode(std::string_view peer, const void* data, size_t size, Envelope* out,
@@ -430,10 +438,10 @@ Status Decoder::Decode(std::string_view peer, const void* data, size_t size, Env
                   reason);
   out->Clear();
   if (!out->ParseFromArray(b + kHeaderBytes, static_cast<int>(size - kHeaderBytes)))
-    return Reject(peer, RejectReason::kMalformed,
-                  "Protobuf body of " + std::to_string(size - kHeaderBytes) +
-                      " bytes does not parse",
-                  reason);
+    return Reject(
+        peer, RejectReason::kMalformed,
+        "Protobuf body of " + std::to_string(size - kHeaderBytes) + " bytes does not parse",
+        reason);
   if (out->schema_version() != kSchemaVersion)
     return Reject(peer, RejectReason::kVersionMismatch,
                   "envelope schema_version " + std::to_string(out->schema_version()) +
@@ -446,10 +454,14 @@ Status Decoder::Decode(std::string_view peer, const void* data, size_t size, Env
 
 ErrorCode ErrorCodeFor(RejectReason reason) {
   switch (reason) {
-    case RejectReason::kVersionMismatch: return ERROR_VERSION_MISMATCH;
-    case RejectReason::kOversized: return ERROR_OVERSIZED;
-    case RejectReason::kInvalid: return ERROR_INVALID;
-    default: return ERROR_MALFORMED;
+    case RejectReason::kVersionMismatch:
+      return ERROR_VERSION_MISMATCH;
+    case RejectReason::kOversized:
+      return ERROR_OVERSIZED;
+    case RejectReason::kInvalid:
+      return ERROR_INVALID;
+    default:
+      return ERROR_MALFORMED;
   }
 }
 

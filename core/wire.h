@@ -24,15 +24,15 @@ inline constexpr size_t kHeaderBytes = 8;
 // Bounds every decoded message must respect. Enforced before parsing (frame size) and after
 // (counts, ranges, consistency). Defaults suit 256k-entry vocabularies and 1M-token samples.
 struct Limits {
-  size_t max_frame_bytes = size_t{256} << 20;   // whole frame, header included
-  uint32_t vocab_size = 1u << 18;               // token ids must lie in [0, vocab_size)
-  uint32_t max_tokens = 1u << 20;               // per prompt or per token segment
-  uint32_t max_group_size = 1024;               // G, samples per trajectory, carried segments
-  uint32_t max_items_per_batch = 1024;          // work items per batch and credits per request
-  uint32_t max_string_bytes = 4u << 20;         // prompt text, diagnostics, messages
-  uint32_t max_name_bytes = 256;                // sender, actor ids, map keys, host names
-  uint32_t max_map_entries = 256;               // reward components / diagnostics per sample
-  uint32_t max_stop_entries = 256;              // stop tokens / stop strings
+  size_t max_frame_bytes = size_t{256} << 20;    // whole frame, header included
+  uint32_t vocab_size = 1u << 18;                // token ids must lie in [0, vocab_size)
+  uint32_t max_tokens = 1u << 20;                // per prompt or per token segment
+  uint32_t max_group_size = 1024;                // G, samples per trajectory, carried segments
+  uint32_t max_items_per_batch = 1024;           // work items per batch and credits per request
+  uint32_t max_string_bytes = 4u << 20;          // prompt text, diagnostics, messages
+  uint32_t max_name_bytes = 256;                 // sender, actor ids, map keys, host names
+  uint32_t max_map_entries = 256;                // reward components / diagnostics per sample
+  uint32_t max_stop_entries = 256;               // stop tokens / stop strings
   uint32_t max_weight_chunk_bytes = 256u << 20;  // one weights chunk
   uint32_t max_chunks_per_request = 4096;
   uint64_t max_weight_bytes = uint64_t{1} << 42;  // 4 TiB: one weights snapshot
@@ -40,12 +40,12 @@ struct Limits {
 
 // Why a frame was rejected. Every rejection is counted under exactly one reason.
 enum class RejectReason : int {
-  kTruncated = 0,        // shorter than the header
-  kBadMagic,             // not a chainrl frame
-  kOversized,            // larger than Limits::max_frame_bytes (rejected before parsing)
-  kVersionMismatch,      // header or envelope speaks another schema version
-  kMalformed,            // the Protobuf body does not parse
-  kInvalid,              // parsed, but a field breaks the schema's rules
+  kTruncated = 0,    // shorter than the header
+  kBadMagic,         // not a chainrl frame
+  kOversized,        // larger than Limits::max_frame_bytes (rejected before parsing)
+  kVersionMismatch,  // header or envelope speaks another schema version
+  kMalformed,        // the Protobuf body does not parse
+  kInvalid,          // parsed, but a field breaks the schema's rules
   kCount
 };
 const char* RejectReasonName(RejectReason reason);

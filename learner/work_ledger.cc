@@ -13,11 +13,16 @@ std::chrono::nanoseconds SteadyClock::Now() const {
 
 const char* VerdictName(Verdict v) {
   switch (v) {
-    case Verdict::kAccepted: return "accepted";
-    case Verdict::kAcceptedNeedsCorrection: return "accepted_needs_correction";
-    case Verdict::kDroppedStale: return "dropped_stale";
-    case Verdict::kDuplicate: return "duplicate";
-    case Verdict::kUnknown: return "unknown";
+    case Verdict::kAccepted:
+      return "accepted";
+    case Verdict::kAcceptedNeedsCorrection:
+      return "accepted_needs_correction";
+    case Verdict::kDroppedStale:
+      return "dropped_stale";
+    case Verdict::kDuplicate:
+      return "duplicate";
+    case Verdict::kUnknown:
+      return "unknown";
   }
   return "?";
 }
@@ -188,20 +193,19 @@ std::string WorkLedger::ToJson() const {
   std::map<uint64_t, const Group*> sorted;
   for (const auto& [id, g] : groups_) sorted[id] = &g;
   for (const auto& [id, g] : sorted)
-    groups.push_back({{"id", id},
-                      {"state", StateName(static_cast<int>(g->state))},
-                      {"attempts", g->attempts}});
+    groups.push_back(
+        {{"id", id}, {"state", StateName(static_cast<int>(g->state))}, {"attempts", g->attempts}});
   j["groups"] = std::move(groups);
   j["queue"] = json(std::vector<uint64_t>(queue_.begin(), queue_.end()));
   json leases = json::array();
   for (const auto& [id, l] : leases_)
-    leases.push_back({{"lease_id", id},
-                      {"group_id", l.group_id},
-                      {"actor", l.actor},
-                      {"attempt", l.attempt},
-                      {"remaining_ms",
-                       std::chrono::duration_cast<std::chrono::milliseconds>(l.deadline - now)
-                           .count()}});
+    leases.push_back(
+        {{"lease_id", id},
+         {"group_id", l.group_id},
+         {"actor", l.actor},
+         {"attempt", l.attempt},
+         {"remaining_ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(l.deadline - now).count()}});
   j["leases"] = std::move(leases);
   json actors = json::array();
   for (const auto& [name, a] : actors_) actors.push_back({{"name", name}, {"alive", a.alive}});
@@ -266,8 +270,8 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
       lease.attempt = e.at("attempt").get<int>();
       lease.deadline = now + std::chrono::milliseconds(e.at("remaining_ms").get<int64_t>());
       auto it = l.groups_.find(lease.group_id);
-      if (it == l.groups_.end() || it->second.state != GroupState::kLeased ||
-          lease.lease_id == 0 || lease.lease_id >= l.next_lease_id_)
+      if (it == l.groups_.end() || it->second.state != GroupState::kLeased || lease.lease_id == 0 ||
+          lease.lease_id >= l.next_lease_id_)
         return Corrupt(where + ": leases[] entry " + std::to_string(lease.lease_id) +
                        " does not match a leased group");
       it->second.lease_id = lease.lease_id;

@@ -58,11 +58,26 @@ struct LedgerOptions {
   // that kills every actor must not stall the run). 0: retry forever.
   int max_attempts = 0;
 
-  LedgerOptions& set_heartbeat_timeout(std::chrono::milliseconds v) { heartbeat_timeout = v; return *this; }
-  LedgerOptions& set_lease_duration(std::chrono::milliseconds v) { lease_duration = v; return *this; }
-  LedgerOptions& set_max_off_policy_steps(int64_t v) { max_off_policy_steps = v; return *this; }
-  LedgerOptions& set_stale_policy(StalePolicy v) { stale_policy = v; return *this; }
-  LedgerOptions& set_max_attempts(int v) { max_attempts = v; return *this; }
+  LedgerOptions& set_heartbeat_timeout(std::chrono::milliseconds v) {
+    heartbeat_timeout = v;
+    return *this;
+  }
+  LedgerOptions& set_lease_duration(std::chrono::milliseconds v) {
+    lease_duration = v;
+    return *this;
+  }
+  LedgerOptions& set_max_off_policy_steps(int64_t v) {
+    max_off_policy_steps = v;
+    return *this;
+  }
+  LedgerOptions& set_stale_policy(StalePolicy v) {
+    stale_policy = v;
+    return *this;
+  }
+  LedgerOptions& set_max_attempts(int v) {
+    max_attempts = v;
+    return *this;
+  }
 };
 
 struct Lease {
@@ -70,7 +85,7 @@ struct Lease {
   uint64_t group_id = 0;
   std::string actor;
   std::chrono::nanoseconds deadline{0};  // on the ledger's clock
-  int attempt = 1;                        // 1 for the first lease of the group
+  int attempt = 1;                       // 1 for the first lease of the group
 };
 
 // What happened to a result handed to Complete().
@@ -96,7 +111,7 @@ struct LedgerCounters {
   uint64_t stale_dropped = 0;
   uint64_t stale_flagged = 0;
   uint64_t actors_declared_dead = 0;
-  uint64_t leases_expired = 0;        // revoked by deadline (subset of reassigned or lost)
+  uint64_t leases_expired = 0;  // revoked by deadline (subset of reassigned or lost)
 };
 
 // Not thread-safe: owned by the learner's dispatch loop. The clock must outlive the ledger.
@@ -165,7 +180,7 @@ class WorkLedger {
   LedgerOptions options_;
   const Clock* clock_;
   std::unordered_map<uint64_t, Group> groups_;
-  std::deque<uint64_t> queue_;  // pending group ids, in hand-out order
+  std::deque<uint64_t> queue_;        // pending group ids, in hand-out order
   std::map<uint64_t, Lease> leases_;  // active leases by id
   std::map<std::string, Actor> actors_;
   uint64_t next_lease_id_ = 1;

@@ -60,14 +60,12 @@ TEST(EndpointTest, ParsesAndExplainsErrors) {
     const char* text;
     const char* why;
   };
-  for (const Bad& b : {Bad{"udp://1.2.3.4:5", "expected tcp://"},
-                       Bad{"tcp://127.0.0.1", "needs a ':PORT'"},
-                       Bad{"tcp://127.0.0.1:99999", "port in [0, 65535]"},
-                       Bad{"tcp://127.0.0.1:12ab", "got '12ab'"},
-                       Bad{"tcp://:80", "needs a host"},
-                       Bad{"tcp://example.com:80", "is not an IPv4 address"},
-                       Bad{"ipc://", "needs a path"},
-                       Bad{"", "expected tcp://"}}) {
+  for (const Bad& b :
+       {Bad{"udp://1.2.3.4:5", "expected tcp://"}, Bad{"tcp://127.0.0.1", "needs a ':PORT'"},
+        Bad{"tcp://127.0.0.1:99999", "port in [0, 65535]"},
+        Bad{"tcp://127.0.0.1:12ab", "got '12ab'"}, Bad{"tcp://:80", "needs a host"},
+        Bad{"tcp://example.com:80", "is not an IPv4 address"}, Bad{"ipc://", "needs a path"},
+        Bad{"", "expected tcp://"}}) {
     auto r = ParseEndpoint(b.text);
     ASSERT_FALSE(r.ok()) << b.text;
     EXPECT_NE(r.status().message().find(b.why), std::string::npos) << r.status().message();
@@ -137,7 +135,8 @@ TEST_P(ChannelRoundTrip, TrajectoriesFlowFromManySourcesToOneSink) {
   auto sink = Open(ctx_, ChannelKind::kTrajectorySink, Endpoint("traj"));
   ASSERT_TRUE(sink);
   std::vector<std::unique_ptr<Channel>> sources;
-  for (int i = 0; i < 3; ++i) sources.push_back(Open(ctx_, ChannelKind::kTrajectorySource, sink->endpoint()));
+  for (int i = 0; i < 3; ++i)
+    sources.push_back(Open(ctx_, ChannelKind::kTrajectorySource, sink->endpoint()));
   std::mt19937_64 rng(1);
   std::map<std::string, wire::Envelope> sent;
   for (int i = 0; i < 30; ++i) {

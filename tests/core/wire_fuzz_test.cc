@@ -41,7 +41,8 @@ std::string Mutate(const std::string& base, std::mt19937_64& rng, int kind) {
   switch (kind) {
     case 0: {  // flip 1..8 bits anywhere
       int flips = 1 + static_cast<int>(rng() % 8);
-      for (int i = 0; i < flips && !f.empty(); ++i) f[pick(f.size())] ^= static_cast<char>(1 << (rng() % 8));
+      for (int i = 0; i < flips && !f.empty(); ++i)
+        f[pick(f.size())] ^= static_cast<char>(1 << (rng() % 8));
       break;
     }
     case 1:  // flip bits only in the body (past the header) so parsing is exercised

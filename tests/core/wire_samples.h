@@ -39,7 +39,8 @@ inline SamplingParams MakeSampling() {
 inline WorkItem MakeWorkItem(std::mt19937_64& rng, uint64_t group, int prompt_len, int carried) {
   WorkItem w;
   w.set_prompt_group_id(group);
-  for (int i = 0; i < prompt_len; ++i) w.add_prompt_token_ids(static_cast<uint32_t>(rng() % 151000));
+  for (int i = 0; i < prompt_len; ++i)
+    w.add_prompt_token_ids(static_cast<uint32_t>(rng() % 151000));
   w.set_prompt_text("What is 17 * 23? Think step by step.");
   *w.mutable_sampling() = MakeSampling();
   w.set_token_budget(4096);
@@ -88,7 +89,8 @@ inline std::vector<Envelope> AllMessageTypes() {
   };
   add([&](Envelope& e) { *e.mutable_work_item() = MakeWorkItem(rng, 5, 30, 2); });
   add([&](Envelope& e) {
-    for (int i = 0; i < 3; ++i) *e.mutable_work_batch()->add_items() = MakeWorkItem(rng, 9 + i, 12, i);
+    for (int i = 0; i < 3; ++i)
+      *e.mutable_work_batch()->add_items() = MakeWorkItem(rng, 9 + i, 12, i);
   });
   add([&](Envelope& e) { *e.mutable_trajectory() = MakeTrajectory(rng, 4, 37); });
   add([&](Envelope& e) {

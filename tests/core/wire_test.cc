@@ -33,7 +33,7 @@ TEST(WireTest, RoundTripsEveryMessageTypeExactly) {
     Status st = d.Decode("test", f.data(), f.size(), &out);
     ASSERT_TRUE(st.ok()) << st.ToString();
     EXPECT_TRUE(MessageDifferencer::Equals(e, out)) << e.DebugString() << "\nvs\n"
-                                                      << out.DebugString();
+                                                    << out.DebugString();
   }
   EXPECT_EQ(d.counters().Total(), 0u);
 }
@@ -43,8 +43,8 @@ TEST(WireTest, ExactFrameBytes) {
   e.mutable_heartbeat()->set_policy_version(3);
   // Header "CRLW" v1, then field 1 varint 1, field 2 "a", field 16 (tag 0x82 0x01) length 2
   // holding field 1 varint 3.
-  const uint8_t expect[] = {'C', 'R', 'L', 'W', 1, 0, 0, 0, 0x08, 0x01, 0x12, 0x01,
-                            'a', 0x82, 0x01, 0x02, 0x08, 0x03};
+  const uint8_t expect[] = {'C',  'R',  'L',  'W', 1,    0,    0,    0,    0x08,
+                            0x01, 0x12, 0x01, 'a', 0x82, 0x01, 0x02, 0x08, 0x03};
   std::string f = Frame(e);
   ASSERT_EQ(f.size(), sizeof expect);
   EXPECT_EQ(f, std::string(reinterpret_cast<const char*>(expect), sizeof expect));
@@ -132,54 +132,87 @@ TEST(WireTest, ValidationNamesTheOffendingField) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<std::pair<std::function<Envelope()>, BadField>> cases = {
-      {traj, {"trajectory.samples[1].completion.behaviour_logprobs[3]: 0.5", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(1)->mutable_completion()->set_behaviour_logprobs(3, 0.5f);
-              }}},
-      {traj, {"behaviour_logprobs[2]: nan is not finite", [&](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->set_behaviour_logprobs(2, nan);
-              }}},
-      {traj, {"behaviour_logprobs[4]: -inf is not finite", [&](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->set_behaviour_logprobs(4, -inf);
-              }}},
-      {traj, {"trajectory.samples[2].completion.token_ids[5]: 262144 is outside [0, 262144)",
-              [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(2)->mutable_completion()->set_token_ids(5, 262144);
-              }}},
-      {traj, {"behaviour_logprobs: 9 logprobs for 10 tokens", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->mutable_behaviour_logprobs()->RemoveLast();
-              }}},
-      {traj, {"policy_versions: runs cover 11 tokens but the segment has 10", [](Envelope& e) {
-                auto* r = e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->mutable_policy_versions();
-                r->set_lengths(0, r->lengths(0) + 1);
-              }}},
-      {traj, {"finish_reason: 0 is not a reason", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->set_finish_reason(FINISH_UNSPECIFIED);
-              }}},
-      {traj, {"finish_reason: 99 is not a reason", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->set_finish_reason(static_cast<FinishReason>(99));
-              }}},
-      {traj, {"samples[1].reward: nan", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(1)->set_reward(std::nan(""));
-              }}},
-      {traj, {"samples[1].sample_index: 0 appears twice", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(1)->set_sample_index(0);
-              }}},
-      {traj, {"timings.generate_seconds", [](Envelope& e) {
-                e.mutable_trajectory()->mutable_samples(0)->mutable_timings()->set_generate_seconds(-1);
-              }}},
+      {traj,
+       {"trajectory.samples[1].completion.behaviour_logprobs[3]: 0.5",
+        [](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(1)->mutable_completion()->set_behaviour_logprobs(
+              3, 0.5f);
+        }}},
+      {traj,
+       {"behaviour_logprobs[2]: nan is not finite",
+        [&](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->set_behaviour_logprobs(
+              2, nan);
+        }}},
+      {traj,
+       {"behaviour_logprobs[4]: -inf is not finite",
+        [&](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->set_behaviour_logprobs(
+              4, -inf);
+        }}},
+      {traj,
+       {"trajectory.samples[2].completion.token_ids[5]: 262144 is outside [0, 262144)",
+        [](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(2)->mutable_completion()->set_token_ids(5,
+                                                                                          262144);
+        }}},
+      {traj,
+       {"behaviour_logprobs: 9 logprobs for 10 tokens",
+        [](Envelope& e) {
+          e.mutable_trajectory()
+              ->mutable_samples(0)
+              ->mutable_completion()
+              ->mutable_behaviour_logprobs()
+              ->RemoveLast();
+        }}},
+      {traj,
+       {"policy_versions: runs cover 11 tokens but the segment has 10",
+        [](Envelope& e) {
+          auto* r = e.mutable_trajectory()
+                        ->mutable_samples(0)
+                        ->mutable_completion()
+                        ->mutable_policy_versions();
+          r->set_lengths(0, r->lengths(0) + 1);
+        }}},
+      {traj,
+       {"finish_reason: 0 is not a reason",
+        [](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(0)->set_finish_reason(FINISH_UNSPECIFIED);
+        }}},
+      {traj,
+       {"finish_reason: 99 is not a reason",
+        [](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(0)->set_finish_reason(
+              static_cast<FinishReason>(99));
+        }}},
+      {traj,
+       {"samples[1].reward: nan",
+        [](Envelope& e) { e.mutable_trajectory()->mutable_samples(1)->set_reward(std::nan("")); }}},
+      {traj,
+       {"samples[1].sample_index: 0 appears twice",
+        [](Envelope& e) { e.mutable_trajectory()->mutable_samples(1)->set_sample_index(0); }}},
+      {traj,
+       {"timings.generate_seconds",
+        [](Envelope& e) {
+          e.mutable_trajectory()->mutable_samples(0)->mutable_timings()->set_generate_seconds(-1);
+        }}},
       {traj, {"trajectory.lease_id", [](Envelope& e) { e.mutable_trajectory()->set_lease_id(0); }}},
-      {item, {"work_item.group_size: 0", [](Envelope& e) { e.mutable_work_item()->set_group_size(0); }}},
-      {item, {"work_item.carried[0].sample_index: 9 >= group_size", [](Envelope& e) {
-                e.mutable_work_item()->mutable_carried(0)->set_sample_index(9);
-              }}},
-      {item, {"work_item.sampling.top_p", [](Envelope& e) {
-                e.mutable_work_item()->mutable_sampling()->set_top_p(0);
-              }}},
-      {item, {"work_item.sampling: missing", [](Envelope& e) { e.mutable_work_item()->clear_sampling(); }}},
-      {item, {"work_item.prompt_token_ids[2]", [](Envelope& e) {
-                e.mutable_work_item()->set_prompt_token_ids(2, 1u << 30);
-              }}},
-      {item, {"work_item.token_budget", [](Envelope& e) { e.mutable_work_item()->set_token_budget(0); }}},
+      {item,
+       {"work_item.group_size: 0", [](Envelope& e) { e.mutable_work_item()->set_group_size(0); }}},
+      {item,
+       {"work_item.carried[0].sample_index: 9 >= group_size",
+        [](Envelope& e) { e.mutable_work_item()->mutable_carried(0)->set_sample_index(9); }}},
+      {item,
+       {"work_item.sampling.top_p",
+        [](Envelope& e) { e.mutable_work_item()->mutable_sampling()->set_top_p(0); }}},
+      {item,
+       {"work_item.sampling: missing",
+        [](Envelope& e) { e.mutable_work_item()->clear_sampling(); }}},
+      {item,
+       {"work_item.prompt_token_ids[2]",
+        [](Envelope& e) { e.mutable_work_item()->set_prompt_token_ids(2, 1u << 30); }}},
+      {item,
+       {"work_item.token_budget", [](Envelope& e) { e.mutable_work_item()->set_token_budget(0); }}},
       {item, {"sender: must not be empty", [](Envelope& e) { e.clear_sender(); }}},
       {item, {"body: no message", [](Envelope& e) { e.clear_body(); }}},
       {[] {
@@ -194,7 +227,8 @@ TEST(WireTest, ValidationNamesTheOffendingField) {
   };
   for (auto& [make, bad] : cases) {
     Envelope e = make();
-    ASSERT_TRUE(Validate(e, Limits{}).ok() || std::string(bad.expect_in_message).find("num_chunks") != std::string::npos);
+    ASSERT_TRUE(Validate(e, Limits{}).ok() ||
+                std::string(bad.expect_in_message).find("num_chunks") != std::string::npos);
     bad.mutate(e);
     Status st = Validate(e, Limits{});
     ASSERT_FALSE(st.ok()) << bad.expect_in_message;

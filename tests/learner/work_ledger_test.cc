@@ -209,8 +209,8 @@ TEST(WorkLedgerTest, JsonStateRoundTripResumesInFlightAccounting) {
   revoked = n.Expire();  // 703 ms > 700 ms: a[1] and b[1] expire; c's lease is young
   EXPECT_EQ(revoked.size(), 2u);
 
-  for (const char* bad : {"[]", "{\"format\":\"x\"}", "{\"format\":\"chainrl.work_ledger.v1\"}",
-                          "not json"}) {
+  for (const char* bad :
+       {"[]", "{\"format\":\"x\"}", "{\"format\":\"chainrl.work_ledger.v1\"}", "not json"}) {
     auto e = WorkLedger::FromJson(bad, Opts(), &clock2);
     ASSERT_FALSE(e.ok()) << bad;
     EXPECT_EQ(e.status().code(), StatusCode::kCorrupt);
