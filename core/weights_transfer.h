@@ -112,6 +112,12 @@ class WeightsClient {
   // the server no longer has that version (PollAnnounce then yields the newer one).
   Result<WeightsBuffer> Fetch(const wire::WeightAnnounce& announce);
 
+  // Hands back a buffer from an earlier Fetch that the caller no longer uses (after swapping in a
+  // newer version), so the next Fetch of the same size writes into it: no allocation, no page
+  // faults. Returns false (and drops it) if it did not come from this client's Fetch or another
+  // copy of it is still alive.
+  bool Recycle(WeightsBuffer old);
+
   // Sends Leave (best effort). Also done by the destructor.
   void Leave();
   const wire::RejectCounters& rejects() const { return decoder_.counters(); }
@@ -129,6 +135,13 @@ class WeightsClient {
   std::unique_ptr<zmq::socket_t> socket_;
   std::string endpoint_;
   wire::Decoder decoder_;
+  struct Spare {
+    std::shared_ptr<const void> owner;
+    uint8_t* data = nullptr;
+    size_t size = 0;
+  };
+  Spare spare_;                     // a recycled (or failed fetch's) buffer to write into next
+  std::vector<uint8_t*> returned_;  // the last buffers Fetch returned, for Recycle's check
   std::optional<wire::WeightAnnounce> pending_;  // newest announcement not yet returned
   int64_t last_returned_ = -1;
   bool left_ = false;

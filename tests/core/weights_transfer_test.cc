@@ -195,6 +195,36 @@ TEST_P(WeightsPublish, WideWindowsFromManySubscribersLoseNoChunk) {
             StatusCode::kInvalidArgument);
 }
 
+TEST_P(WeightsPublish, RecycledBufferIsReusedForTheNextVersion) {
+  WeightsServerOptions so;
+  so.chunk_bytes = 1 << 20;
+  auto server = WeightsServer::Start(ctx_, Endpoint(), so);
+  ASSERT_TRUE(server.ok());
+  const size_t size = 9u << 20;  // large enough for the populated-mmap path
+  const auto v1 = RandomBytes(size, 1), v2 = RandomBytes(size, 2);
+  ASSERT_TRUE((*server)->Publish(1, WeightsBuffer::FromVector(v1)).ok());
+  auto c = WeightsClient::Connect(ctx_, (*server)->endpoint());
+  ASSERT_TRUE(c.ok());
+  auto a1 = (*c)->PollAnnounce(5000ms);
+  ASSERT_TRUE(a1.ok() && a1->has_value());
+  auto w1 = (*c)->Fetch(**a1);
+  ASSERT_TRUE(w1.ok());
+  ASSERT_TRUE(SameBytes(*w1, v1));
+  const uint8_t* first = w1->bytes.data();
+  EXPECT_FALSE((*c)->Recycle(WeightsBuffer::FromVector(v1)));  // not from this client
+  WeightsBuffer still_held = *w1;
+  EXPECT_FALSE((*c)->Recycle(*w1));  // another copy is alive
+  w1 = Status(StatusCode::kAborted, "swapped out");
+  EXPECT_TRUE((*c)->Recycle(std::move(still_held)));
+  ASSERT_TRUE((*server)->Publish(2, WeightsBuffer::FromVector(v2)).ok());
+  auto a2 = (*c)->PollAnnounce(5000ms);
+  ASSERT_TRUE(a2.ok() && a2->has_value());
+  auto w2 = (*c)->Fetch(**a2);
+  ASSERT_TRUE(w2.ok()) << w2.status().ToString();
+  EXPECT_EQ(w2->bytes.data(), first);
+  EXPECT_TRUE(SameBytes(*w2, v2));
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, WeightsPublish, ::testing::Values("tcp", "ipc"));
 
 // A hand-made server that serves a snapshot but can tamper with one chunk.
