@@ -1,8 +1,6 @@
-// ZeroMQ channels that carry wire::Envelope frames between the learner and its actors:
-// work distribution with credits (ROUTER/DEALER) and trajectories over bounded queues (PUSH/PULL).
+// ZeroMQ channels carrying wire::Envelope frames: work, credits, heartbeats and join/leave
+// (ROUTER/DEALER) and trajectories over bounded queues (PUSH/PULL); weights: weights_transfer.h.
 // Every socket has linger, high-water marks and timeouts set: nothing blocks forever.
-// Heartbeats, Join/Leave and WorkRequest credits travel on the work channel (actor -> learner);
-// weights have their own protocol (core/weights_transfer.h).
 #pragma once
 
 #include <chrono>
