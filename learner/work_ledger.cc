@@ -1,0 +1,309 @@
+// The learner's ledger of leased work; see work_ledger.h.
+#include "learner/work_ledger.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/check.h"
+
+namespace chainrl::learner {
+
+std::chrono::nanoseconds SteadyClock::Now() const {
+  return std::chrono::steady_clock::now().time_since_epoch();
+}
+
+const char* VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kAccepted:
+      return "accepted";
+    case Verdict::kAcceptedNeedsCorrection:
+      return "accepted_needs_correction";
+    case Verdict::kDroppedStale:
+      return "dropped_stale";
+    case Verdict::kDuplicate:
+      return "duplicate";
+    case Verdict::kUnknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+WorkLedger::WorkLedger(LedgerOptions options, const Clock* clock)
+    : options_(options), clock_(clock) {
+  CHAINRL_CHECK(clock_ != nullptr);
+}
+
+Status WorkLedger::AddGroup(uint64_t group_id) {
+  if (!groups_.emplace(group_id, Group{}).second)
+    return InvalidArgument("work ledger: prompt group " + std::to_string(group_id) +
+                           " was added before");
+  queue_.push_back(group_id);
+  return Status::Ok();
+}
+
+void WorkLedger::Touch(const std::string& actor) {
+  Actor& a = actors_[actor];
+  a.last_seen = clock_->Now();
+  a.alive = true;
+}
+
+void WorkLedger::Heartbeat(const std::string& actor) { Touch(actor); }
+
+bool WorkLedger::IsAlive(const std::string& actor) const {
+  auto it = actors_.find(actor);
+  return it != actors_.end() && it->second.alive;
+}
+
+bool WorkLedger::IsCompleted(uint64_t group_id) const {
+  auto it = groups_.find(group_id);
+  return it != groups_.end() && it->second.state == GroupState::kCompleted;
+}
+
+void WorkLedger::Leave(const std::string& actor) {
+  auto it = actors_.find(actor);
+  if (it == actors_.end()) return;
+  const std::set<uint64_t> leases = it->second.leases;
+  for (uint64_t id : leases) Revoke(id, /*expired=*/false);
+  actors_.erase(it);
+}
+
+std::vector<Lease> WorkLedger::Dispatch(const std::string& actor, size_t max_items) {
+  Touch(actor);
+  std::vector<Lease> out;
+  const auto now = clock_->Now();
+  while (out.size() < max_items && !queue_.empty()) {
+    const uint64_t gid = queue_.front();
+    queue_.pop_front();
+    Group& g = groups_.at(gid);
+    CHAINRL_CHECK(g.state == GroupState::kPending, "group " << gid);
+    Lease l;
+    l.lease_id = next_lease_id_++;
+    l.group_id = gid;
+    l.actor = actor;
+    l.deadline = now + options_.lease_duration;
+    l.attempt = ++g.attempts;
+    g.state = GroupState::kLeased;
+    g.lease_id = l.lease_id;
+    leases_.emplace(l.lease_id, l);
+    actors_[actor].leases.insert(l.lease_id);
+    ++counters_.dispatched;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Lease WorkLedger::Close(uint64_t lease_id) {
+  auto it = leases_.find(lease_id);
+  CHAINRL_CHECK(it != leases_.end(), "lease " << lease_id);
+  Lease l = std::move(it->second);
+  leases_.erase(it);
+  auto a = actors_.find(l.actor);
+  if (a != actors_.end()) a->second.leases.erase(lease_id);
+  return l;
+}
+
+void WorkLedger::Revoke(uint64_t lease_id, bool expired) {
+  Lease l = Close(lease_id);
+  Group& g = groups_.at(l.group_id);
+  if (expired) ++counters_.leases_expired;
+  if (options_.max_attempts > 0 && g.attempts >= options_.max_attempts) {
+    g.state = GroupState::kLost;
+    ++counters_.lost;
+    return;
+  }
+  g.state = GroupState::kPending;
+  queue_.push_front(l.group_id);  // first in line: it is the oldest work
+  ++counters_.reassigned;
+}
+
+Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
+                             int64_t learner_version) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) {
+    if (lease_id != 0 && lease_id < next_lease_id_) {
+      ++counters_.duplicates_discarded;
+      return Verdict::kDuplicate;
+    }
+    ++counters_.unknown_discarded;
+    return Verdict::kUnknown;
+  }
+  if (it->second.group_id != group_id) {
+    ++counters_.unknown_discarded;
+    return Verdict::kUnknown;
+  }
+  const std::string actor = it->second.actor;
+  Close(lease_id);
+  if (actors_.count(actor)) Touch(actor);
+  Group& g = groups_.at(group_id);
+  const bool stale = learner_version - behaviour_version > options_.max_off_policy_steps;
+  if (stale && options_.stale_policy == StalePolicy::kDrop) {
+    g.state = GroupState::kPending;
+    queue_.push_front(group_id);
+    ++counters_.stale_dropped;
+    return Verdict::kDroppedStale;
+  }
+  g.state = GroupState::kCompleted;
+  ++counters_.completed;
+  if (stale) {
+    ++counters_.stale_flagged;
+    return Verdict::kAcceptedNeedsCorrection;
+  }
+  return Verdict::kAccepted;
+}
+
+std::vector<Lease> WorkLedger::Expire() {
+  const auto now = clock_->Now();
+  std::vector<Lease> revoked;
+  for (auto& [name, a] : actors_) {
+    if (!a.alive || now - a.last_seen <= options_.heartbeat_timeout) continue;
+    a.alive = false;
+    ++counters_.actors_declared_dead;
+    const std::set<uint64_t> leases = a.leases;
+    for (uint64_t id : leases) {
+      revoked.push_back(leases_.at(id));
+      Revoke(id, /*expired=*/false);
+    }
+  }
+  std::vector<uint64_t> overdue;
+  for (const auto& [id, l] : leases_)
+    if (now > l.deadline) overdue.push_back(id);
+  for (uint64_t id : overdue) {
+    revoked.push_back(leases_.at(id));
+    Revoke(id, /*expired=*/true);
+  }
+  return revoked;
+}
+
+// ---- serialisation ------------------------------------------------------------------------------
+
+namespace {
+const char* StateName(int s) {
+  static const char* kNames[] = {"pending", "leased", "completed", "lost"};
+  return kNames[s];
+}
+}  // namespace
+
+std::string WorkLedger::ToJson() const {
+  using nlohmann::json;
+  const auto now = clock_->Now();
+  json j;
+  j["format"] = "chainrl.work_ledger.v1";
+  j["next_lease_id"] = next_lease_id_;
+  json groups = json::array();
+  // Sorted by id so the output is deterministic.
+  std::map<uint64_t, const Group*> sorted;
+  for (const auto& [id, g] : groups_) sorted[id] = &g;
+  for (const auto& [id, g] : sorted)
+    groups.push_back(
+        {{"id", id}, {"state", StateName(static_cast<int>(g->state))}, {"attempts", g->attempts}});
+  j["groups"] = std::move(groups);
+  j["queue"] = json(std::vector<uint64_t>(queue_.begin(), queue_.end()));
+  json leases = json::array();
+  for (const auto& [id, l] : leases_)
+    leases.push_back(
+        {{"lease_id", id},
+         {"group_id", l.group_id},
+         {"actor", l.actor},
+         {"attempt", l.attempt},
+         {"remaining_ms",
+          std::chrono::duration_cast<std::chrono::milliseconds>(l.deadline - now).count()}});
+  j["leases"] = std::move(leases);
+  json actors = json::array();
+  for (const auto& [name, a] : actors_) actors.push_back({{"name", name}, {"alive", a.alive}});
+  j["actors"] = std::move(actors);
+  const auto& c = counters_;
+  j["counters"] = {{"dispatched", c.dispatched},
+                   {"completed", c.completed},
+                   {"reassigned", c.reassigned},
+                   {"duplicates_discarded", c.duplicates_discarded},
+                   {"unknown_discarded", c.unknown_discarded},
+                   {"lost", c.lost},
+                   {"stale_dropped", c.stale_dropped},
+                   {"stale_flagged", c.stale_flagged},
+                   {"actors_declared_dead", c.actors_declared_dead},
+                   {"leases_expired", c.leases_expired}};
+  return j.dump();
+}
+
+Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions options,
+                                        const Clock* clock) {
+  using nlohmann::json;
+  const std::string where = "work ledger state";
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return Corrupt(where + ": not a JSON object");
+  WorkLedger l(options, clock);
+  const auto now = clock->Now();
+  try {
+    if (j.value("format", "") != "chainrl.work_ledger.v1")
+      return Corrupt(where + ": key 'format' is not \"chainrl.work_ledger.v1\"");
+    l.next_lease_id_ = j.at("next_lease_id").get<uint64_t>();
+    for (const auto& g : j.at("groups")) {
+      Group grp;
+      const std::string s = g.at("state").get<std::string>();
+      int k = 0;
+      while (k < 4 && s != StateName(k)) ++k;
+      if (k == 4) return Corrupt(where + ": groups[].state '" + s + "' is not a state");
+      grp.state = static_cast<GroupState>(k);
+      grp.attempts = g.at("attempts").get<int>();
+      const uint64_t id = g.at("id").get<uint64_t>();
+      if (!l.groups_.emplace(id, grp).second)
+        return Corrupt(where + ": groups[] lists " + std::to_string(id) + " twice");
+    }
+    for (const auto& q : j.at("queue")) {
+      const uint64_t id = q.get<uint64_t>();
+      auto it = l.groups_.find(id);
+      if (it == l.groups_.end() || it->second.state != GroupState::kPending)
+        return Corrupt(where + ": queue[] holds " + std::to_string(id) +
+                       ", which is not a pending group");
+      l.queue_.push_back(id);
+    }
+    for (const auto& a : j.at("actors")) {
+      Actor actor;
+      actor.last_seen = now;
+      actor.alive = a.at("alive").get<bool>();
+      l.actors_[a.at("name").get<std::string>()] = actor;
+    }
+    for (const auto& e : j.at("leases")) {
+      Lease lease;
+      lease.lease_id = e.at("lease_id").get<uint64_t>();
+      lease.group_id = e.at("group_id").get<uint64_t>();
+      lease.actor = e.at("actor").get<std::string>();
+      lease.attempt = e.at("attempt").get<int>();
+      lease.deadline = now + std::chrono::milliseconds(e.at("remaining_ms").get<int64_t>());
+      auto it = l.groups_.find(lease.group_id);
+      if (it == l.groups_.end() || it->second.state != GroupState::kLeased || lease.lease_id == 0 ||
+          lease.lease_id >= l.next_lease_id_)
+        return Corrupt(where + ": leases[] entry " + std::to_string(lease.lease_id) +
+                       " does not match a leased group");
+      it->second.lease_id = lease.lease_id;
+      l.actors_[lease.actor].last_seen = now;
+      l.actors_[lease.actor].leases.insert(lease.lease_id);
+      l.leases_.emplace(lease.lease_id, std::move(lease));
+    }
+    size_t pending = 0, leased = 0;
+    for (const auto& [id, g] : l.groups_) {
+      pending += g.state == GroupState::kPending;
+      leased += g.state == GroupState::kLeased;
+    }
+    if (pending != l.queue_.size() || leased != l.leases_.size())
+      return Corrupt(where + ": " + std::to_string(pending) + " pending groups but " +
+                     std::to_string(l.queue_.size()) + " queued, " + std::to_string(leased) +
+                     " leased groups but " + std::to_string(l.leases_.size()) + " leases");
+    const json& c = j.at("counters");
+    auto& k = l.counters_;
+    k.dispatched = c.at("dispatched").get<uint64_t>();
+    k.completed = c.at("completed").get<uint64_t>();
+    k.reassigned = c.at("reassigned").get<uint64_t>();
+    k.duplicates_discarded = c.at("duplicates_discarded").get<uint64_t>();
+    k.unknown_discarded = c.at("unknown_discarded").get<uint64_t>();
+    k.lost = c.at("lost").get<uint64_t>();
+    k.stale_dropped = c.at("stale_dropped").get<uint64_t>();
+    k.stale_flagged = c.at("stale_flagged").get<uint64_t>();
+    k.actors_declared_dead = c.at("actors_declared_dead").get<uint64_t>();
+    k.leases_expired = c.at("leases_expired").get<uint64_t>();
+  } catch (const json::exception& e) {
+    return Corrupt(where + ": " + e.what());
+  }
+  return l;
+}
+
+}  // namespace chainrl::learner

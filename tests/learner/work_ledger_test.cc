@@ -1,0 +1,313 @@
+// Tests for learner/work_ledger: leases, heartbeat expiry and reassignment, late and duplicate
+// results, staleness policy, lost groups, JSON state, and exactly-once accounting under a
+// randomized schedule of deaths, partitions and late results.
+#include "learner/work_ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+namespace chainrl::learner {
+namespace {
+
+using namespace std::chrono_literals;
+
+LedgerOptions Opts() {
+  return LedgerOptions()
+      .set_heartbeat_timeout(100ms)
+      .set_lease_duration(1000ms)
+      .set_max_off_policy_steps(2)
+      .set_stale_policy(StalePolicy::kDrop);
+}
+
+TEST(WorkLedgerTest, DispatchHandsOutQueuedGroupsWithLeases) {
+  ManualClock clock;
+  clock.Advance(5s);
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g = 100; g < 105; ++g) ASSERT_TRUE(l.AddGroup(g).ok());
+  EXPECT_EQ(l.AddGroup(101).code(), StatusCode::kInvalidArgument);
+  auto leases = l.Dispatch("a", 3);
+  ASSERT_EQ(leases.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(leases[i].group_id, 100u + i);
+    EXPECT_EQ(leases[i].lease_id, 1u + i);
+    EXPECT_EQ(leases[i].actor, "a");
+    EXPECT_EQ(leases[i].deadline, 5s + 1000ms);
+    EXPECT_EQ(leases[i].attempt, 1);
+  }
+  EXPECT_EQ(l.pending(), 2u);
+  EXPECT_EQ(l.in_flight(), 3u);
+  EXPECT_EQ(l.Dispatch("b", 10).size(), 2u);
+  EXPECT_TRUE(l.Dispatch("b", 10).empty());
+  EXPECT_EQ(l.counters().dispatched, 5u);
+}
+
+TEST(WorkLedgerTest, SilentActorIsDeclaredDeadAndItsLeasesReassigned) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g = 1; g <= 4; ++g) ASSERT_TRUE(l.AddGroup(g).ok());
+  auto a = l.Dispatch("a", 2);  // groups 1, 2
+  auto b = l.Dispatch("b", 1);  // group 3
+  clock.Advance(60ms);
+  l.Heartbeat("b");
+  clock.Advance(60ms);  // a silent for 120 ms > 100 ms; b for 60 ms
+  auto revoked = l.Expire();
+  ASSERT_EQ(revoked.size(), 2u);
+  EXPECT_EQ(revoked[0].actor, "a");
+  EXPECT_FALSE(l.IsAlive("a"));
+  EXPECT_TRUE(l.IsAlive("b"));
+  EXPECT_EQ(l.counters().actors_declared_dead, 1u);
+  EXPECT_EQ(l.counters().reassigned, 2u);
+  EXPECT_EQ(l.pending(), 3u);
+  // The revoked groups are first in line, before never-dispatched group 4.
+  auto c = l.Dispatch("c", 3);
+  ASSERT_EQ(c.size(), 3u);
+  std::set<uint64_t> first = {c[0].group_id, c[1].group_id};
+  EXPECT_EQ(first, (std::set<uint64_t>{1, 2}));
+  EXPECT_EQ(c[0].attempt, 2);
+  EXPECT_EQ(c[2].group_id, 4u);
+  // a's late result is discarded and counted; c's is accepted; a second copy is a duplicate.
+  EXPECT_EQ(l.Complete(a[0].lease_id, a[0].group_id, 5, 5), Verdict::kDuplicate);
+  EXPECT_EQ(l.counters().duplicates_discarded, 1u);
+  const Lease& c1 = c[0].group_id == a[0].group_id ? c[0] : c[1];
+  EXPECT_EQ(l.Complete(c1.lease_id, c1.group_id, 5, 5), Verdict::kAccepted);
+  EXPECT_EQ(l.Complete(c1.lease_id, c1.group_id, 5, 5), Verdict::kDuplicate);
+  EXPECT_EQ(l.counters().duplicates_discarded, 2u);
+  EXPECT_TRUE(l.IsCompleted(a[0].group_id));
+  // Never-issued lease, and a lease with the wrong group id.
+  EXPECT_EQ(l.Complete(999, 1, 5, 5), Verdict::kUnknown);
+  EXPECT_EQ(l.Complete(b[0].lease_id, 4, 5, 5), Verdict::kUnknown);
+  EXPECT_EQ(l.counters().unknown_discarded, 2u);
+  EXPECT_EQ(l.Complete(b[0].lease_id, 3, 5, 5), Verdict::kAccepted);
+  // A dead actor that heartbeats again is alive and gets work.
+  l.Heartbeat("a");
+  EXPECT_TRUE(l.IsAlive("a"));
+}
+
+TEST(WorkLedgerTest, LeaseDeadlineRevokesEvenWhileTheActorHeartbeats) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  ASSERT_TRUE(l.AddGroup(7).ok());
+  auto a = l.Dispatch("a", 1);
+  for (int i = 0; i < 10; ++i) {
+    clock.Advance(99ms);
+    l.Heartbeat("a");
+    EXPECT_TRUE(l.Expire().empty()) << i;
+  }
+  clock.Advance(99ms);  // 1089 ms > 1000 ms
+  l.Heartbeat("a");
+  auto revoked = l.Expire();
+  ASSERT_EQ(revoked.size(), 1u);
+  EXPECT_EQ(l.counters().leases_expired, 1u);
+  EXPECT_EQ(l.counters().reassigned, 1u);
+  EXPECT_TRUE(l.IsAlive("a"));
+  EXPECT_EQ(l.Complete(a[0].lease_id, 7, 0, 0), Verdict::kDuplicate);
+}
+
+TEST(WorkLedgerTest, StalenessDropOrFlag) {
+  for (StalePolicy policy : {StalePolicy::kDrop, StalePolicy::kFlag}) {
+    ManualClock clock;
+    WorkLedger l(Opts().set_stale_policy(policy), &clock);
+    ASSERT_TRUE(l.AddGroup(1).ok());
+    ASSERT_TRUE(l.AddGroup(2).ok());
+    auto leases = l.Dispatch("a", 2);
+    // u - v = 10 - 8 = 2 <= 2: on-policy enough.
+    EXPECT_EQ(l.Complete(leases[0].lease_id, 1, 8, 10), Verdict::kAccepted);
+    // u - v = 3 > 2.
+    Verdict v = l.Complete(leases[1].lease_id, 2, 7, 10);
+    if (policy == StalePolicy::kDrop) {
+      EXPECT_EQ(v, Verdict::kDroppedStale);
+      EXPECT_EQ(l.counters().stale_dropped, 1u);
+      EXPECT_FALSE(l.IsCompleted(2));
+      auto again = l.Dispatch("a", 1);
+      ASSERT_EQ(again.size(), 1u);
+      EXPECT_EQ(again[0].group_id, 2u);
+      EXPECT_EQ(l.Complete(again[0].lease_id, 2, 10, 10), Verdict::kAccepted);
+    } else {
+      EXPECT_EQ(v, Verdict::kAcceptedNeedsCorrection);
+      EXPECT_EQ(l.counters().stale_flagged, 1u);
+      EXPECT_TRUE(l.IsCompleted(2));
+    }
+    EXPECT_TRUE(l.Done());
+    EXPECT_EQ(l.counters().completed, 2u);
+  }
+}
+
+TEST(WorkLedgerTest, GroupIsLostAfterMaxAttemptsAndLeaveRevokesAtOnce) {
+  ManualClock clock;
+  WorkLedger l(Opts().set_max_attempts(2), &clock);
+  ASSERT_TRUE(l.AddGroup(1).ok());
+  ASSERT_EQ(l.Dispatch("a", 1).size(), 1u);
+  l.Leave("a");  // attempt 1 revoked at once
+  EXPECT_EQ(l.counters().reassigned, 1u);
+  EXPECT_EQ(l.pending(), 1u);
+  ASSERT_EQ(l.Dispatch("b", 1).size(), 1u);
+  clock.Advance(200ms);
+  l.Expire();  // attempt 2: b died too -> lost
+  EXPECT_EQ(l.counters().lost, 1u);
+  EXPECT_EQ(l.pending(), 0u);
+  EXPECT_TRUE(l.Done());
+  EXPECT_TRUE(l.Dispatch("c", 1).empty());
+}
+
+TEST(WorkLedgerTest, JsonStateRoundTripResumesInFlightAccounting) {
+  ManualClock clock;
+  clock.Advance(1h);
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g = 1; g <= 6; ++g) ASSERT_TRUE(l.AddGroup(g * 11).ok());
+  auto a = l.Dispatch("a", 2);
+  auto b = l.Dispatch("b", 2);
+  ASSERT_EQ(l.Complete(a[0].lease_id, a[0].group_id, 0, 0), Verdict::kAccepted);
+  clock.Advance(300ms);  // leases now have 700 ms left
+  const std::string json = l.ToJson();
+
+  ManualClock clock2;  // a restarted learner: a different clock origin
+  clock2.Advance(7s);
+  auto r = WorkLedger::FromJson(json, Opts(), &clock2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Restoring then saving at once gives back the same state, byte for byte.
+  EXPECT_EQ(r->ToJson(), json);
+  auto r2 = WorkLedger::FromJson(json, Opts(), &clock2);
+  WorkLedger& n = *r2;
+  EXPECT_EQ(n.groups(), 6u);
+  EXPECT_EQ(n.pending(), 2u);
+  EXPECT_EQ(n.in_flight(), 3u);
+  EXPECT_TRUE(n.IsCompleted(a[0].group_id));
+  EXPECT_EQ(n.counters().dispatched, 4u);
+  EXPECT_EQ(n.counters().completed, 1u);
+  // In-flight results still complete exactly once; a second copy is a duplicate.
+  EXPECT_EQ(n.Complete(b[0].lease_id, b[0].group_id, 0, 0), Verdict::kAccepted);
+  EXPECT_EQ(n.Complete(b[0].lease_id, b[0].group_id, 0, 0), Verdict::kDuplicate);
+  EXPECT_EQ(n.Complete(a[0].lease_id, a[0].group_id, 0, 0), Verdict::kDuplicate);
+  // New leases continue the id sequence.
+  auto c = n.Dispatch("c", 1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].lease_id, 5u);
+  // Actors got a fresh heartbeat window at restore; leases kept their 700 ms.
+  clock2.Advance(99ms);
+  n.Heartbeat("a");
+  n.Heartbeat("b");
+  EXPECT_TRUE(n.Expire().empty());
+  clock2.Advance(99ms);
+  n.Heartbeat("a");
+  n.Heartbeat("b");
+  n.Heartbeat("c");
+  for (int i = 0; i < 5; ++i) {
+    clock2.Advance(99ms);
+    n.Heartbeat("a");
+    n.Heartbeat("b");
+    n.Heartbeat("c");
+  }
+  auto revoked = n.Expire();  // 7 * 99 = 693 ms < 700 ms
+  EXPECT_TRUE(revoked.empty());
+  clock2.Advance(10ms);
+  n.Heartbeat("a");
+  n.Heartbeat("b");
+  n.Heartbeat("c");
+  revoked = n.Expire();  // 703 ms > 700 ms: a[1] and b[1] expire; c's lease is young
+  EXPECT_EQ(revoked.size(), 2u);
+
+  for (const char* bad :
+       {"[]", "{\"format\":\"x\"}", "{\"format\":\"chainrl.work_ledger.v1\"}", "not json"}) {
+    auto e = WorkLedger::FromJson(bad, Opts(), &clock2);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.status().code(), StatusCode::kCorrupt);
+    EXPECT_NE(e.status().message().find("work ledger state"), std::string::npos);
+  }
+}
+
+// Exactly-once under a randomized schedule of work requests, results, crashes (work forgotten),
+// partitions (late results delivered after the actor was declared dead), duplicates and
+// staleness drops: every group is trained exactly once and the counters add up.
+TEST(WorkLedgerTest, ExactlyOnceUnderRandomDeathsAndLateResults) {
+  for (uint64_t seed = 0; seed < 25; ++seed) {
+    std::mt19937_64 rng(seed);
+    ManualClock clock;
+    WorkLedger l(Opts(), &clock);
+    constexpr int kGroups = 300;
+    for (uint64_t g = 0; g < kGroups; ++g) ASSERT_TRUE(l.AddGroup(g + 1000).ok());
+    struct Actor {
+      std::vector<Lease> held;
+      std::chrono::nanoseconds silent_until{0};
+    };
+    std::map<std::string, Actor> actors;
+    for (int i = 0; i < 6; ++i) actors["actor-" + std::to_string(i)];
+    std::set<uint64_t> trained;
+    std::vector<Lease> sent;  // results already sent once (for duplicates)
+    int64_t version = 0;
+    uint64_t results = 0, accepted = 0, stale = 0;
+    auto deliver = [&](const Lease& lease) {
+      const int64_t behaviour = std::max<int64_t>(0, version - static_cast<int64_t>(rng() % 4));
+      Verdict v = l.Complete(lease.lease_id, lease.group_id, behaviour, version);
+      ++results;
+      if (IsAccepted(v)) {
+        ++accepted;
+        ASSERT_TRUE(trained.insert(lease.group_id).second)
+            << "group " << lease.group_id << " trained twice (seed " << seed << ")";
+      } else if (v == Verdict::kDroppedStale) {
+        ++stale;
+        ASSERT_GT(version - behaviour, 2);
+      }
+      sent.push_back(lease);
+    };
+    int steps = 0;
+    while (!l.Done() && steps < 200000) {
+      ++steps;
+      clock.Advance(std::chrono::milliseconds(rng() % 15));
+      if (rng() % 50 == 0) ++version;
+      auto it = std::next(actors.begin(), static_cast<long>(rng() % actors.size()));
+      const std::string& name = it->first;
+      Actor& a = it->second;
+      const bool up = clock.Now() >= a.silent_until;
+      const int action = static_cast<int>(rng() % 100);
+      if (!up) {
+        // A partitioned actor may still deliver a (late) result without being heard otherwise.
+        if (action < 10 && !a.held.empty()) {
+          deliver(a.held.back());
+          a.held.pop_back();
+        }
+      } else if (action < 30) {
+        for (auto& lease : l.Dispatch(name, 1 + rng() % 4)) a.held.push_back(lease);
+      } else if (action < 65) {
+        if (!a.held.empty()) {
+          size_t k = rng() % a.held.size();
+          deliver(a.held[k]);
+          a.held.erase(a.held.begin() + static_cast<long>(k));
+        } else {
+          l.Heartbeat(name);
+        }
+      } else if (action < 80) {
+        l.Heartbeat(name);
+      } else if (action < 85 && !sent.empty()) {
+        deliver(sent[rng() % sent.size()]);  // a duplicate of an earlier result
+      } else if (action < 90) {
+        a.silent_until = clock.Now() + std::chrono::milliseconds(50 + rng() % 400);  // partition
+      } else if (action < 92) {
+        a.held.clear();  // crash: in-flight work is forgotten; it rejoins later
+        a.silent_until = clock.Now() + std::chrono::milliseconds(rng() % 400);
+      }
+      l.Expire();
+    }
+    ASSERT_TRUE(l.Done()) << "seed " << seed << " stuck after " << steps << " steps";
+    const auto& c = l.counters();
+    EXPECT_EQ(trained.size(), static_cast<size_t>(kGroups));
+    for (uint64_t g = 0; g < kGroups; ++g) EXPECT_TRUE(trained.count(g + 1000));
+    EXPECT_EQ(c.completed, static_cast<uint64_t>(kGroups));
+    EXPECT_EQ(c.lost, 0u);
+    EXPECT_EQ(l.in_flight(), 0u);
+    EXPECT_EQ(l.pending(), 0u);
+    // Every lease ended in exactly one way.
+    EXPECT_EQ(c.dispatched, c.completed + c.reassigned + c.stale_dropped);
+    // Every result was accepted, dropped as stale, or discarded and counted.
+    EXPECT_EQ(results, accepted + stale + c.duplicates_discarded + c.unknown_discarded);
+    EXPECT_EQ(c.unknown_discarded, 0u);
+    EXPECT_EQ(stale, c.stale_dropped);
+    EXPECT_GT(c.reassigned, 0u) << seed;
+    EXPECT_GT(c.duplicates_discarded, 0u) << seed;
+  }
+}
+
+}  // namespace
+}  // namespace chainrl::learner
