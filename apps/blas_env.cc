@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
+
+#include <ATen/Parallel.h>
 
 namespace chainrl::app {
 
@@ -39,6 +42,25 @@ void EnsureFastBlas(char** argv) {
   setenv("CHAINRL_BLAS_REEXEC", "1", 1);
   execv("/proc/self/exe", argv);
   // exec failed: carry on with the slow kernels.
+}
+
+int EnsureThreads() {
+  if (const char* t = std::getenv("CHAINRL_THREADS")) {
+    int n = std::atoi(t);
+    if (n > 0) at::set_num_threads(n);
+    return at::get_num_threads();
+  }
+  if (std::getenv("OMP_NUM_THREADS")) return at::get_num_threads();
+  int hw = static_cast<int>(std::thread::hardware_concurrency());
+  if (hw > at::get_num_threads()) at::set_num_threads(hw);
+  return at::get_num_threads();
+}
+
+std::string BlasDescription() {
+  using CoreName = char* (*)();
+  auto corename = reinterpret_cast<CoreName>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  if (!corename) return "reference BLAS (slow: install libopenblas0-openmp)";
+  return std::string("OpenBLAS ") + corename();
 }
 
 }  // namespace chainrl::app

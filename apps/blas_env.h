@@ -3,6 +3,8 @@
 // loads, so the fix is to re-execute once with the variable set.
 #pragma once
 
+#include <string>
+
 namespace chainrl::app {
 
 // If OpenBLAS is loaded, reports a generic core, the CPU has AVX-512 or AVX2, and the user has not
@@ -10,5 +12,12 @@ namespace chainrl::app {
 // arguments (never returns then). Otherwise returns. Warns on stderr when the reference BLAS is in
 // use. Safe to call first thing in main().
 void EnsureFastBlas(char** argv);
+
+// LibTorch from Debian starts with one intra-op thread; use every core unless the user chose
+// (OMP_NUM_THREADS or CHAINRL_THREADS). Returns the thread count in force.
+int EnsureThreads();
+
+// "OpenBLAS SkylakeX" / "reference BLAS": the BLAS LibTorch runs on, for `chainrl version`.
+std::string BlasDescription();
 
 }  // namespace chainrl::app

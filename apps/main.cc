@@ -7,6 +7,9 @@
 #include "apps/args.h"
 #include "apps/blas_env.h"
 
+#include <ATen/Parallel.h>
+#include <torch/version.h>
+
 namespace chainrl::app {
 namespace {
 
@@ -68,7 +71,8 @@ int RunBench(const std::vector<std::string>& args) {
 int RunVersion(const std::vector<std::string>& args) {
   Args a("chainrl version", "", "Print the version of chainrl.");
   return ParseAndRun(a, args, [] {
-    std::printf("chainrl %s\n", CHAINRL_VERSION);
+    std::printf("chainrl %s\nLibTorch %s, %d threads, %s\n", CHAINRL_VERSION, TORCH_VERSION,
+                at::get_num_threads(), BlasDescription().c_str());
     return kExitOk;
   });
 }
@@ -83,6 +87,7 @@ CHAINRL_COMMAND("version", "print the version", RunVersion);
 int main(int argc, char** argv) {
   using namespace chainrl::app;
   EnsureFastBlas(argv);
+  EnsureThreads();
   if (argc < 2) {
     PrintHelp(stderr);
     return kExitUsage;

@@ -1,0 +1,318 @@
+// `chainrl bench rollout`: the rollout engine's speed-ups measured side by side in one run on a
+// small random Qwen2-style model: KV cache vs recomputing the prefix, group prefix sharing vs
+// separate prefills, continuous vs static batching on a long-tailed length distribution, segment
+// rollout vs synchronous full rollouts, and decode tokens/s against the memory-bandwidth limit.
+// The last line is one JSON object.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/args.h"
+#include "rollout/engine.h"
+
+namespace chainrl::app {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using rollout::EngineOptions;
+using rollout::FinishReason;
+using rollout::GenerationRequest;
+using rollout::RolloutEngine;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+struct BenchConfig {
+  int64_t layers = 4, hidden = 256, heads = 8, kv_heads = 4, intermediate = 768, vocab = 4096;
+  int64_t kv_new_tokens = 512;
+  int64_t group = 8, prompt = 1024, group_new = 64;
+  int64_t requests = 96, slots = 16, median_len = 24;
+  int64_t steps = 6, segment = 32;
+  uint64_t seed = 1;
+};
+
+std::shared_ptr<model::DecoderModel> MakeModel(const BenchConfig& c) {
+  model::ModelConfig m;
+  m.arch = model::Architecture::kQwen2;
+  m.vocab_size = c.vocab;
+  m.hidden_size = c.hidden;
+  m.intermediate_size = c.intermediate;
+  m.num_hidden_layers = c.layers;
+  m.num_attention_heads = c.heads;
+  m.num_key_value_heads = c.kv_heads;
+  m.head_dim = c.hidden / c.heads;
+  m.max_position_embeddings = 8192;
+  m.tie_word_embeddings = true;
+  auto model = std::make_shared<model::DecoderModel>(m);
+  model->InitWeights(c.seed);
+  return model;
+}
+
+GenerationRequest Request(std::string id, std::vector<int32_t> prompt, int64_t n, uint64_t seed) {
+  GenerationRequest r;
+  r.id = std::move(id);
+  r.prompt = std::move(prompt);
+  r.max_new_tokens = n;
+  r.sampling.seed = seed;
+  return r;
+}
+
+std::vector<int32_t> Prompt(int64_t len, int64_t vocab, uint64_t salt) {
+  std::vector<int32_t> p(static_cast<size_t>(len));
+  for (int64_t i = 0; i < len; ++i) p[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
+  return p;
+}
+
+EngineOptions Engine(int64_t slots, int64_t max_len) {
+  EngineOptions o;
+  o.max_batch = slots;
+  o.max_seq_len = max_len;
+  o.repetition_detection = false;
+  return o;
+}
+
+// 1. KV cache vs recomputing the whole prefix for every new token (greedy, one sequence).
+nlohmann::json KvCacheBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
+  torch::NoGradGuard g;
+  auto prompt = Prompt(16, c.vocab, 1);
+  auto req = Request("kv", prompt, c.kv_new_tokens, 0);
+  req.sampling.temperature = 0;
+  RolloutEngine engine(m, Engine(1, 16 + c.kv_new_tokens));
+  auto t0 = Clock::now();
+  auto cached = engine.Generate({req});
+  double cached_s = Since(t0);
+  std::vector<int64_t> seq(prompt.begin(), prompt.end());
+  std::vector<int32_t> recomputed;
+  t0 = Clock::now();
+  for (int64_t i = 0; i < c.kv_new_tokens; ++i) {
+    auto ids = torch::tensor(seq, torch::kLong).unsqueeze(0);
+    auto h = m->Forward(ids);
+    auto tok = m->Logits(h.select(1, h.size(1) - 1)).argmax(-1).item<int64_t>();
+    seq.push_back(tok);
+    recomputed.push_back(static_cast<int32_t>(tok));
+  }
+  double recompute_s = Since(t0);
+  bool same = cached.ok() && (*cached)[0].tokens == recomputed;
+  std::printf("kv cache: %lld tokens cached %.3f s, recomputed %.3f s, speed-up %.1fx, same tokens %s\n",
+              static_cast<long long>(c.kv_new_tokens), cached_s, recompute_s, recompute_s / cached_s,
+              same ? "yes" : "NO");
+  return {{"cached_seconds", cached_s}, {"recompute_seconds", recompute_s},
+          {"speedup", recompute_s / cached_s}, {"same_tokens", same}};
+}
+
+// 2. One group of G samples: prompt prefilled once (KV copied) vs once per sample.
+nlohmann::json PrefixBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
+  auto prompt = Prompt(c.prompt, c.vocab, 2);
+  std::vector<GenerationRequest> group;
+  for (int64_t g = 0; g < c.group; ++g)
+    group.push_back(Request("g" + std::to_string(g), prompt, c.group_new, 100 + g));
+  double secs[2];
+  for (int shared = 1; shared >= 0; --shared) {
+    auto o = Engine(c.group, c.prompt + c.group_new);
+    o.share_prefix = shared;
+    RolloutEngine engine(m, o);
+    auto t0 = Clock::now();
+    auto r = engine.Generate(group);
+    secs[shared] = Since(t0);
+    if (!r.ok()) std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
+  }
+  std::printf("prefix sharing: G=%lld, %lld-token prompt, %lld new: shared %.3f s, separate %.3f s, "
+              "speed-up %.2fx\n",
+              static_cast<long long>(c.group), static_cast<long long>(c.prompt),
+              static_cast<long long>(c.group_new), secs[1], secs[0], secs[0] / secs[1]);
+  return {{"shared_seconds", secs[1]}, {"separate_seconds", secs[0]}, {"speedup", secs[0] / secs[1]}};
+}
+
+// Lognormal lengths with the given median, capped at 16x the median.
+std::vector<int64_t> TailLengths(int64_t n, int64_t median, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> d(std::log(static_cast<double>(median)), 1.0);
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n; ++i)
+    out.push_back(std::clamp<int64_t>(static_cast<int64_t>(d(rng)), 1, 16 * median));
+  return out;
+}
+
+// 3. Continuous vs static batching on long-tailed lengths: useful tokens per second.
+nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
+  auto lens = TailLengths(c.requests, c.median_len, c.seed);
+  std::vector<GenerationRequest> reqs;
+  int64_t total = 0;
+  for (int64_t i = 0; i < c.requests; ++i) {
+    reqs.push_back(Request("b" + std::to_string(i), Prompt(32, c.vocab, 3 + i), lens[static_cast<size_t>(i)], i));
+    total += lens[static_cast<size_t>(i)];
+  }
+  double tps[2];
+  for (int cont = 1; cont >= 0; --cont) {
+    auto o = Engine(c.slots, 32 + 16 * c.median_len + 1);
+    o.continuous_batching = cont;
+    RolloutEngine engine(m, o);
+    auto t0 = Clock::now();
+    auto r = engine.Generate(reqs);
+    double s = Since(t0);
+    tps[cont] = total / s;
+    std::printf("  %s batching: %lld tokens in %.3f s (%.0f tokens/s, slot occupancy %.2f)\n",
+                cont ? "continuous" : "static", static_cast<long long>(total), s, tps[cont],
+                static_cast<double>(engine.stats().generated_tokens) /
+                    std::max<int64_t>(1, engine.stats().slot_steps));
+  }
+  std::printf("continuous batching: %.2fx useful tokens/s over static (%lld requests, median %lld, "
+              "max %lld tokens)\n",
+              tps[1] / tps[0], static_cast<long long>(c.requests), static_cast<long long>(c.median_len),
+              static_cast<long long>(*std::max_element(lens.begin(), lens.end())));
+  return {{"continuous_tokens_per_second", tps[1]}, {"static_tokens_per_second", tps[0]},
+          {"speedup", tps[1] / tps[0]}};
+}
+
+// 4. Segment rollout vs synchronous full rollouts. Each training step needs `slots` finished
+// samples. Synchronous: every step generates its samples to the end, so the slots idle while the
+// longest sample finishes. Segment: every step decodes at most `segment` tokens per sequence over
+// carried-over unfinished samples plus new ones, delivering whatever finished. Both run until the
+// same number of samples has been delivered; tokens delivered per second are compared.
+nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
+  const int64_t per_step = c.slots, needed = c.steps * per_step;
+  auto lens = TailLengths(needed * 4, c.median_len, c.seed + 7);
+  auto make = [&](int64_t i) {
+    return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i), lens[static_cast<size_t>(i)], 1000 + i);
+  };
+  const int64_t max_len = 32 + 16 * c.median_len + 1;
+  // Synchronous.
+  int64_t sync_tokens = 0;
+  double sync_s;
+  {
+    RolloutEngine engine(m, Engine(c.slots, max_len));
+    auto t0 = Clock::now();
+    for (int64_t step = 0; step < c.steps; ++step) {
+      std::vector<GenerationRequest> reqs;
+      for (int64_t k = 0; k < per_step; ++k) reqs.push_back(make(step * per_step + k));
+      auto r = engine.Generate(reqs);
+      for (const auto& x : *r) sync_tokens += static_cast<int64_t>(x.tokens.size());
+    }
+    sync_s = Since(t0);
+  }
+  // Segmented.
+  int64_t seg_tokens = 0, delivered = 0, next = 0;
+  double seg_s;
+  {
+    RolloutEngine engine(m, Engine(c.slots, max_len));
+    std::vector<GenerationRequest> pool;  // unfinished, carried over
+    std::vector<int64_t> pool_len;        // tokens generated so far
+    auto t0 = Clock::now();
+    while (delivered < needed) {
+      std::vector<GenerationRequest> reqs = pool;
+      while (static_cast<int64_t>(reqs.size()) < c.slots) reqs.push_back(make(next++));
+      for (auto& r : reqs) r.segment_tokens = c.segment;
+      auto res = engine.Generate(reqs);
+      pool.clear();
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        auto& x = (*res)[i];
+        if (x.finish == FinishReason::kUnfinished) {
+          GenerationRequest cont = reqs[i];
+          cont.carried.insert(cont.carried.end(), x.tokens.begin(), x.tokens.end());
+          pool.push_back(std::move(cont));
+        } else {
+          ++delivered;
+          seg_tokens += static_cast<int64_t>(reqs[i].carried.size() + x.tokens.size());
+        }
+      }
+    }
+    seg_s = Since(t0);
+  }
+  double sync_tps = sync_tokens / sync_s, seg_tps = seg_tokens / seg_s;
+  std::printf("segment rollout: %lld samples delivered; synchronous %lld tokens in %.3f s (%.0f/s), "
+              "segmented (%lld tokens per segment) %lld tokens in %.3f s (%.0f/s): %.2fx\n",
+              static_cast<long long>(needed), static_cast<long long>(sync_tokens), sync_s, sync_tps,
+              static_cast<long long>(c.segment), static_cast<long long>(seg_tokens), seg_s, seg_tps,
+              seg_tps / sync_tps);
+  return {{"sync_tokens_per_second", sync_tps}, {"segment_tokens_per_second", seg_tps},
+          {"speedup", seg_tps / sync_tps}};
+}
+
+// 5. Decode tokens/s against the memory-bandwidth bound (weights read once per decode step).
+nlohmann::json DecodeBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
+  int64_t weight_bytes = 0;
+  for (const auto& p : m->parameters()) weight_bytes += p.numel() * p.element_size();
+  // Memory bandwidth: copying a buffer much larger than the caches (read + write).
+  auto src = torch::ones({64 << 20}, torch::kFloat32), dst = torch::empty_like(src);
+  double best = 1e30;
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = Clock::now();
+    dst.copy_(src);
+    best = std::min(best, Since(t0));
+  }
+  double bandwidth = 2.0 * src.numel() * 4 / best;
+  nlohmann::json out = {{"weight_bytes", weight_bytes}, {"memory_bandwidth_gbps", bandwidth / 1e9}};
+  for (int64_t batch : {int64_t{1}, c.slots}) {
+    std::vector<GenerationRequest> reqs;
+    for (int64_t b = 0; b < batch; ++b) reqs.push_back(Request("d" + std::to_string(b), Prompt(8, c.vocab, b), 128, b));
+    RolloutEngine engine(m, Engine(batch, 8 + 128));
+    auto t0 = Clock::now();
+    (void)engine.Generate(reqs);
+    double tps = static_cast<double>(batch * 128) / Since(t0);
+    double bound = bandwidth / static_cast<double>(weight_bytes) * static_cast<double>(batch);
+    std::printf("decode batch %lld: %.0f tokens/s; bandwidth bound %.0f tokens/s (%.1f%%)\n",
+                static_cast<long long>(batch), tps, bound, 100.0 * tps / bound);
+    out["batch" + std::to_string(batch) + "_tokens_per_second"] = tps;
+    out["batch" + std::to_string(batch) + "_bandwidth_bound_tokens_per_second"] = bound;
+  }
+  return out;
+}
+
+int RunRolloutBench(const std::vector<std::string>& argv) {
+  BenchConfig c;
+  bool quick = false;
+  Args a("chainrl bench rollout", "[options]",
+         "Rollout engine speed-ups, measured side by side in one run on a random Qwen2-style model.");
+  a.Option("layers", &c.layers, "decoder layers (4)");
+  a.Option("hidden", &c.hidden, "hidden size (256)");
+  a.Option("vocab", &c.vocab, "vocabulary size (4096)");
+  a.Option("kv-new-tokens", &c.kv_new_tokens, "new tokens of the KV-cache comparison (512)");
+  a.Option("prompt", &c.prompt, "prompt tokens of the prefix-sharing comparison (1024)");
+  a.Option("group", &c.group, "group size G (8)");
+  a.Option("requests", &c.requests, "requests of the batching comparison (96)");
+  a.Option("slots", &c.slots, "decode slots (16)");
+  a.Option("median", &c.median_len, "median response length of the long-tail workloads (24)");
+  a.Option("steps", &c.steps, "training steps of the segment comparison (6)");
+  a.Option("segment", &c.segment, "tokens per segment (32)");
+  a.Flag("quick", &quick, "small sizes, for a smoke test");
+  return ParseAndRun(a, argv, [&] {
+    if (quick) {
+      c.layers = 2, c.hidden = 64, c.heads = 4, c.kv_heads = 2, c.intermediate = 128, c.vocab = 256;
+      c.kv_new_tokens = 64, c.prompt = 128, c.group_new = 8, c.requests = 16, c.slots = 4;
+      c.median_len = 6, c.steps = 2, c.segment = 8;
+    }
+    std::printf("model: qwen2, %lld layers, hidden %lld, vocab %lld, %d threads\n",
+                static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
+                static_cast<long long>(c.vocab), at::get_num_threads());
+    auto m = MakeModel(c);
+    nlohmann::json j;
+    j["bench"] = "rollout";
+    auto kv = KvCacheBench(m, c);
+    auto px = PrefixBench(m, c);
+    auto cb = BatchingBench(m, c);
+    auto sg = SegmentBench(m, c);
+    auto dc = DecodeBench(m, c);
+    j["kv_cache_speedup"] = kv["speedup"];
+    j["prefix_sharing_speedup"] = px["speedup"];
+    j["continuous_batching_speedup"] = cb["speedup"];
+    j["segment_rollout_speedup"] = sg["speedup"];
+    j["decode_tokens_per_second"] = dc["batch" + std::to_string(c.slots) + "_tokens_per_second"];
+    j["details"] = {{"kv_cache", kv}, {"prefix_sharing", px}, {"batching", cb}, {"segments", sg},
+                    {"decode", dc}};
+    std::printf("%s\n", j.dump().c_str());
+    return kExitOk;
+  });
+}
+
+}  // namespace
+
+CHAINRL_BENCH("rollout", "rollout engine: KV cache, prefix sharing, batching, segments", RunRolloutBench);
+
+}  // namespace chainrl::app
