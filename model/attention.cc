@@ -31,7 +31,8 @@ torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const to
     }
   }
   torch::Tensor out;
-#if TORCH_VERSION_MAJOR >= 2
+// SDPA takes `scale` from LibTorch 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   out = at::scaled_dot_product_attention(qg, k, v, m.defined() ? c10::optional<at::Tensor>(m)
                                                                : c10::optional<at::Tensor>(),
                                          0.0, false, scale);
@@ -44,7 +45,7 @@ torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const to
                                       : torch::softmax(scores, -1);
   out = torch::matmul(probs, v);  // [B, Hkv, rep*Tq, D]
 #endif
-  return rep == 1 ? out : out.view({B, Hq, Tq, D});
+  return rep == 1 ? out : out.reshape({B, Hq, Tq, D});
 }
 
 torch::Tensor CausalMask(int64_t q_len, int64_t k_len, torch::Device device) {

@@ -21,17 +21,18 @@ struct Projection : torch::nn::Module {
   torch::Tensor weight, bias;
 };
 
-// HF's RMSNorm: computed in float32, cast back to the input dtype, then multiplied by the weight.
+// HF's RMSNorm: computed in float32 (float64 stays float64), cast back to the input dtype, then
+// multiplied by the weight.
 struct RmsNorm : torch::nn::Module {
   RmsNorm(int64_t dim, double eps, const torch::TensorOptions& o) : eps(eps) {
     weight = register_parameter("weight", torch::empty({dim}, o));
   }
   torch::Tensor operator()(const torch::Tensor& x) const {
     const auto in_type = x.scalar_type();
-    torch::Tensor xf = x.to(torch::kFloat);
+    torch::Tensor xf = in_type == torch::kDouble ? x : x.to(torch::kFloat);
     torch::Tensor inv_rms = xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
     torch::Tensor y = xf * inv_rms;
-    return weight * (in_type == torch::kFloat ? y : y.to(in_type));
+    return weight * (in_type == xf.scalar_type() ? y : y.to(in_type));
   }
   double eps;
   torch::Tensor weight;
