@@ -60,10 +60,12 @@ Result<TokenizerInfo> ReadTokenizer(const fs::path& dir) {
   if (added != tok.end() && added->is_array()) {
     for (const auto& t : *added) {
       if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer())
-        return InvalidArgument(path.string() + ": key 'added_tokens' has an entry without an integer 'id'");
+        return InvalidArgument(path.string() +
+                               ": key 'added_tokens' has an entry without an integer 'id'");
       const int64_t id = t["id"].get<int64_t>();
       max_id = std::max(max_id, id);
-      if (t.contains("content") && t["content"].is_string()) ids[t["content"].get<std::string>()] = id;
+      if (t.contains("content") && t["content"].is_string())
+        ids[t["content"].get<std::string>()] = id;
     }
   }
   if (max_id < 0) return InvalidArgument(path.string() + ": empty vocabulary");
@@ -88,9 +90,9 @@ Result<TokenizerInfo> ReadTokenizer(const fs::path& dir) {
 }
 
 Status CopyTokenizerFiles(const fs::path& from, const fs::path& to) {
-  for (const char* name : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                           "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
-                           "chat_template.jinja"}) {
+  for (const char* name :
+       {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+        "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja"}) {
     std::error_code ec;
     if (!fs::exists(from / name, ec)) continue;
     fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing, ec);
@@ -128,7 +130,8 @@ int RunInitModel(const std::vector<std::string>& argv) {
       .Option("dtype", &dtype_name, "float32 (default), bfloat16 or float16");
   return ParseAndRun(args, argv, [&]() -> int {
     if (vocab_from.empty() == (vocab_size == 0))
-      return ReportError(InvalidArgument("exactly one of --vocab-from and --vocab-size is required"));
+      return ReportError(
+          InvalidArgument("exactly one of --vocab-from and --vocab-size is required"));
     auto arch = model::ParseArchitecture(arch_name);
     if (!arch.ok()) return ReportError(InvalidArgument("--arch: " + arch.status().message()));
     auto dtype = model::ParseTorchDtype(dtype_name);

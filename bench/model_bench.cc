@@ -43,10 +43,11 @@ std::string BlasConfig() {
 int RunModelBench(const std::vector<std::string>& argv) {
   int64_t layers = 11, hidden = 512, heads = 8, kv_heads = 2, intermediate = 1536, vocab = 32000;
   int64_t batch = 4, seq = 256, iters = 2, decode_tokens = 32, threads = 0;
-  Args args("chainrl bench model", "[options]",
-            "Measures float32 GEMM GFLOP/s, then a Qwen2-style model's forward and forward+backward "
-            "FLOP/s (2 * matmul params * tokens + attention, x3 for training) as fractions of it, "
-            "and cached decoding tokens/s. Defaults: ~50M parameters, 4 x 256 tokens.");
+  Args args(
+      "chainrl bench model", "[options]",
+      "Measures float32 GEMM GFLOP/s, then a Qwen2-style model's forward and forward+backward "
+      "FLOP/s (2 * matmul params * tokens + attention, x3 for training) as fractions of it, "
+      "and cached decoding tokens/s. Defaults: ~50M parameters, 4 x 256 tokens.");
   args.Option("layers", &layers, "decoder layers (default 11)")
       .Option("hidden", &hidden, "hidden size (default 512)")
       .Option("heads", &heads, "attention heads (default 8)")
@@ -64,8 +65,8 @@ int RunModelBench(const std::vector<std::string>& argv) {
     // thread (measured here: 20x slower), so the default is kept unless --threads says otherwise.
     if (threads > 0) at::set_num_threads(static_cast<int>(threads));
     const int hw = static_cast<int>(std::thread::hardware_concurrency());
-    std::printf("threads %d of %d CPUs, BLAS: %s, OPENBLAS_CORETYPE=%s\n", at::get_num_threads(), hw,
-                BlasConfig().c_str(),
+    std::printf("threads %d of %d CPUs, BLAS: %s, OPENBLAS_CORETYPE=%s\n", at::get_num_threads(),
+                hw, BlasConfig().c_str(),
                 std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "(unset)");
     std::fflush(stdout);
 
@@ -104,12 +105,13 @@ int RunModelBench(const std::vector<std::string>& argv) {
     const double attn_flops = 4.0 * layers * batch * seq * seq * heads * c.head_dim;
     const double fwd_flops = 2.0 * matmul_params * tokens + attn_flops;
     torch::Tensor ids = torch::randint(vocab, {batch, seq}, torch::kLong);
-    std::printf("model: qwen2, %lld layers, hidden %lld, %lld/%lld heads, mlp %lld, vocab %lld: "
-                "%.1fM parameters; %lld x %lld tokens\n",
-                static_cast<long long>(layers), static_cast<long long>(hidden),
-                static_cast<long long>(heads), static_cast<long long>(kv_heads),
-                static_cast<long long>(intermediate), static_cast<long long>(vocab), params / 1e6,
-                static_cast<long long>(batch), static_cast<long long>(seq));
+    std::printf(
+        "model: qwen2, %lld layers, hidden %lld, %lld/%lld heads, mlp %lld, vocab %lld: "
+        "%.1fM parameters; %lld x %lld tokens\n",
+        static_cast<long long>(layers), static_cast<long long>(hidden),
+        static_cast<long long>(heads), static_cast<long long>(kv_heads),
+        static_cast<long long>(intermediate), static_cast<long long>(vocab), params / 1e6,
+        static_cast<long long>(batch), static_cast<long long>(seq));
     std::fflush(stdout);
 
     const double t_fwd = BestOf(iters, [&] { m.Logits(m.Forward(ids)); });
@@ -142,24 +144,25 @@ int RunModelBench(const std::vector<std::string>& argv) {
     const double fwd_rate = fwd_flops / t_fwd / 1e9, train_rate = 3 * fwd_flops / t_train / 1e9;
     std::printf("forward:          %8.0f tokens/s  %6.1f GFLOP/s  %.2f of GEMM\n", tokens / t_fwd,
                 fwd_rate, fwd_rate / gemm);
-    std::printf("forward+backward: %8.0f tokens/s  %6.1f GFLOP/s  %.2f of GEMM\n",
-                tokens / t_train, train_rate, train_rate / gemm);
+    std::printf("forward+backward: %8.0f tokens/s  %6.1f GFLOP/s  %.2f of GEMM\n", tokens / t_train,
+                train_rate, train_rate / gemm);
     if (decode_tokens > 0)
       std::printf("cached decode:    %8.0f tokens/s  (batch %lld, context %lld..%lld)\n",
                   batch * decode_tokens / t_decode, static_cast<long long>(batch),
                   static_cast<long long>(seq), static_cast<long long>(seq + decode_tokens));
-    nlohmann::json j = {{"bench", "model"},
-                        {"threads", at::get_num_threads()},
-                        {"gemm_gflops", gemm},
-                        {"params", params},
-                        {"tokens", tokens},
-                        {"forward_tokens_per_s", tokens / t_fwd},
-                        {"forward_gflops", fwd_rate},
-                        {"forward_gemm_fraction", fwd_rate / gemm},
-                        {"train_tokens_per_s", tokens / t_train},
-                        {"train_gflops", train_rate},
-                        {"train_gemm_fraction", train_rate / gemm},
-                        {"decode_tokens_per_s", t_decode > 0 ? batch * decode_tokens / t_decode : 0.0}};
+    nlohmann::json j = {
+        {"bench", "model"},
+        {"threads", at::get_num_threads()},
+        {"gemm_gflops", gemm},
+        {"params", params},
+        {"tokens", tokens},
+        {"forward_tokens_per_s", tokens / t_fwd},
+        {"forward_gflops", fwd_rate},
+        {"forward_gemm_fraction", fwd_rate / gemm},
+        {"train_tokens_per_s", tokens / t_train},
+        {"train_gflops", train_rate},
+        {"train_gemm_fraction", train_rate / gemm},
+        {"decode_tokens_per_s", t_decode > 0 ? batch * decode_tokens / t_decode : 0.0}};
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   });

@@ -2,8 +2,8 @@
 // per-head loop, the full model against a naive float64 reference written here, the KV cache
 // (prefill + token-by-token, ragged chunks) against the uncached forward, padding, tied embeddings.
 //
-// The naive reference below stands in for Hugging Face's modeling_qwen2/qwen3/llama (Python torch is
-// not installed on the build machines): it is written independently from the formulas, token by
+// The naive reference below stands in for Hugging Face's modeling_qwen2/qwen3/llama (Python torch
+// is not installed on the build machines): it is written independently from the formulas, token by
 // token and head by head in float64.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
@@ -144,8 +144,7 @@ struct Ref {
             s.push_back(torch::dot(q[t][hh], k[j][g]).item<double>() / std::sqrt(double(D)));
           double mx = *std::max_element(s.begin(), s.end()), z = 0;
           for (double& e : s) z += (e = std::exp(e - mx));
-          for (int64_t j = 0; j <= t; ++j)
-            attn.narrow(0, hh * D, D).add_(v[j][g] * (s[j] / z));
+          for (int64_t j = 0; j <= t; ++j) attn.narrow(0, hh * D, D).add_(v[j][g] * (s[j] / z));
         }
         torch::Tensor r = x[t] + Lin(attn, p + "self_attn.o_proj");
         torch::Tensor h = Norm(r, p + "post_attention_layernorm.weight");
@@ -220,7 +219,8 @@ TEST(Rope, TablesAreCosSinOfPositionTimesFrequency) {
   ASSERT_EQ(cos.sizes(), (std::vector<int64_t>{1, 1, 4, c.head_dim}));
   for (int64_t t = 0; t < 4; ++t)
     for (int64_t d = 0; d < c.head_dim; ++d) {
-      const double a = pos[0][t].item<double>() * std::pow(c.rope_theta, -2.0 * (d % (c.head_dim / 2)) / c.head_dim);
+      const double a = pos[0][t].item<double>() *
+                       std::pow(c.rope_theta, -2.0 * (d % (c.head_dim / 2)) / c.head_dim);
       EXPECT_NEAR(cos[0][0][t][d].item<double>(), std::cos(a), 1e-4);
       EXPECT_NEAR(sin[0][0][t][d].item<double>(), std::sin(a), 1e-4);
     }
@@ -237,8 +237,8 @@ TEST(AttentionMasks, CausalIsBottomRightAligned) {
 }
 
 // softmax(q k^T * scale, masked) v one (batch, head) at a time, kv head = h / (Hq / Hkv).
-torch::Tensor PerHeadAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& mask, double scale) {
+torch::Tensor PerHeadAttention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& mask, double scale) {
   const int64_t B = q.size(0), Hq = q.size(1), Hkv = k.size(1);
   torch::Tensor out = torch::zeros_like(q);
   for (int64_t b = 0; b < B; ++b)
@@ -258,7 +258,8 @@ TEST(AttentionGqa, MatchesPerHeadLoopForSeveralKvHeadCounts) {
     torch::Tensor q = torch::randn({B, Hq, Tq, D});
     torch::Tensor k = torch::randn({B, hkv, Tk, D});
     torch::Tensor v = torch::randn({B, hkv, Tk, D});
-    torch::Tensor causal = CausalMask(Tq, Tk, torch::kCPU).view({1, 1, Tq, Tk}).expand({B, 1, Tq, Tk});
+    torch::Tensor causal =
+        CausalMask(Tq, Tk, torch::kCPU).view({1, 1, Tq, Tk}).expand({B, 1, Tq, Tk});
     torch::Tensor got = Attention(q, k, v, causal, 0.3);
     EXPECT_LT(MaxDiff(got, PerHeadAttention(q, k, v, causal, 0.3)), 1e-5) << hkv;
     // Random padding on top, keeping key 0 so every row has a key.
@@ -282,8 +283,8 @@ TEST_P(Families, MatchesNaiveReference) {
   Ref ref = MakeRef(*m);
   torch::NoGradGuard g;
   std::vector<std::vector<int64_t>> seqs = {{3, 17, 60, 5, 5, 9, 42}, {0, 1, 2, 3, 58, 59, 13}};
-  torch::Tensor ids = torch::tensor({3, 17, 60, 5, 5, 9, 42, 0, 1, 2, 3, 58, 59, 13}, torch::kLong)
-                          .view({2, 7});
+  torch::Tensor ids =
+      torch::tensor({3, 17, 60, 5, 5, 9, 42, 0, 1, 2, 3, 58, 59, 13}, torch::kLong).view({2, 7});
   torch::Tensor h = m->Forward(ids);
   for (int64_t b = 0; b < 2; ++b) {
     torch::Tensor r = ref.Forward(seqs[b], {0, 1, 2, 3, 4, 5, 6});
@@ -330,7 +331,8 @@ TEST_P(Families, KvCacheTokenByTokenEqualsUncachedForward) {
   torch::Tensor full = m->Forward(ids);
   KvCache cache(c, B, 16, torch::kFloat, torch::kCPU);
   torch::Tensor pos = torch::arange(T, torch::kLong).view({1, T}).expand({B, T});
-  std::vector<torch::Tensor> parts = {m->ForwardCached(ids.narrow(1, 0, 4), pos.narrow(1, 0, 4), cache)};
+  std::vector<torch::Tensor> parts = {
+      m->ForwardCached(ids.narrow(1, 0, 4), pos.narrow(1, 0, 4), cache)};
   for (int64_t t = 4; t < T; ++t)
     parts.push_back(m->ForwardCached(ids.narrow(1, t, 1), pos.narrow(1, t, 1), cache));
   EXPECT_EQ(cache.lengths(), (std::vector<int64_t>{T, T}));
@@ -365,8 +367,9 @@ TEST_P(Families, KvCacheRaggedChunksEqualUncachedForward) {
     EXPECT_LT(MaxDiff(torch::cat(got[b], 0), full[b]), 1e-5) << "row " << b;
   // Truncating a row and re-feeding reproduces the same states.
   cache.SetLength(1, 6);
-  torch::Tensor again = m->ForwardCached(ids.narrow(1, 6, 3), torch::arange(6, 9, torch::kLong).view({1, 3}).expand({B, 3}),
-                                         cache, {0, 3});
+  torch::Tensor again = m->ForwardCached(
+      ids.narrow(1, 6, 3), torch::arange(6, 9, torch::kLong).view({1, 3}).expand({B, 3}), cache,
+      {0, 3});
   EXPECT_LT(MaxDiff(again[1], full[1].narrow(0, 6, 3)), 1e-5);
 }
 
@@ -431,7 +434,9 @@ TEST_P(Families, BackwardReachesEveryParameter) {
 INSTANTIATE_TEST_SUITE_P(Decoder, Families,
                          ::testing::Values(Architecture::kQwen2, Architecture::kQwen3,
                                            Architecture::kLlama),
-                         [](const auto& info) { return std::string(ArchitectureName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(ArchitectureName(info.param));
+                         });
 
 TEST(Decoder, TiedEmbeddingsShareTheEmbeddingMatrix) {
   ModelConfig c = TinyConfig(Architecture::kQwen2);
@@ -444,8 +449,8 @@ TEST(Decoder, TiedEmbeddingsShareTheEmbeddingMatrix) {
   torch::Tensor h = m->Forward(torch::tensor({1, 2, 3}, torch::kLong).view({1, 3}));
   EXPECT_LT(MaxDiff(m->Logits(h), torch::matmul(h, p["model.embed_tokens.weight"].t())), 1e-6);
   Ref ref = MakeRef(*m);
-  EXPECT_LT(MaxDiff(m->Logits(h)[0],
-                    torch::matmul(ref.Forward({1, 2, 3}, {0, 1, 2}), ref.W("model.embed_tokens.weight").t())),
+  EXPECT_LT(MaxDiff(m->Logits(h)[0], torch::matmul(ref.Forward({1, 2, 3}, {0, 1, 2}),
+                                                   ref.W("model.embed_tokens.weight").t())),
             1e-4);
 }
 

@@ -72,7 +72,8 @@ TEST(HfConfig, ParsesQwen3AndLlama) {
 
 TEST(HfConfig, DefaultsForOptionalKeys) {
   auto c = ParseModelConfig(R"({"model_type":"llama","vocab_size":10,"hidden_size":8,
-      "intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2})", "x");
+      "intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2})",
+                            "x");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->num_key_value_heads, 2);
   EXPECT_EQ(c->head_dim, 4);
@@ -112,7 +113,8 @@ TEST(HfConfig, ErrorsNameFileAndKey) {
   ExpectError(R"({"model_type":"mistral",)" + base + "}", StatusCode::kUnimplemented, "mistral");
   ExpectError(R"({"model_type":"qwen2","hidden_size":8})", StatusCode::kInvalidArgument,
               "'vocab_size'");
-  ExpectError(R"({"model_type":"qwen2","vocab_size":10,"hidden_size":"8",)" + base.substr(base.find("\"int")) + "}",
+  ExpectError(R"({"model_type":"qwen2","vocab_size":10,"hidden_size":"8",)" +
+                  base.substr(base.find("\"int")) + "}",
               StatusCode::kInvalidArgument, "'hidden_size'");
   ExpectError(R"({"model_type":"qwen2","num_key_value_heads":3,)" + base + "}",
               StatusCode::kInvalidArgument, "'num_key_value_heads'");

@@ -66,7 +66,8 @@ TEST(ModelIo, SaveLoadRoundTripIsBitExact) {
       EXPECT_EQ((*loaded)->named_parameters().contains("lm_head.weight"), !tied);
       torch::NoGradGuard g;
       torch::Tensor ids = torch::tensor({3, 1, 4, 1, 5}, torch::kLong).view({1, 5});
-      EXPECT_TRUE(torch::equal(m.Logits(m.Forward(ids)), (*loaded)->Logits((*loaded)->Forward(ids))));
+      EXPECT_TRUE(
+          torch::equal(m.Logits(m.Forward(ids)), (*loaded)->Logits((*loaded)->Forward(ids))));
     }
   }
 }
@@ -126,7 +127,8 @@ TEST(ModelIo, MissingAndExtraTensorsAreListed) {
   const std::string msg = r.status().message();
   EXPECT_NE(msg.find(dir.string()), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing tensors: model.layers.1.mlp.up_proj.weight, model.norm.weight"),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   EXPECT_NE(msg.find("unexpected tensors: model.layers.7.mlp.up_proj.weight"), std::string::npos)
       << msg;
   EXPECT_NE(msg.find("model.layers.0.self_attn.q_proj.weight (file [3, 3]"), std::string::npos)
