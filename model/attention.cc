@@ -10,13 +10,13 @@ namespace chainrl::model {
 
 torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& mask, double scale) {
-  CHAINRL_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "q" << q.sizes() << " k"
-                                                                  << k.sizes() << " v" << v.sizes());
+  CHAINRL_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
+                "q" << q.sizes() << " k" << k.sizes() << " v" << v.sizes());
   const int64_t B = q.size(0), Hq = q.size(1), Tq = q.size(2), D = q.size(3);
   const int64_t Hkv = k.size(1), Tk = k.size(2);
-  CHAINRL_CHECK(Hkv > 0 && Hq % Hkv == 0 && k.size(0) == B && v.sizes() == k.sizes() &&
-                    k.size(3) == D,
-                "q" << q.sizes() << " k" << k.sizes() << " v" << v.sizes());
+  CHAINRL_CHECK(
+      Hkv > 0 && Hq % Hkv == 0 && k.size(0) == B && v.sizes() == k.sizes() && k.size(3) == D,
+      "q" << q.sizes() << " k" << k.sizes() << " v" << v.sizes());
   const int64_t rep = Hq / Hkv;
   // Query heads h = g * rep + r share kv head g: view q as [B, Hkv, rep * Tq, D] so one batched
   // matmul per kv head covers its whole group without materialising repeated keys and values.
@@ -26,25 +26,28 @@ torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const to
     m = mask.dim() == 2 ? mask.view({1, 1, mask.size(0), mask.size(1)}) : mask;
     if (rep > 1) {
       // [B?, 1, Tq, Tk] -> [B?, 1, rep * Tq, Tk], matching the folded query axis.
-      m = m.unsqueeze(2).expand({m.size(0), m.size(1), rep, Tq, Tk}).reshape(
-          {m.size(0), m.size(1), rep * Tq, Tk});
+      m = m.unsqueeze(2)
+              .expand({m.size(0), m.size(1), rep, Tq, Tk})
+              .reshape({m.size(0), m.size(1), rep * Tq, Tk});
     }
   }
   torch::Tensor out;
-#if TORCH_VERSION_MAJOR >= 2
-  out = at::scaled_dot_product_attention(qg, k, v, m.defined() ? c10::optional<at::Tensor>(m)
-                                                               : c10::optional<at::Tensor>(),
-                                         0.0, false, scale);
+// SDPA takes `scale` from LibTorch 2.1 on.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
+  out = at::scaled_dot_product_attention(
+      qg, k, v, m.defined() ? c10::optional<at::Tensor>(m) : c10::optional<at::Tensor>(), 0.0,
+      false, scale);
 #else
   const bool low_precision = q.scalar_type() == torch::kHalf || q.scalar_type() == torch::kBFloat16;
   torch::Tensor scores = torch::matmul(qg, k.transpose(-2, -1));  // [B, Hkv, rep*Tq, Tk]
   scores.mul_(scale);
   if (m.defined()) scores.masked_fill_(m.logical_not(), -std::numeric_limits<double>::infinity());
-  torch::Tensor probs = low_precision ? torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type())
-                                      : torch::softmax(scores, -1);
+  torch::Tensor probs = low_precision
+                            ? torch::softmax(scores, -1, torch::kFloat).to(q.scalar_type())
+                            : torch::softmax(scores, -1);
   out = torch::matmul(probs, v);  // [B, Hkv, rep*Tq, D]
 #endif
-  return rep == 1 ? out : out.view({B, Hq, Tq, D});
+  return rep == 1 ? out : out.reshape({B, Hq, Tq, D});
 }
 
 torch::Tensor CausalMask(int64_t q_len, int64_t k_len, torch::Device device) {

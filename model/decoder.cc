@@ -21,17 +21,18 @@ struct Projection : torch::nn::Module {
   torch::Tensor weight, bias;
 };
 
-// HF's RMSNorm: computed in float32, cast back to the input dtype, then multiplied by the weight.
+// HF's RMSNorm: computed in float32 (float64 stays float64), cast back to the input dtype, then
+// multiplied by the weight.
 struct RmsNorm : torch::nn::Module {
   RmsNorm(int64_t dim, double eps, const torch::TensorOptions& o) : eps(eps) {
     weight = register_parameter("weight", torch::empty({dim}, o));
   }
   torch::Tensor operator()(const torch::Tensor& x) const {
     const auto in_type = x.scalar_type();
-    torch::Tensor xf = x.to(torch::kFloat);
+    torch::Tensor xf = in_type == torch::kDouble ? x : x.to(torch::kFloat);
     torch::Tensor inv_rms = xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
     torch::Tensor y = xf * inv_rms;
-    return weight * (in_type == torch::kFloat ? y : y.to(in_type));
+    return weight * (in_type == xf.scalar_type() ? y : y.to(in_type));
   }
   double eps;
   torch::Tensor weight;
@@ -40,14 +41,14 @@ struct RmsNorm : torch::nn::Module {
 struct SelfAttention : torch::nn::Module {
   SelfAttention(const ModelConfig& c, const torch::TensorOptions& o)
       : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
-    q_proj = register_module("q_proj", std::make_shared<Projection>(c.hidden_size, heads * head_dim,
-                                                                     c.qkv_bias(), o));
+    q_proj = register_module(
+        "q_proj", std::make_shared<Projection>(c.hidden_size, heads * head_dim, c.qkv_bias(), o));
     k_proj = register_module("k_proj", std::make_shared<Projection>(
                                            c.hidden_size, kv_heads * head_dim, c.qkv_bias(), o));
     v_proj = register_module("v_proj", std::make_shared<Projection>(
                                            c.hidden_size, kv_heads * head_dim, c.qkv_bias(), o));
-    o_proj = register_module("o_proj", std::make_shared<Projection>(heads * head_dim,
-                                                                     c.hidden_size, c.o_bias(), o));
+    o_proj = register_module(
+        "o_proj", std::make_shared<Projection>(heads * head_dim, c.hidden_size, c.o_bias(), o));
     if (c.qk_norm()) {
       q_norm = register_module("q_norm", std::make_shared<RmsNorm>(head_dim, c.rms_norm_eps, o));
       k_norm = register_module("k_norm", std::make_shared<RmsNorm>(head_dim, c.rms_norm_eps, o));
@@ -61,11 +62,13 @@ struct SelfAttention : torch::nn::Module {
 struct Mlp : torch::nn::Module {
   Mlp(const ModelConfig& c, const torch::TensorOptions& o) {
     gate_proj = register_module(
-        "gate_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
+        "gate_proj",
+        std::make_shared<Projection>(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
     up_proj = register_module(
         "up_proj", std::make_shared<Projection>(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
     down_proj = register_module(
-        "down_proj", std::make_shared<Projection>(c.intermediate_size, c.hidden_size, c.mlp_bias, o));
+        "down_proj",
+        std::make_shared<Projection>(c.intermediate_size, c.hidden_size, c.mlp_bias, o));
   }
   // down(silu(gate(x)) * up(x)); in place when no gradient is recorded.
   torch::Tensor operator()(const torch::Tensor& x) const {
@@ -80,8 +83,8 @@ struct DecoderLayer : torch::nn::Module {
   DecoderLayer(const ModelConfig& c, const torch::TensorOptions& o) {
     self_attn = register_module("self_attn", std::make_shared<SelfAttention>(c, o));
     mlp = register_module("mlp", std::make_shared<Mlp>(c, o));
-    input_layernorm =
-        register_module("input_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, o));
+    input_layernorm = register_module("input_layernorm",
+                                      std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, o));
     post_attention_layernorm = register_module(
         "post_attention_layernorm", std::make_shared<RmsNorm>(c.hidden_size, c.rms_norm_eps, o));
   }
@@ -94,7 +97,8 @@ namespace {
 
 // x * cos + rotate_half(x) * sin with rotate_half(x) = cat(-x2, x1), written as two fused
 // multiply-adds on the halves instead of materialising rotate_half. x: [B, H, T, D].
-torch::Tensor ApplyRope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor ApplyRope(const torch::Tensor& x, const torch::Tensor& cos,
+                        const torch::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
   torch::Tensor out = x * cos;
   out.narrow(-1, 0, half).addcmul_(x.narrow(-1, half, half), sin.narrow(-1, 0, half), -1);
@@ -159,15 +163,15 @@ DecoderModel::DecoderModel(const ModelConfig& config, const ModelOptions& option
   const auto o = torch::TensorOptions().dtype(options.dtype).device(options.device);
   auto inner = register_module("model", std::make_shared<torch::nn::Module>("model"));
   auto embed = inner->register_module("embed_tokens", std::make_shared<torch::nn::Module>());
-  embed_ = embed->register_parameter("weight",
-                                     torch::empty({config.vocab_size, config.hidden_size}, o));
+  embed_ =
+      embed->register_parameter("weight", torch::empty({config.vocab_size, config.hidden_size}, o));
   auto layers = inner->register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers_.push_back(std::make_shared<DecoderLayer>(config, o));
     layers->push_back(layers_.back());
   }
-  norm_ = inner->register_module("norm",
-                                 std::make_shared<RmsNorm>(config.hidden_size, config.rms_norm_eps, o));
+  norm_ = inner->register_module(
+      "norm", std::make_shared<RmsNorm>(config.hidden_size, config.rms_norm_eps, o));
   if (!config.tie_word_embeddings) {
     auto head = register_module("lm_head", std::make_shared<torch::nn::Module>());
     lm_head_ = head->register_parameter("weight",
@@ -182,7 +186,8 @@ void DecoderModel::InitWeights(uint64_t seed) {
   for (auto& p : named_parameters()) {
     const std::string& name = p.key();
     torch::Tensor& w = p.value();
-    const bool is_norm = name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
+    const bool is_norm =
+        name.size() >= 11 && name.compare(name.size() - 11, 11, "norm.weight") == 0;
     const bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
     if (is_norm) {
       w.fill_(1.0);
@@ -196,10 +201,11 @@ void DecoderModel::InitWeights(uint64_t seed) {
   }
 }
 
-std::pair<torch::Tensor, torch::Tensor> DecoderModel::RopeTables(const torch::Tensor& positions) const {
+std::pair<torch::Tensor, torch::Tensor> DecoderModel::RopeTables(
+    const torch::Tensor& positions) const {
   // HF: freqs = positions (float32) outer inv_freq; emb = cat(freqs, freqs); cos/sin cast.
   torch::Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
-  torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);             // [B, 1, T, D]
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);              // [B, 1, T, D]
   torch::Tensor cos = emb.cos(), sin = emb.sin();
   if (options_.dtype != torch::kFloat) {
     cos = cos.to(options_.dtype);
@@ -212,7 +218,8 @@ torch::Tensor DecoderModel::Embed(const torch::Tensor& input_ids) {
   return torch::embedding(embed_, input_ids);
 }
 
-LayerContext DecoderModel::MakeContext(int64_t batch, int64_t seq_len, const torch::Tensor& positions,
+LayerContext DecoderModel::MakeContext(int64_t batch, int64_t seq_len,
+                                       const torch::Tensor& positions,
                                        const torch::Tensor& attention_mask) const {
   LayerContext ctx;
   torch::Tensor pos = positions;
@@ -241,9 +248,8 @@ LayerContext DecoderModel::MakeContext(int64_t batch, int64_t seq_len, const tor
 LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvCache& cache,
                                              const std::vector<int64_t>& n_new) const {
   const int64_t B = positions.size(0), T = positions.size(1);
-  CHAINRL_CHECK(positions.dim() == 2 && B == cache.batch(), "positions" << positions.sizes()
-                                                                        << " cache batch "
-                                                                        << cache.batch());
+  CHAINRL_CHECK(positions.dim() == 2 && B == cache.batch(),
+                "positions" << positions.sizes() << " cache batch " << cache.batch());
   CHAINRL_CHECK(n_new.empty() || static_cast<int64_t>(n_new.size()) == B, "n_new " << n_new.size());
   LayerContext ctx;
   ctx.cache = &cache;
@@ -273,8 +279,8 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
     ctx.mask = CacheCausalMask(start, T, key_len, dev);
     torch::Tensor slots = torch::tensor(start, torch::kLong).to(dev).view({B, 1}) +
                           torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    ctx.slot_index = slots.view({B, 1, T, 1}).expand(
-        {B, config_.num_key_value_heads, T, config_.head_dim});
+    ctx.slot_index =
+        slots.view({B, 1, T, 1}).expand({B, config_.num_key_value_heads, T, config_.head_dim});
   }
   std::tie(ctx.cos, ctx.sin) = RopeTables(positions.to(dev));
   return ctx;

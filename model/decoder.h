@@ -18,8 +18,14 @@ namespace chainrl::model {
 struct ModelOptions {
   torch::ScalarType dtype = torch::kFloat32;  // parameter and compute dtype
   torch::Device device = torch::kCPU;
-  ModelOptions& set_dtype(torch::ScalarType d) { dtype = d; return *this; }
-  ModelOptions& set_device(torch::Device d) { device = d; return *this; }
+  ModelOptions& set_dtype(torch::ScalarType d) {
+    dtype = d;
+    return *this;
+  }
+  ModelOptions& set_device(torch::Device d) {
+    device = d;
+    return *this;
+  }
 };
 
 // The inverse RoPE frequencies of `config` ([head_dim / 2], float32, computed in float32 as HF

@@ -71,9 +71,12 @@ Result<Architecture> ParseArchitecture(const std::string& model_type) {
 
 const char* ArchitectureName(Architecture arch) {
   switch (arch) {
-    case Architecture::kQwen2: return "qwen2";
-    case Architecture::kQwen3: return "qwen3";
-    case Architecture::kLlama: return "llama";
+    case Architecture::kQwen2:
+      return "qwen2";
+    case Architecture::kQwen3:
+      return "qwen3";
+    case Architecture::kLlama:
+      return "llama";
   }
   return "unknown";
 }
@@ -94,9 +97,9 @@ Status ModelConfig::Validate(const std::string& source) const {
   CHAINRL_RETURN_IF_ERROR(positive("head_dim", head_dim));
   CHAINRL_RETURN_IF_ERROR(positive("max_position_embeddings", max_position_embeddings));
   if (num_attention_heads % num_key_value_heads != 0)
-    return InvalidArgument(source + ": key 'num_key_value_heads' (" +
-                           std::to_string(num_key_value_heads) + ") must divide num_attention_heads (" +
-                           std::to_string(num_attention_heads) + ")");
+    return InvalidArgument(
+        source + ": key 'num_key_value_heads' (" + std::to_string(num_key_value_heads) +
+        ") must divide num_attention_heads (" + std::to_string(num_attention_heads) + ")");
   if (head_dim % 2 != 0)
     return InvalidArgument(source + ": key 'head_dim' must be even for rotary embeddings, got " +
                            std::to_string(head_dim));
@@ -106,7 +109,8 @@ Status ModelConfig::Validate(const std::string& source) const {
     const auto& s = *rope_scaling;
     if (!(s.factor > 0) || !(s.low_freq_factor > 0) || !(s.high_freq_factor > s.low_freq_factor) ||
         s.original_max_position_embeddings <= 0)
-      return InvalidArgument(source + ": key 'rope_scaling' needs factor > 0, 0 < low_freq_factor "
+      return InvalidArgument(source +
+                             ": key 'rope_scaling' needs factor > 0, 0 < low_freq_factor "
                              "< high_freq_factor and original_max_position_embeddings > 0");
   }
   return Status::Ok();
@@ -154,7 +158,8 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
   bool sliding = false;
   CHAINRL_RETURN_IF_ERROR(r.Bool("use_sliding_window", &sliding));
   if (sliding)
-    return Unimplemented(source + ": key 'use_sliding_window' is true; sliding-window attention "
+    return Unimplemented(source +
+                         ": key 'use_sliding_window' is true; sliding-window attention "
                          "is not supported");
   if (c.mlp_bias && c.arch != Architecture::kLlama)
     return InvalidArgument(source + ": key 'mlp_bias' is only meaningful for llama");

@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 namespace {
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 std::string JoinNames(const std::vector<std::string>& names) {
@@ -29,11 +30,16 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 std::string TorchDtypeName(torch::ScalarType type) {
   switch (type) {
-    case torch::kFloat: return "float32";
-    case torch::kBFloat16: return "bfloat16";
-    case torch::kHalf: return "float16";
-    case torch::kDouble: return "float64";
-    default: return c10::toString(type);
+    case torch::kFloat:
+      return "float32";
+    case torch::kBFloat16:
+      return "bfloat16";
+    case torch::kHalf:
+      return "float16";
+    case torch::kDouble:
+      return "float64";
+    default:
+      return c10::toString(type);
   }
 }
 
@@ -93,7 +99,8 @@ Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
   return Status::Ok();
 }
 
-Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir, const ModelOptions& options) {
+Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
+                                                const ModelOptions& options) {
   const std::string config_path = (fs::path(dir) / "config.json").string();
   CHAINRL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_path));
   CHAINRL_ASSIGN_OR_RETURN(TensorMap tensors, LoadSafetensorsDir(dir));

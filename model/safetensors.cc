@@ -15,8 +15,8 @@
 #include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 namespace chainrl::model {
 namespace fs = std::filesystem;
@@ -33,13 +33,13 @@ struct DtypeInfo {
 // Every dtype the safetensors format defines; the unsigned wide and float8 types have no LibTorch
 // 1.13 counterpart and are rejected with a clear message.
 constexpr DtypeInfo kDtypes[] = {
-    {"F64", 8, true, torch::kFloat64},  {"F32", 4, true, torch::kFloat32},
-    {"F16", 2, true, torch::kFloat16},  {"BF16", 2, true, torch::kBFloat16},
-    {"I64", 8, true, torch::kInt64},    {"I32", 4, true, torch::kInt32},
-    {"I16", 2, true, torch::kInt16},    {"I8", 1, true, torch::kInt8},
-    {"U8", 1, true, torch::kUInt8},     {"BOOL", 1, true, torch::kBool},
-    {"U64", 8, false, torch::kInt64},   {"U32", 4, false, torch::kInt32},
-    {"U16", 2, false, torch::kInt16},   {"F8_E4M3", 1, false, torch::kUInt8},
+    {"F64", 8, true, torch::kFloat64},    {"F32", 4, true, torch::kFloat32},
+    {"F16", 2, true, torch::kFloat16},    {"BF16", 2, true, torch::kBFloat16},
+    {"I64", 8, true, torch::kInt64},      {"I32", 4, true, torch::kInt32},
+    {"I16", 2, true, torch::kInt16},      {"I8", 1, true, torch::kInt8},
+    {"U8", 1, true, torch::kUInt8},       {"BOOL", 1, true, torch::kBool},
+    {"U64", 8, false, torch::kInt64},     {"U32", 4, false, torch::kInt32},
+    {"U16", 2, false, torch::kInt16},     {"F8_E4M3", 1, false, torch::kUInt8},
     {"F8_E5M2", 1, false, torch::kUInt8},
 };
 
@@ -266,7 +266,8 @@ Result<nlohmann::json> ReadJsonFile(const std::string& path) {
 
 // Writes `bytes` to `path` via a temporary file in the same directory renamed into place, so a
 // reader (or a live mapping of the old file) never sees a partial file.
-Status WriteFileAtomic(const std::string& path, const std::vector<std::pair<const void*, size_t>>& parts) {
+Status WriteFileAtomic(const std::string& path,
+                       const std::vector<std::pair<const void*, size_t>>& parts) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) return IoError(tmp + ": cannot create: " + std::strerror(errno));
@@ -344,8 +345,8 @@ Result<TensorMap> LoadSafetensorsDir(const std::string& dir) {
     const std::set<std::string> listed(names.begin(), names.end());
     for (const auto& e : file->header().entries)
       if (!listed.count(e.name))
-        return Corrupt(shard_path + ": tensor " + Quote(e.name) + " is not listed for this shard in " +
-                       index_path);
+        return Corrupt(shard_path + ": tensor " + Quote(e.name) +
+                       " is not listed for this shard in " + index_path);
   }
   return out;
 }
@@ -361,7 +362,8 @@ Status SaveSafetensors(const std::string& path, const TensorMap& tensors,
   std::vector<torch::Tensor> data;  // contiguous CPU copies where needed, kept alive until written
   uint64_t offset = 0;
   for (const auto& name : LayoutOrder(tensors)) {
-    if (name == "__metadata__") return InvalidArgument(path + ": tensor name '__metadata__' is reserved");
+    if (name == "__metadata__")
+      return InvalidArgument(path + ": tensor name '__metadata__' is reserved");
     const torch::Tensor& src = tensors.at(name);
     if (!src.defined()) return InvalidArgument(path + ": tensor " + Quote(name) + " is undefined");
     auto dtype = SafetensorsDtypeName(src.scalar_type());
