@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include <ATen/Parallel.h>
 
@@ -50,9 +49,6 @@ int EnsureThreads() {
     if (n > 0) at::set_num_threads(n);
     return at::get_num_threads();
   }
-  if (std::getenv("OMP_NUM_THREADS")) return at::get_num_threads();
-  int hw = static_cast<int>(std::thread::hardware_concurrency());
-  if (hw > at::get_num_threads()) at::set_num_threads(hw);
   return at::get_num_threads();
 }
 

@@ -13,8 +13,9 @@ namespace chainrl::app {
 // use. Safe to call first thing in main().
 void EnsureFastBlas(char** argv);
 
-// LibTorch from Debian starts with one intra-op thread; use every core unless the user chose
-// (OMP_NUM_THREADS or CHAINRL_THREADS). Returns the thread count in force.
+// Applies CHAINRL_THREADS (intra-op threads) when set; otherwise keeps LibTorch's default, which
+// counts physical cores (on a 2-vCPU machine with one hyper-threaded core, 1 thread is measured
+// faster than 2 for this workload). Returns the thread count in force.
 int EnsureThreads();
 
 // "OpenBLAS SkylakeX" / "reference BLAS": the BLAS LibTorch runs on, for `chainrl version`.
