@@ -31,10 +31,10 @@ double Since(Clock::time_point t) {
 
 struct BenchConfig {
   int64_t layers = 4, hidden = 256, heads = 8, kv_heads = 4, intermediate = 768, vocab = 4096;
-  int64_t kv_new_tokens = 512;
+  int64_t kv_new_tokens = 512, kv_prompt = 128;
   int64_t group = 8, prompt = 1024, group_new = 64;
-  int64_t requests = 96, slots = 16, median_len = 24;
-  int64_t steps = 6, segment = 32;
+  int64_t requests = 256, slots = 16, median_len = 24;
+  int64_t steps = 8, segment = 64, call_factor = 4;
   uint64_t seed = 1;
 };
 
@@ -81,10 +81,10 @@ EngineOptions Engine(int64_t slots, int64_t max_len) {
 // 1. KV cache vs recomputing the whole prefix for every new token (greedy, one sequence).
 nlohmann::json KvCacheBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
   torch::NoGradGuard g;
-  auto prompt = Prompt(16, c.vocab, 1);
+  auto prompt = Prompt(c.kv_prompt, c.vocab, 1);
   auto req = Request("kv", prompt, c.kv_new_tokens, 0);
   req.sampling.temperature = 0;
-  RolloutEngine engine(m, Engine(1, 16 + c.kv_new_tokens));
+  RolloutEngine engine(m, Engine(1, c.kv_prompt + c.kv_new_tokens));
   auto t0 = Clock::now();
   auto cached = engine.Generate({req});
   double cached_s = Since(t0);
@@ -206,8 +206,10 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     std::vector<int64_t> pool_len;        // tokens generated so far
     auto t0 = Clock::now();
     while (delivered < needed) {
+      // Carried-over samples plus new ones, several times the slots, so that slots freed early are
+      // refilled within the step.
       std::vector<GenerationRequest> reqs = pool;
-      while (static_cast<int64_t>(reqs.size()) < c.slots) reqs.push_back(make(next++));
+      while (static_cast<int64_t>(reqs.size()) < c.call_factor * c.slots) reqs.push_back(make(next++));
       for (auto& r : reqs) r.segment_tokens = c.segment;
       auto res = engine.Generate(reqs);
       pool.clear();
@@ -274,18 +276,20 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
   a.Option("hidden", &c.hidden, "hidden size (256)");
   a.Option("vocab", &c.vocab, "vocabulary size (4096)");
   a.Option("kv-new-tokens", &c.kv_new_tokens, "new tokens of the KV-cache comparison (512)");
+  a.Option("kv-prompt", &c.kv_prompt, "prompt tokens of the KV-cache comparison (128)");
   a.Option("prompt", &c.prompt, "prompt tokens of the prefix-sharing comparison (1024)");
   a.Option("group", &c.group, "group size G (8)");
-  a.Option("requests", &c.requests, "requests of the batching comparison (96)");
+  a.Option("requests", &c.requests, "requests of the batching comparison (256)");
   a.Option("slots", &c.slots, "decode slots (16)");
   a.Option("median", &c.median_len, "median response length of the long-tail workloads (24)");
-  a.Option("steps", &c.steps, "training steps of the segment comparison (6)");
-  a.Option("segment", &c.segment, "tokens per segment (32)");
+  a.Option("steps", &c.steps, "training steps of the segment comparison (8)");
+  a.Option("segment", &c.segment, "tokens per segment (64)");
+  a.Option("call-factor", &c.call_factor, "segment steps take this many times the slots in requests (4)");
   a.Flag("quick", &quick, "small sizes, for a smoke test");
   return ParseAndRun(a, argv, [&] {
     if (quick) {
       c.layers = 2, c.hidden = 64, c.heads = 4, c.kv_heads = 2, c.intermediate = 128, c.vocab = 256;
-      c.kv_new_tokens = 64, c.prompt = 128, c.group_new = 8, c.requests = 16, c.slots = 4;
+      c.kv_new_tokens = 64, c.kv_prompt = 16, c.prompt = 128, c.group_new = 8, c.requests = 16, c.slots = 4;
       c.median_len = 6, c.steps = 2, c.segment = 8;
     }
     std::printf("model: qwen2, %lld layers, hidden %lld, vocab %lld, %d threads\n",

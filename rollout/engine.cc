@@ -259,26 +259,25 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     // Admission: free slots take waiting requests (static batching: only an empty batch refills).
     if (next_waiting < waiting.size() && (options_.continuous_batching || active_count() == 0)) {
       std::vector<std::pair<int64_t, int64_t>> assign;
-      for (int64_t s = 0; s < n_slots && next_waiting < waiting.size(); ++s) {
-        if (slots[static_cast<size_t>(s)].req >= 0) continue;
-        if (slot_kept_[static_cast<size_t>(s)]) continue;
-        start_slot(s, waiting[next_waiting++]);
-        assign.push_back({s, slots[static_cast<size_t>(s)].req});
-      }
-      if (assign.empty() && active_count() == 0) {
-        // Every free slot holds kept KV of an earlier segment: evict it to make progress.
-        for (int64_t s = 0; s < n_slots; ++s) {
-          if (!slot_kept_[static_cast<size_t>(s)]) continue;
-          for (auto it = kept_.begin(); it != kept_.end(); ++it)
-            if (it->second.slot == s) {
-              kept_.erase(it);
-              break;
-            }
-          slot_kept_[static_cast<size_t>(s)] = false;
-          cache_->SetLength(s, 0);
-          break;
+      // Free slots first; then slots holding the KV of a paused sample (a later continuation of
+      // it is prefilled again, which costs far less than leaving the slot idle).
+      for (int pass = 0; pass < 2; ++pass) {
+        for (int64_t s = 0; s < n_slots && next_waiting < waiting.size(); ++s) {
+          if (slots[static_cast<size_t>(s)].req >= 0) continue;
+          if (slot_kept_[static_cast<size_t>(s)]) {
+            if (pass == 0) continue;
+            for (auto it = kept_.begin(); it != kept_.end(); ++it)
+              if (it->second.slot == s) {
+                kept_.erase(it);
+                break;
+              }
+            slot_kept_[static_cast<size_t>(s)] = false;
+            cache_->SetLength(s, 0);
+            ++stats_.evicted;
+          }
+          start_slot(s, waiting[next_waiting++]);
+          assign.push_back({s, slots[static_cast<size_t>(s)].req});
         }
-        continue;
       }
       if (!assign.empty()) admit(assign);
     }

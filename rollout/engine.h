@@ -77,6 +77,7 @@ struct EngineStats {
   int64_t slot_steps = 0;        // decode slots x steps (occupancy = generated / slot_steps)
   int64_t resumed = 0;           // continuations that reused kept KV
   int64_t reprefilled = 0;       // continuations that had to prefill prompt + carried again
+  int64_t evicted = 0;           // kept KV given up so that a waiting request could start
 };
 
 // Not thread-safe: one Generate at a time. The model must outlive the engine.

@@ -2,6 +2,8 @@
 // sampling with counter-based uniforms.
 #include "rollout/sampling.h"
 
+#include <tuple>
+
 #include "core/check.h"
 
 namespace chainrl::rollout {
@@ -19,6 +21,7 @@ struct RowTensors {
   torch::Tensor top_k;     // [B, 1] int64, V when off
   torch::Tensor top_p;     // [B, 1]
   std::vector<bool> greedy;
+  std::vector<bool> filtered;  // the row uses top-k or top-p
   bool any_filter = false;
 };
 
@@ -29,13 +32,15 @@ RowTensors MakeRows(const std::vector<SamplingParams>& params, int64_t vocab,
   std::vector<float> inv_t(b), top_p(b);
   std::vector<int64_t> top_k(b);
   r.greedy.resize(b);
+  r.filtered.resize(b);
   for (int64_t i = 0; i < b; ++i) {
     const auto& p = params[i];
     r.greedy[i] = p.temperature <= 0;
     inv_t[i] = r.greedy[i] ? 1.f : static_cast<float>(1.0 / p.temperature);
     top_k[i] = (p.top_k > 0 && p.top_k < vocab) ? p.top_k : vocab;
     top_p[i] = static_cast<float>(p.top_p > 0 && p.top_p < 1 ? p.top_p : 1.0);
-    r.any_filter = r.any_filter || top_k[i] < vocab || top_p[i] < 1.f;
+    r.filtered[i] = top_k[i] < vocab || top_p[i] < 1.f;
+    r.any_filter = r.any_filter || r.filtered[i];
   }
   auto f = torch::TensorOptions().dtype(torch::kFloat32);
   r.inv_temp = torch::from_blob(inv_t.data(), {b, 1}, f).clone().to(device);
@@ -104,18 +109,28 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
   auto scaled = x * rows.inv_temp;
   auto logp = torch::log_softmax(scaled, -1);
   auto probs = logp.exp();
-  auto [p, idx] = FilteredSorted(probs, rows);
   std::vector<float> u(b);
   for (int64_t i = 0; i < b; ++i)
     u[i] = static_cast<float>(SampleUniform(params[i].seed, counters[i]));
   auto ut = torch::from_blob(u.data(), {b, 1}, torch::kFloat32).clone().to(x.device());
-  // Inverse CDF: the first sorted position whose cumulative mass exceeds u.
-  auto cdf = p.cumsum(-1);
-  auto pos = (cdf <= ut).sum(-1, true).clamp_max(x.size(1) - 1);
-  // Never land on a filtered-out (zero-mass) position because of rounding at the tail.
-  auto kept = (p > 0).sum(-1, true) - 1;
-  pos = torch::minimum(pos, kept);
-  auto tokens = idx.gather(-1, pos).squeeze(-1);
+  // A row without top-k/top-p inverts its CDF in vocabulary order (no sort); a filtered row
+  // inverts the CDF of its sorted, truncated distribution. Which one a row uses depends only on
+  // its own parameters, so its draw does not depend on the batch.
+  auto invert = [&](const torch::Tensor& p) {
+    // The first position whose cumulative mass exceeds u * total: scaling by the row's own total
+    // (not 1) means rounding can never push the draw past the last token with positive mass.
+    auto cdf = p.cumsum(-1);
+    return (cdf <= ut * cdf.narrow(-1, x.size(1) - 1, 1)).sum(-1, true).clamp_max(x.size(1) - 1);
+  };
+  auto tokens = invert(probs).squeeze(-1);
+  if (rows.any_filter) {
+    auto [p, idx] = FilteredSorted(probs, rows);
+    auto sorted_tokens = idx.gather(-1, invert(p)).squeeze(-1);
+    std::vector<uint8_t> f(b);
+    for (int64_t i = 0; i < b; ++i) f[i] = rows.filtered[i];
+    auto ft = torch::from_blob(f.data(), {b}, torch::kUInt8).clone().to(torch::kBool).to(x.device());
+    tokens = torch::where(ft, sorted_tokens, tokens);
+  }
   bool any_greedy = false;
   for (bool g : rows.greedy) any_greedy = any_greedy || g;
   if (any_greedy) {
