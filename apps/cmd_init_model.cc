@@ -89,18 +89,6 @@ Result<TokenizerInfo> ReadTokenizer(const fs::path& dir) {
   return info;
 }
 
-Status CopyTokenizerFiles(const fs::path& from, const fs::path& to) {
-  for (const char* name :
-       {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-        "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja"}) {
-    std::error_code ec;
-    if (!fs::exists(from / name, ec)) continue;
-    fs::copy_file(from / name, to / name, fs::copy_options::overwrite_existing, ec);
-    if (ec) return IoError((to / name).string() + ": cannot copy: " + ec.message());
-  }
-  return Status::Ok();
-}
-
 int RunInitModel(const std::vector<std::string>& argv) {
   std::string arch_name, vocab_from, out, dtype_name = "float32";
   int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, intermediate = 0, vocab_size = 0;
@@ -170,7 +158,7 @@ int RunInitModel(const std::vector<std::string>& argv) {
     m.InitWeights(static_cast<uint64_t>(seed));
     if (Status st = model::SaveModel(m, out); !st.ok()) return ReportError(st);
     if (!vocab_from.empty()) {
-      if (Status st = CopyTokenizerFiles(vocab_from, out); !st.ok()) return ReportError(st);
+      if (Status st = model::CopyTokenizerFiles(vocab_from, out); !st.ok()) return ReportError(st);
     }
     int64_t params = 0;
     for (const auto& p : m.parameters()) params += p.numel();

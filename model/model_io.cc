@@ -143,4 +143,18 @@ Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_byte
   return SaveSafetensorsDir(dir, ModelStateDict(model), shard_bytes);
 }
 
+Status CopyTokenizerFiles(const std::string& from, const std::string& to) {
+  namespace fs = std::filesystem;
+  for (const char* name :
+       {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+        "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja"}) {
+    std::error_code ec;
+    if (!fs::exists(fs::path(from) / name, ec)) continue;
+    fs::copy_file(fs::path(from) / name, fs::path(to) / name, fs::copy_options::overwrite_existing,
+                  ec);
+    if (ec) return IoError((fs::path(to) / name).string() + ": cannot copy: " + ec.message());
+  }
+  return Status::Ok();
+}
+
 }  // namespace chainrl::model

@@ -38,6 +38,11 @@ Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_byte
 // generation_config.json with bos/eos token ids taken from the config's extra keys if present.
 Status SaveGenerationConfig(const ModelConfig& config, const std::string& path);
 
+// Copies the tokenizer files present in `from` (tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json, vocab.json, merges.txt, tokenizer.model, added_tokens.json,
+// chat_template.jinja) into `to`. Error naming the file that could not be copied.
+Status CopyTokenizerFiles(const std::string& from, const std::string& to);
+
 // The HF torch_dtype name ("float32", "bfloat16", "float16") of a dtype, and back.
 std::string TorchDtypeName(torch::ScalarType type);
 Result<torch::ScalarType> ParseTorchDtype(const std::string& name);

@@ -10,6 +10,8 @@
 
 #include "core/config.h"
 
+#include <nlohmann/json.hpp>
+
 namespace {
 
 struct CmdResult {
@@ -106,6 +108,95 @@ TEST(CliTest, ConfigShowAndDocs) {
 TEST(CliTest, TrainCheckAcceptsShippedQuickstart) {
   CmdResult r = Chainrl(std::string("train ") + CHAINRL_SOURCE_DIR + "/configs/quickstart.toml --check");
   EXPECT_EQ(r.code, 0) << r.out;
+}
+
+// A byte-level BPE tokenizer with the 256 byte tokens, no merges and one special token: enough
+// for the model commands, written by the test itself (no downloads).
+void WriteByteTokenizer(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  // GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 onwards.
+  nlohmann::json vocab = nlohmann::json::object();
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    int cp = printable ? b : next++;
+    std::string utf8;
+    if (cp < 0x80) {
+      utf8 = std::string(1, static_cast<char>(cp));
+    } else {
+      utf8 = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+    }
+    vocab[utf8] = b;
+  }
+  nlohmann::json tok = {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 256}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
+         {"rstrip", false}, {"normalized", false}, {"special", true}}}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+        {"use_regex", true}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
+  std::ofstream(dir + "/tokenizer.json") << tok.dump();
+  nlohmann::json cfg = {
+      {"eos_token", "<|endoftext|>"},
+      {"chat_template",
+       "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+       "{% if add_generation_prompt %}<|assistant|>{% endif %}"}};
+  std::ofstream(dir + "/tokenizer_config.json") << cfg.dump();
+}
+
+TEST(CliTest, InitModelGenerateExportRoundTrip) {
+  std::string dir = TempDir();
+  WriteByteTokenizer(dir + "/tok");
+  CmdResult init = Chainrl("init-model --arch llama --layers 2 --hidden 32 --heads 4 --kv-heads 2 "
+                           "--intermediate 64 --vocab-from " + dir + "/tok --out " + dir +
+                           "/model --seed 5");
+  ASSERT_EQ(init.code, 0) << init.out;
+  for (const char* f : {"config.json", "model.safetensors", "generation_config.json",
+                        "tokenizer.json", "tokenizer_config.json"})
+    EXPECT_TRUE(std::filesystem::exists(dir + "/model/" + f)) << f;
+  std::string gen = "generate --model " + dir + "/model --prompt 'Two plus two is' --json "
+                    "--max-new-tokens 8 --seed 11 --num-samples 3";
+  CmdResult a = Chainrl(gen), b = Chainrl(gen);
+  ASSERT_EQ(a.code, 0) << a.out;
+  EXPECT_EQ(a.out, b.out) << "seeded generation must be reproducible";
+  std::istringstream lines(a.out);
+  int n = 0;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["id"], "sample-" + std::to_string(n));
+    EXPECT_LE(j["tokens"].size(), 8u);
+    EXPECT_EQ(j["tokens"].size(), j["logprobs"].size());
+    for (const auto& lp : j["logprobs"]) EXPECT_LE(lp.get<double>(), 0.0);
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+  CmdResult chat = Chainrl("generate --model " + dir + "/model --prompt hi --chat --system 'be brief' "
+                           "--max-new-tokens 4 --temperature 0");
+  EXPECT_EQ(chat.code, 0) << chat.out;
+  CmdResult exp = Chainrl("export " + dir + "/model --out " + dir + "/exported --dtype bfloat16");
+  ASSERT_EQ(exp.code, 0) << exp.out;
+  std::ifstream cfg(dir + "/exported/config.json");
+  auto j = nlohmann::json::parse(cfg);
+  EXPECT_EQ(j["torch_dtype"], "bfloat16");
+  EXPECT_EQ(j["model_type"], "llama");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/exported/tokenizer.json"));
+  CmdResult again = Chainrl("generate --model " + dir + "/exported --prompt x --max-new-tokens 3");
+  EXPECT_EQ(again.code, 0) << again.out;
+  // Errors are exit 2 and name what is wrong.
+  CmdResult missing = Chainrl("generate --model " + dir + "/nope --prompt x");
+  EXPECT_EQ(missing.code, 2) << missing.out;
+  EXPECT_NE(missing.out.find(dir + "/nope"), std::string::npos) << missing.out;
+  CmdResult bad_export = Chainrl("export " + dir + "/nope --out " + dir + "/x");
+  EXPECT_EQ(bad_export.code, 2) << bad_export.out;
+  CmdResult bad_arch = Chainrl("init-model --arch gpt2 --layers 1 --hidden 8 --heads 1 "
+                               "--kv-heads 1 --intermediate 8 --vocab-size 10 --out " + dir + "/y");
+  EXPECT_EQ(bad_arch.code, 2) << bad_arch.out;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -1,0 +1,131 @@
+// `chainrl generate`: text from a Hugging Face model directory with the rollout engine (KV cache,
+// seeded sampling), optionally through the model's chat template.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/args.h"
+#include "model/chat_template.h"
+#include "model/model_io.h"
+#include "model/tokenizer.h"
+#include "rollout/engine.h"
+
+namespace chainrl::app {
+namespace {
+
+// End-of-sequence ids: the tokenizer's, plus generation_config.json's eos_token_id (int or list).
+std::vector<int32_t> EosIds(const Tokenizer& tok, const std::string& dir) {
+  std::vector<int32_t> ids;
+  if (auto e = tok.eos_token_id()) ids.push_back(*e);
+  std::ifstream in(std::filesystem::path(dir) / "generation_config.json");
+  if (in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_object() && j.contains("eos_token_id")) {
+      const auto& e = j["eos_token_id"];
+      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
+      if (e.is_array())
+        for (const auto& x : e)
+          if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
+    }
+  }
+  return ids;
+}
+
+int RunGenerate(const std::vector<std::string>& argv) {
+  std::string dir, prompt, system;
+  std::vector<std::string> stops;
+  bool chat = false, as_json = false;
+  int64_t max_new = 128, top_k = 0, seed = 0, samples = 1;
+  double temperature = 1.0, top_p = 1.0;
+  Args a("chainrl generate", "--model DIR --prompt TEXT [options]",
+         "Generate from a Hugging Face model directory (config.json, safetensors, tokenizer.json).\n"
+         "Each sample's tokens are reproducible from --seed (sample i uses seed + i).");
+  a.Option("model", &dir, "model directory", true)
+      .Option("prompt", &prompt, "prompt text", true)
+      .Flag("chat", &chat, "render the prompt as a user turn through the chat template")
+      .Option("system", &system, "system message (with --chat)")
+      .Option("max-new-tokens", &max_new, "tokens to generate at most (128)")
+      .Option("temperature", &temperature, "sampling temperature; 0 is greedy (1.0)")
+      .Option("top-k", &top_k, "top-k sampling; 0 disables (0)")
+      .Option("top-p", &top_p, "nucleus sampling mass (1.0)")
+      .Option("seed", &seed, "seed of the first sample (0)")
+      .Option("num-samples", &samples, "samples to generate (1)")
+      .Repeated("stop", &stops, "a stop string")
+      .Flag("json", &as_json, "print one JSON object per sample (text, tokens, logprobs, finish)");
+  return ParseAndRun(a, argv, [&]() -> int {
+    if (max_new < 1 || samples < 1 || temperature < 0 || !(top_p > 0 && top_p <= 1) || top_k < 0)
+      return ReportError(InvalidArgument(
+          "need --max-new-tokens >= 1, --num-samples >= 1, --temperature >= 0, 0 < --top-p <= 1"));
+    auto tok = Tokenizer::FromDir(dir);
+    if (!tok.ok()) return ReportError(tok.status());
+    auto m = model::LoadModel(dir);
+    if (!m.ok()) return ReportError(m.status());
+    std::string text = prompt;
+    bool add_special = true;
+    if (chat) {
+      auto tmpl = ChatTemplate::FromTokenizerConfig(
+          (std::filesystem::path(dir) / "tokenizer_config.json").string());
+      if (!tmpl.ok()) return ReportError(tmpl.status());
+      std::vector<ChatMessage> msgs;
+      if (!system.empty()) msgs.push_back({"system", system, nullptr});
+      msgs.push_back({"user", prompt, nullptr});
+      auto rendered = RenderChat(*tmpl, msgs, /*add_generation_prompt=*/true);
+      if (!rendered.ok()) return ReportError(rendered.status());
+      text = *rendered;
+      add_special = false;  // the template writes its own special tokens
+    }
+    auto ids = tok->Encode(text, add_special);
+    if (!ids.ok()) return ReportError(ids.status());
+    rollout::EngineOptions eo;
+    eo.max_batch = std::min<int64_t>(samples, 64);
+    eo.max_seq_len = static_cast<int64_t>(ids->size()) + max_new;
+    eo.eos_token_ids = EosIds(*tok, dir);
+    const Tokenizer& t = *tok;
+    eo.token_bytes = [&t](int32_t id) {
+      auto b = t.DecodeBytes({id});
+      return b.ok() ? *b : std::string();
+    };
+    rollout::RolloutEngine engine(*m, eo);
+    std::vector<rollout::GenerationRequest> reqs;
+    for (int64_t i = 0; i < samples; ++i) {
+      rollout::GenerationRequest r;
+      r.id = "sample-" + std::to_string(i);
+      r.prompt = *ids;
+      r.max_new_tokens = max_new;
+      r.sampling = {temperature, top_k, top_p, static_cast<uint64_t>(seed + i)};
+      r.stop_strings = stops;
+      reqs.push_back(std::move(r));
+    }
+    auto res = engine.Generate(reqs);
+    if (!res.ok()) return ReportError(res.status());
+    for (const auto& r : *res) {
+      auto out = tok->Decode(r.tokens, /*skip_special=*/true);
+      if (!out.ok()) return ReportError(out.status());
+      std::string s = *out;
+      if (r.stop_text_bytes >= 0) {
+        auto raw = tok->DecodeBytes(r.tokens);
+        if (raw.ok()) s = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
+      }
+      if (as_json) {
+        nlohmann::json j = {{"id", r.id}, {"text", s}, {"tokens", r.tokens},
+                            {"logprobs", r.logprobs},
+                            {"finish", rollout::FinishReasonName(r.finish)}};
+        std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      } else {
+        std::printf("%s\n", s.c_str());
+      }
+    }
+    return kExitOk;
+  });
+}
+
+}  // namespace
+
+CHAINRL_COMMAND("generate", "generate text from a model directory", RunGenerate);
+
+}  // namespace chainrl::app
