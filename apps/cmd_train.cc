@@ -5,6 +5,7 @@
 #include "apps/run_dir.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "rewards/reward_config.h"
 
 namespace chainrl::app {
 namespace {
@@ -19,11 +20,15 @@ int RunTrain(const std::vector<std::string>& argv) {
   a.Positional("RUN.toml", &path, "the run configuration");
   a.Repeated("set", &sets, "override a key, e.g. --set learner.lr=1e-6");
   a.Option("run-dir", &run_dir_flag, "output directory (default: run.run_dir, else runs/NAME-TIME)");
-  a.Flag("check", &check_only, "validate the configuration and exit");
+  a.Flag("check", &check_only, "validate the configuration (reward plugins loaded) and exit");
   return ParseAndRun(a, argv, [&] {
     log::SetRole("launcher");
     auto cfg = LoadConfig(path, sets);
     if (!cfg.ok()) return ReportError(cfg.status());
+    // Reward plugins are loaded (in worker processes) and checked before anything starts: a
+    // missing file, a non-library, a missing entry point or another ABI version is exit 2.
+    auto rewards = rewards::CreateRewardPool(*cfg);
+    if (!rewards.ok()) return ReportError(rewards.status());
     if (check_only) {
       std::printf("%s: OK\n", path.c_str());
       return kExitOk;

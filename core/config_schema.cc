@@ -374,9 +374,13 @@ ConfigSchema Build() {
                   {"none", "easy", "medium", "hard"}));
 
   // rewards_common
-  k.push_back(Int("rewards_common.workers", 2, 1, 256, "Reward worker processes per actor."));
+  k.push_back(Int("rewards_common.workers_per_plugin", 2, 1, 256,
+                  "Worker processes per plugin reward, scoring calls in parallel."));
+  k.push_back(Float("rewards_common.init_deadline_seconds", 10.0, 0.0, 3600.0,
+                    "Time for a worker to start, load its plugin and run its init.", true));
   k.push_back(Str("rewards_common.worker_path", "",
-                  "Path of the reward worker executable; empty finds it next to chainrl."));
+                  "The reward worker executable; empty: $CHAINRL_REWARD_WORKER, else "
+                  "chainrl-reward-worker next to chainrl."));
 
   // metrics
   k.push_back(Bool("metrics.enabled", true, "Serve /metrics from every process."));
@@ -413,11 +417,12 @@ ConfigSchema Build() {
   rewards.keys = {
       Required(Str("name", "", "Name used in metrics and logs.")),
       Str("kind", "plugin", "Built-in reward or a plugin.",
-          {"plugin", "math", "exact_match", "regex", "format", "task"}),
+          {"plugin", "math", "exact_match", "regex", "format", "length", "task"}),
       Str("path", "", "Shared library of a plugin (kind = plugin)."),
       Float("weight", 1.0, -kInf, kInf, "Weight in the sum."),
       Float("deadline_seconds", 10.0, 0.0, 86400.0, "Time limit per batch call.", true),
       Float("error_score", 0.0, -kInf, kInf, "Score of a sample whose reward failed."),
+      Int("batch_size", 8, 1, 4096, "Samples per plugin call (the deadline covers one call)."),
   };
   KeySpec options;
   options.key = "options";

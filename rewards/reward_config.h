@@ -1,14 +1,13 @@
-// Maps the reward part of a run config onto RewardSpec / PoolOptions, one TOML key per field:
-//   [[rewards]]  name, kind, path, weight, deadline_seconds, error_score, batch_size, [options]
-//   [reward_pool] worker_path, workers_per_plugin, init_deadline_seconds
+// Maps the reward part of a validated run config onto RewardSpec / PoolOptions, one TOML key per
+// field (the schema, with types, defaults and ranges, is core/config_schema.cc):
+//   [[rewards]]       name, kind, path, weight, deadline_seconds, error_score, batch_size, options
+//   [rewards_common]  worker_path, workers_per_plugin, init_deadline_seconds
 #pragma once
 
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include <toml++/toml.h>
-
+#include "core/config.h"
 #include "core/status.h"
 #include "rewards/reward_pool.h"
 
@@ -19,13 +18,13 @@ struct RewardConfig {
   PoolOptions pool;
 };
 
-// Reads `rewards` (an array of tables, required) and `reward_pool` (a table, optional) from a
-// parsed document; other top-level keys are ignored. A reward's `options` sub-table is
-// re-serialised as TOML into RewardSpec::options_toml. Unset keys keep the struct defaults.
-// InvalidArgument "<source>:<line>: ..." naming the key on an unknown key, a wrong type, or a
-// missing name/kind. Semantic checks (files, ABI, ranges) happen in RewardPool::Create.
-Result<RewardConfig> ParseRewardConfig(const toml::table& root, const std::string& source);
-// Same from TOML text; a syntax error is InvalidArgument "<source>:<line>:<column>: ...".
-Result<RewardConfig> ParseRewardConfig(std::string_view toml_text, const std::string& source);
+// The config has been validated (types, ranges, choices) by LoadConfig; what remains to check —
+// files, ELF, entry points, ABI versions, plugin init — happens in RewardPool::Create.
+RewardConfig RewardConfigFromRunConfig(const Config& config);
+
+// Builds the pool the run config describes, or InvalidArgument naming the reward and file (a
+// configuration error: exit 2 before anything starts). InvalidArgument too when no reward is
+// configured.
+Result<std::unique_ptr<RewardPool>> CreateRewardPool(const Config& config);
 
 }  // namespace chainrl::rewards

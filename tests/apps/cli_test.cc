@@ -82,6 +82,15 @@ TEST(CliTest, BrokenConfigExitsTwoWithPositions) {
   EXPECT_EQ(o.code, 2);
   EXPECT_EQ(o.out.find("learner.lr: expected a float"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("--set:2:1: rollout: is a table, not a key"), std::string::npos) << o.out;
+  // A reward plugin that is not a shared library: a configuration error before anything starts.
+  std::string plug = dir + "/plug.toml";
+  std::ofstream(plug) << "[model]\npath = \"m\"\n[[rewards]]\nname = \"mine\"\npath = \"" + path +
+                             "\"\n";
+  CmdResult bad_plugin = Chainrl("train " + plug);
+  EXPECT_EQ(bad_plugin.code, 2) << bad_plugin.out;
+  EXPECT_NE(bad_plugin.out.find("reward 'mine': '" + path + "' is not a shared library"),
+            std::string::npos)
+      << bad_plugin.out;
   CmdResult missing = Chainrl("train " + dir + "/nope.toml");
   EXPECT_EQ(missing.code, 2);
   EXPECT_NE(missing.out.find("nope.toml: no such config file"), std::string::npos);

@@ -1,5 +1,5 @@
-// Tests of the TOML mapping of rewards (rewards/reward_config.h), and of a composed configuration
-// (correctness + format + length + a plugin) scored end to end.
+// Tests of the run-config mapping of rewards (rewards/reward_config.h), and of a composed
+// configuration (correctness + format + length + a plugin) scored end to end.
 #include "rewards/reward_config.h"
 
 #include <gtest/gtest.h>
@@ -9,7 +9,7 @@ namespace {
 
 const char* kComposed = R"(
 [model]
-name = "ignored by the reward parser"
+path = "m"
 
 [[rewards]]
 name = "correct"
@@ -40,7 +40,7 @@ error_score = -1
 batch_size = 2
 options = { scale = 2 }
 
-[reward_pool]
+[rewards_common]
 workers_per_plugin = 1
 init_deadline_seconds = 5
 )";
@@ -51,8 +51,14 @@ std::string Composed() {
   return s;
 }
 
+Result<RewardConfig> Parse(const std::string& text) {
+  auto run = ParseConfig(text, "run.toml");
+  if (!run.ok()) return run.status();
+  return RewardConfigFromRunConfig(*run);
+}
+
 TEST(ParseRewardConfig, MapsEveryKey) {
-  auto cfg = ParseRewardConfig(Composed(), "run.toml");
+  auto cfg = Parse(Composed());
   ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
   ASSERT_EQ(cfg->specs.size(), 4u);
   const RewardSpec& c = cfg->specs[0];
@@ -69,7 +75,7 @@ TEST(ParseRewardConfig, MapsEveryKey) {
   EXPECT_EQ(p.deadline_seconds, 2.5);
   EXPECT_EQ(p.error_score, -1.0);
   EXPECT_EQ(p.batch_size, 2);
-  EXPECT_EQ(p.options_toml, "scale = 2");
+  EXPECT_EQ(p.options_toml, "scale = 2");  // re-serialised as a block table
   EXPECT_NE(cfg->specs[2].options_toml.find("target_tokens = 4"), std::string::npos);
   EXPECT_EQ(cfg->pool.workers_per_plugin, 1);
   EXPECT_EQ(cfg->pool.init_deadline_seconds, 5.0);
@@ -77,7 +83,7 @@ TEST(ParseRewardConfig, MapsEveryKey) {
 }
 
 TEST(ParseRewardConfig, ComposedRewardsScoreEndToEnd) {
-  auto cfg = ParseRewardConfig(Composed(), "run.toml");
+  auto cfg = Parse(Composed());
   ASSERT_TRUE(cfg.ok());
   cfg->pool.worker_path = CHAINRL_REWARD_WORKER_PATH;
   auto pool = RewardPool::Create(cfg->specs, cfg->pool);
@@ -99,33 +105,18 @@ TEST(ParseRewardConfig, ComposedRewardsScoreEndToEnd) {
   EXPECT_EQ((*res)[0].rewards[3].score, va);
 }
 
-TEST(ParseRewardConfig, ErrorsNameSourceLineAndKey) {
-  auto unknown =
-      ParseRewardConfig("[[rewards]]\nname = 'a'\nkind = 'math'\nwieght = 2\n", "r.toml");
-  ASSERT_FALSE(unknown.ok());
-  EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(unknown.status().message().find("r.toml:4: unknown key 'wieght'"), std::string::npos)
-      << unknown.status().message();
-  auto type = ParseRewardConfig("[[rewards]]\nname = 'a'\nkind = 'math'\nweight = 'x'\n", "r.toml");
-  ASSERT_FALSE(type.ok());
-  EXPECT_NE(type.status().message().find("r.toml:4: 'weight' must be a number"), std::string::npos)
-      << type.status().message();
-  auto kind = ParseRewardConfig("[[rewards]]\nname = 'a'\n", "r.toml");
-  ASSERT_FALSE(kind.ok());
-  EXPECT_NE(kind.status().message().find("reward 'a' lacks 'kind'"), std::string::npos);
-  auto none = ParseRewardConfig("[model]\nx = 1\n", "r.toml");
-  ASSERT_FALSE(none.ok());
-  EXPECT_NE(none.status().message().find("no [[rewards]]"), std::string::npos);
-  auto syntax = ParseRewardConfig("[[rewards]\n", "r.toml");
-  ASSERT_FALSE(syntax.ok());
-  EXPECT_NE(syntax.status().message().find("r.toml:1:"), std::string::npos)
-      << syntax.status().message();
-  auto pool = ParseRewardConfig("[[rewards]]\nname='a'\nkind='math'\n[reward_pool]\nworkers = 2\n",
-                                "r.toml");
+TEST(ParseRewardConfig, BadPluginIsAConfigurationErrorBeforeAnythingStarts) {
+  std::string text = "[model]\npath = \"m\"\n[[rewards]]\nname = \"mine\"\npath = \"/nonexistent/libr.so\"\n";
+  auto run = ParseConfig(text, "run.toml");
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  auto pool = CreateRewardPool(*run);
   ASSERT_FALSE(pool.ok());
-  EXPECT_NE(pool.status().message().find("r.toml:5: unknown key 'workers' in [reward_pool]"),
-            std::string::npos)
-      << pool.status().message();
+  EXPECT_EQ(pool.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(pool.status().message().find("mine"), std::string::npos) << pool.status().message();
+  EXPECT_NE(pool.status().message().find("/nonexistent/libr.so"), std::string::npos);
+  auto none = CreateRewardPool(*ParseConfig("[model]\npath = \"m\"\n", "run.toml"));
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no reward configured"), std::string::npos);
 }
 
 }  // namespace
