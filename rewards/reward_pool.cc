@@ -235,7 +235,7 @@ Result<std::string> ResolveWorkerPath(const PoolOptions& options) {
   if (!options.worker_path.empty()) {
     if (usable(options.worker_path)) return options.worker_path;
     return NotFound("reward worker executable '" + options.worker_path +
-                    "' (reward_pool.worker_path) does not exist or is not executable");
+                    "' (rewards_common.worker_path) does not exist or is not executable");
   }
   if (const char* env = std::getenv("CHAINRL_REWARD_WORKER"); env && *env) {
     if (usable(env)) return std::string(env);
@@ -252,7 +252,7 @@ Result<std::string> ResolveWorkerPath(const PoolOptions& options) {
   std::string list;
   for (const auto& t : tried) list += " " + t;
   return NotFound("reward worker executable chainrl-reward-worker not found (tried:" + list +
-                  "); set reward_pool.worker_path or CHAINRL_REWARD_WORKER");
+                  "); set rewards_common.worker_path or CHAINRL_REWARD_WORKER");
 }
 
 // Checks that the plugin file exists and is an ELF shared object before any process loads it.

@@ -52,7 +52,7 @@ struct RewardSpec {
   // clang-format on
 };
 
-// Options of the pool as a whole (TOML table `[reward_pool]`).
+// Options of the pool as a whole (TOML table `[rewards_common]`).
 struct PoolOptions {
   // The worker executable (TOML `worker_path`; default empty = the CHAINRL_REWARD_WORKER
   // environment variable if set, else `chainrl-reward-worker` next to the running executable).

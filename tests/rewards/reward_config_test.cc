@@ -106,7 +106,9 @@ TEST(ParseRewardConfig, ComposedRewardsScoreEndToEnd) {
 }
 
 TEST(ParseRewardConfig, BadPluginIsAConfigurationErrorBeforeAnythingStarts) {
-  std::string text = "[model]\npath = \"m\"\n[[rewards]]\nname = \"mine\"\npath = \"/nonexistent/libr.so\"\n";
+  std::string text = std::string("[model]\npath = \"m\"\n[rewards_common]\nworker_path = \"") +
+                     CHAINRL_REWARD_WORKER_PATH +
+                     "\"\n[[rewards]]\nname = \"mine\"\npath = \"/nonexistent/libr.so\"\n";
   auto run = ParseConfig(text, "run.toml");
   ASSERT_TRUE(run.ok()) << run.status().ToString();
   auto pool = CreateRewardPool(*run);
