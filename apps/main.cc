@@ -28,7 +28,7 @@ constexpr Known kKnown[] = {
     {"tokenize", "encode text to token ids, or decode ids to text"},
     {"init-model", "write a randomly initialised model in Hugging Face layout"},
     {"export", "export a checkpoint as a Hugging Face model directory"},
-    {"bench", "run a benchmark (model, rollout, streambp, transport, rewards)"},
+    {"bench", "run a benchmark (chainrl bench --help lists them)"},
     {"config", "show a resolved run config, or write the config reference"},
     {"version", "print the version and the libraries chainrl was built with"},
 };
