@@ -1,0 +1,103 @@
+// Run config -> learner options (see run_options.h).
+#include "learner/run_options.h"
+
+#include <algorithm>
+
+namespace chainrl::learner {
+namespace {
+
+bool IsSet(const Config& c, const char* key) { return c.SourceOf(key) != "default"; }
+
+}  // namespace
+
+Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
+  LearnerRunOptions o;
+  o.algorithm = c.GetString("algorithm.name");
+  const std::string& a = o.algorithm;
+  if (a == "sft") {
+    o.family = ObjectiveFamily::kSft;
+  } else if (a == "dpo" || a == "ipo" || a == "simpo" || a == "logo") {
+    o.family = ObjectiveFamily::kPreference;
+  }
+
+  // Policy-gradient family: the recipe, then every key the config sets.
+  if (o.family == ObjectiveFamily::kPolicyGradient) {
+    CHAINRL_ASSIGN_OR_RETURN(o.policy, PolicyLossPreset(a));
+    if (a == "dr_grpo") o.advantages.estimator = AdvantageEstimator::kDrGrpo;
+  }
+  PolicyLossOptions& p = o.policy;
+  if (IsSet(c, "algorithm.clip_ratio_low")) p.clip_ratio_low = c.GetFloat("algorithm.clip_ratio_low");
+  if (IsSet(c, "algorithm.clip_ratio_high"))
+    p.clip_ratio_high = c.GetFloat("algorithm.clip_ratio_high");
+  if (IsSet(c, "algorithm.dual_clip_c")) p.dual_clip_c = c.GetFloat("algorithm.dual_clip_c");
+  if (IsSet(c, "algorithm.kl_coef")) p.kl_coef = c.GetFloat("algorithm.kl_coef");
+  if (IsSet(c, "algorithm.kl_estimator")) {
+    CHAINRL_ASSIGN_OR_RETURN(p.kl_estimator, ParseKlEstimator(c.GetString("algorithm.kl_estimator")));
+  }
+  if (IsSet(c, "algorithm.entropy_coef")) p.entropy_coef = c.GetFloat("algorithm.entropy_coef");
+  if (IsSet(c, "algorithm.loss_agg_mode")) {
+    CHAINRL_ASSIGN_OR_RETURN(p.loss_agg_mode, ParseLossAggMode(c.GetString("algorithm.loss_agg_mode")));
+  }
+  if (IsSet(c, "algorithm.loss_length_norm") || p.loss_agg_mode == LossAggMode::kSeqMeanTokenSumNorm) {
+    int64_t l = c.GetInt("algorithm.loss_length_norm");
+    if (l > 0 || IsSet(c, "algorithm.loss_length_norm") || p.loss_scale_factor == 0)
+      p.loss_scale_factor = static_cast<double>(l > 0 ? l : c.GetInt("rollout.max_new_tokens"));
+  }
+  if (o.family == ObjectiveFamily::kPolicyGradient) {
+    if (Status st = ValidatePolicyLossOptions(p); !st.ok()) return st.WithPrefix("[algorithm]");
+  }
+  if (IsSet(c, "algorithm.norm_adv_by_std"))
+    o.advantages.estimator = c.GetBool("algorithm.norm_adv_by_std") ? AdvantageEstimator::kGrpo
+                                                                    : AdvantageEstimator::kDrGrpo;
+  o.advantages.epsilon = c.GetFloat("algorithm.adv_eps");
+  o.dynamic_sampling = c.GetBool("algorithm.dynamic_sampling") || (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
+  o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
+  o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
+
+  // Preference family.
+  if (o.family == ObjectiveFamily::kPreference) {
+    CHAINRL_ASSIGN_OR_RETURN(o.preference.loss_type, ParsePreferenceLossType(a));
+    PreferenceOptions& q = o.preference;
+    q.beta = c.GetFloat("algorithm.beta");
+    q.label_smoothing = c.GetFloat("algorithm.label_smoothing");
+    q.reference_free = c.GetBool("algorithm.reference_free");
+    q.gamma_beta_ratio = c.GetFloat("algorithm.gamma_beta_ratio");
+    q.hinge = c.GetBool("algorithm.simpo_hinge");
+    q.sft_weight = c.GetFloat("algorithm.sft_weight");
+    if (Status st = ValidatePreferenceOptions(q); !st.ok()) return st.WithPrefix("[algorithm]");
+  }
+
+  // Optimiser.
+  OptimizerOptions& opt = o.optimizer;
+  opt.lr = c.GetFloat("learner.lr");
+  opt.beta1 = c.GetFloat("learner.adam_beta1");
+  opt.beta2 = c.GetFloat("learner.adam_beta2");
+  opt.eps = c.GetFloat("learner.adam_eps");
+  opt.weight_decay = c.GetFloat("learner.weight_decay");
+  opt.max_grad_norm = c.GetFloat("learner.max_grad_norm");
+  CHAINRL_ASSIGN_OR_RETURN(opt.lr_scheduler, ParseLrSchedule(c.GetString("learner.lr_schedule")));
+  opt.lr_warmup_steps = c.GetInt("learner.warmup_steps");
+  opt.total_steps = c.GetInt("run.total_steps") * c.GetInt("learner.ppo_epochs") *
+                    c.GetInt("learner.mini_batches");
+  opt.min_lr_ratio = c.GetFloat("learner.min_lr_ratio");
+  if (Status st = ValidateOptimizerOptions(opt); !st.ok()) return st.WithPrefix("[learner]");
+
+  // Token budget ("train long, think short").
+  TokenBudgetOptions& b = o.budget;
+  CHAINRL_ASSIGN_OR_RETURN(b.schedule, ParseBudgetSchedule(c.GetString("curriculum.budget_schedule")));
+  const int64_t max_new = c.GetInt("rollout.max_new_tokens");
+  b.initial_budget = c.GetInt("curriculum.budget_start") > 0 ? c.GetInt("curriculum.budget_start")
+                                                             : max_new;
+  b.final_budget = c.GetInt("curriculum.budget_end") > 0 ? c.GetInt("curriculum.budget_end")
+                                                         : b.initial_budget;
+  b.decay_steps = c.GetInt("curriculum.budget_period");
+  b.gamma = c.GetFloat("curriculum.budget_decay");
+  b.min_budget = b.schedule == BudgetSchedule::kLinear ? 1 : std::max<int64_t>(1, c.GetInt("curriculum.budget_end"));
+  o.budget_start_step = c.GetInt("curriculum.budget_start_step");
+  if (b.initial_budget > max_new)
+    return InvalidArgument("curriculum.budget_start (" + std::to_string(b.initial_budget) +
+                           ") exceeds rollout.max_new_tokens (" + std::to_string(max_new) + ")");
+  return o;
+}
+
+}  // namespace chainrl::learner

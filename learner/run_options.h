@@ -1,0 +1,39 @@
+// The learner's options from a validated run config: the [algorithm], [learner] and [curriculum]
+// keys mapped one to one onto the option structs of the objectives, advantages, optimiser and
+// token-budget schedule. `algorithm.name` selects a published recipe (PolicyLossPreset); keys the
+// config sets explicitly override the recipe, keys left at their defaults do not.
+#pragma once
+
+#include <string>
+
+#include "core/config.h"
+#include "core/status.h"
+#include "learner/advantages.h"
+#include "learner/curriculum.h"
+#include "learner/objectives.h"
+#include "learner/optimizer.h"
+#include "learner/preference.h"
+
+namespace chainrl::learner {
+
+enum class ObjectiveFamily { kSft, kPolicyGradient, kPreference };
+
+struct LearnerRunOptions {
+  std::string algorithm;  // algorithm.name
+  ObjectiveFamily family = ObjectiveFamily::kPolicyGradient;
+  PolicyLossOptions policy;
+  GroupAdvantageOptions advantages;
+  PreferenceOptions preference;
+  OptimizerOptions optimizer;
+  TokenBudgetOptions budget;
+  int64_t budget_start_step = 0;  // the schedule's step 0 is this training step
+  bool dynamic_sampling = false;
+  int64_t max_num_gen_batches = 10;
+  bool overlong_filtering = false;
+};
+
+// InvalidArgument naming the key when a combination is invalid (e.g. a recipe's option out of
+// range after overrides).
+Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& config);
+
+}  // namespace chainrl::learner
