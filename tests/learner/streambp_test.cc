@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "learner/objectives.h"
+#include "learner/preference.h"
 #include "model/decoder.h"
 
 namespace chainrl::learner {
@@ -121,6 +122,66 @@ TEST(StreamBpHeadTest, GrpoGradientsEqualOrdinaryBackprop) {
 TEST(StreamBpHeadTest, SftGradientsEqualOrdinaryBackprop) {
   CheckExact(Objective::kSft, /*tied=*/false, 1.0);
   CheckExact(Objective::kSft, /*tied=*/true, 1.0);
+}
+
+}  // namespace
+}  // namespace chainrl::learner
+
+namespace chainrl::learner {
+namespace {
+
+// DPO is a sigmoid of per-sequence sums, not additive over tokens: the two-pass scheme (sums
+// without gradients, then per-chunk backward weighted by dL/dsum) equals ordinary backprop.
+TEST(StreamBpHeadTest, DpoTwoPassEqualsOrdinaryBackprop) {
+  auto m = Model(/*tied=*/true);
+  Batch b = MakeBatch();  // rows 0, 1 chosen; rows 1, 2 rejected, paired (0 with 1, 1 with 2)
+  torch::Tensor chosen_rows = torch::tensor({0, 1}), rejected_rows = torch::tensor({1, 2});
+  PreferenceOptions opts;
+  opts.set_beta(0.3).set_label_smoothing(0.1);
+  torch::Tensor ref_c = torch::tensor({-20.0, -9.0}, torch::kFloat64);
+  torch::Tensor ref_r = torch::tensor({-10.0, -22.0}, torch::kFloat64);
+  torch::Tensor len = b.mask.sum(1);
+  auto totals = [&](const torch::Tensor& seq) {
+    PreferenceInputs in;
+    in.chosen_logps = seq.index_select(0, chosen_rows);
+    in.rejected_logps = seq.index_select(0, rejected_rows);
+    in.ref_chosen_logps = ref_c;
+    in.ref_rejected_logps = ref_r;
+    in.chosen_lengths = len.index_select(0, chosen_rows);
+    in.rejected_lengths = len.index_select(0, rejected_rows);
+    return in;
+  };
+  // Ordinary backprop.
+  m->zero_grad();
+  auto logp = torch::log_softmax(m->Logits(m->Forward(b.ids)), -1)
+                  .gather(-1, b.targets.unsqueeze(-1))
+                  .squeeze(-1);
+  auto seq = (logp * b.mask).sum(1).to(torch::kFloat64);
+  auto direct = PreferenceLoss(totals(seq), opts);
+  ASSERT_TRUE(direct.ok()) << direct.status().ToString();
+  direct->loss.backward();
+  auto want = Grads(*m);
+  for (int64_t chunk : {2, 5, 13}) {
+    m->zero_grad();
+    auto hidden = m->Forward(b.ids);
+    ChunkedHeadOptions ho;
+    ho.set_chunk_tokens(chunk);
+    auto sums = ChunkedSequenceLogprobs(hidden, m->LmHeadWeight(), b.targets, b.mask, ho);
+    EXPECT_LE((sums - seq.detach()).abs().max().item<double>(), 1e-4);
+    auto g = PreferenceSequenceGrads(totals(sums), opts);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    // Per-sequence weight: a row that is chosen in one pair and rejected in another gets both.
+    auto w = torch::zeros({3}, torch::kFloat64);
+    w.index_add_(0, chosen_rows, g->chosen.to(torch::kFloat64));
+    w.index_add_(0, rejected_rows, g->rejected.to(torch::kFloat64));
+    auto fn = [&](int64_t t0, int64_t t1, const torch::Tensor& lp, const torch::Tensor&) {
+      auto part = (lp * b.mask.narrow(1, t0, t1 - t0)).sum(1).to(torch::kFloat64);
+      return (part * w).sum();
+    };
+    auto res = ChunkedHeadBackward(hidden, m->LmHeadWeight(), b.targets, fn, ho);
+    hidden.backward(res.grad_hidden);
+    EXPECT_LE(MaxRelErr(Grads(*m), want), 1e-5) << "chunk " << chunk;
+  }
 }
 
 }  // namespace
