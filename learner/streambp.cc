@@ -2,6 +2,7 @@
 #include "learner/streambp.h"
 
 #include "core/check.h"
+#include "model/attention.h"
 
 namespace chainrl::learner {
 
@@ -52,6 +53,126 @@ torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::
     sums += (logp.to(torch::kFloat64) * mask.narrow(1, t0, t1 - t0).to(torch::kFloat64)).sum(1).cpu();
   }
   return sums;
+}
+
+namespace {
+
+struct Rope {
+  torch::Tensor cos, sin;  // [B, 1, T, D]
+};
+
+// Positions as the model's uncached forward takes them: arange, or cumsum(mask) - 1 with padding.
+Rope MakeRope(model::DecoderModel& m, int64_t B, int64_t T, const torch::Tensor& attention_mask) {
+  const auto dev = m.options().device;
+  torch::Tensor pos;
+  if (attention_mask.defined()) {
+    pos = (attention_mask.to(dev).to(torch::kLong).cumsum(1) - 1).clamp_min_(0);
+  } else {
+    pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(dev))
+              .unsqueeze(0)
+              .expand({B, T});
+  }
+  auto [cos, sin] = m.RopeTables(pos);
+  return {cos, sin};
+}
+
+// The mask of query rows [s, e) over keys [0, e): causal (query s + i sees keys <= s + i), keys
+// that are padding excluded, and rows left with no key attending everywhere (their outputs are
+// padding), exactly as the model's PaddedCausalMask restricted to those rows and keys.
+torch::Tensor ChunkMask(int64_t s, int64_t e, const torch::Tensor& key_valid,
+                        const torch::Device& dev) {
+  torch::Tensor mask = model::CausalMask(e - s, e, dev);  // [C, e], bottom-right aligned
+  if (!key_valid.defined()) return mask;
+  mask = mask.unsqueeze(0).logical_and(key_valid.narrow(1, 0, e).to(dev).to(torch::kBool).unsqueeze(1));
+  mask.logical_or_(mask.any(-1, /*keepdim=*/true).logical_not());
+  return mask.unsqueeze(1);  // [B, 1, C, e]
+}
+
+// X_0 .. X_L: the input of every layer and of the final norm, without gradients.
+std::vector<torch::Tensor> ForwardInputs(model::DecoderModel& m, const torch::Tensor& ids,
+                                         const torch::Tensor& attention_mask, const Rope& rope,
+                                         int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const int64_t T = ids.size(1);
+  const auto dev = m.options().device;
+  std::vector<torch::Tensor> xs = {m.Embed(ids)};
+  for (int64_t l = 0; l < m.num_layers(); ++l) {
+    const torch::Tensor& x = xs.back();
+    auto [k, v] = m.LayerKeyValues(l, x, rope.cos, rope.sin);
+    torch::Tensor y = torch::empty_like(x);
+    for (int64_t s = 0; s < T; s += chunk) {
+      const int64_t e = std::min(T, s + chunk);
+      y.narrow(1, s, e - s)
+          .copy_(m.LayerChunk(l, x.narrow(1, s, e - s), k.narrow(2, 0, e), v.narrow(2, 0, e),
+                              rope.cos.narrow(2, s, e - s), rope.sin.narrow(2, s, e - s),
+                              ChunkMask(s, e, attention_mask, dev)));
+    }
+    xs.push_back(std::move(y));
+  }
+  return xs;
+}
+
+}  // namespace
+
+torch::Tensor StreamHidden(model::DecoderModel& m, const torch::Tensor& ids,
+                           const torch::Tensor& attention_mask, int64_t chunk_tokens) {
+  const int64_t T = ids.size(1);
+  const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : T;
+  Rope rope = MakeRope(m, ids.size(0), T, attention_mask);
+  auto xs = ForwardInputs(m, ids, attention_mask, rope, chunk);
+  torch::NoGradGuard no_grad;
+  return m.FinalNorm(xs.back());
+}
+
+double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
+                      const torch::Tensor& attention_mask, const torch::Tensor& targets,
+                      const ChunkLossFn& loss_fn, const StreamBpOptions& options) {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const int64_t chunk = options.layer_chunk_tokens > 0 ? options.layer_chunk_tokens : T;
+  const auto dev = m.options().device;
+  Rope rope = MakeRope(m, B, T, attention_mask);
+  std::vector<torch::Tensor> xs = ForwardInputs(m, ids, attention_mask, rope, chunk);
+
+  // Head: final norm (per token, cheap) with gradient, then the chunked LM head and loss.
+  torch::Tensor x_last = xs.back().detach().requires_grad_(true);
+  torch::Tensor hidden = m.FinalNorm(x_last);
+  ChunkedHeadResult head = ChunkedHeadBackward(hidden, m.LmHeadWeight(), targets, loss_fn,
+                                               options.head);
+  hidden.backward(head.grad_hidden);
+  torch::Tensor dy = x_last.grad();
+  xs.pop_back();
+
+  for (int64_t l = m.num_layers() - 1; l >= 0; --l) {
+    torch::Tensor x = xs.back().detach();
+    xs.pop_back();  // the stored input is released as soon as its layer is done
+    torch::Tensor k, v;
+    {
+      torch::NoGradGuard no_grad;
+      std::tie(k, v) = m.LayerKeyValues(l, x, rope.cos, rope.sin);
+    }
+    torch::Tensor dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    torch::Tensor dx = torch::zeros_like(x);
+    for (int64_t s = 0; s < T; s += chunk) {
+      const int64_t e = std::min(T, s + chunk);
+      torch::Tensor xc = x.narrow(1, s, e - s).detach().requires_grad_(true);
+      torch::Tensor kp = k.narrow(2, 0, e).detach().requires_grad_(true);
+      torch::Tensor vp = v.narrow(2, 0, e).detach().requires_grad_(true);
+      torch::Tensor y = m.LayerChunk(l, xc, kp, vp, rope.cos.narrow(2, s, e - s),
+                                     rope.sin.narrow(2, s, e - s), ChunkMask(s, e, attention_mask, dev));
+      y.backward(dy.narrow(1, s, e - s));
+      dx.narrow(1, s, e - s).add_(xc.grad());
+      dk.narrow(2, 0, e).add_(kp.grad());
+      dv.narrow(2, 0, e).add_(vp.grad());
+    }
+    // The K/V paths once for the whole sequence.
+    torch::Tensor xl = x.requires_grad_(true);
+    auto [k2, v2] = m.LayerKeyValues(l, xl, rope.cos, rope.sin);
+    torch::autograd::backward({k2, v2}, {dk, dv});
+    dx.add_(xl.grad());
+    dy = dx;
+  }
+  m.Embed(ids).backward(dy);
+  return head.loss;
 }
 
 }  // namespace chainrl::learner

@@ -1,5 +1,7 @@
-// Streaming backprop, part 1: the LM head and the loss in chunks of tokens (StreamBP, arXiv
-// 2506.03077, ALGORITHMS.md section 3, "LM head"). The final hidden states are detached; for each
+// Streaming backprop (StreamBP, arXiv 2506.03077, ALGORITHMS.md section 3): exact gradients with
+// activation memory bounded by a chunk of tokens, not the sequence.
+//
+// LM head and loss (ChunkedHeadBackward): The final hidden states are detached; for each
 // chunk of positions, logits = H_k W^T / T, per-token logprobs (and entropy), the objective's
 // chunk loss with global normalisers, and backward at once, accumulating dW and dH_k. The
 // [B, T, vocab] logits never exist: peak head memory is one chunk's [B, chunk, vocab]. The caller
@@ -11,6 +13,8 @@
 #include <functional>
 
 #include <torch/torch.h>
+
+#include "model/decoder.h"
 
 namespace chainrl::learner {
 
@@ -47,5 +51,36 @@ ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::
 torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::Tensor& head_weight,
                                       const torch::Tensor& targets, const torch::Tensor& mask,
                                       const ChunkedHeadOptions& options);
+
+// Layer-wise sequence-chunked backward through the whole decoder.
+//   Forward, no gradients, in chunks of query rows: each layer's input X_l is stored ([B, T, d],
+//   as gradient checkpointing stores it); K/V are computed once per layer.
+//   Head: the final norm and ChunkedHeadBackward give dX_L.
+//   Each layer, last to first: K, V of X_l computed once; for each chunk [s, e) the layer's rows
+//   s..e are recomputed with gradient from X_l[s:e] and the prefix keys/values [0, e) (leaves),
+//   and backpropagated with dY[s:e]: weight gradients accumulate, dX[s:e] receives the query,
+//   residual and MLP paths, and dK/dV[0:e] accumulate. Then dK/dV go back through k_proj/v_proj
+//   once for the whole sequence. Attention masks are built per chunk (C x e, never T x T).
+// Peak extra memory: the L+1 stored layer inputs, one layer's K, V, dK, dV, and one chunk's
+// activations.
+struct StreamBpOptions {
+  int64_t layer_chunk_tokens = 0;  // query rows per chunk; 0 = the whole sequence in one chunk
+  ChunkedHeadOptions head;         // chunking of the LM head and loss
+  StreamBpOptions& set_layer_chunk_tokens(int64_t v) { layer_chunk_tokens = v; return *this; }
+  StreamBpOptions& set_head(ChunkedHeadOptions v) { head = v; return *this; }
+};
+
+// The final hidden states (after the final norm) by a chunked forward without gradients:
+// old/reference logprobs and pass 1 of DPO-family losses for long sequences. `attention_mask`
+// [B, T] (1 = token) may be undefined (no padding).
+torch::Tensor StreamHidden(model::DecoderModel& model, const torch::Tensor& input_ids,
+                           const torch::Tensor& attention_mask, int64_t chunk_tokens);
+
+// One streaming forward + backward: the model's parameter gradients accumulate exactly as
+// loss.backward() through the ordinary forward would leave them. Returns the loss (the sum of
+// loss_fn over head chunks; see ChunkedHeadBackward for its contract).
+double StreamBackward(model::DecoderModel& model, const torch::Tensor& input_ids,
+                      const torch::Tensor& attention_mask, const torch::Tensor& targets,
+                      const ChunkLossFn& loss_fn, const StreamBpOptions& options);
 
 }  // namespace chainrl::learner

@@ -325,6 +325,41 @@ torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const Layer
   return m;
 }
 
+std::pair<torch::Tensor, torch::Tensor> DecoderModel::LayerKeyValues(int64_t i,
+                                                                     const torch::Tensor& x,
+                                                                     const torch::Tensor& cos,
+                                                                     const torch::Tensor& sin) {
+  CHAINRL_CHECK(i >= 0 && i < num_layers(), "layer " << i);
+  DecoderLayer& layer = *layers_[i];
+  SelfAttention& attn = *layer.self_attn;
+  const int64_t B = x.size(0), T = x.size(1), D = attn.head_dim;
+  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor k = (*attn.k_proj)(h).view({B, T, attn.kv_heads, D});
+  torch::Tensor v = (*attn.v_proj)(h).view({B, T, attn.kv_heads, D}).transpose(1, 2);
+  if (attn.k_norm) k = (*attn.k_norm)(k);
+  return {ApplyRope(k.transpose(1, 2), cos, sin), v};
+}
+
+torch::Tensor DecoderModel::LayerChunk(int64_t i, const torch::Tensor& x, const torch::Tensor& k,
+                                       const torch::Tensor& v, const torch::Tensor& cos,
+                                       const torch::Tensor& sin, const torch::Tensor& mask) {
+  CHAINRL_CHECK(i >= 0 && i < num_layers(), "layer " << i);
+  DecoderLayer& layer = *layers_[i];
+  SelfAttention& attn = *layer.self_attn;
+  const int64_t B = x.size(0), C = x.size(1), D = attn.head_dim;
+  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor q = (*attn.q_proj)(h).view({B, C, attn.heads, D});
+  if (attn.q_norm) q = (*attn.q_norm)(q);
+  q = ApplyRope(q.transpose(1, 2), cos, sin);
+  torch::Tensor a = Attention(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(D)));
+  a = a.transpose(1, 2).reshape({B, C, attn.heads * D});
+  torch::Tensor out = (*attn.o_proj)(a);
+  out.add_(x);
+  torch::Tensor m = (*layer.mlp)((*layer.post_attention_layernorm)(out));
+  m.add_(out);
+  return m;
+}
+
 torch::Tensor DecoderModel::FinalNorm(const torch::Tensor& hidden) { return (*norm_)(hidden); }
 
 torch::Tensor DecoderModel::Forward(const torch::Tensor& input_ids, const torch::Tensor& positions,

@@ -116,6 +116,21 @@ class DecoderModel : public torch::nn::Module {
   LayerContext MakeCachedContext(const torch::Tensor& positions, KvCache& cache,
                                  const std::vector<int64_t>& n_new) const;
   torch::Tensor Layer(int64_t i, const torch::Tensor& hidden, const LayerContext& ctx);
+
+  // Layer i split for sequence-chunked engines (streaming backprop): keys and values of the whole
+  // input once, then the rest of the layer for a chunk of query rows against a prefix of them.
+  // Layer(i, x) == LayerChunk(i, x, LayerKeyValues(i, x, cos, sin)..., cos, sin, mask).
+  //   LayerKeyValues: x [B, T, d], cos/sin [B, 1, T, head_dim] -> k, v [B, kv_heads, T, head_dim]
+  //   (k after k_norm and RoPE).
+  //   LayerChunk: x_chunk [B, C, d] (query rows), k/v [B, kv_heads, Tk, head_dim] (the keys the
+  //   chunk may attend to), cos/sin of the chunk's rows, mask broadcastable to [B, 1, C, Tk]
+  //   (true = attend). Returns the layer output of the chunk's rows, [B, C, d].
+  std::pair<torch::Tensor, torch::Tensor> LayerKeyValues(int64_t i, const torch::Tensor& x,
+                                                         const torch::Tensor& cos,
+                                                         const torch::Tensor& sin);
+  torch::Tensor LayerChunk(int64_t i, const torch::Tensor& x_chunk, const torch::Tensor& k,
+                           const torch::Tensor& v, const torch::Tensor& cos,
+                           const torch::Tensor& sin, const torch::Tensor& mask);
   torch::Tensor FinalNorm(const torch::Tensor& hidden);
 
   // RoPE tables for positions [B, T]: cos, sin [B, 1, T, head_dim] in the compute dtype.
