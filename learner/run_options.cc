@@ -1,6 +1,8 @@
 // Run config -> learner options (see run_options.h).
 #include "learner/run_options.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 namespace chainrl::learner {
@@ -94,10 +96,28 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   b.gamma = c.GetFloat("curriculum.budget_decay");
   b.min_budget = b.schedule == BudgetSchedule::kLinear ? 1 : std::max<int64_t>(1, c.GetInt("curriculum.budget_end"));
   o.budget_start_step = c.GetInt("curriculum.budget_start_step");
+  o.streambp = c.GetBool("learner.streambp");
+  o.logits_chunk_tokens = c.GetInt("learner.logits_chunk_tokens");
+  o.layer_chunk_tokens = c.GetInt("learner.layer_chunk_tokens");
+  o.memory_budget_bytes = c.GetInt("learner.memory_budget_bytes");
+  if (o.memory_budget_bytes == 0) {
+    const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    o.memory_budget_bytes = pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / 4
+                                                  : int64_t{1} << 30;
+  }
   if (b.initial_budget > max_new)
     return InvalidArgument("curriculum.budget_start (" + std::to_string(b.initial_budget) +
                            ") exceeds rollout.max_new_tokens (" + std::to_string(max_new) + ")");
   return o;
+}
+
+StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& o, const model::ModelConfig& model,
+                                   int64_t seq_len) {
+  StreamBpOptions s;
+  ChunkChoice auto_choice = ChooseChunks(model, seq_len, o.memory_budget_bytes);
+  s.layer_chunk_tokens = o.layer_chunk_tokens > 0 ? o.layer_chunk_tokens : auto_choice.layer_chunk_tokens;
+  s.head.chunk_tokens = o.logits_chunk_tokens;
+  return s;
 }
 
 }  // namespace chainrl::learner

@@ -13,6 +13,7 @@
 #include "learner/objectives.h"
 #include "learner/optimizer.h"
 #include "learner/preference.h"
+#include "learner/streambp.h"
 
 namespace chainrl::learner {
 
@@ -30,7 +31,18 @@ struct LearnerRunOptions {
   bool dynamic_sampling = false;
   int64_t max_num_gen_batches = 10;
   bool overlong_filtering = false;
+  // Streaming backprop ([learner] streambp, logits_chunk_tokens, layer_chunk_tokens,
+  // memory_budget_bytes; 0 budget = a quarter of the memory available at start-up).
+  bool streambp = true;
+  int64_t logits_chunk_tokens = 512;
+  int64_t layer_chunk_tokens = 0;  // 0: chosen per batch from the budget
+  int64_t memory_budget_bytes = 0;
 };
+
+// The StreamBP chunking for sequences of `seq_len` tokens: explicit sizes as configured, the
+// layer chunk chosen from the memory budget when layer_chunk_tokens is 0.
+StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& options,
+                                   const model::ModelConfig& model, int64_t seq_len);
 
 // InvalidArgument naming the key when a combination is invalid (e.g. a recipe's option out of
 // range after overrides).

@@ -1,6 +1,8 @@
 // Chunked LM head and loss with per-chunk backward (see streambp.h).
 #include "learner/streambp.h"
 
+#include <algorithm>
+
 #include "core/check.h"
 #include "model/attention.h"
 
@@ -113,6 +115,19 @@ std::vector<torch::Tensor> ForwardInputs(model::DecoderModel& m, const torch::Te
 }
 
 }  // namespace
+
+ChunkChoice ChooseChunks(const model::ModelConfig& c, int64_t seq_len, int64_t budget_bytes) {
+  const double layer_bytes_per_row =
+      4.0 * (2.0 * static_cast<double>(seq_len) * static_cast<double>(c.num_attention_heads) +
+             4.0 * static_cast<double>(c.intermediate_size) + 8.0 * static_cast<double>(c.hidden_size));
+  const double head_bytes_per_row = 4.0 * 3.0 * static_cast<double>(c.vocab_size);
+  auto clamp = [&](double rows) {
+    const int64_t lo = std::min<int64_t>(16, std::max<int64_t>(seq_len, 1));
+    return std::clamp<int64_t>(static_cast<int64_t>(rows), lo, std::max<int64_t>(seq_len, 1));
+  };
+  const double budget = static_cast<double>(budget_bytes);
+  return {clamp(budget / layer_bytes_per_row), clamp(budget / head_bytes_per_row)};
+}
 
 torch::Tensor StreamHidden(model::DecoderModel& m, const torch::Tensor& ids,
                            const torch::Tensor& attention_mask, int64_t chunk_tokens) {

@@ -70,6 +70,19 @@ struct StreamBpOptions {
   StreamBpOptions& set_head(ChunkedHeadOptions v) { head = v; return *this; }
 };
 
+// Chunk sizes from an activation-memory budget (learner.layer_chunk_tokens = 0 and
+// learner.logits_chunk_tokens chosen from learner.memory_budget_bytes): the largest chunks whose
+// transient activations fit `budget_bytes` at sequence length `seq_len` (float32):
+//   layer chunk C: attention scores and probabilities C x seq_len x heads, plus the MLP and
+//   projections C x (4 intermediate + 8 hidden);
+//   head chunk H: logits, log-softmax and probabilities H x vocab x 3.
+// Both are clamped to [16, seq_len] (at least 1 when seq_len < 16).
+struct ChunkChoice {
+  int64_t layer_chunk_tokens = 0;
+  int64_t head_chunk_tokens = 0;
+};
+ChunkChoice ChooseChunks(const model::ModelConfig& config, int64_t seq_len, int64_t budget_bytes);
+
 // The final hidden states (after the final norm) by a chunked forward without gradients:
 // old/reference logprobs and pass 1 of DPO-family losses for long sequences. `attention_mask`
 // [B, T] (1 = token) may be undefined (no padding).

@@ -64,6 +64,19 @@ TEST(RunOptionsTest, RecipesAndOverrides) {
   EXPECT_EQ(cur->budget_start_step, 100);
   EXPECT_EQ(TokenBudgetAt(cur->budget, 0), 4096);
   EXPECT_EQ(TokenBudgetAt(cur->budget, 50), static_cast<int64_t>(4096 * 0.7));
+  // StreamBP chunking: explicit sizes, or the layer chunk from the memory budget.
+  auto sb = FromFile("grpo.toml", {"learner.memory_budget_bytes=67108864", "learner.logits_chunk_tokens=128"});
+  ASSERT_TRUE(sb.ok());
+  model::ModelConfig mc;
+  mc.vocab_size = 1000;
+  mc.hidden_size = 64;
+  mc.intermediate_size = 128;
+  mc.num_attention_heads = 4;
+  StreamBpOptions so = StreamBpOptionsFor(*sb, mc, 4096);
+  EXPECT_EQ(so.head.chunk_tokens, 128);
+  EXPECT_EQ(so.layer_chunk_tokens, ChooseChunks(mc, 4096, 67108864).layer_chunk_tokens);
+  auto fixed = FromFile("grpo.toml", {"learner.layer_chunk_tokens=300"});
+  EXPECT_EQ(StreamBpOptionsFor(*fixed, mc, 4096).layer_chunk_tokens, 300);
   auto bad = FromFile("curriculum.toml", {"curriculum.budget_start=9000"});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("curriculum.budget_start"), std::string::npos);

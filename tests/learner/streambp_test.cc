@@ -279,3 +279,26 @@ TEST(StreamBpTest, LayerwiseChunkedBackwardEqualsOrdinaryBackprop) {
 
 }  // namespace
 }  // namespace chainrl::learner
+
+namespace chainrl::learner {
+namespace {
+
+TEST(StreamBpTest, ChunksFromAMemoryBudget) {
+  model::ModelConfig c;
+  c.vocab_size = 32000;
+  c.hidden_size = 512;
+  c.intermediate_size = 1536;
+  c.num_attention_heads = 8;
+  // 64 MiB at 8K tokens: layer rows cost 4 * (2 * 8192 * 8 + 4 * 1536 + 8 * 512) bytes each.
+  ChunkChoice a = ChooseChunks(c, 8192, 64 << 20);
+  EXPECT_EQ(a.layer_chunk_tokens, (64 << 20) / (4 * (2 * 8192 * 8 + 4 * 1536 + 8 * 512)));
+  EXPECT_EQ(a.head_chunk_tokens, (64 << 20) / (4 * 3 * 32000));
+  // Longer sequences get smaller layer chunks; a generous budget gives the whole sequence.
+  EXPECT_LT(ChooseChunks(c, 32768, 64 << 20).layer_chunk_tokens, a.layer_chunk_tokens);
+  EXPECT_EQ(ChooseChunks(c, 100, int64_t{1} << 40).layer_chunk_tokens, 100);
+  EXPECT_EQ(ChooseChunks(c, 8192, 1).layer_chunk_tokens, 16);  // never below 16 rows
+  EXPECT_EQ(ChooseChunks(c, 5, 1).head_chunk_tokens, 5);
+}
+
+}  // namespace
+}  // namespace chainrl::learner
