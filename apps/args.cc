@@ -63,8 +63,7 @@ Args& Args::Option(const std::string& name, std::string* out, const std::string&
   return *this;
 }
 
-Args& Args::Option(const std::string& name, int64_t* out, const std::string& help,
-                   bool required) {
+Args& Args::Option(const std::string& name, int64_t* out, const std::string& help, bool required) {
   Spec s;
   s.name = name;
   s.help = help;

@@ -86,10 +86,10 @@ const std::vector<CommandInfo>& RegisteredBenches();
 #define CHAINRL_APP_CONCAT_INNER(a, b) a##b
 #define CHAINRL_APP_CONCAT(a, b) CHAINRL_APP_CONCAT_INNER(a, b)
 // CHAINRL_COMMAND("tokenize", "Encode or decode text", RunTokenize);
-#define CHAINRL_COMMAND(name, summary, fn)                                 \
+#define CHAINRL_COMMAND(name, summary, fn)                                      \
   static const bool CHAINRL_APP_CONCAT(chainrl_command_registered_, __LINE__) = \
       ::chainrl::app::RegisterCommand({name, summary, fn})
 // CHAINRL_BENCH("rewards", "Isolated vs in-process reward overhead", RunRewardsBench);
-#define CHAINRL_BENCH(name, summary, fn)                                   \
+#define CHAINRL_BENCH(name, summary, fn)                                      \
   static const bool CHAINRL_APP_CONCAT(chainrl_bench_registered_, __LINE__) = \
       ::chainrl::app::RegisterBench({name, summary, fn})

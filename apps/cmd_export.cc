@@ -24,7 +24,8 @@ int RunExport(const std::vector<std::string>& argv) {
   return ParseAndRun(a, argv, [&]() -> int {
     namespace fs = std::filesystem;
     std::string src = checkpoint;
-    if (fs::exists(fs::path(checkpoint) / "model" / "config.json")) src = (fs::path(checkpoint) / "model").string();
+    if (fs::exists(fs::path(checkpoint) / "model" / "config.json"))
+      src = (fs::path(checkpoint) / "model").string();
     if (!fs::exists(fs::path(src) / "config.json"))
       return ReportError(NotFound(checkpoint + ": neither a checkpoint (model/config.json) nor a "
                                                "model directory (config.json)"));

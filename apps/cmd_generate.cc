@@ -42,9 +42,10 @@ int RunGenerate(const std::vector<std::string>& argv) {
   bool chat = false, as_json = false;
   int64_t max_new = 128, top_k = 0, seed = 0, samples = 1;
   double temperature = 1.0, top_p = 1.0;
-  Args a("chainrl generate", "--model DIR --prompt TEXT [options]",
-         "Generate from a Hugging Face model directory (config.json, safetensors, tokenizer.json).\n"
-         "Each sample's tokens are reproducible from --seed (sample i uses seed + i).");
+  Args a(
+      "chainrl generate", "--model DIR --prompt TEXT [options]",
+      "Generate from a Hugging Face model directory (config.json, safetensors, tokenizer.json).\n"
+      "Each sample's tokens are reproducible from --seed (sample i uses seed + i).");
   a.Option("model", &dir, "model directory", true)
       .Option("prompt", &prompt, "prompt text", true)
       .Flag("chat", &chat, "render the prompt as a user turn through the chat template")
@@ -112,10 +113,13 @@ int RunGenerate(const std::vector<std::string>& argv) {
         if (raw.ok()) s = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
       }
       if (as_json) {
-        nlohmann::json j = {{"id", r.id}, {"text", s}, {"tokens", r.tokens},
+        nlohmann::json j = {{"id", r.id},
+                            {"text", s},
+                            {"tokens", r.tokens},
                             {"logprobs", r.logprobs},
                             {"finish", rollout::FinishReasonName(r.finish)}};
-        std::printf("%s\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        std::printf("%s\n",
+                    j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
       } else {
         std::printf("%s\n", s.c_str());
       }

@@ -19,7 +19,8 @@ int RunTrain(const std::vector<std::string>& argv) {
          "processes, supervised by this launcher. The config is validated before anything starts.");
   a.Positional("RUN.toml", &path, "the run configuration");
   a.Repeated("set", &sets, "override a key, e.g. --set learner.lr=1e-6");
-  a.Option("run-dir", &run_dir_flag, "output directory (default: run.run_dir, else runs/NAME-TIME)");
+  a.Option("run-dir", &run_dir_flag,
+           "output directory (default: run.run_dir, else runs/NAME-TIME)");
   a.Flag("check", &check_only, "validate the configuration (reward plugins loaded) and exit");
   return ParseAndRun(a, argv, [&] {
     log::SetRole("launcher");

@@ -66,7 +66,8 @@ GenerationRequest Request(std::string id, std::vector<int32_t> prompt, int64_t n
 
 std::vector<int32_t> Prompt(int64_t len, int64_t vocab, uint64_t salt) {
   std::vector<int32_t> p(static_cast<size_t>(len));
-  for (int64_t i = 0; i < len; ++i) p[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
+  for (int64_t i = 0; i < len; ++i)
+    p[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + salt * 104729) % vocab);
   return p;
 }
 
@@ -100,11 +101,14 @@ nlohmann::json KvCacheBench(const std::shared_ptr<model::DecoderModel>& m, const
   }
   double recompute_s = Since(t0);
   bool same = cached.ok() && (*cached)[0].tokens == recomputed;
-  std::printf("kv cache: %lld tokens cached %.3f s, recomputed %.3f s, speed-up %.1fx, same tokens %s\n",
-              static_cast<long long>(c.kv_new_tokens), cached_s, recompute_s, recompute_s / cached_s,
-              same ? "yes" : "NO");
-  return {{"cached_seconds", cached_s}, {"recompute_seconds", recompute_s},
-          {"speedup", recompute_s / cached_s}, {"same_tokens", same}};
+  std::printf(
+      "kv cache: %lld tokens cached %.3f s, recomputed %.3f s, speed-up %.1fx, same tokens %s\n",
+      static_cast<long long>(c.kv_new_tokens), cached_s, recompute_s, recompute_s / cached_s,
+      same ? "yes" : "NO");
+  return {{"cached_seconds", cached_s},
+          {"recompute_seconds", recompute_s},
+          {"speedup", recompute_s / cached_s},
+          {"same_tokens", same}};
 }
 
 // 2. One group of G samples: prompt prefilled once (KV copied) vs once per sample.
@@ -123,11 +127,13 @@ nlohmann::json PrefixBench(const std::shared_ptr<model::DecoderModel>& m, const 
     secs[shared] = Since(t0);
     if (!r.ok()) std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
   }
-  std::printf("prefix sharing: G=%lld, %lld-token prompt, %lld new: shared %.3f s, separate %.3f s, "
-              "speed-up %.2fx\n",
-              static_cast<long long>(c.group), static_cast<long long>(c.prompt),
-              static_cast<long long>(c.group_new), secs[1], secs[0], secs[0] / secs[1]);
-  return {{"shared_seconds", secs[1]}, {"separate_seconds", secs[0]}, {"speedup", secs[0] / secs[1]}};
+  std::printf(
+      "prefix sharing: G=%lld, %lld-token prompt, %lld new: shared %.3f s, separate %.3f s, "
+      "speed-up %.2fx\n",
+      static_cast<long long>(c.group), static_cast<long long>(c.prompt),
+      static_cast<long long>(c.group_new), secs[1], secs[0], secs[0] / secs[1]);
+  return {
+      {"shared_seconds", secs[1]}, {"separate_seconds", secs[0]}, {"speedup", secs[0] / secs[1]}};
 }
 
 // Lognormal lengths with the given median, capped at 16x the median.
@@ -146,7 +152,8 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
   std::vector<GenerationRequest> reqs;
   int64_t total = 0;
   for (int64_t i = 0; i < c.requests; ++i) {
-    reqs.push_back(Request("b" + std::to_string(i), Prompt(32, c.vocab, 3 + i), lens[static_cast<size_t>(i)], i));
+    reqs.push_back(Request("b" + std::to_string(i), Prompt(32, c.vocab, 3 + i),
+                           lens[static_cast<size_t>(i)], i));
     total += lens[static_cast<size_t>(i)];
   }
   double tps[2];
@@ -163,11 +170,13 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
                 static_cast<double>(engine.stats().generated_tokens) /
                     std::max<int64_t>(1, engine.stats().slot_steps));
   }
-  std::printf("continuous batching: %.2fx useful tokens/s over static (%lld requests, median %lld, "
-              "max %lld tokens)\n",
-              tps[1] / tps[0], static_cast<long long>(c.requests), static_cast<long long>(c.median_len),
-              static_cast<long long>(*std::max_element(lens.begin(), lens.end())));
-  return {{"continuous_tokens_per_second", tps[1]}, {"static_tokens_per_second", tps[0]},
+  std::printf(
+      "continuous batching: %.2fx useful tokens/s over static (%lld requests, median %lld, "
+      "max %lld tokens)\n",
+      tps[1] / tps[0], static_cast<long long>(c.requests), static_cast<long long>(c.median_len),
+      static_cast<long long>(*std::max_element(lens.begin(), lens.end())));
+  return {{"continuous_tokens_per_second", tps[1]},
+          {"static_tokens_per_second", tps[0]},
           {"speedup", tps[1] / tps[0]}};
 }
 
@@ -180,7 +189,8 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
   const int64_t per_step = c.slots, needed = c.steps * per_step;
   auto lens = TailLengths(needed * 4, c.median_len, c.seed + 7);
   auto make = [&](int64_t i) {
-    return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i), lens[static_cast<size_t>(i)], 1000 + i);
+    return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i),
+                   lens[static_cast<size_t>(i)], 1000 + i);
   };
   const int64_t max_len = 32 + 16 * c.median_len + 1;
   // Synchronous.
@@ -209,7 +219,8 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
       // Carried-over samples plus new ones, several times the slots, so that slots freed early are
       // refilled within the step.
       std::vector<GenerationRequest> reqs = pool;
-      while (static_cast<int64_t>(reqs.size()) < c.call_factor * c.slots) reqs.push_back(make(next++));
+      while (static_cast<int64_t>(reqs.size()) < c.call_factor * c.slots)
+        reqs.push_back(make(next++));
       for (auto& r : reqs) r.segment_tokens = c.segment;
       auto res = engine.Generate(reqs);
       pool.clear();
@@ -228,12 +239,14 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     seg_s = Since(t0);
   }
   double sync_tps = sync_tokens / sync_s, seg_tps = seg_tokens / seg_s;
-  std::printf("segment rollout: %lld samples delivered; synchronous %lld tokens in %.3f s (%.0f/s), "
-              "segmented (%lld tokens per segment) %lld tokens in %.3f s (%.0f/s): %.2fx\n",
-              static_cast<long long>(needed), static_cast<long long>(sync_tokens), sync_s, sync_tps,
-              static_cast<long long>(c.segment), static_cast<long long>(seg_tokens), seg_s, seg_tps,
-              seg_tps / sync_tps);
-  return {{"sync_tokens_per_second", sync_tps}, {"segment_tokens_per_second", seg_tps},
+  std::printf(
+      "segment rollout: %lld samples delivered; synchronous %lld tokens in %.3f s (%.0f/s), "
+      "segmented (%lld tokens per segment) %lld tokens in %.3f s (%.0f/s): %.2fx\n",
+      static_cast<long long>(needed), static_cast<long long>(sync_tokens), sync_s, sync_tps,
+      static_cast<long long>(c.segment), static_cast<long long>(seg_tokens), seg_s, seg_tps,
+      seg_tps / sync_tps);
+  return {{"sync_tokens_per_second", sync_tps},
+          {"segment_tokens_per_second", seg_tps},
           {"speedup", seg_tps / sync_tps}};
 }
 
@@ -253,7 +266,8 @@ nlohmann::json DecodeBench(const std::shared_ptr<model::DecoderModel>& m, const 
   nlohmann::json out = {{"weight_bytes", weight_bytes}, {"memory_bandwidth_gbps", bandwidth / 1e9}};
   for (int64_t batch : {int64_t{1}, c.slots}) {
     std::vector<GenerationRequest> reqs;
-    for (int64_t b = 0; b < batch; ++b) reqs.push_back(Request("d" + std::to_string(b), Prompt(8, c.vocab, b), 128, b));
+    for (int64_t b = 0; b < batch; ++b)
+      reqs.push_back(Request("d" + std::to_string(b), Prompt(8, c.vocab, b), 128, b));
     RolloutEngine engine(m, Engine(batch, 8 + 128));
     auto t0 = Clock::now();
     (void)engine.Generate(reqs);
@@ -270,8 +284,9 @@ nlohmann::json DecodeBench(const std::shared_ptr<model::DecoderModel>& m, const 
 int RunRolloutBench(const std::vector<std::string>& argv) {
   BenchConfig c;
   bool quick = false;
-  Args a("chainrl bench rollout", "[options]",
-         "Rollout engine speed-ups, measured side by side in one run on a random Qwen2-style model.");
+  Args a(
+      "chainrl bench rollout", "[options]",
+      "Rollout engine speed-ups, measured side by side in one run on a random Qwen2-style model.");
   a.Option("layers", &c.layers, "decoder layers (4)");
   a.Option("hidden", &c.hidden, "hidden size (256)");
   a.Option("vocab", &c.vocab, "vocabulary size (4096)");
@@ -284,12 +299,14 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
   a.Option("median", &c.median_len, "median response length of the long-tail workloads (24)");
   a.Option("steps", &c.steps, "training steps of the segment comparison (8)");
   a.Option("segment", &c.segment, "tokens per segment (64)");
-  a.Option("call-factor", &c.call_factor, "segment steps take this many times the slots in requests (4)");
+  a.Option("call-factor", &c.call_factor,
+           "segment steps take this many times the slots in requests (4)");
   a.Flag("quick", &quick, "small sizes, for a smoke test");
   return ParseAndRun(a, argv, [&] {
     if (quick) {
       c.layers = 2, c.hidden = 64, c.heads = 4, c.kv_heads = 2, c.intermediate = 128, c.vocab = 256;
-      c.kv_new_tokens = 64, c.kv_prompt = 16, c.prompt = 128, c.group_new = 8, c.requests = 16, c.slots = 4;
+      c.kv_new_tokens = 64, c.kv_prompt = 16, c.prompt = 128, c.group_new = 8, c.requests = 16,
+      c.slots = 4;
       c.median_len = 6, c.steps = 2, c.segment = 8;
     }
     std::printf("model: qwen2, %lld layers, hidden %lld, vocab %lld, %d threads\n",
@@ -308,7 +325,10 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
     j["continuous_batching_speedup"] = cb["speedup"];
     j["segment_rollout_speedup"] = sg["speedup"];
     j["decode_tokens_per_second"] = dc["batch" + std::to_string(c.slots) + "_tokens_per_second"];
-    j["details"] = {{"kv_cache", kv}, {"prefix_sharing", px}, {"batching", cb}, {"segments", sg},
+    j["details"] = {{"kv_cache", kv},
+                    {"prefix_sharing", px},
+                    {"batching", cb},
+                    {"segments", sg},
                     {"decode", dc}};
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
@@ -317,6 +337,7 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-CHAINRL_BENCH("rollout", "rollout engine: KV cache, prefix sharing, batching, segments", RunRolloutBench);
+CHAINRL_BENCH("rollout", "rollout engine: KV cache, prefix sharing, batching, segments",
+              RunRolloutBench);
 
 }  // namespace chainrl::app

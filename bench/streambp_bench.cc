@@ -58,7 +58,9 @@ void Step(model::DecoderModel& m, const std::string& method, int64_t len, const 
   auto mask = torch::ones({1, len});
   const double total = static_cast<double>(len);
   if (method == "plain") {
-    auto logp = torch::log_softmax(m.Logits(m.Forward(ids)), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+    auto logp = torch::log_softmax(m.Logits(m.Forward(ids)), -1)
+                    .gather(-1, targets.unsqueeze(-1))
+                    .squeeze(-1);
     learner::SftLoss(logp, mask, total).backward();
   } else if (method == "checkpointing") {
     // Per-layer checkpointing: layer inputs stored without gradients, each layer recomputed with
@@ -72,7 +74,9 @@ void Step(model::DecoderModel& m, const std::string& method, int64_t len, const 
     }
     auto x_last = xs.back().detach().requires_grad_(true);
     xs.pop_back();
-    auto logp = torch::log_softmax(m.Logits(m.FinalNorm(x_last)), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+    auto logp = torch::log_softmax(m.Logits(m.FinalNorm(x_last)), -1)
+                    .gather(-1, targets.unsqueeze(-1))
+                    .squeeze(-1);
     learner::SftLoss(logp, mask, total).backward();
     torch::Tensor dy = x_last.grad();
     for (int64_t l = m.num_layers() - 1; l >= 0; --l) {
@@ -86,11 +90,12 @@ void Step(model::DecoderModel& m, const std::string& method, int64_t len, const 
     learner::StreamBpOptions o;
     o.set_layer_chunk_tokens(s.layer_chunk)
         .set_head(learner::ChunkedHeadOptions().set_chunk_tokens(s.head_chunk));
-    learner::StreamBackward(m, ids, {}, targets,
-                            [&](int64_t t0, int64_t t1, const torch::Tensor& lp, const torch::Tensor&) {
-                              return learner::SftLoss(lp, mask.narrow(1, t0, t1 - t0), total);
-                            },
-                            o);
+    learner::StreamBackward(
+        m, ids, {}, targets,
+        [&](int64_t t0, int64_t t1, const torch::Tensor& lp, const torch::Tensor&) {
+          return learner::SftLoss(lp, mask.narrow(1, t0, t1 - t0), total);
+        },
+        o);
   }
 }
 
@@ -100,16 +105,20 @@ struct Probe {
 };
 
 std::vector<std::string> SpecArgs(const Spec& s) {
-  return {"--layers", std::to_string(s.layers), "--hidden", std::to_string(s.hidden),
-          "--heads", std::to_string(s.heads), "--kv-heads", std::to_string(s.kv_heads),
-          "--intermediate", std::to_string(s.intermediate), "--vocab", std::to_string(s.vocab),
-          "--layer-chunk", std::to_string(s.layer_chunk), "--head-chunk", std::to_string(s.head_chunk)};
+  return {"--layers",       std::to_string(s.layers),
+          "--hidden",       std::to_string(s.hidden),
+          "--heads",        std::to_string(s.heads),
+          "--kv-heads",     std::to_string(s.kv_heads),
+          "--intermediate", std::to_string(s.intermediate),
+          "--vocab",        std::to_string(s.vocab),
+          "--layer-chunk",  std::to_string(s.layer_chunk),
+          "--head-chunk",   std::to_string(s.head_chunk)};
 }
 
 // Runs one step in a child process; its peak RSS comes from wait4's rusage.
 Probe RunChild(const std::string& method, int64_t len, const Spec& s) {
-  std::vector<std::string> args = {"chainrl", "bench", "streambp", "--child", method, "--len",
-                                   std::to_string(len)};
+  std::vector<std::string> args = {"chainrl", "bench", "streambp",         "--child",
+                                   method,    "--len", std::to_string(len)};
   for (auto& a : SpecArgs(s)) args.push_back(a);
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -183,7 +192,8 @@ double GradError(const Spec& s, int64_t len) {
   size_t i = 0;
   for (auto& p : m->parameters()) {
     double scale = want[i].abs().max().item<double>();
-    worst = std::max(worst, (p.grad() - want[i]).abs().max().item<double>() / std::max(scale, 1e-30));
+    worst =
+        std::max(worst, (p.grad() - want[i]).abs().max().item<double>() / std::max(scale, 1e-30));
     ++i;
   }
   return worst;
@@ -193,10 +203,11 @@ int RunStreamBpBench(const std::vector<std::string>& argv) {
   Spec s;
   std::string child;
   int64_t len = 0;
-  Args a("chainrl bench streambp", "[options]",
-         "Longest trainable sequence within a memory budget for plain backprop, gradient\n"
-         "checkpointing and StreamBP (each probe a child process, peak RSS measured), and time per\n"
-         "1K tokens at a common length.");
+  Args a(
+      "chainrl bench streambp", "[options]",
+      "Longest trainable sequence within a memory budget for plain backprop, gradient\n"
+      "checkpointing and StreamBP (each probe a child process, peak RSS measured), and time per\n"
+      "1K tokens at a common length.");
   a.Option("budget-mb", &s.budget_mb, "peak resident memory budget of a training step (4096)")
       .Option("layers", &s.layers, "decoder layers (11)")
       .Option("hidden", &s.hidden, "hidden size (512)")
@@ -224,9 +235,10 @@ int RunStreamBpBench(const std::vector<std::string>& argv) {
     int64_t params = 0;
     for (auto& p : m->parameters()) params += p.numel();
     m.reset();
-    std::printf("model: qwen2, %lld layers, hidden %lld, vocab %lld, %.1fM parameters; budget %lld MB\n",
-                static_cast<long long>(s.layers), static_cast<long long>(s.hidden),
-                static_cast<long long>(s.vocab), params / 1e6, static_cast<long long>(s.budget_mb));
+    std::printf(
+        "model: qwen2, %lld layers, hidden %lld, vocab %lld, %.1fM parameters; budget %lld MB\n",
+        static_cast<long long>(s.layers), static_cast<long long>(s.hidden),
+        static_cast<long long>(s.vocab), params / 1e6, static_cast<long long>(s.budget_mb));
     std::fflush(stdout);
     nlohmann::json j = {{"bench", "streambp"}, {"params", params}, {"budget_mb", s.budget_mb}};
     std::map<std::string, int64_t> max_len;
@@ -250,7 +262,9 @@ int RunStreamBpBench(const std::vector<std::string>& argv) {
     j["max_len_checkpointing"] = max_len["checkpointing"];
     j["max_len_streambp"] = max_len["streambp"];
     j["len_ratio_vs_checkpointing"] =
-        max_len["checkpointing"] > 0 ? static_cast<double>(max_len["streambp"]) / max_len["checkpointing"] : 0;
+        max_len["checkpointing"] > 0
+            ? static_cast<double>(max_len["streambp"]) / max_len["checkpointing"]
+            : 0;
     j["common_len"] = common;
     j["seconds_per_1k_tokens"] = per_k;
     j["time_ratio_vs_checkpointing"] =
@@ -263,6 +277,7 @@ int RunStreamBpBench(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-CHAINRL_BENCH("streambp", "longest trainable sequence: plain, checkpointing, StreamBP", RunStreamBpBench);
+CHAINRL_BENCH("streambp", "longest trainable sequence: plain, checkpointing, StreamBP",
+              RunStreamBpBench);
 
 }  // namespace chainrl::app

@@ -7,13 +7,13 @@
 #include <cstdlib>
 #include <sstream>
 
-#define CHAINRL_CHECK(cond, ...)                                                        \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::ostringstream _chainrl_os;                                                   \
-      _chainrl_os << "" __VA_OPT__(<<) __VA_ARGS__;                                     \
-      std::fprintf(stderr, "chainrl: check failed at %s:%d: %s %s\n", __FILE__, __LINE__, \
-                   #cond, _chainrl_os.str().c_str());                                   \
-      std::abort();                                                                     \
-    }                                                                                   \
+#define CHAINRL_CHECK(cond, ...)                                                                 \
+  do {                                                                                           \
+    if (!(cond)) {                                                                               \
+      std::ostringstream _chainrl_os;                                                            \
+      _chainrl_os << "" __VA_OPT__(<<) __VA_ARGS__;                                              \
+      std::fprintf(stderr, "chainrl: check failed at %s:%d: %s %s\n", __FILE__, __LINE__, #cond, \
+                   _chainrl_os.str().c_str());                                                   \
+      std::abort();                                                                              \
+    }                                                                                            \
   } while (0)

@@ -42,15 +42,24 @@ std::string ConfigIssue::ToString() const {
 
 const char* ValueTypeName(ValueType t) {
   switch (t) {
-    case ValueType::kBool: return "boolean";
-    case ValueType::kInt: return "integer";
-    case ValueType::kFloat: return "float";
-    case ValueType::kString: return "string";
-    case ValueType::kStringList: return "array of strings";
-    case ValueType::kIntList: return "array of integers";
-    case ValueType::kFloatList: return "array of floats";
-    case ValueType::kTable: return "table";
-    case ValueType::kOverrides: return "table of overrides";
+    case ValueType::kBool:
+      return "boolean";
+    case ValueType::kInt:
+      return "integer";
+    case ValueType::kFloat:
+      return "float";
+    case ValueType::kString:
+      return "string";
+    case ValueType::kStringList:
+      return "array of strings";
+    case ValueType::kIntList:
+      return "array of integers";
+    case ValueType::kFloatList:
+      return "array of floats";
+    case ValueType::kTable:
+      return "table";
+    case ValueType::kOverrides:
+      return "table of overrides";
   }
   return "?";
 }
@@ -78,11 +87,21 @@ std::string QuoteString(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -105,16 +124,26 @@ std::string FormatList(const std::vector<T>& v, F f) {
 
 const char* NodeTypeName(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    default:
+      return "nothing";
   }
 }
 
@@ -226,7 +255,8 @@ Position PosOf(const toml::source_region& r) {
 // Collects issues while converting TOML nodes into typed values.
 class Validator {
  public:
-  Validator(const ConfigSchema& schema, std::string file) : schema_(schema), file_(std::move(file)) {}
+  Validator(const ConfigSchema& schema, std::string file)
+      : schema_(schema), file_(std::move(file)) {}
 
   void Issue(Position p, const std::string& key, const std::string& message) {
     issues.push_back({file_, p.line, p.column, key, message});
@@ -282,7 +312,8 @@ class Validator {
           } else if (spec.type == ValueType::kIntList && e.is_integer()) {
             is.push_back(e.as_integer()->get());
             ok = true;
-          } else if (spec.type == ValueType::kFloatList && (e.is_integer() || e.is_floating_point())) {
+          } else if (spec.type == ValueType::kFloatList &&
+                     (e.is_integer() || e.is_floating_point())) {
             ds.push_back(e.is_integer() ? static_cast<double>(e.as_integer()->get())
                                         : e.as_floating_point()->get());
             ok = true;
@@ -290,16 +321,19 @@ class Validator {
           if (!ok) {
             Issue(PosOf(e.source()), key,
                   "element " + std::to_string(i) + ": expected " +
-                      (spec.type == ValueType::kStringList  ? "a string"
-                       : spec.type == ValueType::kIntList ? "an integer"
-                                                          : "a float") +
+                      (spec.type == ValueType::kStringList ? "a string"
+                       : spec.type == ValueType::kIntList  ? "an integer"
+                                                           : "a float") +
                       ", got " + NodeTypeName(e));
             return std::nullopt;
           }
         }
-        if (spec.type == ValueType::kStringList) out = std::move(ss);
-        else if (spec.type == ValueType::kIntList) out = std::move(is);
-        else out = std::move(ds);
+        if (spec.type == ValueType::kStringList)
+          out = std::move(ss);
+        else if (spec.type == ValueType::kIntList)
+          out = std::move(is);
+        else
+          out = std::move(ds);
         break;
       }
       case ValueType::kTable: {
@@ -370,8 +404,8 @@ class Validator {
         }
         for (size_t i = 0; i < a->size(); ++i) {
           const toml::table& elem = *a->get(i)->as_table();
-          (*arrays)[key].push_back({WalkElement(*arr, key + "[" + std::to_string(i) + "]", elem),
-                                    PosOf(elem.source())});
+          (*arrays)[key].push_back(
+              {WalkElement(*arr, key + "[" + std::to_string(i) + "]", elem), PosOf(elem.source())});
         }
         continue;
       }
@@ -392,13 +426,11 @@ class Validator {
       for (const auto& a : schema_.arrays)
         if (Parent(a.name) == prefix) local.push_back(a.name);
       const char* what = node.is_table() ? "table" : "key";
-      Issue(kpos, key,
-            std::string("unknown ") + what + DidYouMean(Suggest(schema_, key, local)));
+      Issue(kpos, key, std::string("unknown ") + what + DidYouMean(Suggest(schema_, key, local)));
     }
   }
 
-  ConfigTable WalkElement(const ArraySpec& arr, const std::string& where,
-                          const toml::table& elem) {
+  ConfigTable WalkElement(const ArraySpec& arr, const std::string& where, const toml::table& elem) {
     ConfigTable out;
     for (auto&& [k, node] : elem) {
       std::string leaf(k.str());
@@ -444,10 +476,14 @@ std::string FormatConfigValue(const ConfigValue& v) {
   return std::visit(
       [](const auto& x) -> std::string {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
-        else if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
-        else if constexpr (std::is_same_v<T, double>) return FormatFloat(x);
-        else if constexpr (std::is_same_v<T, std::string>) return QuoteString(x);
+        if constexpr (std::is_same_v<T, bool>)
+          return x ? "true" : "false";
+        else if constexpr (std::is_same_v<T, int64_t>)
+          return std::to_string(x);
+        else if constexpr (std::is_same_v<T, double>)
+          return FormatFloat(x);
+        else if constexpr (std::is_same_v<T, std::string>)
+          return QuoteString(x);
         else if constexpr (std::is_same_v<T, std::vector<std::string>>)
           return FormatList(x, QuoteString);
         else if constexpr (std::is_same_v<T, std::vector<int64_t>>)
@@ -476,9 +512,8 @@ class ConfigBuilder {
       auto it = values.find(k.key);
       if (it != values.end()) {
         c.values_[k.key] = it->second.first;
-        c.sources_[k.key] =
-            file + ":" + std::to_string(it->second.second.line) + ":" +
-            std::to_string(it->second.second.column);
+        c.sources_[k.key] = file + ":" + std::to_string(it->second.second.line) + ":" +
+                            std::to_string(it->second.second.column);
       } else if (!base) {
         c.values_[k.key] = k.default_value;
         c.sources_[k.key] = "default";
@@ -539,8 +574,8 @@ class ConfigBuilder {
       }
       std::optional<ConfigValue> v;
       if (!parsed_ok || !parsed.contains("v")) {
-        if (spec->type == ValueType::kString && text.find_first_of("\"'[]{}=\n") ==
-                                                     std::string::npos) {
+        if (spec->type == ValueType::kString &&
+            text.find_first_of("\"'[]{}=\n") == std::string::npos) {
           v = ConfigValue(text);
           std::string err = CheckValue(*spec, *v);
           if (!err.empty()) {
@@ -634,7 +669,8 @@ const ConfigValue& Lookup(const std::map<std::string, ConfigValue, std::less<>>&
   return it->second;
 }
 template <typename T>
-const T& Typed(const std::map<std::string, ConfigValue, std::less<>>& values, std::string_view key) {
+const T& Typed(const std::map<std::string, ConfigValue, std::less<>>& values,
+               std::string_view key) {
   const ConfigValue& v = Lookup(values, key);
   const T* p = std::get_if<T>(&v);
   CHAINRL_CHECK(p != nullptr, "config key '" << key << "' read with the wrong type");
@@ -747,7 +783,8 @@ std::string RenderConfigDocs() {
   const ConfigSchema& schema = RunConfigSchema();
   std::ostringstream os;
   os << "# chainrl configuration reference\n\n"
-     << "Generated by `chainrl config docs` from the schema in `core/config_schema.cc`; do not edit "
+     << "Generated by `chainrl config docs` from the schema in `core/config_schema.cc`; do not "
+        "edit "
         "by hand.\n\n"
      << "A run is configured by one TOML file. Every key below may also be set on the command "
         "line with `--set section.key=value` (TOML value syntax). Loading is strict: unknown keys, "
@@ -772,8 +809,8 @@ std::string RenderConfigDocs() {
       os << "\n### `[[" << a.name << "]]`\n\n" << a.doc << "\n\n";
       os << "| key | type | default | valid | description |\n|---|---|---|---|---|\n";
       for (const auto& k : a.keys)
-        os << "| `" << k.key << "` | " << DocType(k) << " | " << EscapeCell(DocDefault(k))
-           << " | " << EscapeCell(DocValid(k)) << " | " << EscapeCell(k.doc) << " |\n";
+        os << "| `" << k.key << "` | " << DocType(k) << " | " << EscapeCell(DocDefault(k)) << " | "
+           << EscapeCell(DocValid(k)) << " | " << EscapeCell(k.doc) << " |\n";
     }
   }
   for (const auto& a : schema.arrays) {

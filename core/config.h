@@ -71,8 +71,8 @@ const ConfigSchema& RunConfigSchema();
 // overrides (then `line` is the override's 1-based index and `column` the offending character).
 struct ConfigIssue {
   std::string file;
-  int line = 0;    // 1-based; 0 when the problem has no position (a missing key)
-  int column = 0;  // 1-based
+  int line = 0;     // 1-based; 0 when the problem has no position (a missing key)
+  int column = 0;   // 1-based
   std::string key;  // dotted key concerned, "" for a syntax error
   std::string message;
   // "run.toml:3:7: learner.lr: expected a float, got a string"

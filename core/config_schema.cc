@@ -114,8 +114,8 @@ std::string CheckAddress(const ConfigValue& v) {
 
 ConfigSchema Build() {
   ConfigSchema s;
-  s.sections = {"run",        "model",          "model.init", "tokenizer", "data",
-                "rollout",    "actors",         "learner",    "algorithm", "length_shaping",
+  s.sections = {"run",        "model",          "model.init", "tokenizer",  "data",
+                "rollout",    "actors",         "learner",    "algorithm",  "length_shaping",
                 "curriculum", "rewards_common", "metrics",    "checkpoint", "distributed"};
   s.section_docs = {
       {"run", "The run as a whole: name, seed, where outputs go."},
@@ -142,13 +142,16 @@ ConfigSchema Build() {
   const std::vector<std::optional<double>> none;
   auto& k = s.keys;
   // run
-  k.push_back(Str("run.name", "chainrl", "Name of the run, used in logs and as the `run_id` label."));
+  k.push_back(
+      Str("run.name", "chainrl", "Name of the run, used in logs and as the `run_id` label."));
   k.push_back(Int("run.seed", 0, 0, std::nullopt, "Seed of every random stream of the run."));
-  k.push_back(Str("run.run_dir", "",
-                  "Output directory; empty means `runs/<name>-<timestamp>`. `--run-dir` overrides."));
+  k.push_back(
+      Str("run.run_dir", "",
+          "Output directory; empty means `runs/<name>-<timestamp>`. `--run-dir` overrides."));
   k.push_back(Int("run.total_steps", 100, 1, std::nullopt, "Number of learner updates to run."));
-  k.push_back(Checked(Str("run.device", "cpu", "Device of the learner and actors: cpu, cuda, cuda:N."),
-                      CheckDevice));
+  k.push_back(
+      Checked(Str("run.device", "cpu", "Device of the learner and actors: cpu, cuda, cuda:N."),
+              CheckDevice));
   k.push_back(Str("run.log_level", "info", "Least severe log level printed.",
                   {"debug", "info", "warn", "error"}));
   k.push_back(Int("run.eval_every", 0, 0, std::nullopt,
@@ -178,7 +181,8 @@ ConfigSchema Build() {
   k.push_back(Float("model.init.rope_theta", 10000.0, 1.0, std::nullopt, "RoPE base."));
 
   // tokenizer
-  k.push_back(Str("tokenizer.path", "", "Directory with tokenizer.json; empty means `model.path`."));
+  k.push_back(
+      Str("tokenizer.path", "", "Directory with tokenizer.json; empty means `model.path`."));
   k.push_back(Bool("tokenizer.use_chat_template", true,
                    "Render prompts through the chat template of tokenizer_config.json."));
   k.push_back(Str("tokenizer.chat_template", "",
@@ -205,9 +209,10 @@ ConfigSchema Build() {
   k.push_back(Str("data.chosen_field", "chosen", "Preference data: the chosen response."));
   k.push_back(Str("data.rejected_field", "rejected",
                   "Preference data: the rejected response (a string or a list for LOGO)."));
-  k.push_back(Str("data.on_bad_line", "error",
-                  "A malformed JSONL line stops the run naming file:line, or is skipped and counted.",
-                  {"error", "skip"}));
+  k.push_back(
+      Str("data.on_bad_line", "error",
+          "A malformed JSONL line stops the run naming file:line, or is skipped and counted.",
+          {"error", "skip"}));
   k.push_back(Bool("data.shuffle", true, "Shuffle the training order each epoch (seeded)."));
   k.push_back(StrList("data.difficulty_buckets", {},
                       "Names of difficulty buckets (an example's `difficulty` field)."));
@@ -222,7 +227,8 @@ ConfigSchema Build() {
   k.push_back(Float("rollout.temperature", 1.0, 0.0, 10.0, "Sampling temperature; 0 is greedy."));
   k.push_back(Int("rollout.top_k", 0, 0, std::nullopt, "Top-k sampling; 0 disables."));
   k.push_back(Float("rollout.top_p", 1.0, 0.0, 1.0, "Nucleus sampling mass; 1 disables.", true));
-  k.push_back(StrList("rollout.stop_strings", {}, "Strings that end a response (matched across tokens)."));
+  k.push_back(
+      StrList("rollout.stop_strings", {}, "Strings that end a response (matched across tokens)."));
   k.push_back(IntList("rollout.stop_token_ids", {}, 0, std::nullopt,
                       "Token ids that end a response, in addition to the tokenizer's EOS."));
   k.push_back(Int("rollout.max_batch_size", 64, 1, 1 << 16, "Sequences decoded together."));
@@ -245,8 +251,9 @@ ConfigSchema Build() {
   k.push_back(Int("actors.credits", 2, 1, 1024, "Work items an actor may hold at once."));
   k.push_back(Float("actors.heartbeat_interval_seconds", 1.0, 0.01, 3600.0,
                     "Interval between an actor's heartbeats."));
-  k.push_back(Float("actors.heartbeat_timeout_seconds", 10.0, 0.05, 86400.0,
-                    "Silence after which the learner declares an actor dead and re-leases its work."));
+  k.push_back(
+      Float("actors.heartbeat_timeout_seconds", 10.0, 0.05, 86400.0,
+            "Silence after which the learner declares an actor dead and re-leases its work."));
   k.push_back(Int("actors.max_restarts", 10, 0, std::nullopt,
                   "Restarts of one actor by the launcher before the run fails."));
   k.push_back(Float("actors.restart_backoff_seconds", 1.0, 0.0, 3600.0,
@@ -282,12 +289,14 @@ ConfigSchema Build() {
                   "Importance-ratio denominator: stored behaviour logprobs, or recomputed by the "
                   "learner for the whole sample (segment rollouts).",
                   {"behaviour", "recompute"}));
-  k.push_back(Bool("learner.streambp", true,
-                   "Streaming backprop: exact gradients with activation memory bounded by a chunk."));
+  k.push_back(
+      Bool("learner.streambp", true,
+           "Streaming backprop: exact gradients with activation memory bounded by a chunk."));
   k.push_back(Int("learner.logits_chunk_tokens", 512, 1, std::nullopt,
                   "Tokens per chunk of the LM head and loss."));
-  k.push_back(Int("learner.layer_chunk_tokens", 0, 0, std::nullopt,
-                  "Tokens per chunk of the layer-wise backward; 0 chooses from memory_budget_bytes."));
+  k.push_back(
+      Int("learner.layer_chunk_tokens", 0, 0, std::nullopt,
+          "Tokens per chunk of the layer-wise backward; 0 chooses from memory_budget_bytes."));
   k.push_back(Int("learner.memory_budget_bytes", 0, 0, std::nullopt,
                   "Activation memory budget for automatic chunk sizes; 0 is 1/4 of free memory."));
 
@@ -318,12 +327,14 @@ ConfigSchema Build() {
   k.push_back(Bool("algorithm.mastered_token_mask", false,
                    "UloRL DMMPT: mask mastered positive tokens against entropy collapse."));
   k.push_back(Float("algorithm.mastered_prob_threshold", 0.99, 0.0, 1.0, "DMMPT tau."));
-  k.push_back(Float("algorithm.mastered_entropy_threshold", 0.2, 0.0, std::nullopt, "DMMPT sigma."));
+  k.push_back(
+      Float("algorithm.mastered_entropy_threshold", 0.2, 0.0, std::nullopt, "DMMPT sigma."));
   k.push_back(Float("algorithm.beta", 0.1, 0.0, std::nullopt,
                     "DPO/IPO beta; SimPO/LOGO reward scale.", true));
   k.push_back(Float("algorithm.label_smoothing", 0.0, 0.0, 0.5, "cDPO/SimPO label smoothing."));
   k.push_back(Bool("algorithm.reference_free", false, "DPO with a uniform reference."));
-  k.push_back(Float("algorithm.gamma_beta_ratio", 0.25, 0.0, std::nullopt, "SimPO/LOGO margin ratio."));
+  k.push_back(
+      Float("algorithm.gamma_beta_ratio", 0.25, 0.0, std::nullopt, "SimPO/LOGO margin ratio."));
   k.push_back(Bool("algorithm.simpo_hinge", false, "SimPO hinge loss instead of sigmoid."));
   k.push_back(Float("algorithm.sft_weight", 0.0, 0.0, std::nullopt,
                     "Weight of the chosen-response cross-entropy (LOGO lambda)."));
@@ -335,7 +346,8 @@ ConfigSchema Build() {
   k.push_back(StrList("length_shaping.methods", {}, "Length rewards/penalties to apply, in order.",
                       {"kimi", "dapo_overlong", "dler", "laser", "laser_d", "grpo_lambda", "drpo",
                        "campo_repetition"}));
-  k.push_back(Float("length_shaping.kimi_weight", 0.4, 0.0, std::nullopt, "Kimi length reward weight."));
+  k.push_back(
+      Float("length_shaping.kimi_weight", 0.4, 0.0, std::nullopt, "Kimi length reward weight."));
   k.push_back(Int("length_shaping.overlong_buffer_len", 128, 0, std::nullopt,
                   "DAPO soft overlong punishment: L_cache."));
   k.push_back(Float("length_shaping.overlong_penalty_factor", 1.0, 0.0, std::nullopt,
@@ -349,7 +361,8 @@ ConfigSchema Build() {
                   "LASER-D: steps between target updates."));
   k.push_back(Float("length_shaping.grpo_lambda_fraction", 0.2, 0.0, 1.0,
                     "GRPO-lambda: fraction of groups (highest correctness) that are penalised."));
-  k.push_back(Float("length_shaping.drpo_lambda", 0.1, 0.0, std::nullopt, "DRPO length temperature.", true));
+  k.push_back(Float("length_shaping.drpo_lambda", 0.1, 0.0, std::nullopt,
+                    "DRPO length temperature.", true));
   k.push_back(Float("length_shaping.drpo_tau", 10.0, 0.0, std::nullopt, "DRPO tau.", true));
   k.push_back(Float("length_shaping.repetition_penalty", 0.1, 0.0, std::nullopt,
                     "CAMPO penalty for looping responses that hit the length limit."));
@@ -362,7 +375,8 @@ ConfigSchema Build() {
                   "Budget at step 0; 0 uses rollout.max_new_tokens."));
   k.push_back(Int("curriculum.budget_end", 0, 0, std::nullopt,
                   "Final budget (linear); floor (exponential, step)."));
-  k.push_back(Float("curriculum.budget_decay", 0.7, 0.0, 1.0, "Exponential/step decay factor gamma.", true));
+  k.push_back(Float("curriculum.budget_decay", 0.7, 0.0, 1.0,
+                    "Exponential/step decay factor gamma.", true));
   k.push_back(Int("curriculum.budget_period", 10, 1, std::nullopt,
                   "Steps per decay (exponential, step) or to reach the end (linear)."));
   k.push_back(Int("curriculum.budget_start_step", 0, 0, std::nullopt,
@@ -394,7 +408,8 @@ ConfigSchema Build() {
                     "Interval of the live progress line; 0 disables it."));
 
   // checkpoint
-  k.push_back(Int("checkpoint.every", 0, 0, std::nullopt, "Checkpoint every N steps (0: only at the end)."));
+  k.push_back(Int("checkpoint.every", 0, 0, std::nullopt,
+                  "Checkpoint every N steps (0: only at the end)."));
   k.push_back(Int("checkpoint.keep", 2, 1, 1000, "Checkpoints kept (oldest deleted first)."));
   k.push_back(Str("checkpoint.dir", "", "Checkpoint directory; empty means RUN_DIR/checkpoints."));
   k.push_back(Str("checkpoint.resume", "",
@@ -405,8 +420,8 @@ ConfigSchema Build() {
   k.push_back(Str("distributed.backend", "auto",
                   "c10d backend of the data-parallel learner (auto: nccl on GPU, gloo on CPU).",
                   {"auto", "gloo", "nccl"}));
-  k.push_back(Float("distributed.timeout_seconds", 600.0, 1.0, std::nullopt,
-                    "Collective timeout."));
+  k.push_back(
+      Float("distributed.timeout_seconds", 600.0, 1.0, std::nullopt, "Collective timeout."));
 
   // arrays of tables
   ArraySpec rewards;

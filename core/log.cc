@@ -45,10 +45,14 @@ std::string Timestamp() {
 
 const char* LevelName(Level l) {
   switch (l) {
-    case Level::kDebug: return "DEBUG";
-    case Level::kInfo: return "INFO";
-    case Level::kWarn: return "WARN";
-    case Level::kError: return "ERROR";
+    case Level::kDebug:
+      return "DEBUG";
+    case Level::kInfo:
+      return "INFO";
+    case Level::kWarn:
+      return "WARN";
+    case Level::kError:
+      return "ERROR";
   }
   return "?";
 }
@@ -108,8 +112,9 @@ void Write(Level level, std::string_view message) {
   std::fprintf(stderr, "%s %-5s [%s] %.*s\n", ts.c_str(), LevelName(level), s.role.c_str(),
                static_cast<int>(message.size()), message.data());
   if (s.events) {
-    WriteEventLocked(s, {{"ts", ts}, {"level", LevelName(level)}, {"role", s.role},
-                         {"msg", std::string(message)}});
+    WriteEventLocked(
+        s,
+        {{"ts", ts}, {"level", LevelName(level)}, {"role", s.role}, {"msg", std::string(message)}});
   }
 }
 

@@ -53,7 +53,7 @@ class Line {
 
 }  // namespace chainrl::log
 
-#define CHAINRL_LOG(level)                                                 \
-  if (::chainrl::log::Level::level < ::chainrl::log::GetLevel()) {         \
-  } else                                                                   \
+#define CHAINRL_LOG(level)                                         \
+  if (::chainrl::log::Level::level < ::chainrl::log::GetLevel()) { \
+  } else                                                           \
     ::chainrl::log::Line(::chainrl::log::Level::level)

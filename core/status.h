@@ -48,7 +48,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Corrupt(std::string m) { return {StatusCode::kCorrupt, std::move(m)}; }
 inline Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
@@ -63,7 +65,7 @@ inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     if (std::get<Status>(v_).ok()) v_ = Status(StatusCode::kInternal, "Result from OK status");
   }
@@ -94,17 +96,17 @@ class [[nodiscard]] Result {
 }  // namespace chainrl
 
 // Returns the Status of `expr` from the enclosing function if it is an error.
-#define CHAINRL_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    ::chainrl::Status _chainrl_st = (expr);        \
-    if (!_chainrl_st.ok()) return _chainrl_st;     \
+#define CHAINRL_RETURN_IF_ERROR(expr)          \
+  do {                                         \
+    ::chainrl::Status _chainrl_st = (expr);    \
+    if (!_chainrl_st.ok()) return _chainrl_st; \
   } while (0)
 
 #define CHAINRL_CONCAT_INNER(a, b) a##b
 #define CHAINRL_CONCAT(a, b) CHAINRL_CONCAT_INNER(a, b)
 // `CHAINRL_ASSIGN_OR_RETURN(auto x, MakeX());` binds the value or returns the error.
-#define CHAINRL_ASSIGN_OR_RETURN(decl, expr)                                   \
-  auto CHAINRL_CONCAT(_chainrl_res_, __LINE__) = (expr);                       \
-  if (!CHAINRL_CONCAT(_chainrl_res_, __LINE__).ok())                           \
-    return CHAINRL_CONCAT(_chainrl_res_, __LINE__).status();                   \
+#define CHAINRL_ASSIGN_OR_RETURN(decl, expr)                 \
+  auto CHAINRL_CONCAT(_chainrl_res_, __LINE__) = (expr);     \
+  if (!CHAINRL_CONCAT(_chainrl_res_, __LINE__).ok())         \
+    return CHAINRL_CONCAT(_chainrl_res_, __LINE__).status(); \
   decl = std::move(CHAINRL_CONCAT(_chainrl_res_, __LINE__)).value()

@@ -10,14 +10,14 @@
 namespace chainrl::data {
 
 struct Example {
-  std::string id;             // unique within its dataset
-  std::string prompt;         // the user turn's text; empty when `messages` is used
-  nlohmann::json messages;    // chat messages [{"role":..,"content":..}], or null
-  nlohmann::json answer;      // the reference answer (any JSON value), null if none
-  nlohmann::json metadata;    // an object; built-in tasks put {"task": NAME, ...} here
-  std::string solution;       // a reference response (for SFT), empty if none
-  std::string difficulty;     // difficulty bucket name, empty if none
-  std::string source;         // where it came from: "file.jsonl:12" or "task:arithmetic"
+  std::string id;           // unique within its dataset
+  std::string prompt;       // the user turn's text; empty when `messages` is used
+  nlohmann::json messages;  // chat messages [{"role":..,"content":..}], or null
+  nlohmann::json answer;    // the reference answer (any JSON value), null if none
+  nlohmann::json metadata;  // an object; built-in tasks put {"task": NAME, ...} here
+  std::string solution;     // a reference response (for SFT), empty if none
+  std::string difficulty;   // difficulty bucket name, empty if none
+  std::string source;       // where it came from: "file.jsonl:12" or "task:arithmetic"
 };
 
 // An offline preference example (DPO family): one chosen and one or more rejected responses.

@@ -98,30 +98,30 @@ Result<std::vector<T>> ReadLines(const std::string& path, BadLinePolicy policy, 
 
 Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const JsonlFields& f,
                                                BadLinePolicy policy, JsonlStats* stats) {
-  return ReadLines<Example>(path, policy, stats,
-                            [&](const nlohmann::json& obj, const std::string& where, Example* ex) {
-    std::string r = ReadPrompt(obj, f, &ex->prompt, &ex->messages);
-    if (r.empty()) r = ReadId(obj, f, where, &ex->id);
-    if (!r.empty()) return r;
-    ex->answer = obj.contains(f.answer) ? obj[f.answer] : nlohmann::json();
-    if (auto d = obj.find(f.difficulty); d != obj.end() && !d->is_null()) {
-      if (!d->is_string()) return "field '" + f.difficulty + "' must be a string";
-      ex->difficulty = d->get<std::string>();
-    }
-    if (auto s = obj.find("solution"); s != obj.end() && !s->is_null()) {
-      if (!s->is_string()) return std::string("field 'solution' must be a string");
-      ex->solution = s->get<std::string>();
-    }
-    ex->metadata = nlohmann::json::object();
-    for (auto it = obj.begin(); it != obj.end(); ++it) {
-      const std::string& k = it.key();
-      if (k != f.prompt && k != f.messages && k != f.answer && k != f.id && k != f.difficulty &&
-          k != "solution")
-        ex->metadata[k] = it.value();
-    }
-    ex->source = where;
-    return std::string();
-  });
+  return ReadLines<Example>(
+      path, policy, stats, [&](const nlohmann::json& obj, const std::string& where, Example* ex) {
+        std::string r = ReadPrompt(obj, f, &ex->prompt, &ex->messages);
+        if (r.empty()) r = ReadId(obj, f, where, &ex->id);
+        if (!r.empty()) return r;
+        ex->answer = obj.contains(f.answer) ? obj[f.answer] : nlohmann::json();
+        if (auto d = obj.find(f.difficulty); d != obj.end() && !d->is_null()) {
+          if (!d->is_string()) return "field '" + f.difficulty + "' must be a string";
+          ex->difficulty = d->get<std::string>();
+        }
+        if (auto s = obj.find("solution"); s != obj.end() && !s->is_null()) {
+          if (!s->is_string()) return std::string("field 'solution' must be a string");
+          ex->solution = s->get<std::string>();
+        }
+        ex->metadata = nlohmann::json::object();
+        for (auto it = obj.begin(); it != obj.end(); ++it) {
+          const std::string& k = it.key();
+          if (k != f.prompt && k != f.messages && k != f.answer && k != f.id && k != f.difficulty &&
+              k != "solution")
+            ex->metadata[k] = it.value();
+        }
+        ex->source = where;
+        return std::string();
+      });
 }
 
 Result<std::vector<PreferenceExample>> LoadPreferencesJsonl(const std::string& path,

@@ -26,9 +26,9 @@ struct JsonlFields {
 enum class BadLinePolicy { kError, kSkip };
 
 struct JsonlStats {
-  int64_t lines = 0;     // non-empty lines read
-  int64_t examples = 0;  // examples returned
-  int64_t skipped = 0;   // malformed lines skipped (kSkip)
+  int64_t lines = 0;                        // non-empty lines read
+  int64_t examples = 0;                     // examples returned
+  int64_t skipped = 0;                      // malformed lines skipped (kSkip)
   std::vector<std::string> first_problems;  // up to 10 "file:line: reason" of skipped lines
 };
 

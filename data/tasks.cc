@@ -138,7 +138,9 @@ bool MakeArithmetic(const TaskOptions& o, Rng& rng, Example* ex, std::string* ke
   Style style = PickStyle(o, rng);
   std::string think;
   if (style == Style::kVerbose) {
-    think = op == 0 ? AdditionSteps(a, b) : op == 1 ? SubtractionSteps(a, b) : MultiplicationSteps(a, b);
+    think = op == 0   ? AdditionSteps(a, b)
+            : op == 1 ? SubtractionSteps(a, b)
+                      : MultiplicationSteps(a, b);
   } else if (style == Style::kBrief) {
     think = S(a) + " " + sym + " " + S(b) + " = " + S(result) + ".\n";
   }
@@ -183,13 +185,13 @@ bool MakeCountdown(const TaskOptions& o, Rng& rng, Example* ex, std::string* key
     if (b.value > 1 && a.value % b.value == 0) ops.push_back('/');
     char op = ops[static_cast<size_t>(rng.Uniform(0, static_cast<int64_t>(ops.size()) - 1))];
     int prec = (op == '+' || op == '-') ? 1 : 2;
-    int64_t v = op == '+' ? a.value + b.value
+    int64_t v = op == '+'   ? a.value + b.value
                 : op == '-' ? a.value - b.value
                 : op == '*' ? a.value * b.value
                             : a.value / b.value;
     steps += S(a.value) + " " + op + " " + S(b.value) + " = " + S(v) + "\n";
-    pool.push_back({v, Operand(a, prec, false, op) + " " + op + " " + Operand(b, prec, true, op),
-                    prec});
+    pool.push_back(
+        {v, Operand(a, prec, false, op) + " " + op + " " + Operand(b, prec, true, op), prec});
   }
   int64_t target = pool[0].value;
   if (target < 1 || target > 999) return false;
@@ -200,8 +202,10 @@ bool MakeCountdown(const TaskOptions& o, Rng& rng, Example* ex, std::string* key
   *key = "countdown:" + list + "=" + S(target);
   Style style = PickStyle(o, rng);
   std::string think = style == Style::kVerbose ? steps : "";
-  ex->prompt = "Using the numbers [" + list + "], each exactly once, with + - * / and "
-               "parentheses, make " + S(target) + ".";
+  ex->prompt = "Using the numbers [" + list +
+               "], each exactly once, with + - * / and "
+               "parentheses, make " +
+               S(target) + ".";
   ex->answer = target;
   ex->metadata = {{"task", "countdown"}, {"numbers", shown}, {"target", target}, {"use_all", true}};
   ex->solution = Wrap(think, pool[0].text);
@@ -221,13 +225,13 @@ Result<std::vector<Example>> GenerateTask(const TaskOptions& o, Split split, int
   if (o.family == "arithmetic") max_allowed = 9;
   if (o.family == "countdown") max_allowed = 4;
   if (max_allowed == 0)
-    return InvalidArgument("unknown task family '" + o.family + "' (expected arithmetic or countdown)");
+    return InvalidArgument("unknown task family '" + o.family +
+                           "' (expected arithmetic or countdown)");
   if (o.min_size < 1 || o.max_size > max_allowed || o.min_size > o.max_size)
-    return InvalidArgument("task " + o.family + ": sizes [" + S(o.min_size) + ", " +
-                           S(o.max_size) + "] must satisfy 1 <= min <= max <= " + S(max_allowed));
+    return InvalidArgument("task " + o.family + ": sizes [" + S(o.min_size) + ", " + S(o.max_size) +
+                           "] must satisfy 1 <= min <= max <= " + S(max_allowed));
   if (count < 0) return InvalidArgument("negative example count");
-  Rng rng(o.seed * 0x2545F4914F6CDD1Dull + (split == Split::kTrain ? 1 : 2) +
-          Hash(o.family));
+  Rng rng(o.seed * 0x2545F4914F6CDD1Dull + (split == Split::kTrain ? 1 : 2) + Hash(o.family));
   std::vector<Example> out;
   out.reserve(static_cast<size_t>(count));
   std::unordered_set<std::string> seen;
@@ -240,7 +244,8 @@ Result<std::vector<Example>> GenerateTask(const TaskOptions& o, Split split, int
                                        : MakeCountdown(o, rng, &ex, &key);
     if (!ok || SplitOf(key) != split) continue;
     if (split == Split::kEval && !seen.insert(key).second) continue;
-    ex.id = std::string(split == Split::kTrain ? "train-" : "eval-") + S(static_cast<int64_t>(out.size()));
+    ex.id = std::string(split == Split::kTrain ? "train-" : "eval-") +
+            S(static_cast<int64_t>(out.size()));
     ex.source = "task:" + o.family;
     out.push_back(std::move(ex));
   }

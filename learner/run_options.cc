@@ -28,19 +28,23 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
     if (a == "dr_grpo") o.advantages.estimator = AdvantageEstimator::kDrGrpo;
   }
   PolicyLossOptions& p = o.policy;
-  if (IsSet(c, "algorithm.clip_ratio_low")) p.clip_ratio_low = c.GetFloat("algorithm.clip_ratio_low");
+  if (IsSet(c, "algorithm.clip_ratio_low"))
+    p.clip_ratio_low = c.GetFloat("algorithm.clip_ratio_low");
   if (IsSet(c, "algorithm.clip_ratio_high"))
     p.clip_ratio_high = c.GetFloat("algorithm.clip_ratio_high");
   if (IsSet(c, "algorithm.dual_clip_c")) p.dual_clip_c = c.GetFloat("algorithm.dual_clip_c");
   if (IsSet(c, "algorithm.kl_coef")) p.kl_coef = c.GetFloat("algorithm.kl_coef");
   if (IsSet(c, "algorithm.kl_estimator")) {
-    CHAINRL_ASSIGN_OR_RETURN(p.kl_estimator, ParseKlEstimator(c.GetString("algorithm.kl_estimator")));
+    CHAINRL_ASSIGN_OR_RETURN(p.kl_estimator,
+                             ParseKlEstimator(c.GetString("algorithm.kl_estimator")));
   }
   if (IsSet(c, "algorithm.entropy_coef")) p.entropy_coef = c.GetFloat("algorithm.entropy_coef");
   if (IsSet(c, "algorithm.loss_agg_mode")) {
-    CHAINRL_ASSIGN_OR_RETURN(p.loss_agg_mode, ParseLossAggMode(c.GetString("algorithm.loss_agg_mode")));
+    CHAINRL_ASSIGN_OR_RETURN(p.loss_agg_mode,
+                             ParseLossAggMode(c.GetString("algorithm.loss_agg_mode")));
   }
-  if (IsSet(c, "algorithm.loss_length_norm") || p.loss_agg_mode == LossAggMode::kSeqMeanTokenSumNorm) {
+  if (IsSet(c, "algorithm.loss_length_norm") ||
+      p.loss_agg_mode == LossAggMode::kSeqMeanTokenSumNorm) {
     int64_t l = c.GetInt("algorithm.loss_length_norm");
     if (l > 0 || IsSet(c, "algorithm.loss_length_norm") || p.loss_scale_factor == 0)
       p.loss_scale_factor = static_cast<double>(l > 0 ? l : c.GetInt("rollout.max_new_tokens"));
@@ -52,7 +56,8 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
     o.advantages.estimator = c.GetBool("algorithm.norm_adv_by_std") ? AdvantageEstimator::kGrpo
                                                                     : AdvantageEstimator::kDrGrpo;
   o.advantages.epsilon = c.GetFloat("algorithm.adv_eps");
-  o.dynamic_sampling = c.GetBool("algorithm.dynamic_sampling") || (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
+  o.dynamic_sampling = c.GetBool("algorithm.dynamic_sampling") ||
+                       (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
   o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
 
@@ -86,15 +91,18 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
 
   // Token budget ("train long, think short").
   TokenBudgetOptions& b = o.budget;
-  CHAINRL_ASSIGN_OR_RETURN(b.schedule, ParseBudgetSchedule(c.GetString("curriculum.budget_schedule")));
+  CHAINRL_ASSIGN_OR_RETURN(b.schedule,
+                           ParseBudgetSchedule(c.GetString("curriculum.budget_schedule")));
   const int64_t max_new = c.GetInt("rollout.max_new_tokens");
-  b.initial_budget = c.GetInt("curriculum.budget_start") > 0 ? c.GetInt("curriculum.budget_start")
-                                                             : max_new;
-  b.final_budget = c.GetInt("curriculum.budget_end") > 0 ? c.GetInt("curriculum.budget_end")
-                                                         : b.initial_budget;
+  b.initial_budget =
+      c.GetInt("curriculum.budget_start") > 0 ? c.GetInt("curriculum.budget_start") : max_new;
+  b.final_budget =
+      c.GetInt("curriculum.budget_end") > 0 ? c.GetInt("curriculum.budget_end") : b.initial_budget;
   b.decay_steps = c.GetInt("curriculum.budget_period");
   b.gamma = c.GetFloat("curriculum.budget_decay");
-  b.min_budget = b.schedule == BudgetSchedule::kLinear ? 1 : std::max<int64_t>(1, c.GetInt("curriculum.budget_end"));
+  b.min_budget = b.schedule == BudgetSchedule::kLinear
+                     ? 1
+                     : std::max<int64_t>(1, c.GetInt("curriculum.budget_end"));
   o.budget_start_step = c.GetInt("curriculum.budget_start_step");
   o.streambp = c.GetBool("learner.streambp");
   o.logits_chunk_tokens = c.GetInt("learner.logits_chunk_tokens");
@@ -102,8 +110,8 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   o.memory_budget_bytes = c.GetInt("learner.memory_budget_bytes");
   if (o.memory_budget_bytes == 0) {
     const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    o.memory_budget_bytes = pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / 4
-                                                  : int64_t{1} << 30;
+    o.memory_budget_bytes =
+        pages > 0 && page > 0 ? static_cast<int64_t>(pages) * page / 4 : int64_t{1} << 30;
   }
   if (b.initial_budget > max_new)
     return InvalidArgument("curriculum.budget_start (" + std::to_string(b.initial_budget) +
@@ -115,7 +123,8 @@ StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& o, const model::Mode
                                    int64_t seq_len) {
   StreamBpOptions s;
   ChunkChoice auto_choice = ChooseChunks(model, seq_len, o.memory_budget_bytes);
-  s.layer_chunk_tokens = o.layer_chunk_tokens > 0 ? o.layer_chunk_tokens : auto_choice.layer_chunk_tokens;
+  s.layer_chunk_tokens =
+      o.layer_chunk_tokens > 0 ? o.layer_chunk_tokens : auto_choice.layer_chunk_tokens;
   s.head.chunk_tokens = o.logits_chunk_tokens;
   return s;
 }

@@ -27,7 +27,8 @@ ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::
     torch::Tensor logits = torch::linear(hk, head_weight);
     if (inv_t != 1.0) logits = logits * inv_t;
     torch::Tensor logp_all = torch::log_softmax(logits, -1);
-    torch::Tensor logp = logp_all.gather(-1, targets.narrow(1, t0, t1 - t0).unsqueeze(-1)).squeeze(-1);
+    torch::Tensor logp =
+        logp_all.gather(-1, targets.narrow(1, t0, t1 - t0).unsqueeze(-1)).squeeze(-1);
     torch::Tensor entropy;
     if (options.want_entropy) entropy = -(logp_all.exp() * logp_all).sum(-1);
     torch::Tensor loss = loss_fn(t0, t1, logp, entropy);
@@ -52,7 +53,8 @@ torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::
     torch::Tensor logp = torch::log_softmax(logits, -1)
                              .gather(-1, targets.narrow(1, t0, t1 - t0).unsqueeze(-1))
                              .squeeze(-1);
-    sums += (logp.to(torch::kFloat64) * mask.narrow(1, t0, t1 - t0).to(torch::kFloat64)).sum(1).cpu();
+    sums +=
+        (logp.to(torch::kFloat64) * mask.narrow(1, t0, t1 - t0).to(torch::kFloat64)).sum(1).cpu();
   }
   return sums;
 }
@@ -85,7 +87,8 @@ torch::Tensor ChunkMask(int64_t s, int64_t e, const torch::Tensor& key_valid,
                         const torch::Device& dev) {
   torch::Tensor mask = model::CausalMask(e - s, e, dev);  // [C, e], bottom-right aligned
   if (!key_valid.defined()) return mask;
-  mask = mask.unsqueeze(0).logical_and(key_valid.narrow(1, 0, e).to(dev).to(torch::kBool).unsqueeze(1));
+  mask = mask.unsqueeze(0).logical_and(
+      key_valid.narrow(1, 0, e).to(dev).to(torch::kBool).unsqueeze(1));
   mask.logical_or_(mask.any(-1, /*keepdim=*/true).logical_not());
   return mask.unsqueeze(1);  // [B, 1, C, e]
 }
@@ -118,8 +121,9 @@ std::vector<torch::Tensor> ForwardInputs(model::DecoderModel& m, const torch::Te
 
 ChunkChoice ChooseChunks(const model::ModelConfig& c, int64_t seq_len, int64_t budget_bytes) {
   const double layer_bytes_per_row =
-      4.0 * (2.0 * static_cast<double>(seq_len) * static_cast<double>(c.num_attention_heads) +
-             4.0 * static_cast<double>(c.intermediate_size) + 8.0 * static_cast<double>(c.hidden_size));
+      4.0 *
+      (2.0 * static_cast<double>(seq_len) * static_cast<double>(c.num_attention_heads) +
+       4.0 * static_cast<double>(c.intermediate_size) + 8.0 * static_cast<double>(c.hidden_size));
   const double head_bytes_per_row = 4.0 * 3.0 * static_cast<double>(c.vocab_size);
   auto clamp = [&](double rows) {
     const int64_t lo = std::min<int64_t>(16, std::max<int64_t>(seq_len, 1));
@@ -151,8 +155,8 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
   // Head: final norm (per token, cheap) with gradient, then the chunked LM head and loss.
   torch::Tensor x_last = xs.back().detach().requires_grad_(true);
   torch::Tensor hidden = m.FinalNorm(x_last);
-  ChunkedHeadResult head = ChunkedHeadBackward(hidden, m.LmHeadWeight(), targets, loss_fn,
-                                               options.head);
+  ChunkedHeadResult head =
+      ChunkedHeadBackward(hidden, m.LmHeadWeight(), targets, loss_fn, options.head);
   hidden.backward(head.grad_hidden);
   torch::Tensor dy = x_last.grad();
   xs.pop_back();
@@ -172,8 +176,9 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
       torch::Tensor xc = x.narrow(1, s, e - s).detach().requires_grad_(true);
       torch::Tensor kp = k.narrow(2, 0, e).detach().requires_grad_(true);
       torch::Tensor vp = v.narrow(2, 0, e).detach().requires_grad_(true);
-      torch::Tensor y = m.LayerChunk(l, xc, kp, vp, rope.cos.narrow(2, s, e - s),
-                                     rope.sin.narrow(2, s, e - s), ChunkMask(s, e, attention_mask, dev));
+      torch::Tensor y =
+          m.LayerChunk(l, xc, kp, vp, rope.cos.narrow(2, s, e - s), rope.sin.narrow(2, s, e - s),
+                       ChunkMask(s, e, attention_mask, dev));
       y.backward(dy.narrow(1, s, e - s));
       dx.narrow(1, s, e - s).add_(xc.grad());
       dk.narrow(2, 0, e).add_(kp.grad());

@@ -21,16 +21,25 @@ namespace chainrl::learner {
 // The loss of positions [t0, t1) given their logprobs [B, t1 - t0] (with grad) and, when asked,
 // their full-vocabulary entropy [B, t1 - t0] (with grad). Must be additive over chunks: use global
 // normalisers (learner/objectives.h ComputeNormalisers, SftLoss's total_tokens).
-using ChunkLossFn = std::function<torch::Tensor(int64_t t0, int64_t t1, const torch::Tensor& logprobs,
-                                                const torch::Tensor& entropy)>;
+using ChunkLossFn = std::function<torch::Tensor(
+    int64_t t0, int64_t t1, const torch::Tensor& logprobs, const torch::Tensor& entropy)>;
 
 struct ChunkedHeadOptions {
   int64_t chunk_tokens = 512;  // positions per chunk (learner.logits_chunk_tokens)
   double temperature = 1.0;    // logits / temperature, as the sampler used
   bool want_entropy = false;   // compute the entropy (entropy bonus, DMMPT)
-  ChunkedHeadOptions& set_chunk_tokens(int64_t v) { chunk_tokens = v; return *this; }
-  ChunkedHeadOptions& set_temperature(double v) { temperature = v; return *this; }
-  ChunkedHeadOptions& set_want_entropy(bool v) { want_entropy = v; return *this; }
+  ChunkedHeadOptions& set_chunk_tokens(int64_t v) {
+    chunk_tokens = v;
+    return *this;
+  }
+  ChunkedHeadOptions& set_temperature(double v) {
+    temperature = v;
+    return *this;
+  }
+  ChunkedHeadOptions& set_want_entropy(bool v) {
+    want_entropy = v;
+    return *this;
+  }
 };
 
 struct ChunkedHeadResult {
@@ -66,8 +75,14 @@ torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::
 struct StreamBpOptions {
   int64_t layer_chunk_tokens = 0;  // query rows per chunk; 0 = the whole sequence in one chunk
   ChunkedHeadOptions head;         // chunking of the LM head and loss
-  StreamBpOptions& set_layer_chunk_tokens(int64_t v) { layer_chunk_tokens = v; return *this; }
-  StreamBpOptions& set_head(ChunkedHeadOptions v) { head = v; return *this; }
+  StreamBpOptions& set_layer_chunk_tokens(int64_t v) {
+    layer_chunk_tokens = v;
+    return *this;
+  }
+  StreamBpOptions& set_head(ChunkedHeadOptions v) {
+    head = v;
+    return *this;
+  }
 };
 
 // Chunk sizes from an activation-memory budget (learner.layer_chunk_tokens = 0 and

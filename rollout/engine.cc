@@ -12,12 +12,18 @@ namespace chainrl::rollout {
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kBudget: return "budget";
-    case FinishReason::kRepetition: return "repetition";
-    case FinishReason::kAborted: return "aborted";
-    case FinishReason::kUnfinished: return "unfinished";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kBudget:
+      return "budget";
+    case FinishReason::kRepetition:
+      return "repetition";
+    case FinishReason::kAborted:
+      return "aborted";
+    case FinishReason::kUnfinished:
+      return "unfinished";
   }
   return "?";
 }
@@ -33,9 +39,9 @@ struct RolloutEngine::Slot {
 RolloutEngine::RolloutEngine(std::shared_ptr<model::DecoderModel> model, EngineOptions options)
     : model_(std::move(model)), options_(std::move(options)) {
   CHAINRL_CHECK(options_.max_batch > 0 && options_.max_seq_len > 1, "engine options");
-  cache_ = std::make_unique<model::KvCache>(model_->config(), options_.max_batch,
-                                            options_.max_seq_len, model_->options().dtype,
-                                            model_->options().device);
+  cache_ =
+      std::make_unique<model::KvCache>(model_->config(), options_.max_batch, options_.max_seq_len,
+                                       model_->options().dtype, model_->options().device);
   slot_kept_.assign(static_cast<size_t>(options_.max_batch), false);
 }
 
@@ -49,7 +55,9 @@ void RolloutEngine::InvalidateKeptKv() {
 
 Status RolloutEngine::Validate(const GenerationRequest& r) const {
   const int64_t vocab = model_->config().vocab_size;
-  auto bad = [&](const std::string& why) { return InvalidArgument("request '" + r.id + "': " + why); };
+  auto bad = [&](const std::string& why) {
+    return InvalidArgument("request '" + r.id + "': " + why);
+  };
   if (r.prompt.empty()) return bad("empty prompt");
   if (r.max_new_tokens < 1) return bad("max_new_tokens must be >= 1");
   if (r.budget_tokens < 0 || r.segment_tokens < 0) return bad("negative budget or segment");
@@ -204,7 +212,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
         n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
         for (int64_t t = 0; t < T; ++t) {
           pos[static_cast<size_t>(r * T + t)] = temp.length(r) + t;
-          if (off + t < len) ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
+          if (off + t < len)
+            ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
         }
       }
       auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
@@ -212,7 +221,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new);
       for (int64_t r = 0; r < R; ++r) {
         const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
-        if (len > off && len <= off + T) last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
+        if (len > off && len <= off + T)
+          last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
       }
       stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
     }
@@ -244,8 +254,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     torch::Tensor ents = options_.compute_entropy ? out.entropy.to(torch::kCPU) : torch::Tensor();
     for (size_t a = 0; a < assign.size(); ++a) {
       const int64_t ai = static_cast<int64_t>(a);
-      accept(assign[a].first, static_cast<int32_t>(toks[ai].item<int64_t>()),
-             lps[ai].item<float>(), ents.defined() ? ents[ai].item<float>() : 0.f);
+      accept(assign[a].first, static_cast<int32_t>(toks[ai].item<int64_t>()), lps[ai].item<float>(),
+             ents.defined() ? ents[ai].item<float>() : 0.f);
     }
   };
 
@@ -296,9 +306,9 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       n_new[static_cast<size_t>(s)] = 1;
     }
     for (int64_t s = 0; s < n_slots; ++s) pos[static_cast<size_t>(s)] = cache_->length(s);
-    auto hidden = model_->ForwardCached(torch::tensor(ids, torch::kLong).view({n_slots, 1}).to(device),
-                                        torch::tensor(pos, torch::kLong).view({n_slots, 1}).to(device),
-                                        *cache_, n_new);
+    auto hidden = model_->ForwardCached(
+        torch::tensor(ids, torch::kLong).view({n_slots, 1}).to(device),
+        torch::tensor(pos, torch::kLong).view({n_slots, 1}).to(device), *cache_, n_new);
     ++stats_.decode_steps;
     stats_.slot_steps += n_slots;
     auto act = torch::tensor(active, torch::kLong).to(device);

@@ -10,9 +10,9 @@
 namespace chainrl::rollout {
 
 struct RepetitionOptions {
-  int64_t max_period = 64;   // longest block considered, in tokens
-  int64_t min_repeats = 8;   // the block must occur at least this many times in a row at the end
-  int64_t min_span = 32;     // and the repeated span must cover at least this many tokens
+  int64_t max_period = 64;  // longest block considered, in tokens
+  int64_t min_repeats = 8;  // the block must occur at least this many times in a row at the end
+  int64_t min_span = 32;    // and the repeated span must cover at least this many tokens
 };
 
 struct Repetition {

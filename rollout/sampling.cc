@@ -102,7 +102,7 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
   CHAINRL_CHECK(logits.dim() == 2 && static_cast<int64_t>(params.size()) == b &&
                     static_cast<int64_t>(counters.size()) == b,
                 "logits " << logits.sizes() << ", " << params.size() << " params, "
-                << counters.size() << " counters");
+                          << counters.size() << " counters");
   torch::NoGradGuard no_grad;
   auto x = logits.to(torch::kFloat32);
   RowTensors rows = MakeRows(params, x.size(1), x.device());
@@ -128,7 +128,8 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
     auto sorted_tokens = idx.gather(-1, invert(p)).squeeze(-1);
     std::vector<uint8_t> f(b);
     for (int64_t i = 0; i < b; ++i) f[i] = rows.filtered[i];
-    auto ft = torch::from_blob(f.data(), {b}, torch::kUInt8).clone().to(torch::kBool).to(x.device());
+    auto ft =
+        torch::from_blob(f.data(), {b}, torch::kUInt8).clone().to(torch::kBool).to(x.device());
     tokens = torch::where(ft, sorted_tokens, tokens);
   }
   bool any_greedy = false;
@@ -136,7 +137,8 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
   if (any_greedy) {
     std::vector<uint8_t> g(b);
     for (int64_t i = 0; i < b; ++i) g[i] = rows.greedy[i];
-    auto gt = torch::from_blob(g.data(), {b}, torch::kUInt8).clone().to(torch::kBool).to(x.device());
+    auto gt =
+        torch::from_blob(g.data(), {b}, torch::kUInt8).clone().to(torch::kBool).to(x.device());
     tokens = torch::where(gt, x.argmax(-1), tokens);
   }
   SampledTokens out;

@@ -24,9 +24,9 @@ class StopMatcher {
 
  private:
   std::vector<std::string> stops_;
-  size_t keep_ = 0;    // the longest stop string's length minus 1
-  std::string tail_;   // the last bytes seen (at most keep_ + latest piece)
-  size_t total_ = 0;   // bytes seen
+  size_t keep_ = 0;   // the longest stop string's length minus 1
+  std::string tail_;  // the last bytes seen (at most keep_ + latest piece)
+  size_t total_ = 0;  // bytes seen
 };
 
 }  // namespace chainrl::rollout

@@ -32,8 +32,7 @@ CmdResult Chainrl(const std::string& args) {
 }
 
 std::string TempDir() {
-  auto d = std::filesystem::temp_directory_path() /
-           ("chainrl_cli_" + std::to_string(::getpid()));
+  auto d = std::filesystem::temp_directory_path() / ("chainrl_cli_" + std::to_string(::getpid()));
   std::filesystem::create_directories(d);
   return d.string();
 }
@@ -67,15 +66,15 @@ TEST(CliTest, EverySubcommandHasHelp) {
 TEST(CliTest, BrokenConfigExitsTwoWithPositions) {
   std::string dir = TempDir();
   std::string path = dir + "/broken.toml";
-  std::ofstream(path) << "[model]\npath = \"m\"\n[learner]\nlr = \"fast\"\n[rollout]\ntemprature = 1\n";
+  std::ofstream(path)
+      << "[model]\npath = \"m\"\n[learner]\nlr = \"fast\"\n[rollout]\ntemprature = 1\n";
   CmdResult r = Chainrl("train " + path);
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find(path + ":4:6: learner.lr: expected a float, got a string"),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find(path +
-                       ":6:1: rollout.temprature: unknown key (did you mean "
-                       "'rollout.temperature'?)"),
+  EXPECT_NE(r.out.find(path + ":6:1: rollout.temprature: unknown key (did you mean "
+                              "'rollout.temperature'?)"),
             std::string::npos)
       << r.out;
   CmdResult o = Chainrl("train " + path + " --set learner.lr=1e-6 --set rollout=3");
@@ -115,7 +114,8 @@ TEST(CliTest, ConfigShowAndDocs) {
 }
 
 TEST(CliTest, TrainCheckAcceptsShippedQuickstart) {
-  CmdResult r = Chainrl(std::string("train ") + CHAINRL_SOURCE_DIR + "/configs/quickstart.toml --check");
+  CmdResult r =
+      Chainrl(std::string("train ") + CHAINRL_SOURCE_DIR + "/configs/quickstart.toml --check");
   EXPECT_EQ(r.code, 0) << r.out;
 }
 
@@ -140,35 +140,43 @@ void WriteByteTokenizer(const std::string& dir) {
   nlohmann::json tok = {
       {"version", "1.0"},
       {"added_tokens",
-       {{{"id", 256}, {"content", "<|endoftext|>"}, {"single_word", false}, {"lstrip", false},
-         {"rstrip", false}, {"normalized", false}, {"special", true}}}},
+       {{{"id", 256},
+         {"content", "<|endoftext|>"},
+         {"single_word", false},
+         {"lstrip", false},
+         {"rstrip", false},
+         {"normalized", false},
+         {"special", true}}}},
       {"normalizer", nullptr},
       {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"trim_offsets", true},
         {"use_regex", true}}},
       {"post_processor", nullptr},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}}};
   std::ofstream(dir + "/tokenizer.json") << tok.dump();
-  nlohmann::json cfg = {
-      {"eos_token", "<|endoftext|>"},
-      {"chat_template",
-       "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
-       "{% if add_generation_prompt %}<|assistant|>{% endif %}"}};
+  nlohmann::json cfg = {{"eos_token", "<|endoftext|>"},
+                        {"chat_template",
+                         "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}"}};
   std::ofstream(dir + "/tokenizer_config.json") << cfg.dump();
 }
 
 TEST(CliTest, InitModelGenerateExportRoundTrip) {
   std::string dir = TempDir();
   WriteByteTokenizer(dir + "/tok");
-  CmdResult init = Chainrl("init-model --arch llama --layers 2 --hidden 32 --heads 4 --kv-heads 2 "
-                           "--intermediate 64 --vocab-from " + dir + "/tok --out " + dir +
-                           "/model --seed 5");
+  CmdResult init = Chainrl(
+      "init-model --arch llama --layers 2 --hidden 32 --heads 4 --kv-heads 2 "
+      "--intermediate 64 --vocab-from " +
+      dir + "/tok --out " + dir + "/model --seed 5");
   ASSERT_EQ(init.code, 0) << init.out;
   for (const char* f : {"config.json", "model.safetensors", "generation_config.json",
                         "tokenizer.json", "tokenizer_config.json"})
     EXPECT_TRUE(std::filesystem::exists(dir + "/model/" + f)) << f;
-  std::string gen = "generate --model " + dir + "/model --prompt 'Two plus two is' --json "
+  std::string gen = "generate --model " + dir +
+                    "/model --prompt 'Two plus two is' --json "
                     "--max-new-tokens 8 --seed 11 --num-samples 3";
   CmdResult a = Chainrl(gen), b = Chainrl(gen);
   ASSERT_EQ(a.code, 0) << a.out;
@@ -184,7 +192,8 @@ TEST(CliTest, InitModelGenerateExportRoundTrip) {
     ++n;
   }
   EXPECT_EQ(n, 3);
-  CmdResult chat = Chainrl("generate --model " + dir + "/model --prompt hi --chat --system 'be brief' "
+  CmdResult chat = Chainrl("generate --model " + dir +
+                           "/model --prompt hi --chat --system 'be brief' "
                            "--max-new-tokens 4 --temperature 0");
   EXPECT_EQ(chat.code, 0) << chat.out;
   CmdResult exp = Chainrl("export " + dir + "/model --out " + dir + "/exported --dtype bfloat16");
@@ -202,8 +211,10 @@ TEST(CliTest, InitModelGenerateExportRoundTrip) {
   EXPECT_NE(missing.out.find(dir + "/nope"), std::string::npos) << missing.out;
   CmdResult bad_export = Chainrl("export " + dir + "/nope --out " + dir + "/x");
   EXPECT_EQ(bad_export.code, 2) << bad_export.out;
-  CmdResult bad_arch = Chainrl("init-model --arch gpt2 --layers 1 --hidden 8 --heads 1 "
-                               "--kv-heads 1 --intermediate 8 --vocab-size 10 --out " + dir + "/y");
+  CmdResult bad_arch = Chainrl(
+      "init-model --arch gpt2 --layers 1 --hidden 8 --heads 1 "
+      "--kv-heads 1 --intermediate 8 --vocab-size 10 --out " +
+      dir + "/y");
   EXPECT_EQ(bad_arch.code, 2) << bad_arch.out;
   std::filesystem::remove_all(dir);
 }

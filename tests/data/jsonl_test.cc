@@ -29,11 +29,12 @@ class JsonlTest : public ::testing::Test {
 };
 
 TEST_F(JsonlTest, ReadsExamplesWithFieldsAndMetadata) {
-  std::string p = Write("train.jsonl",
-                        "{\"question\": \"2+2?\", \"ans\": \"4\", \"id\": 17, \"level\": 3}\n"
-                        "\n"
-                        "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"ans\": [1, 2],"
-                        " \"difficulty\": \"hard\", \"solution\": \"<answer>x</answer>\"}\r\n");
+  std::string p =
+      Write("train.jsonl",
+            "{\"question\": \"2+2?\", \"ans\": \"4\", \"id\": 17, \"level\": 3}\n"
+            "\n"
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"ans\": [1, 2],"
+            " \"difficulty\": \"hard\", \"solution\": \"<answer>x</answer>\"}\r\n");
   JsonlFields f;
   f.prompt = "question";
   f.answer = "ans";

@@ -144,7 +144,8 @@ TEST(TasksTest, CountdownSolutionsEvaluateToTargetUsingEachNumberOnce) {
     EXPECT_EQ(v.n, target) << e.solution;
     EXPECT_EQ(v.d, 1) << e.solution;
     auto nums = e.metadata["numbers"].get<std::vector<long long>>();
-    std::multiset<long long> want(nums.begin(), nums.end()), got(p.literals.begin(), p.literals.end());
+    std::multiset<long long> want(nums.begin(), nums.end()),
+        got(p.literals.begin(), p.literals.end());
     EXPECT_EQ(got, want) << e.solution;
     EXPECT_GE(nums.size(), 3u);
     EXPECT_LE(nums.size(), 6u);

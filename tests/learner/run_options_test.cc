@@ -17,7 +17,8 @@ Result<LearnerRunOptions> FromFile(const std::string& name, std::vector<std::str
 
 TEST(RunOptionsTest, EveryShippedConfigMaps) {
   int n = 0;
-  for (const auto& e : std::filesystem::directory_iterator(std::string(CHAINRL_SOURCE_DIR) + "/configs")) {
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(CHAINRL_SOURCE_DIR) + "/configs")) {
     if (e.path().extension() != ".toml") continue;
     auto o = FromFile(e.path().filename().string());
     EXPECT_TRUE(o.ok()) << e.path() << ": " << o.status().ToString();
@@ -65,7 +66,8 @@ TEST(RunOptionsTest, RecipesAndOverrides) {
   EXPECT_EQ(TokenBudgetAt(cur->budget, 0), 4096);
   EXPECT_EQ(TokenBudgetAt(cur->budget, 50), static_cast<int64_t>(4096 * 0.7));
   // StreamBP chunking: explicit sizes, or the layer chunk from the memory budget.
-  auto sb = FromFile("grpo.toml", {"learner.memory_budget_bytes=67108864", "learner.logits_chunk_tokens=128"});
+  auto sb = FromFile("grpo.toml",
+                     {"learner.memory_budget_bytes=67108864", "learner.logits_chunk_tokens=128"});
   ASSERT_TRUE(sb.ok());
   model::ModelConfig mc;
   mc.vocab_size = 1000;

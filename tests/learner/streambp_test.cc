@@ -103,12 +103,14 @@ void CheckExact(Objective obj, bool tied, double temperature) {
       TokenLossInputs in{lp, sl(b.old_lp), sl(b.ref_lp), sl(b.mask), b.adv, ent, {}, {}};
       return PolicyLoss(in, norm, opts).loss;
     };
-    auto res = ChunkedHeadBackward(
-        hidden, m->LmHeadWeight(), b.targets, fn,
-        ChunkedHeadOptions().set_chunk_tokens(chunk).set_temperature(temperature).set_want_entropy(
-            obj == Objective::kGrpo));
+    auto res = ChunkedHeadBackward(hidden, m->LmHeadWeight(), b.targets, fn,
+                                   ChunkedHeadOptions()
+                                       .set_chunk_tokens(chunk)
+                                       .set_temperature(temperature)
+                                       .set_want_entropy(obj == Objective::kGrpo));
     hidden.backward(res.grad_hidden);
-    EXPECT_NEAR(res.loss, want_loss, 1e-6 * std::max(1.0, std::abs(want_loss))) << "chunk " << chunk;
+    EXPECT_NEAR(res.loss, want_loss, 1e-6 * std::max(1.0, std::abs(want_loss)))
+        << "chunk " << chunk;
     double err = MaxRelErr(Grads(*m), want);
     EXPECT_LE(err, 1e-5) << "chunk " << chunk << " tied " << tied;
   }

@@ -15,7 +15,8 @@ double Value(const std::string& scrape, const std::string& metric, const std::st
   std::istringstream in(scrape);
   for (std::string l; std::getline(in, l);) {
     std::smatch m;
-    if (std::regex_match(l, m, line) && m[1].str().find("plugin=\"" + plugin + "\"") != std::string::npos)
+    if (std::regex_match(l, m, line) &&
+        m[1].str().find("plugin=\"" + plugin + "\"") != std::string::npos)
       return std::stod(m[2]);
   }
   return -1;
@@ -32,18 +33,24 @@ RewardInput In(const std::string& id, const std::string& response) {
 
 TEST(RewardMetricsTest, CountersFollowPoolStats) {
   auto registry = metrics::MetricsRegistry::Create(
-      metrics::MetricsOptions().set_run_id("r1").set_role("actor").set_actor_id(0).set_serve(false));
+      metrics::MetricsOptions().set_run_id("r1").set_role("actor").set_actor_id(0).set_serve(
+          false));
   ASSERT_TRUE(registry.ok()) << registry.status().ToString();
   auto pool = RewardPool::Create(
       {RewardSpec().set_name("crashy").set_kind("plugin").set_path(PLUGIN_CRASH).set_batch_size(1),
-       RewardSpec().set_name("slow").set_kind("plugin").set_path(PLUGIN_HANG).set_batch_size(1)
+       RewardSpec()
+           .set_name("slow")
+           .set_kind("plugin")
+           .set_path(PLUGIN_HANG)
+           .set_batch_size(1)
            .set_deadline_seconds(0.5),
        RewardSpec().set_name("nan").set_kind("plugin").set_path(PLUGIN_NAN).set_batch_size(1),
        RewardSpec().set_name("fmt").set_kind("format")},
       PoolOptions().set_worker_path(CHAINRL_REWARD_WORKER_PATH).set_workers_per_plugin(1));
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
   RewardMetrics exporter(**registry);
-  auto res = (*pool)->Score({In("a", "fine"), In("b", "CRASH"), In("c", "HANG NAN"), In("d", "ok")});
+  auto res =
+      (*pool)->Score({In("a", "fine"), In("b", "CRASH"), In("c", "HANG NAN"), In("d", "ok")});
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   auto stats = (*pool)->stats();
   exporter.Update(stats);
@@ -63,7 +70,8 @@ TEST(RewardMetricsTest, CountersFollowPoolStats) {
   scrape = (*registry)->Scrape();
   EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "crashy"), 2);
   EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "slow"), 1);
-  EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", "crashy"), (*pool)->stats()["crashy"].calls);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", "crashy"),
+            (*pool)->stats()["crashy"].calls);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ TEST(TaskVerifierTest, GeneratedSolutionsVerify) {
       ASSERT_GT(ex->size(), 100u);
       for (const auto& e : *ex) {
         auto v = rewards::VerifyTask(family, e.solution, e.answer.dump(), e.metadata.dump());
-        EXPECT_EQ(v.score, 1.0) << family << ": " << e.prompt << "\n" << e.solution << "\n"
+        EXPECT_EQ(v.score, 1.0) << family << ": " << e.prompt << "\n"
+                                << e.solution << "\n"
                                 << v.message;
         EXPECT_FALSE(v.error) << v.message;
         // The same chain with a wrong final answer fails.

@@ -51,7 +51,8 @@ std::vector<int32_t> GreedyNoCache(model::DecoderModel& m, std::vector<int32_t> 
   torch::NoGradGuard g;
   std::vector<int32_t> out;
   for (int i = 0; i < n; ++i) {
-    auto ids = torch::tensor(std::vector<int64_t>(seq.begin(), seq.end()), torch::kLong).unsqueeze(0);
+    auto ids =
+        torch::tensor(std::vector<int64_t>(seq.begin(), seq.end()), torch::kLong).unsqueeze(0);
     auto logits = m.Logits(m.Forward(ids))[0][-1];
     int32_t t = static_cast<int32_t>(logits.argmax().item<int64_t>());
     out.push_back(t);
@@ -82,7 +83,8 @@ TEST(EngineTest, SeededSamplesDoNotDependOnTheBatch) {
   ASSERT_TRUE(a.ok());
   RolloutEngine crowded(m, Opts(5));
   std::vector<GenerationRequest> reqs;
-  for (int i = 0; i < 6; ++i) reqs.push_back(Req("n" + std::to_string(i), {i + 1, 2 * i + 3}, 5 + 7 * i, i));
+  for (int i = 0; i < 6; ++i)
+    reqs.push_back(Req("n" + std::to_string(i), {i + 1, 2 * i + 3}, 5 + 7 * i, i));
   reqs.insert(reqs.begin() + 3, target);
   auto b = crowded.Generate(reqs);
   ASSERT_TRUE(b.ok());
@@ -118,9 +120,10 @@ TEST(EngineTest, BehaviourLogprobsMatchLearnerRecomputation) {
     for (size_t t = 0; t < (*res)[i].tokens.size(); ++t) {
       double want = logp[p - 1 + static_cast<int64_t>(t)][(*res)[i].tokens[t]].item<float>();
       max_diff = std::max(max_diff, std::abs(want - (*res)[i].logprobs[t]));
-      double h = -(logp[p - 1 + static_cast<int64_t>(t)].exp() * logp[p - 1 + static_cast<int64_t>(t)])
-                      .sum()
-                      .item<float>();
+      double h =
+          -(logp[p - 1 + static_cast<int64_t>(t)].exp() * logp[p - 1 + static_cast<int64_t>(t)])
+               .sum()
+               .item<float>();
       EXPECT_NEAR((*res)[i].entropy[t], h, 1e-4);
     }
   }
@@ -244,8 +247,10 @@ TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
         got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
         lps[i].insert(lps[i].end(), (*res)[j].logprobs.begin(), (*res)[j].logprobs.end());
         cur[i].carried = got[i];
-        if ((*res)[j].finish == FinishReason::kUnfinished) all_done = false;
-        else cur[i].carried.assign(static_cast<size_t>(cur[i].max_new_tokens), 0);  // finished
+        if ((*res)[j].finish == FinishReason::kUnfinished)
+          all_done = false;
+        else
+          cur[i].carried.assign(static_cast<size_t>(cur[i].max_new_tokens), 0);  // finished
       }
       if (invalidate) seg.InvalidateKeptKv();  // as after a weight update: prefill again
       if (all_done) break;

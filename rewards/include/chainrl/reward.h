@@ -33,12 +33,12 @@ extern "C" {
  * that received it; copy what you need to keep. Strings are UTF-8 and NUL-terminated; prompt and
  * response also carry their length in bytes. */
 typedef struct chainrl_reward_input {
-  const char* example_id;    /* the dataset example's id ("" when it has none) */
-  const char* prompt;        /* the prompt text as given to the model (chat template applied) */
+  const char* example_id; /* the dataset example's id ("" when it has none) */
+  const char* prompt;     /* the prompt text as given to the model (chat template applied) */
   size_t prompt_len;
-  const char* response;      /* the generated text, without the prompt */
+  const char* response; /* the generated text, without the prompt */
   size_t response_len;
-  const int32_t* token_ids;  /* the response's token ids (num_tokens of them) */
+  const int32_t* token_ids; /* the response's token ids (num_tokens of them) */
   size_t num_tokens;
   const char* finish_reason; /* "stop" (end-of-sequence or stop string), "length" (token budget
                                 reached) or "abort" */
