@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/file_io.h"
 #include "core/status.h"
 
 namespace chainrl::app {
@@ -16,7 +17,5 @@ namespace chainrl::app {
 Result<std::string> PrepareRunDir(const Config& config, const std::string& flag_value,
                                   const std::string& role);
 
-// Writes `contents` to `path` atomically: a temporary file in the same directory, fsync, rename.
-Status WriteFileAtomic(const std::string& path, const std::string& contents);
 
 }  // namespace chainrl::app

@@ -2,6 +2,8 @@
 // Pushgateway push, and the file_sd target file.
 #include "core/metrics.h"
 
+#include "core/file_io.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -113,22 +115,6 @@ int64_t ResidentMemoryBytes() {
   return static_cast<int64_t>(resident) * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
 }
 
-Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return IoError("cannot open " + tmp + " for writing");
-    out << text;
-    out.flush();
-    if (!out) return IoError("cannot write " + tmp);
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return IoError("cannot rename " + tmp + " to " + path);
-  }
-  return Status::Ok();
-}
-
 std::string ScrapeTargetsPath(const std::string& runs_root, const std::string& run_id) {
   return (std::filesystem::path(runs_root) / "prometheus" / (run_id + ".json")).string();
 }
@@ -156,7 +142,7 @@ Status WriteScrapeTargets(const std::string& path, const std::string& run_id,
     if (t.actor_id) labels[std::string(kActorIdLabel)] = std::to_string(*t.actor_id);
     groups.push_back({{"targets", {t.address}}, {"labels", labels}});
   }
-  return WriteFileAtomically(path, groups.dump(2) + "\n");
+  return WriteFileAtomic(path, groups.dump(2) + "\n");
 }
 
 MetricsRegistry::MetricsRegistry(MetricsOptions options)
@@ -274,7 +260,7 @@ Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOp
     CHAINRL_LOG(kInfo) << "metrics: serving http://" << r->address_ << "/metrics (run "
                        << options.run_id << ", role " << options.role << ")";
     if (!options.address_file.empty()) {
-      CHAINRL_RETURN_IF_ERROR(WriteFileAtomically(options.address_file, r->address_ + "\n")
+      CHAINRL_RETURN_IF_ERROR(WriteFileAtomic(options.address_file, r->address_ + "\n")
                                   .WithPrefix("metrics: address file"));
     }
   }

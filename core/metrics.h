@@ -163,9 +163,6 @@ std::string ScrapeTargetsPath(const std::string& runs_root, const std::string& r
 Status WriteScrapeTargets(const std::string& path, const std::string& run_id,
                           const std::vector<ScrapeTarget>& targets);
 
-// Writes `text` to `path` atomically (temp file in the same folder + rename).
-Status WriteFileAtomically(const std::string& path, const std::string& text);
-
 // Resident set size of this process in bytes, from /proc/self/statm (0 if unreadable).
 int64_t ResidentMemoryBytes();
 
