@@ -116,7 +116,8 @@ ConfigSchema Build() {
   ConfigSchema s;
   s.sections = {"run",        "model",          "model.init", "tokenizer",  "data",
                 "rollout",    "actors",         "learner",    "algorithm",  "length_shaping",
-                "curriculum", "rewards_common", "metrics",    "checkpoint", "distributed"};
+                "curriculum", "rewards_common", "metrics",    "checkpoint", "distributed",
+                "sft"};
   s.section_docs = {
       {"run", "The run as a whole: name, seed, where outputs go."},
       {"model", "The policy: a Hugging Face model directory (config.json, safetensors)."},
@@ -136,6 +137,9 @@ ConfigSchema Build() {
        "Settings shared by every reward; each reward itself is one `[[rewards]]` table."},
       {"metrics", "Prometheus metrics served by every process."},
       {"checkpoint", "Checkpoints: where, how often, how many are kept, resume."},
+      {"sft",
+       "Supervised warm-up before RL: cross-entropy on the reference solutions of the training "
+       "data (built-in tasks carry them; JSONL data in the answer field), run by the learner."},
       {"distributed", "Data parallelism of the learner over c10d (torchrun-style variables)."},
   };
 
@@ -179,6 +183,10 @@ ConfigSchema Build() {
   k.push_back(Bool("model.init.tie_embeddings", true, "Tie the LM head to the input embeddings."));
   k.push_back(Int("model.init.max_position", 4096, 16, 1 << 24, "max_position_embeddings."));
   k.push_back(Float("model.init.rope_theta", 10000.0, 1.0, std::nullopt, "RoPE base."));
+  k.push_back(Str("model.init.tokenizer", "bytes",
+                  "'bytes': a byte-level tokenizer with a ChatML template (259 tokens); otherwise "
+                  "a tokenizer directory whose files are copied."));
+  k.push_back(Int("model.init.seed", 0, 0, std::nullopt, "Seed of the random initialisation."));
 
   // tokenizer
   k.push_back(
@@ -408,6 +416,11 @@ ConfigSchema Build() {
                     "Interval of the live progress line; 0 disables it."));
 
   // checkpoint
+  k.push_back(Int("sft.steps", 0, 0, std::nullopt,
+                  "Optimiser steps of supervised warm-up before RL; 0 skips it."));
+  k.push_back(Int("sft.batch_size", 32, 1, 1 << 20, "Examples per warm-up step."));
+  k.push_back(Float("sft.lr", 1e-3, 0.0, 1.0, "Peak learning rate of the warm-up (AdamW).", true));
+  k.push_back(Int("sft.warmup_steps", 0, 0, std::nullopt, "Linear warm-up steps of the warm-up."));
   k.push_back(Int("checkpoint.every", 0, 0, std::nullopt,
                   "Checkpoint every N steps (0: only at the end)."));
   k.push_back(Int("checkpoint.keep", 2, 1, 1000, "Checkpoints kept (oldest deleted first)."));
