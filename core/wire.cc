@@ -164,6 +164,9 @@ Status ValidateWorkItem(const WorkItem& w, const Path& path, const Limits& lim) 
                        "neither prompt_token_ids nor prompt_text is set");
   CHAINRL_RETURN_IF_ERROR(ValidateTokens(w.prompt_token_ids(), path + ".prompt_token_ids", lim));
   CHAINRL_RETURN_IF_ERROR(ValidateText(w.prompt_text(), path + ".prompt_text", lim));
+  CHAINRL_RETURN_IF_ERROR(ValidateName(w.example_id(), path + ".example_id", lim, false));
+  CHAINRL_RETURN_IF_ERROR(ValidateText(w.answer_json(), path + ".answer_json", lim));
+  CHAINRL_RETURN_IF_ERROR(ValidateText(w.metadata_json(), path + ".metadata_json", lim));
   CHAINRL_WIRE_REQUIRE(w.has_sampling(), path + ".sampling", "missing");
   CHAINRL_RETURN_IF_ERROR(ValidateSampling(w.sampling(), path + ".sampling", lim));
   CHAINRL_WIRE_REQUIRE(w.policy_version() >= 0, path + ".policy_version",

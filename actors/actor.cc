@@ -1,0 +1,437 @@
+// The actor's loop (see actor.h): credits, leases, generation, rewards, trajectories, weights.
+#include "actors/actor.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "core/channel.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/weights_transfer.h"
+#include "core/wire.h"
+#include "model/flat_weights.h"
+#include "model/model_io.h"
+#include "model/tokenizer.h"
+#include "rewards/reward_config.h"
+#include "rewards/reward_pool.h"
+#include "rollout/engine.h"
+
+namespace chainrl::actors {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+int64_t UnixMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+wire::FinishReason ToWire(rollout::FinishReason f) {
+  switch (f) {
+    case rollout::FinishReason::kStop:
+      return wire::FINISH_STOP;
+    case rollout::FinishReason::kLength:
+      return wire::FINISH_LENGTH;
+    case rollout::FinishReason::kBudget:
+      return wire::FINISH_BUDGET;
+    case rollout::FinishReason::kRepetition:
+      return wire::FINISH_REPETITION;
+    default:
+      return wire::FINISH_ABORTED;
+  }
+}
+
+// Sends a heartbeat every `interval` on its own socket, so that a long generation or a blocked
+// trajectory queue never makes the learner think this actor is dead.
+class HeartbeatThread {
+ public:
+  HeartbeatThread(transport::Context& ctx, std::string endpoint, std::string id,
+                  milliseconds interval)
+      : ctx_(ctx), endpoint_(std::move(endpoint)), id_(std::move(id)), interval_(interval) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~HeartbeatThread() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::atomic<int64_t> version{-1};
+  std::atomic<uint32_t> in_flight{0};
+
+ private:
+  void Run() {
+    transport::ChannelOptions o;
+    o.name = id_;
+    o.send_timeout = milliseconds(200);
+    o.send_hwm = 4;
+    auto ch = transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient, endpoint_, o);
+    if (!ch.ok()) {
+      CHAINRL_LOG(kError) << "heartbeat channel: " << ch.status().message();
+      return;
+    }
+    while (!stop_) {
+      wire::Envelope env = wire::MakeEnvelope(id_);
+      auto* hb = env.mutable_heartbeat();
+      hb->set_policy_version(std::max<int64_t>(version.load(), 0));
+      hb->set_in_flight(in_flight.load());
+      hb->set_unix_ms(UnixMs());
+      (void)(*ch)->Send(env);  // a learner that is away simply misses it
+      for (auto t = Clock::now(); !stop_ && Clock::now() - t < interval_;)
+        std::this_thread::sleep_for(milliseconds(10));
+    }
+  }
+  transport::Context& ctx_;
+  std::string endpoint_, id_;
+  milliseconds interval_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class Actor {
+ public:
+  Actor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop)
+      : config_(config), options_(options), stop_(stop),
+        id_("actor-" + std::to_string(options.index)) {}
+
+  Status Run();
+
+ private:
+  Status Connect();
+  Status UpdateWeights(bool wait);
+  Status Pump(milliseconds timeout);
+  Status GenerateAndSend();
+  Status SendTrajectory(const wire::Envelope& env);
+  void Leave(const std::string& reason);
+
+  const Config& config_;
+  ActorOptions options_;
+  const std::atomic<bool>& stop_;
+  std::string id_;
+  transport::Context ctx_{1};
+  std::unique_ptr<transport::Channel> work_, traj_;
+  std::unique_ptr<transport::WeightsClient> weights_;
+  std::unique_ptr<HeartbeatThread> heartbeat_;
+  std::unique_ptr<metrics::MetricsRegistry> metrics_;
+  std::shared_ptr<model::DecoderModel> model_;
+  std::optional<Tokenizer> tokenizer_;
+  std::unique_ptr<rewards::RewardPool> rewards_;
+  int64_t version_ = -1;
+  int credits_ = 2;
+  int outstanding_ = 0;  // credits asked for and not yet answered
+  std::deque<wire::WorkItem> items_;
+  Clock::time_point last_heard_ = Clock::now();
+  uint64_t seq_ = 0;
+};
+
+Status Actor::Connect() {
+  transport::ChannelOptions o;
+  o.name = id_;
+  work_.reset();
+  CHAINRL_ASSIGN_OR_RETURN(work_, transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient,
+                                                           options_.endpoints.work, o));
+  if (!traj_) {
+    transport::ChannelOptions t = o;
+    t.send_hwm = 4;  // a paused learner holds us back after a few trajectories: bounded memory
+    t.send_timeout = milliseconds(500);
+    CHAINRL_ASSIGN_OR_RETURN(
+        traj_, transport::Channel::Open(ctx_, transport::ChannelKind::kTrajectorySource,
+                                        options_.endpoints.trajectories, t));
+  }
+  transport::WeightsClientOptions wo;
+  wo.channel.name = id_;
+  weights_.reset();
+  CHAINRL_ASSIGN_OR_RETURN(weights_,
+                           transport::WeightsClient::Connect(ctx_, options_.endpoints.weights, wo));
+  wire::Envelope join = wire::MakeEnvelope(id_);
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  join.mutable_join()->set_host(host);
+  join.mutable_join()->set_pid(static_cast<uint32_t>(getpid()));
+  join.mutable_join()->set_max_credits(static_cast<uint32_t>(credits_));
+  (void)work_->Send(join);
+  outstanding_ = 0;
+  last_heard_ = Clock::now();
+  return Status::Ok();
+}
+
+Status Actor::UpdateWeights(bool wait) {
+  while (!stop_) {
+    CHAINRL_ASSIGN_OR_RETURN(auto announce, weights_->PollAnnounce(milliseconds(wait ? 500 : 0)));
+    if (!announce) {
+      if (!wait) return Status::Ok();
+      continue;
+    }
+    auto t0 = Clock::now();
+    auto buf = weights_->Fetch(*announce);
+    if (!buf.ok()) {
+      CHAINRL_LOG(kWarn) << "weights version " << announce->version() << ": "
+                         << buf.status().message() << " (will retry with the next announcement)";
+      if (!wait) return Status::Ok();
+      continue;
+    }
+    CHAINRL_RETURN_IF_ERROR(model::UnpackFlatWeights(*model_, buf->bytes, announce->format(),
+                                                     "weights from " + options_.endpoints.weights));
+    weights_->Recycle(std::move(*buf));
+    version_ = announce->version();
+    heartbeat_->version = version_;
+    last_heard_ = Clock::now();
+    if (metrics_) {
+      metrics_->counter(metrics::CounterId::kWeightUpdates).Increment();
+      metrics_->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(version_));
+      metrics_->counter(metrics::CounterId::kPhaseSeconds,
+                        {{"phase", std::string(metrics::kPhaseWeightSync)}})
+          .Increment(Seconds(t0, Clock::now()));
+    }
+    CHAINRL_LOG(kDebug) << "policy version " << version_;
+    return Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Status Actor::Pump(milliseconds timeout) {
+  CHAINRL_ASSIGN_OR_RETURN(auto msg, work_->Receive(timeout));
+  if (!msg) return Status::Ok();
+  last_heard_ = Clock::now();
+  const wire::Envelope& env = msg->envelope;
+  if (env.has_error()) {
+    Status refusal = transport::IsRefusal(env, msg->peer_name);
+    if (env.error().code() == wire::ERROR_VERSION_MISMATCH) return refusal;
+    CHAINRL_LOG(kWarn) << refusal.message();
+    return Status::Ok();
+  }
+  if (env.has_work_batch()) {
+    outstanding_ = std::max(0, outstanding_ - env.work_batch().items_size());
+    for (const auto& item : env.work_batch().items()) items_.push_back(item);
+  }
+  return Status::Ok();
+}
+
+Status Actor::SendTrajectory(const wire::Envelope& env) {
+  // Blocks (in send_timeout slices) while the learner's queue is full: backpressure, not buffering.
+  while (!stop_) {
+    Status st = traj_->Send(env);
+    if (st.ok()) return st;
+    if (st.code() != StatusCode::kDeadlineExceeded) return st;
+  }
+  return Aborted("stopping with a trajectory unsent");
+}
+
+Status Actor::GenerateAndSend() {
+  // Everything held is generated together: continuous batching across prompt groups.
+  std::vector<wire::WorkItem> batch(items_.begin(), items_.end());
+  items_.clear();
+  heartbeat_->in_flight = static_cast<uint32_t>(batch.size());
+  auto t0 = Clock::now();
+  std::vector<rollout::GenerationRequest> reqs;
+  int64_t max_len = 0;
+  for (const auto& item : batch) {
+    const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
+    max_len = std::max<int64_t>(max_len, item.prompt_token_ids_size() + cap);
+    for (uint32_t i = 0; i < item.group_size(); ++i) {
+      rollout::GenerationRequest r;
+      r.id = std::to_string(item.lease_id()) + ":" + std::to_string(i);
+      r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
+      r.sampling.temperature = item.sampling().temperature();
+      r.sampling.top_k = item.sampling().top_k();
+      r.sampling.top_p = item.sampling().top_p();
+      r.sampling.seed = item.sampling().seed() + i;
+      r.max_new_tokens = cap;
+      r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
+      r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
+                              item.sampling().stop_token_ids().end());
+      r.stop_strings.assign(item.sampling().stop_strings().begin(),
+                            item.sampling().stop_strings().end());
+      reqs.push_back(std::move(r));
+    }
+  }
+  rollout::EngineOptions eo;
+  eo.max_batch = config_.GetInt("rollout.max_batch_size");
+  eo.max_seq_len = max_len;
+  eo.compute_entropy = false;
+  const Tokenizer& tok = *tokenizer_;
+  eo.token_bytes = [&tok](int32_t id) {
+    auto b = tok.DecodeBytes({id});
+    return b.ok() ? *b : std::string();
+  };
+  eo.repetition_detection = config_.GetBool("rollout.repetition_detection");
+  eo.repetition.min_repeats = config_.GetInt("rollout.repetition_min_repeats");
+  std::vector<rollout::GenerationResult> results;
+  {
+    torch::NoGradGuard no_grad;
+    rollout::RolloutEngine engine(model_, eo);
+    CHAINRL_ASSIGN_OR_RETURN(results, engine.Generate(reqs));
+  }
+  auto t1 = Clock::now();
+  // Rewards for every sample at once (plugins batch their calls).
+  std::vector<rewards::RewardInput> inputs;
+  size_t k = 0;
+  int64_t new_tokens = 0;
+  for (const auto& item : batch) {
+    auto prompt_text = tok.Decode({item.prompt_token_ids().begin(), item.prompt_token_ids().end()});
+    for (uint32_t i = 0; i < item.group_size(); ++i, ++k) {
+      const auto& r = results[k];
+      new_tokens += static_cast<int64_t>(r.tokens.size());
+      rewards::RewardInput in;
+      in.example_id = item.example_id();
+      in.prompt = prompt_text.ok() ? *prompt_text : "";
+      auto text = tok.Decode(r.tokens, /*skip_special=*/true);
+      in.response = text.ok() ? *text : "";
+      if (r.stop_text_bytes >= 0) {
+        auto raw = tok.DecodeBytes(r.tokens);
+        if (raw.ok()) in.response = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
+      }
+      in.token_ids = r.tokens;
+      in.finish_reason = rollout::FinishReasonName(r.finish);
+      in.answer_json = item.answer_json().empty() ? "null" : item.answer_json();
+      in.metadata_json = item.metadata_json().empty() ? "{}" : item.metadata_json();
+      inputs.push_back(std::move(in));
+    }
+  }
+  CHAINRL_ASSIGN_OR_RETURN(auto scores, rewards_->Score(inputs));
+  auto t2 = Clock::now();
+  if (metrics_) {
+    metrics_->counter(metrics::CounterId::kRolloutTokens).Increment(static_cast<double>(new_tokens));
+    metrics_->counter(metrics::CounterId::kPhaseSeconds,
+                      {{"phase", std::string(metrics::kPhaseGeneration)}})
+        .Increment(Seconds(t0, t1));
+    metrics_->counter(metrics::CounterId::kPhaseSeconds,
+                      {{"phase", std::string(metrics::kPhaseReward)}})
+        .Increment(Seconds(t1, t2));
+  }
+  const auto& specs = rewards_->specs();
+  k = 0;
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const auto& item = batch[b];
+    wire::Envelope env = wire::MakeEnvelope(id_);
+    env.set_seq(++seq_);
+    auto* t = env.mutable_trajectory();
+    t->set_prompt_group_id(item.prompt_group_id());
+    t->set_lease_id(item.lease_id());
+    t->set_actor_id(id_);
+    for (uint32_t i = 0; i < item.group_size(); ++i, ++k) {
+      const auto& r = results[k];
+      auto* s = t->add_samples();
+      s->set_sample_index(i);
+      auto* seg = s->mutable_completion();
+      for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
+      for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
+      if (!r.tokens.empty()) {
+        seg->mutable_policy_versions()->add_versions(std::max<int64_t>(version_, 0));
+        seg->mutable_policy_versions()->add_lengths(static_cast<uint32_t>(r.tokens.size()));
+      }
+      s->set_finish_reason(ToWire(r.finish));
+      s->set_reward(scores[k].total);
+      for (size_t j = 0; j < scores[k].rewards.size() && j < specs.size(); ++j) {
+        const auto& o = scores[k].rewards[j];
+        (*s->mutable_reward_components())[specs[j].name] = o.score;
+        if (o.error != rewards::RewardError::kNone)
+          (*s->mutable_reward_diagnostics())[specs[j].name] =
+              std::string(rewards::RewardErrorName(o.error)) + ": " + o.message.substr(0, 1024);
+      }
+      s->mutable_timings()->set_generate_seconds(Seconds(t0, t1));
+      s->mutable_timings()->set_reward_seconds(Seconds(t1, t2));
+    }
+    CHAINRL_RETURN_IF_ERROR(SendTrajectory(env));
+  }
+  heartbeat_->in_flight = 0;
+  return Status::Ok();
+}
+
+void Actor::Leave(const std::string& reason) {
+  if (!work_) return;
+  wire::Envelope env = wire::MakeEnvelope(id_);
+  env.mutable_leave()->set_reason(reason);
+  (void)work_->Send(env);
+  if (weights_) weights_->Leave();
+}
+
+Status Actor::Run() {
+  log::SetRole(id_);
+  credits_ = static_cast<int>(config_.GetInt("actors.credits"));
+  if (config_.GetBool("metrics.enabled")) {
+    metrics::MetricsOptions mo;
+    mo.set_run_id(config_.GetString("run.name")).set_role("actor").set_actor_id(options_.index);
+    if (!options_.run_dir.empty())
+      mo.set_address_file(
+          (std::filesystem::path(options_.run_dir) / ("metrics-" + id_ + ".addr")).string());
+    auto m = metrics::MetricsRegistry::Create(mo);
+    if (m.ok()) {
+      metrics_ = std::move(*m);
+    } else {
+      CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
+    }
+  }
+  const std::string model_dir = config_.GetString("model.path");
+  std::string tok_dir = config_.GetString("tokenizer.path");
+  if (tok_dir.empty()) tok_dir = model_dir;
+  CHAINRL_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::FromDir(tok_dir));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir));
+  model_->eval();
+  CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(config_));
+  const auto hb_interval = milliseconds(
+      static_cast<int64_t>(config_.GetFloat("actors.heartbeat_interval_seconds") * 1000));
+  const auto silence_limit = milliseconds(
+      static_cast<int64_t>(config_.GetFloat("actors.heartbeat_timeout_seconds") * 3000));
+  heartbeat_ = std::make_unique<HeartbeatThread>(ctx_, options_.endpoints.work, id_, hb_interval);
+  CHAINRL_RETURN_IF_ERROR(Connect());
+  CHAINRL_LOG(kInfo) << "connected to " << options_.endpoints.work << "; waiting for weights";
+  CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true));
+  CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
+  while (!stop_) {
+    CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));
+    const int want = credits_ - static_cast<int>(items_.size()) - outstanding_;
+    if (want > 0) {
+      wire::Envelope req = wire::MakeEnvelope(id_);
+      req.mutable_work_request()->set_credits(static_cast<uint32_t>(want));
+      if (work_->Send(req).ok()) outstanding_ += want;
+    }
+    CHAINRL_RETURN_IF_ERROR(Pump(items_.empty() ? milliseconds(200) : milliseconds(0)));
+    while (!items_.empty() && static_cast<int>(items_.size()) < credits_) {
+      // Take whatever else has already arrived, without waiting.
+      const size_t before = items_.size();
+      CHAINRL_RETURN_IF_ERROR(Pump(milliseconds(0)));
+      if (items_.size() == before) break;
+    }
+    if (!items_.empty()) {
+      CHAINRL_RETURN_IF_ERROR(GenerateAndSend());
+      continue;
+    }
+    if (Clock::now() - last_heard_ > silence_limit) {
+      // The learner has been silent for long: it may have restarted. Reconnect and rejoin.
+      CHAINRL_LOG(kWarn) << "no word from the learner for "
+                         << std::chrono::duration_cast<milliseconds>(Clock::now() - last_heard_)
+                                    .count() / 1000.0
+                         << " s; reconnecting to " << options_.endpoints.work;
+      CHAINRL_RETURN_IF_ERROR(Connect());
+    }
+    if (metrics_)
+      metrics_->gauge(metrics::GaugeId::kResidentMemory)
+          .Set(static_cast<double>(metrics::ResidentMemoryBytes()));
+  }
+  Leave("stopped");
+  CHAINRL_LOG(kInfo) << "stopped";
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunActor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop) {
+  Actor actor(config, options, stop);
+  return actor.Run();
+}
+
+}  // namespace chainrl::actors

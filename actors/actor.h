@@ -1,0 +1,27 @@
+// A rollout actor: connects to a learner, takes leased prompt groups with credits, generates their
+// samples with the rollout engine, scores them with the run's rewards, and returns trajectories
+// over a bounded queue, swapping in new policy weights as the learner publishes them.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "core/config.h"
+#include "core/endpoints.h"
+#include "core/status.h"
+
+namespace chainrl::actors {
+
+struct ActorOptions {
+  int64_t index = 0;          // actor number: id "actor-<index>", metrics label actor_id
+  LearnerEndpoints endpoints;  // where the learner listens
+  std::string run_dir;        // for the metrics address file; may be empty
+};
+
+// Runs until `stop` is set (then leaves cleanly: a Leave message, leases handed back) or a fatal
+// error (a learner speaking another schema version, weights that do not fit the model). A learner
+// that disappears is waited for: the actor reconnects and rejoins when it comes back.
+Status RunActor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop);
+
+}  // namespace chainrl::actors

@@ -1,0 +1,25 @@
+// The three endpoints of a learner (work, trajectories, weights): derived from one address given to
+// `chainrl actor --connect`, or read from the endpoints.json the learner writes in its run directory.
+#pragma once
+
+#include <string>
+
+#include "core/status.h"
+
+namespace chainrl {
+
+struct LearnerEndpoints {
+  std::string work;          // ROUTER: work requests, heartbeats, join/leave
+  std::string trajectories;  // PULL: trajectories
+  std::string weights;       // ROUTER: weight announcements and chunks
+};
+
+// From one address: tcp://HOST:PORT gives PORT, PORT+1, PORT+2; ipc://PATH gives PATH,
+// PATH.traj, PATH.weights. A path ending in .json is read as an endpoints file. Error naming the
+// address when it is none of these (or a tcp port is 0 or above 65533).
+Result<LearnerEndpoints> ResolveLearnerEndpoints(const std::string& address);
+// The endpoints file: {"work": ..., "trajectories": ..., "weights": ..., "pid": ...}.
+Result<LearnerEndpoints> ReadEndpointsFile(const std::string& path);
+Status WriteEndpointsFile(const std::string& path, const LearnerEndpoints& endpoints, int pid);
+
+}  // namespace chainrl
