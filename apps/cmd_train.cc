@@ -1,14 +1,477 @@
-// `chainrl train RUN.toml`: a whole training run on this machine (launcher of learner + actors).
+// `chainrl train RUN.toml`: a whole training run on this machine. The launcher creates the model
+// if asked ([model.init]), starts the learner and `actors.count` actors as child processes,
+// restarts those that die (with backoff; the learner resumes from its latest checkpoint), turns
+// Ctrl-C into a graceful stop, shows a live progress line and completes RUN_DIR/summary.json.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "apps/args.h"
 #include "apps/run_dir.h"
+#include "apps/stop_signal.h"
 #include "core/config.h"
+#include "core/file_io.h"
 #include "core/log.h"
+#include "core/metrics.h"
+#include "model/hf_config.h"
+#include "model/model_init.h"
 #include "rewards/reward_config.h"
 
 namespace chainrl::app {
 namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string SelfExe() {
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("chainrl") : p.string();
+}
+
+// Starts `args` (argv[0] is the executable) with stdout and stderr appended to `log_path`. The
+// child gets SIGTERM if the launcher dies, so no process outlives its run.
+Result<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      close(fd);
+    }
+    signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the launcher, which stops children in order
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    std::fprintf(stderr, "exec %s: %s\n", argv[0], std::strerror(errno));
+    _exit(127);
+  }
+  return pid;
+}
+
+std::string DescribeExit(int status) {
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return std::string("signal ") + strsignal(WTERMSIG(status));
+  return "status " + std::to_string(status);
+}
+
+std::string Tail(const std::string& path, int lines) {
+  std::ifstream in(path);
+  std::vector<std::string> all;
+  for (std::string l; std::getline(in, l);) all.push_back(l);
+  std::string out;
+  for (size_t i = all.size() > static_cast<size_t>(lines) ? all.size() - lines : 0; i < all.size();
+       ++i)
+    out += "    " + all[i] + "\n";
+  return out;
+}
+
+Result<json> ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) return InvalidArgument(path + ": not valid JSON");
+  return j;
+}
+
+Status InitModelIfAsked(const Config& c) {
+  const std::string dir = c.GetString("model.path");
+  if (!c.GetBool("model.init.enabled") || fs::exists(fs::path(dir) / "config.json"))
+    return Status::Ok();
+  model::InitModelSpec s;
+  CHAINRL_ASSIGN_OR_RETURN(s.arch, model::ParseArchitecture(c.GetString("model.init.arch")));
+  s.layers = c.GetInt("model.init.layers");
+  s.hidden = c.GetInt("model.init.hidden");
+  s.heads = c.GetInt("model.init.heads");
+  s.kv_heads = c.GetInt("model.init.kv_heads");
+  s.intermediate = c.GetInt("model.init.intermediate");
+  s.max_position = c.GetInt("model.init.max_position");
+  s.rope_theta = c.GetFloat("model.init.rope_theta");
+  s.tie_embeddings = c.GetBool("model.init.tie_embeddings");
+  s.dtype = c.GetString("model.dtype");
+  s.seed = static_cast<uint64_t>(c.GetInt("model.init.seed"));
+  s.tokenizer = c.GetString("model.init.tokenizer");
+  s.vocab_size = c.GetInt("model.init.vocab_size");
+  CHAINRL_ASSIGN_OR_RETURN(auto report, model::InitModelDir(s, dir));
+  CHAINRL_LOG(kInfo) << "created a random " << c.GetString("model.init.arch") << " model at "
+                     << dir << ": " << report.parameters << " parameters, vocabulary "
+                     << report.vocab_size;
+  return Status::Ok();
+}
+
+struct Child {
+  std::string name;  // "learner", "actor-0", ...
+  pid_t pid = -1;
+  int restarts = 0;
+  int deaths = 0;
+  Clock::time_point restart_at{};
+  bool waiting_restart = false;
+  std::string log;
+};
+
+class Launcher {
+ public:
+  Launcher(const Config& c, std::string config_path, std::vector<std::string> sets,
+           std::string run_dir)
+      : c_(c), config_path_(std::move(config_path)), sets_(std::move(sets)),
+        run_dir_(std::move(run_dir)) {}
+  int Run(std::atomic<bool>& stop);
+
+ private:
+  std::vector<std::string> BaseArgs(const std::string& command) const {
+    std::vector<std::string> a = {exe_, command, config_path_};
+    for (const auto& s : sets_) a.insert(a.end(), {"--set", s});
+    return a;
+  }
+  Status StartLearner(bool resume);
+  Status StartActor(Child& a, int index);
+  void StopChild(Child& ch, int sig) {
+    if (ch.pid > 0) kill(ch.pid, sig);
+  }
+  bool WaitExit(Child& ch, double seconds, int* status);
+  void Progress(bool force);
+  void WriteProcesses();
+  void UpdateScrapeTargets();
+
+  const Config& c_;
+  std::string config_path_;
+  std::vector<std::string> sets_;
+  std::string run_dir_;
+  std::string exe_ = SelfExe();
+  Child learner_;
+  std::vector<Child> actors_;
+  std::unique_ptr<metrics::MetricsRegistry> metrics_;
+  std::string last_line_;
+  Clock::time_point last_progress_{};
+  bool tty_ = isatty(1);
+  size_t targets_written_ = 0;
+};
+
+Status Launcher::StartLearner(bool resume) {
+  std::error_code ec;
+  fs::remove(fs::path(run_dir_) / "endpoints.json", ec);
+  auto args = BaseArgs("learner");
+  args.insert(args.end(), {"--run-dir", run_dir_});
+  if (resume) args.insert(args.end(), {"--resume", "latest"});
+  learner_.name = "learner";
+  learner_.log = (fs::path(run_dir_) / "logs" / "learner.log").string();
+  CHAINRL_ASSIGN_OR_RETURN(learner_.pid, Spawn(args, learner_.log));
+  WriteProcesses();
+  return Status::Ok();
+}
+
+Status Launcher::StartActor(Child& a, int index) {
+  auto args = BaseArgs("actor");
+  args.insert(args.end(), {"--connect", (fs::path(run_dir_) / "endpoints.json").string(), "--index",
+                           std::to_string(index), "--run-dir", run_dir_});
+  a.name = "actor-" + std::to_string(index);
+  a.log = (fs::path(run_dir_) / "logs" / (a.name + ".log")).string();
+  CHAINRL_ASSIGN_OR_RETURN(a.pid, Spawn(args, a.log));
+  a.waiting_restart = false;
+  WriteProcesses();
+  return Status::Ok();
+}
+
+bool Launcher::WaitExit(Child& ch, double seconds, int* status) {
+  auto t0 = Clock::now();
+  while (ch.pid > 0) {
+    pid_t r = waitpid(ch.pid, status, WNOHANG);
+    if (r == ch.pid) {
+      ch.pid = -1;
+      return true;
+    }
+    if (Since(t0) > seconds) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+void Launcher::WriteProcesses() {
+  json j = {{"launcher", getpid()}, {"learner", learner_.pid}, {"actors", json::object()}};
+  for (const auto& a : actors_) j["actors"][a.name] = a.pid;
+  (void)WriteFileAtomic((fs::path(run_dir_) / "processes.json").string(), j.dump(1) + "\n");
+}
+
+void Launcher::UpdateScrapeTargets() {
+  if (!metrics_) return;
+  std::vector<metrics::ScrapeTarget> targets = {{metrics_->address(), "launcher", std::nullopt}};
+  auto read_addr = [&](const std::string& file) -> std::string {
+    std::ifstream in(fs::path(run_dir_) / file);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  if (auto a = read_addr("metrics-learner.addr"); !a.empty())
+    targets.push_back({a, "learner", std::nullopt});
+  for (size_t i = 0; i < actors_.size(); ++i)
+    if (auto a = read_addr("metrics-actor-" + std::to_string(i) + ".addr"); !a.empty())
+      targets.push_back({a, "actor", static_cast<int64_t>(i)});
+  if (targets.size() == targets_written_) return;
+  const std::string root = fs::path(run_dir_).parent_path().string();
+  Status st = metrics::WriteScrapeTargets(
+      metrics::ScrapeTargetsPath(root.empty() ? "." : root, c_.GetString("run.name")),
+      c_.GetString("run.name"), targets);
+  if (st.ok()) targets_written_ = targets.size();
+}
+
+void Launcher::Progress(bool force) {
+  const double interval = c_.GetFloat("metrics.progress_interval_seconds");
+  if (interval <= 0 && !force) return;
+  if (!force && Since(last_progress_) < std::max(interval, tty_ ? interval : 5.0)) return;
+  auto p = ReadJsonFile((fs::path(run_dir_) / "progress.json").string());
+  if (!p.ok()) return;
+  last_progress_ = Clock::now();
+  const json& j = *p;
+  char buf[512];
+  const std::string phase = j.value("phase", "");
+  if (phase == "sft") {
+    std::snprintf(buf, sizeof(buf), "[sft] step %lld/%lld  loss %.3f",
+                  static_cast<long long>(j.value("sft_step", 0)),
+                  static_cast<long long>(j.value("sft_steps", 0)), j.value("loss", 0.0));
+  } else if (phase == "eval") {
+    std::snprintf(buf, sizeof(buf), "[eval] evaluating on held-out examples (step %lld)",
+                  static_cast<long long>(j.value("step", 0)));
+  } else {
+    const double eta = j.value("eta_seconds", -1.0);
+    char eta_s[32] = "?";
+    if (eta >= 0) std::snprintf(eta_s, sizeof(eta_s), "%dm%02ds", static_cast<int>(eta) / 60,
+                                static_cast<int>(eta) % 60);
+    std::snprintf(buf, sizeof(buf),
+                  "[%s] step %lld/%lld  reward %.3f  acc %.1f%%  len %.1f  budget %lld  "
+                  "%.0f tok/s  actors %d  ETA %s",
+                  phase.c_str(), static_cast<long long>(j.value("step", 0)),
+                  static_cast<long long>(j.value("total_steps", 0)), j.value("reward", 0.0),
+                  100.0 * j.value("accuracy", 0.0), j.value("mean_length", 0.0),
+                  static_cast<long long>(j.value("budget", 0)),
+                  j.value("rollout_tokens_per_s", 0.0), j.value("actors", 0), eta_s);
+  }
+  std::string line = buf;
+  if (line == last_line_ && !force) return;
+  last_line_ = line;
+  if (tty_) {
+    std::printf("\r\033[K%s", line.c_str());
+  } else {
+    std::printf("%s\n", line.c_str());
+  }
+  std::fflush(stdout);
+}
+
+int Launcher::Run(std::atomic<bool>& stop) {
+  const auto t0 = Clock::now();
+  std::error_code ec;
+  fs::create_directories(fs::path(run_dir_) / "logs", ec);
+  if (c_.GetBool("metrics.enabled")) {
+    metrics::MetricsOptions mo;
+    mo.set_run_id(c_.GetString("run.name"))
+        .set_role("launcher")
+        .set_listen(c_.GetString("metrics.address"))
+        .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string());
+    auto m = metrics::MetricsRegistry::Create(mo);
+    if (m.ok()) {
+      metrics_ = std::move(*m);
+      std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
+    } else {
+      CHAINRL_LOG(kWarn) << "launcher metrics disabled: " << m.status().message();
+    }
+  }
+  const int n_actors = static_cast<int>(c_.GetInt("actors.count"));
+  const int max_restarts = static_cast<int>(c_.GetInt("actors.max_restarts"));
+  const double backoff = c_.GetFloat("actors.restart_backoff_seconds");
+  if (Status st = StartLearner(false); !st.ok()) return ReportError(st);
+  actors_.resize(n_actors);
+  bool actors_started = false;
+  bool stopping = false, failed = false, learner_done = false;
+  int learner_restarts = 0;
+  int learner_status = 0;
+  std::printf("run directory: %s (logs in %s/logs)\n", run_dir_.c_str(), run_dir_.c_str());
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (stop && !stopping) {
+      stopping = true;
+      std::printf("\nstopping: the learner checkpoints and writes its summary (Ctrl-C again to "
+                  "kill everything now)\n");
+      StopChild(learner_, SIGTERM);
+    }
+    if (stopping && StopSignals() >= 2) {
+      StopChild(learner_, SIGKILL);
+      for (auto& a : actors_) StopChild(a, SIGKILL);
+      failed = true;
+      break;
+    }
+    // Actors start once the learner has published its endpoints (after the SFT warm-up).
+    if (!actors_started && !stopping && learner_.pid > 0) {
+      auto ep = ReadJsonFile((fs::path(run_dir_) / "endpoints.json").string());
+      if (ep.ok() && ep->value("pid", -1) == learner_.pid) {
+        for (int i = 0; i < n_actors; ++i) {
+          if (Status st = StartActor(actors_[i], i); !st.ok()) {
+            CHAINRL_LOG(kError) << st.message();
+            failed = true;
+          }
+        }
+        actors_started = true;
+      }
+    }
+    // The learner.
+    if (learner_.pid > 0) {
+      int status = 0;
+      if (waitpid(learner_.pid, &status, WNOHANG) == learner_.pid) {
+        learner_.pid = -1;
+        learner_status = status;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+          learner_done = true;
+        } else if (stopping) {
+          learner_done = true;
+          failed = true;
+        } else if (learner_restarts < max_restarts) {
+          ++learner_restarts;
+          std::printf("\nthe learner died (%s); restarting it from its latest checkpoint "
+                      "(restart %d of %d)\n%s",
+                      DescribeExit(status).c_str(), learner_restarts, max_restarts,
+                      Tail(learner_.log, 5).c_str());
+          std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
+          if (Status st = StartLearner(true); !st.ok()) {
+            CHAINRL_LOG(kError) << st.message();
+            failed = true;
+            learner_done = true;
+          }
+        } else {
+          std::printf("\nthe learner failed (%s) and may not be restarted again:\n%s",
+                      DescribeExit(status).c_str(), Tail(learner_.log, 15).c_str());
+          failed = true;
+          learner_done = true;
+        }
+      }
+    }
+    if (learner_done) break;
+    // Actors: restart the dead with exponential backoff.
+    for (int i = 0; i < n_actors && actors_started; ++i) {
+      Child& a = actors_[i];
+      if (a.pid > 0) {
+        int status = 0;
+        if (waitpid(a.pid, &status, WNOHANG) == a.pid) {
+          a.pid = -1;
+          ++a.deaths;
+          if (metrics_)
+            metrics_->counter(metrics::CounterId::kActorDeaths, {{"actor_id", std::to_string(i)}})
+                .Increment();
+          if (stopping) continue;
+          if (a.restarts >= max_restarts) {
+            std::printf("\n%s died (%s) after %d restarts; giving up on the run:\n%s",
+                        a.name.c_str(), DescribeExit(status).c_str(), a.restarts,
+                        Tail(a.log, 15).c_str());
+            failed = true;
+            stop = true;
+            continue;
+          }
+          const double delay = backoff * std::pow(2.0, a.restarts);
+          std::printf("\n%s died (%s); restarting it in %.1f s\n", a.name.c_str(),
+                      DescribeExit(status).c_str(), delay);
+          a.waiting_restart = true;
+          a.restart_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                            std::chrono::duration<double>(delay));
+        }
+      } else if (a.waiting_restart && Clock::now() >= a.restart_at && !stopping) {
+        ++a.restarts;
+        if (metrics_)
+          metrics_->counter(metrics::CounterId::kActorRestarts, {{"actor_id", std::to_string(i)}})
+              .Increment();
+        if (Status st = StartActor(a, i); !st.ok()) CHAINRL_LOG(kError) << st.message();
+      }
+    }
+    UpdateScrapeTargets();
+    Progress(false);
+  }
+  // The learner has finished (or failed): actors leave.
+  for (auto& a : actors_) StopChild(a, SIGTERM);
+  for (auto& a : actors_) {
+    int status = 0;
+    if (!WaitExit(a, 10.0, &status)) {
+      StopChild(a, SIGKILL);
+      WaitExit(a, 5.0, &status);
+    }
+  }
+  if (learner_.pid > 0) {
+    int status = 0;
+    if (!WaitExit(learner_, 30.0, &status)) {
+      StopChild(learner_, SIGKILL);
+      WaitExit(learner_, 5.0, &status);
+    }
+  }
+  Progress(true);
+  if (tty_) std::printf("\n");
+  // Complete the summary with what only the launcher knows.
+  const std::string summary_path = (fs::path(run_dir_) / "summary.json").string();
+  auto summary = ReadJsonFile(summary_path);
+  if (!summary.ok()) {
+    std::printf("the learner wrote no summary (%s); its log ends with:\n%s",
+                DescribeExit(learner_status).c_str(), Tail(learner_.log, 15).c_str());
+    return kExitFailure;
+  }
+  json& s = *summary;
+  int restarts = 0, deaths = 0;
+  json per_actor = json::object();
+  for (const auto& a : actors_) {
+    restarts += a.restarts;
+    deaths += a.deaths;
+    per_actor[a.name] = {{"restarts", a.restarts}, {"deaths", a.deaths}};
+  }
+  s["actor_restarts"] = restarts;
+  s["actor_deaths"] = deaths;
+  s["actors"] = per_actor;
+  s["learner_restarts"] = learner_restarts;
+  s["launcher_wall_seconds"] = Since(t0);
+  (void)WriteFileAtomic(summary_path, s.dump(1) + "\n");
+  auto num = [&](const char* k, const char* fmt, double scale = 1.0) {
+    char b[64];
+    if (!s.contains(k) || !s[k].is_number()) return std::string("-");
+    std::snprintf(b, sizeof(b), fmt, s[k].get<double>() * scale);
+    return std::string(b);
+  };
+  std::printf("\n%-28s %12s %12s\n", "", "after SFT", "after RL");
+  std::printf("%-28s %12s %12s\n", "held-out accuracy", num("accuracy_after_sft", "%.1f%%", 100).c_str(),
+              num("accuracy_after_rl", "%.1f%%", 100).c_str());
+  std::printf("%-28s %12s %12s\n", "held-out mean length (tok)",
+              num("mean_length_after_sft", "%.1f").c_str(),
+              num("mean_length_after_rl", "%.1f").c_str());
+  std::printf("rollout mean length: peak %s, final %s tokens\n",
+              num("mean_length_peak", "%.1f").c_str(), num("mean_length_final", "%.1f").c_str());
+  std::printf("steps %s, tokens trained %s, groups trained %s (lost %s, duplicated %s), actor "
+              "restarts %d, wall %s s\n",
+              num("steps", "%.0f").c_str(), num("tokens_trained", "%.0f").c_str(),
+              num("groups_trained", "%.0f").c_str(), num("groups_lost", "%.0f").c_str(),
+              num("groups_duplicated", "%.0f").c_str(), restarts,
+              num("launcher_wall_seconds", "%.0f").c_str());
+  if (!s.value("export_dir", std::string()).empty())
+    std::printf("exported model: %s (try: chainrl generate --model %s --chat --prompt ...)\n",
+                s["export_dir"].get<std::string>().c_str(), s["export_dir"].get<std::string>().c_str());
+  std::printf("summary: %s\n", summary_path.c_str());
+  if (failed) return kExitFailure;
+  return kExitOk;
+}
 
 int RunTrain(const std::vector<std::string>& argv) {
   std::string path, run_dir_flag;
@@ -23,13 +486,16 @@ int RunTrain(const std::vector<std::string>& argv) {
            "output directory (default: run.run_dir, else runs/NAME-TIME)");
   a.Flag("check", &check_only, "validate the configuration (reward plugins loaded) and exit");
   return ParseAndRun(a, argv, [&] {
+    std::atomic<bool>& stop = InstallStopHandlers();
     log::SetRole("launcher");
     auto cfg = LoadConfig(path, sets);
     if (!cfg.ok()) return ReportError(cfg.status());
     // Reward plugins are loaded (in worker processes) and checked before anything starts: a
     // missing file, a non-library, a missing entry point or another ABI version is exit 2.
-    auto rewards = rewards::CreateRewardPool(*cfg);
-    if (!rewards.ok()) return ReportError(rewards.status());
+    {
+      auto rewards = rewards::CreateRewardPool(*cfg);
+      if (!rewards.ok()) return ReportError(rewards.status());
+    }
     if (check_only) {
       std::printf("%s: OK\n", path.c_str());
       return kExitOk;
@@ -38,9 +504,10 @@ int RunTrain(const std::vector<std::string>& argv) {
     if (lvl.ok()) log::SetLevel(*lvl);
     auto dir = PrepareRunDir(*cfg, run_dir_flag, "launcher");
     if (!dir.ok()) return ReportError(dir.status());
-    CHAINRL_LOG(kInfo) << "run directory " << *dir;
-    CHAINRL_LOG(kError) << "the training loop is not implemented yet";
-    return kExitFailure;
+    if (Status st = InitModelIfAsked(*cfg); !st.ok()) return ReportError(st);
+    // Children resolve the same run directory whatever run.run_dir says.
+    Launcher l(*cfg, path, sets, *dir);
+    return l.Run(stop);
   });
 }
 

@@ -1,0 +1,1004 @@
+// The learner process (see learner_process.h): dispatch loop, training steps, weights, checkpoints.
+#include "learner/learner_process.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "core/channel.h"
+#include "core/endpoints.h"
+#include "core/file_io.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/weights_transfer.h"
+#include "core/wire.h"
+#include "data/jsonl.h"
+#include "data/tasks.h"
+#include "learner/checkpoint.h"
+#include "learner/curriculum.h"
+#include "learner/optimizer.h"
+#include "learner/rl_step.h"
+#include "learner/run_options.h"
+#include "learner/work_ledger.h"
+#include "model/flat_weights.h"
+#include "model/model_io.h"
+#include "rewards/reward_config.h"
+#include "rollout/evaluate.h"
+#include "rollout/prompting.h"
+
+namespace chainrl::learner {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using nlohmann::json;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+uint64_t Mix(uint64_t x) {  // splitmix64
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The training examples in a seeded order per epoch: group g is example Order(g / N)[g % N].
+class Dataset {
+ public:
+  Status Load(const Config& c) {
+    const uint64_t seed = static_cast<uint64_t>(c.GetInt("run.seed"));
+    shuffle_ = c.GetBool("data.shuffle");
+    seed_ = seed;
+    if (c.GetString("data.source") == "task") {
+      data::TaskOptions o;
+      o.family = c.GetString("data.task");
+      o.min_size = static_cast<int>(c.GetInt("data.task_min_size"));
+      o.max_size = static_cast<int>(c.GetInt("data.task_max_size"));
+      o.seed = seed;
+      CHAINRL_ASSIGN_OR_RETURN(train_, data::GenerateTask(o, data::Split::kTrain,
+                                                          c.GetInt("data.num_train_examples")));
+      CHAINRL_ASSIGN_OR_RETURN(eval_, data::GenerateTask(o, data::Split::kEval,
+                                                         c.GetInt("data.num_eval_examples")));
+    } else {
+      data::JsonlFields f;
+      f.prompt = c.GetString("data.prompt_field");
+      f.messages = c.GetString("data.messages_field");
+      f.answer = c.GetString("data.answer_field");
+      f.id = c.GetString("data.id_field");
+      const auto policy = c.GetString("data.on_bad_line") == "skip" ? data::BadLinePolicy::kSkip
+                                                                    : data::BadLinePolicy::kError;
+      for (const auto& [key, out] : {std::pair{"data.train_files", &train_},
+                                     std::pair{"data.eval_files", &eval_}}) {
+        for (const auto& file : c.GetStringList(key)) {
+          data::JsonlStats stats;
+          CHAINRL_ASSIGN_OR_RETURN(auto ex, data::LoadExamplesJsonl(file, f, policy, &stats));
+          if (stats.skipped > 0) {
+            CHAINRL_LOG(kWarn) << file << ": " << stats.skipped << " malformed lines skipped"
+                               << (stats.first_problems.empty() ? ""
+                                                                : " (first: " +
+                                                                      stats.first_problems[0] + ")");
+          }
+          out->insert(out->end(), ex.begin(), ex.end());
+        }
+      }
+      const int64_t max_eval = c.GetInt("data.num_eval_examples");
+      if (static_cast<int64_t>(eval_.size()) > max_eval) eval_.resize(max_eval);
+    }
+    if (train_.empty()) return InvalidArgument("data: no training examples");
+    return Status::Ok();
+  }
+
+  const data::Example& ForGroup(uint64_t g) {
+    const uint64_t n = train_.size();
+    const uint64_t epoch = g / n;
+    if (epoch != epoch_ || order_.empty()) {
+      order_.resize(n);
+      std::iota(order_.begin(), order_.end(), 0);
+      if (shuffle_) {
+        std::mt19937_64 rng(Mix(seed_ ^ Mix(epoch + 1)));
+        std::shuffle(order_.begin(), order_.end(), rng);
+      }
+      epoch_ = epoch;
+    }
+    return train_[order_[g % n]];
+  }
+  size_t IndexForGroup(uint64_t g) {
+    const data::Example& e = ForGroup(g);
+    return static_cast<size_t>(&e - train_.data());
+  }
+  const std::vector<data::Example>& train() const { return train_; }
+  const std::vector<data::Example>& eval() const { return eval_; }
+
+ private:
+  std::vector<data::Example> train_, eval_;
+  std::vector<size_t> order_;
+  uint64_t epoch_ = ~0ull;
+  uint64_t seed_ = 0;
+  bool shuffle_ = true;
+};
+
+struct ActorInfo {
+  std::string routing;  // ZeroMQ routing id of its work socket
+  int64_t pending_credits = 0;
+  int64_t max_credits = 1;
+};
+
+// A group accepted by the ledger, waiting to be trained.
+struct Accepted {
+  GroupData group;
+  int64_t behaviour_version = 0;
+  double correct_fraction = 0;
+  double mean_length = 0;
+  double truncated_fraction = 0;
+  std::string serialized;  // the trajectory envelope, kept for checkpoints
+};
+
+class Learner {
+ public:
+  Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop)
+      : c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_) {}
+  Status Run();
+
+ private:
+  Status Setup();
+  Status Resume(const std::string& spec);
+  Status RunSft();
+  Status StartTransport();
+  Status PublishWeights();
+  Status Pump();
+  void HandleWork(transport::Received& msg);
+  void HandleTrajectory(const transport::Received& msg);
+  void Dispatch();
+  void Supply();
+  Status TrainStep();
+  Status Evaluate(const std::string& label, json* out);
+  Status Checkpoint();
+  Status Finish(bool completed);
+  void WriteProgress(const std::string& phase);
+  int64_t Budget() const;
+  Result<const std::vector<int32_t>*> PromptTokens(size_t example_index);
+  void UpdateRejectMetrics();
+
+  const Config& c_;
+  LearnerProcessOptions o_;
+  const std::atomic<bool>& stop_;
+  SteadyClock clock_;
+  WorkLedger ledger_;
+  LearnerRunOptions lo_;
+  Dataset data_;
+  std::unique_ptr<rollout::PromptRenderer> prompts_;
+  std::unique_ptr<rewards::RewardPool> rewards_;
+  std::shared_ptr<model::DecoderModel> model_, reference_;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<metrics::MetricsRegistry> metrics_;
+  transport::Context ctx_{1};
+  std::unique_ptr<transport::Channel> work_, traj_;
+  std::unique_ptr<transport::WeightsServer> weights_;
+  std::map<std::string, ActorInfo> actors_;
+  std::unordered_map<size_t, std::vector<int32_t>> prompt_cache_;
+  std::deque<Accepted> buffer_;
+  std::set<uint64_t> trained_;
+  std::string tokenizer_dir_;
+  std::string first_reward_;
+
+  // State that checkpoints carry.
+  bool sft_done_ = false;
+  int64_t sft_step_ = 0;
+  int64_t step_ = 0;
+  int64_t version_ = 0;
+  uint64_t next_group_ = 0;
+  int64_t tokens_trained_ = 0;
+  int64_t groups_duplicated_ = 0, groups_filtered_ = 0, stale_dropped_ = 0;
+  json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
+  json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
+  json sft_eval_ = nullptr, final_eval_ = nullptr;
+  double wall_before_ = 0;         // wall seconds of earlier incarnations (resume)
+
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_step_end_ = Clock::now();
+  uint64_t rejected_seen_[static_cast<int>(wire::RejectReason::kCount)] = {};
+  int64_t rollout_tokens_window_ = 0;
+};
+
+int64_t Learner::Budget() const {
+  const int64_t max_new = c_.GetInt("rollout.max_new_tokens");
+  int64_t b = step_ < lo_.budget_start_step ? lo_.budget.initial_budget
+                                            : TokenBudgetAt(lo_.budget, step_ - lo_.budget_start_step);
+  return std::clamp<int64_t>(b, 1, max_new);
+}
+
+Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
+  auto it = prompt_cache_.find(index);
+  if (it != prompt_cache_.end()) return &it->second;
+  CHAINRL_ASSIGN_OR_RETURN(auto ids, prompts_->Render(data_.train()[index]));
+  return &(prompt_cache_[index] = std::move(ids));
+}
+
+Status Learner::Setup() {
+  CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
+  CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
+  rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
+  tokenizer_dir_ = po.tokenizer_dir;
+  CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
+  CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
+  if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path")));
+  LedgerOptions lo;
+  lo.heartbeat_timeout =
+      milliseconds(static_cast<int64_t>(c_.GetFloat("actors.heartbeat_timeout_seconds") * 1000));
+  lo.max_off_policy_steps = c_.GetInt("learner.max_off_policy_steps");
+  lo.stale_policy =
+      c_.GetString("learner.stale_policy") == "drop" ? StalePolicy::kDrop : StalePolicy::kFlag;
+  lo.max_attempts = 5;
+  ledger_ = WorkLedger(lo, &clock_);
+  if (c_.GetBool("metrics.enabled")) {
+    metrics::MetricsOptions mo;
+    mo.set_run_id(c_.GetString("run.name"))
+        .set_role("learner")
+        .set_address_file((fs::path(o_.run_dir) / "metrics-learner.addr").string());
+    auto m = metrics::MetricsRegistry::Create(mo);
+    if (m.ok()) {
+      metrics_ = std::move(*m);
+      metrics_->gauge(metrics::GaugeId::kStalenessBound)
+          .Set(static_cast<double>(lo.max_off_policy_steps));
+    } else {
+      CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
+    }
+  }
+  return Status::Ok();
+}
+
+Status Learner::Resume(const std::string& spec) {
+  std::string root = c_.GetString("checkpoint.dir");
+  if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
+  auto dir = ResolveCheckpoint(root, spec);
+  if (!dir.ok()) {
+    if (spec == "latest" && dir.status().code() == StatusCode::kNotFound) {
+      CHAINRL_LOG(kInfo) << "no checkpoint under " << root << ": starting from the beginning";
+      return Status::Ok();
+    }
+    return dir.status();
+  }
+  CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir));
+  const json& s = peek.state;
+  sft_done_ = s.value("sft_done", false);
+  OptimizerOptions oo = lo_.optimizer;
+  if (!sft_done_) {
+    oo.lr = c_.GetFloat("sft.lr");
+    oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
+    oo.lr_scheduler = LrSchedule::kConstant;
+  }
+  CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
+  CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, LoadCheckpoint(*dir, *model_, *optimizer_));
+  try {
+    sft_step_ = s.at("sft_step");
+    step_ = s.at("step");
+    version_ = s.at("version");
+    next_group_ = s.at("next_group");
+    tokens_trained_ = s.at("tokens_trained");
+    groups_duplicated_ = s.at("groups_duplicated");
+    groups_filtered_ = s.at("groups_filtered");
+    stale_dropped_ = s.at("stale_dropped");
+    history_ = s.at("history");
+    evals_ = s.at("evals");
+    sft_eval_ = s.at("sft_eval");
+    wall_before_ = s.at("wall_seconds");
+    for (uint64_t g : s.at("trained").get<std::vector<uint64_t>>()) trained_.insert(g);
+  } catch (const std::exception& e) {
+    return InvalidArgument(*dir + "/state.json: " + e.what());
+  }
+  if (auto it = d.files.find("ledger.json"); it != d.files.end()) {
+    CHAINRL_ASSIGN_OR_RETURN(ledger_, WorkLedger::FromJson(it->second, ledger_.options(), &clock_));
+  }
+  if (auto it = d.files.find("buffer.bin"); it != d.files.end()) {
+    // Accepted but untrained groups: length-prefixed trajectory envelopes.
+    const std::string& b = it->second;
+    size_t p = 0;
+    while (p + 8 <= b.size()) {
+      uint64_t n = 0;
+      std::memcpy(&n, b.data() + p, 8);
+      p += 8;
+      if (p + n > b.size()) return Corrupt(*dir + "/buffer.bin: truncated record");
+      transport::Received r;
+      if (!r.envelope.ParseFromArray(b.data() + p, static_cast<int>(n)) ||
+          !r.envelope.has_trajectory())
+        return Corrupt(*dir + "/buffer.bin: a record does not parse");
+      p += n;
+      r.peer_name = "checkpoint";
+      // Re-accepted without the ledger (it already counts these groups as completed).
+      const auto& t = r.envelope.trajectory();
+      Accepted a;
+      a.group.group_id = t.prompt_group_id();
+      CHAINRL_ASSIGN_OR_RETURN(auto* prompt, PromptTokens(data_.IndexForGroup(t.prompt_group_id())));
+      a.group.prompt = *prompt;
+      for (const auto& smp : t.samples()) {
+        SampleData sd;
+        sd.tokens.assign(smp.completion().token_ids().begin(), smp.completion().token_ids().end());
+        sd.behaviour_logprobs.assign(smp.completion().behaviour_logprobs().begin(),
+                                     smp.completion().behaviour_logprobs().end());
+        sd.reward = smp.reward();
+        sd.truncated = smp.finish_reason() != wire::FINISH_STOP;
+        a.group.samples.push_back(std::move(sd));
+      }
+      a.serialized = b.substr(p - n, n);
+      buffer_.push_back(std::move(a));
+    }
+  }
+  if (auto it = s.find("torch_rng"); it != s.end()) CHAINRL_RETURN_IF_ERROR(RestoreTorchRng(*it));
+  CHAINRL_LOG(kInfo) << "resumed from " << *dir << " at step " << step_ << " (policy version "
+                     << version_ << ", " << buffer_.size() << " groups buffered, "
+                     << ledger_.in_flight() << " leases in flight)";
+  return Status::Ok();
+}
+
+Status Learner::Checkpoint() {
+  std::string root = c_.GetString("checkpoint.dir");
+  if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
+  CheckpointData d;
+  json trained = json::array();
+  for (uint64_t g : trained_) trained.push_back(g);
+  d.state = {{"sft_done", sft_done_},
+             {"sft_step", sft_step_},
+             {"step", step_},
+             {"version", version_},
+             {"next_group", next_group_},
+             {"tokens_trained", tokens_trained_},
+             {"groups_duplicated", groups_duplicated_},
+             {"groups_filtered", groups_filtered_},
+             {"stale_dropped", stale_dropped_},
+             {"history", history_},
+             {"evals", evals_},
+             {"sft_eval", sft_eval_},
+             {"wall_seconds", wall_before_ + Since(start_)},
+             {"trained", trained},
+             {"torch_rng", CaptureTorchRng()}};
+  d.files["ledger.json"] = ledger_.ToJson();
+  std::string buf;
+  for (const auto& a : buffer_) {
+    uint64_t n = a.serialized.size();
+    buf.append(reinterpret_cast<const char*>(&n), 8);
+    buf += a.serialized;
+  }
+  d.files["buffer.bin"] = buf;
+  // Checkpoints are numbered by updates so far (SFT then RL), so "latest" is the newest.
+  const int64_t key = sft_step_ + step_;
+  auto t0 = Clock::now();
+  CHAINRL_ASSIGN_OR_RETURN(std::string dir,
+                           SaveCheckpoint(root, key, *model_, *optimizer_, d,
+                                          static_cast<int>(c_.GetInt("checkpoint.keep")),
+                                          tokenizer_dir_));
+  CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << Since(t0) << " s)";
+  log::Event("checkpoint", json({{"dir", dir}, {"step", step_}}).dump());
+  return Status::Ok();
+}
+
+Status Learner::Evaluate(const std::string& label, json* out) {
+  if (data_.eval().empty()) return Status::Ok();
+  WriteProgress("eval");
+  rollout::EvalOptions eo;
+  eo.max_new_tokens = c_.GetInt("rollout.max_new_tokens");
+  eo.max_batch = c_.GetInt("rollout.max_batch_size");
+  eo.stop_strings = c_.GetStringList("rollout.stop_strings");
+  model_->eval();
+  CHAINRL_ASSIGN_OR_RETURN(auto r, rollout::Evaluate(*model_, *prompts_, *rewards_, data_.eval(), eo));
+  json j = {{"label", label},
+            {"step", step_},
+            {"examples", r.examples},
+            {"accuracy", r.accuracy},
+            {"mean_reward", r.mean_reward},
+            {"mean_length", r.mean_length},
+            {"truncated_fraction", r.truncated_fraction},
+            {"seconds", r.seconds}};
+  evals_.push_back(j);
+  if (out) *out = j;
+  if (metrics_) metrics_->gauge(metrics::GaugeId::kAccuracy).Set(r.accuracy);
+  CHAINRL_LOG(kInfo) << "eval (" << label << ", step " << step_ << "): accuracy " << r.accuracy
+                     << ", mean length " << r.mean_length << " tokens over " << r.examples
+                     << " held-out examples (" << r.seconds << " s)";
+  log::Event("eval", j.dump());
+  return Status::Ok();
+}
+
+Status Learner::RunSft() {
+  const int64_t steps = c_.GetInt("sft.steps");
+  if (steps > 0 && sft_step_ < steps) {
+    if (!optimizer_) {
+      OptimizerOptions oo = lo_.optimizer;
+      oo.lr = c_.GetFloat("sft.lr");
+      oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
+      oo.lr_scheduler = LrSchedule::kConstant;
+      CHAINRL_ASSIGN_OR_RETURN(optimizer_,
+                               Optimizer::Create(model_->named_parameters().pairs(), oo));
+    }
+    const int64_t bs = c_.GetInt("sft.batch_size");
+    const auto& train = data_.train();
+    std::mt19937_64 order_rng(Mix(static_cast<uint64_t>(c_.GetInt("run.seed")) ^ 0x5f7));
+    std::vector<size_t> order(train.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), order_rng);
+    CHAINRL_LOG(kInfo) << "SFT warm-up: " << steps << " steps of " << bs << " examples";
+    auto t0 = Clock::now();
+    for (; sft_step_ < steps && !stop_; ++sft_step_) {
+      std::vector<SftExample> batch;
+      for (int64_t i = 0; i < bs; ++i) {
+        const data::Example& e = train[order[(sft_step_ * bs + i) % order.size()]];
+        std::string target = e.solution;
+        if (target.empty() && e.answer.is_string()) target = e.answer.get<std::string>();
+        if (target.empty()) continue;
+        SftExample s;
+        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(e));
+        CHAINRL_ASSIGN_OR_RETURN(s.response, prompts_->EncodeResponse(target));
+        batch.push_back(std::move(s));
+      }
+      if (batch.empty())
+        return InvalidArgument(
+            "sft.steps > 0 but the training examples have no solution to imitate (built-in tasks "
+            "carry one; JSONL needs a 'solution' field or a string answer)");
+      CHAINRL_ASSIGN_OR_RETURN(double loss,
+                               RunSftUpdate(*model_, *optimizer_, batch, lo_,
+                                            c_.GetInt("learner.micro_batch_tokens")));
+      if (sft_step_ % 10 == 0 || sft_step_ + 1 == steps) {
+        CHAINRL_LOG(kInfo) << "SFT step " << sft_step_ + 1 << "/" << steps << ": loss " << loss;
+      }
+      history_.push_back({{"phase", "sft"}, {"sft_step", sft_step_ + 1}, {"loss", loss}});
+      WriteProgress("sft");
+    }
+    CHAINRL_LOG(kInfo) << "SFT warm-up done in " << Since(t0) << " s";
+    if (stop_) return Status::Ok();
+  }
+  sft_done_ = true;
+  optimizer_.reset();
+  json e;
+  CHAINRL_RETURN_IF_ERROR(Evaluate("after_sft", &e));
+  sft_eval_ = e;
+  return Status::Ok();
+}
+
+Status Learner::StartTransport() {
+  std::string bind = c_.GetString("learner.bind");
+  LearnerEndpoints ep;
+  if (bind == "ipc://") {
+    const std::string base = "ipc://" + fs::absolute(o_.run_dir).string() + "/learner";
+    ep = {base + ".work", base + ".traj", base + ".weights"};
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(ep, ResolveLearnerEndpoints(bind));
+  }
+  transport::ChannelOptions co;
+  co.name = "learner";
+  co.recv_hwm = 1000;
+  co.send_timeout = milliseconds(100);
+  co.allow_remote_bind = bind.rfind("tcp://127.", 0) != 0 && bind.rfind("tcp://localhost", 0) != 0 &&
+                         bind.rfind("tcp://", 0) == 0;  // an explicit non-loopback bind is a choice
+  CHAINRL_ASSIGN_OR_RETURN(work_, transport::Channel::Open(ctx_, transport::ChannelKind::kWorkServer,
+                                                           ep.work, co));
+  transport::ChannelOptions to = co;
+  to.recv_hwm = 8;  // trajectories: a short queue, so a paused learner holds actors back
+  CHAINRL_ASSIGN_OR_RETURN(
+      traj_, transport::Channel::Open(ctx_, transport::ChannelKind::kTrajectorySink,
+                                      ep.trajectories, to));
+  transport::WeightsServerOptions wo;
+  wo.channel = co;
+  CHAINRL_ASSIGN_OR_RETURN(weights_, transport::WeightsServer::Start(ctx_, ep.weights, wo));
+  LearnerEndpoints bound = {work_->endpoint(), traj_->endpoint(), weights_->endpoint()};
+  CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(o_.run_dir) / "endpoints.json").string(),
+                                             bound, static_cast<int>(getpid())));
+  CHAINRL_LOG(kInfo) << "serving work on " << bound.work << ", trajectories on "
+                     << bound.trajectories << ", weights on " << bound.weights;
+  return Status::Ok();
+}
+
+Status Learner::PublishWeights() {
+  auto t0 = Clock::now();
+  const size_t n = model::FlatWeightsBytes(*model_);
+  uint8_t* data = nullptr;
+  transport::WeightsBuffer buf = transport::WeightsBuffer::Allocate(n, &data);
+  model::PackFlatWeights(*model_, data);
+  CHAINRL_RETURN_IF_ERROR(weights_->Publish(version_, std::move(buf),
+                                            model::FlatWeightsFormat(*model_)));
+  if (metrics_) {
+    metrics_->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(version_));
+    metrics_->counter(metrics::CounterId::kPhaseSeconds,
+                      {{"phase", std::string(metrics::kPhaseWeightSync)}})
+        .Increment(Since(t0));
+  }
+  return Status::Ok();
+}
+
+void Learner::HandleWork(transport::Received& msg) {
+  const wire::Envelope& env = msg.envelope;
+  const std::string& actor = env.sender();
+  if (actor.empty()) return;
+  switch (env.body_case()) {
+    case wire::Envelope::kJoin: {
+      ActorInfo& a = actors_[actor];
+      a.routing = msg.peer;
+      a.max_credits = std::clamp<int64_t>(env.join().max_credits(), 1, 1024);
+      a.pending_credits = 0;
+      ledger_.Heartbeat(actor);
+      CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
+                         << env.join().pid() << ")";
+      break;
+    }
+    case wire::Envelope::kWorkRequest: {
+      ActorInfo& a = actors_[actor];
+      if (a.max_credits < 1) a.max_credits = env.work_request().credits();
+      a.routing = msg.peer;
+      a.pending_credits = std::min<int64_t>(a.pending_credits + env.work_request().credits(),
+                                            std::max<int64_t>(a.max_credits, 1));
+      ledger_.Heartbeat(actor);
+      break;
+    }
+    case wire::Envelope::kHeartbeat:
+      ledger_.Heartbeat(actor);
+      break;
+    case wire::Envelope::kLeave:
+      CHAINRL_LOG(kInfo) << actor << " left: " << env.leave().reason();
+      ledger_.Leave(actor);
+      actors_.erase(actor);
+      break;
+    default:
+      CHAINRL_LOG(kWarn) << msg.peer_name << ": unexpected message on the work channel, ignored";
+  }
+}
+
+void Learner::HandleTrajectory(const transport::Received& msg) {
+  const auto& t = msg.envelope.trajectory();
+  int64_t oldest = version_;
+  for (const auto& s : t.samples())
+    if (s.completion().token_ids_size() > 0)
+      oldest = std::min(oldest, wire::OldestPolicyVersion(s.completion().policy_versions()));
+  const Verdict v = ledger_.Complete(t.lease_id(), t.prompt_group_id(), oldest, version_);
+  if (metrics_)
+    metrics_->histogram(metrics::HistogramId::kStaleness)
+        .Observe(static_cast<double>(version_ - oldest));
+  if (v == Verdict::kDroppedStale) ++stale_dropped_;
+  if (!IsAccepted(v)) {
+    CHAINRL_LOG(kDebug) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " "
+                        << VerdictName(v);
+    return;
+  }
+  Accepted a;
+  a.group.group_id = t.prompt_group_id();
+  auto prompt = PromptTokens(data_.IndexForGroup(t.prompt_group_id()));
+  if (!prompt.ok()) {
+    CHAINRL_LOG(kError) << prompt.status().message();
+    return;
+  }
+  a.group.prompt = **prompt;
+  a.behaviour_version = oldest;
+  double correct = 0, length = 0, truncated = 0;
+  for (const auto& s : t.samples()) {
+    SampleData sd;
+    sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
+    sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
+                                 s.completion().behaviour_logprobs().end());
+    sd.reward = s.reward();
+    sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
+                   s.finish_reason() == wire::FINISH_BUDGET;
+    auto it = s.reward_components().find(first_reward_);
+    if (it != s.reward_components().end() && it->second >= 1.0) correct += 1;
+    length += static_cast<double>(sd.tokens.size());
+    truncated += sd.truncated ? 1 : 0;
+    a.group.samples.push_back(std::move(sd));
+  }
+  const double n = std::max(1, t.samples_size());
+  a.correct_fraction = correct / n;
+  a.mean_length = length / n;
+  a.truncated_fraction = truncated / n;
+  rollout_tokens_window_ += static_cast<int64_t>(length);
+  if (metrics_) {
+    for (const auto& s : a.group.samples) {
+      metrics_->histogram(metrics::HistogramId::kResponseLength)
+          .Observe(static_cast<double>(s.tokens.size()));
+      metrics_->histogram(metrics::HistogramId::kReward).Observe(s.reward);
+      if (s.truncated) metrics_->counter(metrics::CounterId::kResponsesTruncated).Increment();
+    }
+  }
+  if (c_.GetBool("curriculum.filter_uniform_groups") || lo_.dynamic_sampling) {
+    bool uniform = true;
+    for (const auto& s : a.group.samples)
+      uniform = uniform && s.reward == a.group.samples.front().reward;
+    if (uniform) {
+      ++groups_filtered_;
+      return;
+    }
+  }
+  a.serialized = msg.envelope.SerializeAsString();
+  buffer_.push_back(std::move(a));
+}
+
+void Learner::Supply() {
+  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  // One step of lookahead: actors generate the next batch while this one trains.
+  while (ledger_.pending() + ledger_.in_flight() + buffer_.size() < 2 * per_step) {
+    Status st = ledger_.AddGroup(next_group_);
+    ++next_group_;
+    if (!st.ok()) {
+      CHAINRL_LOG(kWarn) << st.message();
+    }
+  }
+}
+
+void Learner::Dispatch() {
+  const int64_t budget = Budget();
+  const int64_t max_new = c_.GetInt("rollout.max_new_tokens");
+  const uint64_t seed = static_cast<uint64_t>(c_.GetInt("run.seed"));
+  for (auto& [name, a] : actors_) {
+    if (a.pending_credits <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
+    std::vector<Lease> leases = ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits));
+    if (leases.empty()) continue;
+    wire::Envelope env = wire::MakeEnvelope("learner");
+    auto* batch = env.mutable_work_batch();
+    for (const Lease& l : leases) {
+      const size_t idx = data_.IndexForGroup(l.group_id);
+      const data::Example& ex = data_.train()[idx];
+      auto prompt = PromptTokens(idx);
+      if (!prompt.ok()) {
+        CHAINRL_LOG(kError) << prompt.status().message();
+        continue;
+      }
+      wire::WorkItem* w = batch->add_items();
+      w->set_prompt_group_id(l.group_id);
+      w->mutable_prompt_token_ids()->Add((*prompt)->begin(), (*prompt)->end());
+      auto* sp = w->mutable_sampling();
+      sp->set_temperature(static_cast<float>(c_.GetFloat("rollout.temperature")));
+      sp->set_top_p(static_cast<float>(c_.GetFloat("rollout.top_p")));
+      sp->set_top_k(static_cast<int32_t>(c_.GetInt("rollout.top_k")));
+      sp->set_repetition_penalty(1.0f);
+      sp->set_seed(Mix(seed ^ Mix(l.group_id * 1315423911ull + static_cast<uint64_t>(l.attempt))));
+      for (int32_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<uint32_t>(id));
+      for (int64_t id : c_.GetIntList("rollout.stop_token_ids"))
+        sp->add_stop_token_ids(static_cast<uint32_t>(id));
+      for (const auto& s : c_.GetStringList("rollout.stop_strings")) sp->add_stop_strings(s);
+      w->set_token_budget(static_cast<uint32_t>(budget));
+      w->set_max_new_tokens(static_cast<uint32_t>(max_new));
+      w->set_group_size(static_cast<uint32_t>(c_.GetInt("rollout.group_size")));
+      w->set_policy_version(version_);
+      w->set_lease_id(l.lease_id);
+      w->set_example_id(ex.id.substr(0, 200));
+      w->set_answer_json(ex.answer.dump());
+      w->set_metadata_json(ex.metadata.is_null() ? "{}" : ex.metadata.dump());
+    }
+    Status st = work_->SendTo(a.routing, env);
+    if (!st.ok()) {
+      // The leases stay with the actor: they are re-leased when it is declared dead or expire.
+      CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
+      continue;
+    }
+    a.pending_credits -= static_cast<int64_t>(leases.size());
+    if (metrics_)
+      metrics_->counter(metrics::CounterId::kGroupsDispatched)
+          .Increment(static_cast<double>(leases.size()));
+  }
+}
+
+void Learner::UpdateRejectMetrics() {
+  if (!metrics_) return;
+  for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r) {
+    const auto reason = static_cast<wire::RejectReason>(r);
+    const uint64_t now =
+        work_->rejects().Get(reason) + traj_->rejects().Get(reason) + weights_->rejects().Get(reason);
+    if (now > rejected_seen_[r]) {
+      metrics_->counter(metrics::CounterId::kMessagesRejected,
+                        {{"reason", wire::RejectReasonName(reason)}})
+          .Increment(static_cast<double>(now - rejected_seen_[r]));
+      rejected_seen_[r] = now;
+    }
+  }
+}
+
+Status Learner::Pump() {
+  // Everything that queued up (e.g. during a training step) is read before leases are expired:
+  // an actor that heartbeated meanwhile is alive.
+  for (int i = 0; i < 10000; ++i) {
+    CHAINRL_ASSIGN_OR_RETURN(auto m, work_->Receive(milliseconds(0)));
+    if (!m) break;
+    HandleWork(*m);
+  }
+  for (int i = 0; i < 64; ++i) {
+    CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(0)));
+    if (!m) break;
+    if (m->envelope.has_trajectory()) {
+      HandleTrajectory(*m);
+    } else {
+      CHAINRL_LOG(kWarn) << m->peer_name << ": not a trajectory on the trajectory channel";
+    }
+  }
+  for (const Lease& l : ledger_.Expire())
+    CHAINRL_LOG(kWarn) << "lease " << l.lease_id << " of group " << l.group_id << " revoked from "
+                       << l.actor << " (attempt " << l.attempt << ")";
+  for (auto it = actors_.begin(); it != actors_.end();)
+    it = ledger_.IsAlive(it->first) ? std::next(it) : actors_.erase(it);
+  Supply();
+  Dispatch();
+  UpdateRejectMetrics();
+  if (metrics_) {
+    const auto& k = ledger_.counters();
+    metrics_->gauge(metrics::GaugeId::kLeasesInFlight).Set(static_cast<double>(ledger_.in_flight()));
+    metrics_->gauge(metrics::GaugeId::kActorsAlive).Set(static_cast<double>(actors_.size()));
+    metrics_->gauge(metrics::GaugeId::kQueueDepth, {{"queue", "trained_groups"}})
+        .Set(static_cast<double>(buffer_.size()));
+    metrics_->gauge(metrics::GaugeId::kQueueDepth, {{"queue", "pending_groups"}})
+        .Set(static_cast<double>(ledger_.pending()));
+    static uint64_t reassigned_seen = 0, lost_seen = 0;
+    if (k.reassigned > reassigned_seen)
+      metrics_->counter(metrics::CounterId::kLeasesReassigned)
+          .Increment(static_cast<double>(k.reassigned - reassigned_seen));
+    if (k.lost > lost_seen)
+      metrics_->counter(metrics::CounterId::kGroupsLost).Increment(static_cast<double>(k.lost - lost_seen));
+    reassigned_seen = k.reassigned;
+    lost_seen = k.lost;
+    metrics_->gauge(metrics::GaugeId::kResidentMemory)
+        .Set(static_cast<double>(metrics::ResidentMemoryBytes()));
+  }
+  return Status::Ok();
+}
+
+Status Learner::TrainStep() {
+  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  std::vector<GroupData> groups;
+  double reward = 0, correct = 0, length = 0, truncated = 0;
+  int64_t max_stale = 0;
+  for (size_t i = 0; i < per_step; ++i) {
+    Accepted a = std::move(buffer_.front());
+    buffer_.pop_front();
+    if (!trained_.insert(a.group.group_id).second) ++groups_duplicated_;
+    for (const auto& s : a.group.samples) reward += s.reward / a.group.samples.size();
+    correct += a.correct_fraction;
+    length += a.mean_length;
+    truncated += a.truncated_fraction;
+    max_stale = std::max(max_stale, version_ - a.behaviour_version);
+    groups.push_back(std::move(a.group));
+  }
+  const double n = static_cast<double>(per_step);
+  RlStepOptions so;
+  so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
+  so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
+  so.ppo_epochs = c_.GetInt("learner.ppo_epochs");
+  so.mini_batches = c_.GetInt("learner.mini_batches");
+  so.recompute_old_logprobs = c_.GetString("learner.old_logprobs") == "recompute";
+  so.reference = reference_.get();
+  auto t0 = Clock::now();
+  const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
+  CHAINRL_ASSIGN_OR_RETURN(RlStepStats st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+  const double train_s = Since(t0);
+  ++step_;
+  ++version_;
+  CHAINRL_RETURN_IF_ERROR(PublishWeights());
+  tokens_trained_ += st.response_tokens;
+  const double step_s = Since(last_step_end_);
+  const double tokens_per_s = static_cast<double>(rollout_tokens_window_) / std::max(step_s, 1e-9);
+  rollout_tokens_window_ = 0;
+  last_step_end_ = Clock::now();
+  json h = {{"phase", "rl"},
+            {"step", step_},
+            {"reward", reward / n},
+            {"accuracy", correct / n},
+            {"mean_length", length / n},
+            {"truncated", truncated / n},
+            {"budget", Budget()},
+            {"loss", st.loss},
+            {"grad_norm", st.grad_norm},
+            {"lr", st.lr},
+            {"clip_fraction", st.policy.clip_fraction()},
+            {"approx_kl", st.policy.approx_kl()},
+            {"logprob_mismatch", st.policy.mismatch_tokens > 0
+                                     ? st.policy.mismatch_abs_sum / st.policy.mismatch_tokens
+                                     : 0.0},
+            {"max_staleness", max_stale},
+            {"tokens", st.response_tokens},
+            {"train_seconds", train_s},
+            {"wait_seconds", waited},
+            {"rollout_tokens_per_s", tokens_per_s}};
+  history_.push_back(h);
+  log::Event("step", h.dump());
+  if (metrics_) {
+    using metrics::GaugeId;
+    metrics_->counter(metrics::CounterId::kSteps).Increment();
+    metrics_->counter(metrics::CounterId::kTrainingTokens).Increment(static_cast<double>(st.response_tokens));
+    metrics_->counter(metrics::CounterId::kGroupsTrained).Increment(n);
+    metrics_->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseTraining)}})
+        .Increment(train_s);
+    metrics_->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseWaiting)}})
+        .Increment(waited);
+    metrics_->histogram(metrics::HistogramId::kStepDuration).Observe(step_s);
+    metrics_->gauge(GaugeId::kRewardMean).Set(reward / n);
+    metrics_->gauge(GaugeId::kTruncation).Set(truncated / n);
+    metrics_->gauge(GaugeId::kLoss).Set(st.loss);
+    metrics_->gauge(GaugeId::kKl).Set(st.policy.approx_kl());
+    metrics_->gauge(GaugeId::kClipFraction).Set(st.policy.clip_fraction());
+    metrics_->gauge(GaugeId::kGradNorm).Set(st.grad_norm);
+    metrics_->gauge(GaugeId::kLearningRate).Set(st.lr);
+    metrics_->gauge(GaugeId::kLogprobMismatch).Set(h["logprob_mismatch"].get<double>());
+    metrics_->gauge(GaugeId::kStalenessMax).Set(static_cast<double>(max_stale));
+    metrics_->gauge(GaugeId::kTokenBudget).Set(static_cast<double>(Budget()));
+    if (!std::isnan(st.policy.entropy_mean()))
+      metrics_->gauge(GaugeId::kEntropy).Set(st.policy.entropy_mean());
+  }
+  CHAINRL_LOG(kDebug) << "step " << step_ << ": reward " << reward / n << ", accuracy "
+                      << correct / n << ", length " << length / n << ", loss " << st.loss;
+  return Status::Ok();
+}
+
+void Learner::WriteProgress(const std::string& phase) {
+  const int64_t total = c_.GetInt("run.total_steps");
+  json p = {{"phase", phase},
+            {"step", step_},
+            {"total_steps", total},
+            {"sft_step", sft_step_},
+            {"sft_steps", c_.GetInt("sft.steps")},
+            {"version", version_},
+            {"budget", Budget()},
+            {"elapsed_seconds", wall_before_ + Since(start_)},
+            {"actors", actors_.size()}};
+  if (!history_.empty()) {
+    const json& h = history_.back();
+    for (const char* k : {"reward", "accuracy", "mean_length", "rollout_tokens_per_s", "loss"})
+      if (h.contains(k)) p[k] = h[k];
+  }
+  if (phase == "rl" && step_ > 0) {
+    double per_step = 0;
+    int n = 0;
+    for (auto it = history_.rbegin(); it != history_.rend() && n < 5; ++it)
+      if (it->value("phase", "") == "rl") per_step += it->value("train_seconds", 0.0) +
+                                                      it->value("wait_seconds", 0.0),
+                                            ++n;
+    if (n > 0) p["eta_seconds"] = per_step / n * static_cast<double>(total - step_);
+  }
+  if (!evals_.empty()) p["eval_accuracy"] = evals_.back()["accuracy"];
+  (void)WriteFileAtomic((fs::path(o_.run_dir) / "progress.json").string(), p.dump() + "\n");
+}
+
+// Mean response length of the training rollouts over a window of steps.
+std::vector<double> SmoothedLengths(const json& history, int window) {
+  std::vector<double> raw, out;
+  for (const auto& h : history)
+    if (h.value("phase", "") == "rl") raw.push_back(h.value("mean_length", 0.0));
+  for (size_t i = 0; i + window <= raw.size(); ++i)
+    out.push_back(std::accumulate(raw.begin() + i, raw.begin() + i + window, 0.0) / window);
+  if (out.empty() && !raw.empty())
+    out.push_back(std::accumulate(raw.begin(), raw.end(), 0.0) / static_cast<double>(raw.size()));
+  return out;
+}
+
+Status Learner::Finish(bool completed) {
+  const bool final_eval_needed = sft_done_;
+  json fe = nullptr;
+  if (final_eval_needed && !stop_) CHAINRL_RETURN_IF_ERROR(Evaluate("after_rl", &fe));
+  if (optimizer_) CHAINRL_RETURN_IF_ERROR(Checkpoint());
+  std::string export_dir;
+  if (c_.GetBool("checkpoint.export_hf") && completed) {
+    export_dir = (fs::path(o_.run_dir) / "export").string();
+    CHAINRL_RETURN_IF_ERROR(model::SaveModel(*model_, export_dir));
+    CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir_, export_dir));
+    CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
+  }
+  const auto& k = ledger_.counters();
+  auto lengths = SmoothedLengths(history_, 5);
+  json s = {{"run", c_.GetString("run.name")},
+            {"completed", completed},
+            {"steps", step_},
+            {"total_steps", c_.GetInt("run.total_steps")},
+            {"sft_steps", sft_step_},
+            {"policy_version", version_},
+            {"groups_dispatched", k.dispatched},
+            {"groups_accepted", k.completed},
+            {"groups_trained", static_cast<int64_t>(trained_.size())},
+            {"groups_buffered", static_cast<int64_t>(buffer_.size())},
+            {"groups_in_flight", static_cast<int64_t>(ledger_.in_flight())},
+            {"groups_duplicated", groups_duplicated_},
+            {"groups_lost", k.lost},
+            {"groups_filtered", groups_filtered_},
+            {"leases_reassigned", k.reassigned},
+            {"results_discarded_duplicate", k.duplicates_discarded},
+            {"results_discarded_unknown", k.unknown_discarded},
+            {"results_dropped_stale", stale_dropped_},
+            {"actors_declared_dead", k.actors_declared_dead},
+            {"rejected_messages",
+             work_ ? work_->rejects().Total() + traj_->rejects().Total() +
+                         weights_->rejects().Total()
+                   : 0},
+            {"tokens_trained", tokens_trained_},
+            {"accuracy_after_sft", sft_eval_.is_object() ? sft_eval_["accuracy"] : json(nullptr)},
+            {"mean_length_after_sft",
+             sft_eval_.is_object() ? sft_eval_["mean_length"] : json(nullptr)},
+            {"accuracy_after_rl", fe.is_object() ? fe["accuracy"] : json(nullptr)},
+            {"mean_length_after_rl", fe.is_object() ? fe["mean_length"] : json(nullptr)},
+            {"mean_length_peak",
+             lengths.empty() ? json(nullptr) : json(*std::max_element(lengths.begin(), lengths.end()))},
+            {"mean_length_final", lengths.empty() ? json(nullptr) : json(lengths.back())},
+            {"evals", evals_},
+            {"export_dir", export_dir},
+            {"wall_seconds", wall_before_ + Since(start_)}};
+  if (!history_.empty()) s["final_step"] = history_.back();
+  CHAINRL_RETURN_IF_ERROR(
+      WriteFileAtomic((fs::path(o_.run_dir) / "summary.json").string(), s.dump(1) + "\n"));
+  WriteProgress("done");
+  log::Event("summary", s.dump());
+  return Status::Ok();
+}
+
+Status Learner::Run() {
+  log::SetRole("learner");
+  CHAINRL_RETURN_IF_ERROR(Setup());
+  std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
+  if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
+  if (!sft_done_) {
+    CHAINRL_RETURN_IF_ERROR(RunSft());
+    if (stop_) return Finish(false);
+  }
+  if (!optimizer_) {
+    OptimizerOptions oo = lo_.optimizer;
+    if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
+      oo.total_steps = c_.GetInt("run.total_steps");
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
+  }
+  if (lo_.policy.kl_coef > 0) {
+    const std::string ref = c_.GetString("model.reference_path");
+    if (!ref.empty()) {
+      CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
+    } else {
+      reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
+      torch::NoGradGuard ng;
+      auto dst = reference_->named_parameters();
+      for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
+    }
+    reference_->eval();
+  }
+  CHAINRL_RETURN_IF_ERROR(StartTransport());
+  CHAINRL_RETURN_IF_ERROR(PublishWeights());
+  const int64_t total = c_.GetInt("run.total_steps");
+  const int64_t every = c_.GetInt("checkpoint.every");
+  const int64_t eval_every = c_.GetInt("run.eval_every");
+  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  CHAINRL_LOG(kInfo) << "RL: steps " << step_ << ".." << total << ", " << per_step
+                     << " groups of " << c_.GetInt("rollout.group_size") << " per step";
+  last_step_end_ = Clock::now();
+  auto last_progress = Clock::now() - std::chrono::hours(1);
+  while (step_ < total && !stop_) {
+    CHAINRL_RETURN_IF_ERROR(Pump());
+    if (buffer_.size() >= per_step) {
+      CHAINRL_RETURN_IF_ERROR(TrainStep());
+      if (every > 0 && step_ % every == 0 && step_ < total) CHAINRL_RETURN_IF_ERROR(Checkpoint());
+      if (eval_every > 0 && step_ % eval_every == 0 && step_ < total)
+        CHAINRL_RETURN_IF_ERROR(Evaluate("periodic", nullptr));
+      WriteProgress("rl");
+      last_progress = Clock::now();
+      continue;
+    }
+    if (Clock::now() - last_progress > milliseconds(500)) {
+      WriteProgress("rl");
+      last_progress = Clock::now();
+    }
+    // Wait for the next message on either channel (bounded, so expiry and stop are timely).
+    CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(20)));
+    if (m && m->envelope.has_trajectory()) HandleTrajectory(*m);
+  }
+  return Finish(step_ >= total);
+}
+
+}  // namespace
+
+Status RunLearner(const Config& config, const LearnerProcessOptions& options,
+                  const std::atomic<bool>& stop) {
+  if (options.run_dir.empty()) return InvalidArgument("the learner needs a run directory");
+  Learner l(config, options, stop);
+  return l.Run();
+}
+
+}  // namespace chainrl::learner

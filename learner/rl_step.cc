@@ -1,0 +1,313 @@
+// Policy and SFT updates over packed sequences (see rl_step.h).
+#include "learner/rl_step.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include <torch/torch.h>
+
+#include "core/check.h"
+#include "learner/advantages.h"
+#include "learner/objectives.h"
+#include "learner/streambp.h"
+
+namespace chainrl::learner {
+namespace {
+
+using torch::Tensor;
+
+// One flattened sequence: prompt + response, with per-response-token data.
+struct Seq {
+  const std::vector<int32_t>* prompt = nullptr;
+  const std::vector<int32_t>* response = nullptr;
+  const std::vector<float>* behaviour = nullptr;  // may be null (SFT)
+  double advantage = 0;
+  double reward = 0;
+  std::vector<float> old_logprobs;  // recomputed, when asked
+  std::vector<float> ref_logprobs;  // reference model, when KL is on
+  int64_t length() const { return static_cast<int64_t>(prompt->size() + response->size()); }
+};
+
+// Tensors of a micro-batch. Position t predicts token t + 1; response token j of row b sits at
+// position P_b - 1 + j.
+struct Packed {
+  Tensor ids, attention, targets, mask;  // [B,T] int64, int64, int64, float
+  Tensor behaviour, old_lp, ref_lp;      // [B,T] float (zeros outside the mask)
+  Tensor advantages;                     // [B] float
+  int64_t T = 0;
+};
+
+Packed Pack(const std::vector<Seq*>& rows, bool with_old, bool with_ref) {
+  Packed p;
+  int64_t T = 0;
+  for (const Seq* s : rows) T = std::max(T, s->length());
+  const int64_t B = static_cast<int64_t>(rows.size());
+  p.T = T;
+  std::vector<int64_t> ids(B * T, 0), att(B * T, 0), tgt(B * T, 0);
+  std::vector<float> mask(B * T, 0), beh(B * T, 0), old(B * T, 0), ref(B * T, 0), adv(B, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    const Seq& s = *rows[b];
+    const int64_t P = static_cast<int64_t>(s.prompt->size());
+    const int64_t L = s.length();
+    for (int64_t t = 0; t < L; ++t) {
+      ids[b * T + t] = t < P ? (*s.prompt)[t] : (*s.response)[t - P];
+      att[b * T + t] = 1;
+    }
+    for (int64_t t = 0; t + 1 < L; ++t) tgt[b * T + t] = ids[b * T + t + 1];
+    const int64_t R = static_cast<int64_t>(s.response->size());
+    for (int64_t j = 0; j < R; ++j) {
+      const int64_t t = P - 1 + j;
+      mask[b * T + t] = 1;
+      if (s.behaviour) beh[b * T + t] = (*s.behaviour)[j];
+      if (with_old) old[b * T + t] = s.old_logprobs[j];
+      if (with_ref) ref[b * T + t] = s.ref_logprobs[j];
+    }
+    adv[b] = static_cast<float>(s.advantage);
+  }
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
+  p.ids = torch::from_blob(ids.data(), {B, T}, i64).clone();
+  p.attention = torch::from_blob(att.data(), {B, T}, i64).clone();
+  p.targets = torch::from_blob(tgt.data(), {B, T}, i64).clone();
+  p.mask = torch::from_blob(mask.data(), {B, T}, f32).clone();
+  p.behaviour = torch::from_blob(beh.data(), {B, T}, f32).clone();
+  p.old_lp = with_old ? torch::from_blob(old.data(), {B, T}, f32).clone() : p.behaviour;
+  if (with_ref) p.ref_lp = torch::from_blob(ref.data(), {B, T}, f32).clone();
+  p.advantages = torch::from_blob(adv.data(), {B}, f32).clone();
+  return p;
+}
+
+// Rows cut into micro-batches whose padded size (rows x longest) stays within `budget` tokens.
+std::vector<std::vector<Seq*>> MicroBatches(const std::vector<Seq*>& rows, int64_t budget) {
+  std::vector<std::vector<Seq*>> out;
+  std::vector<Seq*> cur;
+  int64_t longest = 0;
+  for (Seq* s : rows) {
+    const int64_t l = std::max(longest, s->length());
+    if (!cur.empty() && l * static_cast<int64_t>(cur.size() + 1) > budget) {
+      out.push_back(std::move(cur));
+      cur.clear();
+      longest = 0;
+    }
+    cur.push_back(s);
+    longest = std::max(longest, s->length());
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+// Per-token logprobs [B,T] of `targets` at `temperature`, without gradients, chunked.
+Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperature) {
+  torch::NoGradGuard ng;
+  Tensor hidden = m.Forward(p.ids, {}, p.attention);
+  std::vector<Tensor> parts;
+  const int64_t chunk = 256;
+  for (int64_t t0 = 0; t0 < p.T; t0 += chunk) {
+    const int64_t t1 = std::min(p.T, t0 + chunk);
+    Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
+    parts.push_back(TokenLogprobs(logits, p.targets.slice(1, t0, t1), temperature));
+  }
+  return torch::cat(parts, 1);
+}
+
+// Forward + backward of `loss_fn` over the packed rows: streaming backprop or plain autograd.
+double Backward(model::DecoderModel& m, const Packed& p, const LearnerRunOptions& o,
+                double temperature, bool want_entropy, const ChunkLossFn& loss_fn) {
+  if (o.streambp) {
+    StreamBpOptions so = StreamBpOptionsFor(o, m.config(), p.T);
+    so.head.temperature = temperature;
+    so.head.want_entropy = want_entropy;
+    return StreamBackward(m, p.ids, p.attention, p.targets, loss_fn, so);
+  }
+  Tensor hidden = m.Forward(p.ids, {}, p.attention);
+  Tensor logits = m.Logits(hidden).to(torch::kFloat32);
+  Tensor lp = TokenLogprobs(logits, p.targets, temperature);
+  Tensor ent = want_entropy ? TokenEntropy(logits, temperature) : Tensor();
+  Tensor loss = loss_fn(0, p.T, lp, ent);
+  loss.backward();
+  return loss.item<double>();
+}
+
+std::vector<float> RowSlice(const Tensor& lp, int64_t b, int64_t start, int64_t n) {
+  Tensor r = lp[b].slice(0, start, start + n).contiguous().to(torch::kFloat32);
+  return std::vector<float>(r.data_ptr<float>(), r.data_ptr<float>() + n);
+}
+
+// Fills seq->old_logprobs (or ref_logprobs) with `m`'s logprobs of each response.
+void FillLogprobs(model::DecoderModel& m, std::vector<Seq>& seqs, int64_t budget,
+                  double temperature, bool ref) {
+  std::vector<Seq*> rows;
+  for (auto& s : seqs) rows.push_back(&s);
+  for (const auto& mb : MicroBatches(rows, budget)) {
+    Packed p = Pack(mb, false, false);
+    Tensor lp = NoGradLogprobs(m, p, temperature);
+    for (size_t b = 0; b < mb.size(); ++b) {
+      Seq& s = *mb[b];
+      auto v = RowSlice(lp, static_cast<int64_t>(b), static_cast<int64_t>(s.prompt->size()) - 1,
+                        static_cast<int64_t>(s.response->size()));
+      (ref ? s.ref_logprobs : s.old_logprobs) = std::move(v);
+    }
+  }
+}
+
+Normalisers SliceNorm(const Normalisers& n, int64_t r0, int64_t r1) {
+  Normalisers s = n;
+  s.seq_weights = n.seq_weights.slice(0, r0, r1);
+  s.seq_lengths = n.seq_lengths.slice(0, r0, r1);
+  return s;
+}
+
+}  // namespace
+
+Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                    const std::vector<GroupData>& groups,
+                                    const LearnerRunOptions& options, const RlStepOptions& step) {
+  const PolicyLossOptions& po = options.policy;
+  if (po.kl_coef > 0 && step.reference == nullptr)
+    return InvalidArgument("algorithm.kl_coef > 0 needs a reference model");
+  // Advantages per group.
+  std::vector<double> rewards;
+  std::vector<int64_t> gids;
+  std::vector<Seq> seqs;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    for (const auto& s : groups[g].samples) {
+      if (s.tokens.empty()) continue;  // nothing to learn from an empty response
+      if (s.behaviour_logprobs.size() != s.tokens.size())
+        return InvalidArgument("group " + std::to_string(groups[g].group_id) +
+                               ": logprobs and tokens differ in length");
+      if (groups[g].prompt.empty())
+        return InvalidArgument("group " + std::to_string(groups[g].group_id) + ": empty prompt");
+      rewards.push_back(s.reward);
+      gids.push_back(static_cast<int64_t>(g));
+      Seq q;
+      q.prompt = &groups[g].prompt;
+      q.response = &s.tokens;
+      q.behaviour = &s.behaviour_logprobs;
+      q.reward = s.reward;
+      seqs.push_back(std::move(q));
+    }
+  }
+  RlStepStats stats;
+  if (seqs.empty()) return stats;
+  std::vector<double> adv = GroupAdvantages(rewards, gids, options.advantages);
+  for (size_t i = 0; i < seqs.size(); ++i) seqs[i].advantage = adv[i];
+  // Truncated responses leave the loss (DAPO overlong filtering) when configured.
+  std::vector<bool> keep(seqs.size(), true);
+  if (options.overlong_filtering) {
+    size_t i = 0;
+    for (const auto& g : groups)
+      for (const auto& s : g.samples)
+        if (!s.tokens.empty()) keep[i++] = !s.truncated;
+  }
+  model.train();
+  if (step.recompute_old_logprobs)
+    FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false);
+  if (po.kl_coef > 0)
+    FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true);
+  const bool want_entropy = po.entropy_coef > 0;
+  const int64_t n = static_cast<int64_t>(seqs.size());
+  const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
+  for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
+  stats.sequences = n;
+  for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
+    stats.loss = 0;
+    stats.policy = PolicyLossStats();
+    for (int64_t mb = 0; mb < mbs; ++mb) {
+      const int64_t r0 = n * mb / mbs, r1 = n * (mb + 1) / mbs;
+      std::vector<Seq*> rows;
+      for (int64_t i = r0; i < r1; ++i) rows.push_back(&seqs[i]);
+      // Global normalisers of the mini-batch from its response mask.
+      int64_t cmax = 0;
+      for (Seq* s : rows) cmax = std::max<int64_t>(cmax, s->response->size());
+      Tensor full_mask = torch::zeros({static_cast<int64_t>(rows.size()), cmax});
+      for (size_t b = 0; b < rows.size(); ++b)
+        if (keep[r0 + b])
+          full_mask[static_cast<int64_t>(b)].slice(0, 0, rows[b]->response->size()).fill_(1);
+      Normalisers norm = ComputeNormalisers(full_mask, po);
+      // GSPO's sequence log-ratio needs the current policy over whole sequences first.
+      std::vector<double> gspo(rows.size(), 0.0);
+      if (po.policy_loss == PolicyLossKind::kGspo) {
+        torch::NoGradGuard ng;
+        size_t base = 0;
+        for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+          Packed p = Pack(micro, step.recompute_old_logprobs, false);
+          Tensor lp = NoGradLogprobs(model, p, step.temperature);
+          Tensor ratio = GspoSequenceLogRatio(lp, p.old_lp, p.mask).to(torch::kFloat64);
+          for (size_t b = 0; b < micro.size(); ++b)
+            gspo[base + b] = ratio[static_cast<int64_t>(b)].item<double>();
+          base += micro.size();
+        }
+      }
+      optimizer.ZeroGrad();
+      size_t base = 0;
+      for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+        Packed p = Pack(micro, step.recompute_old_logprobs, po.kl_coef > 0);
+        const int64_t b0 = static_cast<int64_t>(base), b1 = b0 + static_cast<int64_t>(micro.size());
+        Normalisers mn = SliceNorm(norm, b0, b1);
+        Tensor keep_rows = torch::ones({b1 - b0});
+        for (int64_t b = b0; b < b1; ++b) keep_rows[b - b0] = keep[r0 + b] ? 1.0f : 0.0f;
+        Tensor mask = p.mask * keep_rows.unsqueeze(1);
+        Tensor gspo_t;
+        if (po.policy_loss == PolicyLossKind::kGspo)
+          gspo_t = torch::tensor(std::vector<double>(gspo.begin() + b0, gspo.begin() + b1),
+                                 torch::kFloat64);
+        PolicyLossStats mstats;
+        auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor& ent) {
+          TokenLossInputs in;
+          in.logprobs = lp;
+          in.old_logprobs = p.old_lp.slice(1, t0, t1);
+          if (po.kl_coef > 0) in.ref_logprobs = p.ref_lp.slice(1, t0, t1);
+          in.mask = mask.slice(1, t0, t1);
+          in.advantages = p.advantages;
+          if (ent.defined()) in.entropy = ent;
+          in.rollout_logprobs = p.behaviour.slice(1, t0, t1);
+          if (gspo_t.defined()) in.gspo_seq_log_ratio = gspo_t;
+          TokenLossOutput out = PolicyLoss(in, mn, po);
+          mstats.Merge(out.stats);
+          return out.loss;
+        };
+        stats.loss += Backward(model, p, options, step.temperature, want_entropy, loss_fn);
+        stats.policy.Merge(mstats);
+        base += micro.size();
+      }
+      StepResult r = optimizer.Step();
+      stats.grad_norm = r.grad_norm;
+      stats.lr = r.lr;
+      ++stats.optimizer_steps;
+      if (r.skipped) ++stats.skipped_steps;
+    }
+  }
+  return stats;
+}
+
+Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                            const std::vector<SftExample>& batch, const LearnerRunOptions& options,
+                            int64_t micro_batch_tokens) {
+  std::vector<Seq> seqs;
+  double total = 0;
+  for (const auto& e : batch) {
+    if (e.prompt.empty() || e.response.empty()) continue;
+    Seq s;
+    s.prompt = &e.prompt;
+    s.response = &e.response;
+    total += static_cast<double>(e.response.size());
+    seqs.push_back(std::move(s));
+  }
+  if (seqs.empty()) return InvalidArgument("an SFT batch without any prompt and response");
+  model.train();
+  optimizer.ZeroGrad();
+  std::vector<Seq*> rows;
+  for (auto& s : seqs) rows.push_back(&s);
+  double loss = 0;
+  for (const auto& micro : MicroBatches(rows, micro_batch_tokens)) {
+    Packed p = Pack(micro, false, false);
+    auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
+      return SftLoss(lp, p.mask.slice(1, t0, t1), total);
+    };
+    loss += Backward(model, p, options, 1.0, false, loss_fn);
+  }
+  optimizer.Step();
+  return loss;
+}
+
+}  // namespace chainrl::learner

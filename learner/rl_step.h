@@ -1,0 +1,65 @@
+// One learner update on a batch of prompt groups (GRPO family: advantages, PPO epochs and
+// mini-batches, micro-batches by tokens, streaming backprop or plain autograd) and one SFT update.
+// Sequences are packed right-padded; the loss of a mini-batch uses global normalisers, so any
+// micro-batch split gives the same gradient.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/status.h"
+#include "learner/optimizer.h"
+#include "learner/run_options.h"
+#include "model/decoder.h"
+
+namespace chainrl::learner {
+
+struct SampleData {
+  std::vector<int32_t> tokens;              // the response
+  std::vector<float> behaviour_logprobs;    // per response token, from the sampler
+  double reward = 0;
+  bool truncated = false;                   // ended by the length cap or budget (no EOS)
+};
+
+struct GroupData {
+  uint64_t group_id = 0;
+  std::vector<int32_t> prompt;
+  std::vector<SampleData> samples;
+};
+
+struct RlStepOptions {
+  double temperature = 1.0;           // the sampler's temperature (logprobs are taken at it)
+  int64_t micro_batch_tokens = 8192;  // padded tokens per forward/backward
+  int64_t ppo_epochs = 1;
+  int64_t mini_batches = 1;
+  bool recompute_old_logprobs = false;  // ratio against the learner's own pre-update logprobs
+  model::DecoderModel* reference = nullptr;  // REQUIRED when policy.kl_coef > 0
+};
+
+struct RlStepStats {
+  double loss = 0;          // summed over mini-batches of the last epoch
+  double grad_norm = 0;     // of the last optimiser step
+  double lr = 0;
+  int64_t optimizer_steps = 0;
+  int64_t skipped_steps = 0;  // non-finite gradients
+  int64_t sequences = 0;
+  int64_t response_tokens = 0;
+  PolicyLossStats policy;   // merged over the last epoch
+};
+
+// Advantages from each group's rewards, then ppo_epochs x mini_batches optimiser steps.
+Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                    const std::vector<GroupData>& groups,
+                                    const LearnerRunOptions& options, const RlStepOptions& step);
+
+struct SftExample {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> response;  // the target, end-of-turn token included
+};
+
+// One SFT optimiser step: mean token cross-entropy over the responses. Returns the loss.
+Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                            const std::vector<SftExample>& batch, const LearnerRunOptions& options,
+                            int64_t micro_batch_tokens);
+
+}  // namespace chainrl::learner
