@@ -270,6 +270,29 @@ TEST(CheckpointTest, LatestIgnoresPartialDirectories) {
   fs::remove_all(root);
 }
 
+TEST(CheckpointTest, FailedSaveLeavesPreviousCheckpoints) {
+  const fs::path root = TempDir("failed");
+  ASSERT_TRUE(SaveTiny(root / "ckpt", 1, 1).ok());
+  // A tokenizer "file" that is a directory: copying it fails after the weights and optimizer
+  // state were written into the temporary directory.
+  fs::create_directories(root / "tok" / "tokenizer.json");
+  auto m = TinyModel(5);
+  auto opt = std::move(Optimizer::Create(Named(*m), TrainOptions()).value());
+  auto r = SaveCheckpoint((root / "ckpt").string(), 2, *m, *opt, {}, 1, (root / "tok").string());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("tokenizer.json"), std::string::npos) << r.status().message();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(root / "ckpt")) names.push_back(e.path().filename());
+  EXPECT_EQ(names, std::vector<std::string>{"step-000000001"});  // no step 2, no temporary left
+  EXPECT_EQ(*ResolveCheckpoint((root / "ckpt").string(), "latest"),
+            (root / "ckpt" / "step-000000001").string());
+  EXPECT_EQ(SaveCheckpoint((root / "ckpt").string(), 3, *m, *opt, {}, 1, (root / "none").string())
+                .status()
+                .code(),
+            StatusCode::kNotFound);
+  fs::remove_all(root);
+}
+
 // Loads `dir` into a fresh tiny model; returns the error message ("" if it loaded).
 std::string LoadError(const fs::path& dir, int64_t intermediate = 64) {
   auto m = TinyModel(9, intermediate);
