@@ -39,21 +39,13 @@ std::string Join(const std::string& dir, const std::string& name) {
 
 // Names the checkpoint writes itself; a caller's file may not shadow them.
 bool IsReservedName(const std::string& name) {
-  static const std::set<std::string> kReserved = {kManifest,
-                                                  kState,
-                                                  kOptimizer,
-                                                  "config.json",
-                                                  "generation_config.json",
-                                                  "model.safetensors",
-                                                  "model.safetensors.index.json",
-                                                  "tokenizer.json",
-                                                  "tokenizer_config.json",
-                                                  "special_tokens_map.json",
-                                                  "vocab.json",
-                                                  "merges.txt",
-                                                  "tokenizer.model",
-                                                  "added_tokens.json",
-                                                  "chat_template.jinja"};
+  // clang-format off
+  static const std::set<std::string> kReserved = {
+      kManifest, kState, kOptimizer, "config.json", "generation_config.json", "model.safetensors",
+      "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
+      "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model",
+      "added_tokens.json", "chat_template.jinja"};
+  // clang-format on
   if (kReserved.contains(name)) return true;
   return name.starts_with("model-") && name.ends_with(".safetensors");
 }
@@ -362,6 +354,7 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
   if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
     const int e = errno;
     (void)RemoveAll(tmp);
+    if (!old_dir.empty()) (void)::rename(old_dir.c_str(), final_dir.c_str());  // put it back
     return IoError(final_dir + ": cannot rename " + tmp + " into place: " + std::strerror(e));
   }
   CHAINRL_RETURN_IF_ERROR(SyncPath(root, /*directory=*/true));
