@@ -1,6 +1,7 @@
 // Whole-run learner checkpoints: model weights (HF layout), optimizer + schedule state, the run's
 // own state as JSON and named text files, written atomically with a checksummed manifest and
-// pruned to the newest `keep`, so that a resumed run continues bit-identically (docs/CHECKPOINTS.md).
+// pruned to the newest `keep`, so that a resumed run continues bit-identically
+// (docs/CHECKPOINTS.md).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -57,7 +57,10 @@ TensorMap ModelStateDict(DecoderModel& model) {
   return out;
 }
 
-Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source) {
+namespace {
+
+// Every missing name, unexpected name and shape mismatch between `tensors` and the model.
+Status CheckStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source) {
   auto params = model.named_parameters();
   std::vector<std::string> missing, unexpected, mismatched;
   for (const auto& p : params) {
@@ -85,6 +88,14 @@ Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
     msg.pop_back();
     return Corrupt(msg);
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source) {
+  CHAINRL_RETURN_IF_ERROR(CheckStateDict(model, tensors, source));
+  auto params = model.named_parameters();
   torch::NoGradGuard no_grad;
   for (auto& p : params) {
     const torch::Tensor& src = tensors.at(p.key());
@@ -96,6 +107,13 @@ Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
       dst.copy_(src);
     }
   }
+  return Status::Ok();
+}
+
+Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source) {
+  CHAINRL_RETURN_IF_ERROR(CheckStateDict(model, tensors, source));
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) p.value().copy_(tensors.at(p.key()));
   return Status::Ok();
 }
 

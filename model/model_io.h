@@ -24,6 +24,11 @@ TensorMap ModelStateDict(DecoderModel& model);
 // are tied, and "*.rotary_emb.inv_freq" buffers written by old exporters.
 Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source);
 
+// Like LoadStateDict but always copies into the parameters' existing storage (same checks and
+// errors), so tensors that alias the parameters (optimizer state, views handed to other parts)
+// stay valid and the storage stays owned by the model; for resuming training.
+Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source);
+
 // Reads `dir`/config.json and the weights; the model is built with `options` (dtype, device).
 // REQUIRES nothing; every failure is an error naming the file.
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
