@@ -399,7 +399,9 @@ int Launcher::Run(std::atomic<bool>& stop) {
         if (metrics_)
           metrics_->counter(metrics::CounterId::kActorRestarts, {{"actor_id", std::to_string(i)}})
               .Increment();
-        if (Status st = StartActor(a, i); !st.ok()) CHAINRL_LOG(kError) << st.message();
+        if (Status st = StartActor(a, i); !st.ok()) {
+          CHAINRL_LOG(kError) << st.message();
+        }
       }
     }
     UpdateScrapeTargets();

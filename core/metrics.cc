@@ -3,6 +3,7 @@
 #include "core/metrics.h"
 
 #include "core/file_io.h"
+#include "core/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,7 +21,6 @@
 #include <regex>
 #include <sstream>
 
-#include <CivetServer.h>
 #include <prometheus/gateway.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
@@ -56,31 +56,6 @@ class MetricsRegistry::Collector : public prometheus::Collectable {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Gauge* rss_;
-};
-
-// Serves GET /metrics with the collector's text exposition. (prometheus::Exposer would add its own
-// exposer_* families, outside chainrl's naming and in microseconds; serving ourselves keeps the
-// scrape to the catalogue.)
-class MetricsRegistry::Handler : public CivetHandler {
- public:
-  explicit Handler(const Collector* collector) : collector_(collector) {}
-  bool handleGet(CivetServer*, mg_connection* conn) override {
-    prometheus::TextSerializer serializer;
-    std::ostringstream os;
-    serializer.Serialize(os, collector_->Collect());
-    const std::string body = os.str();
-    mg_printf(conn,
-              "HTTP/1.1 200 OK\r\n"
-              "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-              "Content-Length: %zu\r\n"
-              "Connection: close\r\n\r\n",
-              body.size());
-    mg_write(conn, body.data(), body.size());
-    return true;
-  }
-
- private:
-  const Collector* collector_;
 };
 
 namespace {
@@ -148,34 +123,7 @@ Status WriteScrapeTargets(const std::string& path, const std::string& run_id,
 MetricsRegistry::MetricsRegistry(MetricsOptions options)
     : options_(std::move(options)), registry_(std::make_shared<prometheus::Registry>()) {}
 
-MetricsRegistry::~MetricsRegistry() {
-  if (!server_) return;
-  // Stop serving before the handler and the families go away. The server's accept loop only sees
-  // the stop request when its poll() returns, which without traffic takes up to 2 s; connecting
-  // to it wakes it at once.
-  std::atomic<bool> stopped{false};
-  std::string host = address_.substr(0, address_.rfind(':'));
-  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  std::thread waker([&stopped, host, port = port_] {
-    while (!stopped.load()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      if (stopped.load()) break;
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      if (fd < 0) continue;
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_port = htons(static_cast<uint16_t>(port));
-      if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) == 1) {
-        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-      }
-      close(fd);
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  });
-  server_.reset();
-  stopped.store(true);
-  waker.join();
-}
+MetricsRegistry::~MetricsRegistry() { server_.reset(); }  // stop serving before families go
 
 Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOptions& options) {
   if (options.run_id.empty() || !SafeIdentity(options.run_id)) {
@@ -236,22 +184,19 @@ Result<std::unique_ptr<MetricsRegistry>> MetricsRegistry::Create(const MetricsOp
   r->collector_ = std::make_shared<Collector>(r->registry_, &rss);
 
   if (options.serve) {
-    r->handler_ = std::make_unique<Handler>(r->collector_.get());
-    const std::vector<std::string> civet_options = {
-        "listening_ports",   options.listen, "num_threads",       "2",
-        "enable_keep_alive", "no",           "linger_timeout_ms", "0"};
-    try {
-      r->server_ = std::make_unique<CivetServer>(civet_options);
-    } catch (const std::exception& e) {
-      return IoError("metrics: cannot serve /metrics on " + options.listen +
-                     " (address in use or not local?): " + e.what());
-    }
-    std::vector<int> ports = r->server_->getListeningPorts();
-    if (ports.empty()) {
-      return IoError("metrics: cannot serve /metrics on " + options.listen + ": no port bound");
-    }
-    r->server_->addHandler("/metrics", r->handler_.get());
-    r->port_ = ports[0];
+    // Served by our own server (prometheus::Exposer would add its own exposer_* families,
+    // outside chainrl's naming; serving ourselves keeps the scrape to the catalogue).
+    const Collector* collector = r->collector_.get();
+    auto server = HttpServer::Start(
+        options.listen, {{"/metrics", [collector] {
+                            prometheus::TextSerializer serializer;
+                            std::ostringstream os;
+                            serializer.Serialize(os, collector->Collect());
+                            return os.str();
+                          }}});
+    if (!server.ok()) return server.status().WithPrefix("metrics");
+    r->server_ = std::move(*server);
+    r->port_ = r->server_->port();
     const std::size_t colon = options.listen.rfind(':');
     std::string host =
         colon == std::string::npos ? options.listen : options.listen.substr(0, colon);

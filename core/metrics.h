@@ -22,7 +22,9 @@
 #include "core/metrics_catalogue.h"
 #include "core/status.h"
 
-class CivetServer;
+namespace chainrl {
+class HttpServer;
+}  // namespace chainrl
 namespace prometheus {
 class Registry;
 }  // namespace prometheus
@@ -106,7 +108,6 @@ class MetricsRegistry {
 
  private:
   class Collector;
-  class Handler;
   explicit MetricsRegistry(MetricsOptions options);
   // Validates `labels` against `spec` (CHECK) and folds open-set overflow into "other".
   void CheckLabels(const MetricSpec& spec, Labels& labels);
@@ -114,8 +115,7 @@ class MetricsRegistry {
   MetricsOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<Collector> collector_;
-  std::unique_ptr<Handler> handler_;
-  std::unique_ptr<CivetServer> server_;
+  std::unique_ptr<HttpServer> server_;
   std::string address_;
   int port_ = 0;
   // Families indexed by CounterId / GaugeId / HistogramId; owned by registry_.
