@@ -206,7 +206,14 @@ Result<std::vector<int32_t>> PromptRenderer::EncodeResponse(const std::string& r
 }
 
 Result<std::string> PromptRenderer::DecodeResponse(const std::vector<int32_t>& ids) const {
-  return tokenizer_.Decode(ids, /*skip_special=*/true);
+  // Models often pad their embedding matrix beyond the tokenizer (Qwen2.5: 151936 rows for 151665
+  // ids); those rows stand for no text.
+  const int64_t vocab = tokenizer_.vocab_size();
+  std::vector<int32_t> known;
+  known.reserve(ids.size());
+  for (int32_t id : ids)
+    if (id >= 0 && id < vocab) known.push_back(id);
+  return tokenizer_.Decode(known, /*skip_special=*/true);
 }
 
 }  // namespace chainrl::rollout
