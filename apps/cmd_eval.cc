@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include "apps/args.h"
 #include "core/config.h"
@@ -44,7 +44,7 @@ Result<std::vector<data::Example>> LoadEvalData(const Config& cfg, const std::st
   f.answer = cfg.GetString("data.answer_field");
   f.id = cfg.GetString("data.id_field");
   const auto policy = cfg.GetString("data.on_bad_line") == "skip" ? data::BadLinePolicy::kSkip
-                                                                   : data::BadLinePolicy::kError;
+                                                                  : data::BadLinePolicy::kError;
   data::JsonlStats stats;
   auto ex = data::LoadExamplesJsonl(data, f, policy, &stats);
   if (!ex.ok()) return ex;
@@ -88,12 +88,12 @@ int RunEval(const std::vector<std::string>& argv) {
           "need --limit >= 0, --samples >= 1, --max-new-tokens >= 1, --temperature >= 0, "
           "--seed >= 0"));
     if (model_dir.empty() && config_path.empty())
-      return ReportError(InvalidArgument("--model DIR is required (or a --config with model.path)"));
+      return ReportError(
+          InvalidArgument("--model DIR is required (or a --config with model.path)"));
     std::vector<std::string> overrides = sets;
     if (!model_dir.empty()) overrides.push_back("model.path=" + TomlString(model_dir));
-    auto cfg = config_path.empty()
-                   ? ParseConfig("[model]\npath = \"\"\n", "(defaults)", overrides)
-                   : LoadConfig(config_path, overrides);
+    auto cfg = config_path.empty() ? ParseConfig("[model]\npath = \"\"\n", "(defaults)", overrides)
+                                   : LoadConfig(config_path, overrides);
     if (!cfg.ok()) return ReportError(cfg.status());
     if (auto lvl = log::ParseLevel(cfg->GetString("run.log_level")); lvl.ok()) log::SetLevel(*lvl);
 
@@ -131,7 +131,7 @@ int RunEval(const std::vector<std::string>& argv) {
     torch::Device device(torch::kCPU);
     try {
       device = torch::Device(cfg->GetString("run.device"));
-    } catch (const std::exception& e) {
+    } catch (const std::exception&) {
       return ReportError(InvalidArgument("run.device: " + cfg->GetString("run.device")));
     }
     if (device.is_cuda() && !torch::cuda::is_available())
@@ -167,9 +167,8 @@ int RunEval(const std::vector<std::string>& argv) {
       std::ofstream out(records_path);
       if (!out) return ReportError(IoError(records_path + ": cannot open for writing"));
       for (const auto& r : res->records) {
-        nlohmann::json j = {{"id", r.example_id},       {"response", r.response},
-                            {"tokens", r.tokens},       {"reward", r.reward},
-                            {"correct", r.correct},     {"finish", r.finish}};
+        nlohmann::json j = {{"id", r.example_id}, {"response", r.response}, {"tokens", r.tokens},
+                            {"reward", r.reward}, {"correct", r.correct},   {"finish", r.finish}};
         out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       }
       if (!out) return ReportError(IoError(records_path + ": write failed"));
@@ -179,16 +178,14 @@ int RunEval(const std::vector<std::string>& argv) {
                 "mean_reward", "mean_length", "truncated", "seconds");
     std::printf("%10lld %8lld %10.4f %12.4f %12.1f %9.1f%% %9.2f\n",
                 static_cast<long long>(res->examples), static_cast<long long>(res->samples),
-                res->accuracy, res->mean_reward, res->mean_length,
-                100.0 * res->truncated_fraction, res->seconds);
+                res->accuracy, res->mean_reward, res->mean_length, 100.0 * res->truncated_fraction,
+                res->seconds);
     if (as_json) {
-      nlohmann::json j = {{"examples", res->examples},
-                          {"samples", res->samples},
-                          {"accuracy", res->accuracy},
-                          {"mean_reward", res->mean_reward},
-                          {"mean_length", res->mean_length},
-                          {"truncated_fraction", res->truncated_fraction},
-                          {"seconds", res->seconds}};
+      nlohmann::json j = {
+          {"examples", res->examples},       {"samples", res->samples},
+          {"accuracy", res->accuracy},       {"mean_reward", res->mean_reward},
+          {"mean_length", res->mean_length}, {"truncated_fraction", res->truncated_fraction},
+          {"seconds", res->seconds}};
       std::printf("%s\n", j.dump().c_str());
     }
     return kExitOk;

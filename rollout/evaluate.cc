@@ -89,8 +89,12 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
     const data::Example& ex = examples[k / static_cast<size_t>(samples)];
     std::string text;
     if (g.stop_text_bytes >= 0) {
-      // stop_text_bytes counts the raw bytes of every generated token up to the stop string.
-      CHAINRL_ASSIGN_OR_RETURN(std::string raw, tok.DecodeBytes(g.tokens, /*skip_special=*/false));
+      // stop_text_bytes counts the raw bytes of every generated token up to the stop string (none
+      // for ids beyond the tokenizer: padding rows of the model's embedding).
+      std::vector<int32_t> known;
+      for (int32_t id : g.tokens)
+        if (id >= 0 && id < tok.vocab_size()) known.push_back(id);
+      CHAINRL_ASSIGN_OR_RETURN(std::string raw, tok.DecodeBytes(known, /*skip_special=*/false));
       text = raw.substr(0, std::min(raw.size(), static_cast<size_t>(g.stop_text_bytes)));
     } else {
       CHAINRL_ASSIGN_OR_RETURN(text, prompts.DecodeResponse(g.tokens));
@@ -135,8 +139,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
   result.mean_reward = reward_sum / n;
   result.mean_length = static_cast<double>(tokens) / n;
   result.truncated_fraction = static_cast<double>(truncated) / n;
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

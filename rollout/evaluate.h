@@ -24,8 +24,8 @@ struct EvalOptions {
   uint64_t seed = 0;             // sample s of example i uses seed + i * samples_per_prompt + s
   int samples_per_prompt = 1;
   std::vector<std::string> stop_strings;
-  int64_t top_k = 0;    // 0 disables
-  double top_p = 1.0;   // 1 disables
+  int64_t top_k = 0;   // 0 disables
+  double top_p = 1.0;  // 1 disables
 };
 
 struct EvalRecord {
@@ -39,13 +39,13 @@ struct EvalRecord {
 
 struct EvalResult {
   int64_t examples = 0;
-  int64_t samples = 0;             // examples * samples_per_prompt
-  double accuracy = 0;             // correct samples / samples
-  double mean_reward = 0;          // mean of record.reward
-  double mean_length = 0;          // mean of record.tokens
-  double truncated_fraction = 0;   // samples that hit max_new_tokens (finish "length")
-  double seconds = 0;              // wall time of generation + scoring
-  std::vector<EvalRecord> records; // example order, samples of one example together
+  int64_t samples = 0;              // examples * samples_per_prompt
+  double accuracy = 0;              // correct samples / samples
+  double mean_reward = 0;           // mean of record.reward
+  double mean_length = 0;           // mean of record.tokens
+  double truncated_fraction = 0;    // samples that hit max_new_tokens (finish "length")
+  double seconds = 0;               // wall time of generation + scoring
+  std::vector<EvalRecord> records;  // example order, samples of one example together
 };
 
 // Generates samples_per_prompt responses per example with the RolloutEngine (continuous batching,
@@ -59,7 +59,6 @@ struct EvalResult {
 // (naming its id); the engine's and the pool's errors otherwise.
 Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& prompts,
                             rewards::RewardPool& rewards,
-                            const std::vector<data::Example>& examples,
-                            const EvalOptions& options);
+                            const std::vector<data::Example>& examples, const EvalOptions& options);
 
 }  // namespace chainrl::rollout

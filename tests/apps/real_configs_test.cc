@@ -108,7 +108,8 @@ class RealConfigsTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // A small model of `arch` with the real tokenizer's vocabulary, as `chainrl init-model` writes it.
+  // A small model of `arch` with the real tokenizer's vocabulary, as `chainrl init-model` writes
+  // it.
   std::string Model(const std::string& arch) {
     const std::string out = dir_ + "/models/" + arch;
     if (fs::exists(out + "/config.json")) return out;
@@ -122,11 +123,8 @@ class RealConfigsTest : public ::testing::Test {
 
   std::vector<std::string> Overrides(const std::string& model) const {
     const std::string d = dir_ + "/data/gsm8k/";
-    return {"model.path=\"" + model + "\"",
-            "run.device=\"cpu\"",
-            "model.dtype=\"float32\"",
-            "model.compute_dtype=\"float32\"",
-            "data.eval_files=[\"" + d + "test.jsonl\"]"};
+    return {"model.path=\"" + model + "\"", "run.device=\"cpu\"", "model.dtype=\"float32\"",
+            "model.compute_dtype=\"float32\"", "data.eval_files=[\"" + d + "test.jsonl\"]"};
   }
 
   std::string tokenizer_, dir_;
@@ -191,8 +189,8 @@ TEST_F(RealConfigsTest, EachConfigValidatesLoadsRendersAndEvaluates) {
       EXPECT_NE(text->find(std::string("<|im_start|>user\n") + kQuestions[i] + "<|im_end|>"),
                 std::string::npos)
           << *text;
-      EXPECT_TRUE(text->size() >= 22 && text->substr(text->size() - 22) ==
-                                            "<|im_start|>assistant\n")
+      EXPECT_TRUE(text->size() >= 22 &&
+                  text->substr(text->size() - 22) == "<|im_start|>assistant\n")
           << *text;
       const std::string system = cfg->GetString("tokenizer.system_prompt");
       if (!system.empty()) {
@@ -226,7 +224,8 @@ TEST_F(RealConfigsTest, EvalCommandErrorsAndDefaults) {
   // Without a config: the built-in task's held-out split, scored by its verifier; --limit counts.
   CmdResult task = Chainrl("eval --model " + model_dir +
                            " --data task:arithmetic --limit 4 --max-new-tokens 4 --json "
-                           "--records " + dir_ + "/records.jsonl");
+                           "--records " +
+                           dir_ + "/records.jsonl");
   ASSERT_EQ(task.code, 0) << task.out;
   json j = json::parse(LastLine(task.out), nullptr, false);
   ASSERT_TRUE(j.is_object()) << task.out;

@@ -1,6 +1,6 @@
-// Evaluate on a tiny random model with a byte-level tokenizer: records equal the engine's own greedy
-// output, accuracy / mean reward / mean length / truncation equal hand counts over the records,
-// greedy and seeded sampling are deterministic.
+// Evaluate on a tiny random model with a byte-level tokenizer: records equal the engine's own
+// greedy output, accuracy / mean reward / mean length / truncation equal hand counts over the
+// records, greedy and seeded sampling are deterministic.
 #include "rollout/evaluate.h"
 
 #include <gtest/gtest.h>
@@ -111,11 +111,9 @@ std::unique_ptr<rewards::RewardPool> Pool() {
                       .set_name("exact")
                       .set_kind("exact_match")
                       .set_options_toml("extract = false\n"));
-  specs.push_back(rewards::RewardSpec()
-                      .set_name("has_a")
-                      .set_kind("regex")
-                      .set_weight(0.5)
-                      .set_options_toml("pattern = \"a\"\n"));
+  specs.push_back(
+      rewards::RewardSpec().set_name("has_a").set_kind("regex").set_weight(0.5).set_options_toml(
+          "pattern = \"a\"\n"));
   auto p = rewards::RewardPool::Create(std::move(specs));
   EXPECT_TRUE(p.ok()) << p.status().ToString();
   return std::move(*p);

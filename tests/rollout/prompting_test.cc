@@ -75,8 +75,8 @@ void WriteTokenizer(const std::string& dir, const json& config,
 }
 
 std::string TempDir(const std::string& name) {
-  auto d = fs::temp_directory_path() /
-           ("chainrl_prompting_" + std::to_string(::getpid()) + "_" + name);
+  auto d =
+      fs::temp_directory_path() / ("chainrl_prompting_" + std::to_string(::getpid()) + "_" + name);
   fs::remove_all(d);
   fs::create_directories(d);
   return d.string();
@@ -117,7 +117,11 @@ TEST(PromptingTest, ChatPromptIsTheTemplateWithGenerationPrompt) {
   auto ids = r->Render(Prompt("a", "hi"));
   ASSERT_TRUE(ids.ok()) << ids.status().ToString();
   // <|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n
-  EXPECT_EQ(*ids, Cat({{kImStart}, Bytes("user\nhi"), {kImEnd}, Bytes("\n"), {kImStart},
+  EXPECT_EQ(*ids, Cat({{kImStart},
+                       Bytes("user\nhi"),
+                       {kImEnd},
+                       Bytes("\n"),
+                       {kImStart},
                        Bytes("assistant\n")}));
   auto text = r->RenderText(Prompt("a", "hi"));
   ASSERT_TRUE(text.ok());
@@ -134,6 +138,10 @@ TEST(PromptingTest, ChatPromptIsTheTemplateWithGenerationPrompt) {
   auto back = r->DecodeResponse(Cat({Bytes("ok"), {kImEnd}}));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, "ok");
+  // Ids beyond the tokenizer (padding rows of a model's embedding) stand for no text.
+  auto padded = r->DecodeResponse({'o', 300, 'k', 4096});
+  ASSERT_TRUE(padded.ok()) << padded.status().ToString();
+  EXPECT_EQ(*padded, "ok");
 }
 
 TEST(PromptingTest, SystemPromptAndMessages) {
