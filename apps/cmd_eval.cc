@@ -153,6 +153,12 @@ int RunEval(const std::vector<std::string>& argv) {
     eo.seed = static_cast<uint64_t>(seed);
     eo.samples_per_prompt = static_cast<int>(samples);
     eo.stop_strings = cfg->GetStringList("rollout.stop_strings");
+    for (int64_t id : cfg->GetIntList("rollout.stop_token_ids")) {
+      if (id >= (*model)->config().vocab_size)
+        return ReportError(InvalidArgument("rollout.stop_token_ids: " + std::to_string(id) +
+                                           " is outside the model's vocabulary"));
+      eo.stop_token_ids.push_back(static_cast<int32_t>(id));
+    }
     if (temperature > 0) {
       eo.top_k = cfg->GetInt("rollout.top_k");
       eo.top_p = cfg->GetFloat("rollout.top_p");

@@ -54,6 +54,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
                     options.seed + static_cast<uint64_t>(i) * static_cast<uint64_t>(samples) +
                         static_cast<uint64_t>(s)};
       r.stop_strings = options.stop_strings;
+      r.stop_token_ids = options.stop_token_ids;
       requests.push_back(std::move(r));
     }
   }
@@ -103,6 +104,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
     rec.example_id = ex.id;
     rec.response = text;
     rec.tokens = static_cast<int64_t>(g.tokens.size());
+    rec.token_ids = g.tokens;
     rec.finish = FinishReasonName(g.finish);
     result.records.push_back(std::move(rec));
 

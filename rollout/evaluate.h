@@ -24,17 +24,19 @@ struct EvalOptions {
   uint64_t seed = 0;             // sample s of example i uses seed + i * samples_per_prompt + s
   int samples_per_prompt = 1;
   std::vector<std::string> stop_strings;
-  int64_t top_k = 0;   // 0 disables
-  double top_p = 1.0;  // 1 disables
+  std::vector<int32_t> stop_token_ids;  // in addition to prompts.stop_token_ids()
+  int64_t top_k = 0;                    // 0 disables
+  double top_p = 1.0;                   // 1 disables
 };
 
 struct EvalRecord {
   std::string example_id;
-  std::string response;  // decoded text, cut before a stop string, special tokens dropped
-  int64_t tokens = 0;    // generated tokens (a final stop token included)
-  double reward = 0;     // the pool's weighted total
-  bool correct = false;  // the first reward scored >= 1 without error
-  std::string finish;    // FinishReasonName: "stop", "length", "repetition", ...
+  std::string response;            // decoded text, cut before a stop string, special tokens dropped
+  int64_t tokens = 0;              // generated tokens (a final stop token included)
+  std::vector<int32_t> token_ids;  // the generated ids
+  double reward = 0;               // the pool's weighted total
+  bool correct = false;            // the first reward scored >= 1 without error
+  std::string finish;              // FinishReasonName: "stop", "length", "repetition", ...
 };
 
 struct EvalResult {

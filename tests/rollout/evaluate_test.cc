@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -217,6 +218,26 @@ TEST_F(EvaluateTest, GreedyRecordsAreTheEnginesOutputAndScoresAreHandCounts) {
                                    (b.response.find('a') != std::string::npos ? 0.5 : 0.0));
   }
   EXPECT_NEAR(second->mean_reward - first->mean_reward, made_correct / 6.0, 1e-12);
+
+  // An extra stop id ends each response at its first occurrence in the greedy output.
+  const int32_t stop = first->records[0].token_ids.at(2);
+  o.stop_token_ids = {stop};
+  auto third = Evaluate(*model_, *prompts_, *pool_, examples, o);
+  ASSERT_TRUE(third.ok()) << third.status().ToString();
+  ExpectSummaryMatchesRecords(*third);
+  int stopped = 0;
+  for (size_t i = 0; i < examples.size(); ++i) {
+    const auto& full = first->records[i].token_ids;
+    ASSERT_EQ(static_cast<int64_t>(full.size()), first->records[i].tokens);
+    auto at = std::find(full.begin(), full.end(), stop);
+    std::vector<int32_t> expected(full.begin(), at == full.end() ? at : at + 1);
+    EXPECT_EQ(third->records[i].token_ids, expected) << i;
+    if (at != full.end()) {
+      EXPECT_EQ(third->records[i].finish, "stop") << i;
+      ++stopped;
+    }
+  }
+  EXPECT_GE(stopped, 1);
 }
 
 TEST_F(EvaluateTest, SampledEvaluationIsSeededAndGroupsSamples) {
