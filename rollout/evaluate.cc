@@ -54,6 +54,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
                     options.seed + static_cast<uint64_t>(i) * static_cast<uint64_t>(samples) +
                         static_cast<uint64_t>(s)};
       r.stop_strings = options.stop_strings;
+      r.stop_token_ids = options.stop_token_ids;
       requests.push_back(std::move(r));
     }
   }
@@ -89,8 +90,12 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
     const data::Example& ex = examples[k / static_cast<size_t>(samples)];
     std::string text;
     if (g.stop_text_bytes >= 0) {
-      // stop_text_bytes counts the raw bytes of every generated token up to the stop string.
-      CHAINRL_ASSIGN_OR_RETURN(std::string raw, tok.DecodeBytes(g.tokens, /*skip_special=*/false));
+      // stop_text_bytes counts the raw bytes of every generated token up to the stop string (none
+      // for ids beyond the tokenizer: padding rows of the model's embedding).
+      std::vector<int32_t> known;
+      for (int32_t id : g.tokens)
+        if (id >= 0 && id < tok.vocab_size()) known.push_back(id);
+      CHAINRL_ASSIGN_OR_RETURN(std::string raw, tok.DecodeBytes(known, /*skip_special=*/false));
       text = raw.substr(0, std::min(raw.size(), static_cast<size_t>(g.stop_text_bytes)));
     } else {
       CHAINRL_ASSIGN_OR_RETURN(text, prompts.DecodeResponse(g.tokens));
@@ -99,6 +104,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
     rec.example_id = ex.id;
     rec.response = text;
     rec.tokens = static_cast<int64_t>(g.tokens.size());
+    rec.token_ids = g.tokens;
     rec.finish = FinishReasonName(g.finish);
     result.records.push_back(std::move(rec));
 
@@ -135,8 +141,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
   result.mean_reward = reward_sum / n;
   result.mean_length = static_cast<double>(tokens) / n;
   result.truncated_fraction = static_cast<double>(truncated) / n;
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

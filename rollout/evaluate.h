@@ -24,28 +24,30 @@ struct EvalOptions {
   uint64_t seed = 0;             // sample s of example i uses seed + i * samples_per_prompt + s
   int samples_per_prompt = 1;
   std::vector<std::string> stop_strings;
-  int64_t top_k = 0;    // 0 disables
-  double top_p = 1.0;   // 1 disables
+  std::vector<int32_t> stop_token_ids;  // in addition to prompts.stop_token_ids()
+  int64_t top_k = 0;                    // 0 disables
+  double top_p = 1.0;                   // 1 disables
 };
 
 struct EvalRecord {
   std::string example_id;
-  std::string response;  // decoded text, cut before a stop string, special tokens dropped
-  int64_t tokens = 0;    // generated tokens (a final stop token included)
-  double reward = 0;     // the pool's weighted total
-  bool correct = false;  // the first reward scored >= 1 without error
-  std::string finish;    // FinishReasonName: "stop", "length", "repetition", ...
+  std::string response;            // decoded text, cut before a stop string, special tokens dropped
+  int64_t tokens = 0;              // generated tokens (a final stop token included)
+  std::vector<int32_t> token_ids;  // the generated ids
+  double reward = 0;               // the pool's weighted total
+  bool correct = false;            // the first reward scored >= 1 without error
+  std::string finish;              // FinishReasonName: "stop", "length", "repetition", ...
 };
 
 struct EvalResult {
   int64_t examples = 0;
-  int64_t samples = 0;             // examples * samples_per_prompt
-  double accuracy = 0;             // correct samples / samples
-  double mean_reward = 0;          // mean of record.reward
-  double mean_length = 0;          // mean of record.tokens
-  double truncated_fraction = 0;   // samples that hit max_new_tokens (finish "length")
-  double seconds = 0;              // wall time of generation + scoring
-  std::vector<EvalRecord> records; // example order, samples of one example together
+  int64_t samples = 0;              // examples * samples_per_prompt
+  double accuracy = 0;              // correct samples / samples
+  double mean_reward = 0;           // mean of record.reward
+  double mean_length = 0;           // mean of record.tokens
+  double truncated_fraction = 0;    // samples that hit max_new_tokens (finish "length")
+  double seconds = 0;               // wall time of generation + scoring
+  std::vector<EvalRecord> records;  // example order, samples of one example together
 };
 
 // Generates samples_per_prompt responses per example with the RolloutEngine (continuous batching,
@@ -59,7 +61,6 @@ struct EvalResult {
 // (naming its id); the engine's and the pool's errors otherwise.
 Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& prompts,
                             rewards::RewardPool& rewards,
-                            const std::vector<data::Example>& examples,
-                            const EvalOptions& options);
+                            const std::vector<data::Example>& examples, const EvalOptions& options);
 
 }  // namespace chainrl::rollout

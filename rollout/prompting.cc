@@ -111,8 +111,8 @@ Result<std::unique_ptr<PromptRenderer>> PromptRenderer::Create(const PromptOptio
 
   if (options.use_chat_template) {
     if (!options.chat_template.empty()) {
-      CHAINRL_ASSIGN_OR_RETURN(ChatTemplate tmpl,
-                               ChatTemplate::Parse(options.chat_template, "tokenizer.chat_template"));
+      CHAINRL_ASSIGN_OR_RETURN(
+          ChatTemplate tmpl, ChatTemplate::Parse(options.chat_template, "tokenizer.chat_template"));
       tmpl.bos_token = t.bos_token().value_or("");
       tmpl.eos_token = t.eos_token().value_or("");
       r->template_ = std::move(tmpl);
@@ -167,8 +167,7 @@ Result<std::string> PromptRenderer::RenderText(const data::Example& example) con
     CHAINRL_ASSIGN_OR_RETURN(std::vector<ChatMessage> messages,
                              Conversation(example, options_.system_prompt));
     auto text = RenderChat(*template_, messages, /*add_generation_prompt=*/true);
-    if (!text.ok())
-      return InvalidArgument(ExampleName(example) + ": " + text.status().message());
+    if (!text.ok()) return InvalidArgument(ExampleName(example) + ": " + text.status().message());
     return *text;
   }
   std::string text;
@@ -206,7 +205,14 @@ Result<std::vector<int32_t>> PromptRenderer::EncodeResponse(const std::string& r
 }
 
 Result<std::string> PromptRenderer::DecodeResponse(const std::vector<int32_t>& ids) const {
-  return tokenizer_.Decode(ids, /*skip_special=*/true);
+  // Models often pad their embedding matrix beyond the tokenizer (Qwen2.5: 151936 rows for 151665
+  // ids); those rows stand for no text.
+  const int64_t vocab = tokenizer_.vocab_size();
+  std::vector<int32_t> known;
+  known.reserve(ids.size());
+  for (int32_t id : ids)
+    if (id >= 0 && id < vocab) known.push_back(id);
+  return tokenizer_.Decode(known, /*skip_special=*/true);
 }
 
 }  // namespace chainrl::rollout

@@ -66,7 +66,8 @@ class PromptRenderer {
   // The text Render() encodes (for logs and for the reward's `prompt` field).
   Result<std::string> RenderText(const data::Example& example) const;
 
-  // Response text from generated ids (special tokens dropped).
+  // Response text from generated ids (special tokens dropped, and ids beyond the tokenizer's
+  // vocabulary, i.e. padding rows of the model's embedding, ignored).
   Result<std::string> DecodeResponse(const std::vector<int32_t>& ids) const;
 
  private:
