@@ -111,7 +111,12 @@ class Actor {
 
  private:
   Status Connect();
-  Status UpdateWeights(bool wait);
+  // Swaps in the newest announced weights. wait: until some version is loaded or `max_wait`.
+  Status UpdateWeights(bool wait, milliseconds max_wait = milliseconds::max());
+  // The learner hands out work stamped with its policy version; an actor behind it (e.g. after a
+  // learner restart, when the new weights server does not know us yet) rejoins and fetches.
+  Status CatchUp(int64_t wanted);
+  Status ConnectWeights();
   Status Pump(milliseconds timeout);
   Status GenerateAndSend();
   Status SendTrajectory(const wire::Envelope& env);
@@ -151,11 +156,7 @@ Status Actor::Connect() {
         traj_, transport::Channel::Open(ctx_, transport::ChannelKind::kTrajectorySource,
                                         options_.endpoints.trajectories, t));
   }
-  transport::WeightsClientOptions wo;
-  wo.channel.name = id_;
-  weights_.reset();
-  CHAINRL_ASSIGN_OR_RETURN(weights_,
-                           transport::WeightsClient::Connect(ctx_, options_.endpoints.weights, wo));
+  CHAINRL_RETURN_IF_ERROR(ConnectWeights());
   wire::Envelope join = wire::MakeEnvelope(id_);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -168,8 +169,35 @@ Status Actor::Connect() {
   return Status::Ok();
 }
 
-Status Actor::UpdateWeights(bool wait) {
-  while (!stop_) {
+Status Actor::ConnectWeights() {
+  transport::WeightsClientOptions wo;
+  wo.channel.name = id_;
+  weights_.reset();
+  CHAINRL_ASSIGN_OR_RETURN(weights_,
+                           transport::WeightsClient::Connect(ctx_, options_.endpoints.weights, wo));
+  return Status::Ok();
+}
+
+Status Actor::CatchUp(int64_t wanted) {
+  if (wanted <= version_) return Status::Ok();
+  CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true, milliseconds(1000)));
+  if (version_ >= wanted) return Status::Ok();
+  CHAINRL_LOG(kInfo) << "work is stamped with policy version " << wanted << " but we hold "
+                     << version_ << "; rejoining the weights server";
+  CHAINRL_RETURN_IF_ERROR(ConnectWeights());
+  const int64_t before = version_;
+  version_ = -1;  // a restarted learner may publish versions we already saw: take its latest
+  CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true, milliseconds(10000)));
+  if (version_ < 0) version_ = before;
+  return Status::Ok();
+}
+
+Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
+  const auto deadline = max_wait == milliseconds::max() ? Clock::time_point::max()
+                                                        : Clock::now() + max_wait;
+  const int64_t start_version = version_;
+  while (!stop_ && Clock::now() < deadline) {
+    if (wait && version_ != start_version) return Status::Ok();
     CHAINRL_ASSIGN_OR_RETURN(auto announce, weights_->PollAnnounce(milliseconds(wait ? 500 : 0)));
     if (!announce) {
       if (!wait) return Status::Ok();
@@ -234,6 +262,9 @@ Status Actor::GenerateAndSend() {
   // Everything held is generated together: continuous batching across prompt groups.
   std::vector<wire::WorkItem> batch(items_.begin(), items_.end());
   items_.clear();
+  int64_t wanted = -1;
+  for (const auto& item : batch) wanted = std::max<int64_t>(wanted, item.policy_version());
+  CHAINRL_RETURN_IF_ERROR(CatchUp(wanted));
   heartbeat_->in_flight = static_cast<uint32_t>(batch.size());
   auto t0 = Clock::now();
   std::vector<rollout::GenerationRequest> reqs;

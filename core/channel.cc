@@ -1,6 +1,8 @@
 // ZeroMQ channels carrying wire frames; see channel.h for the contracts.
 #include "core/channel.h"
 
+#include <cerrno>
+
 #include <arpa/inet.h>
 #include <sys/un.h>
 
@@ -278,6 +280,9 @@ Result<std::optional<Received>> Channel::Receive(std::chrono::milliseconds timeo
         if (!socket_->recv(junk, zmq::recv_flags::dontwait) || !junk.more()) break;
       }
     } catch (const zmq::error_t& e) {
+      // A signal (e.g. a graceful-stop request) interrupts the wait: report "nothing yet", the
+      // caller checks its stop flag.
+      if (e.num() == EINTR) return std::optional<Received>();
       return IoError(options_.name + ": receive on " + endpoint_ + ": " + e.what());
     }
     if (parts.empty()) continue;

@@ -1,6 +1,8 @@
 // Chunked, checksummed weights publication; see weights_transfer.h.
 #include "core/weights_transfer.h"
 
+#include <cerrno>
+
 #include <sys/mman.h>
 #include <algorithm>
 #include <cstdio>
@@ -400,6 +402,7 @@ Result<bool> WeightsClient::ReceiveOne(std::chrono::milliseconds timeout, wire::
       }
       return true;
     } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) return false;  // interrupted by a signal: as a timeout
       return IoError("weights client: receive from " + endpoint_ + ": " + e.what());
     }
   }
