@@ -31,6 +31,7 @@ Result<std::vector<data::Example>> LoadEvalData(const Config& cfg, const std::st
     t.family = data.substr(prefix.size());
     t.min_size = static_cast<int>(cfg.GetInt("data.task_min_size"));
     t.max_size = static_cast<int>(cfg.GetInt("data.task_max_size"));
+    t.ops = cfg.GetString("data.task_ops");
     t.seed = static_cast<uint64_t>(cfg.GetInt("run.seed"));
     const int64_t count = cfg.GetInt("data.num_eval_examples");
     if (count < 1) return InvalidArgument("--data " + data + ": data.num_eval_examples is 0");

@@ -204,6 +204,8 @@ ConfigSchema Build() {
   k.push_back(Int("data.task_min_size", 1, 1, 64,
                   "Smallest problem size of the task (arithmetic: operand digits)."));
   k.push_back(Int("data.task_max_size", 3, 1, 64, "Largest problem size of the task."));
+  k.push_back(Str("data.task_ops", "+-*",
+                  "Arithmetic task: the operations drawn, a non-empty subset of \"+-*\"."));
   k.push_back(Int("data.num_train_examples", 20000, 1, std::nullopt,
                   "Examples generated for training (data.source = task)."));
   k.push_back(Int("data.num_eval_examples", 200, 0, std::nullopt, "Held-out examples."));

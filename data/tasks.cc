@@ -130,7 +130,13 @@ bool MakeArithmetic(const TaskOptions& o, Rng& rng, Example* ex, std::string* ke
   int da = static_cast<int>(rng.Uniform(o.min_size, o.max_size));
   int db = static_cast<int>(rng.Uniform(o.min_size, o.max_size));
   int64_t a = RandomWithDigits(rng, da), b = RandomWithDigits(rng, db);
-  int op = static_cast<int>(rng.Uniform(0, 2));
+  int op = 0;
+  if (o.ops == "+-*") {
+    op = static_cast<int>(rng.Uniform(0, 2));
+  } else {
+    const char c = o.ops[static_cast<size_t>(rng.Uniform(0, static_cast<int64_t>(o.ops.size()) - 1))];
+    op = c == '+' ? 0 : c == '-' ? 1 : 2;
+  }
   const char* sym = op == 0 ? "+" : op == 1 ? "-" : "*";
   if (op == 1 && a < b) std::swap(a, b);
   int64_t result = op == 0 ? a + b : op == 1 ? a - b : a * b;
@@ -231,6 +237,10 @@ Result<std::vector<Example>> GenerateTask(const TaskOptions& o, Split split, int
     return InvalidArgument("task " + o.family + ": sizes [" + S(o.min_size) + ", " + S(o.max_size) +
                            "] must satisfy 1 <= min <= max <= " + S(max_allowed));
   if (count < 0) return InvalidArgument("negative example count");
+  if (o.family == "arithmetic" &&
+      (o.ops.empty() || o.ops.find_first_not_of("+-*") != std::string::npos))
+    return InvalidArgument("task arithmetic: ops '" + o.ops +
+                           "' must be a non-empty subset of \"+-*\"");
   Rng rng(o.seed * 0x2545F4914F6CDD1Dull + (split == Split::kTrain ? 1 : 2) + Hash(o.family));
   std::vector<Example> out;
   out.reserve(static_cast<size_t>(count));

@@ -20,6 +20,9 @@ struct TaskOptions {
   std::string family = "arithmetic";  // "arithmetic" | "countdown"
   int min_size = 1;  // arithmetic: operand digits; countdown: numbers to combine minus 2
   int max_size = 3;
+  // arithmetic: the operations drawn, any non-empty subset of "+-*" (each problem picks one
+  // uniformly).
+  std::string ops = "+-*";
   uint64_t seed = 0;
   // Fraction of solutions written with every step, with the result of each step only, and with the
   // answer alone (normalised). A warm-up on this mix gives RL both long and short chains to choose.

@@ -69,6 +69,7 @@ class Dataset {
       o.family = c.GetString("data.task");
       o.min_size = static_cast<int>(c.GetInt("data.task_min_size"));
       o.max_size = static_cast<int>(c.GetInt("data.task_max_size"));
+      o.ops = c.GetString("data.task_ops");
       o.seed = seed;
       CHAINRL_ASSIGN_OR_RETURN(train_, data::GenerateTask(o, data::Split::kTrain,
                                                           c.GetInt("data.num_train_examples")));
