@@ -232,6 +232,14 @@ Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
 
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
+  if (lo_.family == ObjectiveFamily::kPreference)
+    return Unimplemented("algorithm.name = '" + lo_.algorithm +
+                         "': preference training (DPO family) runs through learner/preference.h "
+                         "in tests and benchmarks but is not wired into the learner process yet");
+  if (c_.GetInt("rollout.segment_tokens") > 0) {
+    CHAINRL_LOG(kWarn) << "rollout.segment_tokens is not used by the learner and actor processes "
+                          "yet: responses are generated to the end within one lease";
+  }
   CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
   rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
   tokenizer_dir_ = po.tokenizer_dir;
