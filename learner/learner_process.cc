@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -944,6 +946,11 @@ Status Learner::Finish(bool completed) {
 
 Status Learner::Run() {
   log::SetRole("learner");
+  if (std::getenv("CHAINRL_THREADS") == nullptr) {  // the environment overrides the config
+    int64_t threads = c_.GetInt("learner.threads");
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    at::set_num_threads(static_cast<int>(threads));
+  }
   CHAINRL_RETURN_IF_ERROR(Setup());
   std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
