@@ -270,6 +270,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         stats.policy.Merge(mstats);
         base += micro.size();
       }
+      if (step.skip_optimizer_step) continue;
       StepResult r = optimizer.Step();
       stats.grad_norm = r.grad_norm;
       stats.lr = r.lr;
@@ -282,7 +283,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
 
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
-                            int64_t micro_batch_tokens) {
+                            int64_t micro_batch_tokens, bool skip_optimizer_step) {
   std::vector<Seq> seqs;
   double total = 0;
   for (const auto& e : batch) {
@@ -306,7 +307,7 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
     };
     loss += Backward(model, p, options, 1.0, false, loss_fn);
   }
-  optimizer.Step();
+  if (!skip_optimizer_step) optimizer.Step();
   return loss;
 }
 

@@ -34,6 +34,9 @@ struct RlStepOptions {
   int64_t mini_batches = 1;
   bool recompute_old_logprobs = false;  // ratio against the learner's own pre-update logprobs
   model::DecoderModel* reference = nullptr;  // REQUIRED when policy.kl_coef > 0
+  // No optimiser step: the last mini-batch's gradients stay in the parameters' .grad (gradient
+  // inspection and tests); optimizer_steps stays 0.
+  bool skip_optimizer_step = false;
 };
 
 struct RlStepStats {
@@ -58,8 +61,9 @@ struct SftExample {
 };
 
 // One SFT optimiser step: mean token cross-entropy over the responses. Returns the loss.
+// skip_optimizer_step: leave the gradients in .grad instead of stepping (as in RlStepOptions).
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
-                            int64_t micro_batch_tokens);
+                            int64_t micro_batch_tokens, bool skip_optimizer_step = false);
 
 }  // namespace chainrl::learner

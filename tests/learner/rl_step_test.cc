@@ -1,0 +1,582 @@
+// RunPolicyUpdate and RunSftUpdate on tiny Qwen2-style models: the gradient is the same through
+// streaming backprop and plain autograd and over any micro-batch split, and equals slow per-sample
+// reference losses written out by hand here (GRPO, SFT), plus the edge cases of the batch.
+#include "learner/rl_step.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "learner/advantages.h"
+#include "learner/objectives.h"
+#include "model/decoder.h"
+
+namespace chainrl::learner {
+namespace {
+
+using torch::Tensor;
+using Grads = std::map<std::string, Tensor>;
+
+constexpr int64_t kVocab = 50;
+constexpr int64_t kHuge = 1 << 20;  // micro_batch_tokens that keep a mini-batch in one piece
+
+std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed, bool tied) {
+  model::ModelConfig c;
+  c.arch = model::Architecture::kQwen2;
+  c.vocab_size = kVocab;
+  c.hidden_size = 32;
+  c.intermediate_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 8;
+  c.tie_word_embeddings = tied;
+  c.initializer_range = 0.1;
+  auto m = std::make_shared<model::DecoderModel>(c);
+  m->InitWeights(seed);
+  return m;
+}
+
+std::vector<std::pair<std::string, Tensor>> Named(model::DecoderModel& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+// Every parameter's gradient (zeros where autograd left none).
+Grads TakeGrads(model::DecoderModel& m) {
+  Grads g;
+  for (const auto& p : m.named_parameters()) {
+    const Tensor& grad = p.value().grad();
+    g[p.key()] = grad.defined() ? grad.detach().clone() : torch::zeros_like(p.value());
+  }
+  return g;
+}
+
+// Worst over parameters of max|a − b| / max|b| (absolute where b is all zero).
+double MaxRelErr(const Grads& a, const Grads& b) {
+  double worst = 0;
+  for (const auto& [k, v] : b) {
+    const double scale = v.abs().max().item<double>();
+    const double diff = (a.at(k) - v).abs().max().item<double>();
+    worst = std::max(worst, scale > 0 ? diff / scale : diff);
+  }
+  return worst;
+}
+
+double MaxAbs(const Grads& g) {
+  double worst = 0;
+  for (const auto& [k, v] : g) worst = std::max(worst, v.abs().max().item<double>());
+  return worst;
+}
+
+Tensor Ids(const std::vector<int32_t>& prompt, const std::vector<int32_t>& response) {
+  std::vector<int64_t> ids(prompt.begin(), prompt.end());
+  ids.insert(ids.end(), response.begin(), response.end());
+  return torch::tensor(ids, torch::kLong).unsqueeze(0);
+}
+
+// Per-response-token logprobs [R] of one unpadded sequence at `temperature`, with gradient: the
+// full [1, L, V] logits, log-softmax, and response token j read at position P − 1 + j.
+Tensor SequenceLogprobs(model::DecoderModel& m, const std::vector<int32_t>& prompt,
+                        const std::vector<int32_t>& response, double temperature) {
+  const Tensor logits = m.Logits(m.Forward(Ids(prompt, response)))[0] / temperature;
+  const Tensor lsm = torch::log_softmax(logits, -1);
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  const int64_t R = static_cast<int64_t>(response.size());
+  std::vector<int64_t> resp(response.begin(), response.end());
+  return lsm.slice(0, P - 1, P - 1 + R)
+      .gather(1, torch::tensor(resp, torch::kLong).unsqueeze(1))
+      .squeeze(1);
+}
+
+// Groups with ragged prompts and responses (the longest sequence is 12 tokens), random tokens,
+// and behaviour logprobs = `m`'s own logprobs at `temperature` plus uniform noise in ±noise, so
+// that some ratios fall inside the clip range and some outside.
+std::vector<GroupData> MakeGroups(model::DecoderModel& m, double temperature,
+                                  const std::vector<std::vector<double>>& rewards,
+                                  double noise = 0.3, uint32_t seed = 11) {
+  const std::vector<int64_t> prompt_len = {3, 5, 2};
+  const std::vector<std::vector<int64_t>> resp_len = {{6, 2, 7}, {1, 7, 4}, {9, 3, 5, 8}};
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int32_t> tok(0, kVocab - 1);
+  std::uniform_real_distribution<double> jitter(-noise, noise);
+  std::vector<GroupData> groups;
+  torch::NoGradGuard ng;
+  for (size_t g = 0; g < prompt_len.size(); ++g) {
+    GroupData gd;
+    gd.group_id = 100 + g;
+    for (int64_t i = 0; i < prompt_len[g]; ++i) gd.prompt.push_back(tok(gen));
+    for (size_t s = 0; s < resp_len[g].size(); ++s) {
+      SampleData sd;
+      for (int64_t i = 0; i < resp_len[g][s]; ++i) sd.tokens.push_back(tok(gen));
+      Tensor lp = SequenceLogprobs(m, gd.prompt, sd.tokens, temperature).contiguous();
+      for (int64_t i = 0; i < lp.size(0); ++i)
+        sd.behaviour_logprobs.push_back(static_cast<float>(lp[i].item<double>() + jitter(gen)));
+      sd.reward = rewards[g][s % rewards[g].size()];
+      gd.samples.push_back(std::move(sd));
+    }
+    groups.push_back(std::move(gd));
+  }
+  return groups;
+}
+
+const std::vector<std::vector<double>> kMixedRewards = {{1, 0, 0.5}, {0, 0, 1}, {1, 1, 0, 0.25}};
+
+struct Path {
+  const char* name;
+  bool streambp;
+  int64_t layer_chunk, logits_chunk, micro_batch_tokens;
+};
+// Plain autograd in one piece is the baseline (first). 30 tokens per micro-batch cuts the 10
+// sequences (5 to 12 tokens) into 4 micro-batches; 12 tokens into 10, one sequence each.
+const std::vector<Path> kPaths = {
+    {"autograd, one micro-batch", false, 0, 512, kHuge},
+    {"autograd, micro-batches of 30 tokens", false, 0, 512, 30},
+    {"streambp 4/6 (chunks divide T=12), one micro-batch", true, 4, 6, kHuge},
+    {"streambp 5/7 (chunks do not divide T), one micro-batch", true, 5, 7, kHuge},
+    {"streambp 3/5, micro-batches of 30 tokens", true, 3, 5, 30},
+    {"streambp 1/2, one sequence per micro-batch", true, 1, 2, 12},
+};
+
+LearnerRunOptions WithPath(LearnerRunOptions o, const Path& p) {
+  o.streambp = p.streambp;
+  o.layer_chunk_tokens = p.layer_chunk;
+  o.logits_chunk_tokens = p.logits_chunk;
+  o.memory_budget_bytes = 1 << 30;
+  return o;
+}
+
+struct Update {
+  Grads grads;
+  RlStepStats stats;
+};
+
+// One RunPolicyUpdate with the optimiser step skipped; the gradients it left behind.
+Update PolicyGrads(model::DecoderModel& m, const std::vector<GroupData>& groups,
+                   const LearnerRunOptions& o, RlStepOptions s) {
+  auto opt = Optimizer::Create(Named(m), o.optimizer);
+  EXPECT_TRUE(opt.ok());
+  s.skip_optimizer_step = true;
+  auto r = RunPolicyUpdate(m, **opt, groups, o, s);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  Update u;
+  u.stats = r.ok() ? *r : RlStepStats();
+  u.grads = TakeGrads(m);
+  return u;
+}
+
+struct Config {
+  const char* name;
+  PolicyLossOptions policy;
+  AdvantageEstimator estimator = AdvantageEstimator::kGrpo;
+  double temperature = 1.0;
+  bool reference = false;
+  bool recompute = false;
+  bool expect_clipping = true;
+};
+
+// 1. Every algorithm's gradient is identical through every path (streaming or not, any chunks,
+// any micro-batch split).
+TEST(RlStepTest, GradientIsExactOverStreamingChunksAndMicroBatches) {
+  auto m = TinyModel(3, /*tied=*/false);
+  auto ref = TinyModel(8, /*tied=*/false);
+  std::vector<Config> configs;
+  configs.push_back({"GRPO seq-mean-token-mean",
+                     PolicyLossOptions().set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean),
+                     AdvantageEstimator::kGrpo, 0.8});
+  configs.push_back({"DAPO token-mean, clip-higher 0.28, entropy bonus",
+                     PolicyLossOptions()
+                         .set_loss_agg_mode(LossAggMode::kTokenMean)
+                         .set_clip_ratio_high(0.28)
+                         .set_entropy_coef(0.01)});
+  configs.push_back({"Dr.GRPO seq-mean-token-sum-norm",
+                     PolicyLossOptions().set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm),
+                     AdvantageEstimator::kDrGrpo});
+  configs.push_back({"GSPO",
+                     PolicyLossOptions()
+                         .set_policy_loss(PolicyLossKind::kGspo)
+                         .set_clip_ratio_low(0.03)
+                         .set_clip_ratio_high(0.04),
+                     AdvantageEstimator::kGrpo, 0.9});
+  configs.push_back(
+      {"GRPO with k3 KL to a reference model",
+       PolicyLossOptions().set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean).set_kl_coef(0.05),
+       AdvantageEstimator::kGrpo, 1.0, /*reference=*/true});
+  configs.push_back({"DAPO with recomputed old logprobs",
+                     PolicyLossOptions().set_clip_ratio_high(0.28), AdvantageEstimator::kGrpo, 1.0,
+                     false, /*recompute=*/true, /*expect_clipping=*/false});
+  for (const Config& c : configs) {
+    SCOPED_TRACE(c.name);
+    auto groups = MakeGroups(*m, c.temperature, kMixedRewards);
+    LearnerRunOptions o;
+    o.policy = c.policy;
+    o.advantages.set_estimator(c.estimator);
+    RlStepOptions s;
+    s.temperature = c.temperature;
+    s.recompute_old_logprobs = c.recompute;
+    if (c.reference) s.reference = ref.get();
+    Update base;
+    for (size_t i = 0; i < kPaths.size(); ++i) {
+      const Path& p = kPaths[i];
+      SCOPED_TRACE(p.name);
+      s.micro_batch_tokens = p.micro_batch_tokens;
+      Update u = PolicyGrads(*m, groups, WithPath(o, p), s);
+      EXPECT_EQ(u.stats.sequences, 10);
+      EXPECT_EQ(u.stats.response_tokens, 52);
+      EXPECT_EQ(u.stats.optimizer_steps, 0);
+      if (i == 0) {
+        base = u;
+        // The case is not trivial: a real gradient, and the clip both active and inactive.
+        EXPECT_GT(MaxAbs(base.grads), 1e-4);
+        EXPECT_EQ(base.stats.policy.tokens, 52);
+        if (c.expect_clipping) {
+          EXPECT_GT(base.stats.policy.clip_fraction(), 0.05);
+          EXPECT_LT(base.stats.policy.clip_fraction(), 0.95);
+        } else {
+          EXPECT_EQ(base.stats.policy.clip_fraction(), 0);
+        }
+        if (c.reference) {
+          EXPECT_GT(base.stats.policy.ref_kl(), 1e-3);
+        }
+        continue;
+      }
+      fprintf(stderr, "%s | %s: err %.3g clip %.3f refkl %.4f maxg %.3g loss %.6f\n", c.name,
+              p.name, MaxRelErr(u.grads, base.grads), base.stats.policy.clip_fraction(),
+              base.stats.policy.ref_kl(), MaxAbs(base.grads), u.stats.loss);
+      EXPECT_LE(MaxRelErr(u.grads, base.grads), 1e-5);
+      EXPECT_NEAR(u.stats.loss, base.stats.loss, 1e-5 * std::max(1.0, std::abs(base.stats.loss)));
+      EXPECT_NEAR(u.stats.policy.clipped_tokens, base.stats.policy.clipped_tokens, 0.5);
+    }
+  }
+}
+
+// Hand-written GRPO: advantages (R − mean)/(Bessel std + 1e-6) per group, each sample forwarded
+// alone (no padding), ratio against the behaviour logprobs, clipped surrogate, and the aggregation
+// written out. `in_loss[i]` false drops sample i from the loss and its denominators (its reward
+// still counts in its group's baseline). Returns the loss; `advantages` receives Â per sample.
+// `gspo`: the sequence ratio s_i = exp(mean_t(ℓ − ℓ_old)) with its full gradient, one clipped
+// surrogate per sequence, averaged over sequences (GSPO's objective; `mode` is then ignored).
+Tensor HandGrpoLoss(model::DecoderModel& m, const std::vector<GroupData>& groups,
+                    double temperature, double eps_low, double eps_high, LossAggMode mode,
+                    const std::vector<bool>& in_loss, std::vector<double>* advantages,
+                    bool gspo = false) {
+  advantages->clear();
+  for (const auto& g : groups) {
+    std::vector<double> r;
+    for (const auto& s : g.samples)
+      if (!s.tokens.empty()) r.push_back(s.reward);
+    double mean = 0, var = 0;
+    for (double x : r) mean += x / static_cast<double>(r.size());
+    for (double x : r) var += (x - mean) * (x - mean);
+    const double sd = r.size() > 1 ? std::sqrt(var / static_cast<double>(r.size() - 1)) : 0;
+    for (double x : r) advantages->push_back(r.size() > 1 ? (x - mean) / (sd + 1e-6) : 0.0);
+  }
+  std::vector<Tensor> per_sample;  // Σ_t surrogate
+  std::vector<double> lengths;
+  size_t i = 0;
+  for (const auto& g : groups) {
+    for (const auto& s : g.samples) {
+      if (s.tokens.empty()) continue;
+      const size_t k = i++;
+      if (!in_loss.empty() && !in_loss[k]) continue;
+      const Tensor lp = SequenceLogprobs(m, g.prompt, s.tokens, temperature);
+      const Tensor old = torch::tensor(s.behaviour_logprobs, torch::kFloat32);
+      const double len = static_cast<double>(s.tokens.size());
+      const Tensor ratio = gspo ? torch::exp((lp - old).mean()) : torch::exp(lp - old);
+      const double a = (*advantages)[k];
+      const Tensor surrogate =
+          torch::maximum(-a * ratio, -a * ratio.clamp(1.0 - eps_low, 1.0 + eps_high));
+      // GSPO: the sequence's one term, entered as |o_i| equal tokens of a seq-mean-token-mean.
+      per_sample.push_back(gspo ? surrogate * len : surrogate.sum());
+      lengths.push_back(len);
+    }
+  }
+  double total_tokens = 0;
+  for (double l : lengths) total_tokens += l;
+  Tensor loss = torch::zeros({});
+  for (size_t j = 0; j < per_sample.size(); ++j) {
+    if (mode == LossAggMode::kTokenMean && !gspo)
+      loss = loss + per_sample[j] / total_tokens;
+    else  // seq-mean-token-mean
+      loss = loss + per_sample[j] / (lengths[j] * static_cast<double>(per_sample.size()));
+  }
+  return loss;
+}
+
+// 2. RunPolicyUpdate's gradient and loss equal the hand-written GRPO loss's, through autograd and
+// streaming backprop, in one or several micro-batches, for token-mean and seq-mean-token-mean, and
+// GSPO's sequence-ratio objective.
+TEST(RlStepTest, GrpoGradientMatchesHandWrittenReference) {
+  auto m = TinyModel(5, /*tied=*/true);
+  const double temperature = 0.7;
+  auto groups = MakeGroups(*m, temperature, kMixedRewards, 0.3, 23);
+  struct Case {
+    LossAggMode mode;
+    bool gspo;
+    double eps_low, eps_high;
+  };
+  for (Case c : {Case{LossAggMode::kTokenMean, false, 0.2, 0.28},
+                 Case{LossAggMode::kSeqMeanTokenMean, false, 0.2, 0.28},
+                 Case{LossAggMode::kSeqMeanTokenMean, true, 0.03, 0.04}}) {
+    SCOPED_TRACE(std::string(LossAggModeName(c.mode)) + (c.gspo ? " GSPO" : ""));
+    m->zero_grad();
+    std::vector<double> adv;
+    Tensor loss =
+        HandGrpoLoss(*m, groups, temperature, c.eps_low, c.eps_high, c.mode, {}, &adv, c.gspo);
+    loss.backward();
+    const Grads want = TakeGrads(*m);
+    ASSERT_GT(MaxAbs(want), 1e-4);
+    // The hand advantages are GroupAdvantages'.
+    std::vector<double> rewards;
+    std::vector<int64_t> gids;
+    for (size_t g = 0; g < groups.size(); ++g)
+      for (const auto& s : groups[g].samples) {
+        rewards.push_back(s.reward);
+        gids.push_back(static_cast<int64_t>(g));
+      }
+    const std::vector<double> lib = GroupAdvantages(rewards, gids);
+    ASSERT_EQ(lib.size(), adv.size());
+    for (size_t i = 0; i < adv.size(); ++i) EXPECT_NEAR(lib[i], adv[i], 1e-9) << i;
+
+    LearnerRunOptions o;
+    o.policy.set_loss_agg_mode(c.mode)
+        .set_clip_ratio_low(c.eps_low)
+        .set_clip_ratio_high(c.eps_high)
+        .set_policy_loss(c.gspo ? PolicyLossKind::kGspo : PolicyLossKind::kVanilla);
+    RlStepOptions s;
+    s.temperature = temperature;
+    for (const Path& p : {kPaths[0], kPaths[1], kPaths[3], kPaths[4]}) {
+      SCOPED_TRACE(p.name);
+      s.micro_batch_tokens = p.micro_batch_tokens;
+      Update u = PolicyGrads(*m, groups, WithPath(o, p), s);
+      EXPECT_LE(MaxRelErr(u.grads, want), 1e-5);
+      EXPECT_NEAR(u.stats.loss, loss.item<double>(), 1e-5);
+      EXPECT_GT(u.stats.policy.clip_fraction(), 0.05);
+      EXPECT_LT(u.stats.policy.clip_fraction(), 0.95);
+    }
+  }
+}
+
+// 3. Groups whose rewards are all equal have zero advantage and contribute nothing: all-uniform
+// batches give exactly zero gradients; a uniform group beside others only changes the token-mean
+// denominator.
+TEST(RlStepTest, UniformGroupsContributeZeroGradient) {
+  auto m = TinyModel(3, /*tied=*/false);
+  auto uniform = MakeGroups(*m, 1.0, {{1}, {0}, {0.5}});
+  LearnerRunOptions o;
+  o.policy.set_loss_agg_mode(LossAggMode::kTokenMean).set_clip_ratio_high(0.28);
+  RlStepOptions s;
+  for (const Path& p : {kPaths[0], kPaths[4]}) {
+    SCOPED_TRACE(p.name);
+    s.micro_batch_tokens = p.micro_batch_tokens;
+    Update u = PolicyGrads(*m, uniform, WithPath(o, p), s);
+    EXPECT_EQ(u.stats.sequences, 10);
+    EXPECT_EQ(MaxAbs(u.grads), 0.0);
+    EXPECT_EQ(u.stats.loss, 0.0);
+  }
+  // Group 1 uniform, groups 0 and 2 mixed; versus groups 0 and 2 alone.
+  auto mixed = MakeGroups(*m, 1.0, {{1, 0, 0.5}, {0.3}, {1, 1, 0, 0.25}});
+  std::vector<GroupData> without = {mixed[0], mixed[2]};
+  const double tokens_with = 52, tokens_without = 52 - (1 + 7 + 4);
+  for (const Path& p : {kPaths[0], kPaths[4]}) {
+    SCOPED_TRACE(p.name);
+    s.micro_batch_tokens = p.micro_batch_tokens;
+    Update with = PolicyGrads(*m, mixed, WithPath(o, p), s);
+    Update alone = PolicyGrads(*m, without, WithPath(o, p), s);
+    ASSERT_GT(MaxAbs(alone.grads), 1e-4);
+    Grads scaled;
+    for (auto& [k, v] : with.grads) scaled[k] = v * (tokens_with / tokens_without);
+    EXPECT_LE(MaxRelErr(scaled, alone.grads), 1e-5);
+  }
+}
+
+// Hand-written SFT: the mean token cross-entropy over every response token of the batch, each
+// example forwarded alone.
+Tensor HandSftLoss(model::DecoderModel& m, const std::vector<SftExample>& batch) {
+  Tensor nll = torch::zeros({});
+  double tokens = 0;
+  for (const auto& e : batch) {
+    if (e.response.empty()) continue;
+    nll = nll - SequenceLogprobs(m, e.prompt, e.response, 1.0).sum();
+    tokens += static_cast<double>(e.response.size());
+  }
+  return nll / tokens;
+}
+
+// 4. RunSftUpdate's gradient is the hand-written mean token cross-entropy's, with streaming
+// backprop on and off and over several micro-batches; examples without a response are ignored.
+TEST(RlStepTest, SftGradientMatchesHandWrittenCrossEntropy) {
+  auto m = TinyModel(4, /*tied=*/true);
+  std::mt19937 gen(5);
+  std::uniform_int_distribution<int32_t> tok(0, kVocab - 1);
+  std::vector<SftExample> batch;
+  const std::vector<std::pair<int, int>> shape = {{4, 6}, {2, 9}, {6, 1}, {3, 0}, {5, 5}, {1, 3}};
+  for (auto [p, r] : shape) {
+    SftExample e;
+    for (int i = 0; i < p; ++i) e.prompt.push_back(tok(gen));
+    for (int i = 0; i < r; ++i) e.response.push_back(tok(gen));
+    batch.push_back(std::move(e));
+  }
+  m->zero_grad();
+  Tensor loss = HandSftLoss(*m, batch);
+  loss.backward();
+  const Grads want = TakeGrads(*m);
+  ASSERT_GT(MaxAbs(want), 1e-4);
+  for (const Path& p : kPaths) {
+    SCOPED_TRACE(p.name);
+    LearnerRunOptions o = WithPath(LearnerRunOptions(), p);
+    auto opt = Optimizer::Create(Named(*m), o.optimizer);
+    ASSERT_TRUE(opt.ok());
+    auto r = RunSftUpdate(*m, **opt, batch, o, p.micro_batch_tokens, /*skip_optimizer_step=*/true);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_NEAR(*r, loss.item<double>(), 1e-5);
+    EXPECT_LE(MaxRelErr(TakeGrads(*m), want), 1e-5);
+  }
+  // With the step: the parameters move and the gradients are consumed.
+  LearnerRunOptions o;
+  o.optimizer.set_lr(1e-3);
+  auto opt = Optimizer::Create(Named(*m), o.optimizer);
+  ASSERT_TRUE(opt.ok());
+  const Tensor before = m->named_parameters()["model.embed_tokens.weight"].detach().clone();
+  ASSERT_TRUE(RunSftUpdate(*m, **opt, batch, o, 30).ok());
+  EXPECT_EQ((*opt)->step(), 1);
+  EXPECT_GT(
+      (m->named_parameters()["model.embed_tokens.weight"] - before).abs().max().item<double>(),
+      1e-4);
+  // Nothing to learn from.
+  std::vector<SftExample> empty = {{{1, 2}, {}}};
+  EXPECT_FALSE(RunSftUpdate(*m, **opt, empty, o, 30).ok());
+}
+
+// 5a. Empty responses are skipped: the gradient is that of the batch without them.
+TEST(RlStepTest, EmptyResponsesAreSkipped) {
+  auto m = TinyModel(3, /*tied=*/false);
+  auto groups = MakeGroups(*m, 1.0, kMixedRewards);
+  LearnerRunOptions o;
+  o.policy.set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean);
+  RlStepOptions s;
+  s.micro_batch_tokens = 30;
+  const Update want = PolicyGrads(*m, groups, o, s);
+  auto with_empty = groups;
+  SampleData e1;
+  e1.reward = 5.0;  // would shift group 0's baseline if it counted
+  with_empty[0].samples.insert(with_empty[0].samples.begin() + 1, e1);
+  SampleData e2 = e1;
+  e2.behaviour_logprobs = {-1.0f};  // no tokens: skipped before any length check
+  e2.reward = -3.0;
+  with_empty[2].samples.push_back(e2);
+  const Update got = PolicyGrads(*m, with_empty, o, s);
+  EXPECT_EQ(got.stats.sequences, 10);
+  EXPECT_EQ(got.stats.response_tokens, 52);
+  EXPECT_LE(MaxRelErr(got.grads, want.grads), 1e-6);
+  EXPECT_NEAR(got.stats.loss, want.stats.loss, 1e-7);
+  // A batch of empty responses only: nothing to do, no error.
+  std::vector<GroupData> nothing = {{7, {1, 2, 3}, {e1, e1}}};
+  auto opt = Optimizer::Create(Named(*m), o.optimizer);
+  ASSERT_TRUE(opt.ok());
+  auto r = RunPolicyUpdate(*m, **opt, nothing, o, s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->sequences, 0);
+  EXPECT_EQ(r->optimizer_steps, 0);
+}
+
+// 5b. Bad input is an InvalidArgument naming the group.
+TEST(RlStepTest, BadInputIsInvalidArgumentNamingTheGroup) {
+  auto m = TinyModel(3, /*tied=*/false);
+  auto groups = MakeGroups(*m, 1.0, kMixedRewards);
+  groups[1].group_id = 42;
+  groups[1].samples[2].behaviour_logprobs.pop_back();
+  LearnerRunOptions o;
+  RlStepOptions s;
+  auto opt = Optimizer::Create(Named(*m), o.optimizer);
+  ASSERT_TRUE(opt.ok());
+  auto r = RunPolicyUpdate(*m, **opt, groups, o, s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("group 42"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("logprobs"), std::string::npos) << r.status().message();
+  // KL without a reference model.
+  auto good = MakeGroups(*m, 1.0, kMixedRewards);
+  o.policy.set_kl_coef(0.01);
+  r = RunPolicyUpdate(*m, **opt, good, o, s);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("kl_coef"), std::string::npos) << r.status().message();
+}
+
+// 5c. Overlong filtering: truncated samples leave the loss and its denominators (their rewards
+// still set their group's baseline); without the filter they count.
+TEST(RlStepTest, OverlongFilteringDropsTruncatedSamples) {
+  auto m = TinyModel(6, /*tied=*/false);
+  auto groups = MakeGroups(*m, 1.0, kMixedRewards, 0.3, 31);
+  groups[0].samples[2].truncated = true;  // sample 2
+  groups[2].samples[0].truncated = true;  // sample 6
+  std::vector<bool> in_loss(10, true);
+  in_loss[2] = in_loss[6] = false;
+  for (LossAggMode mode : {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean}) {
+    SCOPED_TRACE(LossAggModeName(mode));
+    LearnerRunOptions o;
+    o.policy.set_loss_agg_mode(mode);
+    o.overlong_filtering = true;
+    m->zero_grad();
+    std::vector<double> adv;
+    Tensor loss = HandGrpoLoss(*m, groups, 1.0, 0.2, 0.2, mode, in_loss, &adv);
+    loss.backward();
+    const Grads want = TakeGrads(*m);
+    for (const Path& p : {kPaths[0], kPaths[4]}) {
+      SCOPED_TRACE(p.name);
+      RlStepOptions s;
+      s.micro_batch_tokens = p.micro_batch_tokens;
+      Update u = PolicyGrads(*m, groups, WithPath(o, p), s);
+      EXPECT_LE(MaxRelErr(u.grads, want), 1e-5);
+      EXPECT_EQ(u.stats.policy.tokens, 52 - 7 - 9);
+      // The truncated samples' logprobs do not matter at all.
+      auto altered = groups;
+      for (float& x : altered[0].samples[2].behaviour_logprobs) x -= 0.5f;
+      for (float& x : altered[2].samples[0].behaviour_logprobs) x += 0.4f;
+      Update a = PolicyGrads(*m, altered, WithPath(o, p), s);
+      EXPECT_LE(MaxRelErr(a.grads, u.grads), 1e-7);
+      // Without the filter they do.
+      LearnerRunOptions off = WithPath(o, p);
+      off.overlong_filtering = false;
+      Update b = PolicyGrads(*m, altered, off, s);
+      EXPECT_GT(MaxRelErr(b.grads, u.grads), 1e-2);
+      EXPECT_EQ(b.stats.policy.tokens, 52);
+    }
+  }
+}
+
+// Without skip_optimizer_step: one optimiser step per mini-batch and epoch, parameters move.
+TEST(RlStepTest, StepsOncePerMiniBatchAndEpoch) {
+  auto m = TinyModel(3, /*tied=*/false);
+  auto groups = MakeGroups(*m, 1.0, kMixedRewards);
+  LearnerRunOptions o;
+  o.optimizer.set_lr(1e-3);
+  RlStepOptions s;
+  s.mini_batches = 2;
+  s.ppo_epochs = 2;
+  s.micro_batch_tokens = 30;
+  auto opt = Optimizer::Create(Named(*m), o.optimizer);
+  ASSERT_TRUE(opt.ok());
+  const Tensor before =
+      m->named_parameters()["model.layers.0.self_attn.q_proj.weight"].detach().clone();
+  auto r = RunPolicyUpdate(*m, **opt, groups, o, s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->optimizer_steps, 4);
+  EXPECT_EQ(r->skipped_steps, 0);
+  EXPECT_EQ((*opt)->step(), 4);
+  EXPECT_GT(r->grad_norm, 0);
+  EXPECT_DOUBLE_EQ(r->lr, 1e-3);
+  const Tensor after = m->named_parameters()["model.layers.0.self_attn.q_proj.weight"];
+  EXPECT_GT((after - before).abs().max().item<double>(), 1e-4);
+}
+
+}  // namespace
+}  // namespace chainrl::learner
