@@ -110,10 +110,10 @@ max_new_tokens = 96
 count = 2
 credits = 2
 heartbeat_interval_seconds = 0.2
-heartbeat_timeout_seconds = 2.0
+heartbeat_timeout_seconds = 30.0
 restart_backoff_seconds = 0.2
 [learner]
-lr = 1e-3
+lr = 3e-4
 [algorithm]
 name = "grpo"
 loss_agg_mode = "token-mean"
@@ -295,8 +295,43 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   ASSERT_TRUE(server.ok()) << server.status().ToString();
   PrometheusClient client((*server)->url());
 
+  int status_unused = 0;
   const pid_t pid = StartTrain(WriteConfig(dir.string(), *push_port), run);
   ASSERT_GT(pid, 0);
+
+  // The actors start (and enter the targets file) when RL starts, and Prometheus applies
+  // discovered targets at most every 5 s. So that a fast machine cannot finish RL before the
+  // actors are scraped, the learner is held (SIGSTOP) from the moment the file lists all four
+  // processes until Prometheus scrapes both actors, then released.
+  const std::string targets_file = ScrapeTargetsPath(dir.string(), kRunId);
+  double held_seconds = 0;
+  {
+    const auto t0 = Clock::now();
+    while (Seconds(t0) < 60 && waitpid(pid, &status_unused, WNOHANG) == 0) {
+      const json t = ReadJson(targets_file);
+      if (t.is_array() && t.size() == 4) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const json t = ReadJson(targets_file);
+    ASSERT_TRUE(t.is_array() && t.size() == 4) << targets_file << ": " << t.dump() << "\n"
+                                               << ReadText(run + ".out");
+    const pid_t learner = ReadJson(run + "/processes.json").value("learner", pid_t{-1});
+    ASSERT_GT(learner, 0);
+    ASSERT_EQ(kill(learner, SIGSTOP), 0);
+    const auto held = Clock::now();
+    auto actors_up = [&] {
+      int up = 0;
+      if (auto a = client.ActiveTargets(); a.ok())
+        for (const TargetState& x : *a)
+          up += x.labels.count("role") && x.labels.at("role") == "actor" && x.health == "up";
+      return up;
+    };
+    while (Seconds(held) < 30 && actors_up() < 2)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    held_seconds = Seconds(held);
+    ASSERT_EQ(kill(learner, SIGCONT), 0);
+    ASSERT_EQ(actors_up(), 2) << "actors not scraped within 30 s\n" << (*server)->LogTail();
+  }
 
   // While the run is live (instant queries see a process's series only while it is scraped):
   // targets discovered and up, every non-allowed panel with data in one evaluation, every rule
@@ -307,6 +342,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   std::set<std::string> ever_data;       // panel targets seen with data in any evaluation
   int64_t step_at_clean = -1;
   double seconds_at_clean = -1;
+  double seconds_at_rl = -1;  // when progress.json first showed an RL step
   int status = 0;
   bool exited = false;
   while (!(exited = waitpid(pid, &status, WNOHANG) == pid)) {
@@ -320,6 +356,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
     const int64_t step = progress.is_object() && progress.value("phase", "") == "rl"
                              ? progress.value("step", int64_t{0})
                              : 0;
+    if (step >= 1 && seconds_at_rl < 0) seconds_at_rl = Seconds(started);
     if (step < 2) continue;  // counters need two scrapes of RL for rate() to have data
     if (!dashboard_problems.empty()) {
       std::vector<QueryCheck> checks;
@@ -460,9 +497,10 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   for (const QueryCheck& c : clean_checks) with_data += c.series > 0 ? 1 : 0;
   std::printf(
       "real run metrics: %zu panel queries, %zu with data in one evaluation at step %lld "
-      "(%.1f s), %zu allowed empty; run %.1f s, total %.1f s\n",
+      "(%.1f s; RL from %.1f s; learner held %.1f s), %zu allowed empty; run ended at %.1f s, "
+      "total %.1f s\n",
       clean_checks.size(), with_data, static_cast<long long>(step_at_clean), seconds_at_clean,
-      AllowedEmpty().size(), run_seconds, Seconds(started));
+      seconds_at_rl, held_seconds, AllowedEmpty().size(), run_seconds, Seconds(started));
   for (const auto& k : allowed_with_data)
     std::printf("  allowed-empty target had data: %s\n", k.c_str());
   server->reset();
