@@ -213,6 +213,9 @@ Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
     }
     CHAINRL_RETURN_IF_ERROR(model::UnpackFlatWeights(*model_, buf->bytes, announce->format(),
                                                      "weights from " + options_.endpoints.weights));
+    if (metrics_)
+      metrics_->counter(metrics::CounterId::kReceivedBytes, {{"channel", "weights"}})
+          .Increment(static_cast<double>(buf->bytes.size()));
     weights_->Recycle(std::move(*buf));
     version_ = announce->version();
     heartbeat_->version = version_;
@@ -252,6 +255,9 @@ Status Actor::SendTrajectory(const wire::Envelope& env) {
   // Blocks (in send_timeout slices) while the learner's queue is full: backpressure, not buffering.
   while (!stop_) {
     Status st = traj_->Send(env);
+    if (st.ok() && metrics_)
+      metrics_->counter(metrics::CounterId::kSentBytes, {{"channel", "trajectories"}})
+          .Increment(static_cast<double>(env.ByteSizeLong()));
     if (st.ok()) return st;
     if (st.code() != StatusCode::kDeadlineExceeded) return st;
   }
@@ -342,6 +348,24 @@ Status Actor::GenerateAndSend() {
     metrics_->counter(metrics::CounterId::kPhaseSeconds,
                       {{"phase", std::string(metrics::kPhaseReward)}})
         .Increment(Seconds(t1, t2));
+    // Per plugin: calls, timeouts, and other errors (crash, plugin error, non-finite, worker).
+    const auto& reward_specs = rewards_->specs();
+    for (size_t j = 0; j < reward_specs.size(); ++j) {
+      double calls = 0, timeouts = 0, errors = 0;
+      for (const auto& sc : scores) {
+        if (j >= sc.rewards.size()) continue;
+        calls += 1;
+        timeouts += sc.rewards[j].error == rewards::RewardError::kTimeout ? 1 : 0;
+        errors += sc.rewards[j].error != rewards::RewardError::kNone &&
+                          sc.rewards[j].error != rewards::RewardError::kTimeout
+                      ? 1
+                      : 0;
+      }
+      const metrics::Labels plugin = {{"plugin", reward_specs[j].name}};
+      metrics_->counter(metrics::CounterId::kRewardCalls, plugin).Increment(calls);
+      metrics_->counter(metrics::CounterId::kRewardTimeouts, plugin).Increment(timeouts);
+      metrics_->counter(metrics::CounterId::kRewardErrors, plugin).Increment(errors);
+    }
   }
   const auto& specs = rewards_->specs();
   k = 0;
@@ -455,6 +479,12 @@ Status Actor::Run() {
   }
   Leave("stopped");
   CHAINRL_LOG(kInfo) << "stopped";
+  // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
+  if (const std::string url = config_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
+    if (Status st = metrics_->Push(url); !st.ok()) {
+      CHAINRL_LOG(kWarn) << st.message();
+    }
+  }
   return Status::Ok();
 }
 

@@ -168,7 +168,7 @@ class Launcher {
   std::string last_line_;
   Clock::time_point last_progress_{};
   bool tty_ = isatty(1);
-  size_t targets_written_ = 0;
+  std::string targets_written_;  // the targets last written: address role [actor_id];...
 };
 
 Status Launcher::StartLearner(bool resume) {
@@ -230,12 +230,17 @@ void Launcher::UpdateScrapeTargets() {
   for (size_t i = 0; i < actors_.size(); ++i)
     if (auto a = read_addr("metrics-actor-" + std::to_string(i) + ".addr"); !a.empty())
       targets.push_back({a, "actor", static_cast<int64_t>(i)});
-  if (targets.size() == targets_written_) return;
+  // Rewritten whenever an address changes too (a restarted process binds a new port).
+  std::string written;
+  for (const auto& t : targets)
+    written +=
+        t.address + " " + t.role + (t.actor_id ? " " + std::to_string(*t.actor_id) : "") + ";";
+  if (written == targets_written_) return;
   const std::string root = fs::path(run_dir_).parent_path().string();
   Status st = metrics::WriteScrapeTargets(
       metrics::ScrapeTargetsPath(root.empty() ? "." : root, c_.GetString("run.name")),
       c_.GetString("run.name"), targets);
-  if (st.ok()) targets_written_ = targets.size();
+  if (st.ok()) targets_written_ = written;
 }
 
 void Launcher::Progress(bool force) {
@@ -294,6 +299,11 @@ int Launcher::Run(std::atomic<bool>& stop) {
     if (m.ok()) {
       metrics_ = std::move(*m);
       std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
+      // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
+      for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
+        for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
+          metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
+      }
     } else {
       CHAINRL_LOG(kWarn) << "launcher metrics disabled: " << m.status().message();
     }
@@ -421,6 +431,12 @@ int Launcher::Run(std::atomic<bool>& stop) {
     if (!WaitExit(learner_, 30.0, &status)) {
       StopChild(learner_, SIGKILL);
       WaitExit(learner_, 5.0, &status);
+    }
+  }
+  // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
+  if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
+    if (Status st = metrics_->Push(url); !st.ok()) {
+      CHAINRL_LOG(kWarn) << st.message();
     }
   }
   Progress(true);

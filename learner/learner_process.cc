@@ -148,6 +148,7 @@ struct Accepted {
   double correct_fraction = 0;
   double mean_length = 0;
   double truncated_fraction = 0;
+  std::map<std::string, double> component_means;  // reward component -> mean over the group
   std::string serialized;  // the trajectory envelope, kept for checkpoints
 };
 
@@ -227,6 +228,12 @@ int64_t Learner::Budget() const {
 
 Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
   auto it = prompt_cache_.find(index);
+  if (metrics_)
+    metrics_
+        ->counter(it != prompt_cache_.end() ? metrics::CounterId::kCacheHits
+                                            : metrics::CounterId::kCacheMisses,
+                  {{"cache", "prompt_tokens"}})
+        .Increment();
   if (it != prompt_cache_.end()) return &it->second;
   CHAINRL_ASSIGN_OR_RETURN(auto ids, prompts_->Render(data_.train()[index]));
   return &(prompt_cache_[index] = std::move(ids));
@@ -267,6 +274,16 @@ Status Learner::Setup() {
       metrics_ = std::move(*m);
       metrics_->gauge(metrics::GaugeId::kStalenessBound)
           .Set(static_cast<double>(lo.max_off_policy_steps));
+      // Counters of rare events start at 0, so dashboards show "none" rather than "no data".
+      for (auto id :
+           {metrics::CounterId::kGroupsDuplicated, metrics::CounterId::kGroupsLost,
+            metrics::CounterId::kLeasesReassigned, metrics::CounterId::kResponsesTruncated})
+        metrics_->counter(id).Increment(0);
+      for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r)
+        metrics_
+            ->counter(metrics::CounterId::kMessagesRejected,
+                      {{"reason", wire::RejectReasonName(static_cast<wire::RejectReason>(r))}})
+            .Increment(0);
     } else {
       CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
     }
@@ -523,6 +540,7 @@ Status Learner::PublishWeights() {
                                             model::FlatWeightsFormat(*model_)));
   if (metrics_) {
     metrics_->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(version_));
+    metrics_->counter(metrics::CounterId::kWeightUpdates).Increment();
     metrics_->counter(metrics::CounterId::kPhaseSeconds,
                       {{"phase", std::string(metrics::kPhaseWeightSync)}})
         .Increment(Since(t0));
@@ -574,9 +592,12 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     if (s.completion().token_ids_size() > 0)
       oldest = std::min(oldest, wire::OldestPolicyVersion(s.completion().policy_versions()));
   const Verdict v = ledger_.Complete(t.lease_id(), t.prompt_group_id(), oldest, version_);
-  if (metrics_)
+  if (metrics_) {
     metrics_->histogram(metrics::HistogramId::kStaleness)
         .Observe(static_cast<double>(version_ - oldest));
+    metrics_->counter(metrics::CounterId::kReceivedBytes, {{"channel", "trajectories"}})
+        .Increment(static_cast<double>(msg.envelope.ByteSizeLong()));
+  }
   if (v == Verdict::kDroppedStale) ++stale_dropped_;
   if (!IsAccepted(v)) {
     CHAINRL_LOG(kDebug) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " "
@@ -599,6 +620,8 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
                                  s.completion().behaviour_logprobs().end());
     sd.reward = s.reward();
+    for (const auto& [name, score] : s.reward_components())
+      a.component_means[name] += score / std::max(1, t.samples_size());
     sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
                    s.finish_reason() == wire::FINISH_BUDGET;
     auto it = s.reward_components().find(first_reward_);
@@ -692,9 +715,12 @@ void Learner::Dispatch() {
       continue;
     }
     a.pending_credits -= static_cast<int64_t>(leases.size());
-    if (metrics_)
+    if (metrics_) {
       metrics_->counter(metrics::CounterId::kGroupsDispatched)
           .Increment(static_cast<double>(leases.size()));
+      metrics_->counter(metrics::CounterId::kSentBytes, {{"channel", "work"}})
+          .Increment(static_cast<double>(env.ByteSizeLong()));
+    }
   }
 }
 
@@ -754,6 +780,11 @@ Status Learner::Pump() {
       metrics_->counter(metrics::CounterId::kGroupsLost).Increment(static_cast<double>(k.lost - lost_seen));
     reassigned_seen = k.reassigned;
     lost_seen = k.lost;
+    static uint64_t weights_sent_seen = 0;
+    const uint64_t weights_sent = weights_->bytes_sent();
+    metrics_->counter(metrics::CounterId::kSentBytes, {{"channel", "weights"}})
+        .Increment(static_cast<double>(weights_sent - std::min(weights_sent, weights_sent_seen)));
+    weights_sent_seen = weights_sent;
     metrics_->gauge(metrics::GaugeId::kResidentMemory)
         .Set(static_cast<double>(metrics::ResidentMemoryBytes()));
   }
@@ -765,6 +796,8 @@ Status Learner::TrainStep() {
   std::vector<GroupData> groups;
   double reward = 0, correct = 0, length = 0, truncated = 0;
   int64_t max_stale = 0;
+  std::map<std::string, double> components;  // reward component -> mean over the step's groups
+  const int64_t duplicated_before = groups_duplicated_;
   for (size_t i = 0; i < per_step; ++i) {
     Accepted a = std::move(buffer_.front());
     buffer_.pop_front();
@@ -773,6 +806,7 @@ Status Learner::TrainStep() {
     correct += a.correct_fraction;
     length += a.mean_length;
     truncated += a.truncated_fraction;
+    for (const auto& [name, mean] : a.component_means) components[name] += mean / per_step;
     max_stale = std::max(max_stale, version_ - a.behaviour_version);
     groups.push_back(std::move(a.group));
   }
@@ -823,6 +857,10 @@ Status Learner::TrainStep() {
     metrics_->counter(metrics::CounterId::kSteps).Increment();
     metrics_->counter(metrics::CounterId::kTrainingTokens).Increment(static_cast<double>(st.response_tokens));
     metrics_->counter(metrics::CounterId::kGroupsTrained).Increment(n);
+    metrics_->counter(metrics::CounterId::kGroupsDuplicated)
+        .Increment(static_cast<double>(groups_duplicated_ - duplicated_before));
+    for (const auto& [name, mean] : components)
+      metrics_->gauge(GaugeId::kRewardComponentMean, {{"component", name}}).Set(mean);
     metrics_->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseTraining)}})
         .Increment(train_s);
     metrics_->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseWaiting)}})
@@ -941,6 +979,12 @@ Status Learner::Finish(bool completed) {
       WriteFileAtomic((fs::path(o_.run_dir) / "summary.json").string(), s.dump(1) + "\n"));
   WriteProgress("done");
   log::Event("summary", s.dump());
+  // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
+  if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
+    if (Status st = metrics_->Push(url); !st.ok()) {
+      CHAINRL_LOG(kWarn) << st.message();
+    }
+  }
   return Status::Ok();
 }
 
