@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -155,7 +156,7 @@ struct Accepted {
 class Learner {
  public:
   Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop)
-      : c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_) {}
+      : base_(c), c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_) {}
   Status Run();
 
  private:
@@ -178,7 +179,12 @@ class Learner {
   Result<const std::vector<int32_t>*> PromptTokens(size_t example_index);
   void UpdateRejectMetrics();
 
-  const Config& c_;
+  Status ApplyStage();
+
+  const Config& base_;  // the run's config
+  Config c_;            // in force now: base_ with the current curriculum stage's overrides
+  std::optional<StageSchedule> stages_;
+  size_t stage_ = 0;
   LearnerProcessOptions o_;
   const std::atomic<bool>& stop_;
   SteadyClock clock_;
@@ -237,6 +243,50 @@ Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
   if (it != prompt_cache_.end()) return &it->second;
   CHAINRL_ASSIGN_OR_RETURN(auto ids, prompts_->Render(data_.train()[index]));
   return &(prompt_cache_[index] = std::move(ids));
+}
+
+// [[curriculum.stages]]: from its start step on, a stage's overrides apply on top of the run's
+// config (sampling, budgets, objective coefficients, rewards' weights are read per step). Keys the
+// process reads only at start-up (model, data, optimiser) keep their initial values.
+Status Learner::ApplyStage() {
+  if (!stages_) {
+    std::vector<Stage> stages;
+    for (const auto& t : base_.GetArray("curriculum.stages")) {
+      Stage st;
+      st.name = std::get<std::string>(t.at("name"));
+      st.start_step = std::get<int64_t>(t.at("start_step"));
+      if (auto it = t.find("overrides"); it != t.end())
+        for (const auto& kv : std::get<std::vector<std::string>>(it->second)) {
+          const size_t eq = kv.find('=');
+          st.overrides.emplace_back(kv.substr(0, eq), eq == std::string::npos ? "" : kv.substr(eq + 1));
+        }
+      stages.push_back(std::move(st));
+    }
+    if (stages.empty()) {
+      if (metrics_) metrics_->gauge(metrics::GaugeId::kCurriculumStage).Set(0);
+      return Status::Ok();
+    }
+    if (stages.front().start_step > 0) stages.insert(stages.begin(), Stage{"base", 0, {}});
+    CHAINRL_ASSIGN_OR_RETURN(auto sched, StageSchedule::Create(std::move(stages)));
+    stages_ = std::move(sched);
+    stage_ = stages_->stages().size();  // none applied yet
+  }
+  const size_t idx = stages_->IndexAt(step_);
+  if (idx == stage_) return Status::Ok();
+  const Stage& st = stages_->stages()[idx];
+  std::vector<std::string> sets;
+  for (const auto& [k, v] : st.overrides) sets.push_back(k + "=" + v);
+  CHAINRL_ASSIGN_OR_RETURN(Config next, base_.WithOverrides(sets));
+  CHAINRL_ASSIGN_OR_RETURN(LearnerRunOptions lo, LearnerOptionsFromConfig(next));
+  c_ = std::move(next);
+  lo.optimizer = lo_.optimizer;  // the optimiser keeps its schedule
+  lo_ = lo;
+  stage_ = idx;
+  if (metrics_) metrics_->gauge(metrics::GaugeId::kCurriculumStage).Set(static_cast<double>(idx));
+  CHAINRL_LOG(kInfo) << "curriculum stage " << idx << " '" << st.name << "' from step " << step_
+                     << " (" << sets.size() << " overrides)";
+  log::Event("stage", json({{"step", step_}, {"stage", idx}, {"name", st.name}}).dump());
+  return Status::Ok();
 }
 
 Status Learner::Setup() {
@@ -975,6 +1025,13 @@ Status Learner::Finish(bool completed) {
             {"export_dir", export_dir},
             {"wall_seconds", wall_before_ + Since(start_)}};
   if (!history_.empty()) s["final_step"] = history_.back();
+  // The best held-out accuracy of the run (after SFT, periodic, final) and where it was reached.
+  for (const auto& e : evals_)
+    if (!s.contains("accuracy_best") || e.value("accuracy", 0.0) > s["accuracy_best"].get<double>()) {
+      s["accuracy_best"] = e.value("accuracy", 0.0);
+      s["accuracy_best_step"] = e.value("step", 0);
+      s["accuracy_best_label"] = e.value("label", "");
+    }
   CHAINRL_RETURN_IF_ERROR(
       WriteFileAtomic((fs::path(o_.run_dir) / "summary.json").string(), s.dump(1) + "\n"));
   WriteProgress("done");
@@ -1020,6 +1077,7 @@ Status Learner::Run() {
     }
     reference_->eval();
   }
+  CHAINRL_RETURN_IF_ERROR(ApplyStage());
   CHAINRL_RETURN_IF_ERROR(StartTransport());
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c_.GetInt("run.total_steps");
@@ -1034,6 +1092,7 @@ Status Learner::Run() {
     CHAINRL_RETURN_IF_ERROR(Pump());
     if (buffer_.size() >= per_step) {
       CHAINRL_RETURN_IF_ERROR(TrainStep());
+      CHAINRL_RETURN_IF_ERROR(ApplyStage());
       if (every > 0 && step_ % every == 0 && step_ < total) CHAINRL_RETURN_IF_ERROR(Checkpoint());
       if (eval_every > 0 && step_ % eval_every == 0 && step_ < total)
         CHAINRL_RETURN_IF_ERROR(Evaluate("periodic", nullptr));

@@ -257,7 +257,10 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
 // header with a body that does not parse. Each is rejected and counted; the run completes.
 TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
   const std::string dir = Dir("garbage");
-  const std::string cfg = WriteConfig(dir, "");
+  // Also a curriculum stage: from step 4 on, responses are capped at 40 tokens.
+  const std::string cfg = WriteConfig(dir,
+                                      "[[curriculum.stages]]\nname = \"short\"\nstart_step = 4\n"
+                                      "overrides = { \"rollout.max_new_tokens\" = 40 }\n");
   const std::string run = dir + "/run";
   pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=10", "--set", "sft.steps=2"});
   ASSERT_TRUE(WaitForStep(run, 1, 120)) << ReadText(run + ".out");
@@ -294,6 +297,34 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
   ExpectConsistentSummary(s, 10, 4);
   EXPECT_GE(s["rejected_messages"].get<int64_t>(), sent - 1)
       << "an oversized frame may be dropped by ZeroMQ's own size limit before we see it";
+  // The stage switched at step 4 and later work was capped by it.
+  bool switched = false;
+  std::ifstream events(run + "/events.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("event", "") == "stage" && e.value("name", "") == "short") {
+      EXPECT_EQ(e.value("step", -1), 4);
+      switched = true;
+    }
+  }
+  EXPECT_TRUE(switched);
+}
+
+// configs/quickstart.toml itself, shortened by overrides only: the command README runs.
+TEST(TrainProcessTest, QuickstartConfigRunsShortened) {
+  const std::string dir = Dir("quickstart");
+  const std::string run = dir + "/run";
+  pid_t pid = StartTrain(std::string(CHAINRL_SOURCE_DIR) + "/configs/quickstart.toml", run,
+                         {"--set", "model.path=\"" + dir + "/model\"", "--set", "sft.steps=3",
+                          "--set", "sft.batch_size=8", "--set", "run.total_steps=2", "--set",
+                          "data.num_eval_examples=8", "--set", "data.num_train_examples=500",
+                          "--set", "rollout.prompts_per_step=4", "--set",
+                          "rollout.max_new_tokens=32", "--set", "metrics.progress_interval_seconds=0"});
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  json s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 2, 4);
+  EXPECT_EQ(s["sft_steps"], 3);
+  EXPECT_TRUE(fs::exists(run + "/export/model.safetensors"));
 }
 
 TEST(TrainProcessTest, PausedLearnerHoldsActorsBackWithFlatMemory) {
