@@ -28,6 +28,7 @@
 #include "core/metrics.h"
 #include "model/hf_config.h"
 #include "model/model_init.h"
+#include "learner/run_options.h"
 #include "rewards/reward_config.h"
 
 namespace chainrl::app {
@@ -353,6 +354,12 @@ int Launcher::Run(std::atomic<bool>& stop) {
         learner_status = status;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
           learner_done = true;
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) == kExitUsage) {
+          // A configuration or input error does not go away by restarting.
+          std::printf("\nthe learner stopped on a configuration or input error:\n%s",
+                      Tail(learner_.log, 5).c_str());
+          failed = true;
+          learner_done = true;
         } else if (stopping) {
           learner_done = true;
           failed = true;
@@ -514,6 +521,9 @@ int RunTrain(const std::vector<std::string>& argv) {
       auto rewards = rewards::CreateRewardPool(*cfg);
       if (!rewards.ok()) return ReportError(rewards.status());
     }
+    // The learner's options are checked here too, so that a bad combination is reported before
+    // any process starts.
+    if (auto lo = learner::LearnerOptionsFromConfig(*cfg); !lo.ok()) return ReportError(lo.status());
     if (check_only) {
       std::printf("%s: OK\n", path.c_str());
       return kExitOk;

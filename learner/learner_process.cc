@@ -295,6 +295,22 @@ Status Learner::Setup() {
     return Unimplemented("algorithm.name = '" + lo_.algorithm +
                          "': preference training (DPO family) runs through learner/preference.h "
                          "in tests and benchmarks but is not wired into the learner process yet");
+  // Library features the process does not apply yet: refused by name rather than ignored.
+  std::vector<std::string> missing;
+  if (!c_.GetStringList("length_shaping.methods").empty())
+    missing.push_back("length_shaping.methods");
+  if (c_.GetString("curriculum.soft_weighting") != "none")
+    missing.push_back("curriculum.soft_weighting");
+  if (!c_.GetStringList("data.difficulty_buckets").empty())
+    missing.push_back("data.difficulty_buckets");
+  if (c_.GetBool("algorithm.mastered_token_mask")) missing.push_back("algorithm.mastered_token_mask");
+  if (!missing.empty()) {
+    std::string keys;
+    for (const auto& k : missing) keys += (keys.empty() ? "" : ", ") + k;
+    return Unimplemented(keys + ": implemented in learner/ (length_shaping.h, curriculum.h, "
+                                "objectives.h) but not applied by the learner process yet; remove "
+                                "the key(s) to train without them");
+  }
   if (c_.GetInt("rollout.segment_tokens") > 0) {
     CHAINRL_LOG(kWarn) << "rollout.segment_tokens is not used by the learner and actor processes "
                           "yet: responses are generated to the end within one lease";

@@ -75,6 +75,7 @@ heartbeat_interval_seconds = 0.2
 heartbeat_timeout_seconds = 2.0
 restart_backoff_seconds = 0.2
 [learner]
+threads = 1
 lr = 1e-2
 [algorithm]
 name = "grpo"
@@ -319,7 +320,9 @@ TEST(TrainProcessTest, QuickstartConfigRunsShortened) {
                           "--set", "sft.batch_size=8", "--set", "run.total_steps=2", "--set",
                           "data.num_eval_examples=8", "--set", "data.num_train_examples=500",
                           "--set", "rollout.prompts_per_step=4", "--set",
-                          "rollout.max_new_tokens=32", "--set", "metrics.progress_interval_seconds=0"});
+                          "rollout.max_new_tokens=32", "--set", "curriculum.budget_start=32",
+                          "--set", "curriculum.budget_end=16", "--set",
+                          "metrics.progress_interval_seconds=0"});
   ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
   json s = ReadJson(run + "/summary.json");
   ExpectConsistentSummary(s, 2, 4);

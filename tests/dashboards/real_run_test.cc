@@ -109,6 +109,7 @@ heartbeat_interval_seconds = 0.2
 heartbeat_timeout_seconds = 30.0
 restart_backoff_seconds = 0.2
 [learner]
+threads = 1
 lr = 3e-4
 [algorithm]
 name = "grpo"
