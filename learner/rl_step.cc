@@ -97,9 +97,18 @@ std::vector<std::vector<Seq*>> MicroBatches(const std::vector<Seq*>& rows, int64
 }
 
 // Per-token logprobs [B,T] of `targets` at `temperature`, without gradients, chunked.
-Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperature) {
+// With streaming on, the trunk also runs chunk by chunk (StreamHidden), so old/reference logprobs
+// of long sequences never hold a whole sequence's attention.
+Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperature,
+                      const LearnerRunOptions& o) {
   torch::NoGradGuard ng;
-  Tensor hidden = m.Forward(p.ids, {}, p.attention);
+  Tensor hidden;
+  if (o.streambp) {
+    const int64_t chunk = StreamBpOptionsFor(o, m.config(), p.T).layer_chunk_tokens;
+    hidden = StreamHidden(m, p.ids, p.attention, chunk > 0 ? chunk : p.T);
+  } else {
+    hidden = m.Forward(p.ids, {}, p.attention);
+  }
   std::vector<Tensor> parts;
   const int64_t chunk = 256;
   for (int64_t t0 = 0; t0 < p.T; t0 += chunk) {
@@ -135,12 +144,12 @@ std::vector<float> RowSlice(const Tensor& lp, int64_t b, int64_t start, int64_t 
 
 // Fills seq->old_logprobs (or ref_logprobs) with `m`'s logprobs of each response.
 void FillLogprobs(model::DecoderModel& m, std::vector<Seq>& seqs, int64_t budget,
-                  double temperature, bool ref) {
+                  double temperature, bool ref, const LearnerRunOptions& o) {
   std::vector<Seq*> rows;
   for (auto& s : seqs) rows.push_back(&s);
   for (const auto& mb : MicroBatches(rows, budget)) {
     Packed p = Pack(mb, false, false);
-    Tensor lp = NoGradLogprobs(m, p, temperature);
+    Tensor lp = NoGradLogprobs(m, p, temperature, o);
     for (size_t b = 0; b < mb.size(); ++b) {
       Seq& s = *mb[b];
       auto v = RowSlice(lp, static_cast<int64_t>(b), static_cast<int64_t>(s.prompt->size()) - 1,
@@ -201,9 +210,10 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   }
   model.train();
   if (step.recompute_old_logprobs)
-    FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false);
+    FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
   if (po.kl_coef > 0)
-    FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true);
+    FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
+                 options);
   const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
@@ -231,7 +241,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         size_t base = 0;
         for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
           Packed p = Pack(micro, step.recompute_old_logprobs, false);
-          Tensor lp = NoGradLogprobs(model, p, step.temperature);
+          Tensor lp = NoGradLogprobs(model, p, step.temperature, options);
           Tensor ratio = GspoSequenceLogRatio(lp, p.old_lp, p.mask).to(torch::kFloat64);
           for (size_t b = 0; b < micro.size(); ++b)
             gspo[base + b] = ratio[static_cast<int64_t>(b)].item<double>();
