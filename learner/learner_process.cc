@@ -33,6 +33,7 @@
 #include "data/tasks.h"
 #include "learner/checkpoint.h"
 #include "learner/curriculum.h"
+#include "learner/length_shaping.h"
 #include "learner/optimizer.h"
 #include "learner/rl_step.h"
 #include "learner/run_options.h"
@@ -180,6 +181,7 @@ class Learner {
   void UpdateRejectMetrics();
 
   Status ApplyStage();
+  void ApplyLengthShaping(std::vector<GroupData>& groups) const;
 
   const Config& base_;  // the run's config
   Config c_;            // in force now: base_ with the current curriculum stage's overrides
@@ -297,8 +299,8 @@ Status Learner::Setup() {
                          "in tests and benchmarks but is not wired into the learner process yet");
   // Library features the process does not apply yet: refused by name rather than ignored.
   std::vector<std::string> missing;
-  if (!c_.GetStringList("length_shaping.methods").empty())
-    missing.push_back("length_shaping.methods");
+  for (const auto& m : c_.GetStringList("length_shaping.methods"))
+    if (m != "kimi" && m != "dapo_overlong") missing.push_back("length_shaping.methods '" + m + "'");
   if (c_.GetString("curriculum.soft_weighting") != "none")
     missing.push_back("curriculum.soft_weighting");
   if (!c_.GetStringList("data.difficulty_buckets").empty())
@@ -691,7 +693,8 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
                    s.finish_reason() == wire::FINISH_BUDGET;
     auto it = s.reward_components().find(first_reward_);
-    if (it != s.reward_components().end() && it->second >= 1.0) correct += 1;
+    sd.correct = it != s.reward_components().end() && it->second >= 1.0;
+    if (sd.correct) correct += 1;
     length += static_cast<double>(sd.tokens.size());
     truncated += sd.truncated ? 1 : 0;
     a.group.samples.push_back(std::move(sd));
@@ -877,6 +880,10 @@ Status Learner::TrainStep() {
     groups.push_back(std::move(a.group));
   }
   const double n = static_cast<double>(per_step);
+  ApplyLengthShaping(groups);
+  double shaped = 0;
+  for (const auto& g : groups)
+    for (const auto& s : g.samples) shaped += s.reward / static_cast<double>(g.samples.size());
   RlStepOptions so;
   so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
   so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
@@ -899,6 +906,7 @@ Status Learner::TrainStep() {
   json h = {{"phase", "rl"},
             {"step", step_},
             {"reward", reward / n},
+            {"shaped_reward", shaped / n},
             {"accuracy", correct / n},
             {"mean_length", length / n},
             {"truncated", truncated / n},
@@ -948,6 +956,36 @@ Status Learner::TrainStep() {
   CHAINRL_LOG(kDebug) << "step " << step_ << ": reward " << reward / n << ", accuracy "
                       << correct / n << ", length " << length / n << ", loss " << st.loss;
   return Status::Ok();
+}
+
+// Length shaping added to each sample's reward before advantages: Kimi's group length reward and
+// DAPO's soft overlong punishment (L_max is the token budget in force).
+void Learner::ApplyLengthShaping(std::vector<GroupData>& groups) const {
+  const auto methods = c_.GetStringList("length_shaping.methods");
+  if (methods.empty()) return;
+  const bool kimi = std::find(methods.begin(), methods.end(), "kimi") != methods.end();
+  const bool overlong = std::find(methods.begin(), methods.end(), "dapo_overlong") != methods.end();
+  KimiLengthOptions ko;
+  ko.weight = c_.GetFloat("length_shaping.kimi_weight");
+  OverlongOptions oo;
+  oo.max_response_length = Budget();
+  oo.overlong_buffer_len =
+      std::min<int64_t>(c_.GetInt("length_shaping.overlong_buffer_len"), oo.max_response_length);
+  oo.overlong_penalty_factor = c_.GetFloat("length_shaping.overlong_penalty_factor");
+  for (auto& g : groups) {
+    std::vector<int64_t> lengths;
+    std::vector<uint8_t> correct;
+    for (const auto& s : g.samples) {
+      lengths.push_back(static_cast<int64_t>(s.tokens.size()));
+      correct.push_back(s.correct ? 1 : 0);
+    }
+    std::vector<double> k = kimi ? KimiLengthReward(lengths, correct, ko)
+                                 : std::vector<double>(lengths.size(), 0.0);
+    for (size_t i = 0; i < g.samples.size(); ++i) {
+      g.samples[i].reward += k[i];
+      if (overlong) g.samples[i].reward += OverlongPenalty(lengths[i], oo);
+    }
+  }
 }
 
 void Learner::WriteProgress(const std::string& phase) {

@@ -19,6 +19,7 @@ struct SampleData {
   std::vector<float> behaviour_logprobs;    // per response token, from the sampler
   double reward = 0;
   bool truncated = false;                   // ended by the length cap or budget (no EOS)
+  bool correct = false;                     // the first reward scored >= 1 (length shaping)
 };
 
 struct GroupData {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -217,7 +218,9 @@ TEST(TrainProcessTest, EndToEndRewardImprovesAndSummaryIsComplete) {
 
 TEST(TrainProcessTest, ActorKilledMidRunIsRestartedAndNothingIsLostOrDuplicated) {
   const std::string dir = Dir("kill_actor");
-  const std::string cfg = WriteConfig(dir, "");
+  // Also length shaping: Kimi's length reward and DAPO's soft overlong punishment.
+  const std::string cfg = WriteConfig(
+      dir, "[length_shaping]\nmethods = [\"kimi\", \"dapo_overlong\"]\noverlong_buffer_len = 16\n");
   const std::string run = dir + "/run";
   pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=14", "--set", "sft.steps=2"});
   ASSERT_TRUE(WaitForStep(run, 3, 120)) << ReadText(run + ".out");
@@ -232,6 +235,16 @@ TEST(TrainProcessTest, ActorKilledMidRunIsRestartedAndNothingIsLostOrDuplicated)
   EXPECT_GE(s["actors"]["actor-0"]["deaths"].get<int>(), 1);
   json procs_after = ReadJson(run + "/processes.json");
   EXPECT_NE(procs_after["actors"]["actor-0"].get<pid_t>(), victim) << "a new actor-0 was started";
+  // Shaping changed the rewards the advantages were computed from.
+  int shaped_steps = 0;
+  std::ifstream events(run + "/events.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("event", "") == "step" &&
+        std::abs(e.value("shaped_reward", 0.0) - e.value("reward", 0.0)) > 1e-9)
+      ++shaped_steps;
+  }
+  EXPECT_GT(shaped_steps, 0);
 }
 
 TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) {
