@@ -300,7 +300,7 @@ Status Learner::Setup() {
   // Library features the process does not apply yet: refused by name rather than ignored.
   std::vector<std::string> missing;
   for (const auto& m : c_.GetStringList("length_shaping.methods"))
-    if (m != "kimi" && m != "dapo_overlong") missing.push_back("length_shaping.methods '" + m + "'");
+    if (m != "kimi" && m != "dapo_overlong" && m != "campo_repetition") missing.push_back("length_shaping.methods '" + m + "'");
   if (c_.GetString("curriculum.soft_weighting") != "none")
     missing.push_back("curriculum.soft_weighting");
   if (!c_.GetStringList("data.difficulty_buckets").empty())
@@ -958,13 +958,18 @@ Status Learner::TrainStep() {
   return Status::Ok();
 }
 
-// Length shaping added to each sample's reward before advantages: Kimi's group length reward and
-// DAPO's soft overlong punishment (L_max is the token budget in force).
+// Length shaping added to each sample's reward before advantages: Kimi's group length reward,
+// DAPO's soft overlong punishment (L_max is the token budget in force) and CAMPO's repetition
+// penalty (a truncated response that ends in a loop).
 void Learner::ApplyLengthShaping(std::vector<GroupData>& groups) const {
   const auto methods = c_.GetStringList("length_shaping.methods");
   if (methods.empty()) return;
   const bool kimi = std::find(methods.begin(), methods.end(), "kimi") != methods.end();
   const bool overlong = std::find(methods.begin(), methods.end(), "dapo_overlong") != methods.end();
+  const bool campo =
+      std::find(methods.begin(), methods.end(), "campo_repetition") != methods.end();
+  RepetitionPenaltyOptions ro;
+  ro.repetition_penalty = c_.GetFloat("length_shaping.repetition_penalty");
   KimiLengthOptions ko;
   ko.weight = c_.GetFloat("length_shaping.kimi_weight");
   OverlongOptions oo;
@@ -984,6 +989,8 @@ void Learner::ApplyLengthShaping(std::vector<GroupData>& groups) const {
     for (size_t i = 0; i < g.samples.size(); ++i) {
       g.samples[i].reward += k[i];
       if (overlong) g.samples[i].reward += OverlongPenalty(lengths[i], oo);
+      if (campo)  // a response that looped until it was cut off
+        g.samples[i].reward += RepetitionPenalty(g.samples[i].tokens, g.samples[i].truncated, ro);
     }
   }
 }
