@@ -690,8 +690,11 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     sd.reward = s.reward();
     for (const auto& [name, score] : s.reward_components())
       a.component_means[name] += score / std::max(1, t.samples_size());
+    // No end of sequence: cut by the cap or budget, or stopped early in a loop that would have
+    // run to the cap (the engine's repetition detector).
     sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
-                   s.finish_reason() == wire::FINISH_BUDGET;
+                   s.finish_reason() == wire::FINISH_BUDGET ||
+                   s.finish_reason() == wire::FINISH_REPETITION;
     auto it = s.reward_components().find(first_reward_);
     sd.correct = it != s.reward_components().end() && it->second >= 1.0;
     if (sd.correct) correct += 1;
