@@ -27,25 +27,16 @@ std::string TomlString(const std::string& s) { return nlohmann::json(s).dump(); 
 Result<std::vector<data::Example>> LoadEvalData(const Config& cfg, const std::string& data) {
   const std::string prefix = "task:";
   if (data.rfind(prefix, 0) == 0) {
-    data::TaskOptions t;
+    data::TaskOptions t = data::TaskOptionsFromConfig(cfg);
     t.family = data.substr(prefix.size());
-    t.min_size = static_cast<int>(cfg.GetInt("data.task_min_size"));
-    t.max_size = static_cast<int>(cfg.GetInt("data.task_max_size"));
-    t.ops = cfg.GetString("data.task_ops");
-    t.seed = static_cast<uint64_t>(cfg.GetInt("run.seed"));
     const int64_t count = cfg.GetInt("data.num_eval_examples");
     if (count < 1) return InvalidArgument("--data " + data + ": data.num_eval_examples is 0");
     auto ex = data::GenerateTask(t, data::Split::kEval, count);
     if (!ex.ok()) return InvalidArgument("--data " + data + ": " + ex.status().message());
     return ex;
   }
-  data::JsonlFields f;
-  f.prompt = cfg.GetString("data.prompt_field");
-  f.messages = cfg.GetString("data.messages_field");
-  f.answer = cfg.GetString("data.answer_field");
-  f.id = cfg.GetString("data.id_field");
-  const auto policy = cfg.GetString("data.on_bad_line") == "skip" ? data::BadLinePolicy::kSkip
-                                                                  : data::BadLinePolicy::kError;
+  const data::JsonlFields f = data::JsonlFieldsFromConfig(cfg);
+  const data::BadLinePolicy policy = data::BadLinePolicyFromConfig(cfg);
   data::JsonlStats stats;
   auto ex = data::LoadExamplesJsonl(data, f, policy, &stats);
   if (!ex.ok()) return ex;

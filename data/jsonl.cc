@@ -155,4 +155,19 @@ Result<std::vector<PreferenceExample>> LoadPreferencesJsonl(const std::string& p
       });
 }
 
+JsonlFields JsonlFieldsFromConfig(const Config& c) {
+  JsonlFields f;
+  f.prompt = c.GetString("data.prompt_field");
+  f.messages = c.GetString("data.messages_field");
+  f.answer = c.GetString("data.answer_field");
+  f.id = c.GetString("data.id_field");
+  f.chosen = c.GetString("data.chosen_field");
+  f.rejected = c.GetString("data.rejected_field");
+  return f;
+}
+
+BadLinePolicy BadLinePolicyFromConfig(const Config& c) {
+  return c.GetString("data.on_bad_line") == "skip" ? BadLinePolicy::kSkip : BadLinePolicy::kError;
+}
+
 }  // namespace chainrl::data

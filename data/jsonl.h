@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 #include "data/example.h"
 
@@ -40,6 +41,12 @@ struct JsonlStats {
 // under kError.
 Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const JsonlFields& fields,
                                                BadLinePolicy policy, JsonlStats* stats = nullptr);
+
+// The field names and bad-line policy of a run's JSONL data: data.prompt_field,
+// data.messages_field, data.answer_field, data.id_field, data.chosen_field, data.rejected_field
+// and data.on_bad_line.
+JsonlFields JsonlFieldsFromConfig(const Config& config);
+BadLinePolicy BadLinePolicyFromConfig(const Config& config);
 
 // Reads preference examples: prompt or messages as above, `chosen` a non-empty string, `rejected`
 // a non-empty string or a non-empty array of non-empty strings.

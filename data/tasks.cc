@@ -262,4 +262,14 @@ Result<std::vector<Example>> GenerateTask(const TaskOptions& o, Split split, int
   return out;
 }
 
+TaskOptions TaskOptionsFromConfig(const Config& c) {
+  TaskOptions o;
+  o.family = c.GetString("data.task");
+  o.min_size = static_cast<int>(c.GetInt("data.task_min_size"));
+  o.max_size = static_cast<int>(c.GetInt("data.task_max_size"));
+  o.ops = c.GetString("data.task_ops");
+  o.seed = static_cast<uint64_t>(c.GetInt("run.seed"));
+  return o;
+}
+
 }  // namespace chainrl::data

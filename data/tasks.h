@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 #include "data/example.h"
 
@@ -38,6 +39,10 @@ struct TaskOptions {
 // are returned). InvalidArgument for an unknown family, min > max, or sizes out of range
 // (arithmetic: 1..9 digits; countdown: 1..4, i.e. 3..6 numbers).
 Result<std::vector<Example>> GenerateTask(const TaskOptions& options, Split split, int64_t count);
+
+// The options of a run's built-in task: data.task, data.task_min_size, data.task_max_size,
+// data.task_ops and run.seed.
+TaskOptions TaskOptionsFromConfig(const Config& config);
 
 // The task families GenerateTask knows.
 const std::vector<std::string>& TaskFamilies();

@@ -2,6 +2,8 @@
 // filled, checksummed, fsynced and renamed into place; verified against its manifest on load.
 #include "learner/checkpoint.h"
 
+#include "core/file_io.h"
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <fcntl.h>
 #include <torch/cuda.h>
@@ -58,29 +60,6 @@ Status CheckFileName(const std::string& name) {
   if (IsReservedName(name))
     return InvalidArgument("checkpoint file name \"" + name +
                            "\": reserved for the checkpoint's own contents");
-  return Status::Ok();
-}
-
-Status WriteFileSynced(const std::string& path, const std::string& contents) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError(path + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < contents.size()) {
-    ssize_t n = ::write(fd, contents.data() + off, contents.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      return IoError(path + ": " + std::strerror(e));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    int e = errno;
-    ::close(fd);
-    return IoError(path + ": fsync: " + std::strerror(e));
-  }
-  if (::close(fd) != 0) return IoError(path + ": " + std::strerror(errno));
   return Status::Ok();
 }
 

@@ -69,24 +69,14 @@ class Dataset {
     shuffle_ = c.GetBool("data.shuffle");
     seed_ = seed;
     if (c.GetString("data.source") == "task") {
-      data::TaskOptions o;
-      o.family = c.GetString("data.task");
-      o.min_size = static_cast<int>(c.GetInt("data.task_min_size"));
-      o.max_size = static_cast<int>(c.GetInt("data.task_max_size"));
-      o.ops = c.GetString("data.task_ops");
-      o.seed = seed;
+      const data::TaskOptions o = data::TaskOptionsFromConfig(c);
       CHAINRL_ASSIGN_OR_RETURN(train_, data::GenerateTask(o, data::Split::kTrain,
                                                           c.GetInt("data.num_train_examples")));
       CHAINRL_ASSIGN_OR_RETURN(eval_, data::GenerateTask(o, data::Split::kEval,
                                                          c.GetInt("data.num_eval_examples")));
     } else {
-      data::JsonlFields f;
-      f.prompt = c.GetString("data.prompt_field");
-      f.messages = c.GetString("data.messages_field");
-      f.answer = c.GetString("data.answer_field");
-      f.id = c.GetString("data.id_field");
-      const auto policy = c.GetString("data.on_bad_line") == "skip" ? data::BadLinePolicy::kSkip
-                                                                    : data::BadLinePolicy::kError;
+      const data::JsonlFields f = data::JsonlFieldsFromConfig(c);
+      const data::BadLinePolicy policy = data::BadLinePolicyFromConfig(c);
       for (const auto& [key, out] : {std::pair{"data.train_files", &train_},
                                      std::pair{"data.eval_files", &eval_}}) {
         for (const auto& file : c.GetStringList(key)) {
@@ -169,6 +159,8 @@ class Learner {
   Status Pump();
   void HandleWork(transport::Received& msg);
   void HandleTrajectory(const transport::Received& msg);
+  int64_t OldestVersion(const wire::Trajectory& t) const;
+  Result<Accepted> MakeAccepted(const wire::Trajectory& t);
   void Dispatch();
   void Supply();
   Status TrainStep();
@@ -224,6 +216,7 @@ class Learner {
   Clock::time_point start_ = Clock::now();
   Clock::time_point last_step_end_ = Clock::now();
   uint64_t rejected_seen_[static_cast<int>(wire::RejectReason::kCount)] = {};
+  uint64_t reassigned_seen_ = 0, lost_seen_ = 0;  // ledger counts already exported
   int64_t rollout_tokens_window_ = 0;
 };
 
@@ -415,22 +408,8 @@ Status Learner::Resume(const std::string& spec) {
           !r.envelope.has_trajectory())
         return Corrupt(*dir + "/buffer.bin: a record does not parse");
       p += n;
-      r.peer_name = "checkpoint";
       // Re-accepted without the ledger (it already counts these groups as completed).
-      const auto& t = r.envelope.trajectory();
-      Accepted a;
-      a.group.group_id = t.prompt_group_id();
-      CHAINRL_ASSIGN_OR_RETURN(auto* prompt, PromptTokens(data_.IndexForGroup(t.prompt_group_id())));
-      a.group.prompt = *prompt;
-      for (const auto& smp : t.samples()) {
-        SampleData sd;
-        sd.tokens.assign(smp.completion().token_ids().begin(), smp.completion().token_ids().end());
-        sd.behaviour_logprobs.assign(smp.completion().behaviour_logprobs().begin(),
-                                     smp.completion().behaviour_logprobs().end());
-        sd.reward = smp.reward();
-        sd.truncated = smp.finish_reason() != wire::FINISH_STOP;
-        a.group.samples.push_back(std::move(sd));
-      }
+      CHAINRL_ASSIGN_OR_RETURN(Accepted a, MakeAccepted(r.envelope.trajectory()));
       a.serialized = b.substr(p - n, n);
       buffer_.push_back(std::move(a));
     }
@@ -653,12 +632,51 @@ void Learner::HandleWork(transport::Received& msg) {
   }
 }
 
-void Learner::HandleTrajectory(const transport::Received& msg) {
-  const auto& t = msg.envelope.trajectory();
+int64_t Learner::OldestVersion(const wire::Trajectory& t) const {
   int64_t oldest = version_;
   for (const auto& s : t.samples())
     if (s.completion().token_ids_size() > 0)
       oldest = std::min(oldest, wire::OldestPolicyVersion(s.completion().policy_versions()));
+  return oldest;
+}
+
+// A trajectory as a group to train on (fresh from an actor, or from a checkpoint's buffer).
+Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
+  Accepted a;
+  a.group.group_id = t.prompt_group_id();
+  CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(data_.IndexForGroup(t.prompt_group_id())));
+  a.group.prompt = *prompt;
+  a.behaviour_version = OldestVersion(t);
+  const double n = std::max(1, t.samples_size());
+  double correct = 0, length = 0, truncated = 0;
+  for (const auto& s : t.samples()) {
+    SampleData sd;
+    sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
+    sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
+                                 s.completion().behaviour_logprobs().end());
+    sd.reward = s.reward();
+    for (const auto& [name, score] : s.reward_components()) a.component_means[name] += score / n;
+    // No end of sequence: cut by the cap or budget, or stopped early in a loop that would have
+    // run to the cap (the engine's repetition detector).
+    sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
+                   s.finish_reason() == wire::FINISH_BUDGET ||
+                   s.finish_reason() == wire::FINISH_REPETITION;
+    auto it = s.reward_components().find(first_reward_);
+    sd.correct = it != s.reward_components().end() && it->second >= 1.0;
+    correct += sd.correct ? 1 : 0;
+    length += static_cast<double>(sd.tokens.size());
+    truncated += sd.truncated ? 1 : 0;
+    a.group.samples.push_back(std::move(sd));
+  }
+  a.correct_fraction = correct / n;
+  a.mean_length = length / n;
+  a.truncated_fraction = truncated / n;
+  return a;
+}
+
+void Learner::HandleTrajectory(const transport::Received& msg) {
+  const auto& t = msg.envelope.trajectory();
+  const int64_t oldest = OldestVersion(t);
   const Verdict v = ledger_.Complete(t.lease_id(), t.prompt_group_id(), oldest, version_);
   if (metrics_) {
     metrics_->histogram(metrics::HistogramId::kStaleness)
@@ -672,41 +690,14 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
                         << VerdictName(v);
     return;
   }
-  Accepted a;
-  a.group.group_id = t.prompt_group_id();
-  auto prompt = PromptTokens(data_.IndexForGroup(t.prompt_group_id()));
-  if (!prompt.ok()) {
-    CHAINRL_LOG(kError) << prompt.status().message();
+  auto accepted = MakeAccepted(t);
+  if (!accepted.ok()) {
+    CHAINRL_LOG(kError) << accepted.status().message();
     return;
   }
-  a.group.prompt = **prompt;
-  a.behaviour_version = oldest;
-  double correct = 0, length = 0, truncated = 0;
-  for (const auto& s : t.samples()) {
-    SampleData sd;
-    sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
-    sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
-                                 s.completion().behaviour_logprobs().end());
-    sd.reward = s.reward();
-    for (const auto& [name, score] : s.reward_components())
-      a.component_means[name] += score / std::max(1, t.samples_size());
-    // No end of sequence: cut by the cap or budget, or stopped early in a loop that would have
-    // run to the cap (the engine's repetition detector).
-    sd.truncated = s.finish_reason() == wire::FINISH_LENGTH ||
-                   s.finish_reason() == wire::FINISH_BUDGET ||
-                   s.finish_reason() == wire::FINISH_REPETITION;
-    auto it = s.reward_components().find(first_reward_);
-    sd.correct = it != s.reward_components().end() && it->second >= 1.0;
-    if (sd.correct) correct += 1;
-    length += static_cast<double>(sd.tokens.size());
-    truncated += sd.truncated ? 1 : 0;
-    a.group.samples.push_back(std::move(sd));
-  }
-  const double n = std::max(1, t.samples_size());
-  a.correct_fraction = correct / n;
-  a.mean_length = length / n;
-  a.truncated_fraction = truncated / n;
-  rollout_tokens_window_ += static_cast<int64_t>(length);
+  Accepted a = std::move(*accepted);
+  for (const auto& smp : a.group.samples)
+    rollout_tokens_window_ += static_cast<int64_t>(smp.tokens.size());
   if (metrics_) {
     for (const auto& s : a.group.samples) {
       metrics_->histogram(metrics::HistogramId::kResponseLength)
@@ -741,9 +732,20 @@ void Learner::Supply() {
 }
 
 void Learner::Dispatch() {
+  if (ledger_.pending() == 0) return;
   const int64_t budget = Budget();
   const int64_t max_new = c_.GetInt("rollout.max_new_tokens");
   const uint64_t seed = static_cast<uint64_t>(c_.GetInt("run.seed"));
+  // Every work item of this round samples alike but for its seed.
+  wire::SamplingParams sampling;
+  sampling.set_temperature(static_cast<float>(c_.GetFloat("rollout.temperature")));
+  sampling.set_top_p(static_cast<float>(c_.GetFloat("rollout.top_p")));
+  sampling.set_top_k(static_cast<int32_t>(c_.GetInt("rollout.top_k")));
+  sampling.set_repetition_penalty(1.0f);
+  for (int32_t id : prompts_->stop_token_ids()) sampling.add_stop_token_ids(static_cast<uint32_t>(id));
+  for (int64_t id : c_.GetIntList("rollout.stop_token_ids"))
+    sampling.add_stop_token_ids(static_cast<uint32_t>(id));
+  for (const auto& s : c_.GetStringList("rollout.stop_strings")) sampling.add_stop_strings(s);
   for (auto& [name, a] : actors_) {
     if (a.pending_credits <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
     std::vector<Lease> leases = ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits));
@@ -762,15 +764,8 @@ void Learner::Dispatch() {
       w->set_prompt_group_id(l.group_id);
       w->mutable_prompt_token_ids()->Add((*prompt)->begin(), (*prompt)->end());
       auto* sp = w->mutable_sampling();
-      sp->set_temperature(static_cast<float>(c_.GetFloat("rollout.temperature")));
-      sp->set_top_p(static_cast<float>(c_.GetFloat("rollout.top_p")));
-      sp->set_top_k(static_cast<int32_t>(c_.GetInt("rollout.top_k")));
-      sp->set_repetition_penalty(1.0f);
+      *sp = sampling;
       sp->set_seed(Mix(seed ^ Mix(l.group_id * 1315423911ull + static_cast<uint64_t>(l.attempt))));
-      for (int32_t id : prompts_->stop_token_ids()) sp->add_stop_token_ids(static_cast<uint32_t>(id));
-      for (int64_t id : c_.GetIntList("rollout.stop_token_ids"))
-        sp->add_stop_token_ids(static_cast<uint32_t>(id));
-      for (const auto& s : c_.GetStringList("rollout.stop_strings")) sp->add_stop_strings(s);
       w->set_token_budget(static_cast<uint32_t>(budget));
       w->set_max_new_tokens(static_cast<uint32_t>(max_new));
       w->set_group_size(static_cast<uint32_t>(c_.GetInt("rollout.group_size")));
@@ -844,14 +839,13 @@ Status Learner::Pump() {
         .Set(static_cast<double>(buffer_.size()));
     metrics_->gauge(metrics::GaugeId::kQueueDepth, {{"queue", "pending_groups"}})
         .Set(static_cast<double>(ledger_.pending()));
-    static uint64_t reassigned_seen = 0, lost_seen = 0;
-    if (k.reassigned > reassigned_seen)
+    if (k.reassigned > reassigned_seen_)
       metrics_->counter(metrics::CounterId::kLeasesReassigned)
-          .Increment(static_cast<double>(k.reassigned - reassigned_seen));
-    if (k.lost > lost_seen)
-      metrics_->counter(metrics::CounterId::kGroupsLost).Increment(static_cast<double>(k.lost - lost_seen));
-    reassigned_seen = k.reassigned;
-    lost_seen = k.lost;
+          .Increment(static_cast<double>(k.reassigned - reassigned_seen_));
+    if (k.lost > lost_seen_)
+      metrics_->counter(metrics::CounterId::kGroupsLost).Increment(static_cast<double>(k.lost - lost_seen_));
+    reassigned_seen_ = k.reassigned;
+    lost_seen_ = k.lost;
     static uint64_t weights_sent_seen = 0;
     const uint64_t weights_sent = weights_->bytes_sent();
     metrics_->counter(metrics::CounterId::kSentBytes, {{"channel", "weights"}})
