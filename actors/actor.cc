@@ -306,11 +306,20 @@ Status Actor::GenerateAndSend() {
   };
   eo.repetition_detection = config_.GetBool("rollout.repetition_detection");
   eo.repetition.min_repeats = config_.GetInt("rollout.repetition_min_repeats");
+  // New weights are swapped in between decode steps: the batch in progress goes on under them
+  // (its tokens record which version produced them) instead of being thrown away or waited for.
+  eo.between_steps = [this]() -> Result<int64_t> {
+    CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));
+    return std::max<int64_t>(version_, 0);
+  };
   std::vector<rollout::GenerationResult> results;
   {
     torch::NoGradGuard no_grad;
     rollout::RolloutEngine engine(model_, eo);
     CHAINRL_ASSIGN_OR_RETURN(results, engine.Generate(reqs));
+    if (engine.stats().version_changes_mid_sequence > 0)
+      CHAINRL_LOG(kDebug) << "weights swapped " << engine.stats().version_changes_mid_sequence
+                          << " time(s) in the middle of a generation batch";
   }
   auto t1 = Clock::now();
   // Rewards for every sample at once (plugins batch their calls).
@@ -384,9 +393,14 @@ Status Actor::GenerateAndSend() {
       auto* seg = s->mutable_completion();
       for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
       for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
-      if (!r.tokens.empty()) {
-        seg->mutable_policy_versions()->add_versions(std::max<int64_t>(version_, 0));
-        seg->mutable_policy_versions()->add_lengths(static_cast<uint32_t>(r.tokens.size()));
+      auto* runs = seg->mutable_policy_versions();
+      for (int64_t v : r.versions) {
+        if (runs->versions_size() > 0 && runs->versions(runs->versions_size() - 1) == v) {
+          runs->set_lengths(runs->lengths_size() - 1, runs->lengths(runs->lengths_size() - 1) + 1);
+        } else {
+          runs->add_versions(v);
+          runs->add_lengths(1);
+        }
       }
       s->set_finish_reason(ToWire(r.finish));
       s->set_reward(scores[k].total);

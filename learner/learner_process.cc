@@ -208,6 +208,9 @@ class Learner {
   uint64_t next_group_ = 0;
   int64_t tokens_trained_ = 0;
   int64_t groups_duplicated_ = 0, groups_filtered_ = 0, stale_dropped_ = 0;
+  // Accepted samples whose tokens came from more than one policy version (weights swapped in
+  // while the actor was generating them).
+  int64_t samples_multi_version_ = 0;
   json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
   json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
   json sft_eval_ = nullptr, final_eval_ = nullptr;
@@ -383,6 +386,7 @@ Status Learner::Resume(const std::string& spec) {
     groups_duplicated_ = s.at("groups_duplicated");
     groups_filtered_ = s.at("groups_filtered");
     stale_dropped_ = s.at("stale_dropped");
+    samples_multi_version_ = s.value("samples_multi_version", int64_t{0});
     history_ = s.at("history");
     evals_ = s.at("evals");
     sft_eval_ = s.at("sft_eval");
@@ -436,6 +440,7 @@ Status Learner::Checkpoint() {
              {"groups_duplicated", groups_duplicated_},
              {"groups_filtered", groups_filtered_},
              {"stale_dropped", stale_dropped_},
+             {"samples_multi_version", samples_multi_version_},
              {"history", history_},
              {"evals", evals_},
              {"sft_eval", sft_eval_},
@@ -696,6 +701,8 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     return;
   }
   Accepted a = std::move(*accepted);
+  for (const auto& s : t.samples())
+    samples_multi_version_ += s.completion().policy_versions().versions_size() > 1 ? 1 : 0;
   for (const auto& smp : a.group.samples)
     rollout_tokens_window_ += static_cast<int64_t>(smp.tokens.size());
   if (metrics_) {
@@ -1065,6 +1072,7 @@ Status Learner::Finish(bool completed) {
             {"results_discarded_duplicate", k.duplicates_discarded},
             {"results_discarded_unknown", k.unknown_discarded},
             {"results_dropped_stale", stale_dropped_},
+            {"samples_multi_version", samples_multi_version_},
             {"actors_declared_dead", k.actors_declared_dead},
             {"rejected_messages",
              work_ ? work_->rejects().Total() + traj_->rejects().Total() +

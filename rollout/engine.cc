@@ -125,6 +125,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     waiting.push_back(static_cast<int64_t>(i));
   }
   size_t next_waiting = 0;
+  int64_t version = 0;
+  bool version_known = false;
 
   // Appends a sampled token to slot s and decides whether the sample has finished.
   auto accept = [&](int64_t s, int32_t token, float logprob, float entropy) {
@@ -133,6 +135,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     GenerationResult& res = results[static_cast<size_t>(slot.req)];
     res.tokens.push_back(token);
     res.logprobs.push_back(logprob);
+    res.versions.push_back(version);
     if (options_.compute_entropy) res.entropy.push_back(entropy);
     slot.response.push_back(token);
     slot.last_token = token;
@@ -266,6 +269,15 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   };
 
   for (;;) {
+    if (options_.between_steps) {
+      CHAINRL_ASSIGN_OR_RETURN(const int64_t now, options_.between_steps());
+      if (version_known && now != version) {
+        ++stats_.version_changes;
+        if (active_count() > 0) ++stats_.version_changes_mid_sequence;
+      }
+      version = now;
+      version_known = true;
+    }
     // Admission: free slots take waiting requests (static batching: only an empty batch refills).
     if (next_waiting < waiting.size() && (options_.continuous_batching || active_count() == 0)) {
       std::vector<std::pair<int64_t, int64_t>> assign;

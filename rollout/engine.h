@@ -54,6 +54,9 @@ struct GenerationResult {
   // precede it, i.e. the response text to keep; -1 otherwise.
   int64_t stop_text_bytes = -1;
   std::optional<Repetition> repetition;  // set when finish == kRepetition
+  // Policy version of each new token: the version EngineOptions::between_steps reported before
+  // the forward that produced it (0 without that hook).
+  std::vector<int64_t> versions;
 };
 
 struct EngineOptions {
@@ -68,6 +71,12 @@ struct EngineOptions {
   bool continuous_batching = true;  // false: a new batch starts only when every slot is free
   bool share_prefix = true;         // false: every sample prefills its own prompt (baseline)
   int64_t prefill_chunk = 512;      // prompt tokens per prefill forward (bounds attention memory)
+  // Called before every forward of Generate (each prefill of admitted samples and each decode
+  // step). It may load new weights into the model in place: the batch in progress goes on with
+  // the KV it has (computed under the earlier weights, as in-flight weight updates do), so a weight
+  // swap never throws generated tokens away. Returns the policy version now in the model, which is
+  // recorded for every token sampled after it; an error stops Generate and is returned.
+  std::function<Result<int64_t>()> between_steps;
 };
 
 struct EngineStats {
@@ -78,6 +87,8 @@ struct EngineStats {
   int64_t resumed = 0;           // continuations that reused kept KV
   int64_t reprefilled = 0;       // continuations that had to prefill prompt + carried again
   int64_t evicted = 0;           // kept KV given up so that a waiting request could start
+  int64_t version_changes = 0;   // times between_steps reported a new version during Generate
+  int64_t version_changes_mid_sequence = 0;  // ... while some sample was part-way through
 };
 
 // Not thread-safe: one Generate at a time. The model must outlive the engine.

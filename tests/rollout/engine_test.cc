@@ -270,6 +270,94 @@ TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
   }
 }
 
+// New weights arrive in the middle of a batch: the engine swaps them in between two decode steps
+// and goes on. Tokens before the swap are those of a run without it; every token records the
+// version that produced it; nothing is prefilled again; and the tokens after the swap carry the
+// logprobs of the new weights reading the KV the old weights wrote (recomputed here by hand).
+TEST(EngineTest, WeightsSwapBetweenDecodeStepsWithoutRestartingTheBatch) {
+  auto m = TinyModel(7);
+  auto fresh = TinyModel(8);
+  std::vector<GenerationRequest> reqs = {Req("p", {3, 1, 4, 1, 5}, 20, 71),
+                                         Req("q", {2, 7, 1}, 16, 72)};
+  RolloutEngine plain(m, Opts(2));
+  auto base = plain.Generate(reqs);
+  ASSERT_TRUE(base.ok());
+  const int64_t base_prefill = plain.stats().prefill_tokens;
+
+  // Keep the old weights to restore them for the reference computation.
+  std::vector<torch::Tensor> old_params;
+  for (auto& p : m->parameters()) old_params.push_back(p.detach().clone());
+  auto load = [](model::DecoderModel& dst, const std::vector<torch::Tensor>& src) {
+    torch::NoGradGuard g;
+    auto ps = dst.parameters();
+    for (size_t i = 0; i < ps.size(); ++i) ps[i].copy_(src[i]);
+  };
+  std::vector<torch::Tensor> new_params;
+  for (auto& p : fresh->parameters()) new_params.push_back(p.detach().clone());
+
+  constexpr int kSwapAtCall = 6;  // call 1: prefill + first decode; each later call: one decode
+  int calls = 0;
+  EngineOptions o = Opts(2);
+  o.between_steps = [&]() -> Result<int64_t> {
+    if (++calls == kSwapAtCall) load(*m, new_params);
+    return calls >= kSwapAtCall ? int64_t{5} : int64_t{4};
+  };
+  RolloutEngine engine(m, o);
+  auto res = engine.Generate(reqs);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_EQ(engine.stats().version_changes, 1);
+  EXPECT_EQ(engine.stats().version_changes_mid_sequence, 1);
+  EXPECT_EQ(engine.stats().prefill_tokens, base_prefill);  // the batch was not restarted
+
+  // Tokens 0..5 came from calls 1..5 (two from the first: prefill and decode) under version 4.
+  const size_t before = 2 + (kSwapAtCall - 2);
+  torch::NoGradGuard g;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const auto& r = (*res)[i];
+    ASSERT_EQ(r.versions.size(), r.tokens.size());
+    ASSERT_GT(r.tokens.size(), before + 3);
+    for (size_t t = 0; t < r.tokens.size(); ++t)
+      EXPECT_EQ(r.versions[t], t < before ? 4 : 5) << "request " << i << " token " << t;
+    EXPECT_EQ(std::vector<int32_t>(r.tokens.begin(), r.tokens.begin() + before),
+              std::vector<int32_t>((*base)[i].tokens.begin(), (*base)[i].tokens.begin() + before));
+    EXPECT_NE(r.tokens, (*base)[i].tokens);  // the new weights do change what follows
+
+    // Reference: the old weights write the KV of the prompt and tokens [0, before-1); the new
+    // weights read it and go on from token before-1.
+    const auto& prompt = reqs[i].prompt;
+    model::KvCache cache(m->config(), 1, 128, torch::kFloat32, torch::kCPU);
+    std::vector<int64_t> head(prompt.begin(), prompt.end());
+    head.insert(head.end(), r.tokens.begin(), r.tokens.begin() + (before - 1));
+    const int64_t hl = static_cast<int64_t>(head.size());
+    load(*m, old_params);
+    m->ForwardCached(torch::tensor(head, torch::kLong).unsqueeze(0),
+                     torch::arange(hl, torch::kLong).unsqueeze(0), cache, {hl});
+    load(*m, new_params);
+    std::vector<int64_t> tail(r.tokens.begin() + (before - 1), r.tokens.end() - 1);
+    const int64_t tl = static_cast<int64_t>(tail.size());
+    auto hidden = m->ForwardCached(torch::tensor(tail, torch::kLong).unsqueeze(0),
+                                   torch::arange(hl, hl + tl, torch::kLong).unsqueeze(0), cache,
+                                   {tl});
+    auto logp = torch::log_softmax(m->Logits(hidden)[0], -1);
+    double max_diff = 0;
+    for (int64_t t = 0; t < tl; ++t) {
+      const size_t k = before + static_cast<size_t>(t);
+      max_diff = std::max(
+          max_diff, std::abs(logp[t][r.tokens[k]].item<float>() - static_cast<double>(r.logprobs[k])));
+    }
+    EXPECT_LE(max_diff, 1e-4) << "request " << i;
+  }
+  load(*m, old_params);
+
+  // An error from the hook stops generation and is returned.
+  EngineOptions bad = Opts(2);
+  bad.between_steps = []() -> Result<int64_t> { return Corrupt("weights v9: checksum mismatch"); };
+  RolloutEngine failing(m, bad);
+  auto err = failing.Generate(reqs);
+  ASSERT_FALSE(err.ok());
+  EXPECT_NE(err.status().message().find("checksum mismatch"), std::string::npos);
+}
+
 TEST(EngineTest, BadRequestsAreErrorsNamingTheRequest) {
   auto m = TinyModel();
   RolloutEngine engine(m, Opts(2));
