@@ -273,27 +273,49 @@ Status Actor::GenerateAndSend() {
   CHAINRL_RETURN_IF_ERROR(CatchUp(wanted));
   heartbeat_->in_flight = static_cast<uint32_t>(batch.size());
   auto t0 = Clock::now();
+  // One request per sample to generate: all G of a fresh item, or only the carried samples of a
+  // continuation (segment rollout), each resuming its tokens (same seed, so its draws go on).
+  struct Job {
+    size_t item;
+    uint32_t sample_index;
+    std::vector<int32_t> carried;
+  };
+  std::vector<Job> jobs;
   std::vector<rollout::GenerationRequest> reqs;
   int64_t max_len = 0;
-  for (const auto& item : batch) {
+  for (size_t b = 0; b < batch.size(); ++b) {
+    const auto& item = batch[b];
     const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
     max_len = std::max<int64_t>(max_len, item.prompt_token_ids_size() + cap);
-    for (uint32_t i = 0; i < item.group_size(); ++i) {
-      rollout::GenerationRequest r;
-      r.id = std::to_string(item.lease_id()) + ":" + std::to_string(i);
-      r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
-      r.sampling.temperature = item.sampling().temperature();
-      r.sampling.top_k = item.sampling().top_k();
-      r.sampling.top_p = item.sampling().top_p();
-      r.sampling.seed = item.sampling().seed() + i;
-      r.max_new_tokens = cap;
-      r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
-      r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
-                              item.sampling().stop_token_ids().end());
-      r.stop_strings.assign(item.sampling().stop_strings().begin(),
-                            item.sampling().stop_strings().end());
-      reqs.push_back(std::move(r));
+    if (item.carried_size() > 0) {
+      for (const auto& c : item.carried())
+        jobs.push_back({b, c.sample_index(),
+                        std::vector<int32_t>(c.segment().token_ids().begin(),
+                                             c.segment().token_ids().end())});
+    } else {
+      for (uint32_t i = 0; i < item.group_size(); ++i) jobs.push_back({b, i, {}});
     }
+  }
+  for (const Job& j : jobs) {
+    const auto& item = batch[j.item];
+    const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
+    rollout::GenerationRequest r;
+    r.id = std::to_string(item.lease_id()) + ":" + std::to_string(j.sample_index);
+    r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
+    r.carried = j.carried;
+    if (static_cast<int64_t>(r.carried.size()) >= cap) r.carried.resize(static_cast<size_t>(cap - 1));
+    r.sampling.temperature = item.sampling().temperature();
+    r.sampling.top_k = item.sampling().top_k();
+    r.sampling.top_p = item.sampling().top_p();
+    r.sampling.seed = item.sampling().seed() + j.sample_index;
+    r.max_new_tokens = cap;
+    r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
+    r.segment_tokens = item.segment_tokens();
+    r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
+                            item.sampling().stop_token_ids().end());
+    r.stop_strings.assign(item.sampling().stop_strings().begin(),
+                          item.sampling().stop_strings().end());
+    reqs.push_back(std::move(r));
   }
   rollout::EngineOptions eo;
   eo.max_batch = config_.GetInt("rollout.max_batch_size");
@@ -317,35 +339,44 @@ Status Actor::GenerateAndSend() {
     torch::NoGradGuard no_grad;
     rollout::RolloutEngine engine(model_, eo);
     CHAINRL_ASSIGN_OR_RETURN(results, engine.Generate(reqs));
-    if (engine.stats().version_changes_mid_sequence > 0)
+    if (engine.stats().version_changes_mid_sequence > 0) {
       CHAINRL_LOG(kDebug) << "weights swapped " << engine.stats().version_changes_mid_sequence
                           << " time(s) in the middle of a generation batch";
+    }
   }
   auto t1 = Clock::now();
-  // Rewards for every sample at once (plugins batch their calls).
+  // Rewards for every finished sample at once (plugins batch their calls); a sample whose segment
+  // ended first is scored when it finishes, in a later lease.
   std::vector<rewards::RewardInput> inputs;
-  size_t k = 0;
+  std::vector<int64_t> score_of(jobs.size(), -1);
   int64_t new_tokens = 0;
-  for (const auto& item : batch) {
-    auto prompt_text = tok.Decode({item.prompt_token_ids().begin(), item.prompt_token_ids().end()});
-    for (uint32_t i = 0; i < item.group_size(); ++i, ++k) {
-      const auto& r = results[k];
-      new_tokens += static_cast<int64_t>(r.tokens.size());
-      rewards::RewardInput in;
-      in.example_id = item.example_id();
-      in.prompt = prompt_text.ok() ? *prompt_text : "";
-      auto text = tok.Decode(r.tokens, /*skip_special=*/true);
-      in.response = text.ok() ? *text : "";
-      if (r.stop_text_bytes >= 0) {
-        auto raw = tok.DecodeBytes(r.tokens);
-        if (raw.ok()) in.response = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
-      }
-      in.token_ids = r.tokens;
-      in.finish_reason = rollout::FinishReasonName(r.finish);
-      in.answer_json = item.answer_json().empty() ? "null" : item.answer_json();
-      in.metadata_json = item.metadata_json().empty() ? "{}" : item.metadata_json();
-      inputs.push_back(std::move(in));
+  std::vector<std::string> prompt_texts(batch.size());
+  for (size_t b = 0; b < batch.size(); ++b) {
+    auto text = tok.Decode({batch[b].prompt_token_ids().begin(), batch[b].prompt_token_ids().end()});
+    prompt_texts[b] = text.ok() ? *text : "";
+  }
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    const auto& r = results[k];
+    const auto& item = batch[jobs[k].item];
+    new_tokens += static_cast<int64_t>(r.tokens.size());
+    if (r.finish == rollout::FinishReason::kUnfinished) continue;
+    std::vector<int32_t> all = reqs[k].carried;
+    all.insert(all.end(), r.tokens.begin(), r.tokens.end());
+    rewards::RewardInput in;
+    in.example_id = item.example_id();
+    in.prompt = prompt_texts[jobs[k].item];
+    auto text = tok.Decode(all, /*skip_special=*/true);
+    in.response = text.ok() ? *text : "";
+    if (r.stop_text_bytes >= 0) {
+      auto raw = tok.DecodeBytes(all);
+      if (raw.ok()) in.response = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
     }
+    in.token_ids = std::move(all);
+    in.finish_reason = rollout::FinishReasonName(r.finish);
+    in.answer_json = item.answer_json().empty() ? "null" : item.answer_json();
+    in.metadata_json = item.metadata_json().empty() ? "{}" : item.metadata_json();
+    score_of[k] = static_cast<int64_t>(inputs.size());
+    inputs.push_back(std::move(in));
   }
   CHAINRL_ASSIGN_OR_RETURN(auto scores, rewards_->Score(inputs));
   auto t2 = Clock::now();
@@ -377,7 +408,6 @@ Status Actor::GenerateAndSend() {
     }
   }
   const auto& specs = rewards_->specs();
-  k = 0;
   for (size_t b = 0; b < batch.size(); ++b) {
     const auto& item = batch[b];
     wire::Envelope env = wire::MakeEnvelope(id_);
@@ -386,10 +416,11 @@ Status Actor::GenerateAndSend() {
     t->set_prompt_group_id(item.prompt_group_id());
     t->set_lease_id(item.lease_id());
     t->set_actor_id(id_);
-    for (uint32_t i = 0; i < item.group_size(); ++i, ++k) {
+    for (size_t k = 0; k < jobs.size(); ++k) {
+      if (jobs[k].item != b) continue;
       const auto& r = results[k];
       auto* s = t->add_samples();
-      s->set_sample_index(i);
+      s->set_sample_index(jobs[k].sample_index);
       auto* seg = s->mutable_completion();
       for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
       for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
@@ -402,16 +433,21 @@ Status Actor::GenerateAndSend() {
           runs->add_lengths(1);
         }
       }
+      s->mutable_timings()->set_generate_seconds(Seconds(t0, t1));
+      if (score_of[k] < 0) {
+        s->set_finish_reason(wire::FINISH_UNFINISHED);
+        continue;
+      }
+      const auto& score = scores[static_cast<size_t>(score_of[k])];
       s->set_finish_reason(ToWire(r.finish));
-      s->set_reward(scores[k].total);
-      for (size_t j = 0; j < scores[k].rewards.size() && j < specs.size(); ++j) {
-        const auto& o = scores[k].rewards[j];
+      s->set_reward(score.total);
+      for (size_t j = 0; j < score.rewards.size() && j < specs.size(); ++j) {
+        const auto& o = score.rewards[j];
         (*s->mutable_reward_components())[specs[j].name] = o.score;
         if (o.error != rewards::RewardError::kNone)
           (*s->mutable_reward_diagnostics())[specs[j].name] =
               std::string(rewards::RewardErrorName(o.error)) + ": " + o.message.substr(0, 1024);
       }
-      s->mutable_timings()->set_generate_seconds(Seconds(t0, t1));
       s->mutable_timings()->set_reward_seconds(Seconds(t1, t2));
     }
     CHAINRL_RETURN_IF_ERROR(SendTrajectory(env));

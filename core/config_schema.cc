@@ -243,7 +243,9 @@ ConfigSchema Build() {
                       "Token ids that end a response, in addition to the tokenizer's EOS."));
   k.push_back(Int("rollout.max_batch_size", 64, 1, 1 << 16, "Sequences decoded together."));
   k.push_back(Int("rollout.segment_tokens", 0, 0, 1 << 24,
-                  "Segment rollout: new tokens per sequence per step; 0 decodes to the end."));
+                  "Segment rollout: new tokens per sample per lease; a sample still going "
+                  "comes back unfinished and the learner carries it into a later lease (any "
+                  "actor, possibly newer weights). 0 decodes to the end."));
   k.push_back(Bool("rollout.repetition_detection", true,
                    "End a sample that loops (flagged for the repetition penalty)."));
   k.push_back(Int("rollout.repetition_min_repeats", 8, 2, 1 << 20,

@@ -206,7 +206,7 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
     CHAINRL_WIRE_REQUIRE(seen.insert(s.sample_index()).second, p + ".sample_index",
                          std::to_string(s.sample_index()) + " appears twice");
     CHAINRL_RETURN_IF_ERROR(ValidateSegment(s.completion(), p + ".completion", lim));
-    CHAINRL_WIRE_REQUIRE(s.finish_reason() >= FINISH_STOP && s.finish_reason() <= FINISH_REPETITION,
+    CHAINRL_WIRE_REQUIRE(s.finish_reason() >= FINISH_STOP && s.finish_reason() <= FINISH_UNFINISHED,
                          p + ".finish_reason",
                          std::to_string(static_cast<int>(s.finish_reason())) + " is not a reason");
     CHAINRL_RETURN_IF_ERROR(ValidateFinite(s.reward(), p + ".reward", false));

@@ -161,6 +161,8 @@ class Learner {
   void HandleTrajectory(const transport::Received& msg);
   int64_t OldestVersion(const wire::Trajectory& t) const;
   Result<Accepted> MakeAccepted(const wire::Trajectory& t);
+  // Adds one lease's segment to the group's carried-over state.
+  void MergeSegment(const wire::Trajectory& t, wire::Trajectory* so_far) const;
   void Dispatch();
   void Supply();
   Status TrainStep();
@@ -211,6 +213,12 @@ class Learner {
   // Accepted samples whose tokens came from more than one policy version (weights swapped in
   // while the actor was generating them).
   int64_t samples_multi_version_ = 0;
+  // Segment rollout (rollout.segment_tokens): groups whose samples are not all finished, by group
+  // id. Sample i of each is the group's sample i: the tokens of its segments so far, with
+  // FINISH_UNFINISHED until it ends. The learner owns this state, so a dead actor loses at most
+  // the segment it was generating; checkpoints carry it (partials.bin).
+  std::map<uint64_t, wire::Trajectory> partials_;
+  int64_t segments_received_ = 0;
   json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
   json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
   json sft_eval_ = nullptr, final_eval_ = nullptr;
@@ -309,10 +317,6 @@ Status Learner::Setup() {
                                 "objectives.h) but not applied by the learner process yet; remove "
                                 "the key(s) to train without them");
   }
-  if (c_.GetInt("rollout.segment_tokens") > 0) {
-    CHAINRL_LOG(kWarn) << "rollout.segment_tokens is not used by the learner and actor processes "
-                          "yet: responses are generated to the end within one lease";
-  }
   CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
   rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
   tokenizer_dir_ = po.tokenizer_dir;
@@ -387,6 +391,7 @@ Status Learner::Resume(const std::string& spec) {
     groups_filtered_ = s.at("groups_filtered");
     stale_dropped_ = s.at("stale_dropped");
     samples_multi_version_ = s.value("samples_multi_version", int64_t{0});
+    segments_received_ = s.value("segments_received", int64_t{0});
     history_ = s.at("history");
     evals_ = s.at("evals");
     sft_eval_ = s.at("sft_eval");
@@ -418,6 +423,21 @@ Status Learner::Resume(const std::string& spec) {
       buffer_.push_back(std::move(a));
     }
   }
+  if (auto it = d.files.find("partials.bin"); it != d.files.end()) {
+    // Groups part-way through segment rollout: length-prefixed trajectories.
+    const std::string& b = it->second;
+    size_t p = 0;
+    while (p + 8 <= b.size()) {
+      uint64_t n = 0;
+      std::memcpy(&n, b.data() + p, 8);
+      p += 8;
+      wire::Trajectory t;
+      if (p + n > b.size() || !t.ParseFromArray(b.data() + p, static_cast<int>(n)))
+        return Corrupt(*dir + "/partials.bin: a record is truncated or does not parse");
+      p += n;
+      partials_[t.prompt_group_id()] = std::move(t);
+    }
+  }
   if (auto it = s.find("torch_rng"); it != s.end()) CHAINRL_RETURN_IF_ERROR(RestoreTorchRng(*it));
   CHAINRL_LOG(kInfo) << "resumed from " << *dir << " at step " << step_ << " (policy version "
                      << version_ << ", " << buffer_.size() << " groups buffered, "
@@ -441,6 +461,7 @@ Status Learner::Checkpoint() {
              {"groups_filtered", groups_filtered_},
              {"stale_dropped", stale_dropped_},
              {"samples_multi_version", samples_multi_version_},
+             {"segments_received", segments_received_},
              {"history", history_},
              {"evals", evals_},
              {"sft_eval", sft_eval_},
@@ -455,6 +476,14 @@ Status Learner::Checkpoint() {
     buf += a.serialized;
   }
   d.files["buffer.bin"] = buf;
+  std::string partials;
+  for (const auto& [gid, t] : partials_) {
+    const std::string one = t.SerializeAsString();
+    uint64_t n = one.size();
+    partials.append(reinterpret_cast<const char*>(&n), 8);
+    partials += one;
+  }
+  d.files["partials.bin"] = partials;
   // Checkpoints are numbered by updates so far (SFT then RL), so "latest" is the newest.
   const int64_t key = sft_step_ + step_;
   auto t0 = Clock::now();
@@ -679,10 +708,71 @@ Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
   return a;
 }
 
+void Learner::MergeSegment(const wire::Trajectory& t, wire::Trajectory* so_far) const {
+  if (so_far->samples_size() == 0) {
+    so_far->set_prompt_group_id(t.prompt_group_id());
+    const uint32_t G = static_cast<uint32_t>(c_.GetInt("rollout.group_size"));
+    for (uint32_t i = 0; i < G; ++i) {
+      auto* s = so_far->add_samples();
+      s->set_sample_index(i);
+      s->set_finish_reason(wire::FINISH_UNFINISHED);
+    }
+  }
+  for (const auto& s : t.samples()) {
+    auto* d = so_far->mutable_samples(static_cast<int>(s.sample_index()));
+    auto* c = d->mutable_completion();
+    c->mutable_token_ids()->Add(s.completion().token_ids().begin(), s.completion().token_ids().end());
+    c->mutable_behaviour_logprobs()->Add(s.completion().behaviour_logprobs().begin(),
+                                         s.completion().behaviour_logprobs().end());
+    auto* runs = c->mutable_policy_versions();
+    const auto& add = s.completion().policy_versions();
+    for (int k = 0; k < add.versions_size(); ++k) {
+      const int last = runs->versions_size() - 1;
+      if (last >= 0 && runs->versions(last) == add.versions(k)) {
+        runs->set_lengths(last, runs->lengths(last) + add.lengths(k));
+      } else {
+        runs->add_versions(add.versions(k));
+        runs->add_lengths(add.lengths(k));
+      }
+    }
+    d->mutable_timings()->set_generate_seconds(d->timings().generate_seconds() +
+                                               s.timings().generate_seconds());
+    if (s.finish_reason() == wire::FINISH_UNFINISHED) continue;
+    d->set_finish_reason(s.finish_reason());
+    d->set_reward(s.reward());
+    *d->mutable_reward_components() = s.reward_components();
+    *d->mutable_reward_diagnostics() = s.reward_diagnostics();
+    d->mutable_timings()->set_reward_seconds(s.timings().reward_seconds());
+  }
+}
+
 void Learner::HandleTrajectory(const transport::Received& msg) {
   const auto& t = msg.envelope.trajectory();
+  const uint64_t gid = t.prompt_group_id();
+  // The samples this lease was to generate: all G of a fresh group, or the unfinished samples of
+  // a group carried over from earlier segments.
+  auto pit = partials_.find(gid);
+  std::set<uint32_t> expected, got;
+  if (pit == partials_.end()) {
+    for (uint32_t i = 0; i < static_cast<uint32_t>(c_.GetInt("rollout.group_size")); ++i)
+      expected.insert(i);
+  } else {
+    for (const auto& s : pit->second.samples())
+      if (s.finish_reason() == wire::FINISH_UNFINISHED) expected.insert(s.sample_index());
+  }
+  bool finishes = true;
+  for (const auto& s : t.samples()) {
+    got.insert(s.sample_index());
+    finishes = finishes && s.finish_reason() != wire::FINISH_UNFINISHED;
+  }
+  if (got != expected && ledger_.HoldsLease(t.lease_id(), gid)) {
+    CHAINRL_LOG(kWarn) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " of group "
+                       << gid << " has " << got.size() << " samples, not the " << expected.size()
+                       << " it was leased; ignored (the lease is handed out again when it expires)";
+    return;
+  }
   const int64_t oldest = OldestVersion(t);
-  const Verdict v = ledger_.Complete(t.lease_id(), t.prompt_group_id(), oldest, version_);
+  const Verdict v = ledger_.Complete(t.lease_id(), gid, oldest, version_, finishes);
   if (metrics_) {
     metrics_->histogram(metrics::HistogramId::kStaleness)
         .Observe(static_cast<double>(version_ - oldest));
@@ -695,16 +785,30 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
                         << VerdictName(v);
     return;
   }
-  auto accepted = MakeAccepted(t);
+  for (const auto& s : t.samples())
+    rollout_tokens_window_ += static_cast<int64_t>(s.completion().token_ids_size());
+  // Segment rollout: keep the segment; the group is trained when its last sample finishes.
+  wire::Envelope assembled;
+  if (pit != partials_.end() || !finishes) {
+    wire::Trajectory& so_far = partials_[gid];
+    MergeSegment(t, &so_far);
+    ++segments_received_;
+    if (!finishes) return;
+    assembled = wire::MakeEnvelope("learner");
+    *assembled.mutable_trajectory() = std::move(so_far);
+    partials_.erase(gid);
+    assembled.mutable_trajectory()->set_lease_id(t.lease_id());
+    assembled.mutable_trajectory()->set_actor_id(t.actor_id());
+  }
+  const wire::Trajectory& whole = assembled.has_trajectory() ? assembled.trajectory() : t;
+  auto accepted = MakeAccepted(whole);
   if (!accepted.ok()) {
     CHAINRL_LOG(kError) << accepted.status().message();
     return;
   }
   Accepted a = std::move(*accepted);
-  for (const auto& s : t.samples())
+  for (const auto& s : whole.samples())
     samples_multi_version_ += s.completion().policy_versions().versions_size() > 1 ? 1 : 0;
-  for (const auto& smp : a.group.samples)
-    rollout_tokens_window_ += static_cast<int64_t>(smp.tokens.size());
   if (metrics_) {
     for (const auto& s : a.group.samples) {
       metrics_->histogram(metrics::HistogramId::kResponseLength)
@@ -722,7 +826,8 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
       return;
     }
   }
-  a.serialized = msg.envelope.SerializeAsString();
+  a.serialized = assembled.has_trajectory() ? assembled.SerializeAsString()
+                                             : msg.envelope.SerializeAsString();
   buffer_.push_back(std::move(a));
 }
 
@@ -742,6 +847,7 @@ void Learner::Dispatch() {
   if (ledger_.pending() == 0) return;
   const int64_t budget = Budget();
   const int64_t max_new = c_.GetInt("rollout.max_new_tokens");
+  const int64_t segment_tokens = c_.GetInt("rollout.segment_tokens");
   const uint64_t seed = static_cast<uint64_t>(c_.GetInt("run.seed"));
   // Every work item of this round samples alike but for its seed.
   wire::SamplingParams sampling;
@@ -781,6 +887,15 @@ void Learner::Dispatch() {
       w->set_example_id(ex.id.substr(0, 200));
       w->set_answer_json(ex.answer.dump());
       w->set_metadata_json(ex.metadata.is_null() ? "{}" : ex.metadata.dump());
+      w->set_segment_tokens(static_cast<uint32_t>(segment_tokens));
+      if (auto pit = partials_.find(l.group_id); pit != partials_.end()) {
+        for (const auto& smp : pit->second.samples()) {
+          if (smp.finish_reason() != wire::FINISH_UNFINISHED) continue;
+          auto* carried = w->add_carried();
+          carried->set_sample_index(smp.sample_index());
+          *carried->mutable_segment() = smp.completion();
+        }
+      }
     }
     Status st = work_->SendTo(a.routing, env);
     if (!st.ok()) {
@@ -1073,6 +1188,9 @@ Status Learner::Finish(bool completed) {
             {"results_discarded_unknown", k.unknown_discarded},
             {"results_dropped_stale", stale_dropped_},
             {"samples_multi_version", samples_multi_version_},
+            {"segments_received", segments_received_},
+            {"segments_continued", k.segments_continued},
+            {"groups_part_generated", static_cast<int64_t>(partials_.size())},
             {"actors_declared_dead", k.actors_declared_dead},
             {"rejected_messages",
              work_ ? work_->rejects().Total() + traj_->rejects().Total() +

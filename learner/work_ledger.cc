@@ -116,7 +116,7 @@ void WorkLedger::Revoke(uint64_t lease_id, bool expired) {
 }
 
 Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
-                             int64_t learner_version) {
+                             int64_t learner_version, bool group_finished) {
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) {
     if (lease_id != 0 && lease_id < next_lease_id_) {
@@ -140,6 +140,14 @@ Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behav
     queue_.push_front(group_id);
     ++counters_.stale_dropped;
     return Verdict::kDroppedStale;
+  }
+  if (!group_finished) {
+    g.state = GroupState::kPending;
+    g.attempts = 0;
+    queue_.push_front(group_id);
+    ++counters_.segments_continued;
+    if (stale) ++counters_.stale_flagged;
+    return stale ? Verdict::kAcceptedNeedsCorrection : Verdict::kAccepted;
   }
   g.state = GroupState::kCompleted;
   ++counters_.completed;
@@ -220,7 +228,8 @@ std::string WorkLedger::ToJson() const {
                    {"stale_dropped", c.stale_dropped},
                    {"stale_flagged", c.stale_flagged},
                    {"actors_declared_dead", c.actors_declared_dead},
-                   {"leases_expired", c.leases_expired}};
+                   {"leases_expired", c.leases_expired},
+                   {"segments_continued", c.segments_continued}};
   return j.dump();
 }
 
@@ -300,6 +309,7 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
     k.stale_flagged = c.at("stale_flagged").get<uint64_t>();
     k.actors_declared_dead = c.at("actors_declared_dead").get<uint64_t>();
     k.leases_expired = c.at("leases_expired").get<uint64_t>();
+    k.segments_continued = c.value("segments_continued", uint64_t{0});
   } catch (const json::exception& e) {
     return Corrupt(where + ": " + e.what());
   }

@@ -112,6 +112,7 @@ struct LedgerCounters {
   uint64_t stale_flagged = 0;
   uint64_t actors_declared_dead = 0;
   uint64_t leases_expired = 0;  // revoked by deadline (subset of reassigned or lost)
+  uint64_t segments_continued = 0;  // accepted segments of unfinished groups, queued again
 };
 
 // Not thread-safe: owned by the learner's dispatch loop. The clock must outlive the ledger.
@@ -133,8 +134,12 @@ class WorkLedger {
 
   // A result for `lease_id` whose oldest token came from `behaviour_version`, arriving while the
   // learner is at `learner_version`. Counts as a heartbeat of the lease's actor if accepted.
+  // Segment rollout: with `group_finished` false the result is one segment of a group whose
+  // samples are not all finished; accepted, the group goes back to the front of the queue to be
+  // continued under a new lease (its revocation count starts again: it made progress), and it is
+  // completed by the result that finishes it.
   Verdict Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
-                   int64_t learner_version);
+                   int64_t learner_version, bool group_finished = true);
 
   // Declares dead the actors silent for heartbeat_timeout and revokes their leases, and revokes
   // leases past their deadline. Returns the revoked leases. Call it every loop iteration.
@@ -146,6 +151,11 @@ class WorkLedger {
   // True when every group added is completed or lost.
   bool Done() const { return counters_.completed + counters_.lost == groups_.size(); }
   bool IsCompleted(uint64_t group_id) const;
+  // True when `lease_id` is active and leases `group_id`.
+  bool HoldsLease(uint64_t lease_id, uint64_t group_id) const {
+    auto it = leases_.find(lease_id);
+    return it != leases_.end() && it->second.group_id == group_id;
+  }
   bool IsAlive(const std::string& actor) const;
   const LedgerCounters& counters() const { return counters_; }
   const LedgerOptions& options() const { return options_; }

@@ -224,7 +224,10 @@ TEST(TrainProcessTest, ActorKilledMidRunIsRestartedAndNothingIsLostOrDuplicated)
   const std::string cfg = WriteConfig(
       dir, "[length_shaping]\nmethods = [\"kimi\", \"dapo_overlong\"]\noverlong_buffer_len = 16\n");
   const std::string run = dir + "/run";
-  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=14", "--set", "sft.steps=2"});
+  // Segment rollout: 12 new tokens per sample per lease; the learner carries unfinished samples
+  // into later leases, so a killed actor loses at most its current segments.
+  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=14", "--set", "sft.steps=2",
+                                    "--set", "rollout.segment_tokens=12"});
   ASSERT_TRUE(WaitForStep(run, 3, 120)) << ReadText(run + ".out");
   json procs = ReadJson(run + "/processes.json");
   const pid_t victim = procs["actors"]["actor-0"].get<pid_t>();
@@ -237,6 +240,8 @@ TEST(TrainProcessTest, ActorKilledMidRunIsRestartedAndNothingIsLostOrDuplicated)
   EXPECT_GE(s["actors"]["actor-0"]["deaths"].get<int>(), 1);
   json procs_after = ReadJson(run + "/processes.json");
   EXPECT_NE(procs_after["actors"]["actor-0"].get<pid_t>(), victim) << "a new actor-0 was started";
+  EXPECT_GT(s["segments_continued"].get<int64_t>(), 0) << s.dump();
+  EXPECT_GE(s["segments_received"].get<int64_t>(), s["segments_continued"].get<int64_t>());
   // Shaping changed the rewards the advantages were computed from.
   int shaped_steps = 0;
   std::ifstream events(run + "/events.jsonl");
@@ -253,7 +258,8 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   const std::string dir = Dir("kill_learner");
   const std::string cfg = WriteConfig(dir, "[checkpoint]\nevery = 2\nkeep = 2\n");
   const std::string run = dir + "/run";
-  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=12", "--set", "sft.steps=2"});
+  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=12", "--set", "sft.steps=2",
+                                    "--set", "rollout.segment_tokens=12"});
   ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
   json procs = ReadJson(run + "/processes.json");
   const pid_t learner = procs["learner"].get<pid_t>();
@@ -267,6 +273,7 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   EXPECT_EQ(ReadJson(run + "/processes.json")["actors"]["actor-0"].get<pid_t>(), actor0);
   const std::string log = ReadText(run + "/logs/learner.log");
   EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+  EXPECT_GT(s["segments_continued"].get<int64_t>(), 0) << s.dump();
 }
 
 // Raw ZeroMQ peers: random bytes, a frame of another schema version, an oversized frame, a valid

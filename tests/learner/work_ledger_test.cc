@@ -135,6 +135,48 @@ TEST(WorkLedgerTest, StalenessDropOrFlag) {
   }
 }
 
+// Segment rollout: an unfinished group's segment is accepted and the group queued again, first
+// in line, under a new lease; only the result that finishes it completes it, once.
+TEST(WorkLedgerTest, SegmentsOfAnUnfinishedGroupAreContinuedUnderNewLeases) {
+  ManualClock clock;
+  WorkLedger l(Opts().set_max_attempts(2), &clock);
+  ASSERT_TRUE(l.AddGroup(7).ok());
+  ASSERT_TRUE(l.AddGroup(8).ok());
+  auto first = l.Dispatch("a", 1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(l.Complete(first[0].lease_id, 7, 0, 0, /*group_finished=*/false), Verdict::kAccepted);
+  EXPECT_FALSE(l.IsCompleted(7));
+  EXPECT_EQ(l.pending(), 2u);
+  EXPECT_EQ(l.counters().segments_continued, 1u);
+  EXPECT_EQ(l.counters().completed, 0u);
+  // The same result again is a duplicate, not a second segment.
+  EXPECT_EQ(l.Complete(first[0].lease_id, 7, 0, 0, false), Verdict::kDuplicate);
+  auto second = l.Dispatch("b", 1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].group_id, 7u);  // continued before fresh work
+  EXPECT_EQ(second[0].attempt, 1);    // progress restarts the revocation count
+  // Its actor dies: the continuation is handed out again, not lost (max_attempts 2).
+  clock.Advance(150ms);
+  l.Heartbeat("c");
+  EXPECT_EQ(l.Expire().size(), 1u);
+  auto third = l.Dispatch("c", 1);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].group_id, 7u);
+  EXPECT_EQ(third[0].attempt, 2);
+  // Staleness is judged on the segment: a stale one is dropped and the group queued again.
+  EXPECT_EQ(l.Complete(third[0].lease_id, 7, 1, 4, false), Verdict::kDroppedStale);
+  auto fourth = l.Dispatch("c", 1);
+  ASSERT_EQ(fourth.size(), 1u);
+  EXPECT_EQ(l.Complete(fourth[0].lease_id, 7, 3, 4, true), Verdict::kAccepted);
+  EXPECT_TRUE(l.IsCompleted(7));
+  EXPECT_EQ(l.counters().completed, 1u);
+  EXPECT_EQ(l.counters().segments_continued, 1u);
+  auto restored = WorkLedger::FromJson(l.ToJson(), Opts(), &clock);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->counters().segments_continued, 1u);
+  EXPECT_EQ(restored->pending(), 1u);
+}
+
 TEST(WorkLedgerTest, GroupIsLostAfterMaxAttemptsAndLeaveRevokesAtOnce) {
   ManualClock clock;
   WorkLedger l(Opts().set_max_attempts(2), &clock);
