@@ -206,6 +206,15 @@ ConfigSchema Build() {
   k.push_back(Int("data.task_max_size", 3, 1, 64, "Largest problem size of the task."));
   k.push_back(Str("data.task_ops", "+-*",
                   "Arithmetic task: the operations drawn, a non-empty subset of \"+-*\"."));
+  k.push_back(Float("data.task_verbose_fraction", 0.6, 0.0, 1.0,
+                    "Worked solutions (SFT warm-up): share written step by step in words."));
+  k.push_back(Float("data.task_compact_fraction", 0.0, 0.0, 1.0,
+                    "Share with the same steps in terse notation (arithmetic; about a third of "
+                    "the tokens)."));
+  k.push_back(Float("data.task_brief_fraction", 0.3, 0.0, 1.0,
+                    "Share with only the result of each step."));
+  k.push_back(Float("data.task_direct_fraction", 0.1, 0.0, 1.0,
+                    "Share with the answer alone. The four shares are normalised."));
   k.push_back(Int("data.num_train_examples", 20000, 1, std::nullopt,
                   "Examples generated for training (data.source = task)."));
   k.push_back(Int("data.num_eval_examples", 200, 0, std::nullopt, "Held-out examples."));

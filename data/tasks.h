@@ -25,9 +25,12 @@ struct TaskOptions {
   // uniformly).
   std::string ops = "+-*";
   uint64_t seed = 0;
-  // Fraction of solutions written with every step, with the result of each step only, and with the
-  // answer alone (normalised). A warm-up on this mix gives RL both long and short chains to choose.
+  // Fraction of solutions written with every step in words (verbose), with the same steps in
+  // terse notation (compact: arithmetic only; the other families write it verbose), with the result
+  // of each step only (brief), and with the answer alone (direct); normalised. A warm-up on this mix
+  // gives RL both long and short chains to choose from.
   double verbose_fraction = 0.6;
+  double compact_fraction = 0.0;
   double brief_fraction = 0.3;
   double direct_fraction = 0.1;
 };
@@ -41,7 +44,7 @@ struct TaskOptions {
 Result<std::vector<Example>> GenerateTask(const TaskOptions& options, Split split, int64_t count);
 
 // The options of a run's built-in task: data.task, data.task_min_size, data.task_max_size,
-// data.task_ops and run.seed.
+// data.task_ops, data.task_{verbose,compact,brief,direct}_fraction and run.seed.
 TaskOptions TaskOptionsFromConfig(const Config& config);
 
 // The task families GenerateTask knows.

@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <sstream>
+
 #include <map>
 #include <regex>
 #include <set>
@@ -200,6 +203,63 @@ TEST(TasksTest, ChainsGrowWithProblemSize) {
   }
   EXPECT_GT(mean_len[3], 1.5 * mean_len[1]);
   EXPECT_GT(mean_len[5], 1.3 * mean_len[3]);
+}
+
+// The compact style writes the same column steps tersely: every line is a true equation, the
+// last one is the problem with its answer, the problems are those of any other style mix, and
+// the chains are far shorter than the verbose ones.
+TEST(TasksTest, CompactSolutionsAreTrueColumnStepsAtAFractionOfTheLength) {
+  TaskOptions verbose, compact;
+  verbose.min_size = compact.min_size = 1;
+  verbose.max_size = compact.max_size = 3;
+  verbose.verbose_fraction = 1;
+  verbose.brief_fraction = verbose.direct_fraction = 0;
+  compact.verbose_fraction = compact.brief_fraction = compact.direct_fraction = 0;
+  compact.compact_fraction = 1;
+  auto v = GenerateTask(verbose, Split::kTrain, 300);
+  auto c = GenerateTask(compact, Split::kTrain, 300);
+  ASSERT_TRUE(v.ok() && c.ok());
+  double len_v = 0, len_c = 0;
+  for (size_t i = 0; i < c->size(); ++i) {
+    const Example& e = (*c)[i];
+    EXPECT_EQ(e.prompt, (*v)[i].prompt);
+    len_v += static_cast<double>((*v)[i].solution.size());
+    len_c += static_cast<double>(e.solution.size());
+    const std::string& sol = e.solution;
+    const size_t b = sol.find("<think>\n") + 8, end = sol.find("</think>");
+    ASSERT_NE(end, std::string::npos) << sol;
+    std::stringstream lines(sol.substr(b, end - b));
+    std::string line, last;
+    int n = 0;
+    for (; std::getline(lines, line); ++n) {
+      last = line;
+      // "[x<y: ]lhs=rhs" where lhs is numbers joined by + - *; its value must equal rhs.
+      const size_t colon = line.find(": ");
+      const std::string eq = colon == std::string::npos ? line : line.substr(colon + 2);
+      const size_t at = eq.find('=');
+      ASSERT_NE(at, std::string::npos) << line;
+      std::string lhs = eq.substr(0, at);
+      const int64_t rhs = std::stoll(eq.substr(at + 1));
+      int64_t value = 0, term = 0;
+      char op = '+';
+      for (size_t k = 0; k <= lhs.size(); ++k) {
+        if (k < lhs.size() && std::isdigit(static_cast<unsigned char>(lhs[k]))) {
+          term = term * 10 + (lhs[k] - '0');
+          continue;
+        }
+        value = op == '+' ? value + term : op == '-' ? value - term : value * term;
+        term = 0;
+        if (k < lhs.size()) op = lhs[k];
+      }
+      EXPECT_EQ(value, rhs) << line << " in " << sol;
+    }
+    EXPECT_GE(n, 2) << sol;
+    const std::string& meta_op = e.metadata["op"].get_ref<const std::string&>();
+    EXPECT_EQ(last, std::to_string(e.metadata["a"].get<int64_t>()) + meta_op +
+                        std::to_string(e.metadata["b"].get<int64_t>()) + "=" + e.answer.dump())
+        << sol;
+  }
+  EXPECT_LT(len_c, 0.6 * len_v) << "compact " << len_c / 300 << " vs verbose " << len_v / 300;
 }
 
 TEST(TasksTest, BadOptionsAreErrors) {
