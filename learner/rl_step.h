@@ -29,7 +29,7 @@ struct GroupData {
   // Precomputed prompt embeddings, spliced as the rollout engine did: every occurrence of
   // placeholder_token_id in `prompt` takes the next row of prompt_embeddings [n, hidden] (n must
   // equal the number of occurrences). Undefined = none.
-  torch::Tensor prompt_embeddings;
+  torch::Tensor prompt_embeddings = {};
   int32_t placeholder_token_id = -1;
 };
 
