@@ -86,12 +86,17 @@ Status RolloutEngine::Validate(const GenerationRequest& r) const {
 }
 
 Result<std::vector<torch::Tensor>> RolloutEngine::ResolveEmbeddings(
-    const std::vector<GenerationRequest>& requests, const std::vector<int64_t>& need) const {
+    const std::vector<GenerationRequest>& requests) const {
   std::vector<torch::Tensor> out(requests.size());
   std::map<EmbeddingRef, torch::Tensor> fetched;  // one lookup per distinct reference
-  for (int64_t i : need) {
-    const auto& r = requests[static_cast<size_t>(i)];
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
     if (!r.embeddings) continue;
+    // A continuation that will resume from its kept KV (as Generate decides) needs no prefill.
+    auto kept = kept_.find(r.id);
+    if (kept != kept_.end() && kept->second.response_len == r.carried.size() &&
+        kept->second.prompt_len == r.prompt.size() && !r.carried.empty())
+      continue;
     auto it = fetched.find(*r.embeddings);
     if (it == fetched.end()) {
       auto t = options_.embedding_cache->Get(*r.embeddings);
@@ -109,7 +114,7 @@ Result<std::vector<torch::Tensor>> RolloutEngine::ResolveEmbeddings(
                              " have " + std::to_string(rows) + " rows but the prompt has " +
                              std::to_string(slots) + " placeholder tokens " +
                              std::to_string(r.placeholder_token_id));
-    out[static_cast<size_t>(i)] = it->second;
+    out[i] = it->second;
   }
   return out;
 }
@@ -121,17 +126,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     CHAINRL_RETURN_IF_ERROR(Validate(r));
     if (!ids.insert(r.id).second) return InvalidArgument("request id '" + r.id + "' given twice");
   }
-  // Embeddings of the requests that will be prefilled (not those resuming from kept KV below).
-  std::vector<int64_t> need_prefill;
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const auto& r = requests[i];
-    auto it = kept_.find(r.id);
-    if (it == kept_.end() || it->second.response_len != r.carried.size() ||
-        it->second.prompt_len != r.prompt.size() || r.carried.empty())
-      need_prefill.push_back(static_cast<int64_t>(i));
-  }
-  CHAINRL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> embeddings,
-                           ResolveEmbeddings(requests, need_prefill));
+  CHAINRL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> embeddings, ResolveEmbeddings(requests));
   torch::NoGradGuard no_grad;
   const int64_t n_slots = options_.max_batch;
   const auto device = model_->options().device;

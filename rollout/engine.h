@@ -115,10 +115,11 @@ class RolloutEngine {
  private:
   struct Slot;
   Status Validate(const GenerationRequest& r) const;
-  // The embeddings of every request in `need` (request indices) that has some, one cache lookup
-  // per distinct reference, checked against the request's placeholders. Indexed like `requests`.
+  // The embeddings (model dtype and device) of every request that has some and will be prefilled
+  // (not resumed from kept KV), one cache lookup per distinct reference, checked against the
+  // request's placeholders. Indexed like `requests`; undefined where none is needed.
   Result<std::vector<torch::Tensor>> ResolveEmbeddings(
-      const std::vector<GenerationRequest>& requests, const std::vector<int64_t>& need) const;
+      const std::vector<GenerationRequest>& requests) const;
 
   std::shared_ptr<model::DecoderModel> model_;
   EngineOptions options_;
