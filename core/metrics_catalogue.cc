@@ -135,6 +135,7 @@ std::vector<MetricSpec> BuildCatalogue() {
       G(GI::kLeasesInFlight, "chainrl_leases_in_flight",
         "Work leases handed out and not yet returned or expired."),
       G(GI::kActorsAlive, "chainrl_actors_alive", "Actor processes currently alive."),
+      G(GI::kCacheBytes, "chainrl_cache_bytes", "Bytes held by each bounded cache.", {cache}),
       // ---- histograms ----
       H(HI::kReward, "chainrl_reward", "Total reward per response.", RewardBuckets()),
       H(HI::kResponseLength, "chainrl_response_length_tokens", "Response length in tokens.",

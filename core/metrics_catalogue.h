@@ -59,6 +59,7 @@ enum class GaugeId {
   kQueueDepth,           // chainrl_queue_depth{queue}
   kLeasesInFlight,       // chainrl_leases_in_flight
   kActorsAlive,          // chainrl_actors_alive
+  kCacheBytes,           // chainrl_cache_bytes{cache}
   kCount
 };
 

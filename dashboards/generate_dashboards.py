@@ -87,6 +87,10 @@ ROWS = [
              targets=[(f"sum by (cache) ({rate('chainrl_cache_hits_total')}) / "
                        f"(sum by (cache) ({rate('chainrl_cache_hits_total')}) + "
                        f"sum by (cache) ({rate('chainrl_cache_misses_total')}))", "{{cache}}")]),
+        dict(type="timeseries", title="Cache size", w=8, h=8, unit="bytes",
+             desc="Bytes held by each bounded cache (e.g. prompt embeddings), per process.",
+             targets=[(f"max by (role, actor_id, cache) (chainrl_cache_bytes{sel()})",
+                       "{{role}} {{actor_id}} {{cache}}")]),
         dict(type="timeseries", title="Truncation", w=8, h=8, unit="percentunit",
              desc="Share of the last batch's responses cut at the token budget; truncated "
                   "responses per second.",

@@ -25,6 +25,8 @@ struct Seq {
   double reward = 0;
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
+  const torch::Tensor* embeds = nullptr;  // prompt embeddings [n, hidden], when given
+  std::vector<int64_t> embed_at;          // the prompt positions taking their rows
   int64_t length() const { return static_cast<int64_t>(prompt->size() + response->size()); }
 };
 
@@ -34,6 +36,7 @@ struct Packed {
   Tensor ids, attention, targets, mask;  // [B,T] int64, int64, int64, float
   Tensor behaviour, old_lp, ref_lp;      // [B,T] float (zeros outside the mask)
   Tensor advantages;                     // [B] float
+  model::EmbeddingSplice splice;         // prompt embeddings of the rows that have some
   int64_t T = 0;
 };
 
@@ -63,6 +66,18 @@ Packed Pack(const std::vector<Seq*>& rows, bool with_old, bool with_ref) {
       if (with_ref) ref[b * T + t] = s.ref_logprobs[j];
     }
     adv[b] = static_cast<float>(s.advantage);
+  }
+  std::vector<int64_t> spliced;
+  std::vector<Tensor> spliced_rows;
+  for (int64_t b = 0; b < B; ++b) {
+    const Seq& s = *rows[b];
+    if (s.embeds == nullptr) continue;
+    for (int64_t t : s.embed_at) spliced.push_back(b * T + t);
+    spliced_rows.push_back(*s.embeds);
+  }
+  if (!spliced.empty()) {
+    p.splice.index = torch::tensor(spliced, torch::kInt64);
+    p.splice.rows = torch::cat(spliced_rows);
   }
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   auto f32 = torch::TensorOptions().dtype(torch::kFloat32);
@@ -105,9 +120,9 @@ Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperatur
   Tensor hidden;
   if (o.streambp) {
     const int64_t chunk = StreamBpOptionsFor(o, m.config(), p.T).layer_chunk_tokens;
-    hidden = StreamHidden(m, p.ids, p.attention, chunk > 0 ? chunk : p.T);
+    hidden = StreamHidden(m, p.ids, p.attention, chunk > 0 ? chunk : p.T, p.splice);
   } else {
-    hidden = m.Forward(p.ids, {}, p.attention);
+    hidden = m.Forward(p.ids, {}, p.attention, p.splice);
   }
   std::vector<Tensor> parts;
   const int64_t chunk = 256;
@@ -126,9 +141,9 @@ double Backward(model::DecoderModel& m, const Packed& p, const LearnerRunOptions
     StreamBpOptions so = StreamBpOptionsFor(o, m.config(), p.T);
     so.head.temperature = temperature;
     so.head.want_entropy = want_entropy;
-    return StreamBackward(m, p.ids, p.attention, p.targets, loss_fn, so);
+    return StreamBackward(m, p.ids, p.attention, p.targets, loss_fn, so, p.splice);
   }
-  Tensor hidden = m.Forward(p.ids, {}, p.attention);
+  Tensor hidden = m.Forward(p.ids, {}, p.attention, p.splice);
   Tensor logits = m.Logits(hidden).to(torch::kFloat32);
   Tensor lp = TokenLogprobs(logits, p.targets, temperature);
   Tensor ent = want_entropy ? TokenEntropy(logits, temperature) : Tensor();
@@ -179,6 +194,19 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   std::vector<int64_t> gids;
   std::vector<Seq> seqs;
   for (size_t g = 0; g < groups.size(); ++g) {
+    std::vector<int64_t> embed_at;
+    if (groups[g].prompt_embeddings.defined()) {
+      const Tensor& e = groups[g].prompt_embeddings;
+      const std::string where = "group " + std::to_string(groups[g].group_id) + ": ";
+      embed_at = model::PlaceholderPositions(groups[g].prompt, groups[g].placeholder_token_id);
+      if (e.dim() != 2 || e.size(1) != model.config().hidden_size)
+        return InvalidArgument(where + "prompt embeddings must be [rows, " +
+                               std::to_string(model.config().hidden_size) + "]");
+      if (e.size(0) != static_cast<int64_t>(embed_at.size()))
+        return InvalidArgument(where + std::to_string(e.size(0)) + " prompt embedding rows but " +
+                               std::to_string(embed_at.size()) + " placeholder tokens " +
+                               std::to_string(groups[g].placeholder_token_id));
+    }
     for (const auto& s : groups[g].samples) {
       if (s.tokens.empty()) continue;  // nothing to learn from an empty response
       if (s.behaviour_logprobs.size() != s.tokens.size())
@@ -193,6 +221,10 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       q.response = &s.tokens;
       q.behaviour = &s.behaviour_logprobs;
       q.reward = s.reward;
+      if (!embed_at.empty()) {
+        q.embeds = &groups[g].prompt_embeddings;
+        q.embed_at = embed_at;
+      }
       seqs.push_back(std::move(q));
     }
   }

@@ -26,6 +26,11 @@ struct GroupData {
   uint64_t group_id = 0;
   std::vector<int32_t> prompt;
   std::vector<SampleData> samples;
+  // Precomputed prompt embeddings, spliced as the rollout engine did: every occurrence of
+  // placeholder_token_id in `prompt` takes the next row of prompt_embeddings [n, hidden] (n must
+  // equal the number of occurrences). Undefined = none.
+  torch::Tensor prompt_embeddings = {};
+  int32_t placeholder_token_id = -1;
 };
 
 struct RlStepOptions {

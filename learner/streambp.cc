@@ -96,11 +96,11 @@ torch::Tensor ChunkMask(int64_t s, int64_t e, const torch::Tensor& key_valid,
 // X_0 .. X_L: the input of every layer and of the final norm, without gradients.
 std::vector<torch::Tensor> ForwardInputs(model::DecoderModel& m, const torch::Tensor& ids,
                                          const torch::Tensor& attention_mask, const Rope& rope,
-                                         int64_t chunk) {
+                                         int64_t chunk, const model::EmbeddingSplice& splice) {
   torch::NoGradGuard no_grad;
   const int64_t T = ids.size(1);
   const auto dev = m.options().device;
-  std::vector<torch::Tensor> xs = {m.Embed(ids)};
+  std::vector<torch::Tensor> xs = {m.Embed(ids, splice)};
   for (int64_t l = 0; l < m.num_layers(); ++l) {
     const torch::Tensor& x = xs.back();
     auto [k, v] = m.LayerKeyValues(l, x, rope.cos, rope.sin);
@@ -134,23 +134,25 @@ ChunkChoice ChooseChunks(const model::ModelConfig& c, int64_t seq_len, int64_t b
 }
 
 torch::Tensor StreamHidden(model::DecoderModel& m, const torch::Tensor& ids,
-                           const torch::Tensor& attention_mask, int64_t chunk_tokens) {
+                           const torch::Tensor& attention_mask, int64_t chunk_tokens,
+                           const model::EmbeddingSplice& splice) {
   const int64_t T = ids.size(1);
   const int64_t chunk = chunk_tokens > 0 ? chunk_tokens : T;
   Rope rope = MakeRope(m, ids.size(0), T, attention_mask);
-  auto xs = ForwardInputs(m, ids, attention_mask, rope, chunk);
+  auto xs = ForwardInputs(m, ids, attention_mask, rope, chunk, splice);
   torch::NoGradGuard no_grad;
   return m.FinalNorm(xs.back());
 }
 
 double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
                       const torch::Tensor& attention_mask, const torch::Tensor& targets,
-                      const ChunkLossFn& loss_fn, const StreamBpOptions& options) {
+                      const ChunkLossFn& loss_fn, const StreamBpOptions& options,
+                      const model::EmbeddingSplice& splice) {
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t chunk = options.layer_chunk_tokens > 0 ? options.layer_chunk_tokens : T;
   const auto dev = m.options().device;
   Rope rope = MakeRope(m, B, T, attention_mask);
-  std::vector<torch::Tensor> xs = ForwardInputs(m, ids, attention_mask, rope, chunk);
+  std::vector<torch::Tensor> xs = ForwardInputs(m, ids, attention_mask, rope, chunk, splice);
 
   // Head: final norm (per token, cheap) with gradient, then the chunked LM head and loss.
   torch::Tensor x_last = xs.back().detach().requires_grad_(true);
@@ -191,7 +193,7 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
     dx.add_(xl.grad());
     dy = dx;
   }
-  m.Embed(ids).backward(dy);
+  m.Embed(ids, splice).backward(dy);
   return head.loss;
 }
 

@@ -100,15 +100,19 @@ ChunkChoice ChooseChunks(const model::ModelConfig& config, int64_t seq_len, int6
 
 // The final hidden states (after the final norm) by a chunked forward without gradients:
 // old/reference logprobs and pass 1 of DPO-family losses for long sequences. `attention_mask`
-// [B, T] (1 = token) may be undefined (no padding).
+// [B, T] (1 = token) may be undefined (no padding). `splice`: precomputed prompt embeddings
+// replacing some positions' token embeddings (model::EmbeddingSplice; empty = none).
 torch::Tensor StreamHidden(model::DecoderModel& model, const torch::Tensor& input_ids,
-                           const torch::Tensor& attention_mask, int64_t chunk_tokens);
+                           const torch::Tensor& attention_mask, int64_t chunk_tokens,
+                           const model::EmbeddingSplice& splice = {});
 
 // One streaming forward + backward: the model's parameter gradients accumulate exactly as
 // loss.backward() through the ordinary forward would leave them. Returns the loss (the sum of
-// loss_fn over head chunks; see ChunkedHeadBackward for its contract).
+// loss_fn over head chunks; see ChunkedHeadBackward for its contract). `splice` as in
+// StreamHidden: spliced positions give the embedding matrix no gradient.
 double StreamBackward(model::DecoderModel& model, const torch::Tensor& input_ids,
                       const torch::Tensor& attention_mask, const torch::Tensor& targets,
-                      const ChunkLossFn& loss_fn, const StreamBpOptions& options);
+                      const ChunkLossFn& loss_fn, const StreamBpOptions& options,
+                      const model::EmbeddingSplice& splice = {});
 
 }  // namespace chainrl::learner

@@ -218,6 +218,30 @@ torch::Tensor DecoderModel::Embed(const torch::Tensor& input_ids) {
   return torch::embedding(embed_, input_ids);
 }
 
+std::vector<int64_t> PlaceholderPositions(const std::vector<int32_t>& ids, int32_t placeholder) {
+  std::vector<int64_t> out;
+  for (size_t t = 0; t < ids.size(); ++t)
+    if (ids[t] == placeholder) out.push_back(static_cast<int64_t>(t));
+  return out;
+}
+
+torch::Tensor DecoderModel::Embed(const torch::Tensor& input_ids, const EmbeddingSplice& splice) {
+  torch::Tensor e = Embed(input_ids);
+  if (splice.empty()) return e;
+  const int64_t n = splice.index.numel(), d = config_.hidden_size;
+  CHAINRL_CHECK(splice.rows.defined() && splice.rows.dim() == 2 && splice.rows.size(0) == n &&
+                    splice.rows.size(1) == d,
+                "splice rows " << (splice.rows.defined() ? splice.rows.sizes() : c10::IntArrayRef())
+                               << " for " << n << " positions, hidden " << d);
+  const int64_t flat = e.numel() / d;
+  torch::Tensor index = splice.index.to(options_.device, torch::kLong).reshape({n});
+  CHAINRL_CHECK(index.min().item<int64_t>() >= 0 && index.max().item<int64_t>() < flat,
+                "splice index outside [0, " << flat << ")");
+  torch::Tensor rows = splice.rows.detach().to(options_.device, options_.dtype);
+  // Out of place, so the embedding's gradient flows everywhere except the replaced rows.
+  return e.reshape({flat, d}).index_copy(0, index, rows).view(e.sizes());
+}
+
 LayerContext DecoderModel::MakeContext(int64_t batch, int64_t seq_len,
                                        const torch::Tensor& positions,
                                        const torch::Tensor& attention_mask) const {
@@ -363,22 +387,24 @@ torch::Tensor DecoderModel::LayerChunk(int64_t i, const torch::Tensor& x, const 
 torch::Tensor DecoderModel::FinalNorm(const torch::Tensor& hidden) { return (*norm_)(hidden); }
 
 torch::Tensor DecoderModel::Forward(const torch::Tensor& input_ids, const torch::Tensor& positions,
-                                    const torch::Tensor& attention_mask) {
+                                    const torch::Tensor& attention_mask,
+                                    const EmbeddingSplice& splice) {
   CHAINRL_CHECK(input_ids.dim() == 2, "input_ids" << input_ids.sizes());
   LayerContext ctx = MakeContext(input_ids.size(0), input_ids.size(1), positions, attention_mask);
-  torch::Tensor h = Embed(input_ids);
+  torch::Tensor h = Embed(input_ids, splice);
   for (int64_t i = 0; i < num_layers(); ++i) h = Layer(i, h, ctx);
   return FinalNorm(h);
 }
 
 torch::Tensor DecoderModel::ForwardCached(const torch::Tensor& input_ids,
                                           const torch::Tensor& positions, KvCache& cache,
-                                          const std::vector<int64_t>& n_new) {
+                                          const std::vector<int64_t>& n_new,
+                                          const EmbeddingSplice& splice) {
   CHAINRL_CHECK(input_ids.dim() == 2 && positions.sizes() == input_ids.sizes(),
                 "input_ids" << input_ids.sizes() << " positions" << positions.sizes());
   CHAINRL_CHECK(cache.num_layers() == num_layers(), "cache layers " << cache.num_layers());
   LayerContext ctx = MakeCachedContext(positions, cache, n_new);
-  torch::Tensor h = Embed(input_ids);
+  torch::Tensor h = Embed(input_ids, splice);
   for (int64_t i = 0; i < num_layers(); ++i) h = Layer(i, h, ctx);
   cache.Advance(n_new.empty() ? std::vector<int64_t>(input_ids.size(0), input_ids.size(1)) : n_new);
   return FinalNorm(h);

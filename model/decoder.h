@@ -71,6 +71,20 @@ struct LayerContext {
   int64_t key_len = 0;         // attend over cache slots [0, key_len)
 };
 
+// Precomputed input embeddings spliced into a [B, T] input (a placeholder token's embedding row
+// replaced by an encoder's output, as for images or video): flat position index[i] = b * T + t of
+// the input takes rows[i] instead of the token's embedding. rows carry no gradient into the model;
+// the embedding matrix gets none at spliced positions. Empty (index undefined) = no splice.
+struct EmbeddingSplice {
+  torch::Tensor index;  // int64 [N], distinct, in [0, B * T)
+  torch::Tensor rows;   // [N, hidden_size], any floating dtype and device (converted)
+  bool empty() const { return !index.defined() || index.numel() == 0; }
+};
+
+// Positions of every occurrence of `placeholder` in `ids`, in order (the rows of a splice go to
+// them one by one).
+std::vector<int64_t> PlaceholderPositions(const std::vector<int32_t>& ids, int32_t placeholder);
+
 struct DecoderLayer;
 struct RmsNorm;
 
@@ -96,20 +110,28 @@ class DecoderModel : public torch::nn::Module {
   //   positions: undefined = arange(T), or with attention_mask, cumsum(mask) - 1 (HF generate's
   //     convention for padded batches).
   //   attention_mask: undefined = no padding, else [B, T] 1 = token, 0 = padding (any side).
+  //   splice: precomputed embeddings replacing those of some input positions (see EmbeddingSplice).
   torch::Tensor Forward(const torch::Tensor& input_ids, const torch::Tensor& positions = {},
-                        const torch::Tensor& attention_mask = {});
+                        const torch::Tensor& attention_mask = {},
+                        const EmbeddingSplice& splice = {});
 
   // Forward over new tokens with the KV cache: row b's first n_new[b] tokens are real (the rest
   // of the row is padding and ignored) and are appended at cache.length(b); their keys/values are
   // written into the cache and lengths advance by n_new. n_new empty = T for every row.
   // positions are explicit (usually length(b) + t). REQUIRES length(b) + T <= cache.max_len().
   // Returns hidden states after the final norm, [B, T, hidden]; padding rows are garbage.
+  // splice: as in Forward, with flat indices into this call's [B, T] input.
   torch::Tensor ForwardCached(const torch::Tensor& input_ids, const torch::Tensor& positions,
-                              KvCache& cache, const std::vector<int64_t>& n_new = {});
+                              KvCache& cache, const std::vector<int64_t>& n_new = {},
+                              const EmbeddingSplice& splice = {});
 
   // Per-layer access for engines that drive layers one at a time (streaming backprop):
   // Forward == FinalNorm(Layer(L-1, ... Layer(0, Embed(ids), ctx) ..., ctx)).
   torch::Tensor Embed(const torch::Tensor& input_ids);
+  // Embed(input_ids) with the splice's rows at its positions ([B, T, hidden]). Differentiable in
+  // the embedding matrix (zero gradient at spliced positions). REQUIRES rows [N, hidden_size] with
+  // N == index.numel() and indices within [0, B * T) (checked).
+  torch::Tensor Embed(const torch::Tensor& input_ids, const EmbeddingSplice& splice);
   LayerContext MakeContext(int64_t batch, int64_t seq_len, const torch::Tensor& positions,
                            const torch::Tensor& attention_mask) const;
   // Context for a cached forward (does not advance the cache; ForwardCached does).

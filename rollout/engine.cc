@@ -72,7 +72,51 @@ Status RolloutEngine::Validate(const GenerationRequest& r) const {
       if (t < 0 || t >= vocab)
         return bad("token id " + std::to_string(t) + " outside the vocabulary [0, " +
                    std::to_string(vocab) + ")");
+  if (r.embeddings) {
+    const std::string what = "embeddings " + r.embeddings->ToString();
+    if (!options_.embedding_cache) return bad(what + " but the engine has no embedding cache");
+    if (r.placeholder_token_id < 0 || r.placeholder_token_id >= vocab)
+      return bad(what + ": placeholder token id " + std::to_string(r.placeholder_token_id) +
+                 " outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    if (model::PlaceholderPositions(r.prompt, r.placeholder_token_id).empty())
+      return bad(what + ": the prompt has no placeholder token " +
+                 std::to_string(r.placeholder_token_id));
+  }
   return Status::Ok();
+}
+
+Result<std::vector<torch::Tensor>> RolloutEngine::ResolveEmbeddings(
+    const std::vector<GenerationRequest>& requests) const {
+  std::vector<torch::Tensor> out(requests.size());
+  std::map<EmbeddingRef, torch::Tensor> fetched;  // one lookup per distinct reference
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    if (!r.embeddings) continue;
+    // A continuation that will resume from its kept KV (as Generate decides) needs no prefill.
+    auto kept = kept_.find(r.id);
+    if (kept != kept_.end() && kept->second.response_len == r.carried.size() &&
+        kept->second.prompt_len == r.prompt.size() && !r.carried.empty())
+      continue;
+    auto it = fetched.find(*r.embeddings);
+    if (it == fetched.end()) {
+      auto t = options_.embedding_cache->Get(*r.embeddings);
+      if (!t.ok())
+        return Status(t.status().code(), "request '" + r.id + "': " + t.status().message());
+      // Converted once for all rows that splice it.
+      it = fetched.emplace(*r.embeddings, t->to(model_->options().device, model_->options().dtype))
+               .first;
+    }
+    const int64_t rows = it->second.size(0);
+    const int64_t slots =
+        static_cast<int64_t>(model::PlaceholderPositions(r.prompt, r.placeholder_token_id).size());
+    if (rows != slots)
+      return InvalidArgument("request '" + r.id + "': embeddings " + r.embeddings->ToString() +
+                             " have " + std::to_string(rows) + " rows but the prompt has " +
+                             std::to_string(slots) + " placeholder tokens " +
+                             std::to_string(r.placeholder_token_id));
+    out[i] = it->second;
+  }
+  return out;
 }
 
 Result<std::vector<GenerationResult>> RolloutEngine::Generate(
@@ -82,6 +126,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     CHAINRL_RETURN_IF_ERROR(Validate(r));
     if (!ids.insert(r.id).second) return InvalidArgument("request id '" + r.id + "' given twice");
   }
+  CHAINRL_ASSIGN_OR_RETURN(std::vector<torch::Tensor> embeddings, ResolveEmbeddings(requests));
   torch::NoGradGuard no_grad;
   const int64_t n_slots = options_.max_batch;
   const auto device = model_->options().device;
@@ -180,17 +225,25 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   };
 
   // Prefills the requests assigned to slots `assign` (slot, request) and samples their first
-  // token. Requests with the same prompt and nothing carried share one prefill row.
+  // token. Requests with the same prompt, the same embeddings and nothing carried share one
+  // prefill row. Prompt embeddings are spliced in at their placeholders (also when a continuation
+  // is prefilled again).
   auto admit = [&](const std::vector<std::pair<int64_t, int64_t>>& assign) {
     std::vector<std::vector<int32_t>> rows;
     std::vector<int64_t> row_of(assign.size());
-    std::map<std::vector<int32_t>, int64_t> shared;
+    std::map<std::pair<std::vector<int32_t>, std::string>, int64_t> shared;
+    std::vector<torch::Tensor> row_embeds;               // [n, hidden] or undefined, per row
+    std::vector<std::vector<int64_t>> row_placeholders;  // prompt positions taking those rows
     for (size_t a = 0; a < assign.size(); ++a) {
       const auto& r = requests[static_cast<size_t>(assign[a].second)];
       std::vector<int32_t> seq = r.prompt;
       seq.insert(seq.end(), r.carried.begin(), r.carried.end());
       if (options_.share_prefix && r.carried.empty()) {
-        auto [it, fresh] = shared.emplace(seq, static_cast<int64_t>(rows.size()));
+        std::string embeds_id =
+            r.embeddings ? r.embeddings->ToString() + "\n" + std::to_string(r.placeholder_token_id)
+                         : std::string();
+        auto [it, fresh] = shared.emplace(std::make_pair(seq, std::move(embeds_id)),
+                                          static_cast<int64_t>(rows.size()));
         if (!fresh) {
           row_of[a] = it->second;
           continue;
@@ -198,6 +251,10 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       }
       row_of[a] = static_cast<int64_t>(rows.size());
       rows.push_back(std::move(seq));
+      row_embeds.push_back(embeddings[static_cast<size_t>(assign[a].second)]);
+      row_placeholders.push_back(r.embeddings
+                                     ? model::PlaceholderPositions(r.prompt, r.placeholder_token_id)
+                                     : std::vector<int64_t>());
     }
     const int64_t R = static_cast<int64_t>(rows.size());
     int64_t max_len = 0;
@@ -219,9 +276,29 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
             ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
         }
       }
+      // Embedding rows whose placeholders fall in this chunk.
+      model::EmbeddingSplice splice;
+      std::vector<int64_t> flat;
+      std::vector<torch::Tensor> parts;
+      for (int64_t r = 0; r < R; ++r) {
+        const auto& at = row_placeholders[static_cast<size_t>(r)];
+        std::vector<int64_t> picked;
+        for (size_t j = 0; j < at.size(); ++j)
+          if (at[j] >= off && at[j] < off + T) {
+            flat.push_back(r * T + at[j] - off);
+            picked.push_back(static_cast<int64_t>(j));
+          }
+        if (!picked.empty())
+          parts.push_back(row_embeds[static_cast<size_t>(r)].index_select(
+              0, torch::tensor(picked, torch::kLong).to(device)));
+      }
+      if (!flat.empty()) {
+        splice.index = torch::tensor(flat, torch::kLong).to(device);
+        splice.rows = torch::cat(parts);
+      }
       auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
       auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
-      auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new);
+      auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new, splice);
       for (int64_t r = 0; r < R; ++r) {
         const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
         if (len > off && len <= off + T)

@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "model/decoder.h"
+#include "rollout/embedding_cache.h"
 #include "rollout/repetition.h"
 #include "rollout/sampling.h"
 #include "rollout/stop_strings.h"
@@ -42,6 +43,12 @@ struct GenerationRequest {
   int64_t segment_tokens = 0;    // new tokens allowed in this call; 0 = until finished
   std::vector<int32_t> stop_token_ids;  // in addition to the engine's EOS ids
   std::vector<std::string> stop_strings;
+  // Precomputed prompt embeddings, fetched from EngineOptions::embedding_cache: every occurrence
+  // of placeholder_token_id in `prompt` (none in `carried`) takes the next row of the tensor
+  // [n, hidden], in order, instead of the token's embedding; n must equal the number of
+  // occurrences. Requests with the same prompt and embeddings share one prefill.
+  std::optional<EmbeddingRef> embeddings;
+  int32_t placeholder_token_id = -1;
 };
 
 struct GenerationResult {
@@ -77,6 +84,10 @@ struct EngineOptions {
   // swap never throws generated tokens away. Returns the policy version now in the model, which is
   // recorded for every token sampled after it; an error stops Generate and is returned.
   std::function<Result<int64_t>()> between_steps;
+  // Where requests' prompt embeddings come from (shared with other engines and the learner);
+  // required only by requests that carry embeddings. Looked up once per distinct reference per
+  // Generate call that must prefill it (resumed segments need none).
+  std::shared_ptr<EmbeddingCache> embedding_cache;
 };
 
 struct EngineStats {
@@ -98,7 +109,10 @@ class RolloutEngine {
 
   // Generates every request with continuous batching and returns results in request order.
   // InvalidArgument (naming the request id) for an empty prompt, a token id outside the
-  // vocabulary, or prompt + max_new_tokens beyond max_seq_len; nothing is generated then.
+  // vocabulary, or prompt + max_new_tokens beyond max_seq_len, embeddings without an engine cache,
+  // a placeholder outside the vocabulary or absent from the prompt, or a row count other than the
+  // number of placeholders; the cache's error (naming the request, file and tensor) when the
+  // embeddings cannot be loaded. Nothing is generated then.
   Result<std::vector<GenerationResult>> Generate(const std::vector<GenerationRequest>& requests);
 
   // Call after the model's weights changed: KV kept for unfinished samples is no longer valid and
@@ -112,6 +126,11 @@ class RolloutEngine {
  private:
   struct Slot;
   Status Validate(const GenerationRequest& r) const;
+  // The embeddings (model dtype and device) of every request that has some and will be prefilled
+  // (not resumed from kept KV), one cache lookup per distinct reference, checked against the
+  // request's placeholders. Indexed like `requests`; undefined where none is needed.
+  Result<std::vector<torch::Tensor>> ResolveEmbeddings(
+      const std::vector<GenerationRequest>& requests) const;
 
   std::shared_ptr<model::DecoderModel> model_;
   EngineOptions options_;

@@ -136,6 +136,7 @@ class SimulatedRun {
           .Increment(tick_ % 25 == 0 ? 1 : 0);
       a.counter(CounterId::kCacheHits, {{"cache", "prefix"}}).Increment(6);
       a.counter(CounterId::kCacheMisses, {{"cache", "prefix"}}).Increment(2);
+      a.gauge(GaugeId::kCacheBytes, {{"cache", "prompt_embeddings"}}).Set(3 << 20);
       a.counter(CounterId::kWeightUpdates).Increment();
       a.counter(CounterId::kSentBytes, {{"channel", "trajectories"}}).Increment(1 << 15);
       a.counter(CounterId::kReceivedBytes, {{"channel", "weights"}}).Increment(1 << 20);
