@@ -23,6 +23,7 @@
 #include "model/tokenizer.h"
 #include "rewards/reward_config.h"
 #include "rewards/reward_pool.h"
+#include "rollout/embedding_cache.h"
 #include "rollout/engine.h"
 
 namespace chainrl::actors {
@@ -134,6 +135,9 @@ class Actor {
   std::shared_ptr<model::DecoderModel> model_;
   std::optional<Tokenizer> tokenizer_;
   std::unique_ptr<rewards::RewardPool> rewards_;
+  // Prompt embeddings of work items that carry them: loaded once, reused by the G samples of a
+  // group and by its later segments while they stay in the cache.
+  std::shared_ptr<rollout::EmbeddingCache> embeddings_;
   int64_t version_ = -1;
   int credits_ = 2;
   int outstanding_ = 0;  // credits asked for and not yet answered
@@ -311,6 +315,10 @@ Status Actor::GenerateAndSend() {
     r.max_new_tokens = cap;
     r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
     r.segment_tokens = item.segment_tokens();
+    if (!item.prompt_embeddings().empty()) {
+      CHAINRL_ASSIGN_OR_RETURN(r.embeddings, rollout::ParseEmbeddingRef(item.prompt_embeddings()));
+      r.placeholder_token_id = item.placeholder_token_id();
+    }
     r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
                             item.sampling().stop_token_ids().end());
     r.stop_strings.assign(item.sampling().stop_strings().begin(),
@@ -326,6 +334,7 @@ Status Actor::GenerateAndSend() {
     auto b = tok.DecodeBytes({id});
     return b.ok() ? *b : std::string();
   };
+  eo.embedding_cache = embeddings_;
   eo.repetition_detection = config_.GetBool("rollout.repetition_detection");
   eo.repetition.min_repeats = config_.GetInt("rollout.repetition_min_repeats");
   // New weights are swapped in between decode steps: the batch in progress goes on under them
@@ -487,6 +496,11 @@ Status Actor::Run() {
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir));
   model_->eval();
   CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(config_));
+  rollout::EmbeddingCacheOptions eco;
+  eco.set_max_bytes(config_.GetInt("rollout.embedding_cache_bytes"))
+      .set_hidden_size(model_->config().hidden_size)
+      .set_metrics(metrics_.get());
+  embeddings_ = std::make_shared<rollout::EmbeddingCache>(eco);
   const auto hb_interval = milliseconds(
       static_cast<int64_t>(config_.GetFloat("actors.heartbeat_interval_seconds") * 1000));
   const auto silence_limit = milliseconds(
@@ -528,6 +542,11 @@ Status Actor::Run() {
           .Set(static_cast<double>(metrics::ResidentMemoryBytes()));
   }
   Leave("stopped");
+  const auto es = embeddings_->stats();
+  if (es.hits + es.misses > 0) {
+    CHAINRL_LOG(kInfo) << "prompt-embedding cache: " << es.hits << " hits, " << es.misses
+                       << " misses, " << es.evictions << " evictions, " << es.bytes << " bytes held";
+  }
   CHAINRL_LOG(kInfo) << "stopped";
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
   if (const std::string url = config_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {

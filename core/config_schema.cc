@@ -204,6 +204,12 @@ ConfigSchema Build() {
   k.push_back(Int("data.task_min_size", 1, 1, 64,
                   "Smallest problem size of the task (arithmetic: operand digits)."));
   k.push_back(Int("data.task_max_size", 3, 1, 64, "Largest problem size of the task."));
+  k.push_back(Str("data.embeddings_field", "embeddings",
+                  "Field holding precomputed prompt embeddings, \"FILE.safetensors#TENSOR\" (FILE "
+                  "relative to the JSONL file), spliced at data.embedding_placeholder."));
+  k.push_back(Str("data.embedding_placeholder", "",
+                  "The token (text of one token of the tokenizer) whose occurrences in a prompt "
+                  "take the rows of its embeddings, in order. Required when examples carry them."));
   k.push_back(Str("data.task_ops", "+-*",
                   "Arithmetic task: the operations drawn, a non-empty subset of \"+-*\"."));
   k.push_back(Float("data.task_verbose_fraction", 0.6, 0.0, 1.0,
@@ -260,7 +266,7 @@ ConfigSchema Build() {
   k.push_back(Int("rollout.repetition_min_repeats", 8, 2, 1 << 20,
                   "Repeats of a trailing block that count as a loop."));
   k.push_back(Bool("rollout.compute_entropy", false, "Record per-token entropy with each sample."));
-  k.push_back(Int("rollout.embedding_cache_bytes", 256ll << 20, 0, std::nullopt,
+  k.push_back(Int("rollout.embedding_cache_bytes", 256ll << 20, 1, std::nullopt,
                   "Bound of the prompt-embedding cache (LRU)."));
 
   // actors

@@ -167,6 +167,10 @@ Status ValidateWorkItem(const WorkItem& w, const Path& path, const Limits& lim) 
   CHAINRL_RETURN_IF_ERROR(ValidateName(w.example_id(), path + ".example_id", lim, false));
   CHAINRL_RETURN_IF_ERROR(ValidateText(w.answer_json(), path + ".answer_json", lim));
   CHAINRL_RETURN_IF_ERROR(ValidateText(w.metadata_json(), path + ".metadata_json", lim));
+  CHAINRL_RETURN_IF_ERROR(ValidateText(w.prompt_embeddings(), path + ".prompt_embeddings", lim));
+  CHAINRL_WIRE_REQUIRE(w.prompt_embeddings().empty() || w.placeholder_token_id() >= 0,
+                       path + ".placeholder_token_id",
+                       std::to_string(w.placeholder_token_id()) + " is negative");
   CHAINRL_WIRE_REQUIRE(w.has_sampling(), path + ".sampling", "missing");
   CHAINRL_RETURN_IF_ERROR(ValidateSampling(w.sampling(), path + ".sampling", lim));
   CHAINRL_WIRE_REQUIRE(w.policy_version() >= 0, path + ".policy_version",

@@ -18,6 +18,9 @@ struct Example {
   std::string solution;     // a reference response (for SFT), empty if none
   std::string difficulty;   // difficulty bucket name, empty if none
   std::string source;       // where it came from: "file.jsonl:12" or "task:arithmetic"
+  // Precomputed prompt embeddings, "FILE.safetensors#TENSOR" (a relative FILE is resolved against
+  // the JSONL file's directory when loaded), spliced at the run's placeholder token; empty if none.
+  std::string embeddings;
 };
 
 // An offline preference example (DPO family): one chosen and one or more rejected responses.

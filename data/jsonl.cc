@@ -108,6 +108,15 @@ Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const Js
           if (!d->is_string()) return "field '" + f.difficulty + "' must be a string";
           ex->difficulty = d->get<std::string>();
         }
+        if (auto e = obj.find(f.embeddings); e != obj.end() && !e->is_null()) {
+          const std::string spec = e->is_string() ? e->get<std::string>() : std::string();
+          const size_t hash = spec.rfind('#');
+          if (hash == std::string::npos || hash == 0 || hash + 1 == spec.size())
+            return "field '" + f.embeddings + "' must be a string \"FILE.safetensors#TENSOR\"";
+          std::filesystem::path file(spec.substr(0, hash));
+          if (file.is_relative()) file = std::filesystem::path(path).parent_path() / file;
+          ex->embeddings = file.lexically_normal().string() + spec.substr(hash);
+        }
         if (auto s = obj.find("solution"); s != obj.end() && !s->is_null()) {
           if (!s->is_string()) return std::string("field 'solution' must be a string");
           ex->solution = s->get<std::string>();
@@ -116,7 +125,7 @@ Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const Js
         for (auto it = obj.begin(); it != obj.end(); ++it) {
           const std::string& k = it.key();
           if (k != f.prompt && k != f.messages && k != f.answer && k != f.id && k != f.difficulty &&
-              k != "solution")
+              k != "solution" && k != f.embeddings)
             ex->metadata[k] = it.value();
         }
         ex->source = where;
@@ -163,6 +172,7 @@ JsonlFields JsonlFieldsFromConfig(const Config& c) {
   f.id = c.GetString("data.id_field");
   f.chosen = c.GetString("data.chosen_field");
   f.rejected = c.GetString("data.rejected_field");
+  f.embeddings = c.GetString("data.embeddings_field");
   return f;
 }
 

@@ -22,6 +22,7 @@ struct JsonlFields {
   std::string difficulty = "difficulty";
   std::string chosen = "chosen";
   std::string rejected = "rejected";
+  std::string embeddings = "embeddings";  // "FILE.safetensors#TENSOR" (Example::embeddings)
 };
 
 enum class BadLinePolicy { kError, kSkip };

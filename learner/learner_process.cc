@@ -41,6 +41,7 @@
 #include "model/flat_weights.h"
 #include "model/model_io.h"
 #include "rewards/reward_config.h"
+#include "rollout/embedding_cache.h"
 #include "rollout/evaluate.h"
 #include "rollout/prompting.h"
 
@@ -175,6 +176,7 @@ class Learner {
   void UpdateRejectMetrics();
 
   Status ApplyStage();
+  Status SetupEmbeddings();
   void ApplyLengthShaping(std::vector<GroupData>& groups) const;
 
   const Config& base_;  // the run's config
@@ -218,6 +220,10 @@ class Learner {
   // FINISH_UNFINISHED until it ends. The learner owns this state, so a dead actor loses at most
   // the segment it was generating; checkpoints carry it (partials.bin).
   std::map<uint64_t, wire::Trajectory> partials_;
+  // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
+  // learner's prefill of the policy update; actors hold their own cache.
+  std::unique_ptr<rollout::EmbeddingCache> embeddings_;
+  int32_t placeholder_id_ = -1;
   int64_t segments_received_ = 0;
   json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
   json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
@@ -295,6 +301,42 @@ Status Learner::ApplyStage() {
   return Status::Ok();
 }
 
+Status Learner::SetupEmbeddings() {
+  const data::Example* first = nullptr;
+  for (const auto* set : {&data_.train(), &data_.eval()})
+    for (const auto& ex : *set) {
+      if (ex.embeddings.empty()) continue;
+      if (!first) first = &ex;
+      const std::string file = ex.embeddings.substr(0, ex.embeddings.rfind('#'));
+      if (!fs::exists(file))
+        return InvalidArgument(ex.source + ": prompt embeddings file '" + file +
+                               "' does not exist");
+    }
+  if (!first) return Status::Ok();
+  const std::string text = c_.GetString("data.embedding_placeholder");
+  if (text.empty())
+    return InvalidArgument("data.embedding_placeholder: the data carries prompt embeddings (" +
+                           first->source + ") but no placeholder token is set");
+  const Tokenizer& tok = prompts_->tokenizer();
+  std::optional<int32_t> id = tok.TokenToId(text);
+  if (!id) {
+    auto ids = tok.Encode(text);
+    if (ids.ok() && ids->size() == 1) id = (*ids)[0];
+  }
+  if (!id)
+    return InvalidArgument("data.embedding_placeholder: '" + text +
+                           "' is not one token of the tokenizer in " + tokenizer_dir_);
+  placeholder_id_ = *id;
+  rollout::EmbeddingCacheOptions eo;
+  eo.set_max_bytes(c_.GetInt("rollout.embedding_cache_bytes"))
+      .set_hidden_size(model_->config().hidden_size)
+      .set_metrics(metrics_.get());
+  embeddings_ = std::make_unique<rollout::EmbeddingCache>(eo);
+  CHAINRL_LOG(kInfo) << "prompt embeddings: spliced at token " << placeholder_id_ << " ('" << text
+                     << "'), cache of " << c_.GetInt("rollout.embedding_cache_bytes") << " bytes";
+  return Status::Ok();
+}
+
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
   if (lo_.family == ObjectiveFamily::kPreference)
@@ -356,6 +398,7 @@ Status Learner::Setup() {
       CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
     }
   }
+  CHAINRL_RETURN_IF_ERROR(SetupEmbeddings());
   return Status::Ok();
 }
 
@@ -680,6 +723,12 @@ Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
   a.group.group_id = t.prompt_group_id();
   CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(data_.IndexForGroup(t.prompt_group_id())));
   a.group.prompt = *prompt;
+  if (const auto& spec = data_.train()[data_.IndexForGroup(t.prompt_group_id())].embeddings;
+      !spec.empty() && embeddings_) {
+    CHAINRL_ASSIGN_OR_RETURN(const rollout::EmbeddingRef ref, rollout::ParseEmbeddingRef(spec));
+    CHAINRL_ASSIGN_OR_RETURN(a.group.prompt_embeddings, embeddings_->Get(ref));
+    a.group.placeholder_token_id = placeholder_id_;
+  }
   a.behaviour_version = OldestVersion(t);
   const double n = std::max(1, t.samples_size());
   double correct = 0, length = 0, truncated = 0;
@@ -888,6 +937,10 @@ void Learner::Dispatch() {
       w->set_answer_json(ex.answer.dump());
       w->set_metadata_json(ex.metadata.is_null() ? "{}" : ex.metadata.dump());
       w->set_segment_tokens(static_cast<uint32_t>(segment_tokens));
+      if (!ex.embeddings.empty()) {
+        w->set_prompt_embeddings(ex.embeddings);
+        w->set_placeholder_token_id(placeholder_id_);
+      }
       if (auto pit = partials_.find(l.group_id); pit != partials_.end()) {
         for (const auto& smp : pit->second.samples()) {
           if (smp.finish_reason() != wire::FINISH_UNFINISHED) continue;
@@ -1190,6 +1243,12 @@ Status Learner::Finish(bool completed) {
             {"samples_multi_version", samples_multi_version_},
             {"segments_received", segments_received_},
             {"segments_continued", k.segments_continued},
+            {"prompt_embedding_cache",
+             embeddings_ ? json{{"hits", embeddings_->stats().hits},
+                                {"misses", embeddings_->stats().misses},
+                                {"evictions", embeddings_->stats().evictions},
+                                {"bytes", embeddings_->stats().bytes}}
+                         : json(nullptr)},
             {"groups_part_generated", static_cast<int64_t>(partials_.size())},
             {"actors_declared_dead", k.actors_declared_dead},
             {"rejected_messages",

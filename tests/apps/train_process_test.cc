@@ -334,6 +334,91 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
 }
 
 // configs/quickstart.toml itself, shortened by overrides only: the command README runs.
+// A safetensors file of float32 tensors [rows, hidden], written by hand (the format is 8 bytes of
+// header length, a JSON header, then the data).
+void WriteEmbeddingsFile(const std::string& path, int tensors, int rows, int hidden) {
+  std::string header = "{";
+  const size_t per = static_cast<size_t>(rows) * static_cast<size_t>(hidden) * 4;
+  for (int i = 0; i < tensors; ++i)
+    header += (i ? "," : "") + std::string("\"e") + std::to_string(i) +
+              "\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(rows) + "," +
+              std::to_string(hidden) + "],\"data_offsets\":[" + std::to_string(i * per) + "," +
+              std::to_string((i + 1) * per) + "]}";
+  header += "}";
+  while (header.size() % 8) header += ' ';
+  std::ofstream out(path, std::ios::binary);
+  const uint64_t n = header.size();
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out << header;
+  for (int i = 0; i < tensors; ++i)
+    for (int k = 0; k < rows * hidden; ++k) {
+      const float v = 0.5f * std::sin(0.37f * static_cast<float>(k) + static_cast<float>(i));
+      out.write(reinterpret_cast<const char*>(&v), 4);
+    }
+}
+
+// JSONL data whose prompts carry precomputed embeddings (spliced at the "@" token): the learner
+// and the actors each load a prompt's tensor once and reuse it for the G samples, the later
+// segments and the learner's prefill; a placeholder that is not one token stops the run, named.
+TEST(TrainProcessTest, PromptEmbeddingsAreCachedByActorsAndTheLearner) {
+  const std::string dir = Dir("embeddings");
+  constexpr int kPrompts = 12;
+  WriteEmbeddingsFile(dir + "/emb.safetensors", kPrompts, 2, 32);
+  {
+    std::ofstream train(dir + "/train.jsonl"), eval(dir + "/eval.jsonl");
+    for (int i = 0; i < kPrompts; ++i)
+      train << "{\"id\": \"p" << i << "\", \"prompt\": \"Describe @ and @ (" << i
+            << ").\", \"answer\": \"" << i << "\", \"embeddings\": \"emb.safetensors#e" << i
+            << "\"}\n";
+    for (int i = 0; i < 4; ++i)
+      eval << "{\"id\": \"q" << i << "\", \"prompt\": \"Describe " << i << ".\", \"answer\": \""
+           << i << "\"}\n";
+  }
+  const std::string cfg = WriteConfig(dir, "");
+  auto args = [&](const std::string& placeholder) {
+    return std::vector<std::string>{
+        "--set", "run.total_steps=4", "--set", "sft.steps=0", "--set", "data.source=\"jsonl\"",
+        "--set", "data.train_files=[\"" + dir + "/train.jsonl\"]", "--set",
+        "data.eval_files=[\"" + dir + "/eval.jsonl\"]", "--set",
+        "data.embedding_placeholder=\"" + placeholder + "\"", "--set", "rollout.segment_tokens=16"};
+  };
+  const std::string run = dir + "/run";
+  ASSERT_EQ(WaitFor(StartTrain(cfg, run, args("@")), 240), 0) << ReadText(run + ".out");
+  json s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 4, 4);
+  // The learner: one lookup per accepted group, one load per distinct prompt.
+  const json& lc = s["prompt_embedding_cache"];
+  ASSERT_TRUE(lc.is_object()) << s.dump(1);
+  EXPECT_EQ(lc["hits"].get<int64_t>() + lc["misses"].get<int64_t>(),
+            s["groups_accepted"].get<int64_t>());
+  EXPECT_GT(lc["misses"].get<int64_t>(), 0);
+  EXPECT_LE(lc["misses"].get<int64_t>(), kPrompts);
+  EXPECT_EQ(lc["bytes"].get<int64_t>(), lc["misses"].get<int64_t>() * 2 * 32 * 4);
+  // The actors: a prompt's G samples share one lookup; later segments of a group hit the cache.
+  int64_t hits = 0, misses = 0;
+  for (const char* a : {"actor-0", "actor-1"}) {
+    const std::string log = ReadText(run + "/logs/" + a + ".log");
+    const size_t at = log.find("prompt-embedding cache: ");
+    ASSERT_NE(at, std::string::npos) << log;
+    std::stringstream in(log.substr(at + 24));
+    int64_t h = 0, m = 0;
+    std::string word;
+    in >> h >> word >> m;
+    hits += h;
+    misses += m;
+  }
+  EXPECT_GT(misses, 0);
+  EXPECT_LE(misses, 2 * kPrompts) << "at most one load per prompt and actor";
+  EXPECT_GT(hits, 0) << "later segments reuse the cached embeddings";
+  EXPECT_GT(s["segments_continued"].get<int64_t>(), 0);
+
+  const std::string bad = dir + "/bad";
+  EXPECT_NE(WaitFor(StartTrain(cfg, bad, args("@@")), 120), 0);
+  const std::string log = ReadText(bad + "/logs/learner.log") + ReadText(bad + ".out");
+  EXPECT_NE(log.find("data.embedding_placeholder: '@@' is not one token"), std::string::npos)
+      << log;
+}
+
 TEST(TrainProcessTest, QuickstartConfigRunsShortened) {
   const std::string dir = Dir("quickstart");
   const std::string run = dir + "/run";
