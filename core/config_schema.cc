@@ -353,9 +353,12 @@ ConfigSchema Build() {
                   {"offline", "online"}));
 
   // length shaping
-  k.push_back(StrList("length_shaping.methods", {}, "Length rewards/penalties to apply, in order.",
-                      {"kimi", "dapo_overlong", "dler", "laser", "laser_d", "grpo_lambda", "drpo",
-                       "campo_repetition"}));
+  k.push_back(StrList("length_shaping.methods", {},
+                      "Length rewards/penalties: at most one of dler, laser, laser_d, laser_de, "
+                      "grpo_lambda sets the base reward; kimi, dapo_overlong, campo_repetition add "
+                      "to it.",
+                      {"kimi", "dapo_overlong", "dler", "laser", "laser_d", "laser_de",
+                       "grpo_lambda", "drpo", "campo_repetition"}));
   k.push_back(
       Float("length_shaping.kimi_weight", 0.4, 0.0, std::nullopt, "Kimi length reward weight."));
   k.push_back(Int("length_shaping.overlong_buffer_len", 128, 0, std::nullopt,
@@ -368,7 +371,8 @@ ConfigSchema Build() {
   k.push_back(Str("length_shaping.laser_mode", "reward", "LASER variant.",
                   {"reward", "penalty", "hybrid"}));
   k.push_back(Int("length_shaping.laser_d_update_every", 20, 1, std::nullopt,
-                  "LASER-D: steps between target updates."));
+                  "LASER-D/DE: steps between target updates (thresholds: multiples of "
+                  "rollout.max_new_tokens/16)."));
   k.push_back(Float("length_shaping.grpo_lambda_fraction", 0.2, 0.0, 1.0,
                     "GRPO-lambda: fraction of groups (highest correctness) that are penalised."));
   k.push_back(Float("length_shaping.drpo_lambda", 0.1, 0.0, std::nullopt,

@@ -2,6 +2,7 @@
 #include "learner/rl_step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <torch/torch.h>
@@ -23,6 +24,8 @@ struct Seq {
   const std::vector<float>* behaviour = nullptr;  // may be null (SFT)
   double advantage = 0;
   double reward = 0;
+  bool correct = false;
+  double mean_entropy = 0;  // DMMPT: the policy's mean token entropy before the update
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
   int64_t length() const { return static_cast<int64_t>(prompt->size() + response->size()); }
@@ -159,6 +162,32 @@ void FillLogprobs(model::DecoderModel& m, std::vector<Seq>& seqs, int64_t budget
   }
 }
 
+// DMMPT: each row's mean full-vocabulary entropy over its response, without gradients.
+void FillMeanEntropy(model::DecoderModel& m, const std::vector<Seq*>& rows, int64_t budget,
+                     double temperature, const LearnerRunOptions& o) {
+  torch::NoGradGuard ng;
+  for (const auto& mb : MicroBatches(rows, budget)) {
+    Packed p = Pack(mb, false, false);
+    Tensor hidden;
+    if (o.streambp) {
+      const int64_t chunk = StreamBpOptionsFor(o, m.config(), p.T).layer_chunk_tokens;
+      hidden = StreamHidden(m, p.ids, p.attention, chunk > 0 ? chunk : p.T);
+    } else {
+      hidden = m.Forward(p.ids, {}, p.attention);
+    }
+    Tensor sum = torch::zeros({p.ids.size(0)}, torch::kFloat64);
+    for (int64_t t0 = 0; t0 < p.T; t0 += 256) {
+      const int64_t t1 = std::min(p.T, t0 + 256);
+      Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
+      Tensor ent = TokenEntropy(logits, temperature).to(torch::kFloat64);
+      sum += (ent * p.mask.slice(1, t0, t1).to(torch::kFloat64)).sum(1);
+    }
+    for (size_t b = 0; b < mb.size(); ++b)
+      mb[b]->mean_entropy = sum[static_cast<int64_t>(b)].item<double>() /
+                            std::max<double>(1.0, static_cast<double>(mb[b]->response->size()));
+  }
+}
+
 Normalisers SliceNorm(const Normalisers& n, int64_t r0, int64_t r1) {
   Normalisers s = n;
   s.seq_weights = n.seq_weights.slice(0, r0, r1);
@@ -178,6 +207,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   std::vector<double> rewards;
   std::vector<int64_t> gids;
   std::vector<Seq> seqs;
+  std::vector<double> given;  // advantages the caller set on the samples
   for (size_t g = 0; g < groups.size(); ++g) {
     for (const auto& s : groups[g].samples) {
       if (s.tokens.empty()) continue;  // nothing to learn from an empty response
@@ -193,12 +223,18 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       q.response = &s.tokens;
       q.behaviour = &s.behaviour_logprobs;
       q.reward = s.reward;
+      q.correct = s.correct;
+      if (s.advantage) given.push_back(*s.advantage);
       seqs.push_back(std::move(q));
     }
   }
   RlStepStats stats;
   if (seqs.empty()) return stats;
-  std::vector<double> adv = GroupAdvantages(rewards, gids, options.advantages);
+  if (!given.empty() && given.size() != seqs.size())
+    return InvalidArgument("advantages given for " + std::to_string(given.size()) + " of " +
+                           std::to_string(seqs.size()) + " samples: all or none");
+  std::vector<double> adv =
+      given.empty() ? GroupAdvantages(rewards, gids, options.advantages) : std::move(given);
   for (size_t i = 0; i < seqs.size(); ++i) seqs[i].advantage = adv[i];
   // Truncated responses leave the loss (DAPO overlong filtering) when configured.
   std::vector<bool> keep(seqs.size(), true);
@@ -214,6 +250,12 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   if (po.kl_coef > 0)
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
                  options);
+  if (options.mastered_token_mask) {
+    std::vector<Seq*> positive;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (seqs[i].correct && keep[i]) positive.push_back(&seqs[i]);
+    FillMeanEntropy(model, positive, step.micro_batch_tokens, step.temperature, options);
+  }
   const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
@@ -257,6 +299,22 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         Tensor keep_rows = torch::ones({b1 - b0});
         for (int64_t b = b0; b < b1; ++b) keep_rows[b - b0] = keep[r0 + b] ? 1.0f : 0.0f;
         Tensor mask = p.mask * keep_rows.unsqueeze(1);
+        if (options.mastered_token_mask) {
+          std::vector<double> pos, ent;
+          for (const Seq* s : micro) {
+            pos.push_back(s->correct ? 1.0 : 0.0);
+            ent.push_back(s->mean_entropy);
+          }
+          MasteredTokenMaskOptions mo = options.mastered;
+          mo.positive_reward = 1.0;  // positive = correct, whatever shaping did to the reward
+          mo.prob_source = MasteredProbSource::kOld;
+          Tensor kept = MasteredPositiveTokenKeepMask(p.old_lp, Tensor(), mask,
+                                                      torch::tensor(pos, torch::kFloat64),
+                                                      torch::tensor(ent, torch::kFloat64), mo);
+          if (epoch == 0)
+            stats.mastered_masked_tokens += std::llround((mask - kept).sum().item<double>());
+          mask = kept;
+        }
         Tensor gspo_t;
         if (po.policy_loss == PolicyLossKind::kGspo)
           gspo_t = torch::tensor(std::vector<double>(gspo.begin() + b0, gspo.begin() + b1),

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/status.h"
@@ -20,6 +21,9 @@ struct SampleData {
   double reward = 0;
   bool truncated = false;                   // ended by the length cap or budget (no EOS)
   bool correct = false;                     // the first reward scored >= 1 (length shaping)
+  // Set by the caller (the process's shaping): used as is instead of the group advantage of
+  // `reward`. Either every non-empty sample of a batch carries one or none does.
+  std::optional<double> advantage;
 };
 
 struct GroupData {
@@ -49,9 +53,13 @@ struct RlStepStats {
   int64_t sequences = 0;
   int64_t response_tokens = 0;
   PolicyLossStats policy;   // merged over the last epoch
+  int64_t mastered_masked_tokens = 0;  // tokens DMMPT left out of the loss (mastered_token_mask)
 };
 
-// Advantages from each group's rewards, then ppo_epochs x mini_batches optimiser steps.
+// Advantages from each group's rewards (or the samples' own), then ppo_epochs x mini_batches
+// optimiser steps. With options.mastered_token_mask, UloRL's DMMPT drops mastered tokens of
+// correct samples from the loss (not from its normalisers): p from ℓ_old (the behaviour or
+// recomputed logprobs), the mean entropy from a no-grad pass of the policy before the update.
 Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
                                     const std::vector<GroupData>& groups,
                                     const LearnerRunOptions& options, const RlStepOptions& step);

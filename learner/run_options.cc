@@ -60,6 +60,9 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
                        (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
   o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
+  o.mastered_token_mask = c.GetBool("algorithm.mastered_token_mask");
+  o.mastered.tau = c.GetFloat("algorithm.mastered_prob_threshold");
+  o.mastered.sigma = c.GetFloat("algorithm.mastered_entropy_threshold");
 
   // Preference family.
   if (o.family == ObjectiveFamily::kPreference) {
