@@ -35,6 +35,7 @@
 #include "learner/curriculum.h"
 #include "learner/length_shaping.h"
 #include "learner/optimizer.h"
+#include "learner/preference.h"
 #include "learner/process_shaping.h"
 #include "learner/rl_step.h"
 #include "learner/run_options.h"
@@ -216,6 +217,9 @@ class Learner {
   Status Setup();
   Status Resume(const std::string& spec);
   Status RunSft();
+  Status RunOfflinePreference();
+  Result<PreferencePairData> OfflinePair(size_t index);
+  Status LoadReference();
   Status StartTransport();
   Status PublishWeights();
   Status Pump();
@@ -262,6 +266,9 @@ class Learner {
   std::string tokenizer_dir_;
   std::string first_reward_;
   std::unique_ptr<ProcessShaping> shaping_;
+  bool offline_preference_ = false;  // DPO family trained from data.train_files, without actors
+  std::vector<data::PreferenceExample> preference_data_;
+  std::unordered_map<size_t, PreferencePairData> pair_cache_;
   uint64_t completed_at_step_ = 0;  // ledger completions when the last step ended
 
   // State that checkpoints carry.
@@ -363,10 +370,10 @@ Status Learner::ApplyStage() {
 
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
-  if (lo_.family == ObjectiveFamily::kPreference)
-    return Unimplemented("algorithm.name = '" + lo_.algorithm +
-                         "': preference training (DPO family) runs through learner/preference.h "
-                         "in tests and benchmarks but is not wired into the learner process yet");
+  // The DPO family: offline from prompt/chosen/rejected JSONL (no actors), or online from each
+  // group's best and worst rollouts.
+  offline_preference_ = lo_.family == ObjectiveFamily::kPreference &&
+                        c_.GetString("algorithm.preference_source") == "offline";
   // Shaping and soft weighting per step (process_shaping.h); DRPO, a loss, is refused there.
   CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
                            ProcessShapingOptionsFromConfig(c_, lo_.advantages));
@@ -375,7 +382,20 @@ Status Learner::Setup() {
     CHAINRL_LOG(kWarn) << "rollout.segment_tokens is not used by the learner and actor processes "
                           "yet: responses are generated to the end within one lease";
   }
-  CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
+  if (offline_preference_) {
+    if (c_.GetString("data.source") != "jsonl" || c_.GetStringList("data.train_files").empty())
+      return InvalidArgument("algorithm.preference_source = 'offline' needs data.source = 'jsonl' "
+                             "and data.train_files of prompt/chosen/rejected lines");
+    const data::JsonlFields f = data::JsonlFieldsFromConfig(c_);
+    for (const auto& file : c_.GetStringList("data.train_files")) {
+      CHAINRL_ASSIGN_OR_RETURN(auto ex, data::LoadPreferencesJsonl(
+                                            file, f, data::BadLinePolicyFromConfig(c_)));
+      preference_data_.insert(preference_data_.end(), ex.begin(), ex.end());
+    }
+    if (preference_data_.empty()) return InvalidArgument("data.train_files: no preference pairs");
+  } else {
+    CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
+  }
   rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
   tokenizer_dir_ = po.tokenizer_dir;
   CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
@@ -1009,7 +1029,35 @@ Status Learner::TrainStep() {
   so.reference = reference_.get();
   auto t0 = Clock::now();
   const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
-  CHAINRL_ASSIGN_OR_RETURN(RlStepStats st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+  RlStepStats st;
+  std::optional<PreferenceStepStats> pref;
+  if (lo_.family == ObjectiveFamily::kPreference) {
+    // Online DPO family: per group, the best (shaped) reward against the worst one(s) (LOGO: up
+    // to 2); groups whose rewards are all equal give no pair.
+    PairSelectionOptions ps;
+    ps.num_rejected = lo_.preference.loss_type == PreferenceLossType::kLogo ? 2 : 1;
+    std::vector<PreferencePairData> pairs;
+    for (const auto& g : groups) {
+      std::vector<double> r;
+      for (const auto& smp : g.samples) r.push_back(smp.reward);
+      if (static_cast<int64_t>(r.size()) <= ps.num_rejected) continue;
+      auto sel = SelectGroupPair(r, ps);
+      if (!sel || g.samples[sel->chosen].tokens.empty()) continue;
+      PreferencePairData p;
+      p.prompt = g.prompt;
+      p.chosen = g.samples[sel->chosen].tokens;
+      for (int64_t j : sel->rejected)
+        if (!g.samples[j].tokens.empty()) p.rejected.push_back(g.samples[j].tokens);
+      if (static_cast<int64_t>(p.rejected.size()) == ps.num_rejected) pairs.push_back(std::move(p));
+    }
+    CHAINRL_ASSIGN_OR_RETURN(pref, RunPreferenceUpdate(*model_, *optimizer_, pairs, lo_, so));
+    st.loss = pref->loss;
+    st.grad_norm = pref->grad_norm;
+    st.lr = pref->lr;
+    st.response_tokens = pref->response_tokens;
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+  }
   const double train_s = Since(t0);
   ++step_;
   ++version_;
@@ -1043,6 +1091,11 @@ Status Learner::TrainStep() {
             {"groups", per_step},
             {"generated_groups", generated}};
   if (short_step) h["gen_limit_reached"] = true;
+  if (pref) {
+    h["pairs"] = pref->pairs;
+    h["reward_accuracy"] = pref->reward_accuracy;
+    h["reward_margin"] = pref->reward_margin;
+  }
   if (data_.has_buckets()) h["difficulty"] = difficulty;
   if (shaping_->options().soft_weighting) h["soft_weight_mean"] = soft_weight;
   if (lo_.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
@@ -1197,6 +1250,110 @@ Status Learner::Finish(bool completed) {
   return Status::Ok();
 }
 
+// The frozen reference: for the KL term, and for DPO/IPO unless reference_free.
+Status Learner::LoadReference() {
+  const PreferenceLossType t = lo_.preference.loss_type;
+  const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
+                              (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
+                              !lo_.preference.reference_free;
+  if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
+  const std::string ref = c_.GetString("model.reference_path");
+  if (!ref.empty()) {
+    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
+  } else {
+    reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
+    torch::NoGradGuard ng;
+    auto dst = reference_->named_parameters();
+    for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
+  }
+  reference_->eval();
+  return Status::Ok();
+}
+
+// Pair `index` of the offline data tokenized (the first rejected response unless LOGO).
+Result<PreferencePairData> Learner::OfflinePair(size_t index) {
+  if (auto it = pair_cache_.find(index); it != pair_cache_.end()) return it->second;
+  const data::PreferenceExample& e = preference_data_[index];
+  data::Example ex;
+  ex.id = e.id;
+  ex.prompt = e.prompt;
+  ex.messages = e.messages;
+  PreferencePairData p;
+  CHAINRL_ASSIGN_OR_RETURN(p.prompt, prompts_->Render(ex));
+  CHAINRL_ASSIGN_OR_RETURN(p.chosen, prompts_->EncodeResponse(e.chosen));
+  const size_t m = lo_.preference.loss_type == PreferenceLossType::kLogo ? e.rejected.size() : 1;
+  for (size_t i = 0; i < m && i < e.rejected.size(); ++i) {
+    CHAINRL_ASSIGN_OR_RETURN(auto r, prompts_->EncodeResponse(e.rejected[i]));
+    p.rejected.push_back(std::move(r));
+  }
+  return pair_cache_[index] = std::move(p);
+}
+
+// Offline DPO family: rollout.prompts_per_step pairs per step in a seeded order per epoch, one
+// optimiser step each; checkpoints and summary as in RL (no actors, no weights published).
+Status Learner::RunOfflinePreference() {
+  const int64_t total = c_.GetInt("run.total_steps");
+  const int64_t every = c_.GetInt("checkpoint.every");
+  const uint64_t n = preference_data_.size();
+  const uint64_t seed = static_cast<uint64_t>(c_.GetInt("run.seed"));
+  CHAINRL_LOG(kInfo) << lo_.algorithm << " (offline): steps " << step_ << ".." << total << " over "
+                     << n << " pairs";
+  std::vector<size_t> order(n);
+  uint64_t order_epoch = ~0ull;
+  while (step_ < total && !stop_) {
+    const auto t0 = Clock::now();
+    const uint64_t per_step = static_cast<uint64_t>(c_.GetInt("rollout.prompts_per_step"));
+    std::vector<PreferencePairData> batch;
+    size_t want_m = 0;
+    for (uint64_t i = 0; i < per_step; ++i) {
+      const uint64_t k = static_cast<uint64_t>(step_) * per_step + i;
+      if (k / n != order_epoch) {
+        order_epoch = k / n;
+        std::iota(order.begin(), order.end(), 0);
+        if (c_.GetBool("data.shuffle")) {
+          std::mt19937_64 rng(Mix(seed ^ Mix(order_epoch + 0x9d)));
+          std::shuffle(order.begin(), order.end(), rng);
+        }
+      }
+      CHAINRL_ASSIGN_OR_RETURN(PreferencePairData p, OfflinePair(order[k % n]));
+      if (p.chosen.empty() || p.rejected.empty()) continue;
+      if (want_m == 0) want_m = p.rejected.size();
+      if (p.rejected.size() != want_m) p.rejected.resize(std::min(want_m, p.rejected.size()));
+      if (p.rejected.size() == want_m) batch.push_back(std::move(p));
+    }
+    RlStepOptions so;
+    so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
+    so.reference = reference_.get();
+    CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st,
+                             RunPreferenceUpdate(*model_, *optimizer_, batch, lo_, so));
+    ++step_;
+    ++version_;
+    tokens_trained_ += st.response_tokens;
+    json h = {{"phase", "preference"},
+              {"step", step_},
+              {"loss", st.loss},
+              {"reward_accuracy", st.reward_accuracy},
+              {"reward_margin", st.reward_margin},
+              {"pairs", st.pairs},
+              {"grad_norm", st.grad_norm},
+              {"lr", st.lr},
+              {"tokens", st.response_tokens},
+              {"train_seconds", Since(t0)}};
+    history_.push_back(h);
+    log::Event("step", h.dump());
+    if (metrics_) {
+      metrics_->counter(metrics::CounterId::kSteps).Increment();
+      metrics_->gauge(metrics::GaugeId::kLoss).Set(st.loss);
+      metrics_->gauge(metrics::GaugeId::kGradNorm).Set(st.grad_norm);
+      metrics_->gauge(metrics::GaugeId::kLearningRate).Set(st.lr);
+    }
+    CHAINRL_RETURN_IF_ERROR(ApplyStage());
+    if (every > 0 && step_ % every == 0 && step_ < total) CHAINRL_RETURN_IF_ERROR(Checkpoint());
+    WriteProgress("rl");
+  }
+  return Status::Ok();
+}
+
 Status Learner::Run() {
   log::SetRole("learner");
   if (std::getenv("CHAINRL_THREADS") == nullptr) {  // the environment overrides the config
@@ -1207,6 +1364,7 @@ Status Learner::Run() {
   CHAINRL_RETURN_IF_ERROR(Setup());
   std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
+  if (offline_preference_) sft_done_ = true;  // no warm-up: the pairs are the training data
   if (!sft_done_) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
@@ -1217,19 +1375,12 @@ Status Learner::Run() {
       oo.total_steps = c_.GetInt("run.total_steps");
     CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
   }
-  if (lo_.policy.kl_coef > 0) {
-    const std::string ref = c_.GetString("model.reference_path");
-    if (!ref.empty()) {
-      CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
-    } else {
-      reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
-      torch::NoGradGuard ng;
-      auto dst = reference_->named_parameters();
-      for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
-    }
-    reference_->eval();
-  }
+  CHAINRL_RETURN_IF_ERROR(LoadReference());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());
+  if (offline_preference_) {
+    CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
+    return Finish(step_ >= c_.GetInt("run.total_steps"));
+  }
   CHAINRL_RETURN_IF_ERROR(StartTransport());
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c_.GetInt("run.total_steps");

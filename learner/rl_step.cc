@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "learner/advantages.h"
 #include "learner/objectives.h"
+#include "learner/preference.h"
 #include "learner/streambp.h"
 
 namespace chainrl::learner {
@@ -346,6 +347,109 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       if (r.skipped) ++stats.skipped_steps;
     }
   }
+  return stats;
+}
+
+Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                                const std::vector<PreferencePairData>& pairs,
+                                                const LearnerRunOptions& options,
+                                                const RlStepOptions& step) {
+  const PreferenceOptions& po = options.preference;
+  const bool needs_ref = (po.loss_type == PreferenceLossType::kDpo ||
+                          po.loss_type == PreferenceLossType::kIpo) &&
+                         !po.reference_free;
+  if (needs_ref && step.reference == nullptr)
+    return InvalidArgument("algorithm.name = '" + std::string(PreferenceLossTypeName(po.loss_type)) +
+                           "' needs a reference model (or algorithm.reference_free = true)");
+  PreferenceStepStats stats;
+  if (pairs.empty()) return stats;
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  const int64_t M = static_cast<int64_t>(pairs[0].rejected.size());
+  // Rows: pair b's chosen at b·(1 + M), its rejected ones after it.
+  std::vector<Seq> seqs;
+  for (int64_t b = 0; b < B; ++b) {
+    const PreferencePairData& p = pairs[b];
+    if (p.prompt.empty() || p.chosen.empty() || static_cast<int64_t>(p.rejected.size()) != M || M < 1)
+      return InvalidArgument("preference pair " + std::to_string(b) +
+                             ": an empty prompt or chosen response, or not " + std::to_string(M) +
+                             " rejected responses");
+    Seq c;
+    c.prompt = &p.prompt;
+    c.response = &p.chosen;
+    seqs.push_back(c);
+    for (const auto& r : p.rejected) {
+      if (r.empty())
+        return InvalidArgument("preference pair " + std::to_string(b) + ": empty rejected response");
+      Seq q;
+      q.prompt = &p.prompt;
+      q.response = &r;
+      seqs.push_back(q);
+    }
+  }
+  for (const auto& q : seqs) stats.response_tokens += static_cast<int64_t>(q.response->size());
+  model.train();
+  FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
+  if (needs_ref)
+    FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
+                 options);
+  auto total = [](const std::vector<float>& v) {
+    double t = 0;
+    for (float x : v) t += x;
+    return t;
+  };
+  const int64_t W = 1 + M;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  Tensor cw = torch::zeros({B}, f64), rw = torch::zeros({B}, f64), lw = torch::zeros({B}, f64);
+  Tensor cl = torch::zeros({B, M}, f64), rl = torch::zeros({B, M}, f64), ll = torch::zeros({B, M}, f64);
+  for (int64_t b = 0; b < B; ++b) {
+    const Seq& c = seqs[b * W];
+    cw[b] = total(c.old_logprobs);
+    if (needs_ref) rw[b] = total(c.ref_logprobs);
+    lw[b] = static_cast<double>(c.response->size());
+    for (int64_t m = 0; m < M; ++m) {
+      const Seq& r = seqs[b * W + 1 + m];
+      cl[b][m] = total(r.old_logprobs);
+      if (needs_ref) rl[b][m] = total(r.ref_logprobs);
+      ll[b][m] = static_cast<double>(r.response->size());
+    }
+  }
+  PreferenceInputs in;
+  in.chosen_logps = cw;
+  in.rejected_logps = M == 1 ? cl.reshape({B}) : cl;
+  in.chosen_lengths = lw;
+  in.rejected_lengths = M == 1 ? ll.reshape({B}) : ll;
+  if (needs_ref) {
+    in.ref_chosen_logps = rw;
+    in.ref_rejected_logps = M == 1 ? rl.reshape({B}) : rl;
+  }
+  CHAINRL_ASSIGN_OR_RETURN(PreferenceOutput out, PreferenceLoss(in, po));
+  stats.loss = out.loss.item<double>();
+  stats.reward_accuracy = out.reward_accuracy;
+  stats.reward_margin = out.reward_margin;
+  stats.pairs = B;
+  CHAINRL_ASSIGN_OR_RETURN(SequenceGradCoefficients g, PreferenceSequenceGrads(in, po));
+  const Tensor gc = g.chosen.to(torch::kFloat64).reshape({B});
+  const Tensor gr = g.rejected.to(torch::kFloat64).reshape({B, M});
+  for (int64_t b = 0; b < B; ++b) {
+    seqs[b * W].advantage = gc[b].item<double>();
+    for (int64_t m = 0; m < M; ++m) seqs[b * W + 1 + m].advantage = gr[b][m].item<double>();
+  }
+  // Σ_seq coefficient · Σ_t m·ℓ: linear in ℓ, so chunks add up exactly.
+  optimizer.ZeroGrad();
+  std::vector<Seq*> rows;
+  for (auto& q : seqs) rows.push_back(&q);
+  for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+    Packed p = Pack(micro, false, false);
+    const Tensor coef = p.advantages.to(torch::kFloat32).unsqueeze(1);
+    auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
+      return (lp * p.mask.slice(1, t0, t1) * coef).sum();
+    };
+    Backward(model, p, options, step.temperature, false, loss_fn);
+  }
+  if (step.skip_optimizer_step) return stats;
+  StepResult r = optimizer.Step();
+  stats.grad_norm = r.grad_norm;
+  stats.lr = r.lr;
   return stats;
 }
 

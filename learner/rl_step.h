@@ -64,6 +64,34 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
                                     const std::vector<GroupData>& groups,
                                     const LearnerRunOptions& options, const RlStepOptions& step);
 
+// One preference pair (DPO family): a prompt, the chosen response and M ≥ 1 rejected ones
+// (M = 1 but for LOGO; every pair of a batch has the same M).
+struct PreferencePairData {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> chosen;
+  std::vector<std::vector<int32_t>> rejected;
+};
+
+struct PreferenceStepStats {
+  double loss = 0;             // PreferenceLoss of the batch before the update
+  double reward_accuracy = 0;  // fraction of pairs whose implicit chosen reward is higher
+  double reward_margin = 0;    // mean implicit reward margin
+  double grad_norm = 0;
+  double lr = 0;
+  int64_t pairs = 0;
+  int64_t response_tokens = 0;
+};
+
+// One optimiser step on options.preference's loss (preference.h) in two passes, so streaming
+// backprop applies: a no-grad pass gives each sequence's log π total (and the reference's when
+// DPO/IPO need it), PreferenceSequenceGrads turns them into dL/d(total), and a chunked backward of
+// Σ_seq coefficient·Σ_t ℓ gives exactly the gradient of the direct loss. InvalidArgument for an
+// empty prompt or response, unequal M, or DPO/IPO without step.reference (unless reference_free).
+Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                                const std::vector<PreferencePairData>& pairs,
+                                                const LearnerRunOptions& options,
+                                                const RlStepOptions& step);
+
 struct SftExample {
   std::vector<int32_t> prompt;
   std::vector<int32_t> response;  // the target, end-of-turn token included

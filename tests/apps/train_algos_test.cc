@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -173,9 +174,9 @@ options = { target_tokens = 16, max_tokens = 48 }
     ASSERT_TRUE(h.contains("laser_d_targets"));
     const auto t = h["laser_d_targets"].get<std::vector<int64_t>>();
     ASSERT_EQ(t.size(), 3u);
-    if (step <= 2) EXPECT_EQ(t, (std::vector<int64_t>{20, 20, 20}));
+    if (step <= 2) { EXPECT_EQ(t, (std::vector<int64_t>{20, 20, 20})); }
     EXPECT_EQ(h.value("laser_d_updated", false), step == 3 || step == 5 || step == 7);
-    if (step == 3) EXPECT_NE(t, (std::vector<int64_t>{20, 20, 20}));
+    if (step == 3) { EXPECT_NE(t, (std::vector<int64_t>{20, 20, 20})); }
     for (int64_t v : t) {
       EXPECT_GE(v, 1);
       EXPECT_LE(v, 48);
@@ -185,16 +186,16 @@ options = { target_tokens = 16, max_tokens = 48 }
     EXPECT_LE(h["soft_weight_mean"].get<double>(), 1.0);
     // DMMPT with τ = 0 and σ = 1000: every token of every correct sample leaves the loss.
     const int64_t masked = h["mastered_masked_tokens"].get<int64_t>();
-    if (h["accuracy"].get<double>() == 0.0) EXPECT_EQ(masked, 0);
-    if (h["accuracy"].get<double>() > 0.0) EXPECT_GT(masked, 0);
-    if (h["accuracy"].get<double>() < 1.0) EXPECT_LT(masked, h["tokens"].get<int64_t>());
+    if (h["accuracy"].get<double>() == 0.0) { EXPECT_EQ(masked, 0); }
+    if (h["accuracy"].get<double>() > 0.0) { EXPECT_GT(masked, 0); }
+    if (h["accuracy"].get<double>() < 1.0) { EXPECT_LT(masked, h["tokens"].get<int64_t>()); }
     // The stage from step 3 on lowers the optimiser's learning rate from 1e-2 to 2e-3.
     EXPECT_NEAR(h["lr"].get<double>(), step <= 3 ? 1e-2 : 2e-3, 1e-12);
     // Bucket weights [0, 1]: only two-digit problems until the stage's [1, 0] takes over
     // (groups drawn ahead of the switch may still be d2; at most 2 steps' worth are).
     const json& d = h["difficulty"];
     EXPECT_EQ(d.value("d1", 0) + d.value("d2", 0), groups);
-    if (step <= 3) EXPECT_EQ(d.value("d1", 0), 0);
+    if (step <= 3) { EXPECT_EQ(d.value("d1", 0), 0); }
     if (step > 3) d1_after_stage += d.value("d1", 0);
   }
   EXPECT_TRUE(shaped_differs);
@@ -215,6 +216,154 @@ options = { target_tokens = 16, max_tokens = 48 }
   EXPECT_EQ(state["shaping"]["laser_d"]["targets"], steps.back()["laser_d_targets"]);
   EXPECT_EQ(state["shaping"]["laser_d"]["num_updates"], 3);
   EXPECT_TRUE(state["difficulty_buckets"].is_object());
+  fs::remove_all(dir);
+}
+
+std::vector<json> StepEvents(const std::string& run) {
+  std::vector<json> steps;
+  std::ifstream events(run + "/events.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("event", "") == "step") steps.push_back(e);
+  }
+  return steps;
+}
+
+// Offline DPO: prompt/chosen/rejected JSONL trained by the learner alone. At the first step the
+// policy is its own reference, so every pair's h is 0 and the loss is exactly log 2; training
+// on consistent preferences then opens a positive implicit-reward margin.
+TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_dpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream pairs(dir / "pairs.jsonl");
+    for (int i = 0; i < 12; ++i)
+      pairs << json({{"prompt", "What is " + std::to_string(i) + " + 1?"},
+                     {"chosen", std::to_string(i + 1)},
+                     {"rejected", "I do not know, maybe " + std::to_string(i + 7)}})
+                   .dump()
+            << "\n";
+  }
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "dpo"
+seed = 1
+total_steps = 6
+[model]
+path = ")" + (dir / "model").string() + R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 256
+[data]
+source = "jsonl"
+train_files = [")" + (dir / "pairs.jsonl").string() + R"("]
+num_eval_examples = 0
+[rollout]
+prompts_per_step = 4
+[actors]
+count = 0
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "dpo"
+beta = 0.5
+[checkpoint]
+every = 3
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "unused"
+kind = "exact_match"
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 120), 0) << ReadText(run + ".out");
+  const json s = ReadJson(run + "/summary.json");
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["steps"], 6);
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 6u);
+  EXPECT_NEAR(steps[0]["loss"].get<double>(), std::log(2.0), 1e-5);
+  EXPECT_NEAR(steps[0]["reward_margin"].get<double>(), 0.0, 1e-5);
+  for (const json& h : steps) {
+    EXPECT_EQ(h["pairs"], 4);
+    EXPECT_EQ(h["phase"], "preference");
+  }
+  EXPECT_GT(steps.back()["reward_margin"].get<double>(), 0.05) << steps.back().dump();
+  EXPECT_LT(steps.back()["loss"].get<double>(), std::log(2.0));
+  EXPECT_GT(steps.back()["reward_accuracy"].get<double>(), 0.5);
+  fs::remove_all(dir);
+}
+
+// Online DPO: pairs from each group's best and worst rollouts, trained with actors.
+TEST(TrainAlgosTest, OnlineDpoPairsEachGroupsBestAndWorst) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_odpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "odpo"
+seed = 2
+total_steps = 4
+[model]
+path = ")" + (dir / "model").string() + R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 32
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "dpo"
+preference_source = "online"
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 8, max_tokens = 32 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 4u);
+  int64_t pairs = 0;
+  for (const json& h : steps) {
+    // At most one pair per group; a pair exists only where rewards differ.
+    EXPECT_LE(h["pairs"].get<int64_t>(), 4);
+    pairs += h["pairs"].get<int64_t>();
+    if (h["pairs"].get<int64_t>() > 0 && h["step"] == 1) {
+      EXPECT_NEAR(h["loss"].get<double>(), std::log(2.0), 1e-5);  // policy == reference
+    }
+  }
+  EXPECT_GT(pairs, 0);
   fs::remove_all(dir);
 }
 

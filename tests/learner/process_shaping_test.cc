@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <numbers>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "core/config.h"
 #include "learner/optimizer.h"
+#include "learner/preference.h"
 #include "learner/rl_step.h"
 #include "model/decoder.h"
 
@@ -275,6 +277,12 @@ std::map<std::string, torch::Tensor> Grads(model::DecoderModel& m) {
   return g;
 }
 
+double MaxAbs(const std::map<std::string, torch::Tensor>& g) {
+  double worst = 0;
+  for (const auto& [k, v] : g) worst = std::max(worst, v.abs().max().item<double>());
+  return worst;
+}
+
 double MaxDiff(const std::map<std::string, torch::Tensor>& a,
                const std::map<std::string, torch::Tensor>& b) {
   double d = 0;
@@ -365,6 +373,149 @@ TEST(ProcessShapingTest, GivenAdvantagesReplaceTheGroupEstimate) {
   auto opt = Optimizer::Create(named, OptimizerOptions());
   ASSERT_TRUE(opt.ok());
   EXPECT_FALSE(RunPolicyUpdate(*m, **opt, {g}, Opts(), RlStepOptions()).ok());
+}
+
+// The slow reference: each sequence's log π total by a plain forward with autograd, the direct
+// PreferenceLoss, one backward.
+std::map<std::string, torch::Tensor> DirectPreferenceGrads(model::DecoderModel& m,
+                                                           model::DecoderModel* ref,
+                                                           const std::vector<PreferencePairData>& pairs,
+                                                           const PreferenceOptions& po) {
+  auto total = [](model::DecoderModel& mm, const std::vector<int32_t>& prompt,
+                  const std::vector<int32_t>& response) {
+    std::vector<int64_t> ids(prompt.begin(), prompt.end());
+    ids.insert(ids.end(), response.begin(), response.end());
+    const int64_t T = static_cast<int64_t>(ids.size()), P = static_cast<int64_t>(prompt.size());
+    torch::Tensor x = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+    torch::Tensor h = mm.Forward(x, {}, torch::ones({1, T}, torch::kInt64));
+    torch::Tensor logits = mm.Logits(h).to(torch::kFloat32);
+    torch::Tensor lp = TokenLogprobs(logits.slice(1, P - 1, T - 1), x.slice(1, P, T), 1.0);
+    return lp.sum().to(torch::kFloat64);
+  };
+  std::vector<torch::Tensor> cw, cl, rw, rl, lw, ll;
+  for (const auto& p : pairs) {
+    cw.push_back(total(m, p.prompt, p.chosen));
+    lw.push_back(torch::tensor(static_cast<double>(p.chosen.size()), torch::kFloat64));
+    std::vector<torch::Tensor> row, rrow, lrow;
+    for (const auto& r : p.rejected) {
+      row.push_back(total(m, p.prompt, r));
+      lrow.push_back(torch::tensor(static_cast<double>(r.size()), torch::kFloat64));
+      if (ref) {
+        torch::NoGradGuard ng;
+        rrow.push_back(total(*ref, p.prompt, r));
+      }
+    }
+    cl.push_back(torch::stack(row));
+    ll.push_back(torch::stack(lrow));
+    if (ref) {
+      torch::NoGradGuard ng;
+      rw.push_back(total(*ref, p.prompt, p.chosen));
+      rl.push_back(torch::stack(rrow));
+    }
+  }
+  const bool one = pairs[0].rejected.size() == 1;
+  auto rej = [&](const std::vector<torch::Tensor>& v) {
+    torch::Tensor t = torch::stack(v);
+    return one ? t.reshape({static_cast<int64_t>(pairs.size())}) : t;
+  };
+  PreferenceInputs in;
+  in.chosen_logps = torch::stack(cw);
+  in.rejected_logps = rej(cl);
+  in.chosen_lengths = torch::stack(lw);
+  in.rejected_lengths = rej(ll);
+  if (ref) {
+    in.ref_chosen_logps = torch::stack(rw);
+    in.ref_rejected_logps = rej(rl);
+  }
+  auto out = PreferenceLoss(in, po);
+  EXPECT_TRUE(out.ok()) << out.status().message();
+  for (auto& p : m.parameters()) p.mutable_grad() = torch::Tensor();
+  out->loss.backward();
+  return Grads(m);
+}
+
+double MaxRel(const std::map<std::string, torch::Tensor>& a,
+              const std::map<std::string, torch::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [k, v] : b) {
+    const double scale = v.abs().max().item<double>();
+    const double d = (a.at(k) - v).abs().max().item<double>();
+    worst = std::max(worst, scale > 0 ? d / scale : d);
+  }
+  return worst;
+}
+
+TEST(ProcessShapingTest, PreferenceUpdateMatchesTheDirectLossGradient) {
+  const std::vector<PreferencePairData> pairs = {
+      {{3, 4, 5}, {6, 7, 8, 9}, {{10, 11}}},
+      {{12, 13}, {14, 15}, {{16, 17, 18, 19, 20}}},
+      {{21, 22, 23, 24}, {25}, {{26, 27, 28}}}};
+  auto ref = TinyModel();
+  {
+    torch::NoGradGuard ng;  // a reference different from the policy
+    for (auto& p : ref->parameters()) p.add_(0.05 * torch::randn_like(p));
+  }
+  struct Case {
+    PreferenceLossType type;
+    bool streambp;
+  };
+  for (const Case& c : {Case{PreferenceLossType::kDpo, false}, Case{PreferenceLossType::kDpo, true},
+                        Case{PreferenceLossType::kIpo, true}, Case{PreferenceLossType::kSimpo, true}}) {
+    SCOPED_TRACE(std::string(PreferenceLossTypeName(c.type)) + (c.streambp ? " streaming" : ""));
+    LearnerRunOptions lo;
+    lo.family = ObjectiveFamily::kPreference;
+    lo.preference.loss_type = c.type;
+    lo.preference.beta = c.type == PreferenceLossType::kSimpo ? 2.0 : 0.5;
+    lo.streambp = c.streambp;
+    lo.logits_chunk_tokens = 2;
+    lo.layer_chunk_tokens = 3;
+    const bool with_ref = c.type != PreferenceLossType::kSimpo;
+    auto m = TinyModel();
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& p : m->named_parameters()) named.emplace_back(p.key(), p.value());
+    auto opt = Optimizer::Create(named, OptimizerOptions());
+    ASSERT_TRUE(opt.ok());
+    RlStepOptions so;
+    so.skip_optimizer_step = true;
+    so.micro_batch_tokens = 12;  // several micro-batches
+    so.reference = with_ref ? ref.get() : nullptr;
+    auto st = RunPreferenceUpdate(*m, **opt, pairs, lo, so);
+    ASSERT_TRUE(st.ok()) << st.status().message();
+    EXPECT_EQ(st->pairs, 3);
+    EXPECT_EQ(st->response_tokens, 4 + 2 + 2 + 5 + 1 + 3);
+    const auto fast = Grads(*m);
+    auto m2 = TinyModel();
+    const auto slow =
+        DirectPreferenceGrads(*m2, with_ref ? ref.get() : nullptr, pairs, lo.preference);
+    EXPECT_LT(MaxRel(fast, slow), 1e-4);
+    EXPECT_GT(MaxAbs(slow), 1e-6);
+  }
+  // LOGO with two rejected responses per pair.
+  LearnerRunOptions lo;
+  lo.family = ObjectiveFamily::kPreference;
+  lo.preference.loss_type = PreferenceLossType::kLogo;
+  lo.preference.beta = 10;
+  lo.preference.sft_weight = 0.1;
+  lo.streambp = false;
+  std::vector<PreferencePairData> logo = {{{3, 4}, {5, 6, 7}, {{8}, {9, 10}}},
+                                          {{11}, {12}, {{13, 14}, {15}}}};
+  auto m = TinyModel();
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& p : m->named_parameters()) named.emplace_back(p.key(), p.value());
+  auto opt = Optimizer::Create(named, OptimizerOptions());
+  ASSERT_TRUE(opt.ok());
+  RlStepOptions so;
+  so.skip_optimizer_step = true;
+  ASSERT_TRUE(RunPreferenceUpdate(*m, **opt, logo, lo, so).ok());
+  const auto fast = Grads(*m);
+  auto m2 = TinyModel();
+  EXPECT_LT(MaxRel(fast, DirectPreferenceGrads(*m2, nullptr, logo, lo.preference)), 1e-4);
+  // DPO without a reference model is refused; so is an empty response.
+  lo.preference.loss_type = PreferenceLossType::kDpo;
+  EXPECT_FALSE(RunPreferenceUpdate(*m, **opt, {{{3}, {4}, {{5}}}}, lo, so).ok());
+  lo.preference.reference_free = true;
+  EXPECT_TRUE(RunPreferenceUpdate(*m, **opt, {{{3}, {4}, {{5}}}}, lo, so).ok());
+  EXPECT_FALSE(RunPreferenceUpdate(*m, **opt, {{{3}, {4}, {{}}}}, lo, so).ok());
 }
 
 TEST(ProcessShapingTest, OptimizerSetOptionsChangesTheNextStepsLearningRate) {
