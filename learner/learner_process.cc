@@ -279,7 +279,7 @@ class Learner {
   uint64_t next_group_ = 0;
   int64_t tokens_trained_ = 0;
   int64_t groups_duplicated_ = 0, groups_filtered_ = 0, stale_dropped_ = 0;
-  int64_t gen_limit_steps_ = 0;  // steps trained short at algorithm.max_num_gen_batches
+  int64_t gen_limit_steps_ = 0;    // steps trained short at algorithm.max_num_gen_batches
   json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
   json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
   json sft_eval_ = nullptr, final_eval_ = nullptr;
@@ -384,12 +384,13 @@ Status Learner::Setup() {
   }
   if (offline_preference_) {
     if (c_.GetString("data.source") != "jsonl" || c_.GetStringList("data.train_files").empty())
-      return InvalidArgument("algorithm.preference_source = 'offline' needs data.source = 'jsonl' "
-                             "and data.train_files of prompt/chosen/rejected lines");
+      return InvalidArgument(
+          "algorithm.preference_source = 'offline' needs data.source = 'jsonl' "
+          "and data.train_files of prompt/chosen/rejected lines");
     const data::JsonlFields f = data::JsonlFieldsFromConfig(c_);
     for (const auto& file : c_.GetStringList("data.train_files")) {
-      CHAINRL_ASSIGN_OR_RETURN(auto ex, data::LoadPreferencesJsonl(
-                                            file, f, data::BadLinePolicyFromConfig(c_)));
+      CHAINRL_ASSIGN_OR_RETURN(
+          auto ex, data::LoadPreferencesJsonl(file, f, data::BadLinePolicyFromConfig(c_)));
       preference_data_.insert(preference_data_.end(), ex.begin(), ex.end());
     }
     if (preference_data_.empty()) return InvalidArgument("data.train_files: no preference pairs");
@@ -964,8 +965,8 @@ bool Learner::GenerationLimitReached() const {
 }
 
 Status Learner::TrainStep() {
-  const size_t per_step = std::min(static_cast<size_t>(c_.GetInt("rollout.prompts_per_step")),
-                                   buffer_.size());
+  const size_t per_step =
+      std::min(static_cast<size_t>(c_.GetInt("rollout.prompts_per_step")), buffer_.size());
   const uint64_t generated = ledger_.counters().completed - completed_at_step_;
   std::vector<GroupData> groups;
   json difficulty = json::object();  // bucket -> groups of this step (with difficulty buckets)

@@ -59,7 +59,8 @@ bool ProcessShapingOptions::Has(LengthMethod m) const {
 Result<ProcessShapingOptions> ProcessShapingOptionsFromConfig(
     const Config& c, const GroupAdvantageOptions& advantages) {
   ProcessShapingOptions o;
-  CHAINRL_ASSIGN_OR_RETURN(o.methods, ParseLengthMethods(c.GetStringList("length_shaping.methods")));
+  CHAINRL_ASSIGN_OR_RETURN(o.methods,
+                           ParseLengthMethods(c.GetStringList("length_shaping.methods")));
   if (o.Has(LengthMethod::kDrpo))
     return Unimplemented(
         "length_shaping.methods 'drpo': DRPO is a loss over sequence scores (preference.h "
@@ -119,7 +120,8 @@ ShapedStep ProcessShaping::Shape(int64_t step, int64_t budget,
     out.laser_targets_updated = true;
   }
   if (laser_d)
-    for (int b = 0; b < 3; ++b) out.laser_targets[b] = laser_d_.Target(static_cast<DifficultyBucket>(b));
+    for (int b = 0; b < 3; ++b)
+      out.laser_targets[b] = laser_d_.Target(static_cast<DifficultyBucket>(b));
 
   // Flattened batch views (GRPO-λ ranks groups within the batch; DLER whitens over it).
   std::vector<uint8_t> correct;
@@ -169,7 +171,8 @@ ShapedStep ProcessShaping::Shape(int64_t step, int64_t budget,
       }
       v += kimi[i];
       if (o.Has(LengthMethod::kDapoOverlong)) v += OverlongPenalty(s.length, oo);
-      if (o.Has(LengthMethod::kCampoRepetition)) v += RepetitionPenalty(s.tokens, s.truncated, o.repetition);
+      if (o.Has(LengthMethod::kCampoRepetition))
+        v += RepetitionPenalty(s.tokens, s.truncated, o.repetition);
       r[i] = v;
       flat_rewards.push_back(v);
     }
@@ -194,7 +197,8 @@ ShapedStep ProcessShaping::Shape(int64_t step, int64_t budget,
 
 nlohmann::json ProcessShaping::ToJson() const {
   nlohmann::json monitor = nlohmann::json::array();
-  for (const auto& m : monitor_) monitor.push_back({{"accuracy", m.accuracy}, {"lengths", m.lengths}});
+  for (const auto& m : monitor_)
+    monitor.push_back({{"accuracy", m.accuracy}, {"lengths", m.lengths}});
   return {{"laser_d", laser_d_.ToJson()}, {"monitor", monitor}};
 }
 

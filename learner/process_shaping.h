@@ -1,7 +1,7 @@
 // The learner process's per-step reward shaping and advantages: the length methods of
 // length_shaping.h (Kimi, DAPO overlong, CAMPO repetition, DLER, LASER / LASER-D / LASER-DE,
-// GRPO-λ) and VL-Cogito's difficulty soft weighting (curriculum.h) applied to one training step's
-// groups, with LASER-D's adaptive targets as checkpointable state (ALGORITHMS.md §4, §5). No LibTorch.
+// GRPO-λ) and VL-Cogito's difficulty soft weighting (curriculum.h) over one step's groups, with
+// LASER-D's adaptive targets as checkpointable state (ALGORITHMS.md §4, §5). No LibTorch.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -23,12 +23,12 @@ namespace chainrl::learner {
 
 // One response as shaping sees it.
 struct ShapingSample {
-  double reward = 0;        // the task reward (weighted sum of the run's rewards)
-  int64_t length = 0;       // response tokens
-  bool correct = false;     // the run's first reward scored >= 1
-  bool truncated = false;   // no end of sequence (length cap, budget, or stopped in a loop)
-  bool formatted = false;   // LASER: a well-formed answer (the process: ended by a stop)
-  bool looping = false;     // LASER-DE: the loop detector fired
+  double reward = 0;                // the task reward (weighted sum of the run's rewards)
+  int64_t length = 0;               // response tokens
+  bool correct = false;             // the run's first reward scored >= 1
+  bool truncated = false;           // no end of sequence (length cap, budget, or stopped in a loop)
+  bool formatted = false;           // LASER: a well-formed answer (the process: ended by a stop)
+  bool looping = false;             // LASER-DE: the loop detector fired
   std::span<const int32_t> tokens;  // CAMPO's repetition penalty reads the tail; may be empty
 };
 struct ShapingGroup {
@@ -52,24 +52,25 @@ enum class LengthMethod {
 Result<std::vector<LengthMethod>> ParseLengthMethods(const std::vector<std::string>& names);
 
 struct ProcessShapingOptions {
-  std::vector<LengthMethod> methods;             // length_shaping.methods
-  KimiLengthOptions kimi;                        // kimi_weight (also GRPO-λ's length reward)
-  int64_t overlong_buffer_len = 128;             // DAPO L_cache; L_max is the step's token budget
+  std::vector<LengthMethod> methods;  // length_shaping.methods
+  KimiLengthOptions kimi;             // kimi_weight (also GRPO-λ's length reward)
+  int64_t overlong_buffer_len = 128;  // DAPO L_cache; L_max is the step's token budget
   double overlong_penalty_factor = 1.0;
-  RepetitionPenaltyOptions repetition;           // CAMPO
-  LaserOptions laser;                            // laser_alpha, laser_mode; exploration: LASER-DE
-  int64_t laser_target = 256;                    // LASER's fixed L_T
-  LaserDOptions laser_d;                         // LASER-D / LASER-DE adaptive targets
-  GrpoLambdaOptions grpo_lambda;                 // grpo_lambda_fraction
+  RepetitionPenaltyOptions repetition;            // CAMPO
+  LaserOptions laser;                             // laser_alpha, laser_mode; exploration: LASER-DE
+  int64_t laser_target = 256;                     // LASER's fixed L_T
+  LaserDOptions laser_d;                          // LASER-D / LASER-DE adaptive targets
+  GrpoLambdaOptions grpo_lambda;                  // grpo_lambda_fraction
   std::optional<DifficultyStage> soft_weighting;  // curriculum.soft_weighting (none: nullopt)
-  GroupAdvantageOptions advantages;              // the GRPO/Dr.GRPO estimator in force
+  GroupAdvantageOptions advantages;               // the GRPO/Dr.GRPO estimator in force
   bool Has(LengthMethod m) const;
 };
 
 // From [length_shaping], [curriculum] and the advantage options already derived for the run.
 // LASER-D's candidate thresholds are not keys of their own: they run from max_new_tokens/16 to
 // rollout.max_new_tokens in steps of max_new_tokens/16 (LASER: 1024..16384 by 1024 for a 16K cap).
-// InvalidArgument naming the key on a bad value; Unimplemented for "drpo" (a loss, see preference.h).
+// InvalidArgument naming the key on a bad value; Unimplemented for "drpo" (a loss, see
+// preference.h).
 Result<ProcessShapingOptions> ProcessShapingOptionsFromConfig(
     const Config& config, const GroupAdvantageOptions& advantages);
 
@@ -77,10 +78,10 @@ Result<ProcessShapingOptions> ProcessShapingOptionsFromConfig(
 struct ShapedStep {
   std::vector<std::vector<double>> rewards;
   std::vector<std::vector<double>> advantages;
-  std::vector<double> group_accuracy;        // fraction of correct samples
-  std::vector<double> soft_weights;          // per group; 1 without soft weighting
-  std::array<int64_t, 3> laser_targets{};    // LASER-D targets used (high, medium, low), else 0
-  bool laser_targets_updated = false;        // a LASER-D monitor pass ran before this step
+  std::vector<double> group_accuracy;      // fraction of correct samples
+  std::vector<double> soft_weights;        // per group; 1 without soft weighting
+  std::array<int64_t, 3> laser_targets{};  // LASER-D targets used (high, medium, low), else 0
+  bool laser_targets_updated = false;      // a LASER-D monitor pass ran before this step
 };
 
 // Shapes rewards and computes advantages for successive steps. LASER-D's monitor set is the

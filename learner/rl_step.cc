@@ -26,7 +26,7 @@ struct Seq {
   double advantage = 0;
   double reward = 0;
   bool correct = false;
-  double mean_entropy = 0;  // DMMPT: the policy's mean token entropy before the update
+  double mean_entropy = 0;          // DMMPT: the policy's mean token entropy before the update
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
   int64_t length() const { return static_cast<int64_t>(prompt->size() + response->size()); }
@@ -355,11 +355,12 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
                                                 const LearnerRunOptions& options,
                                                 const RlStepOptions& step) {
   const PreferenceOptions& po = options.preference;
-  const bool needs_ref = (po.loss_type == PreferenceLossType::kDpo ||
-                          po.loss_type == PreferenceLossType::kIpo) &&
-                         !po.reference_free;
+  const bool needs_ref =
+      (po.loss_type == PreferenceLossType::kDpo || po.loss_type == PreferenceLossType::kIpo) &&
+      !po.reference_free;
   if (needs_ref && step.reference == nullptr)
-    return InvalidArgument("algorithm.name = '" + std::string(PreferenceLossTypeName(po.loss_type)) +
+    return InvalidArgument("algorithm.name = '" +
+                           std::string(PreferenceLossTypeName(po.loss_type)) +
                            "' needs a reference model (or algorithm.reference_free = true)");
   PreferenceStepStats stats;
   if (pairs.empty()) return stats;
@@ -369,7 +370,8 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
   std::vector<Seq> seqs;
   for (int64_t b = 0; b < B; ++b) {
     const PreferencePairData& p = pairs[b];
-    if (p.prompt.empty() || p.chosen.empty() || static_cast<int64_t>(p.rejected.size()) != M || M < 1)
+    if (p.prompt.empty() || p.chosen.empty() || static_cast<int64_t>(p.rejected.size()) != M ||
+        M < 1)
       return InvalidArgument("preference pair " + std::to_string(b) +
                              ": an empty prompt or chosen response, or not " + std::to_string(M) +
                              " rejected responses");
@@ -379,7 +381,8 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
     seqs.push_back(c);
     for (const auto& r : p.rejected) {
       if (r.empty())
-        return InvalidArgument("preference pair " + std::to_string(b) + ": empty rejected response");
+        return InvalidArgument("preference pair " + std::to_string(b) +
+                               ": empty rejected response");
       Seq q;
       q.prompt = &p.prompt;
       q.response = &r;
@@ -400,7 +403,8 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
   const int64_t W = 1 + M;
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   Tensor cw = torch::zeros({B}, f64), rw = torch::zeros({B}, f64), lw = torch::zeros({B}, f64);
-  Tensor cl = torch::zeros({B, M}, f64), rl = torch::zeros({B, M}, f64), ll = torch::zeros({B, M}, f64);
+  Tensor cl = torch::zeros({B, M}, f64), rl = torch::zeros({B, M}, f64),
+         ll = torch::zeros({B, M}, f64);
   for (int64_t b = 0; b < B; ++b) {
     const Seq& c = seqs[b * W];
     cw[b] = total(c.old_logprobs);

@@ -1,7 +1,8 @@
-// A real `chainrl train` run (launcher, learner, actors) with the shaping and curriculum methods the
-// learner process applies: LASER-D targets adapting and checkpointed, difficulty soft weighting,
-// DMMPT, difficulty-bucket sampling, DAPO dynamic sampling capped by max_num_gen_batches, and a
-// curriculum stage that changes the optimiser's learning rate and the bucket weights.
+// A real `chainrl train` run (launcher, learner, actors) with the shaping and curriculum methods
+// the learner process applies: LASER-D targets adapting and checkpointed, difficulty soft
+// weighting, DMMPT, difficulty-bucket sampling, DAPO dynamic sampling capped by
+// max_num_gen_batches, and a curriculum stage that changes the optimiser's learning rate and the
+// bucket weights.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,7 +36,8 @@ std::string ReadText(const std::string& path) {
 json ReadJson(const std::string& path) { return json::parse(ReadText(path), nullptr, false); }
 
 // `chainrl train CONFIG --run-dir DIR`; the exit code, or -1 after `seconds`.
-int Train(const std::string& config, const std::string& run_dir, double seconds) {
+int Train(const std::string& config, const std::string& run_dir, double seconds,
+          const std::vector<std::string>& extra = {}) {
   pid_t pid = fork();
   if (pid == 0) {
     const std::string out = run_dir + ".out";
@@ -43,6 +45,7 @@ int Train(const std::string& config, const std::string& run_dir, double seconds)
     (void)f;
     dup2(1, 2);
     std::vector<std::string> args = {CHAINRL_BIN, "train", config, "--run-dir", run_dir};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -73,7 +76,8 @@ name = "algos"
 seed = 5
 total_steps = 8
 [model]
-path = ")" + (dir / "model").string() + R"("
+path = ")" + (dir / "model").string() +
+                               R"("
 [model.init]
 enabled = true
 tokenizer = "bytes"
@@ -174,9 +178,13 @@ options = { target_tokens = 16, max_tokens = 48 }
     ASSERT_TRUE(h.contains("laser_d_targets"));
     const auto t = h["laser_d_targets"].get<std::vector<int64_t>>();
     ASSERT_EQ(t.size(), 3u);
-    if (step <= 2) { EXPECT_EQ(t, (std::vector<int64_t>{20, 20, 20})); }
+    if (step <= 2) {
+      EXPECT_EQ(t, (std::vector<int64_t>{20, 20, 20}));
+    }
     EXPECT_EQ(h.value("laser_d_updated", false), step == 3 || step == 5 || step == 7);
-    if (step == 3) { EXPECT_NE(t, (std::vector<int64_t>{20, 20, 20})); }
+    if (step == 3) {
+      EXPECT_NE(t, (std::vector<int64_t>{20, 20, 20}));
+    }
     for (int64_t v : t) {
       EXPECT_GE(v, 1);
       EXPECT_LE(v, 48);
@@ -186,16 +194,24 @@ options = { target_tokens = 16, max_tokens = 48 }
     EXPECT_LE(h["soft_weight_mean"].get<double>(), 1.0);
     // DMMPT with τ = 0 and σ = 1000: every token of every correct sample leaves the loss.
     const int64_t masked = h["mastered_masked_tokens"].get<int64_t>();
-    if (h["accuracy"].get<double>() == 0.0) { EXPECT_EQ(masked, 0); }
-    if (h["accuracy"].get<double>() > 0.0) { EXPECT_GT(masked, 0); }
-    if (h["accuracy"].get<double>() < 1.0) { EXPECT_LT(masked, h["tokens"].get<int64_t>()); }
+    if (h["accuracy"].get<double>() == 0.0) {
+      EXPECT_EQ(masked, 0);
+    }
+    if (h["accuracy"].get<double>() > 0.0) {
+      EXPECT_GT(masked, 0);
+    }
+    if (h["accuracy"].get<double>() < 1.0) {
+      EXPECT_LT(masked, h["tokens"].get<int64_t>());
+    }
     // The stage from step 3 on lowers the optimiser's learning rate from 1e-2 to 2e-3.
     EXPECT_NEAR(h["lr"].get<double>(), step <= 3 ? 1e-2 : 2e-3, 1e-12);
     // Bucket weights [0, 1]: only two-digit problems until the stage's [1, 0] takes over
     // (groups drawn ahead of the switch may still be d2; at most 2 steps' worth are).
     const json& d = h["difficulty"];
     EXPECT_EQ(d.value("d1", 0) + d.value("d2", 0), groups);
-    if (step <= 3) { EXPECT_EQ(d.value("d1", 0), 0); }
+    if (step <= 3) {
+      EXPECT_EQ(d.value("d1", 0), 0);
+    }
     if (step > 3) d1_after_stage += d.value("d1", 0);
   }
   EXPECT_TRUE(shaped_differs);
@@ -216,6 +232,38 @@ options = { target_tokens = 16, max_tokens = 48 }
   EXPECT_EQ(state["shaping"]["laser_d"]["targets"], steps.back()["laser_d_targets"]);
   EXPECT_EQ(state["shaping"]["laser_d"]["num_updates"], 3);
   EXPECT_TRUE(state["difficulty_buckets"].is_object());
+  // Resumed for 4 more steps: LASER-D's targets and pending monitor groups come back from the
+  // checkpoint, so the pass at step index 8 runs and the count of passes goes on (5, not 1).
+  ASSERT_EQ(Train(config, run, 240,
+                  {"--set", "run.total_steps=12", "--set", "checkpoint.resume=\"latest\""}),
+            0)
+      << ReadText(run + ".out");
+  std::string last;
+  int64_t last_step = -1;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && std::stoll(name.substr(5)) > last_step) {
+      last_step = std::stoll(name.substr(5));
+      last = e.path().string();
+    }
+  }
+  const json resumed = ReadJson(last + "/state.json")["state"];
+  ASSERT_TRUE(resumed.is_object());
+  EXPECT_EQ(resumed["step"], 12);
+  EXPECT_EQ(resumed["shaping"]["laser_d"]["num_updates"], 5);
+  const json& hist = resumed["history"];
+  int rl_steps = 0;
+  for (const json& h : hist) {
+    if (h.value("phase", "") != "rl") continue;
+    ++rl_steps;
+    if (h["step"] == 9) {
+      EXPECT_TRUE(h.value("laser_d_updated", false)) << h.dump();
+    }
+    if (h["step"].get<int64_t>() > 8) {
+      EXPECT_NEAR(h["lr"].get<double>(), 2e-3, 1e-12);  // still the stage's rate
+    }
+  }
+  EXPECT_EQ(rl_steps, 12);
   fs::remove_all(dir);
 }
 
@@ -252,7 +300,8 @@ name = "dpo"
 seed = 1
 total_steps = 6
 [model]
-path = ")" + (dir / "model").string() + R"("
+path = ")" + (dir / "model").string() +
+                               R"("
 [model.init]
 enabled = true
 tokenizer = "bytes"
@@ -264,7 +313,8 @@ intermediate = 64
 max_position = 256
 [data]
 source = "jsonl"
-train_files = [")" + (dir / "pairs.jsonl").string() + R"("]
+train_files = [")" + (dir / "pairs.jsonl").string() +
+                               R"("]
 num_eval_examples = 0
 [rollout]
 prompts_per_step = 4
@@ -315,7 +365,8 @@ name = "odpo"
 seed = 2
 total_steps = 4
 [model]
-path = ")" + (dir / "model").string() + R"("
+path = ")" + (dir / "model").string() +
+                               R"("
 [model.init]
 enabled = true
 tokenizer = "bytes"

@@ -50,7 +50,8 @@ void ExpectVec(const std::vector<double>& got, const std::vector<double>& want, 
 
 TEST(ProcessShapingTest, NoMethodsKeepsRewardsAndGivesGrpoAdvantages) {
   ProcessShaping p(With({}));
-  ShapedStep r = p.Shape(0, 100, {G({S(1, 3, true), S(0, 5, false), S(0, 7, false), S(0, 2, false)})});
+  ShapedStep r =
+      p.Shape(0, 100, {G({S(1, 3, true), S(0, 5, false), S(0, 7, false), S(0, 2, false)})});
   ExpectVec(r.rewards[0], {1, 0, 0, 0});
   // mean 0.25, Bessel std 0.5: (R − 0.25)/(0.5 + 1e-6).
   const double k = 1 / (0.5 + 1e-6);
@@ -95,8 +96,8 @@ TEST(ProcessShapingTest, DlerRewardsCorrectUntruncatedAndWhitensOverTheBatch) {
   ProcessShaping p(With({LengthMethod::kDler}));
   // Group A: correct (2 tokens), correct but truncated (4), wrong (2) → R = 1, 0, 0.
   // Group B: one correct sample (2 tokens) → R = 1, centred 0.
-  ShapedStep r = p.Shape(0, 100, {G({S(5, 2, true), S(5, 4, true, true), S(5, 2, false)}),
-                                  G({S(5, 2, true)})});
+  ShapedStep r = p.Shape(
+      0, 100, {G({S(5, 2, true), S(5, 4, true, true), S(5, 2, false)}), G({S(5, 2, true)})});
   ExpectVec(r.rewards[0], {1, 0, 0});
   ExpectVec(r.rewards[1], {1});
   // Centred: 2/3, −1/3, −1/3, 0; token mean μ = −1/15, unbiased token variance 0.1679012.
@@ -134,8 +135,12 @@ TEST(ProcessShapingTest, LaserNoCorrectSampleAndAllEqual) {
 ProcessShapingOptions LaserD(bool exploration) {
   ProcessShapingOptions o = With({exploration ? LengthMethod::kLaserDe : LengthMethod::kLaserD});
   o.laser.exploration = exploration;
-  o.laser_d.set_group_size(3).set_target_length(10).set_lower_bound(4).set_upper_bound(64)
-      .set_threshold_step(4).set_update_every(2);
+  o.laser_d.set_group_size(3)
+      .set_target_length(10)
+      .set_lower_bound(4)
+      .set_upper_bound(64)
+      .set_threshold_step(4)
+      .set_update_every(2);
   return o;
 }
 
@@ -172,9 +177,9 @@ TEST(ProcessShapingTest, LaserDTargetsAdaptFromThePreviousStepsAndSurviveJson) {
   p.SetOptions(LaserD(false));
   EXPECT_EQ(p.Shape(3, 100, g2).laser_targets, (std::array<int64_t, 3>{12, 10, 52}));
   EXPECT_FALSE(q.LoadJson(nlohmann::json{{"laser_d", 1}}).ok());
-  EXPECT_FALSE(q.LoadJson(nlohmann::json{{"laser_d", saved["laser_d"]},
-                                         {"monitor", {{{"accuracy", 0.5}}}}})
-                   .ok());
+  EXPECT_FALSE(
+      q.LoadJson(nlohmann::json{{"laser_d", saved["laser_d"]}, {"monitor", {{{"accuracy", 0.5}}}}})
+          .ok());
 }
 
 TEST(ProcessShapingTest, LaserDWithoutExplorationGivesNoBonus) {
@@ -188,8 +193,8 @@ TEST(ProcessShapingTest, GrpoLambdaShapesOnlyTheTopGroups) {
   o.grpo_lambda.top_fraction = 0.5;  // ⌈0.5·2⌉ = 1 group
   ShapedStep r = ProcessShaping(o).Shape(
       0, 100, {G({S(9, 10, true), S(9, 20, false)}), G({S(9, 10, true), S(9, 30, true)})});
-  ExpectVec(r.rewards[0], {1, 0});       // ratio 0.5: plain 0/1
-  ExpectVec(r.rewards[1], {1.2, 0.8});   // ratio 1: + 0.4·(±0.5)
+  ExpectVec(r.rewards[0], {1, 0});      // ratio 0.5: plain 0/1
+  ExpectVec(r.rewards[1], {1.2, 0.8});  // ratio 1: + 0.4·(±0.5)
 }
 
 TEST(ProcessShapingTest, SoftWeightingScalesAdvantagesByGroupAccuracy) {
@@ -251,7 +256,8 @@ TEST(ProcessShapingTest, OptionsFromConfig) {
   EXPECT_NE(refused.status().message().find("drpo"), std::string::npos);
 }
 
-// ---- RunPolicyUpdate: caller-given advantages and DMMPT -------------------------------------------
+// ---- RunPolicyUpdate: caller-given advantages and DMMPT
+// -------------------------------------------
 
 std::shared_ptr<model::DecoderModel> TinyModel() {
   model::ModelConfig c;
@@ -272,8 +278,8 @@ std::shared_ptr<model::DecoderModel> TinyModel() {
 std::map<std::string, torch::Tensor> Grads(model::DecoderModel& m) {
   std::map<std::string, torch::Tensor> g;
   for (const auto& p : m.named_parameters())
-    g[p.key()] = p.value().grad().defined() ? p.value().grad().clone()
-                                            : torch::zeros_like(p.value());
+    g[p.key()] =
+        p.value().grad().defined() ? p.value().grad().clone() : torch::zeros_like(p.value());
   return g;
 }
 
@@ -377,10 +383,9 @@ TEST(ProcessShapingTest, GivenAdvantagesReplaceTheGroupEstimate) {
 
 // The slow reference: each sequence's log π total by a plain forward with autograd, the direct
 // PreferenceLoss, one backward.
-std::map<std::string, torch::Tensor> DirectPreferenceGrads(model::DecoderModel& m,
-                                                           model::DecoderModel* ref,
-                                                           const std::vector<PreferencePairData>& pairs,
-                                                           const PreferenceOptions& po) {
+std::map<std::string, torch::Tensor> DirectPreferenceGrads(
+    model::DecoderModel& m, model::DecoderModel* ref, const std::vector<PreferencePairData>& pairs,
+    const PreferenceOptions& po) {
   auto total = [](model::DecoderModel& mm, const std::vector<int32_t>& prompt,
                   const std::vector<int32_t>& response) {
     std::vector<int64_t> ids(prompt.begin(), prompt.end());
@@ -446,10 +451,9 @@ double MaxRel(const std::map<std::string, torch::Tensor>& a,
 }
 
 TEST(ProcessShapingTest, PreferenceUpdateMatchesTheDirectLossGradient) {
-  const std::vector<PreferencePairData> pairs = {
-      {{3, 4, 5}, {6, 7, 8, 9}, {{10, 11}}},
-      {{12, 13}, {14, 15}, {{16, 17, 18, 19, 20}}},
-      {{21, 22, 23, 24}, {25}, {{26, 27, 28}}}};
+  const std::vector<PreferencePairData> pairs = {{{3, 4, 5}, {6, 7, 8, 9}, {{10, 11}}},
+                                                 {{12, 13}, {14, 15}, {{16, 17, 18, 19, 20}}},
+                                                 {{21, 22, 23, 24}, {25}, {{26, 27, 28}}}};
   auto ref = TinyModel();
   {
     torch::NoGradGuard ng;  // a reference different from the policy
@@ -459,8 +463,9 @@ TEST(ProcessShapingTest, PreferenceUpdateMatchesTheDirectLossGradient) {
     PreferenceLossType type;
     bool streambp;
   };
-  for (const Case& c : {Case{PreferenceLossType::kDpo, false}, Case{PreferenceLossType::kDpo, true},
-                        Case{PreferenceLossType::kIpo, true}, Case{PreferenceLossType::kSimpo, true}}) {
+  for (const Case& c :
+       {Case{PreferenceLossType::kDpo, false}, Case{PreferenceLossType::kDpo, true},
+        Case{PreferenceLossType::kIpo, true}, Case{PreferenceLossType::kSimpo, true}}) {
     SCOPED_TRACE(std::string(PreferenceLossTypeName(c.type)) + (c.streambp ? " streaming" : ""));
     LearnerRunOptions lo;
     lo.family = ObjectiveFamily::kPreference;
