@@ -9,7 +9,7 @@ namespace {
 
 bool Replacing(LengthMethod m) {
   return m == LengthMethod::kDler || m == LengthMethod::kLaser || m == LengthMethod::kLaserD ||
-         m == LengthMethod::kLaserDe || m == LengthMethod::kGrpoLambda;
+         m == LengthMethod::kLaserDe || m == LengthMethod::kGrpoLambda || m == LengthMethod::kDrpo;
 }
 
 LaserSample ToLaser(const ShapingSample& s) {
@@ -44,7 +44,7 @@ Result<std::vector<LengthMethod>> ParseLengthMethods(const std::vector<std::stri
       if (!replacing.empty())
         return InvalidArgument("length_shaping.methods: \"" + replacing + "\" and \"" + n +
                                "\" both set the base reward; list at most one of dler, laser, "
-                               "laser_d, laser_de, grpo_lambda");
+                               "laser_d, laser_de, grpo_lambda, drpo");
       replacing = n;
     }
     if (std::find(out.begin(), out.end(), it->second) == out.end()) out.push_back(it->second);
@@ -61,10 +61,6 @@ Result<ProcessShapingOptions> ProcessShapingOptionsFromConfig(
   ProcessShapingOptions o;
   CHAINRL_ASSIGN_OR_RETURN(o.methods,
                            ParseLengthMethods(c.GetStringList("length_shaping.methods")));
-  if (o.Has(LengthMethod::kDrpo))
-    return Unimplemented(
-        "length_shaping.methods 'drpo': DRPO is a loss over sequence scores (preference.h "
-        "DrpoLoss), not a reward transform, and the learner process does not train with it yet");
   o.kimi.weight = c.GetFloat("length_shaping.kimi_weight");
   o.overlong_buffer_len = c.GetInt("length_shaping.overlong_buffer_len");
   o.overlong_penalty_factor = c.GetFloat("length_shaping.overlong_penalty_factor");
@@ -168,6 +164,8 @@ ShapedStep ProcessShaping::Shape(int64_t step, int64_t budget,
         v = LaserReward(ToLaser(s), laser_d_.TargetFor(acc), o.laser);
       } else if (o.Has(LengthMethod::kGrpoLambda)) {
         v = lambda_rewards[k];
+      } else if (o.Has(LengthMethod::kDrpo)) {
+        v = s.correct ? 1.0 : 0.0;  // DRPO's binary reward (its loss reads correctness)
       }
       v += kimi[i];
       if (o.Has(LengthMethod::kDapoOverlong)) v += OverlongPenalty(s.length, oo);

@@ -69,8 +69,8 @@ struct ProcessShapingOptions {
 // From [length_shaping], [curriculum] and the advantage options already derived for the run.
 // LASER-D's candidate thresholds are not keys of their own: they run from max_new_tokens/16 to
 // rollout.max_new_tokens in steps of max_new_tokens/16 (LASER: 1024..16384 by 1024 for a 16K cap).
-// InvalidArgument naming the key on a bad value; Unimplemented for "drpo" (a loss, see
-// preference.h).
+// "drpo" sets the reward to 1[correct] here; its loss replaces the policy loss in
+// RunPolicyUpdate (LearnerRunOptions::drpo). InvalidArgument naming the key on a bad value.
 Result<ProcessShapingOptions> ProcessShapingOptionsFromConfig(
     const Config& config, const GroupAdvantageOptions& advantages);
 

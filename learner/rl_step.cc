@@ -26,6 +26,7 @@ struct Seq {
   double advantage = 0;
   double reward = 0;
   bool correct = false;
+  int64_t group = 0;        // index of its group in the batch (DRPO)
   double mean_entropy = 0;          // DMMPT: the policy's mean token entropy before the update
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
@@ -225,6 +226,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       q.behaviour = &s.behaviour_logprobs;
       q.reward = s.reward;
       q.correct = s.correct;
+      q.group = static_cast<int64_t>(g);
       if (s.advantage) given.push_back(*s.advantage);
       seqs.push_back(std::move(q));
     }
@@ -260,6 +262,9 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
+  if (options.drpo && mbs > 1)
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' scores whole groups: it needs learner.mini_batches = 1");
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
@@ -291,10 +296,64 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
           base += micro.size();
         }
       }
+      // DRPO: a loss over sequence scores s_i = mean_t ℓ and the token-mean KL, both linear in ℓ.
+      // A no-grad pass gives s and KL, autograd on DrpoLoss gives dL/ds_i and dL/dKL, and the
+      // chunked backward of Σ_i c_i·Σ_t m·ℓ with c_i = (dL/ds_i)/|o_i| − (dL/dKL)/N_tokens has
+      // exactly the gradient of the loss.
+      std::vector<double> drpo_coef;
+      if (options.drpo) {
+        torch::NoGradGuard ng;
+        std::vector<double> score, len, cor, gid;
+        double kl_sum = 0, tokens = 0;
+        for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+          Packed p = Pack(micro, step.recompute_old_logprobs, false);
+          Tensor lp = NoGradLogprobs(model, p, step.temperature, options).to(torch::kFloat64);
+          Tensor m = p.mask.to(torch::kFloat64);
+          Tensor sums = (lp * m).sum(1), lens = m.sum(1);
+          kl_sum += ((p.old_lp.to(torch::kFloat64) - lp) * m).sum().item<double>();
+          tokens += lens.sum().item<double>();
+          for (size_t b = 0; b < micro.size(); ++b) {
+            const double l = std::max(1.0, lens[static_cast<int64_t>(b)].item<double>());
+            score.push_back(sums[static_cast<int64_t>(b)].item<double>() / l);
+            len.push_back(l);
+            cor.push_back(micro[b]->correct ? 1.0 : 0.0);
+            gid.push_back(static_cast<double>(micro[b]->group));
+          }
+        }
+        Tensor s_leaf = torch::tensor(score, torch::kFloat64).requires_grad_(true);
+        Tensor kl_leaf = torch::tensor(kl_sum / std::max(1.0, tokens), torch::kFloat64)
+                             .requires_grad_(true);
+        torch::AutoGradMode grad_on(true);
+        Tensor loss = DrpoLoss(s_leaf, torch::tensor(len, torch::kFloat64),
+                               torch::tensor(cor, torch::kFloat64),
+                               torch::tensor(gid, torch::kFloat64).to(torch::kInt64), kl_leaf,
+                               options.drpo_options);
+        auto g = torch::autograd::grad({loss}, {s_leaf, kl_leaf}, {}, false, false, true);
+        const double g_kl = g[1].defined() ? g[1].item<double>() : 0.0;
+        for (size_t b = 0; b < rows.size(); ++b) {
+          const double g_s = g[0].defined() ? g[0][static_cast<int64_t>(b)].item<double>() : 0.0;
+          drpo_coef.push_back(g_s / len[b] - g_kl / std::max(1.0, tokens));
+        }
+        stats.loss += loss.item<double>();
+      }
       optimizer.ZeroGrad();
       size_t base = 0;
       for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
         Packed p = Pack(micro, step.recompute_old_logprobs, po.kl_coef > 0);
+        if (options.drpo) {
+          const int64_t b0 = static_cast<int64_t>(base);
+          Tensor coef = torch::tensor(
+                            std::vector<double>(drpo_coef.begin() + b0,
+                                                drpo_coef.begin() + b0 + micro.size()),
+                            torch::kFloat32)
+                            .unsqueeze(1);
+          auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
+            return (lp * p.mask.slice(1, t0, t1) * coef).sum();
+          };
+          Backward(model, p, options, step.temperature, false, loss_fn);
+          base += micro.size();
+          continue;
+        }
         const int64_t b0 = static_cast<int64_t>(base), b1 = b0 + static_cast<int64_t>(micro.size());
         Normalisers mn = SliceNorm(norm, b0, b1);
         Tensor keep_rows = torch::ones({b1 - b0});

@@ -31,6 +31,9 @@ struct LearnerRunOptions {
   bool dynamic_sampling = false;
   int64_t max_num_gen_batches = 10;
   bool overlong_filtering = false;
+  // DRPO (length_shaping.methods "drpo"): its loss replaces the policy loss (preference.h).
+  bool drpo = false;
+  DrpoOptions drpo_options;
   // UloRL DMMPT (algorithm.mastered_token_mask, mastered_prob_threshold, ..._entropy_threshold).
   bool mastered_token_mask = false;
   MasteredTokenMaskOptions mastered;

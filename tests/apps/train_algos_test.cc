@@ -418,4 +418,66 @@ options = { target_tokens = 8, max_tokens = 32 }
   fs::remove_all(dir);
 }
 
+// DRPO: the reward becomes 1[correct] (so the step's shaped reward equals its accuracy) and its
+// loss over sequence scores replaces the policy loss.
+TEST(TrainAlgosTest, DrpoTrainsOnCorrectnessWithItsOwnLoss) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_drpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "drpo"
+seed = 4
+total_steps = 4
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 32
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "grpo"
+kl_coef = 0.0
+[length_shaping]
+methods = ["drpo"]
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 12, max_tokens = 32 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 4u);
+  for (const json& h : steps) {
+    EXPECT_NEAR(h["shaped_reward"].get<double>(), h["accuracy"].get<double>(), 1e-9) << h.dump();
+    EXPECT_TRUE(std::isfinite(h["loss"].get<double>()));
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace

@@ -251,9 +251,14 @@ TEST(ProcessShapingTest, OptionsFromConfig) {
   EXPECT_EQ(*o->soft_weighting, DifficultyStage::kHard);
   auto drpo = Cfg({"length_shaping.methods=[\"drpo\"]"});
   ASSERT_TRUE(drpo.ok());
-  auto refused = ProcessShapingOptionsFromConfig(*drpo, GroupAdvantageOptions());
-  ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("drpo"), std::string::npos);
+  auto d = ProcessShapingOptionsFromConfig(*drpo, GroupAdvantageOptions());
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  // DRPO's reward is binary correctness, whatever the task reward was.
+  ExpectVec(ProcessShaping(*d).Shape(0, 100, {G({S(0.3, 5, true), S(0.7, 9, false)})}).rewards[0],
+            {1.0, 0.0});
+  auto both = Cfg({"length_shaping.methods=[\"drpo\", \"laser\"]"});
+  ASSERT_TRUE(both.ok());
+  EXPECT_FALSE(ProcessShapingOptionsFromConfig(*both, GroupAdvantageOptions()).ok());
 }
 
 // ---- RunPolicyUpdate: caller-given advantages and DMMPT
@@ -521,6 +526,79 @@ TEST(ProcessShapingTest, PreferenceUpdateMatchesTheDirectLossGradient) {
   lo.preference.reference_free = true;
   EXPECT_TRUE(RunPreferenceUpdate(*m, **opt, {{{3}, {4}, {{5}}}}, lo, so).ok());
   EXPECT_FALSE(RunPreferenceUpdate(*m, **opt, {{{3}, {4}, {{}}}}, lo, so).ok());
+}
+
+// DRPO through RunPolicyUpdate (two passes, streaming) against the direct loss by autograd:
+// s_i = mean_t ℓ, KL = token-mean(ℓ_old − ℓ), DrpoLoss, one backward.
+TEST(ProcessShapingTest, DrpoUpdateMatchesTheDirectLossGradient) {
+  std::vector<GroupData> groups(2);
+  groups[0].group_id = 1;
+  groups[0].prompt = {3, 4, 5};
+  groups[0].samples = {Sample({6, 7, 8}, {0.3f, 0.2f, 0.5f}, true, 0),
+                       Sample({9, 10}, {0.4f, 0.6f}, true, 0),
+                       Sample({11, 12, 13, 14}, {0.1f, 0.2f, 0.3f, 0.4f}, false, 0)};
+  groups[1].group_id = 2;
+  groups[1].prompt = {15, 16};
+  groups[1].samples = {Sample({17, 18}, {0.5f, 0.5f}, false, 0), Sample({19}, {0.9f}, true, 0)};
+  for (auto& g : groups)
+    for (auto& smp : g.samples) smp.advantage.reset();
+  LearnerRunOptions lo = Opts();
+  lo.drpo = true;
+  lo.drpo_options.max_length = 8;
+  lo.drpo_options.lambda = 0.5;
+  lo.drpo_options.tau = 2.0;
+  lo.drpo_options.beta = 3.0;
+  lo.drpo_options.delta = -10.0;  // keep the KL term active
+  lo.streambp = true;
+  lo.logits_chunk_tokens = 2;
+  lo.layer_chunk_tokens = 2;
+  Update fast = RunUpdate(groups, lo);
+  // The direct loss.
+  auto m = TinyModel();
+  std::vector<torch::Tensor> scores;
+  std::vector<double> lens, cor, gid;
+  torch::Tensor kl_sum = torch::zeros({}, torch::kFloat64);
+  double tokens = 0;
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (const auto& smp : groups[g].samples) {
+      const auto& prompt = groups[g].prompt;
+      std::vector<int64_t> ids(prompt.begin(), prompt.end());
+      ids.insert(ids.end(), smp.tokens.begin(), smp.tokens.end());
+      const int64_t T = static_cast<int64_t>(ids.size()), P = static_cast<int64_t>(prompt.size());
+      torch::Tensor x = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+      torch::Tensor h = m->Forward(x, {}, torch::ones({1, T}, torch::kInt64));
+      torch::Tensor lp =
+          TokenLogprobs(m->Logits(h).to(torch::kFloat32).slice(1, P - 1, T - 1), x.slice(1, P, T))
+              .to(torch::kFloat64)
+              .squeeze(0);
+      torch::Tensor old = torch::tensor(
+          std::vector<double>(smp.behaviour_logprobs.begin(), smp.behaviour_logprobs.end()),
+          torch::kFloat64);
+      scores.push_back(lp.mean());
+      kl_sum = kl_sum + (old - lp).sum();
+      tokens += static_cast<double>(smp.tokens.size());
+      lens.push_back(static_cast<double>(smp.tokens.size()));
+      cor.push_back(smp.correct ? 1 : 0);
+      gid.push_back(static_cast<double>(g));
+    }
+  torch::Tensor loss = DrpoLoss(torch::stack(scores), torch::tensor(lens, torch::kFloat64),
+                                torch::tensor(cor, torch::kFloat64),
+                                torch::tensor(gid, torch::kFloat64).to(torch::kInt64),
+                                kl_sum / tokens, lo.drpo_options);
+  loss.backward();
+  const auto slow = Grads(*m);
+  EXPECT_GT(MaxAbs(slow), 1e-6);
+  EXPECT_LT(MaxRel(fast.grads, slow), 1e-4);
+  EXPECT_NEAR(fast.stats.loss, loss.item<double>(), 1e-5);
+  // Whole groups only: several mini-batches are refused.
+  auto m2 = TinyModel();
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& p : m2->named_parameters()) named.emplace_back(p.key(), p.value());
+  auto opt = Optimizer::Create(named, OptimizerOptions());
+  ASSERT_TRUE(opt.ok());
+  RlStepOptions so;
+  so.mini_batches = 2;
+  EXPECT_FALSE(RunPolicyUpdate(*m2, **opt, groups, lo, so).ok());
 }
 
 TEST(ProcessShapingTest, OptimizerSetOptionsChangesTheNextStepsLearningRate) {
