@@ -26,7 +26,7 @@ struct Seq {
   double advantage = 0;
   double reward = 0;
   bool correct = false;
-  int64_t group = 0;        // index of its group in the batch (DRPO)
+  int64_t group = 0;                // index of its group in the batch (DRPO)
   double mean_entropy = 0;          // DMMPT: the policy's mean token entropy before the update
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
@@ -321,13 +321,12 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
           }
         }
         Tensor s_leaf = torch::tensor(score, torch::kFloat64).requires_grad_(true);
-        Tensor kl_leaf = torch::tensor(kl_sum / std::max(1.0, tokens), torch::kFloat64)
-                             .requires_grad_(true);
+        Tensor kl_leaf =
+            torch::tensor(kl_sum / std::max(1.0, tokens), torch::kFloat64).requires_grad_(true);
         torch::AutoGradMode grad_on(true);
-        Tensor loss = DrpoLoss(s_leaf, torch::tensor(len, torch::kFloat64),
-                               torch::tensor(cor, torch::kFloat64),
-                               torch::tensor(gid, torch::kFloat64).to(torch::kInt64), kl_leaf,
-                               options.drpo_options);
+        Tensor loss = DrpoLoss(
+            s_leaf, torch::tensor(len, torch::kFloat64), torch::tensor(cor, torch::kFloat64),
+            torch::tensor(gid, torch::kFloat64).to(torch::kInt64), kl_leaf, options.drpo_options);
         auto g = torch::autograd::grad({loss}, {s_leaf, kl_leaf}, {}, false, false, true);
         const double g_kl = g[1].defined() ? g[1].item<double>() : 0.0;
         for (size_t b = 0; b < rows.size(); ++b) {
@@ -342,10 +341,9 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         Packed p = Pack(micro, step.recompute_old_logprobs, po.kl_coef > 0);
         if (options.drpo) {
           const int64_t b0 = static_cast<int64_t>(base);
-          Tensor coef = torch::tensor(
-                            std::vector<double>(drpo_coef.begin() + b0,
-                                                drpo_coef.begin() + b0 + micro.size()),
-                            torch::kFloat32)
+          Tensor coef = torch::tensor(std::vector<double>(drpo_coef.begin() + b0,
+                                                          drpo_coef.begin() + b0 + micro.size()),
+                                      torch::kFloat32)
                             .unsqueeze(1);
           auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
             return (lp * p.mask.slice(1, t0, t1) * coef).sum();
