@@ -332,7 +332,8 @@ ConfigSchema Build() {
   k.push_back(Bool("algorithm.dynamic_sampling", false,
                    "DAPO: over-generate until the batch holds only informative groups."));
   k.push_back(Int("algorithm.max_num_gen_batches", 10, 0, std::nullopt,
-                  "DAPO: give up after this many generation batches (0: unlimited)."));
+                  "DAPO: after this many generation rounds without a full batch, a step trains "
+                  "on the groups it has (0: unlimited)."));
   k.push_back(Bool("algorithm.overlong_filtering", false, "Mask the loss of truncated samples."));
   k.push_back(Bool("algorithm.mastered_token_mask", false,
                    "UloRL DMMPT: mask mastered positive tokens against entropy collapse."));
