@@ -31,7 +31,8 @@ struct LearnerRunOptions {
   bool dynamic_sampling = false;
   int64_t max_num_gen_batches = 10;
   bool overlong_filtering = false;
-  // DRPO (length_shaping.methods "drpo"): its loss replaces the policy loss (preference.h).
+  // DRPO (length_shaping.methods "drpo"): its loss replaces the policy loss (preference.h);
+  // it needs learner.mini_batches = 1, and overlong_filtering and the DMMPT mask do not apply.
   bool drpo = false;
   DrpoOptions drpo_options;
   // UloRL DMMPT (algorithm.mastered_token_mask, mastered_prob_threshold, ..._entropy_threshold).
