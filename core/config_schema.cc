@@ -349,7 +349,8 @@ ConfigSchema Build() {
   k.push_back(Bool("algorithm.dynamic_sampling", false,
                    "DAPO: over-generate until the batch holds only informative groups."));
   k.push_back(Int("algorithm.max_num_gen_batches", 10, 0, std::nullopt,
-                  "DAPO: give up after this many generation batches (0: unlimited)."));
+                  "DAPO: after this many generation rounds without a full batch, a step trains "
+                  "on the groups it has (0: unlimited)."));
   k.push_back(Bool("algorithm.overlong_filtering", false, "Mask the loss of truncated samples."));
   k.push_back(Bool("algorithm.mastered_token_mask", false,
                    "UloRL DMMPT: mask mastered positive tokens against entropy collapse."));
@@ -370,9 +371,12 @@ ConfigSchema Build() {
                   {"offline", "online"}));
 
   // length shaping
-  k.push_back(StrList("length_shaping.methods", {}, "Length rewards/penalties to apply, in order.",
-                      {"kimi", "dapo_overlong", "dler", "laser", "laser_d", "grpo_lambda", "drpo",
-                       "campo_repetition"}));
+  k.push_back(StrList("length_shaping.methods", {},
+                      "Length rewards/penalties: at most one of dler, laser, laser_d, laser_de, "
+                      "grpo_lambda sets the base reward; kimi, dapo_overlong, campo_repetition add "
+                      "to it.",
+                      {"kimi", "dapo_overlong", "dler", "laser", "laser_d", "laser_de",
+                       "grpo_lambda", "drpo", "campo_repetition"}));
   k.push_back(
       Float("length_shaping.kimi_weight", 0.4, 0.0, std::nullopt, "Kimi length reward weight."));
   k.push_back(Int("length_shaping.overlong_buffer_len", 128, 0, std::nullopt,
@@ -385,7 +389,8 @@ ConfigSchema Build() {
   k.push_back(Str("length_shaping.laser_mode", "reward", "LASER variant.",
                   {"reward", "penalty", "hybrid"}));
   k.push_back(Int("length_shaping.laser_d_update_every", 20, 1, std::nullopt,
-                  "LASER-D: steps between target updates."));
+                  "LASER-D/DE: steps between target updates (thresholds: multiples of "
+                  "rollout.max_new_tokens/16)."));
   k.push_back(Float("length_shaping.grpo_lambda_fraction", 0.2, 0.0, 1.0,
                     "GRPO-lambda: fraction of groups (highest correctness) that are penalised."));
   k.push_back(Float("length_shaping.drpo_lambda", 0.1, 0.0, std::nullopt,

@@ -35,6 +35,8 @@
 #include "learner/curriculum.h"
 #include "learner/length_shaping.h"
 #include "learner/optimizer.h"
+#include "learner/preference.h"
+#include "learner/process_shaping.h"
 #include "learner/rl_step.h"
 #include "learner/run_options.h"
 #include "learner/work_ledger.h"
@@ -96,10 +98,69 @@ class Dataset {
       if (static_cast<int64_t>(eval_.size()) > max_eval) eval_.resize(max_eval);
     }
     if (train_.empty()) return InvalidArgument("data: no training examples");
+    return LoadBuckets(c);
+  }
+
+  // data.difficulty_buckets: groups draw their example from the buckets by weight
+  // (DifficultyBucketSampler); an example's bucket is its `difficulty`. Group g gets the g-th draw.
+  Status LoadBuckets(const Config& c) {
+    const auto& names = c.GetStringList("data.difficulty_buckets");
+    if (names.empty()) return Status::Ok();
+    std::vector<std::vector<int64_t>> buckets(names.size());
+    for (size_t i = 0; i < train_.size(); ++i) {
+      auto it = std::find(names.begin(), names.end(), train_[i].difficulty);
+      if (it == names.end())
+        return InvalidArgument("data.difficulty_buckets: training example '" + train_[i].id +
+                               "' has difficulty '" + train_[i].difficulty +
+                               "', which is not one of the buckets");
+      buckets[it - names.begin()].push_back(static_cast<int64_t>(i));
+    }
+    CHAINRL_ASSIGN_OR_RETURN(std::vector<double> weights, BucketWeights(c));
+    auto s = DifficultyBucketSampler::Create(std::move(buckets), std::move(weights),
+                                             Mix(seed_ ^ 0xb0c7));
+    if (!s.ok()) return s.status().WithPrefix("data.bucket_weights");
+    sampler_.emplace(std::move(*s));
+    return Status::Ok();
+  }
+  static Result<std::vector<double>> BucketWeights(const Config& c) {
+    const size_t n = c.GetStringList("data.difficulty_buckets").size();
+    std::vector<double> w = c.GetFloatList("data.bucket_weights");
+    if (w.empty()) w.assign(n, 1.0);
+    if (w.size() != n)
+      return InvalidArgument("data.bucket_weights has " + std::to_string(w.size()) +
+                             " weights for " + std::to_string(n) + " data.difficulty_buckets");
+    return w;
+  }
+  // A stage's data.bucket_weights, for the groups not drawn yet.
+  Status SetBucketWeights(const Config& c) {
+    if (!sampler_) return Status::Ok();
+    CHAINRL_ASSIGN_OR_RETURN(std::vector<double> w, BucketWeights(c));
+    return sampler_->SetWeights(std::move(w)).WithPrefix("data.bucket_weights");
+  }
+  bool has_buckets() const { return sampler_.has_value(); }
+  json BucketState() const {
+    if (!sampler_) return nullptr;
+    return {{"sampler", sampler_->ToJson()}, {"drawn", drawn_}};
+  }
+  Status LoadBucketState(const json& j) {
+    if (!sampler_ || j.is_null()) return Status::Ok();
+    try {
+      CHAINRL_RETURN_IF_ERROR(sampler_->LoadJson(j.at("sampler")));
+      drawn_ = j.at("drawn").get<std::vector<int64_t>>();
+    } catch (const std::exception& e) {
+      return Corrupt(std::string("difficulty_buckets state: ") + e.what());
+    }
+    for (int64_t i : drawn_)
+      if (i < 0 || static_cast<size_t>(i) >= train_.size())
+        return Corrupt("difficulty_buckets state: example index out of range");
     return Status::Ok();
   }
 
   const data::Example& ForGroup(uint64_t g) {
+    if (sampler_) {
+      while (drawn_.size() <= g) drawn_.push_back(sampler_->Next());
+      return train_[drawn_[g]];
+    }
     const uint64_t n = train_.size();
     const uint64_t epoch = g / n;
     if (epoch != epoch_ || order_.empty()) {
@@ -126,6 +187,8 @@ class Dataset {
   uint64_t epoch_ = ~0ull;
   uint64_t seed_ = 0;
   bool shuffle_ = true;
+  std::optional<DifficultyBucketSampler> sampler_;
+  std::vector<int64_t> drawn_;  // example index of group g, with difficulty buckets
 };
 
 struct ActorInfo {
@@ -155,6 +218,9 @@ class Learner {
   Status Setup();
   Status Resume(const std::string& spec);
   Status RunSft();
+  Status RunOfflinePreference();
+  Result<PreferencePairData> OfflinePair(size_t index);
+  Status LoadReference();
   Status StartTransport();
   Status PublishWeights();
   Status Pump();
@@ -177,7 +243,7 @@ class Learner {
 
   Status ApplyStage();
   Status SetupEmbeddings();
-  void ApplyLengthShaping(std::vector<GroupData>& groups) const;
+  bool GenerationLimitReached() const;
 
   const Config& base_;  // the run's config
   Config c_;            // in force now: base_ with the current curriculum stage's overrides
@@ -203,6 +269,11 @@ class Learner {
   std::set<uint64_t> trained_;
   std::string tokenizer_dir_;
   std::string first_reward_;
+  std::unique_ptr<ProcessShaping> shaping_;
+  bool offline_preference_ = false;  // DPO family trained from data.train_files, without actors
+  std::vector<data::PreferenceExample> preference_data_;
+  std::unordered_map<size_t, PreferencePairData> pair_cache_;
+  uint64_t completed_at_step_ = 0;  // ledger completions when the last step ended
 
   // State that checkpoints carry.
   bool sft_done_ = false;
@@ -225,6 +296,7 @@ class Learner {
   std::unique_ptr<rollout::EmbeddingCache> embeddings_;
   int32_t placeholder_id_ = -1;
   int64_t segments_received_ = 0;
+  int64_t gen_limit_steps_ = 0;    // steps trained short at algorithm.max_num_gen_batches
   json history_ = json::array();   // per step: reward, accuracy, length, budget, loss...
   json evals_ = json::array();     // {step, label, accuracy, mean_length, ...}
   json sft_eval_ = nullptr, final_eval_ = nullptr;
@@ -258,8 +330,10 @@ Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
 }
 
 // [[curriculum.stages]]: from its start step on, a stage's overrides apply on top of the run's
-// config (sampling, budgets, objective coefficients, rewards' weights are read per step). Keys the
-// process reads only at start-up (model, data, optimiser) keep their initial values.
+// config (sampling, budgets, objective coefficients, shaping, rewards' weights are read per step;
+// learner.* optimiser keys reach the built optimiser, which keeps its moments and schedule
+// position; data.bucket_weights apply to groups not drawn yet). Keys the process reads only at
+// start-up (model, data sources) keep their initial values.
 Status Learner::ApplyStage() {
   if (!stages_) {
     std::vector<Stage> stages;
@@ -290,8 +364,18 @@ Status Learner::ApplyStage() {
   for (const auto& [k, v] : st.overrides) sets.push_back(k + "=" + v);
   CHAINRL_ASSIGN_OR_RETURN(Config next, base_.WithOverrides(sets));
   CHAINRL_ASSIGN_OR_RETURN(LearnerRunOptions lo, LearnerOptionsFromConfig(next));
+  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
+                           ProcessShapingOptionsFromConfig(next, lo.advantages));
+  if (optimizer_) {
+    OptimizerOptions oo = lo.optimizer;
+    // The schedule's horizon stays the one the optimiser was built with.
+    oo.total_steps = optimizer_->options().total_steps;
+    CHAINRL_RETURN_IF_ERROR(optimizer_->SetOptions(oo).WithPrefix("stage '" + st.name + "'"));
+    lo.optimizer = oo;
+  }
+  CHAINRL_RETURN_IF_ERROR(data_.SetBucketWeights(next));
+  shaping_->SetOptions(std::move(so));
   c_ = std::move(next);
-  lo.optimizer = lo_.optimizer;  // the optimiser keeps its schedule
   lo_ = lo;
   stage_ = idx;
   if (metrics_) metrics_->gauge(metrics::GaugeId::kCurriculumStage).Set(static_cast<double>(idx));
@@ -339,27 +423,29 @@ Status Learner::SetupEmbeddings() {
 
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
-  if (lo_.family == ObjectiveFamily::kPreference)
-    return Unimplemented("algorithm.name = '" + lo_.algorithm +
-                         "': preference training (DPO family) runs through learner/preference.h "
-                         "in tests and benchmarks but is not wired into the learner process yet");
-  // Library features the process does not apply yet: refused by name rather than ignored.
-  std::vector<std::string> missing;
-  for (const auto& m : c_.GetStringList("length_shaping.methods"))
-    if (m != "kimi" && m != "dapo_overlong" && m != "campo_repetition") missing.push_back("length_shaping.methods '" + m + "'");
-  if (c_.GetString("curriculum.soft_weighting") != "none")
-    missing.push_back("curriculum.soft_weighting");
-  if (!c_.GetStringList("data.difficulty_buckets").empty())
-    missing.push_back("data.difficulty_buckets");
-  if (c_.GetBool("algorithm.mastered_token_mask")) missing.push_back("algorithm.mastered_token_mask");
-  if (!missing.empty()) {
-    std::string keys;
-    for (const auto& k : missing) keys += (keys.empty() ? "" : ", ") + k;
-    return Unimplemented(keys + ": implemented in learner/ (length_shaping.h, curriculum.h, "
-                                "objectives.h) but not applied by the learner process yet; remove "
-                                "the key(s) to train without them");
+  // The DPO family: offline from prompt/chosen/rejected JSONL (no actors), or online from each
+  // group's best and worst rollouts.
+  offline_preference_ = lo_.family == ObjectiveFamily::kPreference &&
+                        c_.GetString("algorithm.preference_source") == "offline";
+  // Shaping and soft weighting per step (process_shaping.h); DRPO, a loss, is refused there.
+  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
+                           ProcessShapingOptionsFromConfig(c_, lo_.advantages));
+  shaping_ = std::make_unique<ProcessShaping>(std::move(so));
+  if (offline_preference_) {
+    if (c_.GetString("data.source") != "jsonl" || c_.GetStringList("data.train_files").empty())
+      return InvalidArgument(
+          "algorithm.preference_source = 'offline' needs data.source = 'jsonl' "
+          "and data.train_files of prompt/chosen/rejected lines");
+    const data::JsonlFields f = data::JsonlFieldsFromConfig(c_);
+    for (const auto& file : c_.GetStringList("data.train_files")) {
+      CHAINRL_ASSIGN_OR_RETURN(
+          auto ex, data::LoadPreferencesJsonl(file, f, data::BadLinePolicyFromConfig(c_)));
+      preference_data_.insert(preference_data_.end(), ex.begin(), ex.end());
+    }
+    if (preference_data_.empty()) return InvalidArgument("data.train_files: no preference pairs");
+  } else {
+    CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
   }
-  CHAINRL_RETURN_IF_ERROR(data_.Load(c_));
   rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
   tokenizer_dir_ = po.tokenizer_dir;
   CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
@@ -440,9 +526,14 @@ Status Learner::Resume(const std::string& spec) {
     sft_eval_ = s.at("sft_eval");
     wall_before_ = s.at("wall_seconds");
     for (uint64_t g : s.at("trained").get<std::vector<uint64_t>>()) trained_.insert(g);
+    gen_limit_steps_ = s.value("gen_limit_steps", int64_t{0});
   } catch (const std::exception& e) {
     return InvalidArgument(*dir + "/state.json: " + e.what());
   }
+  if (auto it = s.find("shaping"); it != s.end())
+    CHAINRL_RETURN_IF_ERROR(shaping_->LoadJson(*it).WithPrefix(*dir + "/state.json"));
+  if (auto it = s.find("difficulty_buckets"); it != s.end())
+    CHAINRL_RETURN_IF_ERROR(data_.LoadBucketState(*it).WithPrefix(*dir + "/state.json"));
   if (auto it = d.files.find("ledger.json"); it != d.files.end()) {
     CHAINRL_ASSIGN_OR_RETURN(ledger_, WorkLedger::FromJson(it->second, ledger_.options(), &clock_));
   }
@@ -510,6 +601,9 @@ Status Learner::Checkpoint() {
              {"sft_eval", sft_eval_},
              {"wall_seconds", wall_before_ + Since(start_)},
              {"trained", trained},
+             {"gen_limit_steps", gen_limit_steps_},
+             {"shaping", shaping_->ToJson()},
+             {"difficulty_buckets", data_.BucketState()},
              {"torch_rng", CaptureTorchRng()}};
   d.files["ledger.json"] = ledger_.ToJson();
   std::string buf;
@@ -1032,9 +1126,25 @@ Status Learner::Pump() {
   return Status::Ok();
 }
 
+// DAPO dynamic sampling (or curriculum.filter_uniform_groups) with max_num_gen_batches > 0: once
+// that many generation rounds (rounds of prompts_per_step groups accepted since the last step)
+// did not fill the batch, the step trains on the groups it has.
+bool Learner::GenerationLimitReached() const {
+  const int64_t max_rounds = lo_.max_num_gen_batches;
+  if (buffer_.empty() || max_rounds <= 0 ||
+      !(lo_.dynamic_sampling || c_.GetBool("curriculum.filter_uniform_groups")))
+    return false;
+  const uint64_t per_step = static_cast<uint64_t>(c_.GetInt("rollout.prompts_per_step"));
+  return ledger_.counters().completed - completed_at_step_ >=
+         static_cast<uint64_t>(max_rounds) * per_step;
+}
+
 Status Learner::TrainStep() {
-  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  const size_t per_step =
+      std::min(static_cast<size_t>(c_.GetInt("rollout.prompts_per_step")), buffer_.size());
+  const uint64_t generated = ledger_.counters().completed - completed_at_step_;
   std::vector<GroupData> groups;
+  json difficulty = json::object();  // bucket -> groups of this step (with difficulty buckets)
   double reward = 0, correct = 0, length = 0, truncated = 0;
   int64_t max_stale = 0;
   std::map<std::string, double> components;  // reward component -> mean over the step's groups
@@ -1043,6 +1153,10 @@ Status Learner::TrainStep() {
     Accepted a = std::move(buffer_.front());
     buffer_.pop_front();
     if (!trained_.insert(a.group.group_id).second) ++groups_duplicated_;
+    if (data_.has_buckets()) {
+      const std::string& d = data_.ForGroup(a.group.group_id).difficulty;
+      difficulty[d] = difficulty.value(d, 0) + 1;
+    }
     for (const auto& s : a.group.samples) reward += s.reward / a.group.samples.size();
     correct += a.correct_fraction;
     length += a.mean_length;
@@ -1052,10 +1166,36 @@ Status Learner::TrainStep() {
     groups.push_back(std::move(a.group));
   }
   const double n = static_cast<double>(per_step);
-  ApplyLengthShaping(groups);
-  double shaped = 0;
-  for (const auto& g : groups)
-    for (const auto& s : g.samples) shaped += s.reward / static_cast<double>(g.samples.size());
+  const bool short_step = per_step < static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  if (short_step) ++gen_limit_steps_;
+  // Shaped rewards and advantages (length methods, soft weighting): process_shaping.h.
+  std::vector<ShapingGroup> sg(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (const auto& s : groups[g].samples) {
+      ShapingSample x;
+      x.reward = s.reward;
+      x.length = static_cast<int64_t>(s.tokens.size());
+      x.correct = s.correct;
+      x.truncated = s.truncated;
+      // No answer template is known to the process: a response that ended by a stop counts as
+      // formatted; one stopped in a loop is recorded as truncated, so it is neither formatted nor
+      // eligible for LASER-DE's bonus.
+      x.formatted = !s.truncated;
+      x.looping = s.truncated;
+      x.tokens = s.tokens;
+      sg[g].samples.push_back(x);
+    }
+  const ShapedStep shaped_step = shaping_->Shape(step_, Budget(), sg);
+  double shaped = 0, soft_weight = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& samples = groups[g].samples;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      samples[i].reward = shaped_step.rewards[g][i];
+      samples[i].advantage = shaped_step.advantages[g][i];
+      shaped += samples[i].reward / static_cast<double>(samples.size());
+    }
+    soft_weight += shaped_step.soft_weights[g] / n;
+  }
   RlStepOptions so;
   so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
   so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
@@ -1065,7 +1205,35 @@ Status Learner::TrainStep() {
   so.reference = reference_.get();
   auto t0 = Clock::now();
   const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
-  CHAINRL_ASSIGN_OR_RETURN(RlStepStats st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+  RlStepStats st;
+  std::optional<PreferenceStepStats> pref;
+  if (lo_.family == ObjectiveFamily::kPreference) {
+    // Online DPO family: per group, the best (shaped) reward against the worst one(s) (LOGO: up
+    // to 2); groups whose rewards are all equal give no pair.
+    PairSelectionOptions ps;
+    ps.num_rejected = lo_.preference.loss_type == PreferenceLossType::kLogo ? 2 : 1;
+    std::vector<PreferencePairData> pairs;
+    for (const auto& g : groups) {
+      std::vector<double> r;
+      for (const auto& smp : g.samples) r.push_back(smp.reward);
+      if (static_cast<int64_t>(r.size()) <= ps.num_rejected) continue;
+      auto sel = SelectGroupPair(r, ps);
+      if (!sel || g.samples[sel->chosen].tokens.empty()) continue;
+      PreferencePairData p;
+      p.prompt = g.prompt;
+      p.chosen = g.samples[sel->chosen].tokens;
+      for (int64_t j : sel->rejected)
+        if (!g.samples[j].tokens.empty()) p.rejected.push_back(g.samples[j].tokens);
+      if (static_cast<int64_t>(p.rejected.size()) == ps.num_rejected) pairs.push_back(std::move(p));
+    }
+    CHAINRL_ASSIGN_OR_RETURN(pref, RunPreferenceUpdate(*model_, *optimizer_, pairs, lo_, so));
+    st.loss = pref->loss;
+    st.grad_norm = pref->grad_norm;
+    st.lr = pref->lr;
+    st.response_tokens = pref->response_tokens;
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+  }
   const double train_s = Since(t0);
   ++step_;
   ++version_;
@@ -1095,7 +1263,23 @@ Status Learner::TrainStep() {
             {"tokens", st.response_tokens},
             {"train_seconds", train_s},
             {"wait_seconds", waited},
-            {"rollout_tokens_per_s", tokens_per_s}};
+            {"rollout_tokens_per_s", tokens_per_s},
+            {"groups", per_step},
+            {"generated_groups", generated}};
+  if (short_step) h["gen_limit_reached"] = true;
+  if (pref) {
+    h["pairs"] = pref->pairs;
+    h["reward_accuracy"] = pref->reward_accuracy;
+    h["reward_margin"] = pref->reward_margin;
+  }
+  if (data_.has_buckets()) h["difficulty"] = difficulty;
+  if (shaping_->options().soft_weighting) h["soft_weight_mean"] = soft_weight;
+  if (lo_.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
+  if (shaped_step.laser_targets[0] > 0) {
+    h["laser_d_targets"] = shaped_step.laser_targets;
+    if (shaped_step.laser_targets_updated) h["laser_d_updated"] = true;
+  }
+  completed_at_step_ = ledger_.counters().completed;
   history_.push_back(h);
   log::Event("step", h.dump());
   if (metrics_) {
@@ -1128,43 +1312,6 @@ Status Learner::TrainStep() {
   CHAINRL_LOG(kDebug) << "step " << step_ << ": reward " << reward / n << ", accuracy "
                       << correct / n << ", length " << length / n << ", loss " << st.loss;
   return Status::Ok();
-}
-
-// Length shaping added to each sample's reward before advantages: Kimi's group length reward,
-// DAPO's soft overlong punishment (L_max is the token budget in force) and CAMPO's repetition
-// penalty (a truncated response that ends in a loop).
-void Learner::ApplyLengthShaping(std::vector<GroupData>& groups) const {
-  const auto methods = c_.GetStringList("length_shaping.methods");
-  if (methods.empty()) return;
-  const bool kimi = std::find(methods.begin(), methods.end(), "kimi") != methods.end();
-  const bool overlong = std::find(methods.begin(), methods.end(), "dapo_overlong") != methods.end();
-  const bool campo =
-      std::find(methods.begin(), methods.end(), "campo_repetition") != methods.end();
-  RepetitionPenaltyOptions ro;
-  ro.repetition_penalty = c_.GetFloat("length_shaping.repetition_penalty");
-  KimiLengthOptions ko;
-  ko.weight = c_.GetFloat("length_shaping.kimi_weight");
-  OverlongOptions oo;
-  oo.max_response_length = Budget();
-  oo.overlong_buffer_len =
-      std::min<int64_t>(c_.GetInt("length_shaping.overlong_buffer_len"), oo.max_response_length);
-  oo.overlong_penalty_factor = c_.GetFloat("length_shaping.overlong_penalty_factor");
-  for (auto& g : groups) {
-    std::vector<int64_t> lengths;
-    std::vector<uint8_t> correct;
-    for (const auto& s : g.samples) {
-      lengths.push_back(static_cast<int64_t>(s.tokens.size()));
-      correct.push_back(s.correct ? 1 : 0);
-    }
-    std::vector<double> k = kimi ? KimiLengthReward(lengths, correct, ko)
-                                 : std::vector<double>(lengths.size(), 0.0);
-    for (size_t i = 0; i < g.samples.size(); ++i) {
-      g.samples[i].reward += k[i];
-      if (overlong) g.samples[i].reward += OverlongPenalty(lengths[i], oo);
-      if (campo)  // a response that looped until it was cut off
-        g.samples[i].reward += RepetitionPenalty(g.samples[i].tokens, g.samples[i].truncated, ro);
-    }
-  }
 }
 
 void Learner::WriteProgress(const std::string& phase) {
@@ -1236,6 +1383,7 @@ Status Learner::Finish(bool completed) {
             {"groups_duplicated", groups_duplicated_},
             {"groups_lost", k.lost},
             {"groups_filtered", groups_filtered_},
+            {"steps_at_gen_limit", gen_limit_steps_},
             {"leases_reassigned", k.reassigned},
             {"results_discarded_duplicate", k.duplicates_discarded},
             {"results_discarded_unknown", k.unknown_discarded},
@@ -1288,6 +1436,110 @@ Status Learner::Finish(bool completed) {
   return Status::Ok();
 }
 
+// The frozen reference: for the KL term, and for DPO/IPO unless reference_free.
+Status Learner::LoadReference() {
+  const PreferenceLossType t = lo_.preference.loss_type;
+  const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
+                              (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
+                              !lo_.preference.reference_free;
+  if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
+  const std::string ref = c_.GetString("model.reference_path");
+  if (!ref.empty()) {
+    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
+  } else {
+    reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
+    torch::NoGradGuard ng;
+    auto dst = reference_->named_parameters();
+    for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
+  }
+  reference_->eval();
+  return Status::Ok();
+}
+
+// Pair `index` of the offline data tokenized (the first rejected response unless LOGO).
+Result<PreferencePairData> Learner::OfflinePair(size_t index) {
+  if (auto it = pair_cache_.find(index); it != pair_cache_.end()) return it->second;
+  const data::PreferenceExample& e = preference_data_[index];
+  data::Example ex;
+  ex.id = e.id;
+  ex.prompt = e.prompt;
+  ex.messages = e.messages;
+  PreferencePairData p;
+  CHAINRL_ASSIGN_OR_RETURN(p.prompt, prompts_->Render(ex));
+  CHAINRL_ASSIGN_OR_RETURN(p.chosen, prompts_->EncodeResponse(e.chosen));
+  const size_t m = lo_.preference.loss_type == PreferenceLossType::kLogo ? e.rejected.size() : 1;
+  for (size_t i = 0; i < m && i < e.rejected.size(); ++i) {
+    CHAINRL_ASSIGN_OR_RETURN(auto r, prompts_->EncodeResponse(e.rejected[i]));
+    p.rejected.push_back(std::move(r));
+  }
+  return pair_cache_[index] = std::move(p);
+}
+
+// Offline DPO family: rollout.prompts_per_step pairs per step in a seeded order per epoch, one
+// optimiser step each; checkpoints and summary as in RL (no actors, no weights published).
+Status Learner::RunOfflinePreference() {
+  const int64_t total = c_.GetInt("run.total_steps");
+  const int64_t every = c_.GetInt("checkpoint.every");
+  const uint64_t n = preference_data_.size();
+  const uint64_t seed = static_cast<uint64_t>(c_.GetInt("run.seed"));
+  CHAINRL_LOG(kInfo) << lo_.algorithm << " (offline): steps " << step_ << ".." << total << " over "
+                     << n << " pairs";
+  std::vector<size_t> order(n);
+  uint64_t order_epoch = ~0ull;
+  while (step_ < total && !stop_) {
+    const auto t0 = Clock::now();
+    const uint64_t per_step = static_cast<uint64_t>(c_.GetInt("rollout.prompts_per_step"));
+    std::vector<PreferencePairData> batch;
+    size_t want_m = 0;
+    for (uint64_t i = 0; i < per_step; ++i) {
+      const uint64_t k = static_cast<uint64_t>(step_) * per_step + i;
+      if (k / n != order_epoch) {
+        order_epoch = k / n;
+        std::iota(order.begin(), order.end(), 0);
+        if (c_.GetBool("data.shuffle")) {
+          std::mt19937_64 rng(Mix(seed ^ Mix(order_epoch + 0x9d)));
+          std::shuffle(order.begin(), order.end(), rng);
+        }
+      }
+      CHAINRL_ASSIGN_OR_RETURN(PreferencePairData p, OfflinePair(order[k % n]));
+      if (p.chosen.empty() || p.rejected.empty()) continue;
+      if (want_m == 0) want_m = p.rejected.size();
+      if (p.rejected.size() != want_m) p.rejected.resize(std::min(want_m, p.rejected.size()));
+      if (p.rejected.size() == want_m) batch.push_back(std::move(p));
+    }
+    RlStepOptions so;
+    so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
+    so.reference = reference_.get();
+    CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st,
+                             RunPreferenceUpdate(*model_, *optimizer_, batch, lo_, so));
+    ++step_;
+    ++version_;
+    tokens_trained_ += st.response_tokens;
+    json h = {{"phase", "preference"},
+              {"step", step_},
+              {"loss", st.loss},
+              {"reward_accuracy", st.reward_accuracy},
+              {"reward_margin", st.reward_margin},
+              {"pairs", st.pairs},
+              {"grad_norm", st.grad_norm},
+              {"lr", st.lr},
+              {"tokens", st.response_tokens},
+              {"train_seconds", Since(t0)}};
+    history_.push_back(h);
+    log::Event("step", h.dump());
+    if (metrics_) {
+      metrics_->counter(metrics::CounterId::kSteps).Increment();
+      metrics_->gauge(metrics::GaugeId::kLoss).Set(st.loss);
+      metrics_->gauge(metrics::GaugeId::kGradNorm).Set(st.grad_norm);
+      metrics_->gauge(metrics::GaugeId::kLearningRate).Set(st.lr);
+    }
+    CHAINRL_RETURN_IF_ERROR(ApplyStage());
+    if (every > 0 && step_ % every == 0 && step_ < total) CHAINRL_RETURN_IF_ERROR(Checkpoint());
+    WriteProgress("rl");
+  }
+  return Status::Ok();
+}
+
 Status Learner::Run() {
   log::SetRole("learner");
   if (std::getenv("CHAINRL_THREADS") == nullptr) {  // the environment overrides the config
@@ -1298,6 +1550,7 @@ Status Learner::Run() {
   CHAINRL_RETURN_IF_ERROR(Setup());
   std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
+  if (offline_preference_) sft_done_ = true;  // no warm-up: the pairs are the training data
   if (!sft_done_) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
@@ -1308,19 +1561,12 @@ Status Learner::Run() {
       oo.total_steps = c_.GetInt("run.total_steps");
     CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
   }
-  if (lo_.policy.kl_coef > 0) {
-    const std::string ref = c_.GetString("model.reference_path");
-    if (!ref.empty()) {
-      CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
-    } else {
-      reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
-      torch::NoGradGuard ng;
-      auto dst = reference_->named_parameters();
-      for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
-    }
-    reference_->eval();
-  }
+  CHAINRL_RETURN_IF_ERROR(LoadReference());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());
+  if (offline_preference_) {
+    CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
+    return Finish(step_ >= c_.GetInt("run.total_steps"));
+  }
   CHAINRL_RETURN_IF_ERROR(StartTransport());
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c_.GetInt("run.total_steps");
@@ -1330,10 +1576,11 @@ Status Learner::Run() {
   CHAINRL_LOG(kInfo) << "RL: steps " << step_ << ".." << total << ", " << per_step
                      << " groups of " << c_.GetInt("rollout.group_size") << " per step";
   last_step_end_ = Clock::now();
+  completed_at_step_ = ledger_.counters().completed;
   auto last_progress = Clock::now() - std::chrono::hours(1);
   while (step_ < total && !stop_) {
     CHAINRL_RETURN_IF_ERROR(Pump());
-    if (buffer_.size() >= per_step) {
+    if (buffer_.size() >= per_step || GenerationLimitReached()) {
       CHAINRL_RETURN_IF_ERROR(TrainStep());
       CHAINRL_RETURN_IF_ERROR(ApplyStage());
       if (every > 0 && step_ % every == 0 && step_ < total) CHAINRL_RETURN_IF_ERROR(Checkpoint());

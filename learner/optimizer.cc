@@ -88,6 +88,20 @@ double Optimizer::current_lr() const { return options_.lr * LrMultiplier(options
 
 void Optimizer::ZeroGrad() { adamw_->zero_grad(); }
 
+Status Optimizer::SetOptions(const OptimizerOptions& options) {
+  CHAINRL_RETURN_IF_ERROR(ValidateOptimizerOptions(options));
+  // The decay group is first when it exists (Create); the no-decay group keeps weight decay 0.
+  const bool has_decay = fingerprint_.find(":d;") != std::string::npos;
+  options_ = options;
+  auto& groups = adamw_->param_groups();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto& o = static_cast<torch::optim::AdamWOptions&>(groups[i].options());
+    o.lr(current_lr()).betas({options.beta1, options.beta2}).eps(options.eps);
+    o.weight_decay(has_decay && i == 0 ? options.weight_decay : 0.0);
+  }
+  return Status::Ok();
+}
+
 StepResult Optimizer::Step() {
   torch::NoGradGuard no_grad;
   StepResult r;

@@ -73,6 +73,11 @@ class Optimizer {
   // gradients and advances the schedule.
   StepResult Step();
   void ZeroGrad();
+  // Replaces the hyper-parameters (lr, betas, eps, weight decay, clipping, schedule) from the next
+  // Step() on, e.g. at a curriculum stage; the moments and the step count (schedule position) are
+  // kept. InvalidArgument (and no change) on bad options.
+  Status SetOptions(const OptimizerOptions& options);
+  const OptimizerOptions& options() const { return options_; }
   int64_t step() const { return step_; }
   double current_lr() const;
   torch::optim::AdamW& adamw() { return *adamw_; }

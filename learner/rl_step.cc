@@ -2,6 +2,7 @@
 #include "learner/rl_step.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <torch/torch.h>
@@ -9,6 +10,7 @@
 #include "core/check.h"
 #include "learner/advantages.h"
 #include "learner/objectives.h"
+#include "learner/preference.h"
 #include "learner/streambp.h"
 
 namespace chainrl::learner {
@@ -23,6 +25,9 @@ struct Seq {
   const std::vector<float>* behaviour = nullptr;  // may be null (SFT)
   double advantage = 0;
   double reward = 0;
+  bool correct = false;
+  int64_t group = 0;                // index of its group in the batch (DRPO)
+  double mean_entropy = 0;          // DMMPT: the policy's mean token entropy before the update
   std::vector<float> old_logprobs;  // recomputed, when asked
   std::vector<float> ref_logprobs;  // reference model, when KL is on
   const torch::Tensor* embeds = nullptr;  // prompt embeddings [n, hidden], when given
@@ -174,6 +179,32 @@ void FillLogprobs(model::DecoderModel& m, std::vector<Seq>& seqs, int64_t budget
   }
 }
 
+// DMMPT: each row's mean full-vocabulary entropy over its response, without gradients.
+void FillMeanEntropy(model::DecoderModel& m, const std::vector<Seq*>& rows, int64_t budget,
+                     double temperature, const LearnerRunOptions& o) {
+  torch::NoGradGuard ng;
+  for (const auto& mb : MicroBatches(rows, budget)) {
+    Packed p = Pack(mb, false, false);
+    Tensor hidden;
+    if (o.streambp) {
+      const int64_t chunk = StreamBpOptionsFor(o, m.config(), p.T).layer_chunk_tokens;
+      hidden = StreamHidden(m, p.ids, p.attention, chunk > 0 ? chunk : p.T);
+    } else {
+      hidden = m.Forward(p.ids, {}, p.attention);
+    }
+    Tensor sum = torch::zeros({p.ids.size(0)}, torch::kFloat64);
+    for (int64_t t0 = 0; t0 < p.T; t0 += 256) {
+      const int64_t t1 = std::min(p.T, t0 + 256);
+      Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
+      Tensor ent = TokenEntropy(logits, temperature).to(torch::kFloat64);
+      sum += (ent * p.mask.slice(1, t0, t1).to(torch::kFloat64)).sum(1);
+    }
+    for (size_t b = 0; b < mb.size(); ++b)
+      mb[b]->mean_entropy = sum[static_cast<int64_t>(b)].item<double>() /
+                            std::max<double>(1.0, static_cast<double>(mb[b]->response->size()));
+  }
+}
+
 Normalisers SliceNorm(const Normalisers& n, int64_t r0, int64_t r1) {
   Normalisers s = n;
   s.seq_weights = n.seq_weights.slice(0, r0, r1);
@@ -193,6 +224,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   std::vector<double> rewards;
   std::vector<int64_t> gids;
   std::vector<Seq> seqs;
+  std::vector<double> given;  // advantages the caller set on the samples
   for (size_t g = 0; g < groups.size(); ++g) {
     std::vector<int64_t> embed_at;
     if (groups[g].prompt_embeddings.defined()) {
@@ -225,12 +257,19 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         q.embeds = &groups[g].prompt_embeddings;
         q.embed_at = embed_at;
       }
+      q.correct = s.correct;
+      q.group = static_cast<int64_t>(g);
+      if (s.advantage) given.push_back(*s.advantage);
       seqs.push_back(std::move(q));
     }
   }
   RlStepStats stats;
   if (seqs.empty()) return stats;
-  std::vector<double> adv = GroupAdvantages(rewards, gids, options.advantages);
+  if (!given.empty() && given.size() != seqs.size())
+    return InvalidArgument("advantages given for " + std::to_string(given.size()) + " of " +
+                           std::to_string(seqs.size()) + " samples: all or none");
+  std::vector<double> adv =
+      given.empty() ? GroupAdvantages(rewards, gids, options.advantages) : std::move(given);
   for (size_t i = 0; i < seqs.size(); ++i) seqs[i].advantage = adv[i];
   // Truncated responses leave the loss (DAPO overlong filtering) when configured.
   std::vector<bool> keep(seqs.size(), true);
@@ -246,9 +285,18 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   if (po.kl_coef > 0)
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
                  options);
+  if (options.mastered_token_mask) {
+    std::vector<Seq*> positive;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (seqs[i].correct && keep[i]) positive.push_back(&seqs[i]);
+    FillMeanEntropy(model, positive, step.micro_batch_tokens, step.temperature, options);
+  }
   const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
   const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
+  if (options.drpo && mbs > 1)
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' scores whole groups: it needs learner.mini_batches = 1");
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
@@ -280,15 +328,83 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
           base += micro.size();
         }
       }
+      // DRPO: a loss over sequence scores s_i = mean_t ℓ and the token-mean KL, both linear in ℓ.
+      // A no-grad pass gives s and KL, autograd on DrpoLoss gives dL/ds_i and dL/dKL, and the
+      // chunked backward of Σ_i c_i·Σ_t m·ℓ with c_i = (dL/ds_i)/|o_i| − (dL/dKL)/N_tokens has
+      // exactly the gradient of the loss.
+      std::vector<double> drpo_coef;
+      if (options.drpo) {
+        torch::NoGradGuard ng;
+        std::vector<double> score, len, cor, gid;
+        double kl_sum = 0, tokens = 0;
+        for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+          Packed p = Pack(micro, step.recompute_old_logprobs, false);
+          Tensor lp = NoGradLogprobs(model, p, step.temperature, options).to(torch::kFloat64);
+          Tensor m = p.mask.to(torch::kFloat64);
+          Tensor sums = (lp * m).sum(1), lens = m.sum(1);
+          kl_sum += ((p.old_lp.to(torch::kFloat64) - lp) * m).sum().item<double>();
+          tokens += lens.sum().item<double>();
+          for (size_t b = 0; b < micro.size(); ++b) {
+            const double l = std::max(1.0, lens[static_cast<int64_t>(b)].item<double>());
+            score.push_back(sums[static_cast<int64_t>(b)].item<double>() / l);
+            len.push_back(l);
+            cor.push_back(micro[b]->correct ? 1.0 : 0.0);
+            gid.push_back(static_cast<double>(micro[b]->group));
+          }
+        }
+        Tensor s_leaf = torch::tensor(score, torch::kFloat64).requires_grad_(true);
+        Tensor kl_leaf =
+            torch::tensor(kl_sum / std::max(1.0, tokens), torch::kFloat64).requires_grad_(true);
+        torch::AutoGradMode grad_on(true);
+        Tensor loss = DrpoLoss(
+            s_leaf, torch::tensor(len, torch::kFloat64), torch::tensor(cor, torch::kFloat64),
+            torch::tensor(gid, torch::kFloat64).to(torch::kInt64), kl_leaf, options.drpo_options);
+        auto g = torch::autograd::grad({loss}, {s_leaf, kl_leaf}, {}, false, false, true);
+        const double g_kl = g[1].defined() ? g[1].item<double>() : 0.0;
+        for (size_t b = 0; b < rows.size(); ++b) {
+          const double g_s = g[0].defined() ? g[0][static_cast<int64_t>(b)].item<double>() : 0.0;
+          drpo_coef.push_back(g_s / len[b] - g_kl / std::max(1.0, tokens));
+        }
+        stats.loss += loss.item<double>();
+      }
       optimizer.ZeroGrad();
       size_t base = 0;
       for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
         Packed p = Pack(micro, step.recompute_old_logprobs, po.kl_coef > 0);
+        if (options.drpo) {
+          const int64_t b0 = static_cast<int64_t>(base);
+          Tensor coef = torch::tensor(std::vector<double>(drpo_coef.begin() + b0,
+                                                          drpo_coef.begin() + b0 + micro.size()),
+                                      torch::kFloat32)
+                            .unsqueeze(1);
+          auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
+            return (lp * p.mask.slice(1, t0, t1) * coef).sum();
+          };
+          Backward(model, p, options, step.temperature, false, loss_fn);
+          base += micro.size();
+          continue;
+        }
         const int64_t b0 = static_cast<int64_t>(base), b1 = b0 + static_cast<int64_t>(micro.size());
         Normalisers mn = SliceNorm(norm, b0, b1);
         Tensor keep_rows = torch::ones({b1 - b0});
         for (int64_t b = b0; b < b1; ++b) keep_rows[b - b0] = keep[r0 + b] ? 1.0f : 0.0f;
         Tensor mask = p.mask * keep_rows.unsqueeze(1);
+        if (options.mastered_token_mask) {
+          std::vector<double> pos, ent;
+          for (const Seq* s : micro) {
+            pos.push_back(s->correct ? 1.0 : 0.0);
+            ent.push_back(s->mean_entropy);
+          }
+          MasteredTokenMaskOptions mo = options.mastered;
+          mo.positive_reward = 1.0;  // positive = correct, whatever shaping did to the reward
+          mo.prob_source = MasteredProbSource::kOld;
+          Tensor kept = MasteredPositiveTokenKeepMask(p.old_lp, Tensor(), mask,
+                                                      torch::tensor(pos, torch::kFloat64),
+                                                      torch::tensor(ent, torch::kFloat64), mo);
+          if (epoch == 0)
+            stats.mastered_masked_tokens += std::llround((mask - kept).sum().item<double>());
+          mask = kept;
+        }
         Tensor gspo_t;
         if (po.policy_loss == PolicyLossKind::kGspo)
           gspo_t = torch::tensor(std::vector<double>(gspo.begin() + b0, gspo.begin() + b1),
@@ -320,6 +436,113 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       if (r.skipped) ++stats.skipped_steps;
     }
   }
+  return stats;
+}
+
+Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                                const std::vector<PreferencePairData>& pairs,
+                                                const LearnerRunOptions& options,
+                                                const RlStepOptions& step) {
+  const PreferenceOptions& po = options.preference;
+  const bool needs_ref =
+      (po.loss_type == PreferenceLossType::kDpo || po.loss_type == PreferenceLossType::kIpo) &&
+      !po.reference_free;
+  if (needs_ref && step.reference == nullptr)
+    return InvalidArgument("algorithm.name = '" +
+                           std::string(PreferenceLossTypeName(po.loss_type)) +
+                           "' needs a reference model (or algorithm.reference_free = true)");
+  PreferenceStepStats stats;
+  if (pairs.empty()) return stats;
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  const int64_t M = static_cast<int64_t>(pairs[0].rejected.size());
+  // Rows: pair b's chosen at b·(1 + M), its rejected ones after it.
+  std::vector<Seq> seqs;
+  for (int64_t b = 0; b < B; ++b) {
+    const PreferencePairData& p = pairs[b];
+    if (p.prompt.empty() || p.chosen.empty() || static_cast<int64_t>(p.rejected.size()) != M ||
+        M < 1)
+      return InvalidArgument("preference pair " + std::to_string(b) +
+                             ": an empty prompt or chosen response, or not " + std::to_string(M) +
+                             " rejected responses");
+    Seq c;
+    c.prompt = &p.prompt;
+    c.response = &p.chosen;
+    seqs.push_back(c);
+    for (const auto& r : p.rejected) {
+      if (r.empty())
+        return InvalidArgument("preference pair " + std::to_string(b) +
+                               ": empty rejected response");
+      Seq q;
+      q.prompt = &p.prompt;
+      q.response = &r;
+      seqs.push_back(q);
+    }
+  }
+  for (const auto& q : seqs) stats.response_tokens += static_cast<int64_t>(q.response->size());
+  model.train();
+  FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
+  if (needs_ref)
+    FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
+                 options);
+  auto total = [](const std::vector<float>& v) {
+    double t = 0;
+    for (float x : v) t += x;
+    return t;
+  };
+  const int64_t W = 1 + M;
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  Tensor cw = torch::zeros({B}, f64), rw = torch::zeros({B}, f64), lw = torch::zeros({B}, f64);
+  Tensor cl = torch::zeros({B, M}, f64), rl = torch::zeros({B, M}, f64),
+         ll = torch::zeros({B, M}, f64);
+  for (int64_t b = 0; b < B; ++b) {
+    const Seq& c = seqs[b * W];
+    cw[b] = total(c.old_logprobs);
+    if (needs_ref) rw[b] = total(c.ref_logprobs);
+    lw[b] = static_cast<double>(c.response->size());
+    for (int64_t m = 0; m < M; ++m) {
+      const Seq& r = seqs[b * W + 1 + m];
+      cl[b][m] = total(r.old_logprobs);
+      if (needs_ref) rl[b][m] = total(r.ref_logprobs);
+      ll[b][m] = static_cast<double>(r.response->size());
+    }
+  }
+  PreferenceInputs in;
+  in.chosen_logps = cw;
+  in.rejected_logps = M == 1 ? cl.reshape({B}) : cl;
+  in.chosen_lengths = lw;
+  in.rejected_lengths = M == 1 ? ll.reshape({B}) : ll;
+  if (needs_ref) {
+    in.ref_chosen_logps = rw;
+    in.ref_rejected_logps = M == 1 ? rl.reshape({B}) : rl;
+  }
+  CHAINRL_ASSIGN_OR_RETURN(PreferenceOutput out, PreferenceLoss(in, po));
+  stats.loss = out.loss.item<double>();
+  stats.reward_accuracy = out.reward_accuracy;
+  stats.reward_margin = out.reward_margin;
+  stats.pairs = B;
+  CHAINRL_ASSIGN_OR_RETURN(SequenceGradCoefficients g, PreferenceSequenceGrads(in, po));
+  const Tensor gc = g.chosen.to(torch::kFloat64).reshape({B});
+  const Tensor gr = g.rejected.to(torch::kFloat64).reshape({B, M});
+  for (int64_t b = 0; b < B; ++b) {
+    seqs[b * W].advantage = gc[b].item<double>();
+    for (int64_t m = 0; m < M; ++m) seqs[b * W + 1 + m].advantage = gr[b][m].item<double>();
+  }
+  // Σ_seq coefficient · Σ_t m·ℓ: linear in ℓ, so chunks add up exactly.
+  optimizer.ZeroGrad();
+  std::vector<Seq*> rows;
+  for (auto& q : seqs) rows.push_back(&q);
+  for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
+    Packed p = Pack(micro, false, false);
+    const Tensor coef = p.advantages.to(torch::kFloat32).unsqueeze(1);
+    auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
+      return (lp * p.mask.slice(1, t0, t1) * coef).sum();
+    };
+    Backward(model, p, options, step.temperature, false, loss_fn);
+  }
+  if (step.skip_optimizer_step) return stats;
+  StepResult r = optimizer.Step();
+  stats.grad_norm = r.grad_norm;
+  stats.lr = r.lr;
   return stats;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/status.h"
@@ -20,6 +21,9 @@ struct SampleData {
   double reward = 0;
   bool truncated = false;                   // ended by the length cap or budget (no EOS)
   bool correct = false;                     // the first reward scored >= 1 (length shaping)
+  // Set by the caller (the process's shaping): used as is instead of the group advantage of
+  // `reward`. Either every non-empty sample of a batch carries one or none does.
+  std::optional<double> advantage;
 };
 
 struct GroupData {
@@ -54,12 +58,44 @@ struct RlStepStats {
   int64_t sequences = 0;
   int64_t response_tokens = 0;
   PolicyLossStats policy;   // merged over the last epoch
+  int64_t mastered_masked_tokens = 0;  // tokens DMMPT left out of the loss (mastered_token_mask)
 };
 
-// Advantages from each group's rewards, then ppo_epochs x mini_batches optimiser steps.
+// Advantages from each group's rewards (or the samples' own), then ppo_epochs x mini_batches
+// optimiser steps. With options.mastered_token_mask, UloRL's DMMPT drops mastered tokens of
+// correct samples from the loss (not from its normalisers): p from ℓ_old (the behaviour or
+// recomputed logprobs), the mean entropy from a no-grad pass of the policy before the update.
 Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
                                     const std::vector<GroupData>& groups,
                                     const LearnerRunOptions& options, const RlStepOptions& step);
+
+// One preference pair (DPO family): a prompt, the chosen response and M ≥ 1 rejected ones
+// (M = 1 but for LOGO; every pair of a batch has the same M).
+struct PreferencePairData {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> chosen;
+  std::vector<std::vector<int32_t>> rejected;
+};
+
+struct PreferenceStepStats {
+  double loss = 0;             // PreferenceLoss of the batch before the update
+  double reward_accuracy = 0;  // fraction of pairs whose implicit chosen reward is higher
+  double reward_margin = 0;    // mean implicit reward margin
+  double grad_norm = 0;
+  double lr = 0;
+  int64_t pairs = 0;
+  int64_t response_tokens = 0;
+};
+
+// One optimiser step on options.preference's loss (preference.h) in two passes, so streaming
+// backprop applies: a no-grad pass gives each sequence's log π total (and the reference's when
+// DPO/IPO need it), PreferenceSequenceGrads turns them into dL/d(total), and a chunked backward of
+// Σ_seq coefficient·Σ_t ℓ gives exactly the gradient of the direct loss. InvalidArgument for an
+// empty prompt or response, unequal M, or DPO/IPO without step.reference (unless reference_free).
+Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                                const std::vector<PreferencePairData>& pairs,
+                                                const LearnerRunOptions& options,
+                                                const RlStepOptions& step);
 
 struct SftExample {
   std::vector<int32_t> prompt;

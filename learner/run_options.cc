@@ -60,6 +60,14 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
                        (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
   o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
+  const auto& methods = c.GetStringList("length_shaping.methods");
+  o.drpo = std::find(methods.begin(), methods.end(), "drpo") != methods.end();
+  o.drpo_options.lambda = c.GetFloat("length_shaping.drpo_lambda");
+  o.drpo_options.tau = c.GetFloat("length_shaping.drpo_tau");
+  o.drpo_options.max_length = static_cast<double>(c.GetInt("rollout.max_new_tokens"));
+  o.mastered_token_mask = c.GetBool("algorithm.mastered_token_mask");
+  o.mastered.tau = c.GetFloat("algorithm.mastered_prob_threshold");
+  o.mastered.sigma = c.GetFloat("algorithm.mastered_entropy_threshold");
 
   // Preference family.
   if (o.family == ObjectiveFamily::kPreference) {

@@ -31,6 +31,13 @@ struct LearnerRunOptions {
   bool dynamic_sampling = false;
   int64_t max_num_gen_batches = 10;
   bool overlong_filtering = false;
+  // DRPO (length_shaping.methods "drpo"): its loss replaces the policy loss (preference.h);
+  // it needs learner.mini_batches = 1, and overlong_filtering and the DMMPT mask do not apply.
+  bool drpo = false;
+  DrpoOptions drpo_options;
+  // UloRL DMMPT (algorithm.mastered_token_mask, mastered_prob_threshold, ..._entropy_threshold).
+  bool mastered_token_mask = false;
+  MasteredTokenMaskOptions mastered;
   // Streaming backprop ([learner] streambp, logits_chunk_tokens, layer_chunk_tokens,
   // memory_budget_bytes; 0 budget = a quarter of the memory available at start-up).
   bool streambp = true;

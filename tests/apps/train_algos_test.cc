@@ -1,0 +1,483 @@
+// A real `chainrl train` run (launcher, learner, actors) with the shaping and curriculum methods
+// the learner process applies: LASER-D targets adapting and checkpointed, difficulty soft
+// weighting, DMMPT, difficulty-bucket sampling, DAPO dynamic sampling capped by
+// max_num_gen_batches, and a curriculum stage that changes the optimiser's learning rate and the
+// bucket weights.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+json ReadJson(const std::string& path) { return json::parse(ReadText(path), nullptr, false); }
+
+// `chainrl train CONFIG --run-dir DIR`; the exit code, or -1 after `seconds`.
+int Train(const std::string& config, const std::string& run_dir, double seconds,
+          const std::vector<std::string>& extra = {}) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    const std::string out = run_dir + ".out";
+    FILE* f = std::freopen(out.c_str(), "w", stdout);
+    (void)f;
+    dup2(1, 2);
+    std::vector<std::string> args = {CHAINRL_BIN, "train", config, "--run-dir", run_dir};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto t0 = Clock::now();
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::duration<double>(Clock::now() - t0).count() > seconds) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+TEST(TrainAlgosTest, ShapingCurriculumAndMaskingAreAppliedByTheProcess) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_algos_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "algos"
+seed = 5
+total_steps = 8
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 2
+num_train_examples = 500
+num_eval_examples = 8
+difficulty_buckets = ["d1", "d2"]
+bucket_weights = [0.0, 1.0]
+[sft]
+steps = 10
+batch_size = 16
+lr = 3e-3
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 48
+[actors]
+count = 2
+credits = 2
+heartbeat_interval_seconds = 0.2
+heartbeat_timeout_seconds = 5.0
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "grpo"
+loss_agg_mode = "token-mean"
+kl_coef = 0.0
+dynamic_sampling = true
+max_num_gen_batches = 1
+mastered_token_mask = true
+mastered_prob_threshold = 0.0
+mastered_entropy_threshold = 1000.0
+[length_shaping]
+methods = ["laser_d"]
+laser_target_tokens = 20
+laser_d_update_every = 2
+[curriculum]
+soft_weighting = "easy"
+[[curriculum.stages]]
+name = "later"
+start_step = 3
+overrides = { "learner.lr" = 2e-3, "data.bucket_weights" = [1.0, 0.0] }
+[checkpoint]
+every = 2
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 16, max_tokens = 48 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 240), 0) << ReadText(run + ".out");
+  const json s = ReadJson(run + "/summary.json");
+  ASSERT_TRUE(s.is_object()) << ReadText(run + ".out");
+  EXPECT_EQ(s["steps"], 8);
+
+  std::vector<json> steps;
+  std::ifstream events(run + "/events.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("event", "") == "step") steps.push_back(e);
+  }
+  ASSERT_EQ(steps.size(), 8u);
+  int64_t trained = 0, short_steps = 0, d1_after_stage = 0;
+  bool shaped_differs = false;
+  std::vector<int64_t> targets_before;
+  for (const json& h : steps) {
+    const int64_t step = h["step"].get<int64_t>();  // 1-based: the update just made
+    SCOPED_TRACE("step " + std::to_string(step) + ": " + h.dump());
+    // Dynamic sampling capped at one generation round: a step trains on what it has.
+    const int64_t groups = h["groups"].get<int64_t>();
+    EXPECT_GE(groups, 1);
+    EXPECT_LE(groups, 4);
+    trained += groups;
+    if (groups < 4) {
+      EXPECT_TRUE(h.value("gen_limit_reached", false));
+      EXPECT_GE(h["generated_groups"].get<int64_t>(), 4);
+      ++short_steps;
+    }
+    // LASER-D rewards: +1 (+0.5 within the target) correct, −0.5 wrong but ended, −1 truncated.
+    const double shaped = h["shaped_reward"].get<double>(), reward = h["reward"].get<double>();
+    EXPECT_GE(shaped, -1.0 - 1e-9);
+    EXPECT_LE(shaped, 1.5 + 1e-9);
+    if (std::abs(shaped - reward) > 1e-6) shaped_differs = true;
+    // Targets: 20 until the first monitor pass (before the 3rd update), then from the grid
+    // 3, 6, ..., 48 (max_new_tokens / 16 spacing) or the longest monitor response (≤ 48).
+    ASSERT_TRUE(h.contains("laser_d_targets"));
+    const auto t = h["laser_d_targets"].get<std::vector<int64_t>>();
+    ASSERT_EQ(t.size(), 3u);
+    if (step <= 2) {
+      EXPECT_EQ(t, (std::vector<int64_t>{20, 20, 20}));
+    }
+    EXPECT_EQ(h.value("laser_d_updated", false), step == 3 || step == 5 || step == 7);
+    if (step == 3) {
+      EXPECT_NE(t, (std::vector<int64_t>{20, 20, 20}));
+    }
+    for (int64_t v : t) {
+      EXPECT_GE(v, 1);
+      EXPECT_LE(v, 48);
+    }
+    // Soft weighting ("easy"): each group's weight is in [0, 1].
+    EXPECT_GE(h["soft_weight_mean"].get<double>(), 0.0);
+    EXPECT_LE(h["soft_weight_mean"].get<double>(), 1.0);
+    // DMMPT with τ = 0 and σ = 1000: every token of every correct sample leaves the loss.
+    const int64_t masked = h["mastered_masked_tokens"].get<int64_t>();
+    if (h["accuracy"].get<double>() == 0.0) {
+      EXPECT_EQ(masked, 0);
+    }
+    if (h["accuracy"].get<double>() > 0.0) {
+      EXPECT_GT(masked, 0);
+    }
+    if (h["accuracy"].get<double>() < 1.0) {
+      EXPECT_LT(masked, h["tokens"].get<int64_t>());
+    }
+    // The stage from step 3 on lowers the optimiser's learning rate from 1e-2 to 2e-3.
+    EXPECT_NEAR(h["lr"].get<double>(), step <= 3 ? 1e-2 : 2e-3, 1e-12);
+    // Bucket weights [0, 1]: only two-digit problems until the stage's [1, 0] takes over
+    // (groups drawn ahead of the switch may still be d2; at most 2 steps' worth are).
+    const json& d = h["difficulty"];
+    EXPECT_EQ(d.value("d1", 0) + d.value("d2", 0), groups);
+    if (step <= 3) {
+      EXPECT_EQ(d.value("d1", 0), 0);
+    }
+    if (step > 3) d1_after_stage += d.value("d1", 0);
+  }
+  EXPECT_TRUE(shaped_differs);
+  EXPECT_GT(d1_after_stage, 0);
+  EXPECT_EQ(s["steps_at_gen_limit"].get<int64_t>(), short_steps);
+  EXPECT_EQ(s["groups_trained"].get<int64_t>(), trained);
+  // The final checkpoint carries LASER-D's targets as the last step used them.
+  std::vector<std::string> ckpts;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
+    if (e.path().filename().string().rfind("step-", 0) == 0) ckpts.push_back(e.path().string());
+  ASSERT_FALSE(ckpts.empty());
+  std::sort(ckpts.begin(), ckpts.end(), [](const std::string& a, const std::string& b) {
+    return std::stoll(fs::path(a).filename().string().substr(5)) <
+           std::stoll(fs::path(b).filename().string().substr(5));
+  });
+  const json state = ReadJson(ckpts.back() + "/state.json")["state"];
+  ASSERT_TRUE(state.is_object());
+  EXPECT_EQ(state["shaping"]["laser_d"]["targets"], steps.back()["laser_d_targets"]);
+  EXPECT_EQ(state["shaping"]["laser_d"]["num_updates"], 3);
+  EXPECT_TRUE(state["difficulty_buckets"].is_object());
+  // Resumed for 4 more steps: LASER-D's targets and pending monitor groups come back from the
+  // checkpoint, so the pass at step index 8 runs and the count of passes goes on (5, not 1).
+  ASSERT_EQ(Train(config, run, 240,
+                  {"--set", "run.total_steps=12", "--set", "checkpoint.resume=\"latest\""}),
+            0)
+      << ReadText(run + ".out");
+  std::string last;
+  int64_t last_step = -1;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints")) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) == 0 && std::stoll(name.substr(5)) > last_step) {
+      last_step = std::stoll(name.substr(5));
+      last = e.path().string();
+    }
+  }
+  const json resumed = ReadJson(last + "/state.json")["state"];
+  ASSERT_TRUE(resumed.is_object());
+  EXPECT_EQ(resumed["step"], 12);
+  EXPECT_EQ(resumed["shaping"]["laser_d"]["num_updates"], 5);
+  const json& hist = resumed["history"];
+  int rl_steps = 0;
+  for (const json& h : hist) {
+    if (h.value("phase", "") != "rl") continue;
+    ++rl_steps;
+    if (h["step"] == 9) {
+      EXPECT_TRUE(h.value("laser_d_updated", false)) << h.dump();
+    }
+    if (h["step"].get<int64_t>() > 8) {
+      EXPECT_NEAR(h["lr"].get<double>(), 2e-3, 1e-12);  // still the stage's rate
+    }
+  }
+  EXPECT_EQ(rl_steps, 12);
+  fs::remove_all(dir);
+}
+
+std::vector<json> StepEvents(const std::string& run) {
+  std::vector<json> steps;
+  std::ifstream events(run + "/events.jsonl");
+  for (std::string line; std::getline(events, line);) {
+    json e = json::parse(line, nullptr, false);
+    if (e.is_object() && e.value("event", "") == "step") steps.push_back(e);
+  }
+  return steps;
+}
+
+// Offline DPO: prompt/chosen/rejected JSONL trained by the learner alone. At the first step the
+// policy is its own reference, so every pair's h is 0 and the loss is exactly log 2; training
+// on consistent preferences then opens a positive implicit-reward margin.
+TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_dpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  {
+    std::ofstream pairs(dir / "pairs.jsonl");
+    for (int i = 0; i < 12; ++i)
+      pairs << json({{"prompt", "What is " + std::to_string(i) + " + 1?"},
+                     {"chosen", std::to_string(i + 1)},
+                     {"rejected", "I do not know, maybe " + std::to_string(i + 7)}})
+                   .dump()
+            << "\n";
+  }
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "dpo"
+seed = 1
+total_steps = 6
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 256
+[data]
+source = "jsonl"
+train_files = [")" + (dir / "pairs.jsonl").string() +
+                               R"("]
+num_eval_examples = 0
+[rollout]
+prompts_per_step = 4
+[actors]
+count = 0
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "dpo"
+beta = 0.5
+[checkpoint]
+every = 3
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "unused"
+kind = "exact_match"
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 120), 0) << ReadText(run + ".out");
+  const json s = ReadJson(run + "/summary.json");
+  ASSERT_TRUE(s.is_object());
+  EXPECT_EQ(s["steps"], 6);
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 6u);
+  EXPECT_NEAR(steps[0]["loss"].get<double>(), std::log(2.0), 1e-5);
+  EXPECT_NEAR(steps[0]["reward_margin"].get<double>(), 0.0, 1e-5);
+  for (const json& h : steps) {
+    EXPECT_EQ(h["pairs"], 4);
+    EXPECT_EQ(h["phase"], "preference");
+  }
+  EXPECT_GT(steps.back()["reward_margin"].get<double>(), 0.05) << steps.back().dump();
+  EXPECT_LT(steps.back()["loss"].get<double>(), std::log(2.0));
+  EXPECT_GT(steps.back()["reward_accuracy"].get<double>(), 0.5);
+  fs::remove_all(dir);
+}
+
+// Online DPO: pairs from each group's best and worst rollouts, trained with actors.
+TEST(TrainAlgosTest, OnlineDpoPairsEachGroupsBestAndWorst) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_odpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "odpo"
+seed = 2
+total_steps = 4
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 32
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "dpo"
+preference_source = "online"
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 8, max_tokens = 32 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 4u);
+  int64_t pairs = 0;
+  for (const json& h : steps) {
+    // At most one pair per group; a pair exists only where rewards differ.
+    EXPECT_LE(h["pairs"].get<int64_t>(), 4);
+    pairs += h["pairs"].get<int64_t>();
+    if (h["pairs"].get<int64_t>() > 0 && h["step"] == 1) {
+      EXPECT_NEAR(h["loss"].get<double>(), std::log(2.0), 1e-5);  // policy == reference
+    }
+  }
+  EXPECT_GT(pairs, 0);
+  fs::remove_all(dir);
+}
+
+// DRPO: the reward becomes 1[correct] (so the step's shaped reward equals its accuracy) and its
+// loss over sequence scores replaces the policy loss.
+TEST(TrainAlgosTest, DrpoTrainsOnCorrectnessWithItsOwnLoss) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_drpo_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "drpo"
+seed = 4
+total_steps = 4
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 32
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "grpo"
+kl_coef = 0.0
+[length_shaping]
+methods = ["drpo"]
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 12, max_tokens = 32 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 4u);
+  for (const json& h : steps) {
+    EXPECT_NEAR(h["shaped_reward"].get<double>(), h["accuracy"].get<double>(), 1e-9) << h.dump();
+    EXPECT_TRUE(std::isfinite(h["loss"].get<double>()));
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
