@@ -191,6 +191,29 @@ class Dataset {
   std::vector<int64_t> drawn_;  // example index of group g, with difficulty buckets
 };
 
+// Checkpoint files of serialized messages: records of an 8-byte length, then the bytes.
+void AppendRecord(std::string* out, const std::string& record) {
+  const uint64_t n = record.size();
+  out->append(reinterpret_cast<const char*>(&n), 8);
+  *out += record;
+}
+
+Result<std::vector<std::string_view>> SplitRecords(const std::string& bytes,
+                                                   const std::string& what) {
+  std::vector<std::string_view> out;
+  size_t p = 0;
+  while (p < bytes.size()) {
+    uint64_t n = 0;
+    if (bytes.size() - p < 8) return Corrupt(what + ": truncated record length");
+    std::memcpy(&n, bytes.data() + p, 8);
+    p += 8;
+    if (n > bytes.size() - p) return Corrupt(what + ": truncated record");
+    out.emplace_back(bytes.data() + p, n);
+    p += n;
+  }
+  return out;
+}
+
 struct ActorInfo {
   std::string routing;  // ZeroMQ routing id of its work socket
   int64_t pending_credits = 0;
@@ -538,37 +561,26 @@ Status Learner::Resume(const std::string& spec) {
     CHAINRL_ASSIGN_OR_RETURN(ledger_, WorkLedger::FromJson(it->second, ledger_.options(), &clock_));
   }
   if (auto it = d.files.find("buffer.bin"); it != d.files.end()) {
-    // Accepted but untrained groups: length-prefixed trajectory envelopes.
-    const std::string& b = it->second;
-    size_t p = 0;
-    while (p + 8 <= b.size()) {
-      uint64_t n = 0;
-      std::memcpy(&n, b.data() + p, 8);
-      p += 8;
-      if (p + n > b.size()) return Corrupt(*dir + "/buffer.bin: truncated record");
+    // Accepted but untrained groups: trajectory envelopes.
+    CHAINRL_ASSIGN_OR_RETURN(auto records, SplitRecords(it->second, *dir + "/buffer.bin"));
+    for (std::string_view rec : records) {
       transport::Received r;
-      if (!r.envelope.ParseFromArray(b.data() + p, static_cast<int>(n)) ||
+      if (!r.envelope.ParseFromArray(rec.data(), static_cast<int>(rec.size())) ||
           !r.envelope.has_trajectory())
         return Corrupt(*dir + "/buffer.bin: a record does not parse");
-      p += n;
       // Re-accepted without the ledger (it already counts these groups as completed).
       CHAINRL_ASSIGN_OR_RETURN(Accepted a, MakeAccepted(r.envelope.trajectory()));
-      a.serialized = b.substr(p - n, n);
+      a.serialized = std::string(rec);
       buffer_.push_back(std::move(a));
     }
   }
   if (auto it = d.files.find("partials.bin"); it != d.files.end()) {
-    // Groups part-way through segment rollout: length-prefixed trajectories.
-    const std::string& b = it->second;
-    size_t p = 0;
-    while (p + 8 <= b.size()) {
-      uint64_t n = 0;
-      std::memcpy(&n, b.data() + p, 8);
-      p += 8;
+    // Groups part-way through segment rollout: trajectories.
+    CHAINRL_ASSIGN_OR_RETURN(auto records, SplitRecords(it->second, *dir + "/partials.bin"));
+    for (std::string_view rec : records) {
       wire::Trajectory t;
-      if (p + n > b.size() || !t.ParseFromArray(b.data() + p, static_cast<int>(n)))
-        return Corrupt(*dir + "/partials.bin: a record is truncated or does not parse");
-      p += n;
+      if (!t.ParseFromArray(rec.data(), static_cast<int>(rec.size())))
+        return Corrupt(*dir + "/partials.bin: a record does not parse");
       partials_[t.prompt_group_id()] = std::move(t);
     }
   }
@@ -606,21 +618,10 @@ Status Learner::Checkpoint() {
              {"difficulty_buckets", data_.BucketState()},
              {"torch_rng", CaptureTorchRng()}};
   d.files["ledger.json"] = ledger_.ToJson();
-  std::string buf;
-  for (const auto& a : buffer_) {
-    uint64_t n = a.serialized.size();
-    buf.append(reinterpret_cast<const char*>(&n), 8);
-    buf += a.serialized;
-  }
-  d.files["buffer.bin"] = buf;
-  std::string partials;
-  for (const auto& [gid, t] : partials_) {
-    const std::string one = t.SerializeAsString();
-    uint64_t n = one.size();
-    partials.append(reinterpret_cast<const char*>(&n), 8);
-    partials += one;
-  }
-  d.files["partials.bin"] = partials;
+  std::string& buf = d.files["buffer.bin"];
+  for (const auto& a : buffer_) AppendRecord(&buf, a.serialized);
+  std::string& partials = d.files["partials.bin"];
+  for (const auto& [gid, t] : partials_) AppendRecord(&partials, t.SerializeAsString());
   // Checkpoints are numbered by updates so far (SFT then RL), so "latest" is the newest.
   const int64_t key = sft_step_ + step_;
   auto t0 = Clock::now();

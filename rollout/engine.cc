@@ -51,6 +51,33 @@ void RolloutEngine::InvalidateKeptKv() {
     slot_kept_[static_cast<size_t>(k.slot)] = false;
   }
   kept_.clear();
+  stash_.clear();
+  stash_bytes_ = 0;
+}
+
+void RolloutEngine::Stash(const std::string& id, const Kept& kept) {
+  const int64_t len = cache_->length(kept.slot);
+  if (options_.kv_stash_bytes <= 0 || len <= 0) return;
+  Stashed st;
+  for (int64_t l = 0; l < cache_->num_layers(); ++l) {
+    st.k.push_back(cache_->k(l)[kept.slot].narrow(1, 0, len).clone());
+    st.v.push_back(cache_->v(l)[kept.slot].narrow(1, 0, len).clone());
+    st.bytes += 2 * st.k.back().numel() * st.k.back().element_size();
+  }
+  if (st.bytes > options_.kv_stash_bytes) return;
+  while (stash_bytes_ + st.bytes > options_.kv_stash_bytes && !stash_.empty()) {
+    auto oldest = stash_.begin();
+    for (auto it = stash_.begin(); it != stash_.end(); ++it)
+      if (it->second.order < oldest->second.order) oldest = it;
+    stash_bytes_ -= oldest->second.bytes;
+    stash_.erase(oldest);
+  }
+  st.response_len = kept.response_len;
+  st.prompt_len = kept.prompt_len;
+  st.order = stash_counter_++;
+  stash_bytes_ += st.bytes;
+  stash_[id] = std::move(st);
+  ++stats_.stashed;
 }
 
 Status RolloutEngine::Validate(const GenerationRequest& r) const {
@@ -166,7 +193,13 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       slot_kept_[static_cast<size_t>(it->second.slot)] = false;
       kept_.erase(it);
     }
-    if (!r.carried.empty()) ++stats_.reprefilled;
+    if (auto st = stash_.find(r.id); st != stash_.end() &&
+        (st->second.response_len != r.carried.size() ||
+         st->second.prompt_len != r.prompt.size() || r.carried.empty())) {
+      stash_bytes_ -= st->second.bytes;  // stale
+      stash_.erase(st);
+    }
+    if (!r.carried.empty() && !stash_.count(r.id)) ++stats_.reprefilled;
     waiting.push_back(static_cast<int64_t>(i));
   }
   size_t next_waiting = 0;
@@ -367,6 +400,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
             if (pass == 0) continue;
             for (auto it = kept_.begin(); it != kept_.end(); ++it)
               if (it->second.slot == s) {
+                Stash(it->first, it->second);
                 kept_.erase(it);
                 break;
               }
@@ -374,7 +408,26 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
             cache_->SetLength(s, 0);
             ++stats_.evicted;
           }
-          start_slot(s, waiting[next_waiting++]);
+          const int64_t i = waiting[next_waiting++];
+          start_slot(s, i);
+          const auto& r = requests[static_cast<size_t>(i)];
+          if (auto st = stash_.find(r.id); st != stash_.end()) {
+            // Its KV comes back from the stash: no prefill.
+            const int64_t len = st->second.k[0].size(1);
+            for (int64_t l = 0; l < cache_->num_layers(); ++l) {
+              cache_->k(l)[s].narrow(1, 0, len).copy_(st->second.k[static_cast<size_t>(l)]);
+              cache_->v(l)[s].narrow(1, 0, len).copy_(st->second.v[static_cast<size_t>(l)]);
+            }
+            cache_->SetLength(s, 0);
+            std::vector<int64_t> advance(static_cast<size_t>(n_slots), 0);
+            advance[static_cast<size_t>(s)] = len;
+            cache_->Advance(advance);
+            slots[static_cast<size_t>(s)].last_token = r.carried.back();
+            stash_bytes_ -= st->second.bytes;
+            stash_.erase(st);
+            ++stats_.restored;
+            continue;
+          }
           assign.push_back({s, slots[static_cast<size_t>(s)].req});
         }
       }

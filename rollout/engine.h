@@ -78,6 +78,11 @@ struct EngineOptions {
   bool continuous_batching = true;  // false: a new batch starts only when every slot is free
   bool share_prefix = true;         // false: every sample prefills its own prompt (baseline)
   int64_t prefill_chunk = 512;      // prompt tokens per prefill forward (bounds attention memory)
+  // Bytes of KV kept aside for paused samples: when a waiting request needs the slot of a paused
+  // sample, that sample's KV is copied here (oldest entries dropped first to stay within the
+  // bound) and copied back when it continues, instead of prefilling its prompt and carried tokens
+  // again. 0 disables the stash. Cleared with InvalidateKeptKv.
+  int64_t kv_stash_bytes = 0;
   // Called before every forward of Generate (each prefill of admitted samples and each decode
   // step). It may load new weights into the model in place: the batch in progress goes on with
   // the KV it has (computed under the earlier weights, as in-flight weight updates do), so a weight
@@ -98,6 +103,8 @@ struct EngineStats {
   int64_t resumed = 0;           // continuations that reused kept KV
   int64_t reprefilled = 0;       // continuations that had to prefill prompt + carried again
   int64_t evicted = 0;           // kept KV given up so that a waiting request could start
+  int64_t stashed = 0;           // ... of which copied to the KV stash
+  int64_t restored = 0;          // continuations whose KV came back from the stash
   int64_t version_changes = 0;   // times between_steps reported a new version during Generate
   int64_t version_changes_mid_sequence = 0;  // ... while some sample was part-way through
 };
@@ -143,6 +150,17 @@ class RolloutEngine {
   };
   std::unordered_map<std::string, Kept> kept_;
   std::vector<bool> slot_kept_;
+  // KV of paused samples moved out of their slots (EngineOptions::kv_stash_bytes).
+  struct Stashed {
+    std::vector<torch::Tensor> k, v;  // per layer [kv_heads, len, head_dim]
+    size_t response_len = 0, prompt_len = 0;
+    int64_t bytes = 0;
+    uint64_t order = 0;  // insertion order: the oldest is dropped first
+  };
+  void Stash(const std::string& id, const Kept& kept);
+  std::unordered_map<std::string, Stashed> stash_;
+  int64_t stash_bytes_ = 0;
+  uint64_t stash_counter_ = 0;
   EngineStats stats_;
 };
 

@@ -274,6 +274,64 @@ TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
 // and goes on. Tokens before the swap are those of a run without it; every token records the
 // version that produced it; nothing is prefilled again; and the tokens after the swap carry the
 // logprobs of the new weights reading the KV the old weights wrote (recomputed here by hand).
+// More requests than slots: a sample paused at its segment end gives its slot to a waiting one.
+// With a KV stash its KV is copied aside and back (no prefill again); without one, or with a
+// stash too small to hold it, it is prefilled again. Tokens equal one uninterrupted generation.
+TEST(EngineTest, KvStashResumesPausedSamplesWithoutPrefill) {
+  auto m = TinyModel(9);
+  std::vector<GenerationRequest> full;
+  for (int i = 0; i < 5; ++i) full.push_back(Req("k" + std::to_string(i), {i + 2, 5, 1}, 18, 90 + i));
+  RolloutEngine whole(m, Opts(2));
+  auto want = whole.Generate(full);
+  ASSERT_TRUE(want.ok());
+  for (int64_t stash : {int64_t{0}, int64_t{64}, int64_t{1} << 24}) {
+    EngineOptions o = Opts(2);
+    o.kv_stash_bytes = stash;
+    RolloutEngine seg(m, o);
+    std::vector<GenerationRequest> cur = full;
+    for (auto& r : cur) r.segment_tokens = 4;
+    std::vector<std::vector<int32_t>> got(cur.size());
+    std::vector<std::vector<float>> lps(cur.size());
+    std::vector<bool> done(cur.size(), false);
+    for (int round = 0; round < 20; ++round) {
+      std::vector<GenerationRequest> todo;
+      std::vector<size_t> which;
+      for (size_t i = 0; i < cur.size(); ++i)
+        if (!done[i]) {
+          todo.push_back(cur[i]);
+          which.push_back(i);
+        }
+      if (todo.empty()) break;
+      auto res = seg.Generate(todo);
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      for (size_t j = 0; j < todo.size(); ++j) {
+        const size_t i = which[j];
+        got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
+        lps[i].insert(lps[i].end(), (*res)[j].logprobs.begin(), (*res)[j].logprobs.end());
+        cur[i].carried = got[i];
+        done[i] = (*res)[j].finish != FinishReason::kUnfinished;
+      }
+    }
+    for (size_t i = 0; i < cur.size(); ++i) {
+      EXPECT_EQ(got[i], (*want)[i].tokens) << "request " << i << " stash " << stash;
+      ASSERT_EQ(lps[i].size(), (*want)[i].logprobs.size());
+      for (size_t t = 0; t < lps[i].size(); ++t)
+        EXPECT_NEAR(lps[i][t], (*want)[i].logprobs[t], 1e-4);
+    }
+    const auto& st = seg.stats();
+    EXPECT_GT(st.evicted, 0) << "5 requests on 2 slots pause and give up slots";
+    if (stash >= (int64_t{1} << 24)) {
+      EXPECT_EQ(st.stashed, st.evicted);
+      EXPECT_EQ(st.restored, st.stashed);
+      EXPECT_EQ(st.reprefilled, 0);
+    } else {
+      EXPECT_EQ(st.stashed, 0) << "a 64-byte stash holds no sequence's KV";
+      EXPECT_EQ(st.restored, 0);
+      EXPECT_GT(st.reprefilled, 0);
+    }
+  }
+}
+
 TEST(EngineTest, WeightsSwapBetweenDecodeStepsWithoutRestartingTheBatch) {
   auto m = TinyModel(7);
   auto fresh = TinyModel(8);
