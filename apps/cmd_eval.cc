@@ -1,5 +1,6 @@
 // `chainrl eval`: held-out evaluation of a model directory on a JSONL file or a built-in task's
 // held-out split, scored with the run config's rewards (accuracy, mean reward, length, truncation).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -15,6 +16,7 @@
 #include "data/tasks.h"
 #include "model/model_io.h"
 #include "rewards/reward_config.h"
+#include "rollout/embedding_cache.h"
 #include "rollout/evaluate.h"
 #include "rollout/prompting.h"
 
@@ -139,6 +141,18 @@ int RunEval(const std::vector<std::string>& argv) {
           std::to_string((*model)->config().vocab_size) + " (config.json vocab_size)"));
 
     rollout::EvalOptions eo;
+    // Examples that carry precomputed prompt embeddings splice them at data.embedding_placeholder.
+    if (std::any_of(examples->begin(), examples->end(),
+                    [](const data::Example& e) { return !e.embeddings.empty(); })) {
+      auto id = (*prompts)->SingleTokenId(cfg->GetString("data.embedding_placeholder"),
+                                          "data.embedding_placeholder");
+      if (!id.ok()) return ReportError(id.status());
+      eo.placeholder_token_id = *id;
+      rollout::EmbeddingCacheOptions co;
+      co.set_max_bytes(cfg->GetInt("rollout.embedding_cache_bytes"))
+          .set_hidden_size((*model)->config().hidden_size);
+      eo.embedding_cache = std::make_shared<rollout::EmbeddingCache>(co);
+    }
     eo.max_new_tokens = max_new > 0 ? max_new : cfg->GetInt("rollout.max_new_tokens");
     eo.temperature = temperature;
     eo.max_batch = cfg->GetInt("rollout.max_batch_size");

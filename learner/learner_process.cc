@@ -316,7 +316,7 @@ class Learner {
   std::map<uint64_t, wire::Trajectory> partials_;
   // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
   // learner's prefill of the policy update; actors hold their own cache.
-  std::unique_ptr<rollout::EmbeddingCache> embeddings_;
+  std::shared_ptr<rollout::EmbeddingCache> embeddings_;
   int32_t placeholder_id_ = -1;
   int64_t segments_received_ = 0;
   int64_t gen_limit_steps_ = 0;    // steps trained short at algorithm.max_num_gen_batches
@@ -424,21 +424,13 @@ Status Learner::SetupEmbeddings() {
   if (text.empty())
     return InvalidArgument("data.embedding_placeholder: the data carries prompt embeddings (" +
                            first->source + ") but no placeholder token is set");
-  const Tokenizer& tok = prompts_->tokenizer();
-  std::optional<int32_t> id = tok.TokenToId(text);
-  if (!id) {
-    auto ids = tok.Encode(text);
-    if (ids.ok() && ids->size() == 1) id = (*ids)[0];
-  }
-  if (!id)
-    return InvalidArgument("data.embedding_placeholder: '" + text +
-                           "' is not one token of the tokenizer in " + tokenizer_dir_);
-  placeholder_id_ = *id;
+  CHAINRL_ASSIGN_OR_RETURN(placeholder_id_,
+                           prompts_->SingleTokenId(text, "data.embedding_placeholder"));
   rollout::EmbeddingCacheOptions eo;
   eo.set_max_bytes(c_.GetInt("rollout.embedding_cache_bytes"))
       .set_hidden_size(model_->config().hidden_size)
       .set_metrics(metrics_.get());
-  embeddings_ = std::make_unique<rollout::EmbeddingCache>(eo);
+  embeddings_ = std::make_shared<rollout::EmbeddingCache>(eo);
   CHAINRL_LOG(kInfo) << "prompt embeddings: spliced at token " << placeholder_id_ << " ('" << text
                      << "'), cache of " << c_.GetInt("rollout.embedding_cache_bytes") << " bytes";
   return Status::Ok();
@@ -641,6 +633,8 @@ Status Learner::Evaluate(const std::string& label, json* out) {
   eo.max_new_tokens = c_.GetInt("rollout.max_new_tokens");
   eo.max_batch = c_.GetInt("rollout.max_batch_size");
   eo.stop_strings = c_.GetStringList("rollout.stop_strings");
+  eo.embedding_cache = embeddings_;
+  eo.placeholder_token_id = placeholder_id_;
   model_->eval();
   CHAINRL_ASSIGN_OR_RETURN(auto r, rollout::Evaluate(*model_, *prompts_, *rewards_, data_.eval(), eo));
   json j = {{"label", label},

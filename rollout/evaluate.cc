@@ -55,6 +55,13 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
                         static_cast<uint64_t>(s)};
       r.stop_strings = options.stop_strings;
       r.stop_token_ids = options.stop_token_ids;
+      if (!examples[i].embeddings.empty()) {
+        if (!options.embedding_cache)
+          return InvalidArgument("evaluation: example " + examples[i].source +
+                                 " carries prompt embeddings but no embedding cache was given");
+        CHAINRL_ASSIGN_OR_RETURN(r.embeddings, ParseEmbeddingRef(examples[i].embeddings));
+        r.placeholder_token_id = options.placeholder_token_id;
+      }
       requests.push_back(std::move(r));
     }
   }
@@ -63,6 +70,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
   eo.max_batch = std::min<int64_t>(options.max_batch, static_cast<int64_t>(requests.size()));
   eo.max_seq_len = longest_prompt + options.max_new_tokens;
   eo.eos_token_ids = prompts.stop_token_ids();
+  eo.embedding_cache = options.embedding_cache;
   const Tokenizer& tok = prompts.tokenizer();
   if (!options.stop_strings.empty()) {
     eo.token_bytes = [&tok](int32_t id) {

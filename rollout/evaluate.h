@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ class DecoderModel;
 
 namespace chainrl::rollout {
 
+class EmbeddingCache;
+
 struct EvalOptions {
   int64_t max_new_tokens = 512;  // response cap per sample
   double temperature = 0.0;      // 0 = greedy
@@ -27,6 +30,10 @@ struct EvalOptions {
   std::vector<int32_t> stop_token_ids;  // in addition to prompts.stop_token_ids()
   int64_t top_k = 0;                    // 0 disables
   double top_p = 1.0;                   // 1 disables
+  // For examples that carry prompt embeddings (data::Example::embeddings): where they are looked
+  // up, and the token they are spliced at. Such an example without a cache is an error.
+  std::shared_ptr<EmbeddingCache> embedding_cache;
+  int32_t placeholder_token_id = -1;
 };
 
 struct EvalRecord {

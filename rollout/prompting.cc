@@ -215,4 +215,14 @@ Result<std::string> PromptRenderer::DecodeResponse(const std::vector<int32_t>& i
   return tokenizer_.Decode(known, /*skip_special=*/true);
 }
 
+Result<int32_t> PromptRenderer::SingleTokenId(const std::string& text,
+                                              const std::string& key) const {
+  if (text.empty()) return InvalidArgument(key + ": empty, not a token");
+  if (auto id = tokenizer_.TokenToId(text)) return *id;
+  auto ids = tokenizer_.Encode(text);
+  if (ids.ok() && ids->size() == 1) return (*ids)[0];
+  return InvalidArgument(key + ": '" + text + "' is not one token of the tokenizer in " +
+                         options_.tokenizer_dir);
+}
+
 }  // namespace chainrl::rollout

@@ -62,6 +62,9 @@ class PromptRenderer {
   std::optional<int32_t> end_of_turn_id() const { return end_of_turn_id_; }
   const Tokenizer& tokenizer() const { return tokenizer_; }
   const PromptOptions& options() const { return options_; }
+  // The id of `text` when it is exactly one token of the tokenizer (a special token or one that
+  // encodes to a single id); else InvalidArgument naming `key` (the config key it came from).
+  Result<int32_t> SingleTokenId(const std::string& text, const std::string& key) const;
 
   // The text Render() encodes (for logs and for the reward's `prompt` field).
   Result<std::string> RenderText(const data::Example& example) const;

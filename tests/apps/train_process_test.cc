@@ -371,8 +371,9 @@ TEST(TrainProcessTest, PromptEmbeddingsAreCachedByActorsAndTheLearner) {
             << ").\", \"answer\": \"" << i << "\", \"embeddings\": \"emb.safetensors#e" << i
             << "\"}\n";
     for (int i = 0; i < 4; ++i)
-      eval << "{\"id\": \"q" << i << "\", \"prompt\": \"Describe " << i << ".\", \"answer\": \""
-           << i << "\"}\n";
+      eval << "{\"id\": \"q" << i << "\", \"prompt\": \"Describe @ and @ (" << i
+           << ").\", \"answer\": \"" << i << "\", \"embeddings\": \"emb.safetensors#e" << i
+           << "\"}\n";
   }
   const std::string cfg = WriteConfig(dir, "");
   auto args = [&](const std::string& placeholder) {
@@ -386,10 +387,11 @@ TEST(TrainProcessTest, PromptEmbeddingsAreCachedByActorsAndTheLearner) {
   ASSERT_EQ(WaitFor(StartTrain(cfg, run, args("@")), 240), 0) << ReadText(run + ".out");
   json s = ReadJson(run + "/summary.json");
   ExpectConsistentSummary(s, 4, 4);
-  // The learner: one lookup per accepted group, one load per distinct prompt.
+  // The learner: a lookup per accepted group and per evaluated prompt, one load per distinct
+  // prompt.
   const json& lc = s["prompt_embedding_cache"];
   ASSERT_TRUE(lc.is_object()) << s.dump(1);
-  EXPECT_EQ(lc["hits"].get<int64_t>() + lc["misses"].get<int64_t>(),
+  EXPECT_GE(lc["hits"].get<int64_t>() + lc["misses"].get<int64_t>(),
             s["groups_accepted"].get<int64_t>());
   EXPECT_GT(lc["misses"].get<int64_t>(), 0);
   EXPECT_LE(lc["misses"].get<int64_t>(), kPrompts);
@@ -411,6 +413,17 @@ TEST(TrainProcessTest, PromptEmbeddingsAreCachedByActorsAndTheLearner) {
   EXPECT_LE(misses, 2 * kPrompts) << "at most one load per prompt and actor";
   EXPECT_GT(hits, 0) << "later segments reuse the cached embeddings";
   EXPECT_GT(s["segments_continued"].get<int64_t>(), 0);
+  // `chainrl eval` splices them too.
+  const std::string eval_cmd = std::string(CHAINRL_BIN) + " eval --model " + run +
+                               "/export --data " + dir + "/eval.jsonl --set " +
+                               "'data.embedding_placeholder=\"@\"' > " + dir + "/eval.out 2>&1";
+  EXPECT_EQ(std::system(eval_cmd.c_str()), 0) << ReadText(dir + "/eval.out");
+  const std::string no_placeholder = std::string(CHAINRL_BIN) + " eval --model " + run +
+                                     "/export --data " + dir + "/eval.jsonl > " + dir +
+                                     "/eval2.out 2>&1";
+  EXPECT_NE(std::system(no_placeholder.c_str()), 0);
+  EXPECT_NE(ReadText(dir + "/eval2.out").find("data.embedding_placeholder"), std::string::npos)
+      << ReadText(dir + "/eval2.out");
 
   const std::string bad = dir + "/bad";
   EXPECT_NE(WaitFor(StartTrain(cfg, bad, args("@@")), 120), 0);
