@@ -515,15 +515,27 @@ int RunTrain(const std::vector<std::string>& argv) {
     log::SetRole("launcher");
     auto cfg = LoadConfig(path, sets);
     if (!cfg.ok()) return ReportError(cfg.status());
+    // The learner's options are checked here too, so that a bad combination is reported before
+    // any process starts.
+    auto lo = learner::LearnerOptionsFromConfig(*cfg);
+    if (!lo.ok()) return ReportError(lo.status());
+    // Offline preference training (the DPO family on prompt/chosen/rejected data): the learner
+    // trains alone, so no actors are started and no reward is needed.
+    const bool offline = lo->family == learner::ObjectiveFamily::kPreference &&
+                         cfg->GetString("algorithm.preference_source") == "offline";
+    if (offline && cfg->GetInt("actors.count") > 0) {
+      CHAINRL_LOG(kInfo) << "offline " << lo->algorithm
+                         << ": the learner trains on the pairs alone; no actors are started";
+      sets.push_back("actors.count=0");
+      cfg = LoadConfig(path, sets);
+      if (!cfg.ok()) return ReportError(cfg.status());
+    }
     // Reward plugins are loaded (in worker processes) and checked before anything starts: a
     // missing file, a non-library, a missing entry point or another ABI version is exit 2.
-    {
+    if (!offline || !cfg->GetArray("rewards").empty()) {
       auto rewards = rewards::CreateRewardPool(*cfg);
       if (!rewards.ok()) return ReportError(rewards.status());
     }
-    // The learner's options are checked here too, so that a bad combination is reported before
-    // any process starts.
-    if (auto lo = learner::LearnerOptionsFromConfig(*cfg); !lo.ok()) return ReportError(lo.status());
     if (check_only) {
       std::printf("%s: OK\n", path.c_str());
       return kExitOk;

@@ -464,8 +464,10 @@ Status Learner::Setup() {
   rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
   tokenizer_dir_ = po.tokenizer_dir;
   CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
-  CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
-  if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
+  if (!offline_preference_ || !c_.GetArray("rewards").empty()) {  // offline DPO needs none
+    CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
+    if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
+  }
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path")));
   LedgerOptions lo;
   lo.heartbeat_timeout =
@@ -627,7 +629,7 @@ Status Learner::Checkpoint() {
 }
 
 Status Learner::Evaluate(const std::string& label, json* out) {
-  if (data_.eval().empty()) return Status::Ok();
+  if (data_.eval().empty() || !rewards_) return Status::Ok();
   WriteProgress("eval");
   rollout::EvalOptions eo;
   eo.max_new_tokens = c_.GetInt("rollout.max_new_tokens");

@@ -318,8 +318,6 @@ train_files = [")" + (dir / "pairs.jsonl").string() +
 num_eval_examples = 0
 [rollout]
 prompts_per_step = 4
-[actors]
-count = 0
 [learner]
 threads = 1
 lr = 1e-2
@@ -330,12 +328,13 @@ beta = 0.5
 every = 3
 [metrics]
 progress_interval_seconds = 0
-[[rewards]]
-name = "unused"
-kind = "exact_match"
 )";
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 120), 0) << ReadText(run + ".out");
+  // No [[rewards]] and no actors are needed: the launcher starts none.
+  EXPECT_NE(ReadText(run + ".out").find("no actors are started"), std::string::npos)
+      << ReadText(run + ".out");
+  EXPECT_TRUE(ReadJson(run + "/processes.json")["actors"].empty());
   const json s = ReadJson(run + "/summary.json");
   ASSERT_TRUE(s.is_object());
   EXPECT_EQ(s["steps"], 6);
