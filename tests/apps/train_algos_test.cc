@@ -20,49 +20,22 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/apps/train_run.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-json ReadJson(const std::string& path) { return json::parse(ReadText(path), nullptr, false); }
+using chainrl::testing::ReadJson;
+using chainrl::testing::ReadText;
+using chainrl::testing::StepEvents;
 
 // `chainrl train CONFIG --run-dir DIR`; the exit code, or -1 after `seconds`.
 int Train(const std::string& config, const std::string& run_dir, double seconds,
           const std::vector<std::string>& extra = {}) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    const std::string out = run_dir + ".out";
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    dup2(1, 2);
-    std::vector<std::string> args = {CHAINRL_BIN, "train", config, "--run-dir", run_dir};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  const auto t0 = Clock::now();
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::duration<double>(Clock::now() - t0).count() > seconds) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+  return chainrl::testing::WaitFor(chainrl::testing::StartTrain(config, run_dir, extra), seconds);
 }
 
 TEST(TrainAlgosTest, ShapingCurriculumAndMaskingAreAppliedByTheProcess) {
@@ -265,16 +238,6 @@ options = { target_tokens = 16, max_tokens = 48 }
   }
   EXPECT_EQ(rl_steps, 12);
   fs::remove_all(dir);
-}
-
-std::vector<json> StepEvents(const std::string& run) {
-  std::vector<json> steps;
-  std::ifstream events(run + "/events.jsonl");
-  for (std::string line; std::getline(events, line);) {
-    json e = json::parse(line, nullptr, false);
-    if (e.is_object() && e.value("event", "") == "step") steps.push_back(e);
-  }
-  return steps;
 }
 
 // Offline DPO: prompt/chosen/rejected JSONL trained by the learner alone. At the first step the

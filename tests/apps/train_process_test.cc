@@ -20,12 +20,18 @@
 #include <nlohmann/json.hpp>
 
 #include "core/wire.h"
+#include "tests/apps/train_run.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using chainrl::testing::ReadJson;
+using chainrl::testing::ReadText;
+using chainrl::testing::StartTrain;
+using chainrl::testing::StepEvents;
+using chainrl::testing::WaitFor;
 
 std::string Dir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("chainrl_train_" + std::to_string(getpid()) + "_" + name);
@@ -94,55 +100,6 @@ options = { target_tokens = 16, max_tokens = 48 }
   return path;
 }
 
-json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return json::parse(ss.str(), nullptr, false);
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// `chainrl train CONFIG --run-dir DIR [args]` as a child process; output to DIR/train.out.
-pid_t StartTrain(const std::string& config, const std::string& run_dir,
-                 const std::vector<std::string>& extra = {}) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::string out = run_dir + ".out";
-    FILE* f = std::freopen(out.c_str(), "w", stdout);
-    (void)f;
-    dup2(1, 2);
-    std::vector<std::string> args = {CHAINRL_BIN, "train", config, "--run-dir", run_dir};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-// Waits for `pid` up to `seconds`; the exit code, or -1 (killed after the timeout).
-int WaitFor(pid_t pid, double seconds) {
-  auto t0 = Clock::now();
-  int status = 0;
-  while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::duration<double>(Clock::now() - t0).count() > seconds) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
-}
-
 // Waits until RUN_DIR/progress.json reports an RL step >= `step`.
 bool WaitForStep(const std::string& run_dir, int64_t step, double seconds) {
   auto t0 = Clock::now();
@@ -195,11 +152,7 @@ TEST(TrainProcessTest, EndToEndRewardImprovesAndSummaryIsComplete) {
   EXPECT_LE(s["samples_multi_version"].get<int64_t>(), 8 * s["groups_accepted"].get<int64_t>());
   // Reward over the first steps vs the last: RL moves the policy toward what is rewarded.
   std::vector<double> rewards;
-  std::ifstream events(run + "/events.jsonl");
-  for (std::string line; std::getline(events, line);) {
-    json e = json::parse(line, nullptr, false);
-    if (e.is_object() && e.value("event", "") == "step") rewards.push_back(e.value("reward", 0.0));
-  }
+  for (const json& e : StepEvents(run)) rewards.push_back(e.value("reward", 0.0));
   ASSERT_EQ(rewards.size(), 12u) << "one step event per update";
   const double first = (rewards[0] + rewards[1] + rewards[2]) / 3;
   const double last = (rewards[9] + rewards[10] + rewards[11]) / 3;

@@ -23,6 +23,7 @@
 
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
+#include "tests/apps/train_run.h"
 
 namespace chainrl::metrics {
 namespace {
@@ -30,6 +31,9 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using ::chainrl::testing::ReadJson;
+using ::chainrl::testing::ReadText;
+using ::chainrl::testing::StartTrain;
 
 const std::string kSource = CHAINRL_SOURCE_DIR;
 const std::string kDashboard = kSource + "/dashboards/grafana/dashboards/chainrl.json";
@@ -55,15 +59,6 @@ std::string PanelKey(const std::string& where) {
   return where.substr(a + p.size(), b - a - p.size()) + "/" +
          where.substr(b + std::string("' > target ").size());
 }
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-json ReadJson(const std::string& path) { return json::parse(ReadText(path), nullptr, false); }
 
 // The small run of tests/apps/train_process_test.cc (byte tokenizer, SFT warm-up, GRPO with 2
 // actors, a length reward) with a 2-layer model and a lower learning rate, so that the RL phase
@@ -127,23 +122,6 @@ options = { target_tokens = 16, max_tokens = 96 }
   const std::string path = dir + "/run.toml";
   std::ofstream(path) << text;
   return path;
-}
-
-// `chainrl train CONFIG --run-dir RUN` as a child process, output to RUN.out.
-pid_t StartTrain(const std::string& config, const std::string& run_dir) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    const std::string out = run_dir + ".out";
-    if (std::freopen(out.c_str(), "w", stdout) == nullptr) _exit(127);
-    dup2(1, 2);
-    std::vector<std::string> args = {CHAINRL_BIN, "train", config, "--run-dir", run_dir};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
 }
 
 std::string Join(const std::vector<std::string>& lines) {
