@@ -306,8 +306,7 @@ Status Actor::GenerateAndSend() {
     rollout::GenerationRequest r;
     r.id = std::to_string(item.lease_id()) + ":" + std::to_string(j.sample_index);
     r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
-    r.carried = j.carried;
-    if (static_cast<int64_t>(r.carried.size()) >= cap) r.carried.resize(static_cast<size_t>(cap - 1));
+    r.carried = j.carried;  // shorter than cap: checked when the work item was decoded
     r.sampling.temperature = item.sampling().temperature();
     r.sampling.top_k = item.sampling().top_k();
     r.sampling.top_p = item.sampling().top_p();
@@ -433,15 +432,7 @@ Status Actor::GenerateAndSend() {
       auto* seg = s->mutable_completion();
       for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
       for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
-      auto* runs = seg->mutable_policy_versions();
-      for (int64_t v : r.versions) {
-        if (runs->versions_size() > 0 && runs->versions(runs->versions_size() - 1) == v) {
-          runs->set_lengths(runs->lengths_size() - 1, runs->lengths(runs->lengths_size() - 1) + 1);
-        } else {
-          runs->add_versions(v);
-          runs->add_lengths(1);
-        }
-      }
+      *seg->mutable_policy_versions() = wire::CompressPolicyVersions(r.versions);
       s->mutable_timings()->set_generate_seconds(Seconds(t0, t1));
       if (score_of[k] < 0) {
         s->set_finish_reason(wire::FINISH_UNFINISHED);
@@ -496,11 +487,8 @@ Status Actor::Run() {
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir));
   model_->eval();
   CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(config_));
-  rollout::EmbeddingCacheOptions eco;
-  eco.set_max_bytes(config_.GetInt("rollout.embedding_cache_bytes"))
-      .set_hidden_size(model_->config().hidden_size)
-      .set_metrics(metrics_.get());
-  embeddings_ = std::make_shared<rollout::EmbeddingCache>(eco);
+  embeddings_ =
+      rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
   const auto hb_interval = milliseconds(
       static_cast<int64_t>(config_.GetFloat("actors.heartbeat_interval_seconds") * 1000));
   const auto silence_limit = milliseconds(

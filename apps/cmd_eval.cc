@@ -148,10 +148,7 @@ int RunEval(const std::vector<std::string>& argv) {
                                           "data.embedding_placeholder");
       if (!id.ok()) return ReportError(id.status());
       eo.placeholder_token_id = *id;
-      rollout::EmbeddingCacheOptions co;
-      co.set_max_bytes(cfg->GetInt("rollout.embedding_cache_bytes"))
-          .set_hidden_size((*model)->config().hidden_size);
-      eo.embedding_cache = std::make_shared<rollout::EmbeddingCache>(co);
+      eo.embedding_cache = rollout::MakeEmbeddingCache(*cfg, (*model)->config().hidden_size);
     }
     eo.max_new_tokens = max_new > 0 ? max_new : cfg->GetInt("rollout.max_new_tokens");
     eo.temperature = temperature;

@@ -521,8 +521,7 @@ int RunTrain(const std::vector<std::string>& argv) {
     if (!lo.ok()) return ReportError(lo.status());
     // Offline preference training (the DPO family on prompt/chosen/rejected data): the learner
     // trains alone, so no actors are started and no reward is needed.
-    const bool offline = lo->family == learner::ObjectiveFamily::kPreference &&
-                         cfg->GetString("algorithm.preference_source") == "offline";
+    const bool offline = lo->offline_preference;
     if (offline && cfg->GetInt("actors.count") > 0) {
       CHAINRL_LOG(kInfo) << "offline " << lo->algorithm
                          << ": the learner trains on the pairs alone; no actors are started";

@@ -188,6 +188,12 @@ Status ValidateWorkItem(const WorkItem& w, const Path& path, const Limits& lim) 
                          std::to_string(c.sample_index()) + " appears twice");
     seen[c.sample_index()] = true;
     CHAINRL_RETURN_IF_ERROR(ValidateSegment(c.segment(), p + ".segment", lim));
+    // A carried sample is unfinished: it has room for at least one more token.
+    const uint32_t cap = w.max_new_tokens() > 0 ? w.max_new_tokens() : w.token_budget();
+    CHAINRL_WIRE_REQUIRE(static_cast<uint32_t>(c.segment().token_ids_size()) < cap,
+                         p + ".segment",
+                         std::to_string(c.segment().token_ids_size()) +
+                             " tokens already reach the response cap " + std::to_string(cap));
   }
   return Status::Ok();
 }
@@ -489,6 +495,18 @@ std::vector<int64_t> ExpandPolicyVersions(const PolicyVersionRuns& runs) {
   for (int i = 0; i < runs.versions_size() && i < runs.lengths_size(); ++i)
     out.insert(out.end(), runs.lengths(i), runs.versions(i));
   return out;
+}
+
+void AppendPolicyVersionRuns(PolicyVersionRuns* runs, const PolicyVersionRuns& tail) {
+  for (int k = 0; k < tail.versions_size(); ++k) {
+    const int last = runs->versions_size() - 1;
+    if (last >= 0 && runs->versions(last) == tail.versions(k)) {
+      runs->set_lengths(last, runs->lengths(last) + tail.lengths(k));
+    } else {
+      runs->add_versions(tail.versions(k));
+      runs->add_lengths(tail.lengths(k));
+    }
+  }
 }
 
 int64_t OldestPolicyVersion(const PolicyVersionRuns& runs) {

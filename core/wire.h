@@ -114,6 +114,9 @@ ErrorCode ErrorCodeFor(RejectReason reason);
 // valid run list (see Validate).
 PolicyVersionRuns CompressPolicyVersions(std::span<const int64_t> per_token);
 std::vector<int64_t> ExpandPolicyVersions(const PolicyVersionRuns& runs);
+// Appends `tail` to `runs` (the tokens of a later segment), joining a first run of `tail` to the
+// last run of `runs` when their versions are equal.
+void AppendPolicyVersionRuns(PolicyVersionRuns* runs, const PolicyVersionRuns& tail);
 // The oldest version in `runs`, or INT64_MAX when empty.
 int64_t OldestPolicyVersion(const PolicyVersionRuns& runs);
 

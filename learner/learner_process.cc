@@ -191,6 +191,10 @@ class Dataset {
   std::vector<int64_t> drawn_;  // example index of group g, with difficulty buckets
 };
 
+json EmbeddingCacheJson(const rollout::EmbeddingCacheStats& s) {
+  return {{"hits", s.hits}, {"misses", s.misses}, {"evictions", s.evictions}, {"bytes", s.bytes}};
+}
+
 // Checkpoint files of serialized messages: records of an 8-byte length, then the bytes.
 void AppendRecord(std::string* out, const std::string& record) {
   const uint64_t n = record.size();
@@ -410,12 +414,13 @@ Status Learner::ApplyStage() {
 
 Status Learner::SetupEmbeddings() {
   const data::Example* first = nullptr;
+  std::set<std::string> files;  // each checked once: many examples share one file
   for (const auto* set : {&data_.train(), &data_.eval()})
     for (const auto& ex : *set) {
       if (ex.embeddings.empty()) continue;
       if (!first) first = &ex;
       const std::string file = ex.embeddings.substr(0, ex.embeddings.rfind('#'));
-      if (!fs::exists(file))
+      if (files.insert(file).second && !fs::exists(file))
         return InvalidArgument(ex.source + ": prompt embeddings file '" + file +
                                "' does not exist");
     }
@@ -426,11 +431,7 @@ Status Learner::SetupEmbeddings() {
                            first->source + ") but no placeholder token is set");
   CHAINRL_ASSIGN_OR_RETURN(placeholder_id_,
                            prompts_->SingleTokenId(text, "data.embedding_placeholder"));
-  rollout::EmbeddingCacheOptions eo;
-  eo.set_max_bytes(c_.GetInt("rollout.embedding_cache_bytes"))
-      .set_hidden_size(model_->config().hidden_size)
-      .set_metrics(metrics_.get());
-  embeddings_ = std::make_shared<rollout::EmbeddingCache>(eo);
+  embeddings_ = rollout::MakeEmbeddingCache(c_, model_->config().hidden_size, metrics_.get());
   CHAINRL_LOG(kInfo) << "prompt embeddings: spliced at token " << placeholder_id_ << " ('" << text
                      << "'), cache of " << c_.GetInt("rollout.embedding_cache_bytes") << " bytes";
   return Status::Ok();
@@ -440,8 +441,7 @@ Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
   // The DPO family: offline from prompt/chosen/rejected JSONL (no actors), or online from each
   // group's best and worst rollouts.
-  offline_preference_ = lo_.family == ObjectiveFamily::kPreference &&
-                        c_.GetString("algorithm.preference_source") == "offline";
+  offline_preference_ = lo_.offline_preference;
   // Shaping and soft weighting per step (process_shaping.h); DRPO, a loss, is refused there.
   CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
                            ProcessShapingOptionsFromConfig(c_, lo_.advantages));
@@ -812,10 +812,10 @@ int64_t Learner::OldestVersion(const wire::Trajectory& t) const {
 Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
   Accepted a;
   a.group.group_id = t.prompt_group_id();
-  CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(data_.IndexForGroup(t.prompt_group_id())));
+  const size_t index = data_.IndexForGroup(t.prompt_group_id());
+  CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(index));
   a.group.prompt = *prompt;
-  if (const auto& spec = data_.train()[data_.IndexForGroup(t.prompt_group_id())].embeddings;
-      !spec.empty() && embeddings_) {
+  if (const auto& spec = data_.train()[index].embeddings; !spec.empty() && embeddings_) {
     CHAINRL_ASSIGN_OR_RETURN(const rollout::EmbeddingRef ref, rollout::ParseEmbeddingRef(spec));
     CHAINRL_ASSIGN_OR_RETURN(a.group.prompt_embeddings, embeddings_->Get(ref));
     a.group.placeholder_token_id = placeholder_id_;
@@ -864,17 +864,7 @@ void Learner::MergeSegment(const wire::Trajectory& t, wire::Trajectory* so_far) 
     c->mutable_token_ids()->Add(s.completion().token_ids().begin(), s.completion().token_ids().end());
     c->mutable_behaviour_logprobs()->Add(s.completion().behaviour_logprobs().begin(),
                                          s.completion().behaviour_logprobs().end());
-    auto* runs = c->mutable_policy_versions();
-    const auto& add = s.completion().policy_versions();
-    for (int k = 0; k < add.versions_size(); ++k) {
-      const int last = runs->versions_size() - 1;
-      if (last >= 0 && runs->versions(last) == add.versions(k)) {
-        runs->set_lengths(last, runs->lengths(last) + add.lengths(k));
-      } else {
-        runs->add_versions(add.versions(k));
-        runs->add_lengths(add.lengths(k));
-      }
-    }
+    wire::AppendPolicyVersionRuns(c->mutable_policy_versions(), s.completion().policy_versions());
     d->mutable_timings()->set_generate_seconds(d->timings().generate_seconds() +
                                                s.timings().generate_seconds());
     if (s.finish_reason() == wire::FINISH_UNFINISHED) continue;
@@ -1389,11 +1379,7 @@ Status Learner::Finish(bool completed) {
             {"segments_received", segments_received_},
             {"segments_continued", k.segments_continued},
             {"prompt_embedding_cache",
-             embeddings_ ? json{{"hits", embeddings_->stats().hits},
-                                {"misses", embeddings_->stats().misses},
-                                {"evictions", embeddings_->stats().evictions},
-                                {"bytes", embeddings_->stats().bytes}}
-                         : json(nullptr)},
+             embeddings_ ? EmbeddingCacheJson(embeddings_->stats()) : json(nullptr)},
             {"groups_part_generated", static_cast<int64_t>(partials_.size())},
             {"actors_declared_dead", k.actors_declared_dead},
             {"rejected_messages",

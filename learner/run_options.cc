@@ -20,6 +20,7 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
     o.family = ObjectiveFamily::kSft;
   } else if (a == "dpo" || a == "ipo" || a == "simpo" || a == "logo") {
     o.family = ObjectiveFamily::kPreference;
+    o.offline_preference = c.GetString("algorithm.preference_source") == "offline";
   }
 
   // Policy-gradient family: the recipe, then every key the config sets.

@@ -22,6 +22,9 @@ enum class ObjectiveFamily { kSft, kPolicyGradient, kPreference };
 struct LearnerRunOptions {
   std::string algorithm;  // algorithm.name
   ObjectiveFamily family = ObjectiveFamily::kPolicyGradient;
+  // The DPO family on prompt/chosen/rejected data (algorithm.preference_source = "offline"): the
+  // learner trains alone, with no actors and no reward.
+  bool offline_preference = false;
   PolicyLossOptions policy;
   GroupAdvantageOptions advantages;
   PreferenceOptions preference;

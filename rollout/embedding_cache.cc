@@ -203,4 +203,13 @@ void EmbeddingCache::Clear() {
   ExportBytes();
 }
 
+std::shared_ptr<EmbeddingCache> MakeEmbeddingCache(const Config& config, int64_t hidden_size,
+                                                   metrics::MetricsRegistry* metrics) {
+  EmbeddingCacheOptions o;
+  o.set_max_bytes(config.GetInt("rollout.embedding_cache_bytes"))
+      .set_hidden_size(hidden_size)
+      .set_metrics(metrics);
+  return std::make_shared<EmbeddingCache>(std::move(o));
+}
+
 }  // namespace chainrl::rollout

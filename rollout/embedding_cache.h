@@ -14,6 +14,7 @@
 
 #include <torch/types.h>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace chainrl::metrics {
@@ -125,5 +126,10 @@ class EmbeddingCache {
 // Loads `ref` from its file with the checks of EmbeddingCache::Get, without caching.
 Result<torch::Tensor> LoadEmbeddings(const EmbeddingRef& ref, int64_t hidden_size,
                                      torch::ScalarType dtype = torch::kFloat32);
+
+// A run's cache: rollout.embedding_cache_bytes, rows of `hidden_size`, metrics exported to
+// `metrics` when given.
+std::shared_ptr<EmbeddingCache> MakeEmbeddingCache(const Config& config, int64_t hidden_size,
+                                                   metrics::MetricsRegistry* metrics = nullptr);
 
 }  // namespace chainrl::rollout

@@ -203,6 +203,9 @@ TEST(WireTest, ValidationNamesTheOffendingField) {
        {"work_item.carried[0].sample_index: 9 >= group_size",
         [](Envelope& e) { e.mutable_work_item()->mutable_carried(0)->set_sample_index(9); }}},
       {item,
+       {"work_item.carried[0].segment: 5 tokens already reach the response cap 3",
+        [](Envelope& e) { e.mutable_work_item()->set_token_budget(3); }}},
+      {item,
        {"work_item.sampling.top_p",
         [](Envelope& e) { e.mutable_work_item()->mutable_sampling()->set_top_p(0); }}},
       {item,
@@ -255,6 +258,13 @@ TEST(WireTest, PolicyVersionRunsRoundTrip) {
     if (n > 0) {
       EXPECT_EQ(OldestPolicyVersion(r), v.front());
     }
+    // Appending a later segment's runs equals compressing the concatenation (runs joined).
+    const size_t cut = n == 0 ? 0 : static_cast<size_t>(rng() % static_cast<uint64_t>(n + 1));
+    PolicyVersionRuns joined =
+        CompressPolicyVersions(std::span<const int64_t>(v.data(), cut));
+    AppendPolicyVersionRuns(&joined,
+                            CompressPolicyVersions(std::span<const int64_t>(v.data() + cut, n - cut)));
+    EXPECT_EQ(joined.SerializeAsString(), r.SerializeAsString());
   }
 }
 
