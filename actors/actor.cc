@@ -484,7 +484,13 @@ Status Actor::Run() {
   std::string tok_dir = config_.GetString("tokenizer.path");
   if (tok_dir.empty()) tok_dir = model_dir;
   CHAINRL_ASSIGN_OR_RETURN(tokenizer_, Tokenizer::FromDir(tok_dir));
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir));
+  // Actors hold their weights in the compute dtype (no master copy); the learner publishes in it.
+  CHAINRL_ASSIGN_OR_RETURN(auto mo,
+                           model::ModelOptionsFromConfig(config_, model::ModelRole::kInference));
+  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, config_));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir, mo));
+  CHAINRL_LOG(kInfo) << "model " << model_dir << ": " << model::TorchDtypeName(mo.dtype)
+                     << " weights on " << mo.device.str();
   model_->eval();
   CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(config_));
   embeddings_ =

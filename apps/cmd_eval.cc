@@ -64,7 +64,7 @@ int RunEval(const std::vector<std::string>& argv) {
          "--config (or with a config that has no [[rewards]]) one built-in reward is used: `task`\n"
          "for task:NAME data, `math` for JSONL. JSONL field names come from the config's [data]\n"
          "keys; task:arithmetic / task:countdown is the task's held-out split (data.task_*_size,\n"
-         "data.num_eval_examples, run.seed). The model runs on run.device in model.dtype.");
+         "data.num_eval_examples, run.seed). The model runs on run.device in model.compute_dtype.");
   a.Option("model", &model_dir, "model directory (overrides model.path)")
       .Option("data", &data, "a JSONL file, or task:arithmetic / task:countdown", true)
       .Option("config", &config_path, "run config (rewards, data fields, tokenizer, device)")
@@ -120,19 +120,9 @@ int RunEval(const std::vector<std::string>& argv) {
     auto prompts = rollout::PromptRenderer::Create(po);
     if (!prompts.ok()) return ReportError(prompts.status());
 
-    auto dtype = model::ParseTorchDtype(cfg->GetString("model.dtype"));
-    if (!dtype.ok()) return ReportError(dtype.status());
-    torch::Device device(torch::kCPU);
-    try {
-      device = torch::Device(cfg->GetString("run.device"));
-    } catch (const std::exception&) {
-      return ReportError(InvalidArgument("run.device: " + cfg->GetString("run.device")));
-    }
-    if (device.is_cuda() && !torch::cuda::is_available())
-      return ReportError(InvalidArgument("run.device is " + cfg->GetString("run.device") +
-                                         " but CUDA is not available"));
-    auto model = model::LoadModel(cfg->GetString("model.path"),
-                                  model::ModelOptions().set_dtype(*dtype).set_device(device));
+    auto options = model::ModelOptionsFromConfig(*cfg, model::ModelRole::kInference);
+    if (!options.ok()) return ReportError(options.status());
+    auto model = model::LoadModel(cfg->GetString("model.path"), *options);
     if (!model.ok()) return ReportError(model.status());
     if ((*prompts)->tokenizer().vocab_size() > (*model)->config().vocab_size)
       return ReportError(InvalidArgument(

@@ -13,6 +13,7 @@
 
 #include "apps/args.h"
 #include "model/decoder.h"
+#include "model/model_io.h"
 
 namespace chainrl::app {
 namespace {
@@ -43,6 +44,7 @@ std::string BlasConfig() {
 int RunModelBench(const std::vector<std::string>& argv) {
   int64_t layers = 11, hidden = 512, heads = 8, kv_heads = 2, intermediate = 1536, vocab = 32000;
   int64_t batch = 4, seq = 256, iters = 2, decode_tokens = 32, threads = 0;
+  std::string compute_dtype = "float32";
   Args args(
       "chainrl bench model", "[options]",
       "Measures float32 GEMM GFLOP/s, then a Qwen2-style model's forward and forward+backward "
@@ -58,7 +60,10 @@ int RunModelBench(const std::vector<std::string>& argv) {
       .Option("seq", &seq, "tokens per sequence (default 256)")
       .Option("iters", &iters, "timed repetitions after a warm-up, best kept (default 2)")
       .Option("threads", &threads, "intra-op threads (default: LibTorch's, i.e. physical cores)")
-      .Option("decode-tokens", &decode_tokens, "tokens decoded one at a time (default 32)");
+      .Option("decode-tokens", &decode_tokens, "tokens decoded one at a time (default 32)")
+      .Option("compute-dtype", &compute_dtype,
+              "also time mixed precision: float32 weights computing in this dtype (bfloat16, "
+              "float16), side by side with float32 (default float32: not timed)");
   return ParseAndRun(args, argv, [&]() -> int {
     // LibTorch defaults to the physical core count (OMP_NUM_THREADS overrides). On a machine shared
     // with other jobs, more OpenMP threads than idle cores make every barrier wait on a descheduled
@@ -141,6 +146,27 @@ int RunModelBench(const std::vector<std::string>& argv) {
       t_decode = Seconds(t0);
     }
 
+    // Mixed precision side by side: the same weights, products in the compute dtype.
+    double t_mixed_fwd = 0, t_mixed_train = 0, mixed_logit_diff = 0;
+    auto mixed_type = model::ParseTorchDtype(compute_dtype);
+    if (!mixed_type.ok()) return ReportError(mixed_type.status().WithPrefix("--compute-dtype"));
+    if (*mixed_type != torch::kFloat) {
+      model::DecoderModel mm(c, model::ModelOptions().set_compute_dtype(*mixed_type));
+      auto dst = mm.named_parameters();
+      for (const auto& p : m.named_parameters()) dst[p.key()].copy_(p.value());
+      mixed_logit_diff = (mm.Logits(mm.Forward(ids)).to(torch::kFloat) - m.Logits(m.Forward(ids)))
+                             .abs()
+                             .max()
+                             .item<double>();
+      t_mixed_fwd = BestOf(iters, [&] { mm.Logits(mm.Forward(ids)); });
+      torch::AutoGradMode grad(true);
+      t_mixed_train = BestOf(iters, [&] {
+        for (auto& p : mm.parameters()) p.mutable_grad() = torch::Tensor();
+        torch::Tensor logits = mm.Logits(mm.Forward(ids)).to(torch::kFloat);
+        torch::nn::functional::cross_entropy(logits.view({-1, vocab}), ids.view({-1})).backward();
+      });
+    }
+
     const double fwd_rate = fwd_flops / t_fwd / 1e9, train_rate = 3 * fwd_flops / t_train / 1e9;
     std::printf("forward:          %8.0f tokens/s  %6.1f GFLOP/s  %.2f of GEMM\n", tokens / t_fwd,
                 fwd_rate, fwd_rate / gemm);
@@ -150,6 +176,12 @@ int RunModelBench(const std::vector<std::string>& argv) {
       std::printf("cached decode:    %8.0f tokens/s  (batch %lld, context %lld..%lld)\n",
                   batch * decode_tokens / t_decode, static_cast<long long>(batch),
                   static_cast<long long>(seq), static_cast<long long>(seq + decode_tokens));
+    if (t_mixed_train > 0)
+      std::printf(
+          "mixed %s: forward %8.0f tokens/s (%.2fx float32), forward+backward %8.0f tokens/s "
+          "(%.2fx float32); max logit difference to float32 %.3g\n",
+          compute_dtype.c_str(), tokens / t_mixed_fwd, t_fwd / t_mixed_fwd, tokens / t_mixed_train,
+          t_train / t_mixed_train, mixed_logit_diff);
     nlohmann::json j = {
         {"bench", "model"},
         {"threads", at::get_num_threads()},
@@ -163,6 +195,12 @@ int RunModelBench(const std::vector<std::string>& argv) {
         {"train_gflops", train_rate},
         {"train_gemm_fraction", train_rate / gemm},
         {"decode_tokens_per_s", t_decode > 0 ? batch * decode_tokens / t_decode : 0.0}};
+    if (t_mixed_train > 0) {
+      j["mixed_compute_dtype"] = compute_dtype;
+      j["mixed_forward_speedup"] = t_fwd / t_mixed_fwd;
+      j["mixed_train_speedup"] = t_train / t_mixed_train;
+      j["mixed_max_logit_diff"] = mixed_logit_diff;
+    }
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   });

@@ -163,9 +163,13 @@ ConfigSchema Build() {
 
   // model
   k.push_back(Required(Str("model.path", "", "Hugging Face model directory of the policy.")));
-  k.push_back(Str("model.dtype", "float32", "Dtype the weights are held in.",
+  k.push_back(Str("model.dtype", "float32",
+                  "Dtype of the learner's (master) weights, of checkpoints and of the exported "
+                  "model.",
                   {"float32", "bfloat16", "float16"}));
-  k.push_back(Str("model.compute_dtype", "float32", "Dtype of activations (bf16 autocast on GPU).",
+  k.push_back(Str("model.compute_dtype", "float32",
+                  "Dtype of matrix products, KV caches and actor weights: with float32 "
+                  "model.dtype, bfloat16 here is mixed precision (autocast-style).",
                   {"float32", "bfloat16", "float16"}));
   k.push_back(Str("model.reference_path", "",
                   "Frozen reference model for KL; empty means the initial policy weights."));

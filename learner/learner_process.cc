@@ -468,7 +468,14 @@ Status Learner::Setup() {
     CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
     if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
   }
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path")));
+  CHAINRL_ASSIGN_OR_RETURN(auto mo,
+                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
+  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
+                     << model::TorchDtypeName(mo.dtype) << " weights, "
+                     << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
+                     << mo.device.str();
   LedgerOptions lo;
   lo.heartbeat_timeout =
       milliseconds(static_cast<int64_t>(c_.GetFloat("actors.heartbeat_timeout_seconds") * 1000));
@@ -747,12 +754,15 @@ Status Learner::StartTransport() {
 
 Status Learner::PublishWeights() {
   auto t0 = Clock::now();
-  const size_t n = model::FlatWeightsBytes(*model_);
+  // In the actors' parameter dtype (the compute dtype): bfloat16 actors get half the bytes of
+  // float32 master weights.
+  const auto as = model_->options().ComputeDtype();
+  const size_t n = model::FlatWeightsBytes(*model_, as);
   uint8_t* data = nullptr;
   transport::WeightsBuffer buf = transport::WeightsBuffer::Allocate(n, &data);
-  model::PackFlatWeights(*model_, data);
+  model::PackFlatWeights(*model_, data, as);
   CHAINRL_RETURN_IF_ERROR(weights_->Publish(version_, std::move(buf),
-                                            model::FlatWeightsFormat(*model_)));
+                                            model::FlatWeightsFormat(*model_, as)));
   if (metrics_) {
     metrics_->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(version_));
     metrics_->counter(metrics::CounterId::kWeightUpdates).Increment();
@@ -1428,7 +1438,8 @@ Status Learner::LoadReference() {
   if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
   const std::string ref = c_.GetString("model.reference_path");
   if (!ref.empty()) {
-    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref));
+    // Same options as the policy, so that its logprobs match the policy's at equal weights.
+    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref, model_->options()));
   } else {
     reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
     torch::NoGradGuard ng;

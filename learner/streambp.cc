@@ -8,6 +8,21 @@
 
 namespace chainrl::learner {
 
+namespace {
+
+// Logits of a chunk in float32: the product runs in the hidden states' dtype (the weight cast per
+// chunk, so each chunk's graph owns its cast and its gradient reaches the parameter), then the
+// logits are upcast so that log_softmax and the loss are computed in float32 whatever the
+// compute dtype.
+torch::Tensor HeadLogits(const torch::Tensor& h, const torch::Tensor& head_weight) {
+  const auto type = h.scalar_type();
+  torch::Tensor logits =
+      torch::linear(h, head_weight.scalar_type() == type ? head_weight : head_weight.to(type));
+  return type == torch::kFloat || type == torch::kDouble ? logits : logits.to(torch::kFloat);
+}
+
+}  // namespace
+
 ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::Tensor& head_weight,
                                       const torch::Tensor& targets, const ChunkLossFn& loss_fn,
                                       const ChunkedHeadOptions& options) {
@@ -24,7 +39,7 @@ ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::
     const int64_t t1 = std::min(T, t0 + options.chunk_tokens);
     // A leaf per chunk: its gradient is this chunk's slice of dH.
     torch::Tensor hk = h.narrow(1, t0, t1 - t0).detach().requires_grad_(true);
-    torch::Tensor logits = torch::linear(hk, head_weight);
+    torch::Tensor logits = HeadLogits(hk, head_weight);
     if (inv_t != 1.0) logits = logits * inv_t;
     torch::Tensor logp_all = torch::log_softmax(logits, -1);
     torch::Tensor logp =
@@ -48,7 +63,7 @@ torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::
   torch::Tensor sums = torch::zeros({hidden.size(0)}, torch::kFloat64);
   for (int64_t t0 = 0; t0 < T; t0 += options.chunk_tokens) {
     const int64_t t1 = std::min(T, t0 + options.chunk_tokens);
-    torch::Tensor logits = torch::linear(hidden.narrow(1, t0, t1 - t0), head_weight);
+    torch::Tensor logits = HeadLogits(hidden.narrow(1, t0, t1 - t0), head_weight);
     if (options.temperature != 1.0) logits = logits / options.temperature;
     torch::Tensor logp = torch::log_softmax(logits, -1)
                              .gather(-1, targets.narrow(1, t0, t1 - t0).unsqueeze(-1))
@@ -156,7 +171,7 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
 
   // Head: final norm (per token, cheap) with gradient, then the chunked LM head and loss.
   torch::Tensor x_last = xs.back().detach().requires_grad_(true);
-  torch::Tensor hidden = m.FinalNorm(x_last);
+  torch::Tensor hidden = m.ToCompute(m.FinalNorm(x_last));
   ChunkedHeadResult head =
       ChunkedHeadBackward(hidden, m.LmHeadWeight(), targets, loss_fn, options.head);
   hidden.backward(head.grad_hidden);
@@ -171,7 +186,11 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
       torch::NoGradGuard no_grad;
       std::tie(k, v) = m.LayerKeyValues(l, x, rope.cos, rope.sin);
     }
-    torch::Tensor dk = torch::zeros_like(k), dv = torch::zeros_like(v);
+    // Key/value gradients are sums over every later chunk: accumulated in float32 even when the
+    // layer computes in a lower precision.
+    const auto acc = k.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    torch::Tensor dk = torch::zeros(k.sizes(), k.options().dtype(acc));
+    torch::Tensor dv = torch::zeros(v.sizes(), v.options().dtype(acc));
     torch::Tensor dx = torch::zeros_like(x);
     for (int64_t s = 0; s < T; s += chunk) {
       const int64_t e = std::min(T, s + chunk);
@@ -189,7 +208,7 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
     // The K/V paths once for the whole sequence.
     torch::Tensor xl = x.requires_grad_(true);
     auto [k2, v2] = m.LayerKeyValues(l, xl, rope.cos, rope.sin);
-    torch::autograd::backward({k2, v2}, {dk, dv});
+    torch::autograd::backward({k2, v2}, {dk.to(k2.scalar_type()), dv.to(v2.scalar_type())});
     dx.add_(xl.grad());
     dy = dx;
   }

@@ -11,18 +11,30 @@
 
 namespace chainrl::model {
 
-// y = x W^T + b; parameters "weight" [out, in] and optionally "bias" [out].
+namespace {
+
+// t in dtype `type` (t itself when it already is); differentiable.
+torch::Tensor As(const torch::Tensor& t, torch::ScalarType type) {
+  return !t.defined() || t.scalar_type() == type ? t : t.to(type);
+}
+
+}  // namespace
+
+// y = x W^T + b in x's dtype (the weights cast to it under mixed precision); parameters "weight"
+// [out, in] and optionally "bias" [out].
 struct Projection : torch::nn::Module {
   Projection(int64_t in, int64_t out, bool bias, const torch::TensorOptions& o) {
     weight = register_parameter("weight", torch::empty({out, in}, o));
     if (bias) this->bias = register_parameter("bias", torch::empty({out}, o));
   }
-  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, weight, bias); }
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    return torch::linear(x, As(weight, x.scalar_type()), As(bias, x.scalar_type()));
+  }
   torch::Tensor weight, bias;
 };
 
 // HF's RMSNorm: computed in float32 (float64 stays float64), cast back to the input dtype, then
-// multiplied by the weight.
+// multiplied by the weight (in the input dtype: the output keeps the input's dtype).
 struct RmsNorm : torch::nn::Module {
   RmsNorm(int64_t dim, double eps, const torch::TensorOptions& o) : eps(eps) {
     weight = register_parameter("weight", torch::empty({dim}, o));
@@ -32,7 +44,7 @@ struct RmsNorm : torch::nn::Module {
     torch::Tensor xf = in_type == torch::kDouble ? x : x.to(torch::kFloat);
     torch::Tensor inv_rms = xf.pow(2).mean(-1, /*keepdim=*/true).add_(eps).rsqrt_();
     torch::Tensor y = xf * inv_rms;
-    return weight * (in_type == xf.scalar_type() ? y : y.to(in_type));
+    return As(weight, in_type) * (in_type == xf.scalar_type() ? y : y.to(in_type));
   }
   double eps;
   torch::Tensor weight;
@@ -207,11 +219,16 @@ std::pair<torch::Tensor, torch::Tensor> DecoderModel::RopeTables(
   torch::Tensor freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv_freq_;  // [B, T, D/2]
   torch::Tensor emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);              // [B, 1, T, D]
   torch::Tensor cos = emb.cos(), sin = emb.sin();
-  if (options_.dtype != torch::kFloat) {
-    cos = cos.to(options_.dtype);
-    sin = sin.to(options_.dtype);
+  const auto type = options_.ComputeDtype();
+  if (type != torch::kFloat) {
+    cos = cos.to(type);
+    sin = sin.to(type);
   }
   return {cos, sin};
+}
+
+torch::Tensor DecoderModel::ToCompute(const torch::Tensor& t) const {
+  return As(t, options_.ComputeDtype());
 }
 
 torch::Tensor DecoderModel::Embed(const torch::Tensor& input_ids) {
@@ -310,13 +327,29 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
   return ctx;
 }
 
+// The rest of a layer after attention: out = x + attn_out, then out + mlp(norm(out)). In place when
+// the dtypes agree (a projection's output is not needed by its backward); under mixed precision
+// the residual stream stays in x's dtype, so the sums are out of place.
+static torch::Tensor Residuals(DecoderLayer& layer, torch::Tensor attn_out, const torch::Tensor& x) {
+  const auto compute = attn_out.scalar_type();
+  torch::Tensor out;
+  if (compute == x.scalar_type()) {
+    out = attn_out.add_(x);
+  } else {
+    out = x + attn_out;
+  }
+  torch::Tensor m = (*layer.mlp)(As((*layer.post_attention_layernorm)(out), compute));
+  if (m.scalar_type() == out.scalar_type()) return m.add_(out);
+  return out + m;
+}
+
 torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const LayerContext& ctx) {
   CHAINRL_CHECK(i >= 0 && i < num_layers(), "layer " << i);
   DecoderLayer& layer = *layers_[i];
   SelfAttention& attn = *layer.self_attn;
   const int64_t B = x.size(0), T = x.size(1), D = attn.head_dim;
 
-  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor h = ToCompute((*layer.input_layernorm)(x));
   torch::Tensor q = (*attn.q_proj)(h).view({B, T, attn.heads, D});
   torch::Tensor k = (*attn.k_proj)(h).view({B, T, attn.kv_heads, D});
   torch::Tensor v = (*attn.v_proj)(h).view({B, T, attn.kv_heads, D}).transpose(1, 2);
@@ -342,11 +375,7 @@ torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const Layer
   }
   torch::Tensor a = Attention(q, k, v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(D)));
   a = a.transpose(1, 2).reshape({B, T, attn.heads * D});
-  torch::Tensor out = (*attn.o_proj)(a);
-  out.add_(x);  // residual; the projection's output is not needed by its backward
-  torch::Tensor m = (*layer.mlp)((*layer.post_attention_layernorm)(out));
-  m.add_(out);
-  return m;
+  return Residuals(layer, (*attn.o_proj)(a), x);
 }
 
 std::pair<torch::Tensor, torch::Tensor> DecoderModel::LayerKeyValues(int64_t i,
@@ -357,7 +386,7 @@ std::pair<torch::Tensor, torch::Tensor> DecoderModel::LayerKeyValues(int64_t i,
   DecoderLayer& layer = *layers_[i];
   SelfAttention& attn = *layer.self_attn;
   const int64_t B = x.size(0), T = x.size(1), D = attn.head_dim;
-  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor h = ToCompute((*layer.input_layernorm)(x));
   torch::Tensor k = (*attn.k_proj)(h).view({B, T, attn.kv_heads, D});
   torch::Tensor v = (*attn.v_proj)(h).view({B, T, attn.kv_heads, D}).transpose(1, 2);
   if (attn.k_norm) k = (*attn.k_norm)(k);
@@ -371,17 +400,13 @@ torch::Tensor DecoderModel::LayerChunk(int64_t i, const torch::Tensor& x, const 
   DecoderLayer& layer = *layers_[i];
   SelfAttention& attn = *layer.self_attn;
   const int64_t B = x.size(0), C = x.size(1), D = attn.head_dim;
-  torch::Tensor h = (*layer.input_layernorm)(x);
+  torch::Tensor h = ToCompute((*layer.input_layernorm)(x));
   torch::Tensor q = (*attn.q_proj)(h).view({B, C, attn.heads, D});
   if (attn.q_norm) q = (*attn.q_norm)(q);
   q = ApplyRope(q.transpose(1, 2), cos, sin);
   torch::Tensor a = Attention(q, k, v, mask, 1.0 / std::sqrt(static_cast<double>(D)));
   a = a.transpose(1, 2).reshape({B, C, attn.heads * D});
-  torch::Tensor out = (*attn.o_proj)(a);
-  out.add_(x);
-  torch::Tensor m = (*layer.mlp)((*layer.post_attention_layernorm)(out));
-  m.add_(out);
-  return m;
+  return Residuals(layer, (*attn.o_proj)(a), x);
 }
 
 torch::Tensor DecoderModel::FinalNorm(const torch::Tensor& hidden) { return (*norm_)(hidden); }
@@ -411,7 +436,8 @@ torch::Tensor DecoderModel::ForwardCached(const torch::Tensor& input_ids,
 }
 
 torch::Tensor DecoderModel::Logits(const torch::Tensor& hidden) const {
-  return torch::linear(hidden, LmHeadWeight());
+  const auto type = options_.ComputeDtype();
+  return torch::linear(As(hidden, type), As(LmHeadWeight(), type));
 }
 
 torch::Tensor DecoderModel::LmHeadWeight() const {

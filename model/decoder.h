@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,13 +16,29 @@
 namespace chainrl::model {
 
 // Where and in which dtype parameters live and compute runs.
+//
+// Mixed precision (compute_dtype set and different from dtype, e.g. float32 master weights with
+// bfloat16 compute, what autocast does for a training step): every matrix product (the q/k/v/o
+// and MLP projections, attention, the LM head) runs in compute_dtype on casts of the weights
+// (differentiable: gradients reach the dtype parameters); the embeddings, the residual stream and
+// the RMSNorms stay in dtype (norms are computed in float32 in any case), and the KV cache and
+// RoPE tables are in compute_dtype. Logits come out in compute_dtype; every consumer (sampler,
+// learner) upcasts them to float32 before log_softmax. Without compute_dtype, or equal to dtype,
+// everything runs in dtype exactly as before.
 struct ModelOptions {
-  torch::ScalarType dtype = torch::kFloat32;  // parameter and compute dtype
+  torch::ScalarType dtype = torch::kFloat32;  // parameter dtype
   torch::Device device = torch::kCPU;
+  std::optional<torch::ScalarType> compute_dtype;  // unset = dtype
   ModelOptions& set_dtype(torch::ScalarType d) {
     dtype = d;
     return *this;
   }
+  ModelOptions& set_compute_dtype(torch::ScalarType d) {
+    compute_dtype = d;
+    return *this;
+  }
+  torch::ScalarType ComputeDtype() const { return compute_dtype.value_or(dtype); }
+  bool Mixed() const { return ComputeDtype() != dtype; }
   ModelOptions& set_device(torch::Device d) {
     device = d;
     return *this;
@@ -155,11 +172,15 @@ class DecoderModel : public torch::nn::Module {
                            const torch::Tensor& sin, const torch::Tensor& mask);
   torch::Tensor FinalNorm(const torch::Tensor& hidden);
 
+  // `t` in the compute dtype (itself when it already is).
+  torch::Tensor ToCompute(const torch::Tensor& t) const;
+
   // RoPE tables for positions [B, T]: cos, sin [B, 1, T, head_dim] in the compute dtype.
   std::pair<torch::Tensor, torch::Tensor> RopeTables(const torch::Tensor& positions) const;
 
-  // LM head: logits = hidden @ W^T, [.., vocab]. LmHeadWeight() is [vocab, hidden]; the embedding
-  // matrix when tie_word_embeddings.
+  // LM head: logits = hidden @ W^T, [.., vocab], in the compute dtype (both operands cast to it).
+  // LmHeadWeight() is [vocab, hidden] in the parameter dtype; the embedding matrix when
+  // tie_word_embeddings.
   torch::Tensor Logits(const torch::Tensor& hidden) const;
   torch::Tensor LmHeadWeight() const;
 

@@ -24,14 +24,14 @@ std::vector<std::pair<std::string, torch::Tensor>> DistinctParameters(DecoderMod
 
 }  // namespace
 
-std::string FlatWeightsFormat(DecoderModel& model) {
+std::string FlatWeightsFormat(DecoderModel& model, std::optional<torch::ScalarType> as) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a over "name:dtype:shape;" of every parameter
   auto mix = [&h](std::string_view s) {
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   };
   for (const auto& [name, t] : DistinctParameters(model)) {
     mix(name);
-    mix(std::string(":") + c10::toString(t.scalar_type()) + ":");
+    mix(std::string(":") + c10::toString(as.value_or(t.scalar_type())) + ":");
     for (int64_t d : t.sizes()) mix(std::to_string(d) + ",");
     mix(";");
   }
@@ -40,16 +40,17 @@ std::string FlatWeightsFormat(DecoderModel& model) {
   return std::string("chainrl-flat-v1:") + buf;
 }
 
-size_t FlatWeightsBytes(DecoderModel& model) {
+size_t FlatWeightsBytes(DecoderModel& model, std::optional<torch::ScalarType> as) {
   size_t n = 0;
-  for (const auto& [name, t] : DistinctParameters(model)) n += t.numel() * t.element_size();
+  for (const auto& [name, t] : DistinctParameters(model))
+    n += t.numel() * c10::elementSize(as.value_or(t.scalar_type()));
   return n;
 }
 
-void PackFlatWeights(DecoderModel& model, uint8_t* out) {
+void PackFlatWeights(DecoderModel& model, uint8_t* out, std::optional<torch::ScalarType> as) {
   torch::NoGradGuard no_grad;
   for (const auto& [name, t] : DistinctParameters(model)) {
-    torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    torch::Tensor c = t.detach().to(torch::kCPU, as.value_or(t.scalar_type())).contiguous();
     const size_t n = c.numel() * c.element_size();
     std::memcpy(out, c.data_ptr(), n);
     out += n;

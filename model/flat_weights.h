@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -13,13 +14,16 @@
 
 namespace chainrl::model {
 
+// `as`: the dtype the weights travel in (the receivers' parameter dtype, e.g. bfloat16 actors fed
+// by a learner with float32 master weights); unset = each parameter's own dtype.
+//
 // "chainrl-flat-v1:" + a fingerprint of every parameter's name, shape and dtype, in order. Two
 // models exchange flat weights only when their formats are equal.
-std::string FlatWeightsFormat(DecoderModel& model);
+std::string FlatWeightsFormat(DecoderModel& model, std::optional<torch::ScalarType> as = {});
 // Bytes of the flat buffer (tied parameters counted once).
-size_t FlatWeightsBytes(DecoderModel& model);
-// Writes the parameters into `out` (FlatWeightsBytes(model) bytes).
-void PackFlatWeights(DecoderModel& model, uint8_t* out);
+size_t FlatWeightsBytes(DecoderModel& model, std::optional<torch::ScalarType> as = {});
+// Writes the parameters, converted to `as`, into `out` (FlatWeightsBytes(model, as) bytes).
+void PackFlatWeights(DecoderModel& model, uint8_t* out, std::optional<torch::ScalarType> as = {});
 // Copies `bytes` into the parameters. Error (naming `source`) when `format` is not the model's or
 // the size differs: the weights belong to another architecture or size.
 Status UnpackFlatWeights(DecoderModel& model, std::span<const uint8_t> bytes,

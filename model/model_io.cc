@@ -175,4 +175,52 @@ Status CopyTokenizerFiles(const std::string& from, const std::string& to) {
   return Status::Ok();
 }
 
+Result<ModelOptions> ModelOptionsFromConfig(const Config& config, ModelRole role) {
+  CHAINRL_ASSIGN_OR_RETURN(torch::ScalarType dtype, ParseTorchDtype(config.GetString("model.dtype")));
+  CHAINRL_ASSIGN_OR_RETURN(torch::ScalarType compute,
+                           ParseTorchDtype(config.GetString("model.compute_dtype")));
+  const std::string& device_name = config.GetString("run.device");
+  torch::Device device(torch::kCPU);
+  try {
+    device = torch::Device(device_name);
+  } catch (const std::exception&) {
+    return InvalidArgument("run.device: '" + device_name + "' is not a device (cpu, cuda, cuda:N)");
+  }
+  if (device.is_cuda() && !torch::cuda::is_available())
+    return InvalidArgument("run.device is '" + device_name +
+                           "' but CUDA is not available to this build or machine");
+  if (compute != dtype || compute != torch::kFloat) {
+    // One product, softmax and cast in the compute dtype on the device: what every forward needs.
+    try {
+      torch::NoGradGuard no_grad;
+      auto o = torch::TensorOptions().dtype(compute).device(device);
+      torch::Tensor a = torch::ones({4, 8}, o), b = torch::ones({8, 8}, o);
+      torch::Tensor y = torch::softmax(torch::linear(a, b), -1, torch::kFloat).to(compute);
+      (void)y.sum().item<double>();
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (const size_t nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+      return InvalidArgument("model.compute_dtype '" + config.GetString("model.compute_dtype") +
+                             "' is not supported on " + device.str() + " (" + what +
+                             "); use float32 or bfloat16");
+    }
+  }
+  ModelOptions o;
+  o.set_device(device);
+  if (role == ModelRole::kTraining) {
+    o.set_dtype(dtype).set_compute_dtype(compute);
+  } else {
+    o.set_dtype(compute);
+  }
+  return o;
+}
+
+Status RequireCpuProcess(const ModelOptions& options, const Config& config) {
+  if (options.device.is_cpu()) return Status::Ok();
+  return Unimplemented("run.device is '" + config.GetString("run.device") +
+                       "': the learner and actors of chainrl train run on the CPU in this "
+                       "version; chainrl eval can use a GPU); set run.device = "
+                       "\"cpu\"");
+}
+
 }  // namespace chainrl::model

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "core/config.h"
 #include "model/decoder.h"
 #include "model/hf_config.h"
 #include "model/safetensors.h"
@@ -51,5 +52,21 @@ Status CopyTokenizerFiles(const std::string& from, const std::string& to);
 // The HF torch_dtype name ("float32", "bfloat16", "float16") of a dtype, and back.
 std::string TorchDtypeName(torch::ScalarType type);
 Result<torch::ScalarType> ParseTorchDtype(const std::string& name);
+
+// Who holds a model: the learner trains it (parameters in model.dtype, the master weights, and
+// compute in model.compute_dtype: mixed precision when they differ); actors, the frozen reference
+// and evaluation only run it (parameters and compute both in model.compute_dtype: inference keeps
+// no master copy).
+enum class ModelRole { kTraining, kInference };
+
+// The options of a model for `role` from run.device, model.dtype and model.compute_dtype. Errors
+// name the key: a device torch does not know, CUDA asked where there is none, or a compute dtype
+// the device cannot run (probed with one small matrix product and softmax, e.g. float16 on a CPU
+// build without half-precision matmul).
+Result<ModelOptions> ModelOptionsFromConfig(const Config& config, ModelRole role);
+
+// An error naming run.device when `options` place the model on a GPU: the learner and actor
+// processes run on the CPU in this version (their batches and transfers are host tensors).
+Status RequireCpuProcess(const ModelOptions& options, const Config& config);
 
 }  // namespace chainrl::model

@@ -41,7 +41,7 @@ RolloutEngine::RolloutEngine(std::shared_ptr<model::DecoderModel> model, EngineO
   CHAINRL_CHECK(options_.max_batch > 0 && options_.max_seq_len > 1, "engine options");
   cache_ =
       std::make_unique<model::KvCache>(model_->config(), options_.max_batch, options_.max_seq_len,
-                                       model_->options().dtype, model_->options().device);
+                                       model_->options().ComputeDtype(), model_->options().device);
   slot_kept_.assign(static_cast<size_t>(options_.max_batch), false);
 }
 
@@ -292,7 +292,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     const int64_t R = static_cast<int64_t>(rows.size());
     int64_t max_len = 0;
     for (const auto& s : rows) max_len = std::max<int64_t>(max_len, static_cast<int64_t>(s.size()));
-    model::KvCache temp(model_->config(), R, max_len, model_->options().dtype, device);
+    model::KvCache temp(model_->config(), R, max_len, model_->options().ComputeDtype(), device);
     std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
     const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
     for (int64_t off = 0; off < max_len; off += chunk) {

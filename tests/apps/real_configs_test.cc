@@ -123,8 +123,8 @@ class RealConfigsTest : public ::testing::Test {
 
   std::vector<std::string> Overrides(const std::string& model) const {
     const std::string d = dir_ + "/data/gsm8k/";
-    return {"model.path=\"" + model + "\"", "run.device=\"cpu\"", "model.dtype=\"float32\"",
-            "model.compute_dtype=\"float32\"", "data.eval_files=[\"" + d + "test.jsonl\"]"};
+    // Device and dtypes as shipped: cpu, float32 master weights, bfloat16 compute.
+    return {"model.path=\"" + model + "\"", "data.eval_files=[\"" + d + "test.jsonl\"]"};
   }
 
   std::string tokenizer_, dir_;
@@ -146,6 +146,9 @@ TEST_F(RealConfigsTest, EachConfigValidatesLoadsRendersAndEvaluates) {
     EXPECT_EQ(shipped->GetString("data.prompt_field"), "question");
     EXPECT_EQ(shipped->GetString("data.answer_field"), "answer");
     EXPECT_FALSE(shipped->GetArray("rewards").empty());
+    EXPECT_EQ(shipped->GetString("run.device"), "cpu");
+    EXPECT_EQ(shipped->GetString("model.dtype"), "float32");
+    EXPECT_EQ(shipped->GetString("model.compute_dtype"), "bfloat16");
     auto overrides = Overrides(model_dir);
     const bool dpo = shipped->GetString("algorithm.name") == "dpo";
     overrides.push_back("data.train_files=[\"" + dir_ + "/data/gsm8k/" +

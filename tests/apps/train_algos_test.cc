@@ -442,4 +442,76 @@ options = { target_tokens = 12, max_tokens = 32 }
   fs::remove_all(dir);
 }
 
+// Mixed precision in a real run: the learner keeps float32 master weights and computes in
+// bfloat16, the actors hold bfloat16 weights published in bfloat16, the behaviour logprobs stay
+// close to the learner's, and the exported model keeps the float32 master weights.
+TEST(TrainAlgosTest, Bfloat16ComputeWithFloat32MasterWeights) {
+  const fs::path dir = fs::temp_directory_path() / ("chainrl_bf16_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << R"(
+[run]
+name = "bf16"
+seed = 5
+total_steps = 3
+[model]
+path = ")" + (dir / "model").string() +
+                               R"("
+dtype = "float32"
+compute_dtype = "bfloat16"
+[model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = 24
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+[algorithm]
+name = "grpo"
+kl_coef = 0.01
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 12, max_tokens = 24 }
+)";
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  EXPECT_NE(ReadText(run + "/logs/learner.log").find("float32 weights, bfloat16 compute on cpu"),
+            std::string::npos);
+  for (const char* actor : {"/logs/actor-0.log", "/logs/actor-1.log"})
+    EXPECT_NE(ReadText(run + actor).find("bfloat16 weights on cpu"), std::string::npos) << actor;
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 3u);
+  for (const json& h : steps) {
+    EXPECT_TRUE(std::isfinite(h["loss"].get<double>())) << h.dump();
+    // bfloat16 actors against the learner's mixed-precision recomputation: rounding, not drift.
+    const double mismatch = h["logprob_mismatch"].get<double>();
+    EXPECT_GT(mismatch, 0.0) << h.dump();
+    EXPECT_LT(mismatch, 0.1) << h.dump();
+  }
+  const json exported = ReadJson(run + "/export/config.json");
+  EXPECT_EQ(exported["torch_dtype"], "float32");
+  fs::remove_all(dir);
+}
+
 }  // namespace

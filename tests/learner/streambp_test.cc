@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <iostream>
+
 #include "learner/objectives.h"
 #include "learner/preference.h"
 #include "model/decoder.h"
@@ -284,6 +286,80 @@ TEST(StreamBpTest, LayerwiseChunkedBackwardEqualsOrdinaryBackprop) {
 
 namespace chainrl::learner {
 namespace {
+
+// Mixed precision (float32 master weights, bfloat16 products): streaming backprop's gradients are
+// those of ordinary mixed-precision backprop up to bfloat16 rounding (the products are chunked
+// differently), both land in the float32 parameters, and both track float32 training.
+// ||a - b|| / ||b|| over all parameters' gradients together.
+double RelL2(const std::map<std::string, torch::Tensor>& a,
+             const std::map<std::string, torch::Tensor>& b) {
+  double num = 0, den = 0;
+  for (const auto& [k, v] : b) {
+    num += (a.at(k).to(torch::kDouble) - v.to(torch::kDouble)).pow(2).sum().item<double>();
+    den += v.to(torch::kDouble).pow(2).sum().item<double>();
+  }
+  return std::sqrt(num / den);
+}
+
+TEST(StreamBpTest, MixedPrecisionGradientsTrackOrdinaryBackprop) {
+  torch::manual_seed(2);
+  const int64_t B = 2, T = 11;
+  auto ids = torch::randint(0, 40, {B, T}, torch::kLong);
+  auto targets = torch::roll(ids, -1, 1);
+  auto attn = torch::ones({B, T}, torch::kLong);
+  attn.index_put_({1, torch::indexing::Slice(0, 2)}, 0);  // left padding
+  auto mask = torch::zeros({B, T});
+  mask.index_put_({0, torch::indexing::Slice(2, 10)}, 1);
+  mask.index_put_({1, torch::indexing::Slice(4, 10)}, 1);
+  auto old_lp = -torch::rand({B, T}) * 3 - 0.1;
+  auto adv = torch::tensor({0.8, -1.3});
+  PolicyLossOptions opts;
+  opts.set_loss_agg_mode(LossAggMode::kTokenMean);
+  Normalisers norm = ComputeNormalisers(mask, opts);
+  auto fn = [&](int64_t t0, int64_t t1, const torch::Tensor& lp, const torch::Tensor&) {
+    auto sl = [&](const torch::Tensor& x) { return x.narrow(1, t0, t1 - t0); };
+    TokenLossInputs in{lp, sl(old_lp), {}, sl(mask), adv, {}, {}, {}};
+    return PolicyLoss(in, norm, opts).loss;
+  };
+  auto f32 = ArchModel(model::Architecture::kQwen3, 2);
+  auto mixed = std::make_shared<model::DecoderModel>(
+      f32->config(), model::ModelOptions().set_compute_dtype(torch::kBFloat16));
+  {
+    torch::NoGradGuard g;
+    auto dst = mixed->named_parameters();
+    for (const auto& p : f32->named_parameters()) dst[p.key()].copy_(p.value());
+  }
+  auto ordinary = [&](model::DecoderModel& m) {
+    m.zero_grad();
+    auto logits = m.Logits(m.Forward(ids, {}, attn)).to(torch::kFloat);
+    auto logp = torch::log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1);
+    auto loss = fn(0, T, logp, {});
+    loss.backward();
+    return loss.item<double>();
+  };
+  const double loss32 = ordinary(*f32);
+  auto want32 = Grads(*f32);
+  const double loss_mixed = ordinary(*mixed);
+  auto want_mixed = Grads(*mixed);
+  for (const auto& [k, g] : want_mixed) EXPECT_EQ(g.scalar_type(), torch::kFloat) << k;
+  const double mixed_vs_f32 = RelL2(want_mixed, want32);
+  for (int64_t chunk : {3, 11}) {
+    mixed->zero_grad();
+    StreamBpOptions so;
+    so.set_layer_chunk_tokens(chunk).set_head(ChunkedHeadOptions().set_chunk_tokens(chunk + 1));
+    const double got = StreamBackward(*mixed, ids, attn, targets, fn, so);
+    auto grads = Grads(*mixed);
+    const double stream_vs_mixed = RelL2(grads, want_mixed);
+    std::cout << "chunk " << chunk << ": loss " << got << " (ordinary mixed " << loss_mixed
+              << ", float32 " << loss32 << "); relative L2 gradient error vs ordinary mixed "
+              << stream_vs_mixed << ", ordinary mixed vs float32 " << mixed_vs_f32 << "\n";
+    EXPECT_NEAR(got, loss_mixed, 1e-2 * std::max(1.0, std::abs(loss_mixed)));
+    EXPECT_LE(stream_vs_mixed, 0.05);
+    EXPECT_LE(RelL2(grads, want32), 0.05);
+  }
+  EXPECT_GT(mixed_vs_f32, 0.0);
+  EXPECT_LE(mixed_vs_f32, 0.05);
+}
 
 TEST(StreamBpTest, ChunksFromAMemoryBudget) {
   model::ModelConfig c;

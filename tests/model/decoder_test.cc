@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 
 #include <cmath>
+#include <iostream>
 #include <thread>
 
 #include "model/attention.h"
@@ -463,6 +464,89 @@ TEST(Decoder, Bfloat16ComputeTracksFloat32) {
   torch::Tensor h16 = m16->Forward(ids);
   EXPECT_EQ(h16.scalar_type(), torch::kBFloat16);
   EXPECT_LT(MaxDiff(h16, m32->Forward(ids)), 0.15);
+}
+
+// The same random weights as RandomModel(c, seed) in float32, computing in bfloat16.
+std::shared_ptr<DecoderModel> MixedModel(const ModelConfig& c, uint64_t seed) {
+  auto m = std::make_shared<DecoderModel>(c, ModelOptions().set_compute_dtype(torch::kBFloat16));
+  auto src = RandomModel(c, seed);
+  torch::NoGradGuard g;
+  auto dst = m->named_parameters();
+  for (const auto& p : src->named_parameters()) dst[p.key()].copy_(p.value());
+  return m;
+}
+
+double Cosine(const torch::Tensor& a, const torch::Tensor& b) {
+  torch::Tensor x = a.to(torch::kDouble).flatten(), y = b.to(torch::kDouble).flatten();
+  return (x.dot(y) / (x.norm() * y.norm())).item<double>();
+}
+
+// Mixed precision (float32 weights, bfloat16 products): logits come out in bfloat16 and differ
+// from float32 by bfloat16 rounding only, closer than a pure bfloat16 model since the residual
+// stream and norms stay in float32; gradients land in the float32 parameters and point where the
+// float32 ones do.
+TEST_P(Families, MixedPrecisionComputesInBfloat16OnFloat32Weights) {
+  ModelConfig c = TinyConfig(GetParam());
+  auto m32 = RandomModel(c, 21);
+  auto mix = MixedModel(c, 21);
+  auto m16 = RandomModel(c, 21, torch::kBFloat16);
+  EXPECT_TRUE(mix->options().Mixed());
+  EXPECT_EQ(mix->options().ComputeDtype(), torch::kBFloat16);
+  torch::manual_seed(21);
+  torch::Tensor ids = torch::randint(c.vocab_size, {2, 9}, torch::kLong);
+  torch::Tensor l32 = m32->Logits(m32->Forward(ids));
+  torch::Tensor lmix = mix->Logits(mix->Forward(ids));
+  torch::Tensor l16;
+  {
+    torch::NoGradGuard g;
+    l16 = m16->Logits(m16->Forward(ids));
+  }
+  EXPECT_EQ(lmix.scalar_type(), torch::kBFloat16);
+  const double scale = l32.abs().max().item<double>();
+  const double err_mix = MaxDiff(lmix, l32), err_16 = MaxDiff(l16, l32);
+  std::cout << "logit scale " << scale << ", max error mixed " << err_mix << ", pure bf16 "
+            << err_16 << "\n";
+  EXPECT_GT(err_mix, 0.0);  // the products really ran in bfloat16
+  EXPECT_LT(err_mix, 0.03 * scale);
+  EXPECT_LT(err_16, 0.05 * scale);
+
+  auto loss = [&](const torch::Tensor& logits) {
+    return torch::nn::functional::cross_entropy(logits.to(torch::kFloat).view({-1, c.vocab_size}),
+                                                ids.view({-1}));
+  };
+  loss(l32).backward();
+  loss(lmix).backward();
+  auto p32 = m32->named_parameters();
+  for (const auto& p : mix->named_parameters()) {
+    EXPECT_EQ(p.value().scalar_type(), torch::kFloat) << p.key();
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_EQ(p.value().grad().scalar_type(), torch::kFloat) << p.key();
+    const double cos = Cosine(p.value().grad(), p32[p.key()].grad());
+    std::cout << p.key() << " gradient cosine " << cos << "\n";
+    EXPECT_GT(cos, 0.99) << p.key();
+  }
+}
+
+// The KV cache holds the compute dtype, and token-by-token cached decoding tracks the uncached
+// forward within bfloat16 rounding.
+TEST_P(Families, MixedPrecisionKvCacheTracksUncachedForward) {
+  ModelConfig c = TinyConfig(GetParam());
+  auto mix = MixedModel(c, 22);
+  torch::NoGradGuard g;
+  torch::manual_seed(22);
+  torch::Tensor ids = torch::randint(c.vocab_size, {2, 8}, torch::kLong);
+  torch::Tensor full = mix->Forward(ids);
+  KvCache cache(c, 2, 8, mix->options().ComputeDtype(), torch::kCPU);
+  EXPECT_EQ(cache.k(0).scalar_type(), torch::kBFloat16);
+  double worst = 0;
+  for (int64_t t = 0; t < 8; ++t) {
+    torch::Tensor pos = torch::full({2, 1}, t, torch::kLong);
+    torch::Tensor h = mix->ForwardCached(ids.narrow(1, t, 1), pos, cache);
+    EXPECT_EQ(h.scalar_type(), torch::kFloat);  // the residual stream stays in float32
+    worst = std::max(worst, MaxDiff(h, full.narrow(1, t, 1)));
+  }
+  std::cout << "cached vs uncached, max hidden difference " << worst << "\n";
+  EXPECT_LT(worst, 0.1);
 }
 
 TEST(Decoder, LibTorchRunsOnSeveralThreadsWithOpenBlas) {

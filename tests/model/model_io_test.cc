@@ -6,9 +6,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
+#include "model/flat_weights.h"
 #include "model/model_io.h"
 
 namespace chainrl::model {
@@ -159,6 +162,81 @@ TEST(ModelIo, InitWeightsFollowsHfInitialisation) {
   DecoderModel m2(c);
   m2.InitWeights(9);
   ExpectSameWeights(m, m2);  // deterministic for a seed
+}
+
+// Weights published in the actors' dtype: float32 master weights packed as bfloat16 land in a
+// bfloat16 model exactly as a cast of the master weights, in half the bytes; the formats agree,
+// and a receiver of another dtype refuses them by name.
+TEST(FlatWeights, PackedInTheReceiversDtype) {
+  ModelConfig c = Tiny(Architecture::kQwen2, /*tied=*/false);
+  DecoderModel master(c);
+  master.InitWeights(5);
+  DecoderModel actor(c, ModelOptions().set_dtype(torch::kBFloat16));
+  const size_t n32 = FlatWeightsBytes(master), n16 = FlatWeightsBytes(master, torch::kBFloat16);
+  EXPECT_EQ(n16 * 2, n32);
+  EXPECT_EQ(n16, FlatWeightsBytes(actor));
+  EXPECT_EQ(FlatWeightsFormat(master, torch::kBFloat16), FlatWeightsFormat(actor));
+  EXPECT_NE(FlatWeightsFormat(master), FlatWeightsFormat(actor));
+  std::vector<uint8_t> buf(n16);
+  PackFlatWeights(master, buf.data(), torch::kBFloat16);
+  ASSERT_TRUE(
+      UnpackFlatWeights(actor, buf, FlatWeightsFormat(master, torch::kBFloat16), "learner").ok());
+  auto a = actor.named_parameters();
+  for (const auto& p : master.named_parameters())
+    EXPECT_TRUE(BitEqual(a[p.key()], p.value().to(torch::kBFloat16))) << p.key();
+  std::vector<uint8_t> full(n32);
+  PackFlatWeights(master, full.data());
+  Status st = UnpackFlatWeights(actor, full, FlatWeightsFormat(master), "learner");
+  EXPECT_NE(st.message().find("learner: weights of format"), std::string::npos) << st.ToString();
+}
+
+Config RunConfig(const std::vector<std::string>& sets) {
+  auto c = ParseConfig("[model]\npath = \"models/m\"\n", "run.toml", sets);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return *c;
+}
+
+TEST(ModelOptionsFromConfig, TrainingKeepsMasterWeightsInferenceHoldsTheComputeDtype) {
+  Config mixed = RunConfig({"model.dtype=\"float32\"", "model.compute_dtype=\"bfloat16\""});
+  auto train = ModelOptionsFromConfig(mixed, ModelRole::kTraining);
+  ASSERT_TRUE(train.ok()) << train.status().ToString();
+  EXPECT_EQ(train->dtype, torch::kFloat);
+  EXPECT_EQ(train->ComputeDtype(), torch::kBFloat16);
+  EXPECT_TRUE(train->Mixed());
+  EXPECT_TRUE(train->device.is_cpu());
+  auto infer = ModelOptionsFromConfig(mixed, ModelRole::kInference);
+  ASSERT_TRUE(infer.ok()) << infer.status().ToString();
+  EXPECT_EQ(infer->dtype, torch::kBFloat16);
+  EXPECT_FALSE(infer->Mixed());
+  EXPECT_TRUE(RequireCpuProcess(*infer, mixed).ok());
+
+  auto defaults = ModelOptionsFromConfig(RunConfig({}), ModelRole::kTraining);
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(defaults->dtype, torch::kFloat);
+  EXPECT_FALSE(defaults->Mixed());
+}
+
+TEST(ModelOptionsFromConfig, DeviceErrorsNameTheKey) {
+  Config cuda = RunConfig({"run.device=\"cuda\""});
+  auto o = ModelOptionsFromConfig(cuda, ModelRole::kTraining);
+  if (torch::cuda::is_available()) {
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    Status st = RequireCpuProcess(*o, cuda);
+    EXPECT_NE(st.message().find("run.device is 'cuda'"), std::string::npos) << st.ToString();
+  } else {
+    ASSERT_FALSE(o.ok());
+    EXPECT_NE(o.status().message().find("run.device is 'cuda' but CUDA is not available"),
+              std::string::npos)
+        << o.status().ToString();
+  }
+  // float16 compute: either the device runs it, or the error names the key and says why.
+  auto half = ModelOptionsFromConfig(RunConfig({"model.compute_dtype=\"float16\""}),
+                                     ModelRole::kTraining);
+  std::cout << "float16 compute on cpu: "
+            << (half.ok() ? std::string("supported") : half.status().message()) << "\n";
+  if (!half.ok())
+    EXPECT_NE(half.status().message().find("model.compute_dtype 'float16' is not supported on cpu"),
+              std::string::npos);
 }
 
 }  // namespace
