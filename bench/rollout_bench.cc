@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
+#include "model/model_io.h"
 #include "rollout/engine.h"
 
 namespace chainrl::app {
@@ -36,6 +37,7 @@ struct BenchConfig {
   int64_t requests = 256, slots = 16, median_len = 24;
   int64_t steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
   uint64_t seed = 1;
+  std::string dtype = "float32";
 };
 
 std::shared_ptr<model::DecoderModel> MakeModel(const BenchConfig& c) {
@@ -50,7 +52,9 @@ std::shared_ptr<model::DecoderModel> MakeModel(const BenchConfig& c) {
   m.head_dim = c.hidden / c.heads;
   m.max_position_embeddings = 8192;
   m.tie_word_embeddings = true;
-  auto model = std::make_shared<model::DecoderModel>(m);
+  auto dtype = model::ParseTorchDtype(c.dtype);
+  auto model = std::make_shared<model::DecoderModel>(
+      m, model::ModelOptions().set_dtype(dtype.ok() ? *dtype : torch::kFloat));
   model->InitWeights(c.seed);
   return model;
 }
@@ -196,6 +200,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
   // Synchronous.
   int64_t sync_tokens = 0;
   double sync_s, sync_occupancy = 0, seg_occupancy = 0;
+  rollout::EngineStats sync_stats;
   {
     RolloutEngine engine(m, Engine(c.slots, max_len));
     auto t0 = Clock::now();
@@ -208,6 +213,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     sync_s = Since(t0);
     sync_occupancy = static_cast<double>(engine.stats().generated_tokens) /
                      static_cast<double>(std::max<int64_t>(1, engine.stats().slot_steps));
+    sync_stats = engine.stats();
   }
   // Segmented.
   int64_t seg_tokens = 0, delivered = 0, next = 0;
@@ -261,6 +267,13 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
               sync_occupancy, seg_occupancy,
               static_cast<long long>(seg_stats.resumed), static_cast<long long>(seg_stats.restored),
               static_cast<long long>(seg_stats.reprefilled));
+  for (const auto* st : {&sync_stats, &seg_stats})
+    std::printf("  %s: %lld decode steps in %.3f s (%.2f ms each), admissions %.3f s "
+                "(%lld prefill tokens)\n",
+                st == &sync_stats ? "synchronous" : "segmented",
+                static_cast<long long>(st->decode_steps), st->decode_seconds,
+                1e3 * st->decode_seconds / std::max<int64_t>(1, st->decode_steps),
+                st->prefill_seconds, static_cast<long long>(st->prefill_tokens));
   return {{"sync_tokens_per_second", sync_tps},
           {"segment_tokens_per_second", seg_tps},
           {"sync_slot_occupancy", sync_occupancy},
@@ -324,6 +337,7 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
            "KV stash of the segmented engine in MiB (256; 0: paused samples are prefilled again)");
   a.Option("call-factor", &c.call_factor,
            "segment steps take this many times the slots in requests (4)");
+  a.Option("dtype", &c.dtype, "weights, compute and KV cache dtype (float32; bfloat16 as actors)");
   a.Flag("quick", &quick, "small sizes, for a smoke test");
   return ParseAndRun(a, argv, [&] {
     if (quick) {
@@ -332,7 +346,10 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
       c.slots = 4;
       c.median_len = 6, c.steps = 2, c.segment = 8;
     }
-    std::printf("model: qwen2, %lld layers, hidden %lld, vocab %lld, %d threads\n",
+    if (auto d = model::ParseTorchDtype(c.dtype); !d.ok())
+      return ReportError(d.status().WithPrefix("--dtype"));
+    std::printf("model: qwen2, %s, %lld layers, hidden %lld, vocab %lld, %d threads\n",
+                c.dtype.c_str(),
                 static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
                 static_cast<long long>(c.vocab), at::get_num_threads());
     auto m = MakeModel(c);

@@ -2,6 +2,7 @@
 #include "rollout/engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <numeric>
 #include <unordered_set>
@@ -431,7 +432,13 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
           assign.push_back({s, slots[static_cast<size_t>(s)].req});
         }
       }
-      if (!assign.empty()) admit(assign);
+      if (!assign.empty()) {
+        const auto t_admit = std::chrono::steady_clock::now();
+        admit(assign);
+        stats_.prefill_seconds += std::chrono::duration<double>(
+                                      std::chrono::steady_clock::now() - t_admit)
+                                      .count();
+      }
     }
     std::vector<int64_t> active;
     for (int64_t s = 0; s < n_slots; ++s)
@@ -441,6 +448,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       continue;
     }
     // One decode step over every slot; idle slots carry a dummy token that is not kept.
+    const auto t_step = std::chrono::steady_clock::now();
     std::vector<int64_t> ids(static_cast<size_t>(n_slots), 0), pos(static_cast<size_t>(n_slots), 0),
         n_new(static_cast<size_t>(n_slots), 0);
     for (int64_t s : active) {
@@ -468,6 +476,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     const int64_t* tp = toks.data_ptr<int64_t>();
     const float* lp = lps.data_ptr<float>();
     const float* ep = ents.defined() ? ents.data_ptr<float>() : nullptr;
+    stats_.decode_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_step).count();
     for (size_t a = 0; a < active.size(); ++a)
       accept(active[a], static_cast<int32_t>(tp[a]), lp[a], ep ? ep[a] : 0.f);
   }

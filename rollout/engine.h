@@ -107,6 +107,8 @@ struct EngineStats {
   int64_t restored = 0;          // continuations whose KV came back from the stash
   int64_t version_changes = 0;   // times between_steps reported a new version during Generate
   int64_t version_changes_mid_sequence = 0;  // ... while some sample was part-way through
+  double prefill_seconds = 0;  // wall time admitting samples (prefill, KV copies, first token)
+  double decode_seconds = 0;   // wall time in batched decode steps (forward and sampling)
 };
 
 // Not thread-safe: one Generate at a time. The model must outlive the engine.
