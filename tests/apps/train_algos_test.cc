@@ -38,6 +38,43 @@ int Train(const std::string& config, const std::string& run_dir, double seconds,
   return chainrl::testing::WaitFor(chainrl::testing::StartTrain(config, run_dir, extra), seconds);
 }
 
+// The config of a small `chainrl train` run: a 1-layer byte-level model created on the fly,
+// one-digit arithmetic, groups of 4 from 4 prompts per step, 2 actors, learner lr 1e-2.
+// `model_keys` go under [model]; `rest` (algorithm, metrics, rewards) follows [learner].
+std::string TinyRunConfig(const fs::path& dir, const std::string& name, int seed, int steps,
+                          int max_new_tokens, const std::string& model_keys,
+                          const std::string& rest) {
+  return "[run]\nname = \"" + name + "\"\nseed = " + std::to_string(seed) +
+         "\ntotal_steps = " + std::to_string(steps) + "\n[model]\npath = \"" +
+         (dir / "model").string() + "\"\n" + model_keys + R"([model.init]
+enabled = true
+tokenizer = "bytes"
+layers = 1
+hidden = 32
+heads = 2
+kv_heads = 1
+intermediate = 64
+max_position = 512
+[data]
+task = "arithmetic"
+task_min_size = 1
+task_max_size = 1
+num_train_examples = 200
+num_eval_examples = 8
+[rollout]
+group_size = 4
+prompts_per_step = 4
+max_new_tokens = )" + std::to_string(max_new_tokens) +
+         R"(
+[actors]
+count = 2
+[learner]
+threads = 1
+lr = 1e-2
+)" + rest;
+}
+
+
 TEST(TrainAlgosTest, ShapingCurriculumAndMaskingAreAppliedByTheProcess) {
   const fs::path dir = fs::temp_directory_path() / ("chainrl_algos_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -321,39 +358,7 @@ TEST(TrainAlgosTest, OnlineDpoPairsEachGroupsBestAndWorst) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << R"(
-[run]
-name = "odpo"
-seed = 2
-total_steps = 4
-[model]
-path = ")" + (dir / "model").string() +
-                               R"("
-[model.init]
-enabled = true
-tokenizer = "bytes"
-layers = 1
-hidden = 32
-heads = 2
-kv_heads = 1
-intermediate = 64
-max_position = 512
-[data]
-task = "arithmetic"
-task_min_size = 1
-task_max_size = 1
-num_train_examples = 200
-num_eval_examples = 8
-[rollout]
-group_size = 4
-prompts_per_step = 4
-max_new_tokens = 32
-[actors]
-count = 2
-[learner]
-threads = 1
-lr = 1e-2
-[algorithm]
+  std::ofstream(config) << TinyRunConfig(dir, "odpo", 2, 4, 32, "", R"([algorithm]
 name = "dpo"
 preference_source = "online"
 [metrics]
@@ -362,7 +367,7 @@ progress_interval_seconds = 0
 name = "short"
 kind = "length"
 options = { target_tokens = 8, max_tokens = 32 }
-)";
+)");
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
   const std::vector<json> steps = StepEvents(run);
@@ -387,39 +392,7 @@ TEST(TrainAlgosTest, DrpoTrainsOnCorrectnessWithItsOwnLoss) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << R"(
-[run]
-name = "drpo"
-seed = 4
-total_steps = 4
-[model]
-path = ")" + (dir / "model").string() +
-                               R"("
-[model.init]
-enabled = true
-tokenizer = "bytes"
-layers = 1
-hidden = 32
-heads = 2
-kv_heads = 1
-intermediate = 64
-max_position = 512
-[data]
-task = "arithmetic"
-task_min_size = 1
-task_max_size = 1
-num_train_examples = 200
-num_eval_examples = 8
-[rollout]
-group_size = 4
-prompts_per_step = 4
-max_new_tokens = 32
-[actors]
-count = 2
-[learner]
-threads = 1
-lr = 1e-2
-[algorithm]
+  std::ofstream(config) << TinyRunConfig(dir, "drpo", 4, 4, 32, "", R"([algorithm]
 name = "grpo"
 kl_coef = 0.0
 [length_shaping]
@@ -430,7 +403,7 @@ progress_interval_seconds = 0
 name = "short"
 kind = "length"
 options = { target_tokens = 12, max_tokens = 32 }
-)";
+)");
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
   const std::vector<json> steps = StepEvents(run);
@@ -450,41 +423,7 @@ TEST(TrainAlgosTest, Bfloat16ComputeWithFloat32MasterWeights) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << R"(
-[run]
-name = "bf16"
-seed = 5
-total_steps = 3
-[model]
-path = ")" + (dir / "model").string() +
-                               R"("
-dtype = "float32"
-compute_dtype = "bfloat16"
-[model.init]
-enabled = true
-tokenizer = "bytes"
-layers = 1
-hidden = 32
-heads = 2
-kv_heads = 1
-intermediate = 64
-max_position = 512
-[data]
-task = "arithmetic"
-task_min_size = 1
-task_max_size = 1
-num_train_examples = 200
-num_eval_examples = 8
-[rollout]
-group_size = 4
-prompts_per_step = 4
-max_new_tokens = 24
-[actors]
-count = 2
-[learner]
-threads = 1
-lr = 1e-2
-[algorithm]
+  std::ofstream(config) << TinyRunConfig(dir, "bf16", 5, 3, 24, "dtype = \"float32\"\ncompute_dtype = \"bfloat16\"\n", R"([algorithm]
 name = "grpo"
 kl_coef = 0.01
 [metrics]
@@ -493,7 +432,7 @@ progress_interval_seconds = 0
 name = "short"
 kind = "length"
 options = { target_tokens = 12, max_tokens = 24 }
-)";
+)");
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
   EXPECT_NE(ReadText(run + "/logs/learner.log").find("float32 weights, bfloat16 compute on cpu"),

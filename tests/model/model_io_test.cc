@@ -234,9 +234,10 @@ TEST(ModelOptionsFromConfig, DeviceErrorsNameTheKey) {
                                      ModelRole::kTraining);
   std::cout << "float16 compute on cpu: "
             << (half.ok() ? std::string("supported") : half.status().message()) << "\n";
-  if (!half.ok())
+  if (!half.ok()) {
     EXPECT_NE(half.status().message().find("model.compute_dtype 'float16' is not supported on cpu"),
               std::string::npos);
+  }
 }
 
 }  // namespace
