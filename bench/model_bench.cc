@@ -151,9 +151,8 @@ int RunModelBench(const std::vector<std::string>& argv) {
     auto mixed_type = model::ParseTorchDtype(compute_dtype);
     if (!mixed_type.ok()) return ReportError(mixed_type.status().WithPrefix("--compute-dtype"));
     if (*mixed_type != torch::kFloat) {
-      model::DecoderModel mm(c, model::ModelOptions().set_compute_dtype(*mixed_type));
-      auto dst = mm.named_parameters();
-      for (const auto& p : m.named_parameters()) dst[p.key()].copy_(p.value());
+      auto copy = model::CopyModel(m, model::ModelOptions().set_compute_dtype(*mixed_type));
+      model::DecoderModel& mm = *copy;
       mixed_logit_diff = (mm.Logits(mm.Forward(ids)).to(torch::kFloat) - m.Logits(m.Forward(ids)))
                              .abs()
                              .max()

@@ -1441,10 +1441,7 @@ Status Learner::LoadReference() {
     // Same options as the policy, so that its logprobs match the policy's at equal weights.
     CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref, model_->options()));
   } else {
-    reference_ = std::make_shared<model::DecoderModel>(model_->config(), model_->options());
-    torch::NoGradGuard ng;
-    auto dst = reference_->named_parameters();
-    for (const auto& p : model_->named_parameters()) dst[p.key()].copy_(p.value());
+    reference_ = model::CopyModel(*model_, model_->options());
   }
   reference_->eval();
   return Status::Ok();

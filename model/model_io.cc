@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/check.h"
+
 namespace chainrl::model {
 namespace fs = std::filesystem;
 
@@ -117,6 +119,13 @@ Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
   return Status::Ok();
 }
 
+std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions& options) {
+  auto copy = std::make_shared<DecoderModel>(model.config(), options);
+  const Status st = CopyStateDict(*copy, ModelStateDict(model), "model copy");
+  CHAINRL_CHECK(st.ok(), st.ToString());  // same configuration: the names and shapes agree
+  return copy;
+}
+
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
                                                 const ModelOptions& options) {
   const std::string config_path = (fs::path(dir) / "config.json").string();
@@ -180,12 +189,7 @@ Result<ModelOptions> ModelOptionsFromConfig(const Config& config, ModelRole role
   CHAINRL_ASSIGN_OR_RETURN(torch::ScalarType compute,
                            ParseTorchDtype(config.GetString("model.compute_dtype")));
   const std::string& device_name = config.GetString("run.device");
-  torch::Device device(torch::kCPU);
-  try {
-    device = torch::Device(device_name);
-  } catch (const std::exception&) {
-    return InvalidArgument("run.device: '" + device_name + "' is not a device (cpu, cuda, cuda:N)");
-  }
+  const torch::Device device(device_name);  // the schema admits only cpu, cuda and cuda:N
   if (device.is_cuda() && !torch::cuda::is_available())
     return InvalidArgument("run.device is '" + device_name +
                            "' but CUDA is not available to this build or machine");
@@ -205,14 +209,9 @@ Result<ModelOptions> ModelOptionsFromConfig(const Config& config, ModelRole role
                              "); use float32 or bfloat16");
     }
   }
-  ModelOptions o;
-  o.set_device(device);
-  if (role == ModelRole::kTraining) {
-    o.set_dtype(dtype).set_compute_dtype(compute);
-  } else {
-    o.set_dtype(compute);
-  }
-  return o;
+  if (role == ModelRole::kTraining)
+    return ModelOptions().set_device(device).set_dtype(dtype).set_compute_dtype(compute);
+  return ModelOptions().set_device(device).set_dtype(compute);
 }
 
 Status RequireCpuProcess(const ModelOptions& options, const Config& config) {

@@ -30,6 +30,10 @@ Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
 // stay valid and the storage stays owned by the model; for resuming training.
 Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source);
 
+// A new model of `model`'s configuration built with `options`, holding a copy of its weights
+// (dtype and device converted): a frozen reference, or an inference copy in another dtype.
+std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions& options);
+
 // Reads `dir`/config.json and the weights; the model is built with `options` (dtype, device).
 // REQUIRES nothing; every failure is an error naming the file.
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "model/decoder.h"
+#include "model/model_io.h"
 #include "rollout/engine.h"
 
 namespace chainrl::rollout {
@@ -78,8 +79,15 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
       return b.ok() ? *b : std::string();
     };
   }
-  // The engine shares ownership of its model; this one belongs to the caller.
+  // The engine shares ownership of its model; this one belongs to the caller. Under mixed
+  // precision, generation runs on one copy of the weights in the compute dtype (as actors hold
+  // them) instead of casting every weight at every decode step.
   std::shared_ptr<model::DecoderModel> borrowed(&model, [](model::DecoderModel*) {});
+  if (model.options().Mixed()) {
+    borrowed = model::CopyModel(model, model::ModelOptions()
+                                           .set_dtype(model.options().ComputeDtype())
+                                           .set_device(model.options().device));
+  }
   std::vector<GenerationResult> generated;
   {
     torch::NoGradGuard no_grad;

@@ -10,6 +10,7 @@
 #include "learner/objectives.h"
 #include "learner/preference.h"
 #include "model/decoder.h"
+#include "model/model_io.h"
 
 namespace chainrl::learner {
 namespace {
@@ -322,13 +323,8 @@ TEST(StreamBpTest, MixedPrecisionGradientsTrackOrdinaryBackprop) {
     return PolicyLoss(in, norm, opts).loss;
   };
   auto f32 = ArchModel(model::Architecture::kQwen3, 2);
-  auto mixed = std::make_shared<model::DecoderModel>(
-      f32->config(), model::ModelOptions().set_compute_dtype(torch::kBFloat16));
-  {
-    torch::NoGradGuard g;
-    auto dst = mixed->named_parameters();
-    for (const auto& p : f32->named_parameters()) dst[p.key()].copy_(p.value());
-  }
+  auto mixed =
+      model::CopyModel(*f32, model::ModelOptions().set_compute_dtype(torch::kBFloat16));
   auto ordinary = [&](model::DecoderModel& m) {
     m.zero_grad();
     auto logits = m.Logits(m.Forward(ids, {}, attn)).to(torch::kFloat);

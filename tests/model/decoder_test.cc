@@ -468,12 +468,7 @@ TEST(Decoder, Bfloat16ComputeTracksFloat32) {
 
 // The same random weights as RandomModel(c, seed) in float32, computing in bfloat16.
 std::shared_ptr<DecoderModel> MixedModel(const ModelConfig& c, uint64_t seed) {
-  auto m = std::make_shared<DecoderModel>(c, ModelOptions().set_compute_dtype(torch::kBFloat16));
-  auto src = RandomModel(c, seed);
-  torch::NoGradGuard g;
-  auto dst = m->named_parameters();
-  for (const auto& p : src->named_parameters()) dst[p.key()].copy_(p.value());
-  return m;
+  return CopyModel(*RandomModel(c, seed), ModelOptions().set_compute_dtype(torch::kBFloat16));
 }
 
 double Cosine(const torch::Tensor& a, const torch::Tensor& b) {
