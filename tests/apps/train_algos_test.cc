@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -38,12 +39,18 @@ int Train(const std::string& config, const std::string& run_dir, double seconds,
   return chainrl::testing::WaitFor(chainrl::testing::StartTrain(config, run_dir, extra), seconds);
 }
 
-// The config of a small `chainrl train` run: a 1-layer byte-level model created on the fly,
-// one-digit arithmetic, groups of 4 from 4 prompts per step, 2 actors, learner lr 1e-2.
-// `model_keys` go under [model]; `rest` (algorithm, metrics, rewards) follows [learner].
-std::string TinyRunConfig(const fs::path& dir, const std::string& name, int seed, int steps,
-                          int max_new_tokens, const std::string& model_keys,
-                          const std::string& rest) {
+// A fresh, empty temporary directory for one test.
+fs::path FreshDir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / (name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+// [run] and [model] of a run whose 1-layer byte-level model is created on the fly in dir/model.
+// `model_keys` go under [model].
+std::string TinyModelToml(const fs::path& dir, const std::string& name, int seed, int steps,
+                          int max_position, const std::string& model_keys = "") {
   return "[run]\nname = \"" + name + "\"\nseed = " + std::to_string(seed) +
          "\ntotal_steps = " + std::to_string(steps) + "\n[model]\npath = \"" +
          (dir / "model").string() + "\"\n" + model_keys + R"([model.init]
@@ -54,8 +61,17 @@ hidden = 32
 heads = 2
 kv_heads = 1
 intermediate = 64
-max_position = 512
-[data]
+max_position = )" + std::to_string(max_position) +
+         "\n";
+}
+
+// The config of a small `chainrl train` run: that model, one-digit arithmetic, groups of 4 from 4
+// prompts per step, 2 actors, learner lr `lr`. `rest` (algorithm, metrics, rewards) follows
+// [learner].
+std::string TinyRunConfig(const fs::path& dir, const std::string& name, int seed, int steps,
+                          int max_new_tokens, const std::string& model_keys,
+                          const std::string& rest, const std::string& lr = "1e-2") {
+  return TinyModelToml(dir, name, seed, steps, 512, model_keys) + R"([data]
 task = "arithmetic"
 task_min_size = 1
 task_max_size = 1
@@ -70,34 +86,13 @@ max_new_tokens = )" + std::to_string(max_new_tokens) +
 count = 2
 [learner]
 threads = 1
-lr = 1e-2
-)" + rest;
+lr = )" + lr + "\n" + rest;
 }
 
-
 TEST(TrainAlgosTest, ShapingCurriculumAndMaskingAreAppliedByTheProcess) {
-  const fs::path dir = fs::temp_directory_path() / ("chainrl_algos_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = FreshDir("chainrl_algos");
   const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << R"(
-[run]
-name = "algos"
-seed = 5
-total_steps = 8
-[model]
-path = ")" + (dir / "model").string() +
-                               R"("
-[model.init]
-enabled = true
-tokenizer = "bytes"
-layers = 1
-hidden = 32
-heads = 2
-kv_heads = 1
-intermediate = 64
-max_position = 512
-[data]
+  std::ofstream(config) << TinyModelToml(dir, "algos", 5, 8, 512) + R"([data]
 task = "arithmetic"
 task_min_size = 1
 task_max_size = 2
@@ -281,9 +276,7 @@ options = { target_tokens = 16, max_tokens = 48 }
 // policy is its own reference, so every pair's h is 0 and the loss is exactly log 2; training
 // on consistent preferences then opens a positive implicit-reward margin.
 TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
-  const fs::path dir = fs::temp_directory_path() / ("chainrl_dpo_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = FreshDir("chainrl_dpo");
   {
     std::ofstream pairs(dir / "pairs.jsonl");
     for (int i = 0; i < 12; ++i)
@@ -294,24 +287,7 @@ TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
             << "\n";
   }
   const std::string config = (dir / "run.toml").string();
-  std::ofstream(config) << R"(
-[run]
-name = "dpo"
-seed = 1
-total_steps = 6
-[model]
-path = ")" + (dir / "model").string() +
-                               R"("
-[model.init]
-enabled = true
-tokenizer = "bytes"
-layers = 1
-hidden = 32
-heads = 2
-kv_heads = 1
-intermediate = 64
-max_position = 256
-[data]
+  std::ofstream(config) << TinyModelToml(dir, "dpo", 1, 6, 256) + R"([data]
 source = "jsonl"
 train_files = [")" + (dir / "pairs.jsonl").string() +
                                R"("]
@@ -354,9 +330,7 @@ progress_interval_seconds = 0
 
 // Online DPO: pairs from each group's best and worst rollouts, trained with actors.
 TEST(TrainAlgosTest, OnlineDpoPairsEachGroupsBestAndWorst) {
-  const fs::path dir = fs::temp_directory_path() / ("chainrl_odpo_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = FreshDir("chainrl_odpo");
   const std::string config = (dir / "run.toml").string();
   std::ofstream(config) << TinyRunConfig(dir, "odpo", 2, 4, 32, "", R"([algorithm]
 name = "dpo"
@@ -388,9 +362,7 @@ options = { target_tokens = 8, max_tokens = 32 }
 // DRPO: the reward becomes 1[correct] (so the step's shaped reward equals its accuracy) and its
 // loss over sequence scores replaces the policy loss.
 TEST(TrainAlgosTest, DrpoTrainsOnCorrectnessWithItsOwnLoss) {
-  const fs::path dir = fs::temp_directory_path() / ("chainrl_drpo_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = FreshDir("chainrl_drpo");
   const std::string config = (dir / "run.toml").string();
   std::ofstream(config) << TinyRunConfig(dir, "drpo", 4, 4, 32, "", R"([algorithm]
 name = "grpo"
@@ -419,9 +391,7 @@ options = { target_tokens = 12, max_tokens = 32 }
 // bfloat16, the actors hold bfloat16 weights published in bfloat16, the behaviour logprobs stay
 // close to the learner's, and the exported model keeps the float32 master weights.
 TEST(TrainAlgosTest, Bfloat16ComputeWithFloat32MasterWeights) {
-  const fs::path dir = fs::temp_directory_path() / ("chainrl_bf16_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = FreshDir("chainrl_bf16");
   const std::string config = (dir / "run.toml").string();
   std::ofstream(config) << TinyRunConfig(dir, "bf16", 5, 3, 24, "dtype = \"float32\"\ncompute_dtype = \"bfloat16\"\n", R"([algorithm]
 name = "grpo"
@@ -432,7 +402,7 @@ progress_interval_seconds = 0
 name = "short"
 kind = "length"
 options = { target_tokens = 12, max_tokens = 24 }
-)");
+)", "1e-5");
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
   EXPECT_NE(ReadText(run + "/logs/learner.log").find("float32 weights, bfloat16 compute on cpu"),
@@ -443,10 +413,12 @@ options = { target_tokens = 12, max_tokens = 24 }
   ASSERT_EQ(steps.size(), 3u);
   for (const json& h : steps) {
     EXPECT_TRUE(std::isfinite(h["loss"].get<double>())) << h.dump();
-    // bfloat16 actors against the learner's mixed-precision recomputation: rounding, not drift.
+    // bfloat16 actors against the learner's mixed-precision recomputation: rounding, not drift
+    // (the learning rate is tiny, so a sample generated one version back changes nothing).
     const double mismatch = h["logprob_mismatch"].get<double>();
+    std::cout << "step " << h["step"] << " logprob mismatch " << mismatch << "\n";
     EXPECT_GT(mismatch, 0.0) << h.dump();
-    EXPECT_LT(mismatch, 0.1) << h.dump();
+    EXPECT_LT(mismatch, 0.01) << h.dump();
   }
   const json exported = ReadJson(run + "/export/config.json");
   EXPECT_EQ(exported["torch_dtype"], "float32");
