@@ -20,6 +20,7 @@
 #include "learner/rl_step.h"
 #include "model/safetensors.h"
 #include "rollout/engine.h"
+#include "tests/rollout/tiny_model.h"
 
 namespace chainrl::rollout {
 namespace {
@@ -28,7 +29,7 @@ namespace fs = std::filesystem;
 using torch::Tensor;
 
 constexpr int32_t kPlaceholder = 63;
-constexpr int64_t kHidden = 32;
+constexpr int64_t kHidden = chainrl::testing::kTinyHidden;
 
 fs::path TempDir(const std::string& name) {
   fs::path d =
@@ -38,22 +39,7 @@ fs::path TempDir(const std::string& name) {
   return d;
 }
 
-std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1) {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = 64;
-  c.hidden_size = kHidden;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 512;
-  c.initializer_range = 0.3;  // peaked distributions, so greedy has no near-ties
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(seed);
-  return m;
-}
+using chainrl::testing::TinyModel;
 
 // Random rows [n, hidden] on the scale of the model's own embeddings.
 Tensor RandomRows(int64_t n, uint64_t seed, int64_t hidden = kHidden) {

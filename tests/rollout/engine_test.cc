@@ -2,6 +2,7 @@
 // samples do not depend on their batch, behaviour logprobs equal the learner's recomputation,
 // stop strings, budgets, group prefix sharing, continuous batching and carried-over segments.
 #include "rollout/engine.h"
+#include "tests/rollout/tiny_model.h"
 
 #include <gtest/gtest.h>
 
@@ -10,22 +11,7 @@
 namespace chainrl::rollout {
 namespace {
 
-std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1) {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = 64;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 512;
-  c.initializer_range = 0.3;  // peaked distributions, so greedy has no near-ties
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(seed);
-  return m;
-}
+using chainrl::testing::TinyModel;
 
 GenerationRequest Req(std::string id, std::vector<int32_t> prompt, int64_t max_new, uint64_t seed,
                       double temperature = 1.0) {

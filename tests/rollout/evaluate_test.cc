@@ -15,6 +15,7 @@
 
 #include "model/decoder.h"
 #include "rollout/engine.h"
+#include "tests/rollout/tiny_model.h"
 
 namespace chainrl::rollout {
 namespace {
@@ -75,22 +76,7 @@ std::string TokenizerDir() {
   return dir.string();
 }
 
-std::shared_ptr<model::DecoderModel> TinyModel() {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = kVocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 512;
-  c.initializer_range = 0.3;  // peaked distributions: greedy has no near-ties
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(7);
-  return m;
-}
+std::shared_ptr<model::DecoderModel> TinyModel() { return chainrl::testing::TinyModel(7, kVocab); }
 
 std::vector<data::Example> Examples(int n) {
   std::vector<data::Example> v;
