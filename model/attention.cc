@@ -5,6 +5,7 @@
 #include <torch/version.h>
 
 #include "core/check.h"
+#include "model/decode_attention_kernel.h"
 
 namespace chainrl::model {
 
@@ -48,6 +49,57 @@ torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const to
   out = torch::matmul(probs, v);  // [B, Hkv, rep*Tq, D]
 #endif
   return rep == 1 ? out : out.reshape({B, Hq, Tq, D});
+}
+
+bool DecodeAttentionSupports(const torch::Tensor& k) {
+  return k.device().is_cpu() &&
+         (k.scalar_type() == torch::kFloat32 || k.scalar_type() == torch::kBFloat16);
+}
+
+torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, const std::vector<int64_t>& lengths,
+                              double scale) {
+  CHAINRL_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.size(2) == 1,
+                "q" << q.sizes() << " k" << k.sizes() << " v" << v.sizes());
+  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), Hkv = k.size(1);
+  CHAINRL_CHECK(DecodeAttentionSupports(k) && v.scalar_type() == k.scalar_type() &&
+                    k.size(0) == B && k.size(3) == D && Hkv > 0 && Hq % Hkv == 0 &&
+                    v.sizes() == k.sizes() && v.strides() == k.strides() && k.stride(3) == 1 &&
+                    static_cast<int64_t>(lengths.size()) == B,
+                "q" << q.sizes() << " k" << k.sizes() << k.strides() << " v" << v.sizes()
+                    << v.strides() << " lengths " << lengths.size());
+  for (int64_t b = 0; b < B; ++b)
+    CHAINRL_CHECK(lengths[b] >= 0 && lengths[b] <= k.size(2),
+                  "lengths[" << b << "] = " << lengths[b] << " of " << k.size(2));
+  const int64_t rep = Hq / Hkv;
+  torch::Tensor qf = q.to(torch::kFloat32).contiguous();  // [B, Hq, 1, D]: head h = g * rep + r
+  torch::Tensor out = torch::zeros({B, Hq, 1, D}, qf.options());
+  const float* qp = qf.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const bool bf16 = k.scalar_type() == torch::kBFloat16;
+  const int64_t sb = k.stride(0), sg = k.stride(1), sj = k.stride(2);
+  const void* kp = k.data_ptr();
+  const void* vp = v.data_ptr();
+  const float fscale = static_cast<float>(scale);
+  at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch;
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / Hkv, g = i % Hkv, len = lengths[b];
+      if (len == 0) continue;
+      scratch.resize(static_cast<size_t>(rep * len + 2 * D));
+      const int64_t qo = (b * Hq + g * rep) * D, ko = b * sb + g * sg;
+      if (bf16) {
+        kernel::DecodeAttentionBF16(qp + qo, rep, D, static_cast<const uint16_t*>(kp) + ko,
+                                    static_cast<const uint16_t*>(vp) + ko, sj, len, fscale,
+                                    op + qo, scratch.data());
+      } else {
+        kernel::DecodeAttentionF32(qp + qo, rep, D, static_cast<const float*>(kp) + ko,
+                                   static_cast<const float*>(vp) + ko, sj, len, fscale, op + qo,
+                                   scratch.data());
+      }
+    }
+  });
+  return out.to(q.scalar_type());
 }
 
 torch::Tensor CausalMask(int64_t q_len, int64_t k_len, torch::Device device) {

@@ -21,6 +21,17 @@ namespace chainrl::model {
 torch::Tensor Attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& mask, double scale);
 
+// One decode step over a KV cache on the CPU, each sequence attending to its own length:
+//   q: [B, Hq, 1, D]; k, v: [B, Hkv, >= max(lengths), D] with equal strides and contiguous rows
+//   (the cache buffers themselves), float32 or bfloat16; lengths[b] keys of sequence b (0: the
+//   row's output is zeros). The same result as Attention over the padded keys with a length mask,
+//   for the keys each sequence has (scores and softmax in float32).
+// Returns [B, Hq, 1, D] in q's dtype.
+bool DecodeAttentionSupports(const torch::Tensor& k);  // a CPU tensor of float32 or bfloat16
+torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, const std::vector<int64_t>& lengths,
+                              double scale);
+
 // Causal mask for q_len queries over k_len keys, bottom-right aligned: query i (the
 // (k_len - q_len + i)-th token) attends to keys j <= i + k_len - q_len. Bool [q_len, k_len].
 torch::Tensor CausalMask(int64_t q_len, int64_t k_len, torch::Device device);

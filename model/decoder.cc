@@ -307,7 +307,17 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
   }
   ctx.key_len = key_len;
   const auto dev = options_.device;
-  if (uniform) {
+  // A decode step without gradient on the CPU: each sequence attends to its own length.
+  const bool ragged = options_.ragged_decode && T == 1 && !torch::GradMode::is_enabled() &&
+                      cache.num_layers() > 0 && DecodeAttentionSupports(cache.k(0));
+  if (ragged) {
+    ctx.key_lens.resize(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b)
+      ctx.key_lens[static_cast<size_t>(b)] = n_new.empty() || n_new[b] > 0 ? start[b] + 1 : 0;
+  }
+  if (ragged && uniform) {
+    ctx.uniform_start = start[0];
+  } else if (uniform) {
     ctx.uniform_start = start[0];
     // Every row's query t attends to slots <= start + t: one bottom-right causal mask for all, and
     // none at all when it would allow everything (one new token per row).
@@ -317,7 +327,7 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
       ctx.mask = CausalMask(T, key_len, dev);
     }
   } else {
-    ctx.mask = CacheCausalMask(start, T, key_len, dev);
+    if (!ragged) ctx.mask = CacheCausalMask(start, T, key_len, dev);
     torch::Tensor slots = torch::tensor(start, torch::kLong).to(dev).view({B, 1}) +
                           torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(dev));
     ctx.slot_index =
@@ -369,6 +379,12 @@ torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const Layer
     } else {
       ck.scatter_(2, ctx.slot_index, k);
       cv.scatter_(2, ctx.slot_index, v);
+    }
+    if (!ctx.key_lens.empty()) {
+      torch::Tensor a = DecodeAttention(q, ck, cv, ctx.key_lens,
+                                        1.0 / std::sqrt(static_cast<double>(D)));
+      a = a.transpose(1, 2).reshape({B, T, attn.heads * D});
+      return Residuals(layer, (*attn.o_proj)(a), x);
     }
     k = ck.narrow(2, 0, ctx.key_len);
     v = cv.narrow(2, 0, ctx.key_len);

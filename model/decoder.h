@@ -29,6 +29,10 @@ struct ModelOptions {
   torch::ScalarType dtype = torch::kFloat32;  // parameter dtype
   torch::Device device = torch::kCPU;
   std::optional<torch::ScalarType> compute_dtype;  // unset = dtype
+  // Cached decode steps (one new token per sequence, no gradient) on the CPU attend over each
+  // sequence's own cached length (model/decode_attention_kernel.h) instead of over the longest
+  // sequence with a mask. Off: the padded path (kept for comparison and for tests).
+  bool ragged_decode = true;
   ModelOptions& set_dtype(torch::ScalarType d) {
     dtype = d;
     return *this;
@@ -41,6 +45,10 @@ struct ModelOptions {
   bool Mixed() const { return ComputeDtype() != dtype; }
   ModelOptions& set_device(torch::Device d) {
     device = d;
+    return *this;
+  }
+  ModelOptions& set_ragged_decode(bool on) {
+    ragged_decode = on;
     return *this;
   }
 };
@@ -86,6 +94,9 @@ struct LayerContext {
   int64_t uniform_start = -1;  // the common first slot when all sequences start there, else -1
   torch::Tensor slot_index;    // otherwise: [B, kv_heads, T, head_dim] int64 slot of each new token
   int64_t key_len = 0;         // attend over cache slots [0, key_len)
+  // A ragged decode step (ModelOptions::ragged_decode): sequence b attends to its first
+  // key_lens[b] cache slots (0: an idle row, whose output is zeros); mask unused. Empty otherwise.
+  std::vector<int64_t> key_lens;
 };
 
 // Precomputed input embeddings spliced into a [B, T] input (a placeholder token's embedding row
@@ -117,6 +128,8 @@ class DecoderModel : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  // Switches the decode attention path (ModelOptions::ragged_decode) of this model.
+  void set_ragged_decode(bool on) { options_.ragged_decode = on; }
   int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
 
   // HF initialisation: linear and embedding weights ~ N(0, initializer_range), biases 0, norm

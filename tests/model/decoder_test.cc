@@ -277,6 +277,40 @@ TEST(AttentionGqa, MatchesPerHeadLoopForSeveralKvHeadCounts) {
   }
 }
 
+// The ragged decode kernel against the per-head reference over each row's own keys: head dims
+// with a compiled-in size and without, several kv-head counts, a row with no keys (zeros), a row
+// using the whole buffer, float32 and bfloat16 caches.
+TEST(DecodeAttention, MatchesPerHeadAttentionOverEachRowsLength) {
+  torch::manual_seed(9);
+  const int64_t B = 4, Hq = 8, Tmax = 40;
+  const std::vector<int64_t> lengths = {7, 0, 40, 1};
+  for (int64_t D : {32, 64, 128, 12})
+    for (int64_t hkv : {1, 2, 8})
+      for (auto dtype : {torch::kFloat, torch::kBFloat16}) {
+        torch::Tensor q = torch::randn({B, Hq, 1, D}).mul_(2.0).to(dtype);
+        torch::Tensor k = torch::randn({B, hkv, Tmax, D}).to(dtype);
+        torch::Tensor v = torch::randn({B, hkv, Tmax, D}).to(dtype);
+        const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+        torch::Tensor got = DecodeAttention(q, k, v, lengths, scale);
+        ASSERT_EQ(got.sizes(), q.sizes());
+        ASSERT_EQ(got.scalar_type(), dtype);
+        for (int64_t b = 0; b < B; ++b) {
+          const int64_t L = lengths[b];
+          if (L == 0) {
+            EXPECT_EQ(got[b].abs().max().item<double>(), 0.0);
+            continue;
+          }
+          torch::Tensor want = PerHeadAttention(q.narrow(0, b, 1).to(torch::kFloat),
+                                                k.narrow(0, b, 1).narrow(2, 0, L).to(torch::kFloat),
+                                                v.narrow(0, b, 1).narrow(2, 0, L).to(torch::kFloat),
+                                                torch::ones({1, 1, 1, L}, torch::kBool), scale);
+          // bfloat16: the output is rounded to 8 significant bits.
+          EXPECT_LT(MaxDiff(got.narrow(0, b, 1), want), dtype == torch::kFloat ? 1e-5 : 2e-2)
+              << "D " << D << " kv heads " << hkv << " row " << b;
+        }
+      }
+}
+
 // ---------------------------------------------------------------- whole model
 TEST_P(Families, MatchesNaiveReference) {
   ModelConfig c = TinyConfig(GetParam());
@@ -372,6 +406,46 @@ TEST_P(Families, KvCacheRaggedChunksEqualUncachedForward) {
       ids.narrow(1, 6, 3), torch::arange(6, 9, torch::kLong).view({1, 3}).expand({B, 3}), cache,
       {0, 3});
   EXPECT_LT(MaxDiff(again[1], full[1].narrow(0, 6, 3)), 1e-5);
+}
+
+// Decode steps over rows of different cache lengths, one row idle at every other step: the
+// ragged path (each row attends to its own length) and the padded path (the longest row's length
+// with a mask) both reproduce the uncached forward.
+TEST_P(Families, RaggedDecodeStepsEqualPaddedPathAndUncachedForward) {
+  ModelConfig c = TinyConfig(GetParam());
+  auto m = RandomModel(c, 12);
+  torch::NoGradGuard g;
+  const int64_t B = 3, T = 12;
+  torch::Tensor ids = torch::randint(c.vocab_size, {B, T}, torch::kLong);
+  torch::Tensor full = m->Forward(ids);
+  for (bool ragged : {true, false}) {
+    m->set_ragged_decode(ragged);
+    KvCache cache(c, B, 16, torch::kFloat, torch::kCPU);
+    const std::vector<int64_t> prompt = {2, 6, 4};
+    torch::Tensor pids = torch::zeros({B, 6}, torch::kLong),
+                  ppos = torch::zeros({B, 6}, torch::kLong);
+    for (int64_t b = 0; b < B; ++b) {
+      pids[b].narrow(0, 0, prompt[b]).copy_(ids[b].narrow(0, 0, prompt[b]));
+      ppos[b].narrow(0, 0, prompt[b]).copy_(torch::arange(prompt[b], torch::kLong));
+    }
+    (void)m->ForwardCached(pids, ppos, cache, prompt);
+    for (int step = 0; step < 6; ++step) {
+      std::vector<int64_t> n_new = {1, step % 2 == 0 ? 0 : 1, 1};
+      torch::Tensor sid = torch::zeros({B, 1}, torch::kLong),
+                    spos = torch::zeros({B, 1}, torch::kLong);
+      for (int64_t b = 0; b < B; ++b) {
+        sid[b][0] = ids[b][cache.length(b)];
+        spos[b][0] = cache.length(b);
+      }
+      std::vector<int64_t> at = cache.lengths();
+      torch::Tensor h = m->ForwardCached(sid, spos, cache, n_new);
+      for (int64_t b = 0; b < B; ++b) {
+        if (n_new[b] == 0) continue;
+        EXPECT_LT(MaxDiff(h[b][0], full[b][at[b]]), 1e-5)
+            << (ragged ? "ragged" : "padded") << " step " << step << " row " << b;
+      }
+    }
+  }
 }
 
 TEST_P(Families, LeftPaddedBatchMatchesUnpaddedSingles) {
