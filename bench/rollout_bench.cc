@@ -35,7 +35,7 @@ struct BenchConfig {
   int64_t kv_new_tokens = 512, kv_prompt = 128;
   int64_t group = 8, prompt = 1024, group_new = 64;
   int64_t requests = 256, slots = 16, median_len = 24;
-  int64_t steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
+  int64_t steps = 8, warmup_steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
   int64_t repeats = 3;  // prefix and segment comparisons: alternate runs, best time of each kept
   uint64_t seed = 1;
   std::string dtype = "float32";
@@ -189,24 +189,51 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
           {"speedup", tps[1] / tps[0]}};
 }
 
+// The counters of `later` accumulated since `earlier` (the same engine).
+rollout::EngineStats Since(const rollout::EngineStats& later, const rollout::EngineStats& earlier) {
+  rollout::EngineStats d = later;
+  d.prefill_tokens -= earlier.prefill_tokens;
+  d.decode_steps -= earlier.decode_steps;
+  d.generated_tokens -= earlier.generated_tokens;
+  d.slot_steps -= earlier.slot_steps;
+  d.resumed -= earlier.resumed;
+  d.reprefilled -= earlier.reprefilled;
+  d.evicted -= earlier.evicted;
+  d.stashed -= earlier.stashed;
+  d.restored -= earlier.restored;
+  d.version_changes -= earlier.version_changes;
+  d.version_changes_mid_sequence -= earlier.version_changes_mid_sequence;
+  d.prefill_seconds -= earlier.prefill_seconds;
+  d.decode_seconds -= earlier.decode_seconds;
+  return d;
+}
+
 // 4. Segment rollout vs synchronous full rollouts. Each training step needs `slots` finished
 // samples. Synchronous: every step generates its samples to the end, so the slots idle while the
 // longest sample finishes. Segment: every step decodes at most `segment` tokens per sequence over
 // carried-over unfinished samples plus new ones, delivering whatever finished. Both run until the
 // same number of samples has been delivered; tokens delivered per second are compared (best of
 // `repeats` alternating runs of each).
+//
+// A run of many steps is what segmenting is for, so the headline figure is its steady state: the
+// segmented run first takes `warmup_steps` untimed steps that fill the carry-over pool (what a run
+// that has been going for a while holds), then is timed while it delivers the samples. Delivered
+// tokens then include tokens generated before the window for samples carried into it, balanced by
+// the tokens of samples still carried at its end (both printed). The cold start (an empty pool,
+// samples still in flight at the end counted as nothing) is printed beside it.
 nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
   const int64_t per_step = c.slots, needed = c.steps * per_step;
-  auto lens = TailLengths(needed * 4, c.median_len, c.seed + 7);
+  auto lens = TailLengths((c.steps + c.warmup_steps) * per_step * 4, c.median_len, c.seed + 7);
   auto make = [&](int64_t i) {
     return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i),
-                   lens[static_cast<size_t>(i)], 1000 + i);
+                   lens[static_cast<size_t>(i) % lens.size()], 1000 + i);
   };
   const int64_t max_len = 32 + 16 * c.median_len + 1;
   struct Run {
     int64_t tokens = 0;
     double seconds = 1e30;
     rollout::EngineStats stats;
+    int64_t carried_in = 0, carried_out = 0;  // tokens of carried samples at the window's ends
   };
   // Synchronous: each step's samples generated to the end.
   auto synchronous = [&]() {
@@ -224,16 +251,29 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     return run;
   };
   // Segmented: carried-over samples plus new ones, several times the slots, so that slots freed
-  // early are refilled within the step; finished samples are delivered.
-  auto segmented = [&]() {
+  // early are refilled within the step; finished samples are delivered. `warmup` untimed steps
+  // first.
+  auto segmented = [&](int64_t warmup) {
     Run run;
     auto eo = Engine(c.slots, max_len);
     eo.kv_stash_bytes = c.kv_stash_mb << 20;
     RolloutEngine engine(m, eo);
     std::vector<GenerationRequest> pool;  // unfinished, carried over
     int64_t delivered = 0, next = 0;
+    auto carried = [&] {
+      int64_t n = 0;
+      for (const auto& r : pool) n += static_cast<int64_t>(r.carried.size());
+      return n;
+    };
     auto t0 = Clock::now();
-    while (delivered < needed) {
+    rollout::EngineStats at_start;
+    for (int64_t step = 0; delivered < needed; ++step) {
+      const bool timed = step >= warmup;
+      if (step == warmup) {
+        t0 = Clock::now();
+        at_start = engine.stats();
+        run.carried_in = carried();
+      }
       std::vector<GenerationRequest> reqs = pool;
       while (static_cast<int64_t>(reqs.size()) < c.call_factor * c.slots)
         reqs.push_back(make(next++));
@@ -246,62 +286,77 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
           GenerationRequest cont = reqs[i];
           cont.carried.insert(cont.carried.end(), x.tokens.begin(), x.tokens.end());
           pool.push_back(std::move(cont));
-        } else {
+        } else if (timed) {
           ++delivered;
           run.tokens += static_cast<int64_t>(reqs[i].carried.size() + x.tokens.size());
         }
       }
     }
     run.seconds = Since(t0);
-    run.stats = engine.stats();
+    run.stats = Since(engine.stats(), at_start);
+    run.carried_out = carried();
     return run;
   };
   // Alternating repeats, the best time of each mode kept (the token counts are deterministic).
-  Run sync, seg;
+  Run sync, seg, cold;
   for (int64_t rep = 0; rep < std::max<int64_t>(1, c.repeats); ++rep) {
     Run a = synchronous();
     if (a.seconds < sync.seconds) sync = a;
-    Run b = segmented();
+    Run b = segmented(c.warmup_steps);
     if (b.seconds < seg.seconds) seg = b;
+    Run z = segmented(0);
+    if (z.seconds < cold.seconds) cold = z;
   }
-  const int64_t sync_tokens = sync.tokens, seg_tokens = seg.tokens;
-  const double sync_s = sync.seconds, seg_s = seg.seconds;
-  const rollout::EngineStats& sync_stats = sync.stats;
-  const rollout::EngineStats& seg_stats = seg.stats;
   auto occupancy = [](const rollout::EngineStats& st) {
     return static_cast<double>(st.generated_tokens) /
            static_cast<double>(std::max<int64_t>(1, st.slot_steps));
   };
-  const double sync_occupancy = occupancy(sync_stats), seg_occupancy = occupancy(seg_stats);
-  double sync_tps = sync_tokens / sync_s, seg_tps = seg_tokens / seg_s;
+  const double sync_tps = sync.tokens / sync.seconds, seg_tps = seg.tokens / seg.seconds,
+               cold_tps = cold.tokens / cold.seconds;
   std::printf(
       "segment rollout: %lld samples delivered; synchronous %lld tokens in %.3f s (%.0f/s), "
-      "segmented (%lld tokens per segment) %lld tokens in %.3f s (%.0f/s): %.2fx\n",
-      static_cast<long long>(needed), static_cast<long long>(sync_tokens), sync_s, sync_tps,
-      static_cast<long long>(c.segment), static_cast<long long>(seg_tokens), seg_s, seg_tps,
-      seg_tps / sync_tps);
+      "segmented (%lld tokens per segment, steady state after %lld steps) %lld tokens in %.3f s "
+      "(%.0f/s): %.2fx\n",
+      static_cast<long long>(needed), static_cast<long long>(sync.tokens), sync.seconds, sync_tps,
+      static_cast<long long>(c.segment), static_cast<long long>(c.warmup_steps),
+      static_cast<long long>(seg.tokens), seg.seconds, seg_tps, seg_tps / sync_tps);
+  std::printf(
+      "  steady state: carried samples held %lld tokens at the start, %lld at the end; "
+      "generated %lld tokens in the window (%.0f/s)\n",
+      static_cast<long long>(seg.carried_in), static_cast<long long>(seg.carried_out),
+      static_cast<long long>(seg.stats.generated_tokens), seg.stats.generated_tokens / seg.seconds);
+  std::printf(
+      "  cold start (empty pool; %lld tokens still in flight at the end not counted): "
+      "%lld tokens in %.3f s (%.0f/s): %.2fx\n",
+      static_cast<long long>(cold.carried_out), static_cast<long long>(cold.tokens), cold.seconds,
+      cold_tps, cold_tps / sync_tps);
   // Decode slots sampling a token, per slot-step: synchronous steps idle while each step's
-  // longest sample finishes. (A step with idle slots is cheaper on CPU, so the speed-up stays
-  // below the occupancy ratio; continuous batching above shows what a full batch achieves.)
-  std::printf("  slot occupancy: synchronous %.2f, segmented %.2f; paused samples resumed in "
-              "place %lld, from the KV stash %lld, prefilled again %lld\n",
-              sync_occupancy, seg_occupancy,
-              static_cast<long long>(seg_stats.resumed), static_cast<long long>(seg_stats.restored),
-              static_cast<long long>(seg_stats.reprefilled));
-  for (const auto* st : {&sync_stats, &seg_stats})
-    std::printf("  %s: %lld decode steps in %.3f s (%.2f ms each), admissions %.3f s "
-                "(%lld prefill tokens)\n",
-                st == &sync_stats ? "synchronous" : "segmented",
-                static_cast<long long>(st->decode_steps), st->decode_seconds,
-                1e3 * st->decode_seconds / std::max<int64_t>(1, st->decode_steps),
-                st->prefill_seconds, static_cast<long long>(st->prefill_tokens));
+  // longest sample finishes. Idle slots cost no attention, so a step with few busy slots is
+  // cheaper: the speed-up stays below the occupancy ratio.
+  std::printf(
+      "  slot occupancy: synchronous %.2f, segmented %.2f; paused samples resumed in "
+      "place %lld, from the KV stash %lld, prefilled again %lld\n",
+      occupancy(sync.stats), occupancy(seg.stats), static_cast<long long>(seg.stats.resumed),
+      static_cast<long long>(seg.stats.restored), static_cast<long long>(seg.stats.reprefilled));
+  for (const auto* st : {&sync.stats, &seg.stats})
+    std::printf(
+        "  %s: %lld decode steps in %.3f s (%.2f ms each), admissions %.3f s "
+        "(%lld prefill tokens)\n",
+        st == &sync.stats ? "synchronous" : "segmented", static_cast<long long>(st->decode_steps),
+        st->decode_seconds, 1e3 * st->decode_seconds / std::max<int64_t>(1, st->decode_steps),
+        st->prefill_seconds, static_cast<long long>(st->prefill_tokens));
   return {{"sync_tokens_per_second", sync_tps},
           {"segment_tokens_per_second", seg_tps},
-          {"sync_slot_occupancy", sync_occupancy},
-          {"segment_slot_occupancy", seg_occupancy},
-          {"resumed_in_place", seg_stats.resumed},
-          {"restored_from_stash", seg_stats.restored},
-          {"prefilled_again", seg_stats.reprefilled},
+          {"segment_generated_tokens_per_second", seg.stats.generated_tokens / seg.seconds},
+          {"carried_tokens_at_start", seg.carried_in},
+          {"carried_tokens_at_end", seg.carried_out},
+          {"cold_start_tokens_per_second", cold_tps},
+          {"cold_start_speedup", cold_tps / sync_tps},
+          {"sync_slot_occupancy", occupancy(sync.stats)},
+          {"segment_slot_occupancy", occupancy(seg.stats)},
+          {"resumed_in_place", seg.stats.resumed},
+          {"restored_from_stash", seg.stats.restored},
+          {"prefilled_again", seg.stats.reprefilled},
           {"speedup", seg_tps / sync_tps}};
 }
 
@@ -344,6 +399,7 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
       "Rollout engine speed-ups, measured side by side in one run on a random Qwen2-style model.");
   a.Option("layers", &c.layers, "decoder layers (4)");
   a.Option("hidden", &c.hidden, "hidden size (256)");
+  a.Option("intermediate", &c.intermediate, "MLP intermediate size (768)");
   a.Option("vocab", &c.vocab, "vocabulary size (4096)");
   a.Option("kv-new-tokens", &c.kv_new_tokens, "new tokens of the KV-cache comparison (512)");
   a.Option("kv-prompt", &c.kv_prompt, "prompt tokens of the KV-cache comparison (128)");
@@ -353,6 +409,9 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
   a.Option("slots", &c.slots, "decode slots (16)");
   a.Option("median", &c.median_len, "median response length of the long-tail workloads (24)");
   a.Option("steps", &c.steps, "training steps of the segment comparison (8)");
+  a.Option(
+      "warmup-steps", &c.warmup_steps,
+      "untimed segment steps that fill the carry-over pool before the steady-state window (8)");
   a.Option("segment", &c.segment, "tokens per segment (64)");
   a.Option("kv-stash-mb", &c.kv_stash_mb,
            "KV stash of the segmented engine in MiB (256; 0: paused samples are prefilled again)");
@@ -362,37 +421,50 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
            "segment steps take this many times the slots in requests (4)");
   a.Option("dtype", &c.dtype, "weights, compute and KV cache dtype (float32; bfloat16 as actors)");
   a.Flag("quick", &quick, "small sizes, for a smoke test");
+  std::string only;
+  a.Option("only", &only, "run one comparison: kv, prefix, batching, segment or decode (all)");
   return ParseAndRun(a, argv, [&] {
     if (quick) {
       c.layers = 2, c.hidden = 64, c.heads = 4, c.kv_heads = 2, c.intermediate = 128, c.vocab = 256;
       c.kv_new_tokens = 64, c.kv_prompt = 16, c.prompt = 128, c.group_new = 8, c.requests = 16,
       c.slots = 4;
-      c.median_len = 6, c.steps = 2, c.segment = 8, c.repeats = 1;
+      c.median_len = 6, c.steps = 2, c.warmup_steps = 2, c.segment = 8, c.repeats = 1;
     }
+    if (!only.empty() && only != "kv" && only != "prefix" && only != "batching" &&
+        only != "segment" && only != "decode")
+      return ReportError(InvalidArgument("--only '" + only +
+                                         "': expected kv, prefix, batching, segment or decode"));
     if (auto d = model::ParseTorchDtype(c.dtype); !d.ok())
       return ReportError(d.status().WithPrefix("--dtype"));
     std::printf("model: qwen2, %s, %lld layers, hidden %lld, vocab %lld, %d threads\n",
-                c.dtype.c_str(),
-                static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
+                c.dtype.c_str(), static_cast<long long>(c.layers), static_cast<long long>(c.hidden),
                 static_cast<long long>(c.vocab), at::get_num_threads());
     auto m = MakeModel(c);
-    nlohmann::json j;
+    nlohmann::json j, details;
     j["bench"] = "rollout";
-    auto kv = KvCacheBench(m, c);
-    auto px = PrefixBench(m, c);
-    auto cb = BatchingBench(m, c);
-    auto sg = SegmentBench(m, c);
-    auto dc = DecodeBench(m, c);
-    j["kv_cache_speedup"] = kv["speedup"];
-    j["prefix_sharing_speedup"] = px["speedup"];
-    j["continuous_batching_speedup"] = cb["speedup"];
-    j["segment_rollout_speedup"] = sg["speedup"];
-    j["decode_tokens_per_second"] = dc["batch" + std::to_string(c.slots) + "_tokens_per_second"];
-    j["details"] = {{"kv_cache", kv},
-                    {"prefix_sharing", px},
-                    {"batching", cb},
-                    {"segments", sg},
-                    {"decode", dc}};
+    auto want = [&](const char* name) { return only.empty() || only == name; };
+    if (want("kv")) {
+      details["kv_cache"] = KvCacheBench(m, c);
+      j["kv_cache_speedup"] = details["kv_cache"]["speedup"];
+    }
+    if (want("prefix")) {
+      details["prefix_sharing"] = PrefixBench(m, c);
+      j["prefix_sharing_speedup"] = details["prefix_sharing"]["speedup"];
+    }
+    if (want("batching")) {
+      details["batching"] = BatchingBench(m, c);
+      j["continuous_batching_speedup"] = details["batching"]["speedup"];
+    }
+    if (want("segment")) {
+      details["segments"] = SegmentBench(m, c);
+      j["segment_rollout_speedup"] = details["segments"]["speedup"];
+    }
+    if (want("decode")) {
+      details["decode"] = DecodeBench(m, c);
+      j["decode_tokens_per_second"] =
+          details["decode"]["batch" + std::to_string(c.slots) + "_tokens_per_second"];
+    }
+    j["details"] = details;
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   });
