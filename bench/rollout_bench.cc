@@ -430,8 +430,20 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
       c.slots = 4;
       c.median_len = 6, c.steps = 2, c.warmup_steps = 2, c.segment = 8, c.repeats = 1;
     }
-    if (!only.empty() && only != "kv" && only != "prefix" && only != "batching" &&
-        only != "segment" && only != "decode")
+    // Each comparison: --only name, its details key, the headline key and the field it comes from.
+    struct Comparison {
+      std::string name, detail, headline, field;
+      nlohmann::json (*run)(const std::shared_ptr<model::DecoderModel>&, const BenchConfig&);
+    };
+    const std::vector<Comparison> comparisons = {
+        {"kv", "kv_cache", "kv_cache_speedup", "speedup", KvCacheBench},
+        {"prefix", "prefix_sharing", "prefix_sharing_speedup", "speedup", PrefixBench},
+        {"batching", "batching", "continuous_batching_speedup", "speedup", BatchingBench},
+        {"segment", "segments", "segment_rollout_speedup", "speedup", SegmentBench},
+        {"decode", "decode", "decode_tokens_per_second",
+         "batch" + std::to_string(c.slots) + "_tokens_per_second", DecodeBench}};
+    if (!only.empty() && std::none_of(comparisons.begin(), comparisons.end(),
+                                      [&](const Comparison& x) { return x.name == only; }))
       return ReportError(InvalidArgument("--only '" + only +
                                          "': expected kv, prefix, batching, segment or decode"));
     if (auto d = model::ParseTorchDtype(c.dtype); !d.ok())
@@ -442,27 +454,10 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
     auto m = MakeModel(c);
     nlohmann::json j, details;
     j["bench"] = "rollout";
-    auto want = [&](const char* name) { return only.empty() || only == name; };
-    if (want("kv")) {
-      details["kv_cache"] = KvCacheBench(m, c);
-      j["kv_cache_speedup"] = details["kv_cache"]["speedup"];
-    }
-    if (want("prefix")) {
-      details["prefix_sharing"] = PrefixBench(m, c);
-      j["prefix_sharing_speedup"] = details["prefix_sharing"]["speedup"];
-    }
-    if (want("batching")) {
-      details["batching"] = BatchingBench(m, c);
-      j["continuous_batching_speedup"] = details["batching"]["speedup"];
-    }
-    if (want("segment")) {
-      details["segments"] = SegmentBench(m, c);
-      j["segment_rollout_speedup"] = details["segments"]["speedup"];
-    }
-    if (want("decode")) {
-      details["decode"] = DecodeBench(m, c);
-      j["decode_tokens_per_second"] =
-          details["decode"]["batch" + std::to_string(c.slots) + "_tokens_per_second"];
+    for (const Comparison& x : comparisons) {
+      if (!only.empty() && only != x.name) continue;
+      details[x.detail] = x.run(m, c);
+      j[x.headline] = details[x.detail][x.field];
     }
     j["details"] = details;
     std::printf("%s\n", j.dump().c_str());

@@ -219,4 +219,43 @@ TEST(CliTest, InitModelGenerateExportRoundTrip) {
   std::filesystem::remove_all(dir);
 }
 
+// The rollout bench at smoke-test sizes: its last line is one JSON object with every headline
+// figure (positive), the KV-cache comparison generated the same tokens both ways, and the segment
+// comparison's steady-state window really had carried samples; --only runs one comparison, and an
+// unknown one is a usage error naming the choices.
+TEST(CliTest, RolloutBenchQuickPrintsEveryFigure) {
+  auto last_json = [](const std::string& out) {
+    std::string line, last;
+    std::istringstream in(out);
+    while (std::getline(in, line))
+      if (!line.empty() && line[0] == '{') last = line;
+    return nlohmann::json::parse(last, nullptr, false);
+  };
+  CmdResult r = Chainrl("bench rollout --quick");
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json j = last_json(r.out);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  for (const char* k : {"kv_cache_speedup", "prefix_sharing_speedup", "continuous_batching_speedup",
+                        "segment_rollout_speedup", "decode_tokens_per_second"}) {
+    ASSERT_TRUE(j.contains(k) && j[k].is_number()) << k << "\n" << r.out;
+    EXPECT_GT(j[k].get<double>(), 0.0) << k;
+  }
+  EXPECT_EQ(j["details"]["kv_cache"]["same_tokens"], true);
+  const auto& seg = j["details"]["segments"];
+  EXPECT_GT(seg["carried_tokens_at_start"].get<int64_t>(), 0) << seg.dump();
+  EXPECT_GT(seg["cold_start_speedup"].get<double>(), 0.0);
+
+  CmdResult one = Chainrl("bench rollout --quick --only segment");
+  ASSERT_EQ(one.code, 0) << one.out;
+  nlohmann::json o = last_json(one.out);
+  ASSERT_TRUE(o.is_object()) << one.out;
+  EXPECT_TRUE(o.contains("segment_rollout_speedup"));
+  EXPECT_FALSE(o.contains("kv_cache_speedup"));
+  CmdResult bad = Chainrl("bench rollout --quick --only kv-cache");
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("--only 'kv-cache': expected kv, prefix, batching, segment or decode"),
+            std::string::npos)
+      << bad.out;
+}
+
 }  // namespace
