@@ -48,9 +48,10 @@ CHAINRL_INLINE const float* Row(const uint16_t* base, int64_t j, int64_t stride,
   return buf;
 }
 
-// exp(x) for x <= 0 (the softmax's shifted scores), to about 2 ulp: x = n ln2 + r with
-// |r| <= ln2 / 2, e^r by Cephes' expf polynomial, 2^n built in the exponent bits. Unlike the C
-// library's expf it is inlined and vectorises. Below -87 it returns e^-87 (~1.6e-38), not 0.
+// exp(x) for x <= 0 (the softmax's shifted scores), to about 1e-6 relative (this file's
+// reassociation may fold the two-part ln2): x = n ln2 + r with |r| <= ln2 / 2, e^r by Cephes'
+// expf polynomial, 2^n built in the exponent bits. Unlike the C library's expf it is inlined and
+// vectorises. Below -87 it returns e^-87 (~1.6e-38), not 0.
 CHAINRL_INLINE float ExpNonPositive(float x) {
   x = std::max(x, -87.f);
   const int32_t n = static_cast<int32_t>(x * 1.44269504088896341f - 0.5f);  // round(x / ln2)
