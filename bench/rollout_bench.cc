@@ -189,25 +189,6 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
           {"speedup", tps[1] / tps[0]}};
 }
 
-// The counters of `later` accumulated since `earlier` (the same engine).
-rollout::EngineStats Since(const rollout::EngineStats& later, const rollout::EngineStats& earlier) {
-  rollout::EngineStats d = later;
-  d.prefill_tokens -= earlier.prefill_tokens;
-  d.decode_steps -= earlier.decode_steps;
-  d.generated_tokens -= earlier.generated_tokens;
-  d.slot_steps -= earlier.slot_steps;
-  d.resumed -= earlier.resumed;
-  d.reprefilled -= earlier.reprefilled;
-  d.evicted -= earlier.evicted;
-  d.stashed -= earlier.stashed;
-  d.restored -= earlier.restored;
-  d.version_changes -= earlier.version_changes;
-  d.version_changes_mid_sequence -= earlier.version_changes_mid_sequence;
-  d.prefill_seconds -= earlier.prefill_seconds;
-  d.decode_seconds -= earlier.decode_seconds;
-  return d;
-}
-
 // 4. Segment rollout vs synchronous full rollouts. Each training step needs `slots` finished
 // samples. Synchronous: every step generates its samples to the end, so the slots idle while the
 // longest sample finishes. Segment: every step decodes at most `segment` tokens per sequence over
@@ -266,12 +247,11 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
       return n;
     };
     auto t0 = Clock::now();
-    rollout::EngineStats at_start;
     for (int64_t step = 0; delivered < needed; ++step) {
       const bool timed = step >= warmup;
-      if (step == warmup) {
+      if (step == warmup) {  // the window starts: its own clock and engine statistics
         t0 = Clock::now();
-        at_start = engine.stats();
+        engine.ResetStats();
         run.carried_in = carried();
       }
       std::vector<GenerationRequest> reqs = pool;
@@ -293,7 +273,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
       }
     }
     run.seconds = Since(t0);
-    run.stats = Since(engine.stats(), at_start);
+    run.stats = engine.stats();
     run.carried_out = carried();
     return run;
   };
