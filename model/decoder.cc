@@ -315,23 +315,24 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
     for (int64_t b = 0; b < B; ++b)
       ctx.key_lens[static_cast<size_t>(b)] = n_new.empty() || n_new[b] > 0 ? start[b] + 1 : 0;
   }
-  if (ragged && uniform) {
+  // Where the new tokens' keys and values are written: one common slot, or each row's own.
+  if (uniform) {
     ctx.uniform_start = start[0];
-  } else if (uniform) {
-    ctx.uniform_start = start[0];
-    // Every row's query t attends to slots <= start + t: one bottom-right causal mask for all, and
-    // none at all when it would allow everything (one new token per row).
-    if (key_len != start[0] + T) {
-      ctx.mask = CacheCausalMask(start, T, key_len, dev);
-    } else if (T > 1) {
-      ctx.mask = CausalMask(T, key_len, dev);
-    }
   } else {
-    if (!ragged) ctx.mask = CacheCausalMask(start, T, key_len, dev);
     torch::Tensor slots = torch::tensor(start, torch::kLong).to(dev).view({B, 1}) +
                           torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(dev));
     ctx.slot_index =
         slots.view({B, 1, T, 1}).expand({B, config_.num_key_value_heads, T, config_.head_dim});
+  }
+  // The padded path's mask: row b's query t attends to slots <= start[b] + t. With a common start
+  // that is one bottom-right causal mask, and none at all when it would allow everything (one new
+  // token per row).
+  if (!ragged) {
+    if (!uniform || key_len != start[0] + T) {
+      ctx.mask = CacheCausalMask(start, T, key_len, dev);
+    } else if (T > 1) {
+      ctx.mask = CausalMask(T, key_len, dev);
+    }
   }
   std::tie(ctx.cos, ctx.sin) = RopeTables(positions.to(dev));
   return ctx;
@@ -340,7 +341,8 @@ LayerContext DecoderModel::MakeCachedContext(const torch::Tensor& positions, KvC
 // The rest of a layer after attention: out = x + attn_out, then out + mlp(norm(out)). In place when
 // the dtypes agree (a projection's output is not needed by its backward); under mixed precision
 // the residual stream stays in x's dtype, so the sums are out of place.
-static torch::Tensor Residuals(DecoderLayer& layer, torch::Tensor attn_out, const torch::Tensor& x) {
+static torch::Tensor Residuals(DecoderLayer& layer, torch::Tensor attn_out,
+                               const torch::Tensor& x) {
   const auto compute = attn_out.scalar_type();
   torch::Tensor out;
   if (compute == x.scalar_type()) {
@@ -370,6 +372,8 @@ torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const Layer
   q = ApplyRope(q.transpose(1, 2), ctx.cos, ctx.sin);  // [B, H, T, D]
   k = ApplyRope(k.transpose(1, 2), ctx.cos, ctx.sin);
 
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  torch::Tensor a;
   if (ctx.cache != nullptr) {
     torch::Tensor& ck = ctx.cache->k(i);
     torch::Tensor& cv = ctx.cache->v(i);
@@ -381,15 +385,13 @@ torch::Tensor DecoderModel::Layer(int64_t i, const torch::Tensor& x, const Layer
       cv.scatter_(2, ctx.slot_index, v);
     }
     if (!ctx.key_lens.empty()) {
-      torch::Tensor a = DecodeAttention(q, ck, cv, ctx.key_lens,
-                                        1.0 / std::sqrt(static_cast<double>(D)));
-      a = a.transpose(1, 2).reshape({B, T, attn.heads * D});
-      return Residuals(layer, (*attn.o_proj)(a), x);
+      a = DecodeAttention(q, ck, cv, ctx.key_lens, scale);
+    } else {
+      k = ck.narrow(2, 0, ctx.key_len);
+      v = cv.narrow(2, 0, ctx.key_len);
     }
-    k = ck.narrow(2, 0, ctx.key_len);
-    v = cv.narrow(2, 0, ctx.key_len);
   }
-  torch::Tensor a = Attention(q, k, v, ctx.mask, 1.0 / std::sqrt(static_cast<double>(D)));
+  if (!a.defined()) a = Attention(q, k, v, ctx.mask, scale);
   a = a.transpose(1, 2).reshape({B, T, attn.heads * D});
   return Residuals(layer, (*attn.o_proj)(a), x);
 }

@@ -47,10 +47,6 @@ struct ModelOptions {
     device = d;
     return *this;
   }
-  ModelOptions& set_ragged_decode(bool on) {
-    ragged_decode = on;
-    return *this;
-  }
 };
 
 // The inverse RoPE frequencies of `config` ([head_dim / 2], float32, computed in float32 as HF
