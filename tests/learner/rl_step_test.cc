@@ -16,6 +16,7 @@
 #include "learner/advantages.h"
 #include "learner/objectives.h"
 #include "model/decoder.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
 namespace {
@@ -27,20 +28,7 @@ constexpr int64_t kVocab = 50;
 constexpr int64_t kHuge = 1 << 20;  // micro_batch_tokens that keep a mini-batch in one piece
 
 std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed, bool tied) {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = kVocab;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.tie_word_embeddings = tied;
-  c.initializer_range = 0.1;
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(seed);
-  return m;
+  return chainrl::testing::TinyModel(seed, kVocab, /*initializer_range=*/0.1, tied);
 }
 
 std::vector<std::pair<std::string, Tensor>> Named(model::DecoderModel& m) {

@@ -1,6 +1,6 @@
-// The small random Qwen2-style decoder the rollout tests generate with: 2 layers, hidden 32,
-// 4 query / 2 key-value heads, with a large initialiser range so that distributions are peaked and
-// greedy decoding has no near-ties.
+// The small random Qwen2-style decoder the rollout and learner tests run: 2 layers, hidden 32,
+// 4 query / 2 key-value heads. The rollout tests keep the default large initialiser range, so that
+// distributions are peaked and greedy decoding has no near-ties.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +12,9 @@ namespace chainrl::testing {
 
 inline constexpr int64_t kTinyHidden = 32;
 
-inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t vocab = 64) {
+inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t vocab = 64,
+                                                      double initializer_range = 0.3,
+                                                      bool tie_word_embeddings = false) {
   model::ModelConfig c;
   c.arch = model::Architecture::kQwen2;
   c.vocab_size = vocab;
@@ -23,7 +25,8 @@ inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t
   c.num_key_value_heads = 2;
   c.head_dim = 8;
   c.max_position_embeddings = 512;
-  c.initializer_range = 0.3;
+  c.initializer_range = initializer_range;
+  c.tie_word_embeddings = tie_word_embeddings;
   auto m = std::make_shared<model::DecoderModel>(c);
   m->InitWeights(seed);
   return m;

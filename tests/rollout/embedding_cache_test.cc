@@ -20,7 +20,7 @@
 #include "learner/rl_step.h"
 #include "model/safetensors.h"
 #include "rollout/engine.h"
-#include "tests/rollout/tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::rollout {
 namespace {

@@ -2,7 +2,7 @@
 // samples do not depend on their batch, behaviour logprobs equal the learner's recomputation,
 // stop strings, budgets, group prefix sharing, continuous batching and carried-over segments.
 #include "rollout/engine.h"
-#include "tests/rollout/tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 #include <gtest/gtest.h>
 

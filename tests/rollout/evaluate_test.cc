@@ -15,7 +15,7 @@
 
 #include "model/decoder.h"
 #include "rollout/engine.h"
-#include "tests/rollout/tiny_model.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::rollout {
 namespace {
