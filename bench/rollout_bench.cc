@@ -36,7 +36,9 @@ struct BenchConfig {
   int64_t group = 8, prompt = 1024, group_new = 64;
   int64_t requests = 256, slots = 16, median_len = 24;
   int64_t steps = 8, warmup_steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
-  int64_t repeats = 3;  // prefix and segment comparisons: alternate runs, best time of each kept
+  int64_t segment_group = 8;    // samples per prompt in the segment comparison (a GRPO group)
+  double min_occupancy = 0.75;  // segmented calls end when fewer slots than this are busy
+  int64_t repeats = 5;  // prefix and segment comparisons: alternate runs, best time of each kept
   uint64_t seed = 1;
   std::string dtype = "float32";
 };
@@ -155,6 +157,12 @@ std::vector<int64_t> TailLengths(int64_t n, int64_t median, uint64_t seed) {
   return out;
 }
 
+// Decode slots that sampled a token, per slot and decode step.
+double Occupancy(const rollout::EngineStats& st) {
+  return static_cast<double>(st.generated_tokens - st.prefill_sampled) /
+         static_cast<double>(std::max<int64_t>(1, st.slot_steps));
+}
+
 // 3. Continuous vs static batching on long-tailed lengths: useful tokens per second.
 nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, const BenchConfig& c) {
   auto lens = TailLengths(c.requests, c.median_len, c.seed);
@@ -176,8 +184,7 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
     tps[cont] = total / s;
     std::printf("  %s batching: %lld tokens in %.3f s (%.0f tokens/s, slot occupancy %.2f)\n",
                 cont ? "continuous" : "static", static_cast<long long>(total), s, tps[cont],
-                static_cast<double>(engine.stats().generated_tokens) /
-                    std::max<int64_t>(1, engine.stats().slot_steps));
+                Occupancy(engine.stats()));
   }
   std::printf(
       "continuous batching: %.2fx useful tokens/s over static (%lld requests, median %lld, "
@@ -189,12 +196,15 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
           {"speedup", tps[1] / tps[0]}};
 }
 
-// 4. Segment rollout vs synchronous full rollouts. Each training step needs `slots` finished
-// samples. Synchronous: every step generates its samples to the end, so the slots idle while the
-// longest sample finishes. Segment: every step decodes at most `segment` tokens per sequence over
-// carried-over unfinished samples plus new ones, delivering whatever finished. Both run until the
-// same number of samples has been delivered; tokens delivered per second are compared (best of
-// `repeats` alternating runs of each).
+// 4. Segment rollout vs synchronous full rollouts on an RL workload: groups of `segment_group`
+// samples per prompt (GRPO), long-tailed response lengths. Each training step needs `slots`
+// finished samples. Synchronous: every step generates its samples to the end, so the slots idle
+// while the longest sample finishes. Segment: every step decodes at most `segment` tokens per
+// sequence over carried-over unfinished samples plus new ones, delivering whatever finished; a step
+// also ends once nothing waits and fewer than `min_occupancy` of the slots are busy (the busy
+// samples carry over with their KV kept), instead of idling the other slots while they finish
+// their segments. Both run until the same number of samples has been delivered; tokens delivered
+// per second are compared (best of `repeats` alternating runs of each).
 //
 // A run of many steps is what segmenting is for, so the headline figure is its steady state: the
 // segmented run first takes `warmup_steps` untimed steps that fill the carry-over pool (what a run
@@ -206,7 +216,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
   const int64_t per_step = c.slots, needed = c.steps * per_step;
   auto lens = TailLengths((c.steps + c.warmup_steps) * per_step * 4, c.median_len, c.seed + 7);
   auto make = [&](int64_t i) {
-    return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i),
+    return Request("s" + std::to_string(i), Prompt(32, c.vocab, 50 + i / c.segment_group),
                    lens[static_cast<size_t>(i) % lens.size()], 1000 + i);
   };
   const int64_t max_len = 32 + 16 * c.median_len + 1;
@@ -238,6 +248,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     Run run;
     auto eo = Engine(c.slots, max_len);
     eo.kv_stash_bytes = c.kv_stash_mb << 20;
+    eo.segment_min_occupancy = c.min_occupancy;
     RolloutEngine engine(m, eo);
     std::vector<GenerationRequest> pool;  // unfinished, carried over
     int64_t delivered = 0, next = 0;
@@ -287,18 +298,15 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
     Run z = segmented(0);
     if (z.seconds < cold.seconds) cold = z;
   }
-  auto occupancy = [](const rollout::EngineStats& st) {
-    return static_cast<double>(st.generated_tokens) /
-           static_cast<double>(std::max<int64_t>(1, st.slot_steps));
-  };
   const double sync_tps = sync.tokens / sync.seconds, seg_tps = seg.tokens / seg.seconds,
                cold_tps = cold.tokens / cold.seconds;
   std::printf(
-      "segment rollout: %lld samples delivered; synchronous %lld tokens in %.3f s (%.0f/s), "
-      "segmented (%lld tokens per segment, steady state after %lld steps) %lld tokens in %.3f s "
-      "(%.0f/s): %.2fx\n",
-      static_cast<long long>(needed), static_cast<long long>(sync.tokens), sync.seconds, sync_tps,
-      static_cast<long long>(c.segment), static_cast<long long>(c.warmup_steps),
+      "segment rollout: %lld samples delivered (groups of %lld); synchronous %lld tokens in "
+      "%.3f s (%.0f/s), segmented (%lld tokens per segment, steps end below %.2f occupancy, "
+      "steady state after %lld steps) %lld tokens in %.3f s (%.0f/s): %.2fx\n",
+      static_cast<long long>(needed), static_cast<long long>(c.segment_group),
+      static_cast<long long>(sync.tokens), sync.seconds, sync_tps,
+      static_cast<long long>(c.segment), c.min_occupancy, static_cast<long long>(c.warmup_steps),
       static_cast<long long>(seg.tokens), seg.seconds, seg_tps, seg_tps / sync_tps);
   std::printf(
       "  steady state: carried samples held %lld tokens at the start, %lld at the end; "
@@ -314,10 +322,13 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
   // longest sample finishes. Idle slots cost no attention, so a step with few busy slots is
   // cheaper: the speed-up stays below the occupancy ratio.
   std::printf(
-      "  slot occupancy: synchronous %.2f, segmented %.2f; paused samples resumed in "
-      "place %lld, from the KV stash %lld, prefilled again %lld\n",
-      occupancy(sync.stats), occupancy(seg.stats), static_cast<long long>(seg.stats.resumed),
-      static_cast<long long>(seg.stats.restored), static_cast<long long>(seg.stats.reprefilled));
+      "  slot occupancy: synchronous %.2f, segmented %.2f; samples carried over at a step's "
+      "occupancy floor %lld; paused samples resumed in place %lld, from the KV stash %lld, "
+      "prefilled again %lld; group members given a held prompt KV %lld\n",
+      Occupancy(sync.stats), Occupancy(seg.stats), static_cast<long long>(seg.stats.segments_cut),
+      static_cast<long long>(seg.stats.resumed), static_cast<long long>(seg.stats.restored),
+      static_cast<long long>(seg.stats.reprefilled),
+      static_cast<long long>(seg.stats.prompt_reused));
   for (const auto* st : {&sync.stats, &seg.stats})
     std::printf(
         "  %s: %lld decode steps in %.3f s (%.2f ms each), admissions %.3f s "
@@ -332,11 +343,15 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
           {"carried_tokens_at_end", seg.carried_out},
           {"cold_start_tokens_per_second", cold_tps},
           {"cold_start_speedup", cold_tps / sync_tps},
-          {"sync_slot_occupancy", occupancy(sync.stats)},
-          {"segment_slot_occupancy", occupancy(seg.stats)},
+          {"sync_slot_occupancy", Occupancy(sync.stats)},
+          {"segment_slot_occupancy", Occupancy(seg.stats)},
           {"resumed_in_place", seg.stats.resumed},
           {"restored_from_stash", seg.stats.restored},
           {"prefilled_again", seg.stats.reprefilled},
+          {"segments_cut", seg.stats.segments_cut},
+          {"prompt_reused", seg.stats.prompt_reused},
+          {"segment_group", c.segment_group},
+          {"min_occupancy", c.min_occupancy},
           {"speedup", seg_tps / sync_tps}};
 }
 
@@ -396,7 +411,12 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
   a.Option("kv-stash-mb", &c.kv_stash_mb,
            "KV stash of the segmented engine in MiB (256; 0: paused samples are prefilled again)");
   a.Option("repeats", &c.repeats,
-           "alternating runs of the prefix and segment comparisons; best time of each kept (3)");
+           "alternating runs of the prefix and segment comparisons; best time of each kept (5)");
+  a.Option("segment-group", &c.segment_group,
+           "samples per prompt in the segment comparison (8, a GRPO group; 1: distinct prompts)");
+  a.Option("min-occupancy", &c.min_occupancy,
+           "segment steps end once nothing waits and fewer than this fraction of the slots are "
+           "busy (0.75; 0: every sample runs to its segment end)");
   a.Option("call-factor", &c.call_factor,
            "segment steps take this many times the slots in requests (4)");
   a.Option("dtype", &c.dtype, "weights, compute and KV cache dtype (float32; bfloat16 as actors)");
@@ -426,6 +446,12 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
                                       [&](const Comparison& x) { return x.name == only; }))
       return ReportError(InvalidArgument("--only '" + only +
                                          "': expected kv, prefix, batching, segment or decode"));
+    if (c.segment_group < 1)
+      return ReportError(InvalidArgument("--segment-group " + std::to_string(c.segment_group) +
+                                         ": expected at least 1"));
+    if (!(c.min_occupancy >= 0 && c.min_occupancy <= 1))
+      return ReportError(InvalidArgument("--min-occupancy " + std::to_string(c.min_occupancy) +
+                                         ": expected a fraction in [0, 1]"));
     if (auto d = model::ParseTorchDtype(c.dtype); !d.ok())
       return ReportError(d.status().WithPrefix("--dtype"));
     std::printf("model: qwen2, %s, %lld layers, hidden %lld, vocab %lld, %d threads\n",

@@ -194,9 +194,9 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       slot_kept_[static_cast<size_t>(it->second.slot)] = false;
       kept_.erase(it);
     }
-    if (auto st = stash_.find(r.id); st != stash_.end() &&
-        (st->second.response_len != r.carried.size() ||
-         st->second.prompt_len != r.prompt.size() || r.carried.empty())) {
+    if (auto st = stash_.find(r.id);
+        st != stash_.end() && (st->second.response_len != r.carried.size() ||
+                               st->second.prompt_len != r.prompt.size() || r.carried.empty())) {
       stash_bytes_ -= st->second.bytes;  // stale
       stash_.erase(st);
     }
@@ -204,6 +204,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     waiting.push_back(static_cast<int64_t>(i));
   }
   size_t next_waiting = 0;
+  int64_t peak_busy = 0;  // most slots busy at once in this call
   int64_t version = 0;
   bool version_known = false;
 
@@ -258,33 +259,60 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     }
   };
 
+  // Requests with the same prompt, the same embeddings and nothing carried share one prefill:
+  // those admitted together share one prefill row, and those admitted later take the KV and
+  // first-token logits held from it (EngineOptions::prompt_hold_bytes) while group members of
+  // this call still wait.
+  using ShareKey = std::pair<std::vector<int32_t>, std::string>;
+  auto share_key = [&](const GenerationRequest& r) -> std::optional<ShareKey> {
+    if (!options_.share_prefix || !r.carried.empty()) return std::nullopt;
+    return ShareKey{r.prompt, r.embeddings ? r.embeddings->ToString() + "\n" +
+                                                 std::to_string(r.placeholder_token_id)
+                                           : std::string()};
+  };
+  struct Held {
+    std::vector<torch::Tensor> k, v;  // per layer [kv_heads, len, head_dim]
+    torch::Tensor logits;             // [V] at the prompt's last position
+    int64_t bytes = 0;
+  };
+  std::map<ShareKey, int64_t> unadmitted;  // waiting requests per key not admitted yet
+  for (int64_t i : waiting)
+    if (auto key = share_key(requests[static_cast<size_t>(i)])) ++unadmitted[*key];
+  std::map<ShareKey, Held> held;
+  int64_t held_bytes = 0;
+
   // Prefills the requests assigned to slots `assign` (slot, request) and samples their first
-  // token. Requests with the same prompt, the same embeddings and nothing carried share one
-  // prefill row. Prompt embeddings are spliced in at their placeholders (also when a continuation
-  // is prefilled again).
+  // token. Prompt embeddings are spliced in at their placeholders (also when a continuation is
+  // prefilled again).
   auto admit = [&](const std::vector<std::pair<int64_t, int64_t>>& assign) {
     std::vector<std::vector<int32_t>> rows;
-    std::vector<int64_t> row_of(assign.size());
-    std::map<std::pair<std::vector<int32_t>, std::string>, int64_t> shared;
+    std::vector<std::optional<ShareKey>> row_key;
+    std::vector<int64_t> row_of(assign.size(), -1);
+    std::vector<const Held*> from_held(assign.size(), nullptr);
+    std::map<ShareKey, int64_t> shared;
     std::vector<torch::Tensor> row_embeds;               // [n, hidden] or undefined, per row
     std::vector<std::vector<int64_t>> row_placeholders;  // prompt positions taking those rows
     for (size_t a = 0; a < assign.size(); ++a) {
       const auto& r = requests[static_cast<size_t>(assign[a].second)];
-      std::vector<int32_t> seq = r.prompt;
-      seq.insert(seq.end(), r.carried.begin(), r.carried.end());
-      if (options_.share_prefix && r.carried.empty()) {
-        std::string embeds_id =
-            r.embeddings ? r.embeddings->ToString() + "\n" + std::to_string(r.placeholder_token_id)
-                         : std::string();
-        auto [it, fresh] = shared.emplace(std::make_pair(seq, std::move(embeds_id)),
-                                          static_cast<int64_t>(rows.size()));
+      auto key = share_key(r);
+      if (key) {
+        --unadmitted[*key];
+        if (auto h = held.find(*key); h != held.end()) {
+          from_held[a] = &h->second;
+          ++stats_.prompt_reused;
+          continue;
+        }
+        auto [it, fresh] = shared.emplace(*key, static_cast<int64_t>(rows.size()));
         if (!fresh) {
           row_of[a] = it->second;
           continue;
         }
       }
+      std::vector<int32_t> seq = r.prompt;
+      seq.insert(seq.end(), r.carried.begin(), r.carried.end());
       row_of[a] = static_cast<int64_t>(rows.size());
       rows.push_back(std::move(seq));
+      row_key.push_back(std::move(key));
       row_embeds.push_back(embeddings[static_cast<size_t>(assign[a].second)]);
       row_placeholders.push_back(r.embeddings
                                      ? model::PlaceholderPositions(r.prompt, r.placeholder_token_id)
@@ -293,83 +321,119 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     const int64_t R = static_cast<int64_t>(rows.size());
     int64_t max_len = 0;
     for (const auto& s : rows) max_len = std::max<int64_t>(max_len, static_cast<int64_t>(s.size()));
-    model::KvCache temp(model_->config(), R, max_len, model_->options().ComputeDtype(), device);
-    std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
-    const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
-    for (int64_t off = 0; off < max_len; off += chunk) {
-      const int64_t T = std::min(chunk, max_len - off);
-      std::vector<int64_t> ids(static_cast<size_t>(R * T), 0), pos(static_cast<size_t>(R * T), 0),
-          n_new(static_cast<size_t>(R), 0);
-      for (int64_t r = 0; r < R; ++r) {
-        const auto& seq = rows[static_cast<size_t>(r)];
-        const int64_t len = static_cast<int64_t>(seq.size());
-        n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
-        for (int64_t t = 0; t < T; ++t) {
-          pos[static_cast<size_t>(r * T + t)] = temp.length(r) + t;
-          if (off + t < len)
-            ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
-        }
-      }
-      // Embedding rows whose placeholders fall in this chunk.
-      model::EmbeddingSplice splice;
-      std::vector<int64_t> flat;
-      std::vector<torch::Tensor> parts;
-      for (int64_t r = 0; r < R; ++r) {
-        const auto& at = row_placeholders[static_cast<size_t>(r)];
-        std::vector<int64_t> picked;
-        for (size_t j = 0; j < at.size(); ++j)
-          if (at[j] >= off && at[j] < off + T) {
-            flat.push_back(r * T + at[j] - off);
-            picked.push_back(static_cast<int64_t>(j));
+    std::optional<model::KvCache> temp;
+    torch::Tensor logits;  // [R, V]
+    if (R > 0) {
+      temp.emplace(model_->config(), R, max_len, model_->options().ComputeDtype(), device);
+      std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
+      const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+      for (int64_t off = 0; off < max_len; off += chunk) {
+        const int64_t T = std::min(chunk, max_len - off);
+        std::vector<int64_t> ids(static_cast<size_t>(R * T), 0), pos(static_cast<size_t>(R * T), 0),
+            n_new(static_cast<size_t>(R), 0);
+        for (int64_t r = 0; r < R; ++r) {
+          const auto& seq = rows[static_cast<size_t>(r)];
+          const int64_t len = static_cast<int64_t>(seq.size());
+          n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
+          for (int64_t t = 0; t < T; ++t) {
+            pos[static_cast<size_t>(r * T + t)] = temp->length(r) + t;
+            if (off + t < len)
+              ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
           }
-        if (!picked.empty())
-          parts.push_back(row_embeds[static_cast<size_t>(r)].index_select(
-              0, torch::tensor(picked, torch::kLong).to(device)));
+        }
+        // Embedding rows whose placeholders fall in this chunk.
+        model::EmbeddingSplice splice;
+        std::vector<int64_t> flat;
+        std::vector<torch::Tensor> parts;
+        for (int64_t r = 0; r < R; ++r) {
+          const auto& at = row_placeholders[static_cast<size_t>(r)];
+          std::vector<int64_t> picked;
+          for (size_t j = 0; j < at.size(); ++j)
+            if (at[j] >= off && at[j] < off + T) {
+              flat.push_back(r * T + at[j] - off);
+              picked.push_back(static_cast<int64_t>(j));
+            }
+          if (!picked.empty())
+            parts.push_back(row_embeds[static_cast<size_t>(r)].index_select(
+                0, torch::tensor(picked, torch::kLong).to(device)));
+        }
+        if (!flat.empty()) {
+          splice.index = torch::tensor(flat, torch::kLong).to(device);
+          splice.rows = torch::cat(parts);
+        }
+        auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
+        auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
+        auto hidden = model_->ForwardCached(ids_t, pos_t, *temp, n_new, splice);
+        for (int64_t r = 0; r < R; ++r) {
+          const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
+          if (len > off && len <= off + T)
+            last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
+        }
+        stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
       }
-      if (!flat.empty()) {
-        splice.index = torch::tensor(flat, torch::kLong).to(device);
-        splice.rows = torch::cat(parts);
-      }
-      auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
-      auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
-      auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new, splice);
+      logits = model_->Logits(torch::stack(last_hidden));
+      // Hold the prompts whose group members are still waiting, within the byte bound.
       for (int64_t r = 0; r < R; ++r) {
+        const auto& key = row_key[static_cast<size_t>(r)];
+        if (!key || unadmitted[*key] <= 0) continue;
         const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
-        if (len > off && len <= off + T)
-          last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
+        Held h;
+        h.logits = logits[r].clone();
+        for (int64_t l = 0; l < cache_->num_layers(); ++l) {
+          h.k.push_back(temp->k(l)[r].narrow(1, 0, len).clone());
+          h.v.push_back(temp->v(l)[r].narrow(1, 0, len).clone());
+          h.bytes += 2 * h.k.back().numel() * h.k.back().element_size();
+        }
+        h.bytes += h.logits.numel() * h.logits.element_size();
+        if (held_bytes + h.bytes > options_.prompt_hold_bytes) continue;
+        held_bytes += h.bytes;
+        held.emplace(*key, std::move(h));
       }
-      stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
     }
-    auto logits = model_->Logits(torch::stack(last_hidden));  // [R, V]
-    // Copy each row's KV into the slots of its samples.
+    // Copy each sample's KV into its slot, from its prefill row or from the held prompt.
     std::vector<int64_t> advance(static_cast<size_t>(n_slots), 0);
+    std::vector<torch::Tensor> first_logits;
     for (size_t a = 0; a < assign.size(); ++a) {
-      const int64_t s = assign[a].first, r = row_of[a];
-      const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
+      const int64_t s = assign[a].first;
+      const Held* h = from_held[a];
+      const int64_t len =
+          h ? h->k[0].size(1) : static_cast<int64_t>(rows[static_cast<size_t>(row_of[a])].size());
       for (int64_t l = 0; l < cache_->num_layers(); ++l) {
-        cache_->k(l)[s].narrow(1, 0, len).copy_(temp.k(l)[r].narrow(1, 0, len));
-        cache_->v(l)[s].narrow(1, 0, len).copy_(temp.v(l)[r].narrow(1, 0, len));
+        const auto li = static_cast<size_t>(l);
+        cache_->k(l)[s].narrow(1, 0, len).copy_(h ? h->k[li]
+                                                  : temp->k(l)[row_of[a]].narrow(1, 0, len));
+        cache_->v(l)[s].narrow(1, 0, len).copy_(h ? h->v[li]
+                                                  : temp->v(l)[row_of[a]].narrow(1, 0, len));
       }
       cache_->SetLength(s, 0);
       advance[static_cast<size_t>(s)] = len;
+      first_logits.push_back(h ? h->logits : logits[row_of[a]]);
     }
     cache_->Advance(advance);
     std::vector<SamplingParams> params;
-    std::vector<int64_t> counters, row_index;
+    std::vector<int64_t> counters;
     for (size_t a = 0; a < assign.size(); ++a) {
       const auto& r = requests[static_cast<size_t>(assign[a].second)];
       params.push_back(r.sampling);
       counters.push_back(static_cast<int64_t>(r.carried.size()));
-      row_index.push_back(row_of[a]);
     }
-    auto rep_logits = logits.index_select(0, torch::tensor(row_index, torch::kLong).to(device));
-    auto out = SampleTokens(rep_logits, params, counters, options_.compute_entropy);
+    auto out = SampleTokens(torch::stack(first_logits), params, counters, options_.compute_entropy);
     auto toks = out.tokens.to(torch::kCPU), lps = out.logprobs.to(torch::kCPU);
     torch::Tensor ents = options_.compute_entropy ? out.entropy.to(torch::kCPU) : torch::Tensor();
+    stats_.prefill_sampled += static_cast<int64_t>(assign.size());
     for (size_t a = 0; a < assign.size(); ++a) {
       const int64_t ai = static_cast<int64_t>(a);
       accept(assign[a].first, static_cast<int32_t>(toks[ai].item<int64_t>()), lps[ai].item<float>(),
              ents.defined() ? ents[ai].item<float>() : 0.f);
+    }
+    // A held prompt is dropped once the last member of its group in this call is admitted.
+    for (auto it = held.begin(); it != held.end();) {
+      if (unadmitted[it->first] > 0) {
+        ++it;
+        continue;
+      }
+      held_bytes -= it->second.bytes;
+      it = held.erase(it);
     }
   };
 
@@ -383,6 +447,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     if (options_.between_steps) {
       CHAINRL_ASSIGN_OR_RETURN(const int64_t now, options_.between_steps());
       if (version_known && now != version) {
+        held.clear();  // prompt KV of the earlier weights
+        held_bytes = 0;
         ++stats_.version_changes;
         if (active_count() > 0) ++stats_.version_changes_mid_sequence;
       }
@@ -435,14 +501,39 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       if (!assign.empty()) {
         const auto t_admit = std::chrono::steady_clock::now();
         admit(assign);
-        stats_.prefill_seconds += std::chrono::duration<double>(
-                                      std::chrono::steady_clock::now() - t_admit)
-                                      .count();
+        stats_.prefill_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_admit).count();
       }
     }
     std::vector<int64_t> active;
     for (int64_t s = 0; s < n_slots; ++s)
       if (slots[static_cast<size_t>(s)].req >= 0) active.push_back(s);
+    // Nothing waits and the batch has drained below the occupancy floor: end the call, keeping
+    // the busy samples' KV as at a segment end. The floor is relative to the call's peak, so a
+    // call ends only after some sample finished or reached its segment end, and a call that
+    // starts with fewer samples than slots is not cut for that.
+    peak_busy = std::max(peak_busy, static_cast<int64_t>(active.size()));
+    if (options_.segment_min_occupancy > 0 && next_waiting >= waiting.size() && !active.empty() &&
+        static_cast<double>(active.size()) <
+            options_.segment_min_occupancy * static_cast<double>(peak_busy)) {
+      bool cut = true;
+      for (int64_t s : active) {
+        const Slot& slot = slots[static_cast<size_t>(s)];
+        cut =
+            cut && slot.new_count > 0 && requests[static_cast<size_t>(slot.req)].segment_tokens > 0;
+      }
+      if (cut) {
+        for (int64_t s : active) {
+          Slot& slot = slots[static_cast<size_t>(s)];
+          const auto& r = requests[static_cast<size_t>(slot.req)];
+          kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
+          slot_kept_[static_cast<size_t>(s)] = true;
+          slot = Slot();
+          ++stats_.segments_cut;
+        }
+        break;
+      }
+    }
     if (active.empty()) {
       if (next_waiting >= waiting.size()) break;
       continue;

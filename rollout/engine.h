@@ -77,12 +77,24 @@ struct EngineOptions {
   RepetitionOptions repetition;
   bool continuous_batching = true;  // false: a new batch starts only when every slot is free
   bool share_prefix = true;         // false: every sample prefills its own prompt (baseline)
-  int64_t prefill_chunk = 512;      // prompt tokens per prefill forward (bounds attention memory)
+  // Group members admitted at different times (more samples than free slots): the first one's
+  // prompt KV and first-token logits are held, within this bound in bytes, until the last member
+  // of its group in the call is admitted, so that a prompt is prefilled once per call however its
+  // samples are admitted. Dropped when the weights change (between_steps reports a new version).
+  // 0 disables holding (only members admitted together share a prefill).
+  int64_t prompt_hold_bytes = int64_t{256} << 20;
+  int64_t prefill_chunk = 512;  // prompt tokens per prefill forward (bounds attention memory)
   // Bytes of KV kept aside for paused samples: when a waiting request needs the slot of a paused
   // sample, that sample's KV is copied here (oldest entries dropped first to stay within the
   // bound) and copied back when it continues, instead of prefilling its prompt and carried tokens
   // again. 0 disables the stash. Cleared with InvalidateKeptKv.
   int64_t kv_stash_bytes = 0;
+  // Ends a call once nothing waits, every busy sample is segmented (segment_tokens > 0) and has a
+  // new token, and fewer slots are busy than this fraction of the most busy at once in the call,
+  // instead of running each busy sample to its segment end while the other slots idle: the busy
+  // samples return kUnfinished with fewer than segment_tokens new tokens, their KV kept for the
+  // next call as at a segment end. 0: every sample runs to its segment end.
+  double segment_min_occupancy = 0;
   // Called before every forward of Generate (each prefill of admitted samples and each decode
   // step). It may load new weights into the model in place: the batch in progress goes on with
   // the KV it has (computed under the earlier weights, as in-flight weight updates do), so a weight
@@ -99,13 +111,16 @@ struct EngineStats {
   int64_t prefill_tokens = 0;    // tokens run through prefill
   int64_t decode_steps = 0;      // batched decode forwards
   int64_t generated_tokens = 0;  // tokens sampled
-  int64_t slot_steps = 0;        // decode slots x steps (occupancy = generated / slot_steps)
-  int64_t resumed = 0;           // continuations that reused kept KV
-  int64_t reprefilled = 0;       // continuations that had to prefill prompt + carried again
-  int64_t evicted = 0;           // kept KV given up so that a waiting request could start
-  int64_t stashed = 0;           // ... of which copied to the KV stash
-  int64_t restored = 0;          // continuations whose KV came back from the stash
-  int64_t version_changes = 0;   // times between_steps reported a new version during Generate
+  int64_t prefill_sampled = 0;   // ... of which from a prefill's logits (a sample's first token)
+  int64_t slot_steps = 0;   // decode slots x steps (occupancy: decode-sampled tokens / slot_steps)
+  int64_t resumed = 0;      // continuations that reused kept KV
+  int64_t reprefilled = 0;  // continuations that had to prefill prompt + carried again
+  int64_t evicted = 0;      // kept KV given up so that a waiting request could start
+  int64_t stashed = 0;      // ... of which copied to the KV stash
+  int64_t restored = 0;     // continuations whose KV came back from the stash
+  int64_t prompt_reused = 0;    // samples admitted with the held prompt KV of an earlier member
+  int64_t segments_cut = 0;     // samples ended early by EngineOptions::segment_min_occupancy
+  int64_t version_changes = 0;  // times between_steps reported a new version during Generate
   int64_t version_changes_mid_sequence = 0;  // ... while some sample was part-way through
   double prefill_seconds = 0;  // wall time admitting samples (prefill, KV copies, first token)
   double decode_seconds = 0;   // wall time in batched decode steps (forward and sampling)

@@ -1,6 +1,7 @@
 // The rollout engine on a small random model: cached generation equals recomputation, seeded
 // samples do not depend on their batch, behaviour logprobs equal the learner's recomputation,
-// stop strings, budgets, group prefix sharing, continuous batching and carried-over segments.
+// stop strings, budgets, group prefix sharing (also for members admitted later), continuous
+// batching, carried-over segments and steps ending at an occupancy floor.
 #include "rollout/engine.h"
 #include "tests/model/tiny_model.h"
 
@@ -183,6 +184,61 @@ TEST(EngineTest, GroupPrefixIsPrefilledOnce) {
   }
 }
 
+// Six samples of one group and another prompt on two slots: the group's members are admitted at
+// different times, and those admitted after the first prefill take its held prompt KV and
+// first-token logits instead of prefilling the prompt again. The tokens and logprobs are those of
+// every sample prefilling its own prompt. No hold when it does not fit its bound, or when the
+// weights change between forwards (the held KV belongs to the earlier weights).
+TEST(EngineTest, GroupMembersAdmittedLaterTakeTheHeldPromptKv) {
+  auto m = TinyModel(4);
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = (i * 7) % 64;
+  std::vector<GenerationRequest> reqs;
+  for (int g = 0; g < 6; ++g) {
+    reqs.push_back(Req("g" + std::to_string(g), prompt, 3 + 2 * g, 500 + g));
+    if (g == 1) reqs.push_back(Req("x", {5, 6, 7}, 6, 77));
+  }
+  EngineOptions separate_opts = Opts(2);
+  separate_opts.share_prefix = false;
+  RolloutEngine separate(m, separate_opts);
+  auto want = separate.Generate(reqs);
+  ASSERT_TRUE(want.ok());
+  EXPECT_EQ(separate.stats().prefill_tokens, 6 * 40 + 3);
+
+  auto check_same = [&](const std::vector<GenerationResult>& got, const std::string& what) {
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      EXPECT_EQ(got[i].tokens, (*want)[i].tokens) << what << " " << reqs[i].id;
+      ASSERT_EQ(got[i].logprobs.size(), (*want)[i].logprobs.size());
+      for (size_t t = 0; t < got[i].logprobs.size(); ++t)
+        EXPECT_NEAR(got[i].logprobs[t], (*want)[i].logprobs[t], 1e-5) << what << " " << reqs[i].id;
+    }
+  };
+  RolloutEngine held(m, Opts(2));
+  auto a = held.Generate(reqs);
+  ASSERT_TRUE(a.ok());
+  check_same(*a, "held");
+  EXPECT_EQ(held.stats().prefill_tokens, 40 + 3) << "the group's prompt is prefilled once";
+  EXPECT_EQ(held.stats().prompt_reused, 4) << "g0 and g1 share a prefill; g2..g5 take it held";
+
+  EngineOptions tiny = Opts(2);
+  tiny.prompt_hold_bytes = 64;  // smaller than one prompt's KV
+  RolloutEngine unheld(m, tiny);
+  auto b = unheld.Generate(reqs);
+  ASSERT_TRUE(b.ok());
+  check_same(*b, "64-byte bound");
+  EXPECT_EQ(unheld.stats().prompt_reused, 0);
+  EXPECT_GE(unheld.stats().prefill_tokens, 3 * 40 + 3);
+
+  EngineOptions swapping = Opts(2);
+  int64_t version = 0;
+  swapping.between_steps = [&]() -> Result<int64_t> { return ++version; };
+  RolloutEngine swapped(m, swapping);
+  auto c = swapped.Generate(reqs);
+  ASSERT_TRUE(c.ok());
+  check_same(*c, "versions changing");  // the same weights, reported as new versions
+  EXPECT_EQ(swapped.stats().prompt_reused, 0);
+}
+
 TEST(EngineTest, ContinuousAndStaticBatchingAgree) {
   auto m = TinyModel(5);
   std::vector<GenerationRequest> reqs;
@@ -256,6 +312,70 @@ TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
   }
 }
 
+// Segmented samples on four slots with an occupancy floor of 1: once a sample finishes and nothing
+// waits, the call ends and the busy samples carry over with their KV kept (fewer new tokens than
+// their segment), instead of idling the freed slot while they finish their segments. The floor is
+// relative to the call's peak, so a call of three resumed samples runs until one of them ends.
+// Tokens equal one uninterrupted generation; a request without segment_tokens is never cut.
+TEST(EngineTest, StepsEndAtTheOccupancyFloorAndContinueExactly) {
+  auto m = TinyModel(6);
+  std::vector<GenerationRequest> full = {Req("a", {9, 8, 7}, 4, 31), Req("b", {1}, 30, 32),
+                                         Req("c", {4, 4}, 25, 33), Req("d", {2, 3}, 30, 34)};
+  RolloutEngine whole(m, Opts(4));
+  auto want = whole.Generate(full);
+  ASSERT_TRUE(want.ok());
+
+  EngineOptions o = Opts(4);
+  o.segment_min_occupancy = 1.0;
+  RolloutEngine seg(m, o);
+  std::vector<GenerationRequest> cur = full;
+  for (auto& r : cur) r.segment_tokens = 12;
+  std::vector<std::vector<int32_t>> got(cur.size());
+  std::vector<std::vector<size_t>> per_call(cur.size());  // new tokens of each call
+  std::vector<bool> done(cur.size(), false);
+  for (int call = 0; call < 10; ++call) {
+    std::vector<GenerationRequest> todo;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < cur.size(); ++i)
+      if (!done[i]) {
+        todo.push_back(cur[i]);
+        which.push_back(i);
+      }
+    if (todo.empty()) break;
+    auto res = seg.Generate(todo);
+    ASSERT_TRUE(res.ok()) << res.status().ToString();
+    for (size_t j = 0; j < todo.size(); ++j) {
+      const size_t i = which[j];
+      got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
+      per_call[i].push_back((*res)[j].tokens.size());
+      cur[i].carried = got[i];
+      done[i] = (*res)[j].finish != FinishReason::kUnfinished;
+    }
+  }
+  for (size_t i = 0; i < cur.size(); ++i) {
+    EXPECT_TRUE(done[i]) << full[i].id;
+    EXPECT_EQ(got[i], (*want)[i].tokens) << full[i].id;
+  }
+  // Call 1: a ends after 4 tokens, b c d are cut at 4. Call 2: b c d run their 12-token segments.
+  // Call 3: c ends at 25 (9 tokens), b and d are cut at 9. Call 4: b and d end at 30.
+  EXPECT_EQ(per_call[0], (std::vector<size_t>{4}));
+  EXPECT_EQ(per_call[1], (std::vector<size_t>{4, 12, 9, 5}));
+  EXPECT_EQ(per_call[2], (std::vector<size_t>{4, 12, 9}));
+  EXPECT_EQ(per_call[3], (std::vector<size_t>{4, 12, 9, 5}));
+  EXPECT_EQ(seg.stats().segments_cut, 5);
+  EXPECT_EQ(seg.stats().reprefilled, 0) << "cut samples resume from their kept KV";
+
+  // A request without a segment is never cut: it runs to its end in the call.
+  RolloutEngine mixed(m, o);
+  std::vector<GenerationRequest> two = {full[0], full[1]};
+  two[0].segment_tokens = 12;
+  auto res = mixed.Generate(two);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ((*res)[1].tokens, (*want)[1].tokens);
+  EXPECT_EQ((*res)[1].finish, FinishReason::kLength);
+  EXPECT_EQ(mixed.stats().segments_cut, 0);
+}
+
 // New weights arrive in the middle of a batch: the engine swaps them in between two decode steps
 // and goes on. Tokens before the swap are those of a run without it; every token records the
 // version that produced it; nothing is prefilled again; and the tokens after the swap carry the
@@ -266,7 +386,8 @@ TEST(EngineTest, SegmentsContinueExactlyWhereTheyStopped) {
 TEST(EngineTest, KvStashResumesPausedSamplesWithoutPrefill) {
   auto m = TinyModel(9);
   std::vector<GenerationRequest> full;
-  for (int i = 0; i < 5; ++i) full.push_back(Req("k" + std::to_string(i), {i + 2, 5, 1}, 18, 90 + i));
+  for (int i = 0; i < 5; ++i)
+    full.push_back(Req("k" + std::to_string(i), {i + 2, 5, 1}, 18, 90 + i));
   RolloutEngine whole(m, Opts(2));
   auto want = whole.Generate(full);
   ASSERT_TRUE(want.ok());
@@ -379,15 +500,15 @@ TEST(EngineTest, WeightsSwapBetweenDecodeStepsWithoutRestartingTheBatch) {
     load(*m, new_params);
     std::vector<int64_t> tail(r.tokens.begin() + (before - 1), r.tokens.end() - 1);
     const int64_t tl = static_cast<int64_t>(tail.size());
-    auto hidden = m->ForwardCached(torch::tensor(tail, torch::kLong).unsqueeze(0),
-                                   torch::arange(hl, hl + tl, torch::kLong).unsqueeze(0), cache,
-                                   {tl});
+    auto hidden =
+        m->ForwardCached(torch::tensor(tail, torch::kLong).unsqueeze(0),
+                         torch::arange(hl, hl + tl, torch::kLong).unsqueeze(0), cache, {tl});
     auto logp = torch::log_softmax(m->Logits(hidden)[0], -1);
     double max_diff = 0;
     for (int64_t t = 0; t < tl; ++t) {
       const size_t k = before + static_cast<size_t>(t);
-      max_diff = std::max(
-          max_diff, std::abs(logp[t][r.tokens[k]].item<float>() - static_cast<double>(r.logprobs[k])));
+      max_diff = std::max(max_diff, std::abs(logp[t][r.tokens[k]].item<float>() -
+                                             static_cast<double>(r.logprobs[k])));
     }
     EXPECT_LE(max_diff, 1e-4) << "request " << i;
   }
