@@ -334,6 +334,7 @@ Status Actor::GenerateAndSend() {
     return b.ok() ? *b : std::string();
   };
   eo.embedding_cache = embeddings_;
+  eo.segment_min_occupancy = config_.GetFloat("rollout.segment_min_occupancy");
   eo.repetition_detection = config_.GetBool("rollout.repetition_detection");
   eo.repetition.min_repeats = config_.GetInt("rollout.repetition_min_repeats");
   // New weights are swapped in between decode steps: the batch in progress goes on under them

@@ -265,6 +265,12 @@ ConfigSchema Build() {
                   "Segment rollout: new tokens per sample per lease; a sample still going "
                   "comes back unfinished and the learner carries it into a later lease (any "
                   "actor, possibly newer weights). 0 decodes to the end."));
+  k.push_back(Float("rollout.segment_min_occupancy", 0.0, 0.0, 1.0,
+                    "Segment rollout: an actor's generation ends once nothing waits and fewer "
+                    "sequences are busy than this fraction of the most at once, instead of idling "
+                    "the freed slots while the rest finish their segments; those come back "
+                    "unfinished with fewer new tokens and are carried into a later lease. 0 runs "
+                    "every sample to its segment end."));
   k.push_back(Bool("rollout.repetition_detection", true,
                    "End a sample that loops (flagged for the repetition penalty)."));
   k.push_back(Int("rollout.repetition_min_repeats", 8, 2, 1 << 20,

@@ -213,8 +213,11 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   const std::string dir = Dir("kill_learner");
   const std::string cfg = WriteConfig(dir, "[checkpoint]\nevery = 2\nkeep = 2\n");
   const std::string run = dir + "/run";
-  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=12", "--set", "sft.steps=2",
-                                    "--set", "rollout.segment_tokens=12"});
+  // Segments whose actor generation ends at an occupancy floor carry over the same way.
+  pid_t pid = StartTrain(cfg, run,
+                         {"--set", "run.total_steps=12", "--set", "sft.steps=2", "--set",
+                          "rollout.segment_tokens=12", "--set",
+                          "rollout.segment_min_occupancy=0.75"});
   ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
   json procs = ReadJson(run + "/processes.json");
   const pid_t learner = procs["learner"].get<pid_t>();
