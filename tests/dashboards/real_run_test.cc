@@ -389,6 +389,10 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   const json summary = ReadJson(run + "/summary.json");
   ASSERT_TRUE(summary.is_object()) << ReadText(run + ".out");
   ASSERT_EQ(summary["steps"], kSteps);
+  // One learner and the same actors from start to end: otherwise the figures pushed at exit and
+  // the summary may come from different processes.
+  EXPECT_EQ(summary.value("learner_restarts", -1), 0) << ReadText(run + ".out");
+  EXPECT_EQ(summary.value("actor_restarts", -1), 0) << ReadText(run + ".out");
   for (int i = 0; i < 100; ++i) {
     if (Values(client, Pushed("chainrl_build_info")).size() == 4) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -479,7 +483,11 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   for (const auto& k : allowed_with_data)
     std::printf("  allowed-empty target had data: %s\n", k.c_str());
   server->reset();
-  fs::remove_all(dir);
+  if (::testing::Test::HasFailure()) {
+    std::printf("run, Prometheus and Pushgateway files kept in %s\n", dir.c_str());
+  } else {
+    fs::remove_all(dir);
+  }
 }
 
 }  // namespace
