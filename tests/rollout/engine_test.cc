@@ -33,6 +33,47 @@ EngineOptions Opts(int64_t max_batch = 4) {
   return o;
 }
 
+// Calls Generate with the unfinished requests until none is left (at most `max_calls` calls), each
+// continuation carrying the tokens generated so far: every request's tokens and logprobs, and its
+// new tokens per call.
+struct CarriedRun {
+  std::vector<std::vector<int32_t>> tokens;
+  std::vector<std::vector<float>> logprobs;
+  std::vector<std::vector<size_t>> per_call;
+  std::vector<bool> done;
+};
+CarriedRun RunCarryingOver(RolloutEngine& engine, std::vector<GenerationRequest> cur,
+                           int max_calls) {
+  CarriedRun run;
+  run.tokens.resize(cur.size());
+  run.logprobs.resize(cur.size());
+  run.per_call.resize(cur.size());
+  run.done.assign(cur.size(), false);
+  for (int call = 0; call < max_calls; ++call) {
+    std::vector<GenerationRequest> todo;
+    std::vector<size_t> which;
+    for (size_t i = 0; i < cur.size(); ++i)
+      if (!run.done[i]) {
+        todo.push_back(cur[i]);
+        which.push_back(i);
+      }
+    if (todo.empty()) break;
+    auto res = engine.Generate(todo);
+    EXPECT_TRUE(res.ok()) << res.status().ToString();
+    if (!res.ok()) break;
+    for (size_t j = 0; j < todo.size(); ++j) {
+      const size_t i = which[j];
+      const auto& r = (*res)[j];
+      run.tokens[i].insert(run.tokens[i].end(), r.tokens.begin(), r.tokens.end());
+      run.logprobs[i].insert(run.logprobs[i].end(), r.logprobs.begin(), r.logprobs.end());
+      run.per_call[i].push_back(r.tokens.size());
+      cur[i].carried = run.tokens[i];
+      run.done[i] = r.finish != FinishReason::kUnfinished;
+    }
+  }
+  return run;
+}
+
 // Greedy decoding by recomputing the whole sequence every step (no cache).
 std::vector<int32_t> GreedyNoCache(model::DecoderModel& m, std::vector<int32_t> seq, int n) {
   torch::NoGradGuard g;
@@ -330,32 +371,12 @@ TEST(EngineTest, StepsEndAtTheOccupancyFloorAndContinueExactly) {
   RolloutEngine seg(m, o);
   std::vector<GenerationRequest> cur = full;
   for (auto& r : cur) r.segment_tokens = 12;
-  std::vector<std::vector<int32_t>> got(cur.size());
-  std::vector<std::vector<size_t>> per_call(cur.size());  // new tokens of each call
-  std::vector<bool> done(cur.size(), false);
-  for (int call = 0; call < 10; ++call) {
-    std::vector<GenerationRequest> todo;
-    std::vector<size_t> which;
-    for (size_t i = 0; i < cur.size(); ++i)
-      if (!done[i]) {
-        todo.push_back(cur[i]);
-        which.push_back(i);
-      }
-    if (todo.empty()) break;
-    auto res = seg.Generate(todo);
-    ASSERT_TRUE(res.ok()) << res.status().ToString();
-    for (size_t j = 0; j < todo.size(); ++j) {
-      const size_t i = which[j];
-      got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
-      per_call[i].push_back((*res)[j].tokens.size());
-      cur[i].carried = got[i];
-      done[i] = (*res)[j].finish != FinishReason::kUnfinished;
-    }
-  }
+  const CarriedRun run = RunCarryingOver(seg, cur, 10);
   for (size_t i = 0; i < cur.size(); ++i) {
-    EXPECT_TRUE(done[i]) << full[i].id;
-    EXPECT_EQ(got[i], (*want)[i].tokens) << full[i].id;
+    EXPECT_TRUE(run.done[i]) << full[i].id;
+    EXPECT_EQ(run.tokens[i], (*want)[i].tokens) << full[i].id;
   }
+  const auto& per_call = run.per_call;
   // Call 1: a ends after 4 tokens, b c d are cut at 4. Call 2: b c d run their 12-token segments.
   // Call 3: c ends at 25 (9 tokens), b and d are cut at 9. Call 4: b and d end at 30.
   EXPECT_EQ(per_call[0], (std::vector<size_t>{4}));
@@ -397,33 +418,13 @@ TEST(EngineTest, KvStashResumesPausedSamplesWithoutPrefill) {
     RolloutEngine seg(m, o);
     std::vector<GenerationRequest> cur = full;
     for (auto& r : cur) r.segment_tokens = 4;
-    std::vector<std::vector<int32_t>> got(cur.size());
-    std::vector<std::vector<float>> lps(cur.size());
-    std::vector<bool> done(cur.size(), false);
-    for (int round = 0; round < 20; ++round) {
-      std::vector<GenerationRequest> todo;
-      std::vector<size_t> which;
-      for (size_t i = 0; i < cur.size(); ++i)
-        if (!done[i]) {
-          todo.push_back(cur[i]);
-          which.push_back(i);
-        }
-      if (todo.empty()) break;
-      auto res = seg.Generate(todo);
-      ASSERT_TRUE(res.ok()) << res.status().ToString();
-      for (size_t j = 0; j < todo.size(); ++j) {
-        const size_t i = which[j];
-        got[i].insert(got[i].end(), (*res)[j].tokens.begin(), (*res)[j].tokens.end());
-        lps[i].insert(lps[i].end(), (*res)[j].logprobs.begin(), (*res)[j].logprobs.end());
-        cur[i].carried = got[i];
-        done[i] = (*res)[j].finish != FinishReason::kUnfinished;
-      }
-    }
+    const CarriedRun run = RunCarryingOver(seg, cur, 20);
     for (size_t i = 0; i < cur.size(); ++i) {
-      EXPECT_EQ(got[i], (*want)[i].tokens) << "request " << i << " stash " << stash;
-      ASSERT_EQ(lps[i].size(), (*want)[i].logprobs.size());
-      for (size_t t = 0; t < lps[i].size(); ++t)
-        EXPECT_NEAR(lps[i][t], (*want)[i].logprobs[t], 1e-4);
+      EXPECT_TRUE(run.done[i]) << "request " << i << " stash " << stash;
+      EXPECT_EQ(run.tokens[i], (*want)[i].tokens) << "request " << i << " stash " << stash;
+      ASSERT_EQ(run.logprobs[i].size(), (*want)[i].logprobs.size());
+      for (size_t t = 0; t < run.logprobs[i].size(); ++t)
+        EXPECT_NEAR(run.logprobs[i][t], (*want)[i].logprobs[t], 1e-4);
     }
     const auto& st = seg.stats();
     EXPECT_GT(st.evicted, 0) << "5 requests on 2 slots pause and give up slots";
