@@ -140,7 +140,10 @@ ConfigSchema Build() {
       {"sft",
        "Supervised warm-up before RL: cross-entropy on the reference solutions of the training "
        "data (built-in tasks carry them; JSONL data in the answer field), run by the learner."},
-      {"distributed", "Data parallelism of the learner over c10d (torchrun-style variables)."},
+      {"distributed",
+       "Data parallelism of the learner over c10d (torchrun-style RANK, WORLD_SIZE, "
+       "MASTER_ADDR, MASTER_PORT). The learner's update supports it; the learner process runs as "
+       "one rank in this version and refuses WORLD_SIZE > 1, so these keys are not read yet."},
   };
 
   const std::vector<std::optional<double>> none;

@@ -33,6 +33,7 @@
 #include "data/tasks.h"
 #include "learner/checkpoint.h"
 #include "learner/curriculum.h"
+#include "learner/data_parallel.h"
 #include "learner/length_shaping.h"
 #include "learner/optimizer.h"
 #include "learner/preference.h"
@@ -1597,6 +1598,14 @@ Status Learner::Run() {
 Status RunLearner(const Config& config, const LearnerProcessOptions& options,
                   const std::atomic<bool>& stop) {
   if (options.run_dir.empty()) return InvalidArgument("the learner needs a run directory");
+  // Started by a torchrun-style launcher as one of several ranks: this process trains alone, so
+  // several of them would each train and publish on their own. Refused instead.
+  CHAINRL_ASSIGN_OR_RETURN(const RankInfo who, RankInfoFromEnvironment());
+  if (who.world_size > 1)
+    return InvalidArgument("WORLD_SIZE=" + std::to_string(who.world_size) +
+                           ": the learner process runs as a single rank in this version (its "
+                           "update supports data parallelism, the process does not shard its "
+                           "batches yet); start one learner without WORLD_SIZE");
   Learner l(config, options, stop);
   return l.Run();
 }

@@ -78,10 +78,12 @@ Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm);
 
 // Counts over the whole mini-batch that fix the per-sequence token weights. Computed once from the
 // full mask, before any chunk. Under data parallelism, all-reduce `total_tokens` and `num_seqs`
-// across ranks and pass them as `global` so every rank divides by the global counts.
+// (sum) and `max_len` (maximum) across ranks and pass them as `global` so every rank divides by the
+// global counts.
 struct GlobalCounts {
   double total_tokens = 0;  // Σ_i |o_i| over every rank
   double num_seqs = 0;      // number of sequences with |o_i| > 0 over every rank
+  double max_len = 0;       // the longest padded length over every rank (0: the mask's own)
 };
 struct Normalisers {
   LossAggMode mode = LossAggMode::kTokenMean;  // effective mode (seq-mean-token-mean for GSPO)

@@ -9,6 +9,7 @@
 
 #include "core/check.h"
 #include "learner/advantages.h"
+#include "learner/data_parallel.h"
 #include "learner/objectives.h"
 #include "learner/preference.h"
 #include "learner/streambp.h"
@@ -293,10 +294,24 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   }
   const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
-  const int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
+  int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
   if (options.drpo && mbs > 1)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores whole groups: it needs learner.mini_batches = 1");
+  DataParallel* dp = step.data_parallel;
+  if (dp != nullptr && dp->world_size() == 1) dp = nullptr;
+  if (dp != nullptr && options.drpo)
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run data "
+        "parallel");
+  if (dp != nullptr) {  // every rank runs as many mini-batches as the smallest shard allows
+    Tensor m = torch::tensor({static_cast<double>(-mbs)}, torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({m}, /*max=*/true));
+    mbs = static_cast<int64_t>(-m.item<double>());
+  }
+  std::vector<Tensor> params;
+  if (dp != nullptr)
+    for (const auto& p : model.parameters()) params.push_back(p);
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
@@ -313,7 +328,17 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       for (size_t b = 0; b < rows.size(); ++b)
         if (keep[r0 + b])
           full_mask[static_cast<int64_t>(b)].slice(0, 0, rows[b]->response->size()).fill_(1);
-      Normalisers norm = ComputeNormalisers(full_mask, po);
+      std::optional<GlobalCounts> global;
+      if (dp != nullptr) {  // the whole mini-batch's counts, over every rank
+        Tensor lengths = (full_mask != 0).to(torch::kFloat64).sum(1);
+        Tensor sums = torch::stack({lengths.sum(), (lengths > 0).to(torch::kFloat64).sum()});
+        Tensor longest = torch::tensor({static_cast<double>(cmax)}, torch::kFloat64);
+        CHAINRL_RETURN_IF_ERROR(dp->AllReduce({sums}));
+        CHAINRL_RETURN_IF_ERROR(dp->AllReduce({longest}, /*max=*/true));
+        global = GlobalCounts{sums[0].item<double>(), sums[1].item<double>(),
+                              longest.item<double>()};
+      }
+      Normalisers norm = ComputeNormalisers(full_mask, po, global);
       // GSPO's sequence log-ratio needs the current policy over whole sequences first.
       std::vector<double> gspo(rows.size(), 0.0);
       if (po.policy_loss == PolicyLossKind::kGspo) {
@@ -428,6 +453,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         stats.policy.Merge(mstats);
         base += micro.size();
       }
+      if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
       if (step.skip_optimizer_step) continue;
       StepResult r = optimizer.Step();
       stats.grad_norm = r.grad_norm;
@@ -548,7 +574,10 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
 
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
-                            int64_t micro_batch_tokens, bool skip_optimizer_step) {
+                            int64_t micro_batch_tokens, bool skip_optimizer_step,
+                            DataParallel* data_parallel) {
+  DataParallel* dp = data_parallel != nullptr && data_parallel->world_size() > 1 ? data_parallel
+                                                                                  : nullptr;
   std::vector<Seq> seqs;
   double total = 0;
   for (const auto& e : batch) {
@@ -559,7 +588,12 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
     total += static_cast<double>(e.response.size());
     seqs.push_back(std::move(s));
   }
-  if (seqs.empty()) return InvalidArgument("an SFT batch without any prompt and response");
+  if (dp != nullptr) {  // the mean is over every rank's response tokens
+    Tensor t = torch::tensor({total}, torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
+    total = t.item<double>();
+  }
+  if (total == 0) return InvalidArgument("an SFT batch without any prompt and response");
   model.train();
   optimizer.ZeroGrad();
   std::vector<Seq*> rows;
@@ -571,6 +605,14 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
       return SftLoss(lp, p.mask.slice(1, t0, t1), total);
     };
     loss += Backward(model, p, options, 1.0, false, loss_fn);
+  }
+  if (dp != nullptr) {  // the whole batch's gradient and loss on every rank
+    std::vector<Tensor> params;
+    for (const auto& p : model.parameters()) params.push_back(p);
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
+    Tensor l = torch::tensor({loss}, torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({l}));
+    loss = l.item<double>();
   }
   if (!skip_optimizer_step) optimizer.Step();
   return loss;

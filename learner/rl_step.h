@@ -15,6 +15,8 @@
 
 namespace chainrl::learner {
 
+class DataParallel;
+
 struct SampleData {
   std::vector<int32_t> tokens;              // the response
   std::vector<float> behaviour_logprobs;    // per response token, from the sampler
@@ -47,6 +49,11 @@ struct RlStepOptions {
   // No optimiser step: the last mini-batch's gradients stay in the parameters' .grad (gradient
   // inspection and tests); optimizer_steps stays 0.
   bool skip_optimizer_step = false;
+  // Data parallelism: this rank's groups are its shard of the batch. Normalisers are all-reduced
+  // across ranks and gradients summed before each optimiser step, so every rank takes the step of
+  // one process on the whole batch (mini-batch k is the union of the ranks' k-th mini-batches).
+  // Not with length_shaping 'drpo' (it scores whole batches).
+  DataParallel* data_parallel = nullptr;
 };
 
 struct RlStepStats {
@@ -104,8 +111,11 @@ struct SftExample {
 
 // One SFT optimiser step: mean token cross-entropy over the responses. Returns the loss.
 // skip_optimizer_step: leave the gradients in .grad instead of stepping (as in RlStepOptions).
+// data_parallel: `batch` is this rank's shard; the mean is over every rank's tokens, gradients are
+// summed across ranks, and the loss returned is the whole batch's (a shard may be empty).
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
-                            int64_t micro_batch_tokens, bool skip_optimizer_step = false);
+                            int64_t micro_batch_tokens, bool skip_optimizer_step = false,
+                            DataParallel* data_parallel = nullptr);
 
 }  // namespace chainrl::learner

@@ -99,6 +99,30 @@ TEST(CliTest, BrokenConfigExitsTwoWithPositions) {
   std::filesystem::remove_all(dir);
 }
 
+// A learner started as one of several torchrun-style ranks would train and publish on its own,
+// as would every other rank: refused with the reason, as are malformed rank variables.
+TEST(CliTest, LearnerStartedAsOneOfSeveralRanksIsRefused) {
+  std::string dir = TempDir();
+  std::string path = dir + "/run.toml";
+  std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n";
+  const std::string cmd = "learner " + path + " --run-dir " + dir + "/run-dp";
+  setenv("WORLD_SIZE", "2", 1);
+  setenv("RANK", "1", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", "29511", 1);
+  CmdResult two = Chainrl(cmd);
+  setenv("RANK", "one", 1);
+  CmdResult bad = Chainrl(cmd);
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
+  EXPECT_EQ(two.code, 2) << two.out;
+  EXPECT_NE(two.out.find("WORLD_SIZE=2: the learner process runs as a single rank"),
+            std::string::npos)
+      << two.out;
+  EXPECT_EQ(bad.code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("RANK='one' is not an integer in [0, 1]"), std::string::npos) << bad.out;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(CliTest, ConfigShowAndDocs) {
   std::string dir = TempDir();
   std::string path = dir + "/ok.toml";

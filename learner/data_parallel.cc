@@ -1,0 +1,166 @@
+// Data parallelism over c10d (see data_parallel.h).
+#include "learner/data_parallel.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <exception>
+#include <map>
+
+#include <ATen/ATen.h>
+
+// Debian's LibTorch is built with Gloo; its header is only active with this macro.
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+namespace chainrl::learner {
+namespace {
+
+// The integer value of environment variable `name` within [lo, hi], or an error naming it.
+Result<int> IntVariable(const char* name, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0')
+    return InvalidArgument(std::string("data parallelism: ") + name +
+                           " is not set (torchrun sets RANK, WORLD_SIZE, MASTER_ADDR and "
+                           "MASTER_PORT)");
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi)
+    return InvalidArgument(std::string("data parallelism: ") + name + "='" + v +
+                           "' is not an integer in [" + std::to_string(lo) + ", " +
+                           std::to_string(hi) + "]");
+  return static_cast<int>(x);
+}
+
+bool Loopback(const std::string& host) {
+  return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+}  // namespace
+
+Result<RankInfo> RankInfoFromEnvironment() {
+  RankInfo who;
+  const char* ws = std::getenv("WORLD_SIZE");
+  if (ws == nullptr || *ws == '\0') return who;
+  CHAINRL_ASSIGN_OR_RETURN(who.world_size, IntVariable("WORLD_SIZE", 1, 1 << 20));
+  if (who.world_size == 1) return who;
+  CHAINRL_ASSIGN_OR_RETURN(who.rank, IntVariable("RANK", 0, who.world_size - 1));
+  CHAINRL_ASSIGN_OR_RETURN(who.master_port, IntVariable("MASTER_PORT", 1, 65535));
+  const char* addr = std::getenv("MASTER_ADDR");
+  if (addr == nullptr || *addr == '\0')
+    return InvalidArgument("data parallelism: MASTER_ADDR is not set (the host of rank 0)");
+  who.master_addr = addr;
+  return who;
+}
+
+struct DataParallel::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::chrono::milliseconds timeout{0};
+};
+
+DataParallel::DataParallel(RankInfo who, std::string backend, std::unique_ptr<Impl> impl)
+    : who_(std::move(who)), backend_(std::move(backend)), impl_(std::move(impl)) {}
+
+DataParallel::~DataParallel() = default;
+
+Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
+                                                         const DataParallelOptions& options) {
+  if (options.backend == "nccl")
+    return InvalidArgument(
+        "distributed.backend = 'nccl': this build's LibTorch has no NCCL (use 'gloo' or 'auto' on "
+        "the CPU)");
+  if (options.backend != "auto" && options.backend != "gloo")
+    return InvalidArgument("distributed.backend = '" + options.backend +
+                           "': expected auto, gloo or nccl");
+  if (who.world_size < 1 || who.rank < 0 || who.rank >= who.world_size)
+    return InvalidArgument("data parallelism: rank " + std::to_string(who.rank) +
+                           " outside a world of " + std::to_string(who.world_size));
+  const std::string where = who.master_addr + ":" + std::to_string(who.master_port);
+  auto impl = std::make_unique<Impl>();
+  impl->timeout = std::chrono::milliseconds(
+      static_cast<int64_t>(std::max(0.001, options.timeout_seconds) * 1000.0));
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(who.master_port);
+    so.isServer = who.rank == 0;
+    so.numWorkers = static_cast<std::size_t>(who.world_size);
+    so.waitWorkers = true;
+    so.timeout = impl->timeout;
+    impl->store = c10::make_intrusive<c10d::TCPStore>(who.master_addr, so);
+    auto go = c10d::ProcessGroupGloo::Options::create(impl->timeout);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    if (ifname != nullptr && *ifname != '\0') {
+      go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+    } else if (Loopback(who.master_addr)) {
+      go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    } else {
+      go->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    impl->group =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, who.rank, who.world_size, go);
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    return DeadlineExceeded("data parallelism: rank " + std::to_string(who.rank) + " of " +
+                            std::to_string(who.world_size) + " could not form the group at " +
+                            where + " within " + std::to_string(options.timeout_seconds) +
+                            " s: " + what);
+  }
+  return std::unique_ptr<DataParallel>(new DataParallel(who, "gloo", std::move(impl)));
+}
+
+Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max) {
+  if (world_size() == 1 || tensors.empty()) return Status::Ok();
+  // One flat buffer per dtype, in order of first appearance.
+  std::map<int, std::vector<size_t>> by_dtype;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    by_dtype[static_cast<int>(tensors[i].scalar_type())].push_back(i);
+  try {
+    for (const auto& [dtype, idx] : by_dtype) {
+      std::vector<at::Tensor> parts;
+      for (size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}));
+      std::vector<at::Tensor> buf = {at::cat(parts)};
+      c10d::AllreduceOptions ao;
+      ao.reduceOp = max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+      ao.timeout = impl_->timeout;
+      impl_->group->allreduce(buf, ao)->wait();
+      int64_t off = 0;
+      for (size_t i : idx) {
+        const int64_t n = tensors[i].numel();
+        at::Tensor t = tensors[i];
+        t.detach().copy_(buf[0].narrow(0, off, n).view(tensors[i].sizes()));
+        off += n;
+      }
+    }
+  } catch (const std::exception& e) {
+    std::string what = e.what();
+    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    return IoError("data parallelism: all-reduce on rank " + std::to_string(rank()) + " of " +
+                   std::to_string(world_size()) + " failed: " + what);
+  }
+  return Status::Ok();
+}
+
+Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
+  std::vector<at::Tensor> grads;
+  for (const at::Tensor& p : params) {
+    if (!p.requires_grad()) continue;
+    at::Tensor param = p;
+    if (!param.grad().defined()) param.mutable_grad() = at::zeros_like(param);
+    grads.push_back(param.grad());
+  }
+  return AllReduce(grads);
+}
+
+Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
+  if (world_size() == 1 || tensors.empty()) return Status::Ok();
+  // Rank 0's values: every other rank contributes zeros to a sum.
+  if (rank() != 0)
+    for (const at::Tensor& t : tensors) t.detach().zero_();
+  return AllReduce(tensors);
+}
+
+}  // namespace chainrl::learner

@@ -1,0 +1,69 @@
+// Data parallelism of the learner over PyTorch's c10d process groups, placed by torchrun-style
+// environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so that torchrun, Slurm and
+// Kubernetes launchers work unchanged. Gloo on CPU; NCCL needs a CUDA LibTorch built with it. Each
+// rank computes the gradient of its shard of a batch against the batch's global normalisers
+// (RlStepOptions::data_parallel), the gradients are summed across ranks before the optimiser
+// step, and every rank takes the same step: the update equals one process's on the whole batch.
+// c10d stays inside data_parallel.cc (its API differs between LibTorch 1.13 and 2.x).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "core/status.h"
+
+namespace chainrl::learner {
+
+// This process's place in the job. WORLD_SIZE unset (or 1): a single process, nothing else read.
+struct RankInfo {
+  int rank = 0;
+  int world_size = 1;
+  std::string master_addr;  // where rank 0 hosts the rendezvous store
+  int master_port = 0;
+};
+// InvalidArgument naming the variable and its value for a malformed or missing RANK, WORLD_SIZE,
+// MASTER_ADDR or MASTER_PORT, or a rank outside [0, WORLD_SIZE).
+Result<RankInfo> RankInfoFromEnvironment();
+
+struct DataParallelOptions {
+  std::string backend = "auto";  // auto (nccl on GPU, gloo on CPU), gloo, nccl
+  double timeout_seconds = 600;  // rendezvous and every collective
+};
+
+class DataParallel {
+ public:
+  // Joins the group: rank 0 hosts the rendezvous store at master_addr:master_port and every rank
+  // connects to it. An error naming the address and the ranks when the group cannot be formed
+  // within the timeout (a peer that never starts), never a hang; InvalidArgument for a backend this
+  // build lacks (NCCL on a CPU LibTorch).
+  static Result<std::unique_ptr<DataParallel>> Join(const RankInfo& who,
+                                                    const DataParallelOptions& options);
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  int rank() const { return who_.rank; }
+  int world_size() const { return who_.world_size; }
+  const std::string& backend() const { return backend_; }
+
+  // Element-wise sum (or maximum) across ranks, in place. Every rank passes tensors of the same
+  // shapes and dtypes in the same order; they are reduced in one flat buffer per dtype.
+  Status AllReduce(const std::vector<at::Tensor>& tensors, bool max = false);
+  // Sums the gradients of `params` across ranks in place; a parameter without a gradient counts
+  // as zeros (and gets the sum).
+  Status SumGradients(const std::vector<at::Tensor>& params);
+  // Every rank's `tensors` take rank 0's values.
+  Status Broadcast(const std::vector<at::Tensor>& tensors);
+
+ private:
+  struct Impl;
+  DataParallel(RankInfo who, std::string backend, std::unique_ptr<Impl> impl);
+  RankInfo who_;
+  std::string backend_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace chainrl::learner
