@@ -281,6 +281,65 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   std::map<ShareKey, Held> held;
   int64_t held_bytes = 0;
 
+  // Prefills `rows` (token sequences; embedding rows spliced at their placeholder positions) into
+  // `temp` in chunks of EngineOptions::prefill_chunk tokens; the logits at each row's last position
+  // [R, V].
+  auto prefill = [&](const std::vector<std::vector<int32_t>>& rows,
+                     const std::vector<torch::Tensor>& row_embeds,
+                     const std::vector<std::vector<int64_t>>& row_placeholders,
+                     model::KvCache& temp) {
+    const int64_t R = static_cast<int64_t>(rows.size());
+    int64_t max_len = 0;
+    for (const auto& s : rows) max_len = std::max<int64_t>(max_len, static_cast<int64_t>(s.size()));
+    std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
+    const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
+    for (int64_t off = 0; off < max_len; off += chunk) {
+      const int64_t T = std::min(chunk, max_len - off);
+      std::vector<int64_t> ids(static_cast<size_t>(R * T), 0), pos(static_cast<size_t>(R * T), 0),
+          n_new(static_cast<size_t>(R), 0);
+      for (int64_t r = 0; r < R; ++r) {
+        const auto& seq = rows[static_cast<size_t>(r)];
+        const int64_t len = static_cast<int64_t>(seq.size());
+        n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
+        for (int64_t t = 0; t < T; ++t) {
+          pos[static_cast<size_t>(r * T + t)] = temp.length(r) + t;
+          if (off + t < len)
+            ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
+        }
+      }
+      // Embedding rows whose placeholders fall in this chunk.
+      model::EmbeddingSplice splice;
+      std::vector<int64_t> flat;
+      std::vector<torch::Tensor> parts;
+      for (int64_t r = 0; r < R; ++r) {
+        const auto& at = row_placeholders[static_cast<size_t>(r)];
+        std::vector<int64_t> picked;
+        for (size_t j = 0; j < at.size(); ++j)
+          if (at[j] >= off && at[j] < off + T) {
+            flat.push_back(r * T + at[j] - off);
+            picked.push_back(static_cast<int64_t>(j));
+          }
+        if (!picked.empty())
+          parts.push_back(row_embeds[static_cast<size_t>(r)].index_select(
+              0, torch::tensor(picked, torch::kLong).to(device)));
+      }
+      if (!flat.empty()) {
+        splice.index = torch::tensor(flat, torch::kLong).to(device);
+        splice.rows = torch::cat(parts);
+      }
+      auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
+      auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
+      auto hidden = model_->ForwardCached(ids_t, pos_t, temp, n_new, splice);
+      for (int64_t r = 0; r < R; ++r) {
+        const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
+        if (len > off && len <= off + T)
+          last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
+      }
+      stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
+    }
+    return model_->Logits(torch::stack(last_hidden));
+  };
+
   // Prefills the requests assigned to slots `assign` (slot, request) and samples their first
   // token. Prompt embeddings are spliced in at their placeholders (also when a continuation is
   // prefilled again).
@@ -325,53 +384,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     torch::Tensor logits;  // [R, V]
     if (R > 0) {
       temp.emplace(model_->config(), R, max_len, model_->options().ComputeDtype(), device);
-      std::vector<torch::Tensor> last_hidden(static_cast<size_t>(R));
-      const int64_t chunk = std::max<int64_t>(1, options_.prefill_chunk);
-      for (int64_t off = 0; off < max_len; off += chunk) {
-        const int64_t T = std::min(chunk, max_len - off);
-        std::vector<int64_t> ids(static_cast<size_t>(R * T), 0), pos(static_cast<size_t>(R * T), 0),
-            n_new(static_cast<size_t>(R), 0);
-        for (int64_t r = 0; r < R; ++r) {
-          const auto& seq = rows[static_cast<size_t>(r)];
-          const int64_t len = static_cast<int64_t>(seq.size());
-          n_new[static_cast<size_t>(r)] = std::clamp<int64_t>(len - off, 0, T);
-          for (int64_t t = 0; t < T; ++t) {
-            pos[static_cast<size_t>(r * T + t)] = temp->length(r) + t;
-            if (off + t < len)
-              ids[static_cast<size_t>(r * T + t)] = seq[static_cast<size_t>(off + t)];
-          }
-        }
-        // Embedding rows whose placeholders fall in this chunk.
-        model::EmbeddingSplice splice;
-        std::vector<int64_t> flat;
-        std::vector<torch::Tensor> parts;
-        for (int64_t r = 0; r < R; ++r) {
-          const auto& at = row_placeholders[static_cast<size_t>(r)];
-          std::vector<int64_t> picked;
-          for (size_t j = 0; j < at.size(); ++j)
-            if (at[j] >= off && at[j] < off + T) {
-              flat.push_back(r * T + at[j] - off);
-              picked.push_back(static_cast<int64_t>(j));
-            }
-          if (!picked.empty())
-            parts.push_back(row_embeds[static_cast<size_t>(r)].index_select(
-                0, torch::tensor(picked, torch::kLong).to(device)));
-        }
-        if (!flat.empty()) {
-          splice.index = torch::tensor(flat, torch::kLong).to(device);
-          splice.rows = torch::cat(parts);
-        }
-        auto ids_t = torch::tensor(ids, torch::kLong).view({R, T}).to(device);
-        auto pos_t = torch::tensor(pos, torch::kLong).view({R, T}).to(device);
-        auto hidden = model_->ForwardCached(ids_t, pos_t, *temp, n_new, splice);
-        for (int64_t r = 0; r < R; ++r) {
-          const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
-          if (len > off && len <= off + T)
-            last_hidden[static_cast<size_t>(r)] = hidden[r][len - off - 1];
-        }
-        stats_.prefill_tokens += std::accumulate(n_new.begin(), n_new.end(), int64_t{0});
-      }
-      logits = model_->Logits(torch::stack(last_hidden));
+      logits = prefill(rows, row_embeds, row_placeholders, *temp);
       // Hold the prompts whose group members are still waiting, within the byte bound.
       for (int64_t r = 0; r < R; ++r) {
         const auto& key = row_key[static_cast<size_t>(r)];
