@@ -265,7 +265,14 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
     }
   }
   RlStepStats stats;
-  if (seqs.empty()) return stats;
+  DataParallel* dp = step.data_parallel;
+  if (dp != nullptr && dp->world_size() == 1) dp = nullptr;
+  if (dp != nullptr && options.drpo)
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run data "
+        "parallel");
+  // Under data parallelism an empty shard still takes part in every collective of the step.
+  if (seqs.empty() && dp == nullptr) return stats;
   if (!given.empty() && given.size() != seqs.size())
     return InvalidArgument("advantages given for " + std::to_string(given.size()) + " of " +
                            std::to_string(seqs.size()) + " samples: all or none");
@@ -298,12 +305,6 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   if (options.drpo && mbs > 1)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores whole groups: it needs learner.mini_batches = 1");
-  DataParallel* dp = step.data_parallel;
-  if (dp != nullptr && dp->world_size() == 1) dp = nullptr;
-  if (dp != nullptr && options.drpo)
-    return InvalidArgument(
-        "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run data "
-        "parallel");
   if (dp != nullptr) {  // every rank runs as many mini-batches as the smallest shard allows
     Tensor m = torch::tensor({static_cast<double>(-mbs)}, torch::kFloat64);
     CHAINRL_RETURN_IF_ERROR(dp->AllReduce({m}, /*max=*/true));
@@ -335,8 +336,8 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         Tensor longest = torch::tensor({static_cast<double>(cmax)}, torch::kFloat64);
         CHAINRL_RETURN_IF_ERROR(dp->AllReduce({sums}));
         CHAINRL_RETURN_IF_ERROR(dp->AllReduce({longest}, /*max=*/true));
-        global = GlobalCounts{sums[0].item<double>(), sums[1].item<double>(),
-                              longest.item<double>()};
+        global =
+            GlobalCounts{sums[0].item<double>(), sums[1].item<double>(), longest.item<double>()};
       }
       Normalisers norm = ComputeNormalisers(full_mask, po, global);
       // GSPO's sequence log-ratio needs the current policy over whole sequences first.
@@ -465,6 +466,12 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   return stats;
 }
 
+namespace {
+Status PreferenceBackward(model::DecoderModel& model, const std::vector<PreferencePairData>& pairs,
+                          const LearnerRunOptions& options, const RlStepOptions& step,
+                          bool needs_ref, double global_pairs, PreferenceStepStats* out_stats);
+}  // namespace
+
 Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
                                                 const std::vector<PreferencePairData>& pairs,
                                                 const LearnerRunOptions& options,
@@ -478,7 +485,54 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
                            std::string(PreferenceLossTypeName(po.loss_type)) +
                            "' needs a reference model (or algorithm.reference_free = true)");
   PreferenceStepStats stats;
-  if (pairs.empty()) return stats;
+  DataParallel* dp = step.data_parallel != nullptr && step.data_parallel->world_size() > 1
+                         ? step.data_parallel
+                         : nullptr;
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  double global_pairs = static_cast<double>(B);  // every rank's pairs: the loss is their mean
+  if (dp != nullptr) {
+    Tensor t = torch::tensor({global_pairs}, torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
+    global_pairs = t.item<double>();
+  }
+  if (global_pairs == 0) return stats;
+  model.train();
+  optimizer.ZeroGrad();
+  if (B > 0)
+    CHAINRL_RETURN_IF_ERROR(
+        PreferenceBackward(model, pairs, options, step, needs_ref, global_pairs, &stats));
+  if (dp != nullptr) {  // the whole batch's gradient and figures on every rank
+    std::vector<Tensor> params;
+    for (const auto& p : model.parameters()) params.push_back(p);
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
+    const double w = static_cast<double>(B) / global_pairs;
+    Tensor f = torch::tensor({stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
+                              static_cast<double>(stats.response_tokens)},
+                             torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({f}));
+    stats.loss = f[0].item<double>();
+    stats.reward_accuracy = f[1].item<double>();
+    stats.reward_margin = f[2].item<double>();
+    stats.response_tokens = static_cast<int64_t>(f[3].item<double>());
+    stats.pairs = static_cast<int64_t>(global_pairs);
+  }
+  if (step.skip_optimizer_step) return stats;
+  StepResult r = optimizer.Step();
+  stats.grad_norm = r.grad_norm;
+  stats.lr = r.lr;
+  return stats;
+}
+
+namespace {
+
+// The backward of RunPreferenceUpdate on this rank's pairs, its loss scaled as a part of the mean
+// over `global_pairs` pairs; fills stats (loss, accuracy and margin of these pairs, their count
+// and tokens).
+Status PreferenceBackward(model::DecoderModel& model, const std::vector<PreferencePairData>& pairs,
+                          const LearnerRunOptions& options, const RlStepOptions& step,
+                          bool needs_ref, double global_pairs, PreferenceStepStats* out_stats) {
+  const PreferenceOptions& po = options.preference;
+  PreferenceStepStats& stats = *out_stats;
   const int64_t B = static_cast<int64_t>(pairs.size());
   const int64_t M = static_cast<int64_t>(pairs[0].rejected.size());
   // Rows: pair b's chosen at b·(1 + M), its rejected ones after it.
@@ -505,7 +559,6 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
     }
   }
   for (const auto& q : seqs) stats.response_tokens += static_cast<int64_t>(q.response->size());
-  model.train();
   FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
   if (needs_ref)
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
@@ -547,14 +600,15 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
   stats.reward_margin = out.reward_margin;
   stats.pairs = B;
   CHAINRL_ASSIGN_OR_RETURN(SequenceGradCoefficients g, PreferenceSequenceGrads(in, po));
-  const Tensor gc = g.chosen.to(torch::kFloat64).reshape({B});
-  const Tensor gr = g.rejected.to(torch::kFloat64).reshape({B, M});
+  // This rank's pairs are B of the global_pairs the loss averages.
+  const double part = static_cast<double>(B) / global_pairs;
+  const Tensor gc = g.chosen.to(torch::kFloat64).reshape({B}) * part;
+  const Tensor gr = g.rejected.to(torch::kFloat64).reshape({B, M}) * part;
   for (int64_t b = 0; b < B; ++b) {
     seqs[b * W].advantage = gc[b].item<double>();
     for (int64_t m = 0; m < M; ++m) seqs[b * W + 1 + m].advantage = gr[b][m].item<double>();
   }
   // Σ_seq coefficient · Σ_t m·ℓ: linear in ℓ, so chunks add up exactly.
-  optimizer.ZeroGrad();
   std::vector<Seq*> rows;
   for (auto& q : seqs) rows.push_back(&q);
   for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
@@ -565,19 +619,17 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
     };
     Backward(model, p, options, step.temperature, false, loss_fn);
   }
-  if (step.skip_optimizer_step) return stats;
-  StepResult r = optimizer.Step();
-  stats.grad_norm = r.grad_norm;
-  stats.lr = r.lr;
-  return stats;
+  return Status::Ok();
 }
+
+}  // namespace
 
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
                             int64_t micro_batch_tokens, bool skip_optimizer_step,
                             DataParallel* data_parallel) {
-  DataParallel* dp = data_parallel != nullptr && data_parallel->world_size() > 1 ? data_parallel
-                                                                                  : nullptr;
+  DataParallel* dp =
+      data_parallel != nullptr && data_parallel->world_size() > 1 ? data_parallel : nullptr;
   std::vector<Seq> seqs;
   double total = 0;
   for (const auto& e : batch) {

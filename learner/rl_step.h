@@ -49,10 +49,10 @@ struct RlStepOptions {
   // No optimiser step: the last mini-batch's gradients stay in the parameters' .grad (gradient
   // inspection and tests); optimizer_steps stays 0.
   bool skip_optimizer_step = false;
-  // Data parallelism: this rank's groups are its shard of the batch. Normalisers are all-reduced
-  // across ranks and gradients summed before each optimiser step, so every rank takes the step of
-  // one process on the whole batch (mini-batch k is the union of the ranks' k-th mini-batches).
-  // Not with length_shaping 'drpo' (it scores whole batches).
+  // Data parallelism: this rank's groups are its shard of the batch (possibly empty). Normalisers
+  // are all-reduced across ranks and gradients summed before each optimiser step, so every rank
+  // takes the step of one process on the whole batch (mini-batch k is the union of the ranks' k-th
+  // mini-batches). Not with length_shaping 'drpo' (it scores whole batches).
   DataParallel* data_parallel = nullptr;
 };
 
@@ -99,6 +99,8 @@ struct PreferenceStepStats {
 // DPO/IPO need it), PreferenceSequenceGrads turns them into dL/d(total), and a chunked backward of
 // Σ_seq coefficient·Σ_t ℓ gives exactly the gradient of the direct loss. InvalidArgument for an
 // empty prompt or response, unequal M, or DPO/IPO without step.reference (unless reference_free).
+// With step.data_parallel, `pairs` is this rank's shard (possibly empty): the loss is the mean over
+// every rank's pairs, gradients are summed, and the figures returned are the whole batch's.
 Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
                                                 const std::vector<PreferencePairData>& pairs,
                                                 const LearnerRunOptions& options,

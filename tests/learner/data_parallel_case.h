@@ -16,10 +16,12 @@
 
 namespace chainrl::learner::dp_case {
 
-// The GRPO-family update in each loss aggregation mode, and the SFT update ("sft": each sample's
-// response imitated after its prompt).
-inline const std::vector<std::string> kModes = {"token-mean", "seq-mean-token-mean",
-                                                "seq-mean-token-sum-norm", "sft"};
+// The GRPO-family update in each loss aggregation mode; the same with every group on rank 0 (rank
+// 1's shard empty); the SFT update (each sample's response imitated after its prompt); the DPO
+// update (reference-free; each group's first sample chosen over its second).
+inline const std::vector<std::string> kModes = {
+    "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-mean-one-shard", "sft",
+    "dpo"};
 
 struct Case {
   std::string mode;
@@ -34,6 +36,7 @@ inline Case MakeCase(const std::string& mode) {
   c.model = chainrl::testing::TinyModel(21, 64, 0.05);
   auto agg = ParseLossAggMode(mode);
   c.options.policy.loss_agg_mode = agg.ok() ? *agg : LossAggMode::kTokenMean;
+  c.options.preference.reference_free = true;
   c.options.policy.kl_coef = 0;
   c.options.optimizer.lr = 1e-3;
   const std::vector<int64_t> prompt_len = {3, 5, 2, 4, 6};
@@ -66,8 +69,12 @@ inline Case MakeCase(const std::string& mode) {
   return c;
 }
 
-// Rank `rank` of `world` takes groups rank, rank + world, ...
-inline std::vector<GroupData> Shard(const std::vector<GroupData>& groups, int rank, int world) {
+// Rank `rank` of `world` takes groups rank, rank + world, ... (with "-one-shard": rank 0 takes
+// them all).
+inline std::vector<GroupData> Shard(const std::vector<GroupData>& groups, int rank, int world,
+                                    const std::string& mode) {
+  if (mode.size() > 10 && mode.substr(mode.size() - 10) == "-one-shard")
+    return rank == 0 ? groups : std::vector<GroupData>();
   std::vector<GroupData> out;
   for (size_t g = static_cast<size_t>(rank); g < groups.size(); g += static_cast<size_t>(world))
     out.push_back(groups[g]);
@@ -104,7 +111,16 @@ inline Outcome Run(Case& c, const std::vector<GroupData>& shard, DataParallel* d
       return o;
     }
     Status st;
-    if (c.mode == "sft") {
+    if (c.mode == "dpo") {
+      std::vector<PreferencePairData> pairs;
+      for (const GroupData& g : shard)
+        pairs.push_back({g.prompt, g.samples[0].tokens, {g.samples[1].tokens}});
+      RlStepOptions s;
+      s.micro_batch_tokens = 24;
+      s.skip_optimizer_step = !step;
+      s.data_parallel = dp;
+      st = RunPreferenceUpdate(*c.model, **opt, pairs, c.options, s).status();
+    } else if (c.mode == "sft") {
       std::vector<SftExample> batch;
       for (const GroupData& g : shard)
         for (const SampleData& smp : g.samples) batch.push_back({g.prompt, smp.tokens});

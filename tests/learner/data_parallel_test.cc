@@ -1,7 +1,7 @@
 // Data parallelism over c10d Gloo on the CPU: two real worker processes, placed by torchrun-style
 // variables, each train their shard of a batch; their summed gradients and their updated
 // parameters equal one process's on the whole batch, for the GRPO-family update in every loss
-// aggregation mode and for the SFT update. Malformed
+// aggregation mode (also with one shard empty), the SFT update and the DPO update. Malformed
 // variables, a peer that never starts and a backend this build lacks are errors, not hangs.
 #include "learner/data_parallel.h"
 

@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   }
   for (const std::string& mode : dp_case::kModes) {
     dp_case::Case c = dp_case::MakeCase(mode);
-    auto shard = dp_case::Shard(c.groups, who->rank, who->world_size);
+    auto shard = dp_case::Shard(c.groups, who->rank, who->world_size, mode);
     dp_case::Outcome out = dp_case::Run(c, shard, dp->get());
     if (!out.status.ok()) {
       std::fprintf(stderr, "%s: %s\n", mode.c_str(), out.status.ToString().c_str());
