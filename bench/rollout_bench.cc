@@ -37,7 +37,7 @@ struct BenchConfig {
   int64_t requests = 256, slots = 16, median_len = 24;
   int64_t steps = 8, warmup_steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
   int64_t segment_group = 8;    // samples per prompt in the segment comparison (a GRPO group)
-  double min_occupancy = 0.75;  // segmented calls end when fewer slots than this are busy
+  double min_occupancy = 1.0;  // segmented calls end once a slot would idle with nothing waiting
   int64_t repeats = 5;  // prefix and segment comparisons: alternate runs, best time of each kept
   uint64_t seed = 1;
   std::string dtype = "float32";
@@ -416,7 +416,7 @@ int RunRolloutBench(const std::vector<std::string>& argv) {
            "samples per prompt in the segment comparison (8, a GRPO group; 1: distinct prompts)");
   a.Option("min-occupancy", &c.min_occupancy,
            "segment steps end once nothing waits and fewer than this fraction of the slots are "
-           "busy (0.75; 0: every sample runs to its segment end)");
+           "busy (1: once any slot would idle; 0: every sample runs to its segment end)");
   a.Option("call-factor", &c.call_factor,
            "segment steps take this many times the slots in requests (4)");
   a.Option("dtype", &c.dtype, "weights, compute and KV cache dtype (float32; bfloat16 as actors)");
