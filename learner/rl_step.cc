@@ -467,63 +467,6 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
 }
 
 namespace {
-Status PreferenceBackward(model::DecoderModel& model, const std::vector<PreferencePairData>& pairs,
-                          const LearnerRunOptions& options, const RlStepOptions& step,
-                          bool needs_ref, double global_pairs, PreferenceStepStats* out_stats);
-}  // namespace
-
-Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
-                                                const std::vector<PreferencePairData>& pairs,
-                                                const LearnerRunOptions& options,
-                                                const RlStepOptions& step) {
-  const PreferenceOptions& po = options.preference;
-  const bool needs_ref =
-      (po.loss_type == PreferenceLossType::kDpo || po.loss_type == PreferenceLossType::kIpo) &&
-      !po.reference_free;
-  if (needs_ref && step.reference == nullptr)
-    return InvalidArgument("algorithm.name = '" +
-                           std::string(PreferenceLossTypeName(po.loss_type)) +
-                           "' needs a reference model (or algorithm.reference_free = true)");
-  PreferenceStepStats stats;
-  DataParallel* dp = step.data_parallel != nullptr && step.data_parallel->world_size() > 1
-                         ? step.data_parallel
-                         : nullptr;
-  const int64_t B = static_cast<int64_t>(pairs.size());
-  double global_pairs = static_cast<double>(B);  // every rank's pairs: the loss is their mean
-  if (dp != nullptr) {
-    Tensor t = torch::tensor({global_pairs}, torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
-    global_pairs = t.item<double>();
-  }
-  if (global_pairs == 0) return stats;
-  model.train();
-  optimizer.ZeroGrad();
-  if (B > 0)
-    CHAINRL_RETURN_IF_ERROR(
-        PreferenceBackward(model, pairs, options, step, needs_ref, global_pairs, &stats));
-  if (dp != nullptr) {  // the whole batch's gradient and figures on every rank
-    std::vector<Tensor> params;
-    for (const auto& p : model.parameters()) params.push_back(p);
-    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
-    const double w = static_cast<double>(B) / global_pairs;
-    Tensor f = torch::tensor({stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
-                              static_cast<double>(stats.response_tokens)},
-                             torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({f}));
-    stats.loss = f[0].item<double>();
-    stats.reward_accuracy = f[1].item<double>();
-    stats.reward_margin = f[2].item<double>();
-    stats.response_tokens = static_cast<int64_t>(f[3].item<double>());
-    stats.pairs = static_cast<int64_t>(global_pairs);
-  }
-  if (step.skip_optimizer_step) return stats;
-  StepResult r = optimizer.Step();
-  stats.grad_norm = r.grad_norm;
-  stats.lr = r.lr;
-  return stats;
-}
-
-namespace {
 
 // The backward of RunPreferenceUpdate on this rank's pairs, its loss scaled as a part of the mean
 // over `global_pairs` pairs; fills stats (loss, accuracy and margin of these pairs, their count
@@ -623,6 +566,57 @@ Status PreferenceBackward(model::DecoderModel& model, const std::vector<Preferen
 }
 
 }  // namespace
+
+Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                                const std::vector<PreferencePairData>& pairs,
+                                                const LearnerRunOptions& options,
+                                                const RlStepOptions& step) {
+  const PreferenceOptions& po = options.preference;
+  const bool needs_ref =
+      (po.loss_type == PreferenceLossType::kDpo || po.loss_type == PreferenceLossType::kIpo) &&
+      !po.reference_free;
+  if (needs_ref && step.reference == nullptr)
+    return InvalidArgument("algorithm.name = '" +
+                           std::string(PreferenceLossTypeName(po.loss_type)) +
+                           "' needs a reference model (or algorithm.reference_free = true)");
+  PreferenceStepStats stats;
+  DataParallel* dp = step.data_parallel != nullptr && step.data_parallel->world_size() > 1
+                         ? step.data_parallel
+                         : nullptr;
+  const int64_t B = static_cast<int64_t>(pairs.size());
+  double global_pairs = static_cast<double>(B);  // every rank's pairs: the loss is their mean
+  if (dp != nullptr) {
+    Tensor t = torch::tensor({global_pairs}, torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
+    global_pairs = t.item<double>();
+  }
+  if (global_pairs == 0) return stats;
+  model.train();
+  optimizer.ZeroGrad();
+  if (B > 0)
+    CHAINRL_RETURN_IF_ERROR(
+        PreferenceBackward(model, pairs, options, step, needs_ref, global_pairs, &stats));
+  if (dp != nullptr) {  // the whole batch's gradient and figures on every rank
+    std::vector<Tensor> params;
+    for (const auto& p : model.parameters()) params.push_back(p);
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
+    const double w = static_cast<double>(B) / global_pairs;
+    Tensor f = torch::tensor({stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
+                              static_cast<double>(stats.response_tokens)},
+                             torch::kFloat64);
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({f}));
+    stats.loss = f[0].item<double>();
+    stats.reward_accuracy = f[1].item<double>();
+    stats.reward_margin = f[2].item<double>();
+    stats.response_tokens = static_cast<int64_t>(f[3].item<double>());
+    stats.pairs = static_cast<int64_t>(global_pairs);
+  }
+  if (step.skip_optimizer_step) return stats;
+  StepResult r = optimizer.Step();
+  stats.grad_norm = r.grad_norm;
+  stats.lr = r.lr;
+  return stats;
+}
 
 Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
