@@ -344,12 +344,14 @@ Status Actor::GenerateAndSend() {
     return std::max<int64_t>(version_, 0);
   };
   std::vector<rollout::GenerationResult> results;
+  rollout::EngineStats engine_stats;
   {
     torch::NoGradGuard no_grad;
     rollout::RolloutEngine engine(model_, eo);
     CHAINRL_ASSIGN_OR_RETURN(results, engine.Generate(reqs));
-    if (engine.stats().version_changes_mid_sequence > 0) {
-      CHAINRL_LOG(kDebug) << "weights swapped " << engine.stats().version_changes_mid_sequence
+    engine_stats = engine.stats();
+    if (engine_stats.version_changes_mid_sequence > 0) {
+      CHAINRL_LOG(kDebug) << "weights swapped " << engine_stats.version_changes_mid_sequence
                           << " time(s) in the middle of a generation batch";
     }
   }
@@ -391,6 +393,14 @@ Status Actor::GenerateAndSend() {
   auto t2 = Clock::now();
   if (metrics_) {
     metrics_->counter(metrics::CounterId::kRolloutTokens).Increment(static_cast<double>(new_tokens));
+    metrics_->counter(metrics::CounterId::kPrefillTokens)
+        .Increment(static_cast<double>(engine_stats.prefill_tokens));
+    // Group prefix sharing as a cache: a new sample's prompt either took a group member's prefill
+    // (a hit) or was prefilled (a miss).
+    metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "prefix"}})
+        .Increment(static_cast<double>(engine_stats.prompt_shared));
+    metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "prefix"}})
+        .Increment(static_cast<double>(engine_stats.prompt_prefills));
     metrics_->counter(metrics::CounterId::kPhaseSeconds,
                       {{"phase", std::string(metrics::kPhaseGeneration)}})
         .Increment(Seconds(t0, t1));

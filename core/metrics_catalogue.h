@@ -13,6 +13,7 @@ namespace chainrl::metrics {
 enum class CounterId {
   kSteps,               // chainrl_steps_total
   kRolloutTokens,       // chainrl_rollout_tokens_total
+  kPrefillTokens,       // chainrl_prefill_tokens_total
   kTrainingTokens,      // chainrl_training_tokens_total
   kPhaseSeconds,        // chainrl_phase_seconds_total{phase}
   kGroupsDispatched,    // chainrl_groups_dispatched_total

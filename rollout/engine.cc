@@ -359,13 +359,16 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
         if (auto h = held.find(*key); h != held.end()) {
           from_held[a] = &h->second;
           ++stats_.prompt_reused;
+          ++stats_.prompt_shared;
           continue;
         }
         auto [it, fresh] = shared.emplace(*key, static_cast<int64_t>(rows.size()));
         if (!fresh) {
           row_of[a] = it->second;
+          ++stats_.prompt_shared;
           continue;
         }
+        ++stats_.prompt_prefills;
       }
       std::vector<int32_t> seq = r.prompt;
       seq.insert(seq.end(), r.carried.begin(), r.carried.end());

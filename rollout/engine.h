@@ -118,7 +118,10 @@ struct EngineStats {
   int64_t evicted = 0;      // kept KV given up so that a waiting request could start
   int64_t stashed = 0;      // ... of which copied to the KV stash
   int64_t restored = 0;     // continuations whose KV came back from the stash
-  int64_t prompt_reused = 0;    // samples admitted with the held prompt KV of an earlier member
+  int64_t prompt_prefills = 0;  // prompts of new samples prefilled (one per sharing group)
+  int64_t prompt_shared = 0;    // new samples that took another's prompt prefill, admitted with
+                                // it or later from its held KV
+  int64_t prompt_reused = 0;    // ... of which from the held KV
   int64_t segments_cut = 0;     // samples ended early by EngineOptions::segment_min_occupancy
   int64_t version_changes = 0;  // times between_steps reported a new version during Generate
   int64_t version_changes_mid_sequence = 0;  // ... while some sample was part-way through

@@ -126,6 +126,7 @@ class SimulatedRun {
     for (auto& actor : actors_) {
       MetricsRegistry& a = *actor;
       a.counter(CounterId::kRolloutTokens).Increment(4096 + 64 * (tick_ % 7));
+      a.counter(CounterId::kPrefillTokens).Increment(512 + 32 * (tick_ % 3));
       a.counter(CounterId::kPhaseSeconds, {{"phase", "generation"}}).Increment(0.08);
       a.counter(CounterId::kPhaseSeconds, {{"phase", "reward"}}).Increment(0.015);
       a.counter(CounterId::kPhaseSeconds, {{"phase", "weight_sync"}}).Increment(0.005);

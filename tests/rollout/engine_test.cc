@@ -260,6 +260,8 @@ TEST(EngineTest, GroupMembersAdmittedLaterTakeTheHeldPromptKv) {
   check_same(*a, "held");
   EXPECT_EQ(held.stats().prefill_tokens, 40 + 3) << "the group's prompt is prefilled once";
   EXPECT_EQ(held.stats().prompt_reused, 4) << "g0 and g1 share a prefill; g2..g5 take it held";
+  EXPECT_EQ(held.stats().prompt_prefills, 2) << "the group's prompt and x's";
+  EXPECT_EQ(held.stats().prompt_shared, 5) << "g1 with g0's prefill, g2..g5 from the held KV";
 
   EngineOptions tiny = Opts(2);
   tiny.prompt_hold_bytes = 64;  // smaller than one prompt's KV
@@ -268,6 +270,8 @@ TEST(EngineTest, GroupMembersAdmittedLaterTakeTheHeldPromptKv) {
   ASSERT_TRUE(b.ok());
   check_same(*b, "64-byte bound");
   EXPECT_EQ(unheld.stats().prompt_reused, 0);
+  EXPECT_EQ(unheld.stats().prompt_prefills + unheld.stats().prompt_shared, 7);
+  EXPECT_GE(unheld.stats().prompt_prefills, 4);
   EXPECT_GE(unheld.stats().prefill_tokens, 3 * 40 + 3);
 
   EngineOptions swapping = Opts(2);
