@@ -335,6 +335,7 @@ Status Actor::GenerateAndSend() {
   };
   eo.embedding_cache = embeddings_;
   eo.segment_min_occupancy = config_.GetFloat("rollout.segment_min_occupancy");
+  eo.prompt_hold_bytes = config_.GetInt("rollout.prompt_hold_bytes");
   eo.repetition_detection = config_.GetBool("rollout.repetition_detection");
   eo.repetition.min_repeats = config_.GetInt("rollout.repetition_min_repeats");
   // New weights are swapped in between decode steps: the batch in progress goes on under them

@@ -281,6 +281,10 @@ ConfigSchema Build() {
   k.push_back(Bool("rollout.compute_entropy", false, "Record per-token entropy with each sample."));
   k.push_back(Int("rollout.embedding_cache_bytes", 256ll << 20, 1, std::nullopt,
                   "Bound of the prompt-embedding cache (LRU)."));
+  k.push_back(Int("rollout.prompt_hold_bytes", 256ll << 20, 0, std::nullopt,
+                  "Bound of the prompt KV an actor holds for group members that start after "
+                  "the first (more samples than free slots), so that a group's prompt is "
+                  "prefilled once; 0 prefills it again for each batch of them."));
 
   // actors
   k.push_back(Int("actors.count", 2, 0, 1024, "Actor processes started by `chainrl train`."));
