@@ -56,15 +56,48 @@ void RolloutEngine::InvalidateKeptKv() {
   stash_bytes_ = 0;
 }
 
+int64_t RolloutEngine::SequenceKv::bytes() const {
+  int64_t n = 0;
+  for (const auto* side : {&k, &v})
+    for (const auto& t : *side) n += t.numel() * t.element_size();
+  return n;
+}
+
+RolloutEngine::SequenceKv RolloutEngine::SequenceKv::Clone() const {
+  SequenceKv c;
+  for (const auto& t : k) c.k.push_back(t.clone());
+  for (const auto& t : v) c.v.push_back(t.clone());
+  return c;
+}
+
+RolloutEngine::SequenceKv RolloutEngine::ReadKv(model::KvCache& cache, int64_t b, int64_t len) {
+  SequenceKv kv;
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    kv.k.push_back(cache.k(l)[b].narrow(1, 0, len));
+    kv.v.push_back(cache.v(l)[b].narrow(1, 0, len));
+  }
+  return kv;
+}
+
+void RolloutEngine::WriteKv(model::KvCache& cache, int64_t b, const SequenceKv& kv) {
+  const int64_t len = kv.length();
+  for (int64_t l = 0; l < cache.num_layers(); ++l) {
+    const auto li = static_cast<size_t>(l);
+    cache.k(l)[b].narrow(1, 0, len).copy_(kv.k[li]);
+    cache.v(l)[b].narrow(1, 0, len).copy_(kv.v[li]);
+  }
+  cache.SetLength(b, 0);
+  std::vector<int64_t> advance(static_cast<size_t>(cache.batch()), 0);
+  advance[static_cast<size_t>(b)] = len;
+  cache.Advance(advance);
+}
+
 void RolloutEngine::Stash(const std::string& id, const Kept& kept) {
   const int64_t len = cache_->length(kept.slot);
   if (options_.kv_stash_bytes <= 0 || len <= 0) return;
   Stashed st;
-  for (int64_t l = 0; l < cache_->num_layers(); ++l) {
-    st.k.push_back(cache_->k(l)[kept.slot].narrow(1, 0, len).clone());
-    st.v.push_back(cache_->v(l)[kept.slot].narrow(1, 0, len).clone());
-    st.bytes += 2 * st.k.back().numel() * st.k.back().element_size();
-  }
+  st.kv = ReadKv(*cache_, kept.slot, len).Clone();
+  st.bytes = st.kv.bytes();
   if (st.bytes > options_.kv_stash_bytes) return;
   while (stash_bytes_ + st.bytes > options_.kv_stash_bytes && !stash_.empty()) {
     auto oldest = stash_.begin();
@@ -208,6 +241,16 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   int64_t version = 0;
   bool version_known = false;
 
+  // Ends slot s's part of this call: the KV of its prompt + response[:-1] stays in the slot for
+  // the sample's next segment, and the slot is free.
+  auto keep_in_slot = [&](int64_t s) {
+    Slot& slot = slots[static_cast<size_t>(s)];
+    const auto& r = requests[static_cast<size_t>(slot.req)];
+    kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
+    slot_kept_[static_cast<size_t>(s)] = true;
+    slot = Slot();
+  };
+
   // Appends a sampled token to slot s and decides whether the sample has finished.
   auto accept = [&](int64_t s, int32_t token, float logprob, float entropy) {
     Slot& slot = slots[static_cast<size_t>(s)];
@@ -252,10 +295,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
     }
     if (r.segment_tokens > 0 && slot.new_count >= r.segment_tokens) {
       res.finish = FinishReason::kUnfinished;
-      // The KV of prompt + response[:-1] stays in the slot for the next segment.
-      kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
-      slot_kept_[static_cast<size_t>(s)] = true;
-      slot = Slot();
+      keep_in_slot(s);
     }
   };
 
@@ -271,8 +311,8 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
                                            : std::string()};
   };
   struct Held {
-    std::vector<torch::Tensor> k, v;  // per layer [kv_heads, len, head_dim]
-    torch::Tensor logits;             // [V] at the prompt's last position
+    SequenceKv kv;
+    torch::Tensor logits;  // [V] at the prompt's last position
     int64_t bytes = 0;
   };
   std::map<ShareKey, int64_t> unadmitted;  // waiting requests per key not admitted yet
@@ -394,38 +434,24 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
         if (!key || unadmitted[*key] <= 0) continue;
         const int64_t len = static_cast<int64_t>(rows[static_cast<size_t>(r)].size());
         Held h;
+        h.kv = ReadKv(*temp, r, len).Clone();
         h.logits = logits[r].clone();
-        for (int64_t l = 0; l < cache_->num_layers(); ++l) {
-          h.k.push_back(temp->k(l)[r].narrow(1, 0, len).clone());
-          h.v.push_back(temp->v(l)[r].narrow(1, 0, len).clone());
-          h.bytes += 2 * h.k.back().numel() * h.k.back().element_size();
-        }
-        h.bytes += h.logits.numel() * h.logits.element_size();
+        h.bytes = h.kv.bytes() + h.logits.numel() * h.logits.element_size();
         if (held_bytes + h.bytes > options_.prompt_hold_bytes) continue;
         held_bytes += h.bytes;
         held.emplace(*key, std::move(h));
       }
     }
     // Copy each sample's KV into its slot, from its prefill row or from the held prompt.
-    std::vector<int64_t> advance(static_cast<size_t>(n_slots), 0);
     std::vector<torch::Tensor> first_logits;
     for (size_t a = 0; a < assign.size(); ++a) {
-      const int64_t s = assign[a].first;
       const Held* h = from_held[a];
-      const int64_t len =
-          h ? h->k[0].size(1) : static_cast<int64_t>(rows[static_cast<size_t>(row_of[a])].size());
-      for (int64_t l = 0; l < cache_->num_layers(); ++l) {
-        const auto li = static_cast<size_t>(l);
-        cache_->k(l)[s].narrow(1, 0, len).copy_(h ? h->k[li]
-                                                  : temp->k(l)[row_of[a]].narrow(1, 0, len));
-        cache_->v(l)[s].narrow(1, 0, len).copy_(h ? h->v[li]
-                                                  : temp->v(l)[row_of[a]].narrow(1, 0, len));
-      }
-      cache_->SetLength(s, 0);
-      advance[static_cast<size_t>(s)] = len;
-      first_logits.push_back(h ? h->logits : logits[row_of[a]]);
+      const int64_t r = row_of[a];
+      WriteKv(
+          *cache_, assign[a].first,
+          h ? h->kv : ReadKv(*temp, r, static_cast<int64_t>(rows[static_cast<size_t>(r)].size())));
+      first_logits.push_back(h ? h->logits : logits[r]);
     }
-    cache_->Advance(advance);
     std::vector<SamplingParams> params;
     std::vector<int64_t> counters;
     for (size_t a = 0; a < assign.size(); ++a) {
@@ -495,16 +521,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
           start_slot(s, i);
           const auto& r = requests[static_cast<size_t>(i)];
           if (auto st = stash_.find(r.id); st != stash_.end()) {
-            // Its KV comes back from the stash: no prefill.
-            const int64_t len = st->second.k[0].size(1);
-            for (int64_t l = 0; l < cache_->num_layers(); ++l) {
-              cache_->k(l)[s].narrow(1, 0, len).copy_(st->second.k[static_cast<size_t>(l)]);
-              cache_->v(l)[s].narrow(1, 0, len).copy_(st->second.v[static_cast<size_t>(l)]);
-            }
-            cache_->SetLength(s, 0);
-            std::vector<int64_t> advance(static_cast<size_t>(n_slots), 0);
-            advance[static_cast<size_t>(s)] = len;
-            cache_->Advance(advance);
+            WriteKv(*cache_, s, st->second.kv);  // its KV comes back from the stash: no prefill
             slots[static_cast<size_t>(s)].last_token = r.carried.back();
             stash_bytes_ -= st->second.bytes;
             stash_.erase(st);
@@ -540,11 +557,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       }
       if (cut) {
         for (int64_t s : active) {
-          Slot& slot = slots[static_cast<size_t>(s)];
-          const auto& r = requests[static_cast<size_t>(slot.req)];
-          kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
-          slot_kept_[static_cast<size_t>(s)] = true;
-          slot = Slot();
+          keep_in_slot(s);  // its result stays kUnfinished
           ++stats_.segments_cut;
         }
         break;

@@ -170,9 +170,21 @@ class RolloutEngine {
   };
   std::unordered_map<std::string, Kept> kept_;
   std::vector<bool> slot_kept_;
+  // One sequence's keys and values, per layer [kv_heads, len, head_dim]: views into a cache
+  // (ReadKv) or copies held apart from it (.Clone()).
+  struct SequenceKv {
+    std::vector<torch::Tensor> k, v;
+    int64_t length() const { return k.empty() ? 0 : k[0].size(1); }
+    int64_t bytes() const;
+    SequenceKv Clone() const;
+  };
+  // Slots [0, len) of sequence b of `cache`, as views.
+  static SequenceKv ReadKv(model::KvCache& cache, int64_t b, int64_t len);
+  // Sequence b of `cache` becomes `kv` (its length kv.length()).
+  static void WriteKv(model::KvCache& cache, int64_t b, const SequenceKv& kv);
   // KV of paused samples moved out of their slots (EngineOptions::kv_stash_bytes).
   struct Stashed {
-    std::vector<torch::Tensor> k, v;  // per layer [kv_heads, len, head_dim]
+    SequenceKv kv;
     size_t response_len = 0, prompt_len = 0;
     int64_t bytes = 0;
     uint64_t order = 0;  // insertion order: the oldest is dropped first
