@@ -61,8 +61,8 @@ struct DataParallel::Impl {
   std::chrono::milliseconds timeout{0};
 };
 
-DataParallel::DataParallel(RankInfo who, std::string backend, std::unique_ptr<Impl> impl)
-    : who_(std::move(who)), backend_(std::move(backend)), impl_(std::move(impl)) {}
+DataParallel::DataParallel(RankInfo who, std::unique_ptr<Impl> impl)
+    : who_(std::move(who)), impl_(std::move(impl)) {}
 
 DataParallel::~DataParallel() = default;
 
@@ -109,7 +109,7 @@ Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
                             where + " within " + std::to_string(options.timeout_seconds) +
                             " s: " + what);
   }
-  return std::unique_ptr<DataParallel>(new DataParallel(who, "gloo", std::move(impl)));
+  return std::unique_ptr<DataParallel>(new DataParallel(who, std::move(impl)));
 }
 
 Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max) {
@@ -144,6 +144,15 @@ Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max)
   return Status::Ok();
 }
 
+Status DataParallel::AllReduce(std::vector<double>* values, bool max) {
+  if (world_size() == 1 || values->empty()) return Status::Ok();
+  at::Tensor t = at::tensor(*values, at::kDouble);
+  CHAINRL_RETURN_IF_ERROR(AllReduce({t}, max));
+  const double* p = t.data_ptr<double>();
+  values->assign(p, p + t.numel());
+  return Status::Ok();
+}
+
 Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const at::Tensor& p : params) {
@@ -153,14 +162,6 @@ Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
     grads.push_back(param.grad());
   }
   return AllReduce(grads);
-}
-
-Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
-  if (world_size() == 1 || tensors.empty()) return Status::Ok();
-  // Rank 0's values: every other rank contributes zeros to a sum.
-  if (rank() != 0)
-    for (const at::Tensor& t : tensors) t.detach().zero_();
-  return AllReduce(tensors);
 }
 
 }  // namespace chainrl::learner

@@ -47,23 +47,26 @@ class DataParallel {
 
   int rank() const { return who_.rank; }
   int world_size() const { return who_.world_size; }
-  const std::string& backend() const { return backend_; }
 
   // Element-wise sum (or maximum) across ranks, in place. Every rank passes tensors of the same
   // shapes and dtypes in the same order; they are reduced in one flat buffer per dtype.
   Status AllReduce(const std::vector<at::Tensor>& tensors, bool max = false);
+  // The same for a few numbers (counts, normalisers, figures), reduced in float64.
+  Status AllReduce(std::vector<double>* values, bool max = false);
   // Sums the gradients of `params` across ranks in place; a parameter without a gradient counts
   // as zeros (and gets the sum).
   Status SumGradients(const std::vector<at::Tensor>& params);
-  // Every rank's `tensors` take rank 0's values.
-  Status Broadcast(const std::vector<at::Tensor>& tensors);
 
  private:
   struct Impl;
-  DataParallel(RankInfo who, std::string backend, std::unique_ptr<Impl> impl);
+  DataParallel(RankInfo who, std::unique_ptr<Impl> impl);
   RankInfo who_;
-  std::string backend_;
   std::unique_ptr<Impl> impl_;
 };
+
+// `dp` when it spans several ranks, else null: the updates run as a single process then.
+inline DataParallel* MultiRank(DataParallel* dp) {
+  return dp != nullptr && dp->world_size() > 1 ? dp : nullptr;
+}
 
 }  // namespace chainrl::learner

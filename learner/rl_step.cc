@@ -265,8 +265,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
     }
   }
   RlStepStats stats;
-  DataParallel* dp = step.data_parallel;
-  if (dp != nullptr && dp->world_size() == 1) dp = nullptr;
+  DataParallel* dp = MultiRank(step.data_parallel);
   if (dp != nullptr && options.drpo)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run data "
@@ -306,13 +305,10 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores whole groups: it needs learner.mini_batches = 1");
   if (dp != nullptr) {  // every rank runs as many mini-batches as the smallest shard allows
-    Tensor m = torch::tensor({static_cast<double>(-mbs)}, torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({m}, /*max=*/true));
-    mbs = static_cast<int64_t>(-m.item<double>());
+    std::vector<double> fewest = {static_cast<double>(-mbs)};
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&fewest, /*max=*/true));
+    mbs = static_cast<int64_t>(-fewest[0]);
   }
-  std::vector<Tensor> params;
-  if (dp != nullptr)
-    for (const auto& p : model.parameters()) params.push_back(p);
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
@@ -331,13 +327,15 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
           full_mask[static_cast<int64_t>(b)].slice(0, 0, rows[b]->response->size()).fill_(1);
       std::optional<GlobalCounts> global;
       if (dp != nullptr) {  // the whole mini-batch's counts, over every rank
-        Tensor lengths = (full_mask != 0).to(torch::kFloat64).sum(1);
-        Tensor sums = torch::stack({lengths.sum(), (lengths > 0).to(torch::kFloat64).sum()});
-        Tensor longest = torch::tensor({static_cast<double>(cmax)}, torch::kFloat64);
-        CHAINRL_RETURN_IF_ERROR(dp->AllReduce({sums}));
-        CHAINRL_RETURN_IF_ERROR(dp->AllReduce({longest}, /*max=*/true));
-        global =
-            GlobalCounts{sums[0].item<double>(), sums[1].item<double>(), longest.item<double>()};
+        std::vector<double> counts = {0, 0}, longest = {static_cast<double>(cmax)};
+        for (size_t b = 0; b < rows.size(); ++b)
+          if (keep[r0 + b] && !rows[b]->response->empty()) {
+            counts[0] += static_cast<double>(rows[b]->response->size());
+            counts[1] += 1;
+          }
+        CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&counts));
+        CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&longest, /*max=*/true));
+        global = GlobalCounts{counts[0], counts[1], longest[0]};
       }
       Normalisers norm = ComputeNormalisers(full_mask, po, global);
       // GSPO's sequence log-ratio needs the current policy over whole sequences first.
@@ -454,7 +452,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         stats.policy.Merge(mstats);
         base += micro.size();
       }
-      if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
+      if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
       if (step.skip_optimizer_step) continue;
       StepResult r = optimizer.Step();
       stats.grad_norm = r.grad_norm;
@@ -580,16 +578,11 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
                            std::string(PreferenceLossTypeName(po.loss_type)) +
                            "' needs a reference model (or algorithm.reference_free = true)");
   PreferenceStepStats stats;
-  DataParallel* dp = step.data_parallel != nullptr && step.data_parallel->world_size() > 1
-                         ? step.data_parallel
-                         : nullptr;
+  DataParallel* dp = MultiRank(step.data_parallel);
   const int64_t B = static_cast<int64_t>(pairs.size());
-  double global_pairs = static_cast<double>(B);  // every rank's pairs: the loss is their mean
-  if (dp != nullptr) {
-    Tensor t = torch::tensor({global_pairs}, torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
-    global_pairs = t.item<double>();
-  }
+  std::vector<double> global = {static_cast<double>(B)};  // every rank's pairs: the loss's mean
+  if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&global));
+  const double global_pairs = global[0];
   if (global_pairs == 0) return stats;
   model.train();
   optimizer.ZeroGrad();
@@ -597,18 +590,15 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
     CHAINRL_RETURN_IF_ERROR(
         PreferenceBackward(model, pairs, options, step, needs_ref, global_pairs, &stats));
   if (dp != nullptr) {  // the whole batch's gradient and figures on every rank
-    std::vector<Tensor> params;
-    for (const auto& p : model.parameters()) params.push_back(p);
-    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
     const double w = static_cast<double>(B) / global_pairs;
-    Tensor f = torch::tensor({stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
-                              static_cast<double>(stats.response_tokens)},
-                             torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({f}));
-    stats.loss = f[0].item<double>();
-    stats.reward_accuracy = f[1].item<double>();
-    stats.reward_margin = f[2].item<double>();
-    stats.response_tokens = static_cast<int64_t>(f[3].item<double>());
+    std::vector<double> f = {stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
+                             static_cast<double>(stats.response_tokens)};
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&f));
+    stats.loss = f[0];
+    stats.reward_accuracy = f[1];
+    stats.reward_margin = f[2];
+    stats.response_tokens = static_cast<int64_t>(f[3]);
     stats.pairs = static_cast<int64_t>(global_pairs);
   }
   if (step.skip_optimizer_step) return stats;
@@ -622,8 +612,7 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
                             const std::vector<SftExample>& batch, const LearnerRunOptions& options,
                             int64_t micro_batch_tokens, bool skip_optimizer_step,
                             DataParallel* data_parallel) {
-  DataParallel* dp =
-      data_parallel != nullptr && data_parallel->world_size() > 1 ? data_parallel : nullptr;
+  DataParallel* dp = MultiRank(data_parallel);
   std::vector<Seq> seqs;
   double total = 0;
   for (const auto& e : batch) {
@@ -635,9 +624,9 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
     seqs.push_back(std::move(s));
   }
   if (dp != nullptr) {  // the mean is over every rank's response tokens
-    Tensor t = torch::tensor({total}, torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({t}));
-    total = t.item<double>();
+    std::vector<double> t = {total};
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&t));
+    total = t[0];
   }
   if (total == 0) return InvalidArgument("an SFT batch without any prompt and response");
   model.train();
@@ -653,12 +642,10 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
     loss += Backward(model, p, options, 1.0, false, loss_fn);
   }
   if (dp != nullptr) {  // the whole batch's gradient and loss on every rank
-    std::vector<Tensor> params;
-    for (const auto& p : model.parameters()) params.push_back(p);
-    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(params));
-    Tensor l = torch::tensor({loss}, torch::kFloat64);
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce({l}));
-    loss = l.item<double>();
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
+    std::vector<double> l = {loss};
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&l));
+    loss = l[0];
   }
   if (!skip_optimizer_step) optimizer.Step();
   return loss;
