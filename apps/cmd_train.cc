@@ -26,6 +26,7 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/metrics_queries.h"
 #include "model/hf_config.h"
 #include "model/model_init.h"
 #include "learner/run_options.h"
@@ -48,7 +49,9 @@ std::string SelfExe() {
 
 // Starts `args` (argv[0] is the executable) with stdout and stderr appended to `log_path`. The
 // child gets SIGTERM if the launcher dies, so no process outlives its run.
-Result<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path) {
+// `env` is set in the child on top of the launcher's environment.
+Result<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log_path,
+                    const std::vector<std::pair<std::string, std::string>>& env = {}) {
   const pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
@@ -62,6 +65,7 @@ Result<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log
       close(fd);
     }
     signal(SIGINT, SIG_IGN);  // Ctrl-C reaches the launcher, which stops children in order
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -149,6 +153,8 @@ class Launcher {
     return a;
   }
   Status StartLearner(bool resume);
+  // Stops the learner's other ranks (SIGKILL when `kill_now` or after a grace period).
+  void StopFollowers(bool kill_now);
   Status StartActor(Child& a, int index);
   void StopChild(Child& ch, int sig) {
     if (ch.pid > 0) kill(ch.pid, sig);
@@ -163,7 +169,8 @@ class Launcher {
   std::vector<std::string> sets_;
   std::string run_dir_;
   std::string exe_ = SelfExe();
-  Child learner_;
+  Child learner_;                  // rank 0 of the learner: the one actors talk to
+  std::vector<Child> followers_;   // its other ranks (distributed.learner_ranks > 1)
   std::vector<Child> actors_;
   std::unique_ptr<metrics::MetricsRegistry> metrics_;
   std::string last_line_;
@@ -178,11 +185,45 @@ Status Launcher::StartLearner(bool resume) {
   auto args = BaseArgs("learner");
   args.insert(args.end(), {"--run-dir", run_dir_});
   if (resume) args.insert(args.end(), {"--resume", "latest"});
+  // Several ranks: started as torchrun starts them, on this host with a fresh rendezvous port (a
+  // restarted group must not meet its predecessor's store). One rank: WORLD_SIZE=1, so a variable
+  // inherited from an outer launcher does not make the learner wait for ranks that never come.
+  const int ranks = static_cast<int>(c_.GetInt("distributed.learner_ranks"));
+  std::vector<std::pair<std::string, std::string>> env = {{"WORLD_SIZE", std::to_string(ranks)}};
+  if (ranks > 1) {
+    CHAINRL_ASSIGN_OR_RETURN(int port, metrics::PickFreePort());
+    env.insert(env.end(), {{"MASTER_ADDR", "127.0.0.1"},
+                           {"MASTER_PORT", std::to_string(port)},
+                           {"LOCAL_WORLD_SIZE", std::to_string(ranks)}});
+  }
+  auto rank_env = [&](int r) {
+    auto e = env;
+    e.insert(e.end(), {{"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)}});
+    return e;
+  };
   learner_.name = "learner";
   learner_.log = (fs::path(run_dir_) / "logs" / "learner.log").string();
-  CHAINRL_ASSIGN_OR_RETURN(learner_.pid, Spawn(args, learner_.log));
+  CHAINRL_ASSIGN_OR_RETURN(learner_.pid, Spawn(args, learner_.log, rank_env(0)));
+  followers_.resize(static_cast<size_t>(ranks - 1));
+  for (int r = 1; r < ranks; ++r) {
+    Child& f = followers_[static_cast<size_t>(r - 1)];
+    f.name = "learner rank " + std::to_string(r);
+    f.log = (fs::path(run_dir_) / "logs" / ("learner-rank" + std::to_string(r) + ".log")).string();
+    CHAINRL_ASSIGN_OR_RETURN(f.pid, Spawn(args, f.log, rank_env(r)));
+  }
   WriteProcesses();
   return Status::Ok();
+}
+
+void Launcher::StopFollowers(bool kill_now) {
+  for (auto& f : followers_) StopChild(f, kill_now ? SIGKILL : SIGTERM);
+  for (auto& f : followers_) {
+    int status = 0;
+    if (!WaitExit(f, kill_now ? 5.0 : 30.0, &status)) {
+      StopChild(f, SIGKILL);
+      WaitExit(f, 5.0, &status);
+    }
+  }
 }
 
 Status Launcher::StartActor(Child& a, int index) {
@@ -214,6 +255,10 @@ bool Launcher::WaitExit(Child& ch, double seconds, int* status) {
 void Launcher::WriteProcesses() {
   json j = {{"launcher", getpid()}, {"learner", learner_.pid}, {"actors", json::object()}};
   for (const auto& a : actors_) j["actors"][a.name] = a.pid;
+  if (!followers_.empty()) {
+    j["learner_ranks"] = json::array({learner_.pid});
+    for (const auto& f : followers_) j["learner_ranks"].push_back(f.pid);
+  }
   (void)WriteFileAtomic((fs::path(run_dir_) / "processes.json").string(), j.dump(1) + "\n");
 }
 
@@ -329,6 +374,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
     }
     if (stopping && StopSignals() >= 2) {
       StopChild(learner_, SIGKILL);
+      for (auto& f : followers_) StopChild(f, SIGKILL);
       for (auto& a : actors_) StopChild(a, SIGKILL);
       failed = true;
       break;
@@ -346,12 +392,27 @@ int Launcher::Run(std::atomic<bool>& stop) {
         actors_started = true;
       }
     }
+    // The learner's other ranks leave with success only when rank 0 has told them to (it is
+    // finishing). One that fails while rank 0 runs has broken the group (rank 0 would fail in its
+    // next collective): rank 0 is stopped now and the group restarted below.
+    for (auto& f : followers_) {
+      int status = 0;
+      if (f.pid > 0 && learner_.pid > 0 && waitpid(f.pid, &status, WNOHANG) == f.pid) {
+        f.pid = -1;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+        std::printf("\n%s exited (%s) while rank 0 ran; stopping the learner\n%s",
+                    f.name.c_str(), DescribeExit(status).c_str(), Tail(f.log, 5).c_str());
+        StopChild(learner_, SIGKILL);
+      }
+    }
     // The learner.
     if (learner_.pid > 0) {
       int status = 0;
       if (waitpid(learner_.pid, &status, WNOHANG) == learner_.pid) {
         learner_.pid = -1;
         learner_status = status;
+        // Its other ranks leave with it: on success they have been told to; otherwise they go now.
+        StopFollowers(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
           learner_done = true;
         } else if (WIFEXITED(status) && WEXITSTATUS(status) == kExitUsage) {
@@ -440,6 +501,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
       WaitExit(learner_, 5.0, &status);
     }
   }
+  StopFollowers(false);
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
   if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
     if (Status st = metrics_->Push(url); !st.ok()) {

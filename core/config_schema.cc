@@ -141,9 +141,12 @@ ConfigSchema Build() {
        "Supervised warm-up before RL: cross-entropy on the reference solutions of the training "
        "data (built-in tasks carry them; JSONL data in the answer field), run by the learner."},
       {"distributed",
-       "Data parallelism of the learner over c10d (torchrun-style RANK, WORLD_SIZE, "
-       "MASTER_ADDR, MASTER_PORT). The learner's update supports it; the learner process runs as "
-       "one rank in this version and refuses WORLD_SIZE > 1, so these keys are not read yet."},
+       "Data parallelism of the learner over c10d process groups. `chainrl train` starts "
+       "`learner_ranks` learner processes on this host; torchrun, Slurm or Kubernetes can start "
+       "`chainrl learner` ranks themselves (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Rank 0 "
+       "talks to the actors, checkpoints and publishes weights, and splits every update's batch "
+       "across the ranks; gradients are summed, so each step equals one process's on the whole "
+       "batch. Every rank must be able to read checkpoint.dir to resume."},
   };
 
   const std::vector<std::optional<double>> none;
@@ -474,8 +477,11 @@ ConfigSchema Build() {
   k.push_back(Str("distributed.backend", "auto",
                   "c10d backend of the data-parallel learner (auto: nccl on GPU, gloo on CPU).",
                   {"auto", "gloo", "nccl"}));
-  k.push_back(
-      Float("distributed.timeout_seconds", 600.0, 1.0, std::nullopt, "Collective timeout."));
+  k.push_back(Float("distributed.timeout_seconds", 600.0, 1.0, std::nullopt,
+                    "Rendezvous and collective timeout (ranks waiting for rank 0 between steps "
+                    "wait without one)."));
+  k.push_back(Int("distributed.learner_ranks", 1, 1, 256,
+                  "Learner processes `chainrl train` starts as one data-parallel learner."));
 
   // arrays of tables
   ArraySpec rewards;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <exception>
 #include <map>
+#include <thread>
 
 #include <ATen/ATen.h>
 
@@ -32,6 +33,17 @@ Result<int> IntVariable(const char* name, int lo, int hi) {
                            "' is not an integer in [" + std::to_string(lo) + ", " +
                            std::to_string(hi) + "]");
   return static_cast<int>(x);
+}
+
+// The first line of an exception's message (c10d appends stack traces).
+std::string FirstLine(const std::exception& e) {
+  std::string what = e.what();
+  if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+  return what;
+}
+
+std::string MessageKey(int to, int64_t seq) {
+  return "chainrl/message/" + std::to_string(to) + "/" + std::to_string(seq);
 }
 
 bool Loopback(const std::string& host) {
@@ -102,8 +114,7 @@ Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
     impl->group =
         c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, who.rank, who.world_size, go);
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    const std::string what = FirstLine(e);
     return DeadlineExceeded("data parallelism: rank " + std::to_string(who.rank) + " of " +
                             std::to_string(who.world_size) + " could not form the group at " +
                             where + " within " + std::to_string(options.timeout_seconds) +
@@ -136,10 +147,8 @@ Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max)
       }
     }
   } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
     return IoError("data parallelism: all-reduce on rank " + std::to_string(rank()) + " of " +
-                   std::to_string(world_size()) + " failed: " + what);
+                   std::to_string(world_size()) + " failed: " + FirstLine(e));
   }
   return Status::Ok();
 }
@@ -162,6 +171,79 @@ Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
     grads.push_back(param.grad());
   }
   return AllReduce(grads);
+}
+
+
+Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
+  if (world_size() == 1 || tensors.empty()) return Status::Ok();
+  std::map<int, std::vector<size_t>> by_dtype;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    by_dtype[static_cast<int>(tensors[i].scalar_type())].push_back(i);
+  try {
+    for (const auto& [dtype, idx] : by_dtype) {
+      std::vector<at::Tensor> parts;
+      for (size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}));
+      at::Tensor flat = at::cat(parts);
+      // Gloo's collectives lack 16-bit floats on older LibTorch: they travel as float32 (exact).
+      const bool widen = flat.scalar_type() == at::kBFloat16 || flat.scalar_type() == at::kHalf;
+      std::vector<at::Tensor> buf = {widen ? flat.to(at::kFloat) : flat};
+      c10d::BroadcastOptions bo;
+      bo.rootRank = 0;
+      bo.timeout = impl_->timeout;
+      impl_->group->broadcast(buf, bo)->wait();
+      int64_t off = 0;
+      for (size_t i : idx) {
+        const int64_t n = tensors[i].numel();
+        at::Tensor t = tensors[i];
+        t.detach().copy_(buf[0].narrow(0, off, n).view(tensors[i].sizes()));
+        off += n;
+      }
+    }
+  } catch (const std::exception& e) {
+    return IoError("data parallelism: broadcast on rank " + std::to_string(rank()) + " of " +
+                   std::to_string(world_size()) + " failed: " + FirstLine(e));
+  }
+  return Status::Ok();
+}
+
+Status DataParallel::Send(int to, const std::string& bytes) {
+  if (rank() != 0 || to < 1 || to >= world_size())
+    return InvalidArgument("data parallelism: rank " + std::to_string(rank()) +
+                           " cannot send to rank " + std::to_string(to) + " (only rank 0 sends, "
+                           "to ranks 1.." + std::to_string(world_size() - 1) + ")");
+  if (sent_.empty()) sent_.assign(static_cast<size_t>(world_size()), 0);
+  try {
+    impl_->store->set(MessageKey(to, sent_[static_cast<size_t>(to)]),
+                      std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    return IoError("data parallelism: sending to rank " + std::to_string(to) +
+                   " through the store at " + who_.master_addr + ":" +
+                   std::to_string(who_.master_port) + " failed: " + FirstLine(e));
+  }
+  ++sent_[static_cast<size_t>(to)];
+  return Status::Ok();
+}
+
+Result<std::string> DataParallel::Receive() {
+  if (rank() == 0) return InvalidArgument("data parallelism: rank 0 receives no messages");
+  const std::string key = MessageKey(rank(), received_);
+  try {
+    // Polled rather than waited on: a blocking wait would end at the store's timeout, and rank 0
+    // may legitimately be silent for longer. A closed store (rank 0 gone) throws.
+    auto pause = std::chrono::milliseconds(1);
+    while (!impl_->store->check({key})) {
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    }
+    std::vector<uint8_t> v = impl_->store->get(key);
+    impl_->store->deleteKey(key);
+    ++received_;
+    return std::string(v.begin(), v.end());
+  } catch (const std::exception& e) {
+    return IoError("data parallelism: rank " + std::to_string(rank()) +
+                       " lost rank 0 (its store at " + who_.master_addr + ":" +
+                       std::to_string(who_.master_port) + "): " + FirstLine(e));
+  }
 }
 
 }  // namespace chainrl::learner

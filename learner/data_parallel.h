@@ -56,12 +56,26 @@ class DataParallel {
   // Sums the gradients of `params` across ranks in place; a parameter without a gradient counts
   // as zeros (and gets the sum).
   Status SumGradients(const std::vector<at::Tensor>& params);
+  // Copies rank 0's tensors into every other rank's, in place (same shapes and dtypes everywhere):
+  // e.g. the parameters once at start, so every rank steps from the same point.
+  Status Broadcast(const std::vector<at::Tensor>& tensors);
+
+  // Messages from rank 0 to another rank through the rendezvous store, in order per receiver. A
+  // receiver waits for the next one as long as it takes (rank 0 may wait minutes for rollouts
+  // between steps: no collective timeout applies), and learns within a poll when rank 0 has gone.
+  // Send: rank 0 only, `to` in [1, world_size); returns once the message is stored.
+  Status Send(int to, const std::string& bytes);
+  // Ranks other than 0: the next message. IoError naming rank 0's address when its store is
+  // gone (rank 0 exited or crashed).
+  Result<std::string> Receive();
 
  private:
   struct Impl;
   DataParallel(RankInfo who, std::unique_ptr<Impl> impl);
   RankInfo who_;
   std::unique_ptr<Impl> impl_;
+  std::vector<int64_t> sent_;  // per receiver: messages sent so far (rank 0)
+  int64_t received_ = 0;       // messages received so far (other ranks)
 };
 
 // `dp` when it spans several ranks, else null: the updates run as a single process then.

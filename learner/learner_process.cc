@@ -38,6 +38,7 @@
 #include "learner/optimizer.h"
 #include "learner/preference.h"
 #include "learner/process_shaping.h"
+#include "learner/rank_messages.h"
 #include "learner/rl_step.h"
 #include "learner/run_options.h"
 #include "learner/work_ledger.h"
@@ -238,11 +239,32 @@ struct Accepted {
 
 class Learner {
  public:
-  Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop)
-      : base_(c), c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_) {}
+  Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop,
+          DataParallel* dp)
+      : base_(c), c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_),
+        dp_(MultiRank(dp)) {}
+  // Rank 0 (or the only rank): the whole process.
   Status Run();
+  // Ranks other than 0 of a data-parallel learner: the same model and optimiser, updated on the
+  // shards rank 0 sends, until it stops (see Follow's comment).
+  Status Follow();
 
  private:
+  // Data parallelism, rank 0's side. Each other rank gets its shard of `batch` in a message like
+  // `m`; returns rank 0's own shard (the whole batch without data parallelism).
+  template <typename T>
+  Result<std::vector<T>> Scatter(RankMessage m, std::vector<T> RankMessage::*field,
+                                 const std::vector<T>& batch);
+  Status Tell(const RankMessage& m);  // to every other rank
+  // Every rank: agree on a digest of the parameters; false when a rank's differ (a bug).
+  Result<bool> ParametersAgree();
+  Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
+  Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
+  // The options of an RL or online preference update (offline preference: what it reads).
+  RlStepOptions StepOptions() const;
+  // A follower's RL or preference update on its shard, in step with rank 0's.
+  Status FollowStep(const RankMessage& m);
+
   Status Setup();
   Status Resume(const std::string& spec);
   Status RunSft();
@@ -298,6 +320,8 @@ class Learner {
   std::string tokenizer_dir_;
   std::string first_reward_;
   std::unique_ptr<ProcessShaping> shaping_;
+  DataParallel* dp_ = nullptr;  // several ranks: the group; else null
+  std::string resumed_from_;    // the checkpoint directory this incarnation started from
   bool offline_preference_ = false;  // DPO family trained from data.train_files, without actors
   std::vector<data::PreferenceExample> preference_data_;
   std::unordered_map<size_t, PreferencePairData> pair_cache_;
@@ -527,14 +551,13 @@ Status Learner::Resume(const std::string& spec) {
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir));
   const json& s = peek.state;
   sft_done_ = s.value("sft_done", false);
-  OptimizerOptions oo = lo_.optimizer;
-  if (!sft_done_) {
-    oo.lr = c_.GetFloat("sft.lr");
-    oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
-    oo.lr_scheduler = LrSchedule::kConstant;
+  if (sft_done_) {
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
   }
-  CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, LoadCheckpoint(*dir, *model_, *optimizer_));
+  resumed_from_ = *dir;
   try {
     sft_step_ = s.at("sft_step");
     step_ = s.at("step");
@@ -669,12 +692,7 @@ Status Learner::RunSft() {
   const int64_t steps = c_.GetInt("sft.steps");
   if (steps > 0 && sft_step_ < steps) {
     if (!optimizer_) {
-      OptimizerOptions oo = lo_.optimizer;
-      oo.lr = c_.GetFloat("sft.lr");
-      oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
-      oo.lr_scheduler = LrSchedule::kConstant;
-      CHAINRL_ASSIGN_OR_RETURN(optimizer_,
-                               Optimizer::Create(model_->named_parameters().pairs(), oo));
+      CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
     }
     const int64_t bs = c_.GetInt("sft.batch_size");
     const auto& train = data_.train();
@@ -700,9 +718,15 @@ Status Learner::RunSft() {
         return InvalidArgument(
             "sft.steps > 0 but the training examples have no solution to imitate (built-in tasks "
             "carry one; JSONL needs a 'solution' field or a string answer)");
+      RankMessage m;
+      m.kind = RankMessageKind::kSftStep;
+      m.step = sft_step_;
+      CHAINRL_ASSIGN_OR_RETURN(std::vector<SftExample> mine,
+                               Scatter(std::move(m), &RankMessage::sft, batch));
       CHAINRL_ASSIGN_OR_RETURN(double loss,
-                               RunSftUpdate(*model_, *optimizer_, batch, lo_,
-                                            c_.GetInt("learner.micro_batch_tokens")));
+                               RunSftUpdate(*model_, *optimizer_, mine, lo_,
+                                            c_.GetInt("learner.micro_batch_tokens"),
+                                            /*skip_optimizer_step=*/false, dp_));
       if (sft_step_ % 10 == 0 || sft_step_ + 1 == steps) {
         CHAINRL_LOG(kInfo) << "SFT step " << sft_step_ + 1 << "/" << steps << ": loss " << loss;
       }
@@ -714,6 +738,9 @@ Status Learner::RunSft() {
   }
   sft_done_ = true;
   optimizer_.reset();
+  RankMessage done;
+  done.kind = RankMessageKind::kSftDone;
+  CHAINRL_RETURN_IF_ERROR(Tell(done));
   json e;
   CHAINRL_RETURN_IF_ERROR(Evaluate("after_sft", &e));
   sft_eval_ = e;
@@ -1194,13 +1221,7 @@ Status Learner::TrainStep() {
     }
     soft_weight += shaped_step.soft_weights[g] / n;
   }
-  RlStepOptions so;
-  so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
-  so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
-  so.ppo_epochs = c_.GetInt("learner.ppo_epochs");
-  so.mini_batches = c_.GetInt("learner.mini_batches");
-  so.recompute_old_logprobs = c_.GetString("learner.old_logprobs") == "recompute";
-  so.reference = reference_.get();
+  const RlStepOptions so = StepOptions();
   auto t0 = Clock::now();
   const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
   RlStepStats st;
@@ -1224,13 +1245,21 @@ Status Learner::TrainStep() {
         if (!g.samples[j].tokens.empty()) p.rejected.push_back(g.samples[j].tokens);
       if (static_cast<int64_t>(p.rejected.size()) == ps.num_rejected) pairs.push_back(std::move(p));
     }
-    CHAINRL_ASSIGN_OR_RETURN(pref, RunPreferenceUpdate(*model_, *optimizer_, pairs, lo_, so));
+    RankMessage m;
+    m.kind = RankMessageKind::kPreferenceStep;
+    m.step = step_;
+    CHAINRL_ASSIGN_OR_RETURN(auto mine, Scatter(std::move(m), &RankMessage::pairs, pairs));
+    CHAINRL_ASSIGN_OR_RETURN(pref, RunPreferenceUpdate(*model_, *optimizer_, mine, lo_, so));
     st.loss = pref->loss;
     st.grad_norm = pref->grad_norm;
     st.lr = pref->lr;
     st.response_tokens = pref->response_tokens;
   } else {
-    CHAINRL_ASSIGN_OR_RETURN(st, RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so));
+    RankMessage m;
+    m.kind = RankMessageKind::kPolicyStep;
+    m.step = step_;
+    CHAINRL_ASSIGN_OR_RETURN(auto mine, Scatter(std::move(m), &RankMessage::groups, groups));
+    CHAINRL_ASSIGN_OR_RETURN(st, RunPolicyUpdate(*model_, *optimizer_, mine, lo_, so));
   }
   const double train_s = Since(t0);
   ++step_;
@@ -1354,6 +1383,16 @@ std::vector<double> SmoothedLengths(const json& history, int window) {
 }
 
 Status Learner::Finish(bool completed) {
+  std::optional<bool> ranks_agree;
+  if (dp_) {  // the other ranks leave, after agreeing that every rank holds the same parameters
+    RankMessage m;
+    m.kind = RankMessageKind::kStop;
+    CHAINRL_RETURN_IF_ERROR(Tell(m));
+    CHAINRL_ASSIGN_OR_RETURN(ranks_agree, ParametersAgree());
+    if (!*ranks_agree) {
+      CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
+    }
+  }
   const bool final_eval_needed = sft_done_;
   json fe = nullptr;
   if (final_eval_needed && !stop_) CHAINRL_RETURN_IF_ERROR(Evaluate("after_rl", &fe));
@@ -1410,6 +1449,8 @@ Status Learner::Finish(bool completed) {
             {"export_dir", export_dir},
             {"wall_seconds", wall_before_ + Since(start_)}};
   if (!history_.empty()) s["final_step"] = history_.back();
+  s["learner_ranks"] = dp_ ? dp_->world_size() : 1;
+  if (ranks_agree) s["ranks_parameters_identical"] = *ranks_agree;
   // The best held-out accuracy of the run (after SFT, periodic, final) and where it was reached.
   for (const auto& e : evals_)
     if (!s.contains("accuracy_best") || e.value("accuracy", 0.0) > s["accuracy_best"].get<double>()) {
@@ -1499,11 +1540,12 @@ Status Learner::RunOfflinePreference() {
       if (p.rejected.size() != want_m) p.rejected.resize(std::min(want_m, p.rejected.size()));
       if (p.rejected.size() == want_m) batch.push_back(std::move(p));
     }
-    RlStepOptions so;
-    so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
-    so.reference = reference_.get();
+    RankMessage m;
+    m.kind = RankMessageKind::kPreferenceStep;
+    m.step = step_;
+    CHAINRL_ASSIGN_OR_RETURN(auto mine, Scatter(std::move(m), &RankMessage::pairs, batch));
     CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st,
-                             RunPreferenceUpdate(*model_, *optimizer_, batch, lo_, so));
+                             RunPreferenceUpdate(*model_, *optimizer_, mine, lo_, StepOptions()));
     ++step_;
     ++version_;
     tokens_trained_ += st.response_tokens;
@@ -1532,6 +1574,163 @@ Status Learner::RunOfflinePreference() {
   return Status::Ok();
 }
 
+Result<std::unique_ptr<Optimizer>> Learner::MakeSftOptimizer() const {
+  OptimizerOptions oo = lo_.optimizer;
+  oo.lr = c_.GetFloat("sft.lr");
+  oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
+  oo.lr_scheduler = LrSchedule::kConstant;
+  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+}
+
+Result<std::unique_ptr<Optimizer>> Learner::MakeRlOptimizer() const {
+  OptimizerOptions oo = lo_.optimizer;
+  if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
+    oo.total_steps = c_.GetInt("run.total_steps");
+  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+}
+
+RlStepOptions Learner::StepOptions() const {
+  RlStepOptions so;
+  so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
+  so.reference = reference_.get();
+  so.data_parallel = dp_;
+  if (offline_preference_) return so;  // logprobs of the data at temperature 1
+  so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
+  so.ppo_epochs = c_.GetInt("learner.ppo_epochs");
+  so.mini_batches = c_.GetInt("learner.mini_batches");
+  so.recompute_old_logprobs = c_.GetString("learner.old_logprobs") == "recompute";
+  return so;
+}
+
+template <typename T>
+Result<std::vector<T>> Learner::Scatter(RankMessage m, std::vector<T> RankMessage::*field,
+                                        const std::vector<T>& batch) {
+  if (!dp_) return batch;
+  for (int r = 1; r < dp_->world_size(); ++r) {
+    m.*field = ShardOf(batch, r, dp_->world_size());
+    CHAINRL_RETURN_IF_ERROR(dp_->Send(r, EncodeRankMessage(m)));
+  }
+  return ShardOf(batch, 0, dp_->world_size());
+}
+
+Status Learner::Tell(const RankMessage& m) {
+  if (!dp_) return Status::Ok();
+  const std::string bytes = EncodeRankMessage(m);
+  for (int r = 1; r < dp_->world_size(); ++r) CHAINRL_RETURN_IF_ERROR(dp_->Send(r, bytes));
+  return Status::Ok();
+}
+
+Result<bool> Learner::ParametersAgree() {
+  // FNV-1a over the parameters' bytes, as two exact 32-bit halves; equal maxima and minima across
+  // the ranks mean every rank holds the same bits.
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& p : model_->parameters()) {
+    torch::Tensor t = p.detach().to(torch::kCPU).contiguous();
+    const auto* b = static_cast<const unsigned char*>(t.data_ptr());
+    for (size_t i = 0; i < t.nbytes(); ++i) h = (h ^ b[i]) * 1099511628211ull;
+  }
+  const double hi = static_cast<double>(h >> 32), lo = static_cast<double>(h & 0xffffffffull);
+  std::vector<double> v = {hi, lo, -hi, -lo};
+  CHAINRL_RETURN_IF_ERROR(dp_->AllReduce(&v, /*max=*/true));
+  return v[0] == -v[2] && v[1] == -v[3];
+}
+
+Status Learner::FollowStep(const RankMessage& m) {
+  if (!optimizer_) {  // the first update of the RL phase, as rank 0's Run() builds it
+    sft_done_ = true;
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
+    CHAINRL_RETURN_IF_ERROR(LoadReference());
+  }
+  step_ = m.step;
+  CHAINRL_RETURN_IF_ERROR(ApplyStage());  // rank 0 applied the same stage at this step
+  if (m.kind == RankMessageKind::kPolicyStep)
+    return RunPolicyUpdate(*model_, *optimizer_, m.groups, lo_, StepOptions()).status();
+  return RunPreferenceUpdate(*model_, *optimizer_, m.pairs, lo_, StepOptions()).status();
+}
+
+// A follower (rank > 0) holds the model and optimiser that rank 0 holds and takes every update
+// with it: rank 0 sends each update's shard, the update's collectives sum the gradients, and each
+// rank takes the same optimiser step. Followers read no data, talk to no actor, write nothing:
+// rank 0 does all of that. They wait for rank 0 as long as it takes (it may wait for rollouts),
+// leave when it says stop, and fail as soon as it has gone.
+Status Learner::Follow() {
+  const int rank = dp_->rank();
+  log::SetRole("learner-rank" + std::to_string(rank));
+  if (std::getenv("CHAINRL_THREADS") == nullptr) {
+    int64_t threads = c_.GetInt("learner.threads");
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    at::set_num_threads(static_cast<int>(threads));
+  }
+  CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
+  offline_preference_ = lo_.offline_preference;
+  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
+                           ProcessShapingOptionsFromConfig(c_, lo_.advantages));
+  shaping_ = std::make_unique<ProcessShaping>(std::move(so));  // stages set its options
+  CHAINRL_ASSIGN_OR_RETURN(auto mo,
+                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
+  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_LOG(kInfo) << "data parallel: rank " << rank << " of " << dp_->world_size()
+                     << ", following rank 0";
+  int64_t updates = 0;
+  while (true) {
+    CHAINRL_ASSIGN_OR_RETURN(std::string bytes, dp_->Receive());
+    CHAINRL_ASSIGN_OR_RETURN(RankMessage m, DecodeRankMessage(bytes));
+    switch (m.kind) {
+      case RankMessageKind::kStart:
+        step_ = m.step;
+        sft_step_ = m.sft_step;
+        sft_done_ = m.sft_done;
+        if (!m.resume_dir.empty()) {  // the same optimiser state as rank 0 (a shared directory)
+          if (sft_done_) {
+            CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
+          } else {
+            CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
+          }
+          Status st = LoadCheckpoint(m.resume_dir, *model_, *optimizer_).status();
+          if (!st.ok())
+            return st.WithPrefix("rank " + std::to_string(rank) + " resuming from rank 0's " +
+                                 "checkpoint (checkpoint.dir must be readable by every rank)");
+          CHAINRL_LOG(kInfo) << "resumed from " << m.resume_dir << " at step " << step_;
+        }
+        CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+        if (sft_done_ && optimizer_) {  // resumed in the RL phase: its reference, as rank 0's
+          CHAINRL_RETURN_IF_ERROR(LoadReference());
+          CHAINRL_RETURN_IF_ERROR(ApplyStage());
+        }
+        break;
+      case RankMessageKind::kSftStep:
+        if (!optimizer_) {
+          CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
+        }
+        sft_step_ = m.step;
+        CHAINRL_RETURN_IF_ERROR(RunSftUpdate(*model_, *optimizer_, m.sft, lo_,
+                                             c_.GetInt("learner.micro_batch_tokens"),
+                                             /*skip_optimizer_step=*/false, dp_)
+                                    .status());
+        ++updates;
+        break;
+      case RankMessageKind::kSftDone:
+        sft_done_ = true;
+        optimizer_.reset();
+        break;
+      case RankMessageKind::kPolicyStep:
+      case RankMessageKind::kPreferenceStep:
+        CHAINRL_RETURN_IF_ERROR(FollowStep(m));
+        ++updates;
+        break;
+      case RankMessageKind::kStop: {
+        CHAINRL_ASSIGN_OR_RETURN(bool agree, ParametersAgree());
+        CHAINRL_LOG(kInfo) << "rank 0 stopped the run: " << updates << " updates taken here; "
+                           << "parameters " << (agree ? "identical on" : "DIFFER across")
+                           << " every rank";
+        return agree ? Status::Ok()
+                     : Internal("data parallel: the ranks' parameters differ after the run");
+      }
+    }
+  }
+}
+
 Status Learner::Run() {
   log::SetRole("learner");
   if (std::getenv("CHAINRL_THREADS") == nullptr) {  // the environment overrides the config
@@ -1540,18 +1739,33 @@ Status Learner::Run() {
     at::set_num_threads(static_cast<int>(threads));
   }
   CHAINRL_RETURN_IF_ERROR(Setup());
+  if (dp_ && lo_.drpo)
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run with "
+        "several learner ranks");
   std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
   if (offline_preference_) sft_done_ = true;  // no warm-up: the pairs are the training data
+  if (dp_) {
+    // The other ranks start where this one does: the same checkpoint (optimiser moments and step
+    // count), then rank 0's parameters, so every rank steps from the same point.
+    RankMessage m;
+    m.kind = RankMessageKind::kStart;
+    m.step = step_;
+    m.sft_step = sft_step_;
+    m.sft_done = sft_done_;
+    m.resume_dir = resumed_from_;
+    CHAINRL_RETURN_IF_ERROR(Tell(m));
+    CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+    CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
+                       << ", the batch of every update split across the ranks";
+  }
   if (!sft_done_) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
   }
   if (!optimizer_) {
-    OptimizerOptions oo = lo_.optimizer;
-    if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
-      oo.total_steps = c_.GetInt("run.total_steps");
-    CHAINRL_ASSIGN_OR_RETURN(optimizer_, Optimizer::Create(model_->named_parameters().pairs(), oo));
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
   }
   CHAINRL_RETURN_IF_ERROR(LoadReference());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());
@@ -1597,17 +1811,20 @@ Status Learner::Run() {
 
 Status RunLearner(const Config& config, const LearnerProcessOptions& options,
                   const std::atomic<bool>& stop) {
-  if (options.run_dir.empty()) return InvalidArgument("the learner needs a run directory");
-  // Started by a torchrun-style launcher as one of several ranks: this process trains alone, so
-  // several of them would each train and publish on their own. Refused instead.
+  // Started by a torchrun-style launcher as one of several ranks (RANK, WORLD_SIZE, MASTER_ADDR,
+  // MASTER_PORT): rank 0 is the learner the actors talk to; the others follow it (Follow()).
   CHAINRL_ASSIGN_OR_RETURN(const RankInfo who, RankInfoFromEnvironment());
-  if (who.world_size > 1)
-    return InvalidArgument("WORLD_SIZE=" + std::to_string(who.world_size) +
-                           ": the learner process runs as a single rank in this version (its "
-                           "update supports data parallelism, the process does not shard its "
-                           "batches yet); start one learner without WORLD_SIZE");
-  Learner l(config, options, stop);
-  return l.Run();
+  if (options.run_dir.empty() && who.rank == 0)
+    return InvalidArgument("the learner needs a run directory");
+  std::unique_ptr<DataParallel> dp;
+  if (who.world_size > 1) {
+    DataParallelOptions dpo;
+    dpo.backend = config.GetString("distributed.backend");
+    dpo.timeout_seconds = config.GetFloat("distributed.timeout_seconds");
+    CHAINRL_ASSIGN_OR_RETURN(dp, DataParallel::Join(who, dpo));
+  }
+  Learner l(config, options, stop, dp.get());
+  return who.rank == 0 ? l.Run() : l.Follow();
 }
 
 }  // namespace chainrl::learner

@@ -461,6 +461,26 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
       if (r.skipped) ++stats.skipped_steps;
     }
   }
+  if (dp != nullptr) {  // the whole batch's figures on every rank (each loss term is a share)
+    PolicyLossStats& p = stats.policy;
+    std::vector<double*> sums = {&stats.loss,          &p.tokens,          &p.clipped_tokens,
+                                 &p.dual_clipped_tokens, &p.ratio_sum,     &p.approx_kl_sum,
+                                 &p.ref_kl_sum,        &p.entropy_sum,     &p.mismatch_tokens,
+                                 &p.mismatch_abs_sum,  &p.mismatch_k3_sum};
+    std::vector<double> f;
+    for (double* x : sums) f.push_back(*x);
+    f.push_back(static_cast<double>(stats.sequences));
+    f.push_back(static_cast<double>(stats.response_tokens));
+    f.push_back(static_cast<double>(stats.mastered_masked_tokens));
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&f));
+    for (size_t i = 0; i < sums.size(); ++i) *sums[i] = f[i];
+    stats.sequences = static_cast<int64_t>(f[sums.size()]);
+    stats.response_tokens = static_cast<int64_t>(f[sums.size() + 1]);
+    stats.mastered_masked_tokens = static_cast<int64_t>(f[sums.size() + 2]);
+    std::vector<double> worst = {p.mismatch_abs_max};
+    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&worst, /*max=*/true));
+    p.mismatch_abs_max = worst[0];
+  }
   return stats;
 }
 

@@ -52,7 +52,8 @@ struct RlStepOptions {
   // Data parallelism: this rank's groups are its shard of the batch (possibly empty). Normalisers
   // are all-reduced across ranks and gradients summed before each optimiser step, so every rank
   // takes the step of one process on the whole batch (mini-batch k is the union of the ranks' k-th
-  // mini-batches). Not with length_shaping 'drpo' (it scores whole batches).
+  // mini-batches), and the figures returned (loss, tokens, policy statistics) are the whole
+  // batch's. Not with length_shaping 'drpo' (it scores whole batches).
   DataParallel* data_parallel = nullptr;
 };
 

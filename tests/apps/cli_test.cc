@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -101,23 +102,32 @@ TEST(CliTest, BrokenConfigExitsTwoWithPositions) {
 
 // A learner started as one of several torchrun-style ranks would train and publish on its own,
 // as would every other rank: refused with the reason, as are malformed rank variables.
-TEST(CliTest, LearnerStartedAsOneOfSeveralRanksIsRefused) {
+// A rank other than 0 started by a torchrun-style launcher joins rank 0's group first: with no
+// rank 0 at MASTER_ADDR:MASTER_PORT it fails within distributed.timeout_seconds, naming the
+// address, and creates no run directory of its own (only rank 0 writes one).
+TEST(CliTest, LearnerRankWithoutRankZeroFailsNamingTheAddress) {
   std::string dir = TempDir();
   std::string path = dir + "/run.toml";
   std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n";
-  const std::string cmd = "learner " + path + " --run-dir " + dir + "/run-dp";
+  const std::string cmd = "learner " + path + " --run-dir " + dir +
+                          "/run-dp --set distributed.timeout_seconds=1";
   setenv("WORLD_SIZE", "2", 1);
   setenv("RANK", "1", 1);
   setenv("MASTER_ADDR", "127.0.0.1", 1);
   setenv("MASTER_PORT", "29511", 1);
+  const auto t0 = std::chrono::steady_clock::now();
   CmdResult two = Chainrl(cmd);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   setenv("RANK", "one", 1);
   CmdResult bad = Chainrl(cmd);
   for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
-  EXPECT_EQ(two.code, 2) << two.out;
-  EXPECT_NE(two.out.find("WORLD_SIZE=2: the learner process runs as a single rank"),
+  EXPECT_EQ(two.code, 1) << two.out;
+  EXPECT_NE(two.out.find("rank 1 of 2 could not form the group at 127.0.0.1:29511"),
             std::string::npos)
       << two.out;
+  EXPECT_LT(seconds, 30.0);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run-dp"));
   EXPECT_EQ(bad.code, 2) << bad.out;
   EXPECT_NE(bad.out.find("RANK='one' is not an integer in [0, 1]"), std::string::npos) << bad.out;
   std::filesystem::remove_all(dir);

@@ -4,6 +4,9 @@
 // max_num_gen_batches, and a curriculum stage that changes the optimiser's learning rate and the
 // bucket weights.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -272,11 +275,9 @@ options = { target_tokens = 16, max_tokens = 48 }
   fs::remove_all(dir);
 }
 
-// Offline DPO: prompt/chosen/rejected JSONL trained by the learner alone. At the first step the
-// policy is its own reference, so every pair's h is 0 and the loss is exactly log 2; training
-// on consistent preferences then opens a positive implicit-reward margin.
-TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
-  const fs::path dir = FreshDir("chainrl_dpo");
+// The offline DPO run of the tests below: 12 consistent prompt/chosen/rejected pairs, 4 per step,
+// 6 steps, checkpoints every 3. Returns the config's path.
+std::string WriteOfflineDpoRun(const fs::path& dir) {
   {
     std::ofstream pairs(dir / "pairs.jsonl");
     for (int i = 0; i < 12; ++i)
@@ -305,6 +306,15 @@ every = 3
 [metrics]
 progress_interval_seconds = 0
 )";
+  return config;
+}
+
+// Offline DPO: prompt/chosen/rejected JSONL trained by the learner alone. At the first step the
+// policy is its own reference, so every pair's h is 0 and the loss is exactly log 2; training
+// on consistent preferences then opens a positive implicit-reward margin.
+TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
+  const fs::path dir = FreshDir("chainrl_dpo");
+  const std::string config = WriteOfflineDpoRun(dir);
   const std::string run = (dir / "run").string();
   ASSERT_EQ(Train(config, run, 120), 0) << ReadText(run + ".out");
   // No [[rewards]] and no actors are needed: the launcher starts none.
@@ -325,6 +335,80 @@ progress_interval_seconds = 0
   EXPECT_GT(steps.back()["reward_margin"].get<double>(), 0.05) << steps.back().dump();
   EXPECT_LT(steps.back()["loss"].get<double>(), std::log(2.0));
   EXPECT_GT(steps.back()["reward_accuracy"].get<double>(), 0.5);
+  fs::remove_all(dir);
+}
+
+// A TCP port nothing listens on now (the kernel's pick for port 0).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return 29533;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Data parallelism as torchrun starts it: two `chainrl learner` processes given RANK, WORLD_SIZE,
+// MASTER_ADDR and MASTER_PORT train the offline DPO run above. Rank 0 splits each step's pairs
+// with rank 1 and the gradients are summed, so every step's loss, margin, accuracy and gradient
+// norm equal those of one process on the whole batch; both ranks end with identical parameters.
+TEST(TrainAlgosTest, TwoLearnerRanksStartedLikeTorchrunTakeTheStepsOfOneProcess) {
+  const fs::path dir = FreshDir("chainrl_dpo_ranks");
+  const std::string config = WriteOfflineDpoRun(dir);
+  const std::string one = (dir / "one").string(), two = (dir / "two").string();
+  ASSERT_EQ(Train(config, one, 120), 0) << ReadText(one + ".out");  // also creates the model
+  const std::string port = std::to_string(FreePort());
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < 2; ++r) {
+    const std::string out = two + "-rank" + std::to_string(r) + ".out";
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (std::freopen(out.c_str(), "w", stdout) == nullptr) _exit(127);
+      dup2(1, 2);
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", "2", 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", port.c_str(), 1);
+      std::vector<std::string> args = {CHAINRL_BIN, "learner", config, "--run-dir", two,
+                                       "--set", "model.init.enabled=false"};
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    ranks.push_back(pid);
+  }
+  for (int r = 0; r < 2; ++r)
+    EXPECT_EQ(chainrl::testing::WaitFor(ranks[static_cast<size_t>(r)], 120), 0)
+        << ReadText(two + "-rank" + std::to_string(r) + ".out");
+  const json s = ReadJson(two + "/summary.json");
+  ASSERT_TRUE(s.is_object()) << ReadText(two + "-rank0.out");
+  EXPECT_EQ(s["learner_ranks"], 2);
+  EXPECT_EQ(s["ranks_parameters_identical"], true);
+  EXPECT_EQ(ReadJson(one + "/summary.json")["learner_ranks"], 1);
+  EXPECT_NE(ReadText(two + "-rank1.out").find("6 updates taken here; parameters identical"),
+            std::string::npos)
+      << ReadText(two + "-rank1.out");
+  const std::vector<json> a = StepEvents(one), b = StepEvents(two);
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i]["pairs"], 4);  // the whole batch's figures, not rank 0's share
+    EXPECT_EQ(b[i]["tokens"], a[i]["tokens"]);
+    for (const char* k : {"loss", "reward_margin", "reward_accuracy", "grad_norm"}) {
+      const double x = a[i][k].get<double>(), y = b[i][k].get<double>();
+      EXPECT_NEAR(y, x, 1e-5 * std::max(1.0, std::abs(x))) << "step " << i + 1 << " " << k;
+    }
+  }
+  // The later steps move the policy away from its start: the two runs agree beyond step 1.
+  EXPECT_LT(a.back()["loss"].get<double>(), 0.5 * std::log(2.0));
   fs::remove_all(dir);
 }
 

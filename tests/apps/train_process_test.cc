@@ -234,6 +234,37 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   EXPECT_GT(s["segments_continued"].get<int64_t>(), 0) << s.dump();
 }
 
+// Two learner ranks (distributed.learner_ranks = 2) through the SFT warm-up and RL with a KL
+// reference and two mini-batches per step. Rank 1 is killed mid-run: the launcher stops rank 0 and
+// restarts both from the latest checkpoint (rank 1 loads it too), and the run completes with its
+// books balanced and both ranks holding identical parameters.
+TEST(TrainProcessTest, LearnerRankKilledRestartsTheGroupFromItsCheckpoint) {
+  const std::string dir = Dir("kill_rank");
+  const std::string cfg =
+      WriteConfig(dir, "[checkpoint]\nevery = 2\nkeep = 2\n[distributed]\nlearner_ranks = 2\n");
+  const std::string run = dir + "/run";
+  pid_t pid = StartTrain(cfg, run,
+                         {"--set", "run.total_steps=12", "--set", "sft.steps=4", "--set",
+                          "algorithm.kl_coef=0.01", "--set", "learner.mini_batches=2"});
+  ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
+  json procs = ReadJson(run + "/processes.json");
+  ASSERT_EQ(procs["learner_ranks"].size(), 2u) << procs.dump();
+  EXPECT_EQ(procs["learner_ranks"][0], procs["learner"]);
+  ASSERT_EQ(kill(procs["learner_ranks"][1].get<pid_t>(), SIGKILL), 0);
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  json s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 12, 4);
+  EXPECT_EQ(s["learner_restarts"], 1);
+  EXPECT_EQ(s["learner_ranks"], 2);
+  EXPECT_EQ(s["ranks_parameters_identical"], true);
+  const std::string out = ReadText(run + ".out");
+  EXPECT_NE(out.find("learner rank 1 exited (signal Killed) while rank 0 ran"), std::string::npos)
+      << out;
+  const std::string rank1 = ReadText(run + "/logs/learner-rank1.log");
+  EXPECT_NE(rank1.find("resumed from"), std::string::npos) << rank1;
+  EXPECT_NE(rank1.find("parameters identical on every rank"), std::string::npos) << rank1;
+}
+
 // Raw ZeroMQ peers: random bytes, a frame of another schema version, an oversized frame, a valid
 // header with a body that does not parse. Each is rejected and counted; the run completes.
 TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {

@@ -1,0 +1,51 @@
+// What rank 0 of a data-parallel learner tells the other ranks (learner_process.cc): the phase
+// changes of the run and each update's shard of the batch. Encoded compactly (lengths first,
+// native little-endian), and decoding checks every length, so a truncated or foreign message is a
+// Corrupt error naming the offset, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "learner/rl_step.h"
+
+namespace chainrl::learner {
+
+enum class RankMessageKind : uint8_t {
+  kStart = 1,       // where rank 0 starts: resume_dir, sft_done, step, sft_step
+  kSftStep = 2,     // one SFT warm-up update on `sft`; step = the SFT step
+  kSftDone = 3,     // the warm-up is over: its optimiser is dropped
+  kPolicyStep = 4,  // one RL update on `groups`; step = the RL step it makes (before the count)
+  kPreferenceStep = 5,  // one DPO-family update on `pairs`; step as kPolicyStep
+  kStop = 6,            // rank 0 is finishing: leave
+};
+const char* RankMessageKindName(RankMessageKind kind);
+
+struct RankMessage {
+  RankMessageKind kind = RankMessageKind::kStop;
+  int64_t step = 0;
+  int64_t sft_step = 0;       // kStart
+  bool sft_done = false;      // kStart
+  std::string resume_dir;     // kStart: the checkpoint rank 0 resumed from, "" for none
+  std::vector<GroupData> groups;          // kPolicyStep: this rank's shard (may be empty)
+  std::vector<PreferencePairData> pairs;  // kPreferenceStep: this rank's shard (may be empty)
+  std::vector<SftExample> sft;            // kSftStep: this rank's shard (may be empty)
+};
+
+std::string EncodeRankMessage(const RankMessage& m);
+Result<RankMessage> DecodeRankMessage(std::string_view bytes);
+
+// Rank r's shard of a batch: items r, r + world, r + 2·world, ... (the ranks' shards differ in
+// size by at most one item, and rank 0's is never smaller).
+template <typename T>
+std::vector<T> ShardOf(const std::vector<T>& batch, int rank, int world) {
+  std::vector<T> out;
+  for (size_t i = static_cast<size_t>(rank); i < batch.size(); i += static_cast<size_t>(world))
+    out.push_back(batch[i]);
+  return out;
+}
+
+}  // namespace chainrl::learner
