@@ -11,6 +11,7 @@
 
 #include "learner/data_parallel.h"
 #include "learner/optimizer.h"
+#include "learner/rank_messages.h"
 #include "learner/rl_step.h"
 #include "tests/model/tiny_model.h"
 
@@ -75,10 +76,7 @@ inline std::vector<GroupData> Shard(const std::vector<GroupData>& groups, int ra
                                     const std::string& mode) {
   if (mode.size() > 10 && mode.substr(mode.size() - 10) == "-one-shard")
     return rank == 0 ? groups : std::vector<GroupData>();
-  std::vector<GroupData> out;
-  for (size_t g = static_cast<size_t>(rank); g < groups.size(); g += static_cast<size_t>(world))
-    out.push_back(groups[g]);
-  return out;
+  return ShardOf(groups, rank, world);
 }
 
 // Every parameter's value (or gradient; zeros where none), flattened in parameter order.

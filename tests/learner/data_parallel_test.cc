@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "core/metrics_queries.h"
+#include "learner/rank_messages.h"
 #include "tests/learner/data_parallel_case.h"
 
 namespace chainrl::learner {
@@ -123,17 +124,17 @@ std::vector<double> ReadDoubles(const std::string& path) {
   return v;
 }
 
-TEST(DataParallel, TwoGlooRanksTakeTheStepOfOneProcessOnTheWholeBatch) {
-  const fs::path out = fs::temp_directory_path() / ("chainrl_dp_" + std::to_string(getpid()));
-  fs::remove_all(out);
-  fs::create_directories(out);
+// Starts two ranks of the worker (`mode` empty: the updates; else "messages" or "vanish") and
+// waits for both (killed after 120 s). Returns each rank's exit status and its stderr.
+std::vector<std::pair<int, std::string>> RunTwoWorkers(const fs::path& out,
+                                                       const std::string& mode) {
   auto port = metrics::PickFreePort();
-  ASSERT_TRUE(port.ok());
+  if (!port.ok()) return {};
   const std::string worker = CHAINRL_DP_WORKER;
   const std::string port_s = std::to_string(*port);
   std::vector<pid_t> pids;
   for (int rank = 0; rank < 2; ++rank) {
-    const std::string log = (out / ("rank" + std::to_string(rank) + ".log")).string();
+    const std::string log = (out / ("rank" + std::to_string(rank) + mode + ".log")).string();
     pid_t pid = fork();
     if (pid == 0) {
       if (std::freopen(log.c_str(), "w", stderr) == nullptr) _exit(127);
@@ -141,32 +142,48 @@ TEST(DataParallel, TwoGlooRanksTakeTheStepOfOneProcessOnTheWholeBatch) {
       setenv("WORLD_SIZE", "2", 1);
       setenv("MASTER_ADDR", "127.0.0.1", 1);
       setenv("MASTER_PORT", port_s.c_str(), 1);
-      execl(worker.c_str(), worker.c_str(), out.c_str(), static_cast<char*>(nullptr));
+      if (mode.empty())
+        execl(worker.c_str(), worker.c_str(), out.c_str(), static_cast<char*>(nullptr));
+      else
+        execl(worker.c_str(), worker.c_str(), out.c_str(), mode.c_str(),
+              static_cast<char*>(nullptr));
       _exit(127);
     }
-    ASSERT_GT(pid, 0);
+    if (pid <= 0) return {};
     pids.push_back(pid);
   }
-  // Both ranks finish (or are killed after 120 s).
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int> status(2, -1);
+  std::vector<std::pair<int, std::string>> result(2, {-1, ""});
   for (size_t i = 0; i < 2; ++i) {
-    while (waitpid(pids[i], &status[i], WNOHANG) == 0) {
+    int status = 0;
+    while (waitpid(pids[i], &status, WNOHANG) == 0) {
       if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(120)) {
         for (pid_t p : pids) kill(p, SIGKILL);
-        waitpid(pids[i], &status[i], 0);
+        waitpid(pids[i], &status, 0);
         break;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
+    result[i].first = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream log(out / ("rank" + std::to_string(i) + mode + ".log"));
+    result[i].second.assign(std::istreambuf_iterator<char>(log), std::istreambuf_iterator<char>());
   }
-  for (int rank = 0; rank < 2; ++rank) {
-    std::ifstream log(out / ("rank" + std::to_string(rank) + ".log"));
-    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-    ASSERT_TRUE(WIFEXITED(status[rank]) && WEXITSTATUS(status[rank]) == 0)
-        << "rank " << rank << " failed:\n"
-        << text;
-  }
+  return result;
+}
+
+fs::path FreshOut(const std::string& name) {
+  const fs::path out = fs::temp_directory_path() / (name + std::to_string(getpid()));
+  fs::remove_all(out);
+  fs::create_directories(out);
+  return out;
+}
+
+TEST(DataParallel, TwoGlooRanksTakeTheStepOfOneProcessOnTheWholeBatch) {
+  const fs::path out = FreshOut("chainrl_dp_");
+  const auto ranks_run = RunTwoWorkers(out, "");
+  ASSERT_EQ(ranks_run.size(), 2u);
+  for (int rank = 0; rank < 2; ++rank)
+    ASSERT_EQ(ranks_run[rank].first, 0) << "rank " << rank << " failed:\n" << ranks_run[rank].second;
 
   for (const std::string& mode : dp_case::kModes) {
     dp_case::Case c = dp_case::MakeCase(mode);
@@ -203,6 +220,103 @@ TEST(DataParallel, TwoGlooRanksTakeTheStepOfOneProcessOnTheWholeBatch) {
     EXPECT_LE(worst, 1e-6) << mode;
   }
   fs::remove_all(out);
+}
+
+// Rank 0 sends rank 1 messages through the rendezvous store (empty, short, 4 MiB, a rank message
+// of the learner) and broadcasts a bfloat16 and a float32 tensor: rank 1 gets them unchanged and
+// in order; sending anywhere but from rank 0 to another rank is refused.
+TEST(DataParallel, MessagesAndBroadcastsReachTheOtherRankUnchanged) {
+  const fs::path out = FreshOut("chainrl_dp_msg_");
+  const auto r = RunTwoWorkers(out, "messages");
+  ASSERT_EQ(r.size(), 2u);
+  for (int rank = 0; rank < 2; ++rank)
+    EXPECT_EQ(r[rank].first, 0) << "rank " << rank << " (exit code names the check):\n"
+                                << r[rank].second;
+  fs::remove_all(out);
+}
+
+// A rank waiting for rank 0's next message learns that rank 0 has gone (its store closed) and
+// fails naming it, instead of waiting forever.
+TEST(DataParallel, AFollowerWhoseRankZeroVanishesFailsNamingIt) {
+  const fs::path out = FreshOut("chainrl_dp_vanish_");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto r = RunTwoWorkers(out, "vanish");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[1].first, 0) << r[1].second;
+  EXPECT_NE(r[1].second.find("lost rank 0 (its store at 127.0.0.1:"), std::string::npos)
+      << r[1].second;
+  EXPECT_LT(s, 60.0);
+  fs::remove_all(out);
+}
+
+// Rank messages round-trip exactly (groups with and without given advantages, bfloat16 prompt
+// embeddings, preference pairs, SFT examples), and every truncation, a foreign magic, an unknown
+// kind and trailing bytes are Corrupt errors, never a crash.
+TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
+  RankMessage m;
+  m.kind = RankMessageKind::kStart;
+  m.step = 12;
+  m.sft_step = 30;
+  m.sft_done = true;
+  m.resume_dir = "/runs/a/checkpoints/step-000000042";
+  m.groups = dp_case::MakeCase("token-mean").groups;
+  m.groups[1].samples[0].advantage = -0.75;
+  m.groups[2].prompt_embeddings = torch::randn({2, 8}).to(torch::kBFloat16);
+  m.groups[2].placeholder_token_id = 9;
+  m.pairs.push_back({{1, 2, 3}, {4, 5}, {{6}, {7, 8, 9}}});
+  m.sft.push_back({{10, 11}, {12, 13, 14}});
+  const std::string bytes = EncodeRankMessage(m);
+  auto d = DecodeRankMessage(bytes);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, RankMessageKind::kStart);
+  EXPECT_EQ(d->step, 12);
+  EXPECT_EQ(d->sft_step, 30);
+  EXPECT_TRUE(d->sft_done);
+  EXPECT_EQ(d->resume_dir, m.resume_dir);
+  ASSERT_EQ(d->groups.size(), m.groups.size());
+  for (size_t g = 0; g < m.groups.size(); ++g) {
+    EXPECT_EQ(d->groups[g].group_id, m.groups[g].group_id);
+    EXPECT_EQ(d->groups[g].prompt, m.groups[g].prompt);
+    EXPECT_EQ(d->groups[g].placeholder_token_id, m.groups[g].placeholder_token_id);
+    ASSERT_EQ(d->groups[g].samples.size(), m.groups[g].samples.size());
+    for (size_t i = 0; i < m.groups[g].samples.size(); ++i) {
+      const SampleData &a = m.groups[g].samples[i], &b = d->groups[g].samples[i];
+      EXPECT_EQ(b.tokens, a.tokens);
+      EXPECT_EQ(b.behaviour_logprobs, a.behaviour_logprobs);
+      EXPECT_EQ(b.reward, a.reward);
+      EXPECT_EQ(b.truncated, a.truncated);
+      EXPECT_EQ(b.correct, a.correct);
+      EXPECT_EQ(b.advantage, a.advantage);
+    }
+    EXPECT_EQ(d->groups[g].prompt_embeddings.defined(), m.groups[g].prompt_embeddings.defined());
+  }
+  ASSERT_TRUE(d->groups[2].prompt_embeddings.defined());
+  EXPECT_EQ(d->groups[2].prompt_embeddings.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(d->groups[2].prompt_embeddings, m.groups[2].prompt_embeddings));
+  ASSERT_EQ(d->pairs.size(), 1u);
+  EXPECT_EQ(d->pairs[0].rejected, m.pairs[0].rejected);
+  ASSERT_EQ(d->sft.size(), 1u);
+  EXPECT_EQ(d->sft[0].response, m.sft[0].response);
+
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto t = DecodeRankMessage(std::string_view(bytes).substr(0, n));
+    ASSERT_FALSE(t.ok()) << "a message cut at " << n << " of " << bytes.size() << " bytes";
+    EXPECT_EQ(t.status().code(), StatusCode::kCorrupt);
+  }
+  std::string foreign = bytes;
+  foreign[0] ^= 0x5a;
+  EXPECT_NE(DecodeRankMessage(foreign).status().message().find("bad magic"), std::string::npos);
+  std::string kind = bytes;
+  kind[4] = 99;
+  EXPECT_NE(DecodeRankMessage(kind).status().message().find("unknown kind 99"), std::string::npos);
+  EXPECT_NE(DecodeRankMessage(bytes + "xy").status().message().find("2 bytes left over"),
+            std::string::npos);
+  // A count far beyond what the bytes can hold is refused before anything is allocated.
+  std::string huge = EncodeRankMessage(RankMessage{});
+  const size_t groups_at = 4 + 1 + 8 + 8 + 1 + 8;
+  for (size_t i = 0; i < 8; ++i) huge[groups_at + i] = static_cast<char>(0xff);
+  EXPECT_EQ(DecodeRankMessage(huge).status().code(), StatusCode::kCorrupt);
 }
 
 }  // namespace
