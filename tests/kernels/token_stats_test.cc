@@ -8,9 +8,9 @@
 #include <random>
 #include <vector>
 
-#ifdef CHAINRL_KERNELS_CUDA
-#include <cuda_runtime_api.h>
+#include "tests/kernels/cuda_test_util.h"
 
+#ifdef CHAINRL_KERNELS_CUDA
 #include "kernels/token_stats_cuda.h"
 #endif
 
@@ -62,13 +62,8 @@ TEST(TokenStatsReferenceTest, MatchesDirectSoftmax) {
 }
 
 #ifdef CHAINRL_KERNELS_CUDA
-bool HaveGpu() {
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-}
-
 TEST(TokenStatsCudaTest, MatchesReferenceOnRandomInputs) {
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device: the kernel is compiled but not run here";
+  CHAINRL_SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
   std::normal_distribution<float> n(0.f, 3.f);
   for (int64_t vocab : {1, 31, 256, 1000, 151936}) {
