@@ -557,7 +557,7 @@ Status Learner::Resume(const std::string& spec) {
     CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
   }
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, LoadCheckpoint(*dir, *model_, *optimizer_));
-  resumed_from_ = *dir;
+  resumed_from_ = fs::absolute(*dir).string();  // other ranks may start elsewhere
   try {
     sft_step_ = s.at("sft_step");
     step_ = s.at("step");

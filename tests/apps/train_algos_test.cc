@@ -276,8 +276,8 @@ options = { target_tokens = 16, max_tokens = 48 }
 }
 
 // The offline DPO run of the tests below: 12 consistent prompt/chosen/rejected pairs, 4 per step,
-// 6 steps, checkpoints every 3. Returns the config's path.
-std::string WriteOfflineDpoRun(const fs::path& dir) {
+// 6 steps, checkpoints every 3; `extra` is appended. Returns the config's path.
+std::string WriteOfflineDpoRun(const fs::path& dir, const std::string& extra = "") {
   {
     std::ofstream pairs(dir / "pairs.jsonl");
     for (int i = 0; i < 12; ++i)
@@ -305,7 +305,7 @@ beta = 0.5
 every = 3
 [metrics]
 progress_interval_seconds = 0
-)";
+)" + extra;
   return config;
 }
 
@@ -358,9 +358,14 @@ int FreePort() {
 // MASTER_ADDR and MASTER_PORT train the offline DPO run above. Rank 0 splits each step's pairs
 // with rank 1 and the gradients are summed, so every step's loss, margin, accuracy and gradient
 // norm equal those of one process on the whole batch; both ranks end with identical parameters.
+// A curriculum stage halves the learning rate from step 4: rank 1 applies it at the same step.
 TEST(TrainAlgosTest, TwoLearnerRanksStartedLikeTorchrunTakeTheStepsOfOneProcess) {
   const fs::path dir = FreshDir("chainrl_dpo_ranks");
-  const std::string config = WriteOfflineDpoRun(dir);
+  const std::string config = WriteOfflineDpoRun(dir, R"([[curriculum.stages]]
+name = "slower"
+start_step = 3
+overrides = { "learner.lr" = 5e-3 }
+)");
   const std::string one = (dir / "one").string(), two = (dir / "two").string();
   ASSERT_EQ(Train(config, one, 120), 0) << ReadText(one + ".out");  // also creates the model
   const std::string port = std::to_string(FreePort());
@@ -409,6 +414,7 @@ TEST(TrainAlgosTest, TwoLearnerRanksStartedLikeTorchrunTakeTheStepsOfOneProcess)
   }
   // The later steps move the policy away from its start: the two runs agree beyond step 1.
   EXPECT_LT(a.back()["loss"].get<double>(), 0.5 * std::log(2.0));
+  EXPECT_DOUBLE_EQ(b.back()["lr"].get<double>(), 5e-3);  // the stage reached rank 0's optimiser
   fs::remove_all(dir);
 }
 
