@@ -138,6 +138,14 @@ class Actor {
   // Prompt embeddings of work items that carry them: loaded once, reused by the G samples of a
   // group and by its later segments while they stay in the cache.
   std::shared_ptr<rollout::EmbeddingCache> embeddings_;
+  // The engine lives across leases: a sample continued here (segment rollout) under the weights
+  // its KV was computed with resumes from the KV kept in its slot instead of prefilling its prompt
+  // and carried tokens again. Rebuilt only for longer sequences; its kept KV is dropped when the
+  // weights changed since the last call.
+  std::unique_ptr<rollout::RolloutEngine> engine_;
+  int64_t engine_max_len_ = 0;
+  int64_t kv_version_ = -1;  // the weights the engine's kept KV belongs to
+  int64_t continued_resumed_ = 0, continued_prefilled_ = 0;
   int64_t version_ = -1;
   int credits_ = 2;
   int outstanding_ = 0;  // credits asked for and not yet answered
@@ -304,7 +312,8 @@ Status Actor::GenerateAndSend() {
     const auto& item = batch[j.item];
     const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
     rollout::GenerationRequest r;
-    r.id = std::to_string(item.lease_id()) + ":" + std::to_string(j.sample_index);
+    // Stable across leases, so that a continuation finds the KV its last segment left here.
+    r.id = std::to_string(item.prompt_group_id()) + ":" + std::to_string(j.sample_index);
     r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
     r.carried = j.carried;  // shorter than cap: checked when the work item was decoded
     r.sampling.temperature = item.sampling().temperature();
@@ -326,7 +335,11 @@ Status Actor::GenerateAndSend() {
   }
   rollout::EngineOptions eo;
   eo.max_batch = config_.GetInt("rollout.max_batch_size");
-  eo.max_seq_len = max_len;
+  // Room for the longest sequence so far, with headroom so that a slightly longer prompt does not
+  // rebuild the engine (and drop its kept KV).
+  const bool rebuild = !engine_ || max_len > engine_max_len_;
+  if (rebuild) engine_max_len_ = std::max(max_len, engine_max_len_ + engine_max_len_ / 4);
+  eo.max_seq_len = engine_max_len_;
   eo.compute_entropy = false;
   const Tokenizer& tok = *tokenizer_;
   eo.token_bytes = [&tok](int32_t id) {
@@ -348,9 +361,22 @@ Status Actor::GenerateAndSend() {
   rollout::EngineStats engine_stats;
   {
     torch::NoGradGuard no_grad;
-    rollout::RolloutEngine engine(model_, eo);
-    CHAINRL_ASSIGN_OR_RETURN(results, engine.Generate(reqs));
-    engine_stats = engine.stats();
+    if (rebuild) {
+      engine_ = std::make_unique<rollout::RolloutEngine>(model_, eo);
+    } else if (kv_version_ != version_) {
+      engine_->InvalidateKeptKv();  // computed under other weights: continuations prefill again
+    }
+    engine_->ResetStats();
+    auto generated = engine_->Generate(reqs);
+    if (!generated.ok()) {
+      engine_.reset();  // nothing of a failed call is kept
+      return generated.status();
+    }
+    results = std::move(*generated);
+    kv_version_ = version_;
+    engine_stats = engine_->stats();
+    continued_resumed_ += engine_stats.resumed + engine_stats.restored;
+    continued_prefilled_ += engine_stats.reprefilled;
     if (engine_stats.version_changes_mid_sequence > 0) {
       CHAINRL_LOG(kDebug) << "weights swapped " << engine_stats.version_changes_mid_sequence
                           << " time(s) in the middle of a generation batch";
@@ -402,6 +428,11 @@ Status Actor::GenerateAndSend() {
         .Increment(static_cast<double>(engine_stats.prompt_shared));
     metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "prefix"}})
         .Increment(static_cast<double>(engine_stats.prompt_prefills));
+    // Segment continuations as a cache: resumed from KV kept here (a hit) or prefilled again.
+    metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "segment_kv"}})
+        .Increment(static_cast<double>(engine_stats.resumed + engine_stats.restored));
+    metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "segment_kv"}})
+        .Increment(static_cast<double>(engine_stats.reprefilled));
     metrics_->counter(metrics::CounterId::kPhaseSeconds,
                       {{"phase", std::string(metrics::kPhaseGeneration)}})
         .Increment(Seconds(t0, t1));
@@ -552,6 +583,10 @@ Status Actor::Run() {
   if (es.hits + es.misses > 0) {
     CHAINRL_LOG(kInfo) << "prompt-embedding cache: " << es.hits << " hits, " << es.misses
                        << " misses, " << es.evictions << " evictions, " << es.bytes << " bytes held";
+  }
+  if (continued_resumed_ + continued_prefilled_ > 0) {
+    CHAINRL_LOG(kInfo) << "segments continued here: " << continued_resumed_
+                       << " resumed from kept KV, " << continued_prefilled_ << " prefilled again";
   }
   CHAINRL_LOG(kInfo) << "stopped";
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.

@@ -269,8 +269,9 @@ ConfigSchema Build() {
   k.push_back(Int("rollout.max_batch_size", 64, 1, 1 << 16, "Sequences decoded together."));
   k.push_back(Int("rollout.segment_tokens", 0, 0, 1 << 24,
                   "Segment rollout: new tokens per sample per lease; a sample still going "
-                  "comes back unfinished and the learner carries it into a later lease (any "
-                  "actor, possibly newer weights). 0 decodes to the end."));
+                  "comes back unfinished and the learner carries it into a later lease, "
+                  "preferably to the same actor, which resumes it from the KV it kept unless "
+                  "new weights arrived meanwhile. 0 decodes to the end."));
   k.push_back(Float("rollout.segment_min_occupancy", 0.0, 0.0, 1.0,
                     "Segment rollout: an actor's generation ends once nothing waits and fewer "
                     "sequences are busy than this fraction of the most at once, instead of idling "

@@ -224,6 +224,7 @@ struct ActorInfo {
   std::string routing;  // ZeroMQ routing id of its work socket
   int64_t pending_credits = 0;
   int64_t max_credits = 1;
+  std::string process;  // host:pid of the process that last joined under this name
 };
 
 // A group accepted by the ledger, waiting to be trained.
@@ -343,6 +344,8 @@ class Learner {
   // FINISH_UNFINISHED until it ends. The learner owns this state, so a dead actor loses at most
   // the segment it was generating; checkpoints carry it (partials.bin).
   std::map<uint64_t, wire::Trajectory> partials_;
+  // The actor whose segment each of those groups last received (not checkpointed: a hint).
+  std::unordered_map<uint64_t, std::string> segment_actor_;
   // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
   // learner's prefill of the policy update; actors hold their own cache.
   std::shared_ptr<rollout::EmbeddingCache> embeddings_;
@@ -808,6 +811,15 @@ void Learner::HandleWork(transport::Received& msg) {
   switch (env.body_case()) {
     case wire::Envelope::kJoin: {
       ActorInfo& a = actors_[actor];
+      const std::string process = env.join().host() + ":" + std::to_string(env.join().pid());
+      if (!a.process.empty() && a.process != process) {
+        // A restarted actor under the same name: whatever its predecessor held is lost with it.
+        const size_t held = ledger_.in_flight();
+        ledger_.Leave(actor);
+        CHAINRL_LOG(kInfo) << actor << " restarted (" << a.process << " -> " << process << "): "
+                           << held - ledger_.in_flight() << " of its leases handed out again";
+      }
+      a.process = process;
       a.routing = msg.peer;
       a.max_credits = std::clamp<int64_t>(env.join().max_credits(), 1, 1024);
       a.pending_credits = 0;
@@ -961,7 +973,11 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     wire::Trajectory& so_far = partials_[gid];
     MergeSegment(t, &so_far);
     ++segments_received_;
-    if (!finishes) return;
+    if (!finishes) {
+      segment_actor_[gid] = msg.envelope.sender();
+      return;
+    }
+    segment_actor_.erase(gid);
     assembled = wire::MakeEnvelope("learner");
     *assembled.mutable_trajectory() = std::move(so_far);
     partials_.erase(gid);
@@ -1029,7 +1045,16 @@ void Learner::Dispatch() {
   for (const auto& s : c_.GetStringList("rollout.stop_strings")) sampling.add_stop_strings(s);
   for (auto& [name, a] : actors_) {
     if (a.pending_credits <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
-    std::vector<Lease> leases = ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits));
+    // Continuations go back to the actor that generated their last segment when it asks for
+    // work: it may still hold their KV (under the same weights) and resume without a prefill.
+    const std::string& who = name;
+    auto own_continuation = [this, &who](uint64_t gid) {
+      auto it = segment_actor_.find(gid);
+      return it != segment_actor_.end() && it->second == who;
+    };
+    std::vector<Lease> leases =
+        ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits),
+                         segment_actor_.empty() ? std::function<bool(uint64_t)>() : own_continuation);
     if (leases.empty()) continue;
     wire::Envelope env = wire::MakeEnvelope("learner");
     auto* batch = env.mutable_work_batch();
@@ -1071,8 +1096,13 @@ void Learner::Dispatch() {
     }
     Status st = work_->SendTo(a.routing, env);
     if (!st.ok()) {
-      // The leases stay with the actor: they are re-leased when it is declared dead or expire.
+      // The work never left: its groups go back to the front of the queue at once, and this
+      // actor gets no more until it asks again (a restarted one joins under a new routing id).
       CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
+      std::vector<uint64_t> ids;
+      for (const Lease& l : leases) ids.push_back(l.lease_id);
+      ledger_.Undelivered(ids);
+      a.pending_credits = 0;
       continue;
     }
     a.pending_credits -= static_cast<int64_t>(leases.size());

@@ -1,6 +1,8 @@
 // The learner's ledger of leased work; see work_ledger.h.
 #include "learner/work_ledger.h"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
@@ -66,10 +68,26 @@ void WorkLedger::Leave(const std::string& actor) {
   actors_.erase(it);
 }
 
-std::vector<Lease> WorkLedger::Dispatch(const std::string& actor, size_t max_items) {
+void WorkLedger::Undelivered(const std::vector<uint64_t>& lease_ids) {
+  // Last first: each revoked group goes to the front, so they end up in their dispatch order.
+  for (auto r = lease_ids.rbegin(); r != lease_ids.rend(); ++r) {
+    const uint64_t id = *r;
+    auto it = leases_.find(id);
+    if (it == leases_.end()) continue;
+    Group& g = groups_.at(it->second.group_id);
+    if (g.attempts > 0) --g.attempts;
+    Revoke(id, /*expired=*/false);
+  }
+}
+
+std::vector<Lease> WorkLedger::Dispatch(const std::string& actor, size_t max_items,
+                                        const std::function<bool(uint64_t)>& prefer) {
   Touch(actor);
   std::vector<Lease> out;
   const auto now = clock_->Now();
+  if (prefer) {  // the preferred groups move to the front, each part keeping its order
+    std::stable_partition(queue_.begin(), queue_.end(), prefer);
+  }
   while (out.size() < max_items && !queue_.empty()) {
     const uint64_t gid = queue_.front();
     queue_.pop_front();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -125,12 +126,19 @@ class WorkLedger {
 
   // Records that `actor` is alive now (registers it; revives one declared dead).
   void Heartbeat(const std::string& actor);
-  // The actor left cleanly: its leases are revoked at once.
+  // The actor left cleanly, or a new process took its name (a restart: it holds none of its
+  // predecessor's work): its leases are revoked at once.
   void Leave(const std::string& actor);
+  // Leases whose work never reached their actor (the send failed): revoked at once, their groups
+  // first in line again, without counting the attempt.
+  void Undelivered(const std::vector<uint64_t>& lease_ids);
 
   // Leases up to `max_items` queued groups to `actor` (re-queued groups first); also counts as a
-  // heartbeat. Returns fewer (or none) when the queue runs dry.
-  std::vector<Lease> Dispatch(const std::string& actor, size_t max_items);
+  // heartbeat. Returns fewer (or none) when the queue runs dry. With `prefer`, queued groups it
+  // holds true for go first (in queue order), then the others: e.g. continuations of segments
+  // this actor generated, whose KV it may still hold.
+  std::vector<Lease> Dispatch(const std::string& actor, size_t max_items,
+                              const std::function<bool(uint64_t)>& prefer = {});
 
   // A result for `lease_id` whose oldest token came from `behaviour_version`, arriving while the
   // learner is at `learner_version`. Counts as a heartbeat of the lease's actor if accepted.

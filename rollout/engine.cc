@@ -106,7 +106,7 @@ void RolloutEngine::Stash(const std::string& id, const Kept& kept) {
     stash_bytes_ -= oldest->second.bytes;
     stash_.erase(oldest);
   }
-  st.response_len = kept.response_len;
+  st.response = kept.response;
   st.prompt_len = kept.prompt_len;
   st.order = stash_counter_++;
   stash_bytes_ += st.bytes;
@@ -155,7 +155,7 @@ Result<std::vector<torch::Tensor>> RolloutEngine::ResolveEmbeddings(
     if (!r.embeddings) continue;
     // A continuation that will resume from its kept KV (as Generate decides) needs no prefill.
     auto kept = kept_.find(r.id);
-    if (kept != kept_.end() && kept->second.response_len == r.carried.size() &&
+    if (kept != kept_.end() && kept->second.response == r.carried &&
         kept->second.prompt_len == r.prompt.size() && !r.carried.empty())
       continue;
     auto it = fetched.find(*r.embeddings);
@@ -212,7 +212,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   for (size_t i = 0; i < requests.size(); ++i) {
     const auto& r = requests[i];
     auto it = kept_.find(r.id);
-    if (it != kept_.end() && it->second.response_len == r.carried.size() &&
+    if (it != kept_.end() && it->second.response == r.carried &&
         it->second.prompt_len == r.prompt.size() && !r.carried.empty()) {
       int64_t s = it->second.slot;
       slot_kept_[static_cast<size_t>(s)] = false;
@@ -228,7 +228,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
       kept_.erase(it);
     }
     if (auto st = stash_.find(r.id);
-        st != stash_.end() && (st->second.response_len != r.carried.size() ||
+        st != stash_.end() && (st->second.response != r.carried ||
                                st->second.prompt_len != r.prompt.size() || r.carried.empty())) {
       stash_bytes_ -= st->second.bytes;  // stale
       stash_.erase(st);
@@ -246,7 +246,7 @@ Result<std::vector<GenerationResult>> RolloutEngine::Generate(
   auto keep_in_slot = [&](int64_t s) {
     Slot& slot = slots[static_cast<size_t>(s)];
     const auto& r = requests[static_cast<size_t>(slot.req)];
-    kept_[r.id] = Kept{s, slot.response.size(), r.prompt.size()};
+    kept_[r.id] = Kept{s, slot.response, r.prompt.size()};
     slot_kept_[static_cast<size_t>(s)] = true;
     slot = Slot();
   };

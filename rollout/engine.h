@@ -162,10 +162,12 @@ class RolloutEngine {
   std::shared_ptr<model::DecoderModel> model_;
   EngineOptions options_;
   std::unique_ptr<model::KvCache> cache_;
-  // Unfinished samples whose KV stays in their slot: id -> slot, and the response length it holds.
+  // Unfinished samples whose KV stays in their slot: id -> slot, and the response it holds (a
+  // continuation resumes only with exactly these carried tokens: ids may be reused by a caller
+  // whose samples were regenerated elsewhere).
   struct Kept {
     int64_t slot;
-    size_t response_len;
+    std::vector<int32_t> response;
     size_t prompt_len;
   };
   std::unordered_map<std::string, Kept> kept_;
@@ -185,7 +187,8 @@ class RolloutEngine {
   // KV of paused samples moved out of their slots (EngineOptions::kv_stash_bytes).
   struct Stashed {
     SequenceKv kv;
-    size_t response_len = 0, prompt_len = 0;
+    std::vector<int32_t> response;
+    size_t prompt_len = 0;
     int64_t bytes = 0;
     uint64_t order = 0;  // insertion order: the oldest is dropped first
   };

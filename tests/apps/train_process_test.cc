@@ -141,10 +141,12 @@ TEST(TrainProcessTest, EndToEndRewardImprovesAndSummaryIsComplete) {
   const std::string dir = Dir("e2e");
   const std::string cfg = WriteConfig(dir, "");
   const std::string run = dir + "/run";
-  pid_t pid = StartTrain(cfg, run);
+  // 16 steps: under a loaded machine an asynchronous run sometimes learns slowly at first (once
+  // seen: +0.19 after 12 steps where +0.55 to +0.70 is usual).
+  pid_t pid = StartTrain(cfg, run, {"--set", "run.total_steps=16"});
   ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
   json s = ReadJson(run + "/summary.json");
-  ExpectConsistentSummary(s, 12, 4);
+  ExpectConsistentSummary(s, 16, 4);
   EXPECT_EQ(s["actor_restarts"], 0);
   // Samples whose tokens span policy versions (weights swapped in between decode steps) are
   // counted; how many depends on timing, so only the bound is checked here (the swap itself is
@@ -153,9 +155,9 @@ TEST(TrainProcessTest, EndToEndRewardImprovesAndSummaryIsComplete) {
   // Reward over the first steps vs the last: RL moves the policy toward what is rewarded.
   std::vector<double> rewards;
   for (const json& e : StepEvents(run)) rewards.push_back(e.value("reward", 0.0));
-  ASSERT_EQ(rewards.size(), 12u) << "one step event per update";
+  ASSERT_EQ(rewards.size(), 16u) << "one step event per update";
   const double first = (rewards[0] + rewards[1] + rewards[2]) / 3;
-  const double last = (rewards[9] + rewards[10] + rewards[11]) / 3;
+  const double last = (rewards[13] + rewards[14] + rewards[15]) / 3;
   EXPECT_GT(last, first + 0.2) << "reward did not improve: first steps " << first << ", last "
                                << last;
   // The exported model is a Hugging Face directory that generate loads.
@@ -232,6 +234,23 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   const std::string log = ReadText(run + "/logs/learner.log");
   EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
   EXPECT_GT(s["segments_continued"].get<int64_t>(), 0) << s.dump();
+  // Actors keep their engine across leases and the learner hands a continuation back to the
+  // actor that generated its last segment: continuations under unchanged weights resume from the
+  // KV kept in their slot instead of prefilling prompt and carried tokens again.
+  int64_t resumed = 0, prefilled = 0;
+  for (const char* actor : {"actor-0", "actor-1"}) {
+    const std::string text = ReadText(run + "/logs/" + actor + ".log");
+    const size_t at = text.find("segments continued here: ");
+    if (at == std::string::npos) continue;
+    long long r = 0, p = 0;
+    ASSERT_EQ(std::sscanf(text.c_str() + at,
+                          "segments continued here: %lld resumed from kept KV, %lld prefilled",
+                          &r, &p),
+              2);
+    resumed += r;
+    prefilled += p;
+  }
+  EXPECT_GT(resumed, 0) << "prefilled again: " << prefilled;
 }
 
 // Two learner ranks (distributed.learner_ranks = 2) through the SFT warm-up and RL with a KL

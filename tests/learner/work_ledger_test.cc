@@ -44,6 +44,49 @@ TEST(WorkLedgerTest, DispatchHandsOutQueuedGroupsWithLeases) {
   EXPECT_EQ(l.counters().dispatched, 5u);
 }
 
+// Preferred groups (an actor's own continuations) are handed out first, each part in queue
+// order; the rest follow when there is room, and nothing is skipped or handed out twice.
+TEST(WorkLedgerTest, PreferredGroupsGoFirstInQueueOrder) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g = 1; g <= 6; ++g) ASSERT_TRUE(l.AddGroup(g).ok());
+  auto mine = [](uint64_t g) { return g == 5 || g == 3; };
+  auto first = l.Dispatch("a", 3, mine);
+  ASSERT_EQ(first.size(), 3u);
+  EXPECT_EQ(first[0].group_id, 3u);
+  EXPECT_EQ(first[1].group_id, 5u);
+  EXPECT_EQ(first[2].group_id, 1u);
+  auto rest = l.Dispatch("b", 10, mine);  // none preferred left: plain queue order
+  ASSERT_EQ(rest.size(), 3u);
+  EXPECT_EQ(rest[0].group_id, 2u);
+  EXPECT_EQ(rest[1].group_id, 4u);
+  EXPECT_EQ(rest[2].group_id, 6u);
+  EXPECT_EQ(l.pending(), 0u);
+}
+
+// Work whose send failed goes back to the front of the queue at once, its attempt not counted
+// (so failed sends never make a group lost), and a later result for such a lease is discarded.
+TEST(WorkLedgerTest, UndeliveredLeasesAreQueuedFirstWithoutCountingTheAttempt) {
+  ManualClock clock;
+  WorkLedger l(Opts().set_max_attempts(2), &clock);
+  for (uint64_t g = 1; g <= 3; ++g) ASSERT_TRUE(l.AddGroup(g).ok());
+  for (int round = 0; round < 3; ++round) {  // more failed sends than max_attempts allows
+    auto sent = l.Dispatch("a", 2);
+    ASSERT_EQ(sent.size(), 2u);
+    EXPECT_EQ(sent[0].group_id, 1u);
+    EXPECT_EQ(sent[1].group_id, 2u);
+    EXPECT_EQ(sent[0].attempt, 1);
+    l.Undelivered({sent[0].lease_id, sent[1].lease_id});
+    EXPECT_EQ(l.in_flight(), 0u);
+    EXPECT_EQ(l.pending(), 3u);
+    EXPECT_EQ(l.Complete(sent[0].lease_id, 1, 0, 0), Verdict::kDuplicate);
+  }
+  EXPECT_EQ(l.counters().lost, 0u);
+  auto b = l.Dispatch("b", 3);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(l.Complete(b[0].lease_id, b[0].group_id, 0, 0), Verdict::kAccepted);
+}
+
 TEST(WorkLedgerTest, SilentActorIsDeclaredDeadAndItsLeasesReassigned) {
   ManualClock clock;
   WorkLedger l(Opts(), &clock);
