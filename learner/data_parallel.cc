@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -125,6 +126,16 @@ Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
 
 Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max) {
   if (world_size() == 1 || tensors.empty()) return Status::Ok();
+  return PerDtype(tensors, "all-reduce", [&](std::vector<at::Tensor>& buf) {
+    c10d::AllreduceOptions ao;
+    ao.reduceOp = max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
+    ao.timeout = impl_->timeout;
+    impl_->group->allreduce(buf, ao)->wait();
+  });
+}
+
+Status DataParallel::PerDtype(const std::vector<at::Tensor>& tensors, const char* what,
+                              const std::function<void(std::vector<at::Tensor>&)>& collective) {
   // One flat buffer per dtype, in order of first appearance.
   std::map<int, std::vector<size_t>> by_dtype;
   for (size_t i = 0; i < tensors.size(); ++i)
@@ -133,11 +144,12 @@ Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max)
     for (const auto& [dtype, idx] : by_dtype) {
       std::vector<at::Tensor> parts;
       for (size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}));
-      std::vector<at::Tensor> buf = {at::cat(parts)};
-      c10d::AllreduceOptions ao;
-      ao.reduceOp = max ? c10d::ReduceOp::MAX : c10d::ReduceOp::SUM;
-      ao.timeout = impl_->timeout;
-      impl_->group->allreduce(buf, ao)->wait();
+      at::Tensor flat = at::cat(parts);
+      // Gloo's collectives lack 16-bit floats on older LibTorch: they travel as float32 (exact
+      // for a broadcast; a sum is rounded once, on the way back).
+      const bool widen = flat.scalar_type() == at::kBFloat16 || flat.scalar_type() == at::kHalf;
+      std::vector<at::Tensor> buf = {widen ? flat.to(at::kFloat) : flat};
+      collective(buf);
       int64_t off = 0;
       for (size_t i : idx) {
         const int64_t n = tensors[i].numel();
@@ -147,8 +159,9 @@ Status DataParallel::AllReduce(const std::vector<at::Tensor>& tensors, bool max)
       }
     }
   } catch (const std::exception& e) {
-    return IoError("data parallelism: all-reduce on rank " + std::to_string(rank()) + " of " +
-                   std::to_string(world_size()) + " failed: " + FirstLine(e));
+    return IoError("data parallelism: " + std::string(what) + " on rank " +
+                   std::to_string(rank()) + " of " + std::to_string(world_size()) +
+                   " failed: " + FirstLine(e));
   }
   return Status::Ok();
 }
@@ -176,34 +189,12 @@ Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
 
 Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
   if (world_size() == 1 || tensors.empty()) return Status::Ok();
-  std::map<int, std::vector<size_t>> by_dtype;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    by_dtype[static_cast<int>(tensors[i].scalar_type())].push_back(i);
-  try {
-    for (const auto& [dtype, idx] : by_dtype) {
-      std::vector<at::Tensor> parts;
-      for (size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}));
-      at::Tensor flat = at::cat(parts);
-      // Gloo's collectives lack 16-bit floats on older LibTorch: they travel as float32 (exact).
-      const bool widen = flat.scalar_type() == at::kBFloat16 || flat.scalar_type() == at::kHalf;
-      std::vector<at::Tensor> buf = {widen ? flat.to(at::kFloat) : flat};
-      c10d::BroadcastOptions bo;
-      bo.rootRank = 0;
-      bo.timeout = impl_->timeout;
-      impl_->group->broadcast(buf, bo)->wait();
-      int64_t off = 0;
-      for (size_t i : idx) {
-        const int64_t n = tensors[i].numel();
-        at::Tensor t = tensors[i];
-        t.detach().copy_(buf[0].narrow(0, off, n).view(tensors[i].sizes()));
-        off += n;
-      }
-    }
-  } catch (const std::exception& e) {
-    return IoError("data parallelism: broadcast on rank " + std::to_string(rank()) + " of " +
-                   std::to_string(world_size()) + " failed: " + FirstLine(e));
-  }
-  return Status::Ok();
+  return PerDtype(tensors, "broadcast", [&](std::vector<at::Tensor>& buf) {
+    c10d::BroadcastOptions bo;
+    bo.rootRank = 0;
+    bo.timeout = impl_->timeout;
+    impl_->group->broadcast(buf, bo)->wait();
+  });
 }
 
 Status DataParallel::Send(int to, const std::string& bytes) {

@@ -7,6 +7,7 @@
 // c10d stays inside data_parallel.cc (its API differs between LibTorch 1.13 and 2.x).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,6 +73,10 @@ class DataParallel {
  private:
   struct Impl;
   DataParallel(RankInfo who, std::unique_ptr<Impl> impl);
+  // Runs `collective` on one flat buffer per dtype of `tensors` and copies the result back into
+  // them; an exception from c10d becomes an IoError naming `what` and this rank.
+  Status PerDtype(const std::vector<at::Tensor>& tensors, const char* what,
+                  const std::function<void(std::vector<at::Tensor>&)>& collective);
   RankInfo who_;
   std::unique_ptr<Impl> impl_;
   std::vector<int64_t> sent_;  // per receiver: messages sent so far (rank 0)

@@ -56,6 +56,24 @@ Inputs RandomInputs(int64_t b, int64_t t, uint32_t seed) {
   return in;
 }
 
+struct Outputs {
+  std::vector<float> loss, g_lp, g_ent;
+  GrpoLossStats stats;
+};
+
+// The reference on every token of `in` (KL and entropy inputs given).
+Outputs Reference(const Inputs& in, const GrpoLossParams& p) {
+  const int64_t n = in.b * in.t;
+  Outputs o;
+  o.loss.resize(n);
+  o.g_lp.resize(n);
+  o.g_ent.resize(n);
+  GrpoLossReference(in.lp.data(), in.old.data(), in.ref.data(), in.ent.data(), in.adv_tok.data(),
+                    in.w_tok.data(), in.mask.data(), n, p, o.loss.data(), o.g_lp.data(),
+                    o.g_ent.data(), &o.stats);
+  return o;
+}
+
 struct Setting {
   std::string name;
   GrpoLossParams p;
@@ -99,11 +117,9 @@ TEST(GrpoLossReferenceTest, EqualsTheLearnersPolicyLossAndItsAutogradGradient) {
   for (const Setting& s : Settings()) {
     const Inputs in = RandomInputs(6, 40, 7);
     const int64_t n = in.b * in.t;
-    std::vector<float> loss(n), g_lp(n), g_ent(n);
-    GrpoLossStats st;
-    GrpoLossReference(in.lp.data(), in.old.data(), in.ref.data(), in.ent.data(),
-                      in.adv_tok.data(), in.w_tok.data(), in.mask.data(), n, s.p, loss.data(),
-                      g_lp.data(), g_ent.data(), &st);
+    const Outputs expected = Reference(in, s.p);
+    const std::vector<float>&loss = expected.loss, &g_lp = expected.g_lp, &g_ent = expected.g_ent;
+    const GrpoLossStats& st = expected.stats;
 
     auto mat = [&](const std::vector<float>& v) {
       return torch::tensor(v, torch::kFloat).reshape({in.b, in.t});
@@ -167,11 +183,9 @@ TEST(GrpoLossCudaTest, MatchesReferenceOnRandomInputs) {
     for (int64_t t : {1, 257, 4096}) {
       const Inputs in = RandomInputs(7, t, 19);
       const int64_t n = in.b * in.t;
-      std::vector<float> loss(n), g_lp(n), g_ent(n);
-      GrpoLossStats st;
-      GrpoLossReference(in.lp.data(), in.old.data(), in.ref.data(), in.ent.data(),
-                        in.adv_tok.data(), in.w_tok.data(), in.mask.data(), n, s.p, loss.data(),
-                        g_lp.data(), g_ent.data(), &st);
+      const Outputs expected = Reference(in, s.p);
+      const std::vector<float>&loss = expected.loss, &g_lp = expected.g_lp, &g_ent = expected.g_ent;
+      const GrpoLossStats& st = expected.stats;
       DeviceBuffer<float> lp(in.lp), old(in.old), ref(in.ref), ent(in.ent), adv(in.adv_tok),
           w(in.w_tok), d_loss(n), d_glp(n), d_gent(n);
       DeviceBuffer<uint8_t> mask(in.mask);
