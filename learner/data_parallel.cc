@@ -175,6 +175,15 @@ Status DataParallel::AllReduce(std::vector<double>* values, bool max) {
   return Status::Ok();
 }
 
+Result<bool> DataParallel::SameOnEveryRank(uint64_t value) {
+  // Two exact 32-bit halves; equal maxima and minima across the ranks mean one value everywhere.
+  const double hi = static_cast<double>(value >> 32);
+  const double lo = static_cast<double>(value & 0xffffffffull);
+  std::vector<double> v = {hi, lo, -hi, -lo};
+  CHAINRL_RETURN_IF_ERROR(AllReduce(&v, /*max=*/true));
+  return v[0] == -v[2] && v[1] == -v[3];
+}
+
 Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
   std::vector<at::Tensor> grads;
   for (const at::Tensor& p : params) {

@@ -54,6 +54,9 @@ class DataParallel {
   Status AllReduce(const std::vector<at::Tensor>& tensors, bool max = false);
   // The same for a few numbers (counts, normalisers, figures), reduced in float64.
   Status AllReduce(std::vector<double>* values, bool max = false);
+  // Whether every rank passed the same value (e.g. a digest of its parameters); every rank gets
+  // the same answer.
+  Result<bool> SameOnEveryRank(uint64_t value);
   // Sums the gradients of `params` across ranks in place; a parameter without a gradient counts
   // as zeros (and gets the sum).
   Status SumGradients(const std::vector<at::Tensor>& params);

@@ -59,6 +59,12 @@ using nlohmann::json;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+uint64_t Fnv1a(uint64_t h, const char* bytes, size_t n) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(bytes[i])) * 1099511628211ull;
+  return h;
+}
+
 uint64_t Mix(uint64_t x) {  // splitmix64
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -259,6 +265,8 @@ class Learner {
   Status Tell(const RankMessage& m);  // to every other rank
   // Every rank: agree on a digest of the parameters; false when a rank's differ (a bug).
   Result<bool> ParametersAgree();
+  // Every rank: InvalidArgument unless every rank's model has the same parameter layout.
+  Status CheckSameModel();
   Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
   Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
   // The options of an RL or online preference update (offline preference: what it reads).
@@ -1651,18 +1659,30 @@ Status Learner::Tell(const RankMessage& m) {
 }
 
 Result<bool> Learner::ParametersAgree() {
-  // FNV-1a over the parameters' bytes, as two exact 32-bit halves; equal maxima and minima across
-  // the ranks mean every rank holds the same bits.
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnvOffset;  // FNV-1a over the parameters' bytes
   for (const auto& p : model_->parameters()) {
     torch::Tensor t = p.detach().to(torch::kCPU).contiguous();
-    const auto* b = static_cast<const unsigned char*>(t.data_ptr());
-    for (size_t i = 0; i < t.nbytes(); ++i) h = (h ^ b[i]) * 1099511628211ull;
+    h = Fnv1a(h, static_cast<const char*>(t.data_ptr()), t.nbytes());
   }
-  const double hi = static_cast<double>(h >> 32), lo = static_cast<double>(h & 0xffffffffull);
-  std::vector<double> v = {hi, lo, -hi, -lo};
-  CHAINRL_RETURN_IF_ERROR(dp_->AllReduce(&v, /*max=*/true));
-  return v[0] == -v[2] && v[1] == -v[3];
+  return dp_->SameOnEveryRank(h);
+}
+
+Status Learner::CheckSameModel() {
+  // Names, shapes and dtypes of the parameters: a rank started with another model config would
+  // otherwise fail inside a collective with an unhelpful message, or worse.
+  std::string layout;
+  for (const auto& [name, p] : model_->named_parameters().pairs()) {
+    layout += name + ":" + std::to_string(static_cast<int>(p.scalar_type()));
+    for (int64_t d : p.sizes()) layout += "," + std::to_string(d);
+    layout += ";";
+  }
+  CHAINRL_ASSIGN_OR_RETURN(bool same, dp_->SameOnEveryRank(Fnv1a(kFnvOffset, layout.data(),
+                                                                 layout.size())));
+  if (same) return Status::Ok();
+  return InvalidArgument("data parallel: the ranks' models differ (parameter names, shapes or "
+                         "dtypes); every rank must run the same model config (this rank: " +
+                         std::to_string(model_->named_parameters().size()) + " parameters, " +
+                         model::TorchDtypeName(model_->options().dtype) + ")");
 }
 
 Status Learner::FollowStep(const RankMessage& m) {
@@ -1723,6 +1743,7 @@ Status Learner::Follow() {
                                  "checkpoint (checkpoint.dir must be readable by every rank)");
           CHAINRL_LOG(kInfo) << "resumed from " << m.resume_dir << " at step " << step_;
         }
+        CHAINRL_RETURN_IF_ERROR(CheckSameModel());
         CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
         if (sft_done_ && optimizer_) {  // resumed in the RL phase: its reference, as rank 0's
           CHAINRL_RETURN_IF_ERROR(LoadReference());
@@ -1786,6 +1807,7 @@ Status Learner::Run() {
     m.sft_done = sft_done_;
     m.resume_dir = resumed_from_;
     CHAINRL_RETURN_IF_ERROR(Tell(m));
+    CHAINRL_RETURN_IF_ERROR(CheckSameModel());
     CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
     CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
                        << ", the batch of every update split across the ranks";

@@ -354,6 +354,37 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
+// `chainrl learner CONFIG --run-dir RUN_DIR` as ranks 0..n-1 of one group (torchrun's variables,
+// a fresh port), rank r with extra arguments rank_args[r]; output in RUN_DIR-rank<r>.out.
+std::vector<pid_t> StartLearnerRanks(const std::string& config, const std::string& run_dir,
+                                     const std::vector<std::vector<std::string>>& rank_args) {
+  const std::string port = std::to_string(FreePort());
+  const std::string world = std::to_string(rank_args.size());
+  std::vector<pid_t> ranks;
+  for (size_t r = 0; r < rank_args.size(); ++r) {
+    const std::string out = run_dir + "-rank" + std::to_string(r) + ".out";
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (std::freopen(out.c_str(), "w", stdout) == nullptr) _exit(127);
+      dup2(1, 2);
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", world.c_str(), 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", port.c_str(), 1);
+      std::vector<std::string> args = {CHAINRL_BIN, "learner", config, "--run-dir", run_dir,
+                                       "--set", "model.init.enabled=false"};
+      args.insert(args.end(), rank_args[r].begin(), rank_args[r].end());
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    ranks.push_back(pid);
+  }
+  return ranks;
+}
+
 // Data parallelism as torchrun starts it: two `chainrl learner` processes given RANK, WORLD_SIZE,
 // MASTER_ADDR and MASTER_PORT train the offline DPO run above. Rank 0 splits each step's pairs
 // with rank 1 and the gradients are summed, so every step's loss, margin, accuracy and gradient
@@ -368,28 +399,7 @@ overrides = { "learner.lr" = 5e-3 }
 )");
   const std::string one = (dir / "one").string(), two = (dir / "two").string();
   ASSERT_EQ(Train(config, one, 120), 0) << ReadText(one + ".out");  // also creates the model
-  const std::string port = std::to_string(FreePort());
-  std::vector<pid_t> ranks;
-  for (int r = 0; r < 2; ++r) {
-    const std::string out = two + "-rank" + std::to_string(r) + ".out";
-    pid_t pid = fork();
-    if (pid == 0) {
-      if (std::freopen(out.c_str(), "w", stdout) == nullptr) _exit(127);
-      dup2(1, 2);
-      setenv("RANK", std::to_string(r).c_str(), 1);
-      setenv("WORLD_SIZE", "2", 1);
-      setenv("MASTER_ADDR", "127.0.0.1", 1);
-      setenv("MASTER_PORT", port.c_str(), 1);
-      std::vector<std::string> args = {CHAINRL_BIN, "learner", config, "--run-dir", two,
-                                       "--set", "model.init.enabled=false"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    ranks.push_back(pid);
-  }
+  std::vector<pid_t> ranks = StartLearnerRanks(config, two, {{}, {}});
   for (int r = 0; r < 2; ++r)
     EXPECT_EQ(chainrl::testing::WaitFor(ranks[static_cast<size_t>(r)], 120), 0)
         << ReadText(two + "-rank" + std::to_string(r) + ".out");
@@ -415,6 +425,24 @@ overrides = { "learner.lr" = 5e-3 }
   // The later steps move the policy away from its start: the two runs agree beyond step 1.
   EXPECT_LT(a.back()["loss"].get<double>(), 0.5 * std::log(2.0));
   EXPECT_DOUBLE_EQ(b.back()["lr"].get<double>(), 5e-3);  // the stage reached rank 0's optimiser
+
+  // A rank started with another model (here a wider one) is refused on every rank, naming why,
+  // before any parameter travels.
+  const std::string other = (dir / "other-model").string();
+  ASSERT_EQ(std::system((std::string(CHAINRL_BIN) +
+                         " init-model --arch qwen2 --layers 1 --hidden 48 --heads 2 "
+                         "--intermediate 64 --tokenizer bytes --out " + other + " > /dev/null")
+                            .c_str()),
+            0);
+  const std::string bad = (dir / "bad").string();
+  ranks = StartLearnerRanks(config, bad, {{}, {"--set", "model.path=\"" + other + "\""}});
+  std::vector<int> codes;
+  for (pid_t pid : ranks) codes.push_back(chainrl::testing::WaitFor(pid, 60));
+  for (int r = 0; r < 2; ++r) {
+    const std::string out = ReadText(bad + "-rank" + std::to_string(r) + ".out");
+    EXPECT_EQ(codes[static_cast<size_t>(r)], 2) << out;
+    EXPECT_NE(out.find("the ranks' models differ"), std::string::npos) << out;
+  }
   fs::remove_all(dir);
 }
 
