@@ -312,7 +312,8 @@ ConfigSchema Build() {
                           "Endpoint the learner binds; `ipc://` alone means a socket in the run "
                           "directory. Loopback unless set otherwise."),
                       CheckEndpoint));
-  k.push_back(Int("learner.threads", 0, 0, 1024, "Compute threads; 0 uses every core."));
+  k.push_back(Int("learner.threads", 0, 0, 1024,
+                  "Compute threads; 0 uses every core (shared by the learner ranks on one host)."));
   k.push_back(Float("learner.lr", 1e-6, 0.0, 1.0, "Peak learning rate (AdamW).", true));
   k.push_back(Float("learner.weight_decay", 0.01, 0.0, 10.0,
                     "Decoupled weight decay; norms and biases are never decayed."));

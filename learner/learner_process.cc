@@ -267,6 +267,7 @@ class Learner {
   Result<bool> ParametersAgree();
   // Every rank: InvalidArgument unless every rank's model has the same parameter layout.
   Status CheckSameModel();
+  void SetThreads() const;  // learner.threads, or this host's cores shared by its ranks
   Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
   Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
   // The options of an RL or online preference update (offline preference: what it reads).
@@ -1612,6 +1613,20 @@ Status Learner::RunOfflinePreference() {
   return Status::Ok();
 }
 
+void Learner::SetThreads() const {
+  if (std::getenv("CHAINRL_THREADS") != nullptr) return;  // the environment overrides the config
+  int64_t threads = c_.GetInt("learner.threads");
+  if (threads == 0) {
+    // Every core, shared by the ranks on this host (torchrun's LOCAL_WORLD_SIZE; chainrl train
+    // sets it too), so that N ranks do not each start a thread per core.
+    int64_t local = 1;
+    if (const char* v = std::getenv("LOCAL_WORLD_SIZE"); v != nullptr && dp_ != nullptr)
+      local = std::max<int64_t>(1, std::strtoll(v, nullptr, 10));
+    threads = std::max<int64_t>(1, std::max(1u, std::thread::hardware_concurrency()) / local);
+  }
+  at::set_num_threads(static_cast<int>(threads));
+}
+
 Result<std::unique_ptr<Optimizer>> Learner::MakeSftOptimizer() const {
   OptimizerOptions oo = lo_.optimizer;
   oo.lr = c_.GetFloat("sft.lr");
@@ -1706,11 +1721,7 @@ Status Learner::FollowStep(const RankMessage& m) {
 Status Learner::Follow() {
   const int rank = dp_->rank();
   log::SetRole("learner-rank" + std::to_string(rank));
-  if (std::getenv("CHAINRL_THREADS") == nullptr) {
-    int64_t threads = c_.GetInt("learner.threads");
-    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    at::set_num_threads(static_cast<int>(threads));
-  }
+  SetThreads();
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
   offline_preference_ = lo_.offline_preference;
   CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
@@ -1784,11 +1795,7 @@ Status Learner::Follow() {
 
 Status Learner::Run() {
   log::SetRole("learner");
-  if (std::getenv("CHAINRL_THREADS") == nullptr) {  // the environment overrides the config
-    int64_t threads = c_.GetInt("learner.threads");
-    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    at::set_num_threads(static_cast<int>(threads));
-  }
+  SetThreads();
   CHAINRL_RETURN_IF_ERROR(Setup());
   if (dp_ && lo_.drpo)
     return InvalidArgument(
