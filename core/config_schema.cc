@@ -146,7 +146,8 @@ ConfigSchema Build() {
        "`chainrl learner` ranks themselves (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Rank 0 "
        "talks to the actors, checkpoints and publishes weights, and splits every update's batch "
        "across the ranks; gradients are summed, so each step equals one process's on the whole "
-       "batch. Every rank must be able to read checkpoint.dir to resume."},
+       "batch. Every rank must be able to read checkpoint.dir to resume; under a launcher that "
+       "restarts failed groups (torchrun --max-restarts), set checkpoint.resume = \"latest\"."},
   };
 
   const std::vector<std::optional<double>> none;
