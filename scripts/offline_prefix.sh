@@ -6,6 +6,10 @@
 #       On a Debian 12 machine that reaches Debian's archive: downloads chainrl's library packages
 #       and their dependencies (not the base system, the compiler or LibTorch), unpacks them into
 #       DIR/root and writes DIR/env.sh. Copy DIR to the target machine.
+#   scripts/offline_prefix.sh unpack DIR
+#       On the target, when only DIR/debs was copied (about 45 MB, against about 175 MB unpacked):
+#       unpacks it into DIR/root and writes DIR/env.sh (needs dpkg-deb, which Debian and Ubuntu
+#       have).
 #   scripts/offline_prefix.sh build DIR [--torch CMAKE_PREFIX] [--build-dir BUILD] [TARGET...]
 #       On the target: configures chainrl in BUILD (default build-offline) with the libraries in
 #       DIR and the LibTorch at CMAKE_PREFIX (default: the `torch` wheel's,
@@ -26,7 +30,7 @@ PACKAGES=(libzmq3-dev cppzmq-dev libprotobuf-dev protobuf-compiler libtomlpluspl
 BASE='^(adduser|cdebconf|debconf|dpkg|tar|passwd|install-info|readline-common|gcc-[0-9]+-base|libc6|libc6-dev|libc-dev-bin|linux-libc-dev|libcrypt1|libcrypt-dev|libgcc-s1|libstdc\+\+6|libpam.*|libselinux1|libsemanage.*|libsepol2|libaudit.*|libacl1|libcap-ng0|libdebian-installer4|libnewt.*|libslang2|libtextwrap1|libtinfo6|libreadline8|libdb5\.3)$'
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
@@ -42,6 +46,18 @@ fetch() {
             grep -Ev "$BASE")
   echo "offline_prefix: $(echo "$closure" | wc -l) packages"
   (cd "$dir/debs" && apt-get download $closure >/dev/null)
+  unpack "$dir"
+  echo "offline_prefix: copy $dir (or only $dir/debs, then run unpack there) to the target, then:"
+  echo "offline_prefix:   scripts/offline_prefix.sh build $dir"
+}
+
+unpack() {
+  local dir="$1"
+  command -v dpkg-deb >/dev/null || { echo "offline_prefix: unpack needs dpkg-deb" >&2; exit 1; }
+  ls "$dir"/debs/*.deb >/dev/null 2>&1 ||
+    { echo "offline_prefix: no packages in $dir/debs: run fetch first" >&2; exit 1; }
+  dir="$(cd "$dir" && pwd)"
+  mkdir -p "$dir/root"
   for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
   local lib="$dir/root/usr/lib/x86_64-linux-gnu"
   cat > "$dir/env.sh" <<ENV
@@ -57,13 +73,15 @@ export PKG_CONFIG_LIBDIR="\$_p/usr/lib/x86_64-linux-gnu/pkgconfig:\$_p/usr/share
 export PKG_CONFIG_SYSROOT_DIR="\$_p"
 unset _p
 ENV
-  # Absolute symlinks in the packages (libfoo.so -> /usr/lib/...) must point inside the root.
+  # Absolute symlinks in the packages (libfoo.so -> /lib/...) must point inside the root; relative
+  # ones keep DIR movable.
   find "$dir/root" -type l | while read -r l; do
     t=$(readlink "$l")
-    case "$t" in /*) ln -sfn "$dir/root$t" "$l" ;; esac
+    case "$t" in
+      /*) ln -sfn "$(realpath -m --relative-to="$(dirname "$l")" "$dir/root$t")" "$l" ;;
+    esac
   done
   echo "offline_prefix: unpacked into $dir/root ($(du -sh "$dir/root" | cut -f1)); libraries in $lib"
-  echo "offline_prefix: copy $dir to the target, then: scripts/offline_prefix.sh build $dir"
 }
 
 build() {
@@ -104,6 +122,7 @@ build() {
 [ $# -ge 2 ] || usage
 case "$1" in
   fetch) fetch "$2" ;;
+  unpack) unpack "$2" ;;
   build) shift; build "$@" ;;
   *) usage ;;
 esac
