@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "core/check.h"
+#include "kernels/torch_ops.h"
 
 namespace chainrl::rollout {
 namespace {
@@ -104,6 +105,22 @@ SampledTokens SampleTokens(const torch::Tensor& logits, const std::vector<Sampli
                 "logits " << logits.sizes() << ", " << params.size() << " params, "
                           << counters.size() << " counters");
   torch::NoGradGuard no_grad;
+  if (kernels::CudaKernelsServe(logits) && !want_entropy) {
+    // On a GPU: the fused sampling kernel, the same definition at the same uniforms.
+    std::vector<float> temperature(b), top_p(b), uniform(b);
+    std::vector<int64_t> top_k(b);
+    for (int64_t i = 0; i < b; ++i) {
+      temperature[i] = static_cast<float>(params[i].temperature);
+      top_k[i] = params[i].top_k;
+      top_p[i] = static_cast<float>(params[i].top_p);
+      uniform[i] = static_cast<float>(SampleUniform(params[i].seed, counters[i]));
+    }
+    auto [tokens, logprobs] = kernels::CudaSample(logits, temperature, top_k, top_p, uniform);
+    SampledTokens out;
+    out.tokens = tokens;
+    out.logprobs = logprobs;
+    return out;
+  }
   auto x = logits.to(torch::kFloat32);
   RowTensors rows = MakeRows(params, x.size(1), x.device());
   auto scaled = x * rows.inv_temp;
