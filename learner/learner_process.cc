@@ -23,6 +23,7 @@
 #include <torch/torch.h>
 
 #include "core/channel.h"
+#include "core/crc32c.h"
 #include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/log.h"
@@ -58,12 +59,6 @@ using std::chrono::milliseconds;
 using nlohmann::json;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-constexpr uint64_t kFnvOffset = 1469598103934665603ull;
-uint64_t Fnv1a(uint64_t h, const char* bytes, size_t n) {
-  for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(bytes[i])) * 1099511628211ull;
-  return h;
-}
 
 uint64_t Mix(uint64_t x) {  // splitmix64
   x += 0x9e3779b97f4a7c15ull;
@@ -1674,12 +1669,12 @@ Status Learner::Tell(const RankMessage& m) {
 }
 
 Result<bool> Learner::ParametersAgree() {
-  uint64_t h = kFnvOffset;  // FNV-1a over the parameters' bytes
+  uint32_t crc = 0;  // over the parameters' bytes
   for (const auto& p : model_->parameters()) {
     torch::Tensor t = p.detach().to(torch::kCPU).contiguous();
-    h = Fnv1a(h, static_cast<const char*>(t.data_ptr()), t.nbytes());
+    crc = crc32c::Extend(crc, t.data_ptr(), t.nbytes());
   }
-  return dp_->SameOnEveryRank(h);
+  return dp_->SameOnEveryRank(crc);
 }
 
 Status Learner::CheckSameModel() {
@@ -1691,8 +1686,8 @@ Status Learner::CheckSameModel() {
     for (int64_t d : p.sizes()) layout += "," + std::to_string(d);
     layout += ";";
   }
-  CHAINRL_ASSIGN_OR_RETURN(bool same, dp_->SameOnEveryRank(Fnv1a(kFnvOffset, layout.data(),
-                                                                 layout.size())));
+  CHAINRL_ASSIGN_OR_RETURN(bool same,
+                           dp_->SameOnEveryRank(crc32c::Value(layout.data(), layout.size())));
   if (same) return Status::Ok();
   return InvalidArgument("data parallel: the ranks' models differ (parameter names, shapes or "
                          "dtypes); every rank must run the same model config (this rank: " +
