@@ -271,6 +271,10 @@ class Learner {
   Status FollowStep(const RankMessage& m);
 
   Status Setup();
+  // Parts of Setup that ranks other than 0 need too: the objective and shaping options from the
+  // config, and the policy model.
+  Status SetupObjective();
+  Status LoadPolicy();
   Status Resume(const std::string& spec);
   Status RunSft();
   Status RunOfflinePreference();
@@ -469,7 +473,7 @@ Status Learner::SetupEmbeddings() {
   return Status::Ok();
 }
 
-Status Learner::Setup() {
+Status Learner::SetupObjective() {
   CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
   // The DPO family: offline from prompt/chosen/rejected JSONL (no actors), or online from each
   // group's best and worst rollouts.
@@ -478,6 +482,23 @@ Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
                            ProcessShapingOptionsFromConfig(c_, lo_.advantages));
   shaping_ = std::make_unique<ProcessShaping>(std::move(so));
+  return Status::Ok();
+}
+
+Status Learner::LoadPolicy() {
+  CHAINRL_ASSIGN_OR_RETURN(auto mo,
+                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
+  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
+                     << model::TorchDtypeName(mo.dtype) << " weights, "
+                     << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
+                     << mo.device.str();
+  return Status::Ok();
+}
+
+Status Learner::Setup() {
+  CHAINRL_RETURN_IF_ERROR(SetupObjective());
   if (offline_preference_) {
     if (c_.GetString("data.source") != "jsonl" || c_.GetStringList("data.train_files").empty())
       return InvalidArgument(
@@ -500,14 +521,7 @@ Status Learner::Setup() {
     CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
     if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
   }
-  CHAINRL_ASSIGN_OR_RETURN(auto mo,
-                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
-  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
-  CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
-                     << model::TorchDtypeName(mo.dtype) << " weights, "
-                     << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
-                     << mo.device.str();
+  CHAINRL_RETURN_IF_ERROR(LoadPolicy());
   LedgerOptions lo;
   lo.heartbeat_timeout =
       milliseconds(static_cast<int64_t>(c_.GetFloat("actors.heartbeat_timeout_seconds") * 1000));
@@ -558,11 +572,7 @@ Status Learner::Resume(const std::string& spec) {
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir));
   const json& s = peek.state;
   sft_done_ = s.value("sft_done", false);
-  if (sft_done_) {
-    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
-  } else {
-    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
-  }
+  CHAINRL_ASSIGN_OR_RETURN(optimizer_, sft_done_ ? MakeRlOptimizer() : MakeSftOptimizer());
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, LoadCheckpoint(*dir, *model_, *optimizer_));
   resumed_from_ = fs::absolute(*dir).string();  // other ranks may start elsewhere
   try {
@@ -1051,10 +1061,9 @@ void Learner::Dispatch() {
     if (a.pending_credits <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
     // Continuations go back to the actor that generated their last segment when it asks for
     // work: it may still hold their KV (under the same weights) and resume without a prefill.
-    const std::string& who = name;
-    auto own_continuation = [this, &who](uint64_t gid) {
+    auto own_continuation = [this, &name = name](uint64_t gid) {
       auto it = segment_actor_.find(gid);
-      return it != segment_actor_.end() && it->second == who;
+      return it != segment_actor_.end() && it->second == name;
     };
     std::vector<Lease> leases =
         ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits),
@@ -1717,15 +1726,8 @@ Status Learner::Follow() {
   const int rank = dp_->rank();
   log::SetRole("learner-rank" + std::to_string(rank));
   SetThreads();
-  CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
-  offline_preference_ = lo_.offline_preference;
-  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
-                           ProcessShapingOptionsFromConfig(c_, lo_.advantages));
-  shaping_ = std::make_unique<ProcessShaping>(std::move(so));  // stages set its options
-  CHAINRL_ASSIGN_OR_RETURN(auto mo,
-                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
-  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_RETURN_IF_ERROR(SetupObjective());  // shaping too: curriculum stages set its options
+  CHAINRL_RETURN_IF_ERROR(LoadPolicy());
   CHAINRL_LOG(kInfo) << "data parallel: rank " << rank << " of " << dp_->world_size()
                      << ", following rank 0";
   int64_t updates = 0;
@@ -1738,11 +1740,8 @@ Status Learner::Follow() {
         sft_step_ = m.sft_step;
         sft_done_ = m.sft_done;
         if (!m.resume_dir.empty()) {  // the same optimiser state as rank 0 (a shared directory)
-          if (sft_done_) {
-            CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
-          } else {
-            CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
-          }
+          CHAINRL_ASSIGN_OR_RETURN(optimizer_,
+                                   sft_done_ ? MakeRlOptimizer() : MakeSftOptimizer());
           Status st = LoadCheckpoint(m.resume_dir, *model_, *optimizer_).status();
           if (!st.ok())
             return st.WithPrefix("rank " + std::to_string(rank) + " resuming from rank 0's " +
