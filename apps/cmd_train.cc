@@ -153,8 +153,15 @@ class Launcher {
     return a;
   }
   Status StartLearner(bool resume);
-  // Stops the learner's other ranks (SIGKILL when `kill_now` or after a grace period).
-  void StopFollowers(bool kill_now);
+  // Sends `sig` (0: none, only wait) to every child still running, then reaps each, killing
+  // (SIGKILL) whichever is still there after `grace` seconds.
+  void StopAll(std::vector<Child*> children, int sig, double grace);
+  // The learner's other ranks: told to stop (they leave once rank 0 has), or killed at once.
+  void StopFollowers(bool kill_now) {
+    std::vector<Child*> f;
+    for (auto& c : followers_) f.push_back(&c);
+    StopAll(f, kill_now ? SIGKILL : SIGTERM, kill_now ? 5.0 : 30.0);
+  }
   Status StartActor(Child& a, int index);
   void StopChild(Child& ch, int sig) {
     if (ch.pid > 0) kill(ch.pid, sig);
@@ -215,13 +222,13 @@ Status Launcher::StartLearner(bool resume) {
   return Status::Ok();
 }
 
-void Launcher::StopFollowers(bool kill_now) {
-  for (auto& f : followers_) StopChild(f, kill_now ? SIGKILL : SIGTERM);
-  for (auto& f : followers_) {
+void Launcher::StopAll(std::vector<Child*> children, int sig, double grace) {
+  for (Child* c : children) StopChild(*c, sig);
+  for (Child* c : children) {
     int status = 0;
-    if (!WaitExit(f, kill_now ? 5.0 : 30.0, &status)) {
-      StopChild(f, SIGKILL);
-      WaitExit(f, 5.0, &status);
+    if (!WaitExit(*c, grace, &status)) {
+      StopChild(*c, SIGKILL);
+      WaitExit(*c, 5.0, &status);
     }
   }
 }
@@ -485,22 +492,11 @@ int Launcher::Run(std::atomic<bool>& stop) {
     UpdateScrapeTargets();
     Progress(false);
   }
-  // The learner has finished (or failed): actors leave.
-  for (auto& a : actors_) StopChild(a, SIGTERM);
-  for (auto& a : actors_) {
-    int status = 0;
-    if (!WaitExit(a, 10.0, &status)) {
-      StopChild(a, SIGKILL);
-      WaitExit(a, 5.0, &status);
-    }
-  }
-  if (learner_.pid > 0) {
-    int status = 0;
-    if (!WaitExit(learner_, 30.0, &status)) {
-      StopChild(learner_, SIGKILL);
-      WaitExit(learner_, 5.0, &status);
-    }
-  }
+  // The learner has finished (or failed): actors leave; a learner still running gets 30 s.
+  std::vector<Child*> actors;
+  for (auto& a : actors_) actors.push_back(&a);
+  StopAll(actors, SIGTERM, 10.0);
+  StopAll({&learner_}, 0, 30.0);
   StopFollowers(false);
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
   if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
