@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "kernels/torch_ops.h"
 
 namespace chainrl::learner {
 namespace {
@@ -337,14 +338,26 @@ Tensor MaskTruncatedSamples(const Tensor& mask, const Tensor& truncated) {
   return torch::where(keep, mask, torch::zeros_like(mask));
 }
 
+// No gradient to keep and the logits on a GPU: the fused per-token statistics kernel.
+static bool FusedStatsServe(const Tensor& logits) {
+  return kernels::CudaKernelsServe(logits) &&
+         !(torch::GradMode::is_enabled() && logits.requires_grad());
+}
+
 Tensor TokenLogprobs(const Tensor& logits, const Tensor& targets, double temperature) {
   CHAINRL_CHECK(logits.dim() == targets.dim() + 1, "logits [..,V] vs targets [..]");
+  if (FusedStatsServe(logits)) return kernels::CudaTokenStats(logits, targets, temperature).first;
   const Tensor lsm = torch::log_softmax(logits / temperature, -1);
   // Ignored labels (−100) gather index 0; the caller's mask removes them.
   return lsm.gather(-1, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1);
 }
 
 Tensor TokenEntropy(const Tensor& logits, double temperature) {
+  if (FusedStatsServe(logits)) {
+    auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(logits.device());
+    const Tensor any = torch::zeros(logits.sizes().slice(0, logits.dim() - 1), i64);
+    return kernels::CudaTokenStats(logits, any, temperature).second;
+  }
   const Tensor lsm = torch::log_softmax(logits / temperature, -1);
   return -(torch::exp(lsm) * lsm).sum(-1);
 }

@@ -179,9 +179,11 @@ LogprobMismatch ComputeLogprobMismatch(const torch::Tensor& train_logprobs,
 torch::Tensor MaskTruncatedSamples(const torch::Tensor& mask, const torch::Tensor& truncated);
 
 // Per-token log-probabilities of `targets` under softmax(logits / temperature): [B,T,V] → [B,T].
+// Without a gradient to keep, CUDA logits go to the fused kernel (kernels/torch_ops.h).
 torch::Tensor TokenLogprobs(const torch::Tensor& logits, const torch::Tensor& targets,
                             double temperature = 1.0);
 // Full-vocabulary entropy −Σ_j p_j log p_j of softmax(logits / temperature): [B,T,V] → [B,T].
+// Likewise served by the fused kernel on CUDA when no gradient is kept.
 torch::Tensor TokenEntropy(const torch::Tensor& logits, double temperature = 1.0);
 
 // SFT: Σ_{tokens in chunk} −m·ℓ / total_tokens, where total_tokens is the global count of

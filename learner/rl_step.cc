@@ -8,7 +8,6 @@
 #include <torch/torch.h>
 
 #include "core/check.h"
-#include "kernels/torch_ops.h"
 #include "learner/advantages.h"
 #include "learner/data_parallel.h"
 #include "learner/objectives.h"
@@ -136,10 +135,7 @@ Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperatur
   for (int64_t t0 = 0; t0 < p.T; t0 += chunk) {
     const int64_t t1 = std::min(p.T, t0 + chunk);
     Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
-    const Tensor targets = p.targets.slice(1, t0, t1);
-    parts.push_back(kernels::CudaKernelsServe(logits)  // on a GPU: the fused kernel
-                        ? kernels::CudaTokenStats(logits, targets, temperature).first
-                        : TokenLogprobs(logits, targets, temperature));
+    parts.push_back(TokenLogprobs(logits, p.targets.slice(1, t0, t1), temperature));
   }
   return torch::cat(parts, 1);
 }
@@ -201,11 +197,7 @@ void FillMeanEntropy(model::DecoderModel& m, const std::vector<Seq*>& rows, int6
     for (int64_t t0 = 0; t0 < p.T; t0 += 256) {
       const int64_t t1 = std::min(p.T, t0 + 256);
       Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
-      Tensor ent =
-          (kernels::CudaKernelsServe(logits)
-               ? kernels::CudaTokenStats(logits, p.targets.slice(1, t0, t1), temperature).second
-               : TokenEntropy(logits, temperature))
-              .to(torch::kFloat64);
+      Tensor ent = TokenEntropy(logits, temperature).to(torch::kFloat64);
       sum += (ent * p.mask.slice(1, t0, t1).to(torch::kFloat64)).sum(1);
     }
     for (size_t b = 0; b < mb.size(); ++b)
