@@ -27,9 +27,9 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
+#include "learner/run_options.h"
 #include "model/hf_config.h"
 #include "model/model_init.h"
-#include "learner/run_options.h"
 #include "rewards/reward_config.h"
 
 namespace chainrl::app {
@@ -176,8 +176,8 @@ class Launcher {
   std::vector<std::string> sets_;
   std::string run_dir_;
   std::string exe_ = SelfExe();
-  Child learner_;                  // rank 0 of the learner: the one actors talk to
-  std::vector<Child> followers_;   // its other ranks (distributed.learner_ranks > 1)
+  Child learner_;                 // rank 0 of the learner: the one actors talk to
+  std::vector<Child> followers_;  // its other ranks (distributed.learner_ranks > 1)
   std::vector<Child> actors_;
   std::unique_ptr<metrics::MetricsRegistry> metrics_;
   std::string last_line_;
@@ -407,8 +407,8 @@ int Launcher::Run(std::atomic<bool>& stop) {
       if (f.pid > 0 && learner_.pid > 0 && waitpid(f.pid, &status, WNOHANG) == f.pid) {
         f.pid = -1;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
-        std::printf("\n%s exited (%s) while rank 0 ran; stopping the learner\n%s",
-                    f.name.c_str(), DescribeExit(status).c_str(), Tail(f.log, 5).c_str());
+        std::printf("\n%s exited (%s) while rank 0 ran; stopping the learner\n%s", f.name.c_str(),
+                    DescribeExit(status).c_str(), Tail(f.log, 5).c_str());
         StopChild(learner_, SIGKILL);
       }
     }

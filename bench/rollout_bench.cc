@@ -36,7 +36,7 @@ struct BenchConfig {
   int64_t group = 8, prompt = 1024, group_new = 64;
   int64_t requests = 256, slots = 16, median_len = 24;
   int64_t steps = 8, warmup_steps = 8, segment = 64, call_factor = 4, kv_stash_mb = 256;
-  int64_t segment_group = 8;    // samples per prompt in the segment comparison (a GRPO group)
+  int64_t segment_group = 8;   // samples per prompt in the segment comparison (a GRPO group)
   double min_occupancy = 1.0;  // segmented calls end once a slot would idle with nothing waiting
   int64_t repeats = 5;  // prefix and segment comparisons: alternate runs, best time of each kept
   uint64_t seed = 1;

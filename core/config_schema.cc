@@ -147,8 +147,8 @@ ConfigSchema Build() {
        "talks to the actors, checkpoints and publishes weights, and splits every update's batch "
        "across the ranks; gradients are summed, so each step equals one process's on the whole "
        "batch. Every rank must be able to read checkpoint.dir to resume; under a launcher that "
-       "restarts failed groups (torchrun --max-restarts), set checkpoint.resume = \"latest\" and a fixed "
-       "run.run_dir, so that a restarted rank 0 finds the checkpoints."},
+       "restarts failed groups (torchrun --max-restarts), set checkpoint.resume = \"latest\" and a "
+       "fixed run.run_dir, so that a restarted rank 0 finds the checkpoints."},
   };
 
   const std::vector<std::optional<double>> none;

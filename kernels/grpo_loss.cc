@@ -53,8 +53,8 @@ void GrpoLossReference(const float* logprob, const float* old_logprob, const flo
         if (p.kl_k3_plus) {
           dk = lp - ref;
         } else {
-          const bool pass = y_raw >= -20.0 && y_raw <= 20.0 && k_raw >= -p.kl_clamp &&
-                            k_raw <= p.kl_clamp;
+          const bool pass =
+              y_raw >= -20.0 && y_raw <= 20.0 && k_raw >= -p.kl_clamp && k_raw <= p.kl_clamp;
           dk = pass ? -(std::exp(y) - 1.0) : 0.0;
         }
         per += p.kl_coef * kl;
@@ -69,7 +69,8 @@ void GrpoLossReference(const float* logprob, const float* old_logprob, const flo
     const double mw = m ? w : 0.0;
     loss[i] = static_cast<float>(mw * per);
     if (grad_logprob) grad_logprob[i] = static_cast<float>(mw * dper);
-    if (grad_entropy) grad_entropy[i] = static_cast<float>(p.entropy_coef > 0 ? -mw * p.entropy_coef : 0.0);
+    if (grad_entropy)
+      grad_entropy[i] = static_cast<float>(p.entropy_coef > 0 ? -mw * p.entropy_coef : 0.0);
     if (m) {
       s.tokens += 1;
       s.clipped += clipped ? 1 : 0;

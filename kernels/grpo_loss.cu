@@ -114,8 +114,8 @@ __global__ void GrpoLossKernel(const float* __restrict__ logprob,
 
 cudaError_t GrpoLossCuda(const float* logprob, const float* old_logprob, const float* ref_logprob,
                          const float* entropy, const float* advantage, const float* weight,
-                         const uint8_t* mask, int64_t n, const GrpoLossParams& params,
-                         float* loss, float* grad_logprob, float* grad_entropy, double* stats,
+                         const uint8_t* mask, int64_t n, const GrpoLossParams& params, float* loss,
+                         float* grad_logprob, float* grad_entropy, double* stats,
                          cudaStream_t stream) {
   if (n <= 0) return cudaSuccess;
   if (params.kl_coef > 0.f && ref_logprob == nullptr) return cudaErrorInvalidValue;

@@ -10,14 +10,14 @@
 namespace chainrl::kernels {
 
 struct GrpoLossParams {
-  float clip_low = 0.2f;          // ε_low: the ratio is clipped to [1 − ε_low, 1 + ε_high]
-  float clip_high = 0.2f;         // ε_high
-  float dual_clip_c = 0.f;        // > 0: for Â < 0 the loss is min(L_clip, −Â·c)
-  float log_ratio_clamp = 20.f;   // r = exp(clamp(ℓ − ℓ_old, ±clamp))
-  float kl_coef = 0.f;            // > 0: + β·KL(ℓ, ℓ_ref) per token (needs ref_logprob)
-  bool kl_k3_plus = false;        // k3's value with k2's gradient (ℓ − ℓ_ref) instead of k3's
-  float kl_clamp = 10.f;          // k3 is clamped to [−kl_clamp, kl_clamp]
-  float entropy_coef = 0.f;       // > 0: − coef·H per token (needs entropy)
+  float clip_low = 0.2f;         // ε_low: the ratio is clipped to [1 − ε_low, 1 + ε_high]
+  float clip_high = 0.2f;        // ε_high
+  float dual_clip_c = 0.f;       // > 0: for Â < 0 the loss is min(L_clip, −Â·c)
+  float log_ratio_clamp = 20.f;  // r = exp(clamp(ℓ − ℓ_old, ±clamp))
+  float kl_coef = 0.f;           // > 0: + β·KL(ℓ, ℓ_ref) per token (needs ref_logprob)
+  bool kl_k3_plus = false;       // k3's value with k2's gradient (ℓ − ℓ_ref) instead of k3's
+  float kl_clamp = 10.f;         // k3 is clamped to [−kl_clamp, kl_clamp]
+  float entropy_coef = 0.f;      // > 0: − coef·H per token (needs entropy)
 };
 
 // Sums over the masked tokens, as PolicyLossStats: tokens, clipped, dual-clipped, Σ r,

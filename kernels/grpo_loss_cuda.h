@@ -16,8 +16,8 @@ namespace chainrl::kernels {
 // and returns the launch error; does not synchronise.
 cudaError_t GrpoLossCuda(const float* logprob, const float* old_logprob, const float* ref_logprob,
                          const float* entropy, const float* advantage, const float* weight,
-                         const uint8_t* mask, int64_t n, const GrpoLossParams& params,
-                         float* loss, float* grad_logprob, float* grad_entropy, double* stats,
+                         const uint8_t* mask, int64_t n, const GrpoLossParams& params, float* loss,
+                         float* grad_logprob, float* grad_entropy, double* stats,
                          cudaStream_t stream);
 
 }  // namespace chainrl::kernels

@@ -128,8 +128,8 @@ size_t Elem(LmHeadDtype t) { return t == LmHeadDtype::kBFloat16 ? 2 : 4; }
 
 cudaError_t Check(const LmHeadArgs& a) {
   if (a.rows <= 0 || a.dim <= 0 || a.vocab <= 0 || a.chunk <= 0 || !(a.temperature > 0.f) ||
-      a.rows > 0x7fffffff || a.dim > 0x7fffffff || a.chunk > 0x7fffffff ||
-      a.hidden == nullptr || a.weight == nullptr || a.workspace == nullptr ||
+      a.rows > 0x7fffffff || a.dim > 0x7fffffff || a.chunk > 0x7fffffff || a.hidden == nullptr ||
+      a.weight == nullptr || a.workspace == nullptr ||
       a.workspace_bytes < LmHeadWorkspaceBytes(a.rows, a.chunk))
     return cudaErrorInvalidValue;
   return cudaSuccess;
@@ -141,10 +141,10 @@ cublasStatus_t ChunkLogits(const LmHeadArgs& a, int64_t c0, int64_t width, float
   const float one = 1.f, zero = 0.f;
   const char* w = static_cast<const char*>(a.weight) + c0 * a.dim * Elem(a.dtype);
   return cublasGemmEx(a.cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(width),
-                      static_cast<int>(a.rows), static_cast<int>(a.dim), &one, w,
-                      CudaType(a.dtype), static_cast<int>(a.dim), a.hidden, CudaType(a.dtype),
-                      static_cast<int>(a.dim), &zero, logits, CUDA_R_32F,
-                      static_cast<int>(width), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                      static_cast<int>(a.rows), static_cast<int>(a.dim), &one, w, CudaType(a.dtype),
+                      static_cast<int>(a.dim), a.hidden, CudaType(a.dtype), static_cast<int>(a.dim),
+                      &zero, logits, CUDA_R_32F, static_cast<int>(width), CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT);
 }
 
 }  // namespace
@@ -153,7 +153,8 @@ size_t LmHeadWorkspaceBytes(int64_t rows, int64_t chunk) {
   if (rows <= 0 || chunk <= 0) return 0;
   return Align(static_cast<size_t>(rows * chunk) * sizeof(float)) +
          Align(static_cast<size_t>(rows * chunk) * sizeof(__nv_bfloat16)) +
-         Align(static_cast<size_t>(rows) * sizeof(State)) + static_cast<size_t>(rows) * sizeof(float);
+         Align(static_cast<size_t>(rows) * sizeof(State)) +
+         static_cast<size_t>(rows) * sizeof(float);
 }
 
 cudaError_t LmHeadForwardCuda(const LmHeadArgs& a, float* logprob, float* entropy, float* lse) {
@@ -169,8 +170,8 @@ cudaError_t LmHeadForwardCuda(const LmHeadArgs& a, float* logprob, float* entrop
     FoldKernel<<<static_cast<unsigned>(a.rows), kThreads, 0, a.stream>>>(
         l.logits, width, c0, a.targets, inv_t, l.state, l.target_z);
   }
-  FinishKernel<<<row_blocks, kThreads, 0, a.stream>>>(l.state, l.target_z, a.rows, logprob,
-                                                      entropy, lse);
+  FinishKernel<<<row_blocks, kThreads, 0, a.stream>>>(l.state, l.target_z, a.rows, logprob, entropy,
+                                                      lse);
   return cudaGetLastError();
 }
 
@@ -190,22 +191,20 @@ cudaError_t LmHeadBackwardCuda(const LmHeadArgs& a, const float* lse, const floa
     const int64_t width = std::min(a.chunk, a.vocab - c0);
     if (ChunkLogits(a, c0, width, l.logits) != CUBLAS_STATUS_SUCCESS) return cudaErrorUnknown;
     const int64_t n = a.rows * width;
-    DlogitsKernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0,
-                    a.stream>>>(l.logits, bf16 ? l.dlogits_bf16 : nullptr, a.rows, width, c0,
-                                a.vocab, a.targets, inv_t, lse, entropy, grad_logprob,
-                                grad_entropy);
+    DlogitsKernel<<<static_cast<unsigned>((n + kThreads - 1) / kThreads), kThreads, 0, a.stream>>>(
+        l.logits, bf16 ? l.dlogits_bf16 : nullptr, a.rows, width, c0, a.vocab, a.targets, inv_t,
+        lse, entropy, grad_logprob, grad_entropy);
     const void* d = bf16 ? static_cast<const void*>(l.dlogits_bf16) : l.logits;
     const cudaDataType_t t = CudaType(a.dtype);
     const char* w = static_cast<const char*>(a.weight) + c0 * a.dim * Elem(a.dtype);
     // grad_hidden [rows, dim] += dlogits [rows, width] · weight_chunk [width, dim]
-    if (cublasGemmEx(a.cublas, CUBLAS_OP_N, CUBLAS_OP_N, dim, rows, static_cast<int>(width),
-                     &one, w, t, dim, d, t, static_cast<int>(width), &one, grad_hidden,
-                     CUDA_R_32F, dim, CUBLAS_COMPUTE_32F,
-                     CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+    if (cublasGemmEx(a.cublas, CUBLAS_OP_N, CUBLAS_OP_N, dim, rows, static_cast<int>(width), &one,
+                     w, t, dim, d, t, static_cast<int>(width), &one, grad_hidden, CUDA_R_32F, dim,
+                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
       return cudaErrorUnknown;
     // grad_weight_chunk [width, dim] += dlogitsᵀ [width, rows] · hidden [rows, dim]
-    if (cublasGemmEx(a.cublas, CUBLAS_OP_N, CUBLAS_OP_T, dim, static_cast<int>(width), rows,
-                     &one, a.hidden, t, dim, d, t, static_cast<int>(width), &one,
+    if (cublasGemmEx(a.cublas, CUBLAS_OP_N, CUBLAS_OP_T, dim, static_cast<int>(width), rows, &one,
+                     a.hidden, t, dim, d, t, static_cast<int>(width), &one,
                      grad_weight + c0 * a.dim, CUDA_R_32F, dim, CUBLAS_COMPUTE_32F,
                      CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
       return cudaErrorUnknown;

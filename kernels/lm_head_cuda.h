@@ -26,8 +26,8 @@ struct LmHeadArgs {
   int64_t rows = 0, dim = 0, vocab = 0;
   const int64_t* targets = nullptr;  // [rows] on the device
   float temperature = 1.f;
-  int64_t chunk = 8192;              // vocabulary entries per GEMM
-  void* workspace = nullptr;         // LmHeadWorkspaceBytes(rows, chunk) bytes on the device
+  int64_t chunk = 8192;       // vocabulary entries per GEMM
+  void* workspace = nullptr;  // LmHeadWorkspaceBytes(rows, chunk) bytes on the device
   size_t workspace_bytes = 0;
 };
 

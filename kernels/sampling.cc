@@ -9,8 +9,8 @@
 namespace chainrl::kernels {
 
 void SampleReference(const float* logits, int64_t rows, int64_t vocab, const float* temperature,
-                     const int64_t* top_k, const float* top_p, const float* uniform,
-                     int64_t* token, float* logprob) {
+                     const int64_t* top_k, const float* top_p, const float* uniform, int64_t* token,
+                     float* logprob) {
   std::vector<double> z(static_cast<size_t>(vocab)), p(z.size());
   std::vector<int64_t> order(z.size());
   for (int64_t r = 0; r < rows; ++r) {

@@ -18,7 +18,7 @@ namespace chainrl::kernels {
 // mass), else the last kept one. token[r] is its id; logprob[r] = log p[token] of the full
 // temperature-scaled distribution (T = 1 when greedy). logprob may be null. Float64 throughout.
 void SampleReference(const float* logits, int64_t rows, int64_t vocab, const float* temperature,
-                     const int64_t* top_k, const float* top_p, const float* uniform,
-                     int64_t* token, float* logprob);
+                     const int64_t* top_k, const float* top_p, const float* uniform, int64_t* token,
+                     float* logprob);
 
 }  // namespace chainrl::kernels

@@ -88,11 +88,11 @@ std::pair<torch::Tensor, torch::Tensor> CudaSample(const torch::Tensor& logits,
                                                    const std::vector<float>& uniform) {
   CHAINRL_CHECK(CudaKernelsServe(logits), "CudaSample needs CUDA logits and the kernels");
   const int64_t b = logits.dim() == 2 ? logits.size(0) : -1;
-  CHAINRL_CHECK(b >= 0 && static_cast<int64_t>(temperature.size()) == b &&
-                    static_cast<int64_t>(top_k.size()) == b &&
-                    static_cast<int64_t>(top_p.size()) == b &&
-                    static_cast<int64_t>(uniform.size()) == b,
-                "logits " << logits.sizes() << " vs " << temperature.size() << " rows of parameters");
+  CHAINRL_CHECK(
+      b >= 0 && static_cast<int64_t>(temperature.size()) == b &&
+          static_cast<int64_t>(top_k.size()) == b && static_cast<int64_t>(top_p.size()) == b &&
+          static_cast<int64_t>(uniform.size()) == b,
+      "logits " << logits.sizes() << " vs " << temperature.size() << " rows of parameters");
 #ifdef CHAINRL_KERNELS_CUDA
   torch::NoGradGuard no_grad;
   DeviceScope scope(logits.device());
@@ -110,13 +110,15 @@ std::pair<torch::Tensor, torch::Tensor> CudaSample(const torch::Tensor& logits,
   const size_t bytes = SampleWorkspaceBytes(b, vocab);
   torch::Tensor ws = torch::empty({static_cast<int64_t>(bytes)},
                                   torch::TensorOptions().dtype(torch::kUInt8).device(x.device()));
-  torch::Tensor tokens = torch::empty({b}, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
-  torch::Tensor logprobs = torch::empty({b}, torch::TensorOptions().dtype(torch::kFloat32).device(x.device()));
-  Check(SampleCuda(x.data_ptr<float>(), b, vocab, temp.data_ptr<float>(), k.data_ptr<int64_t>(),
-                   p.data_ptr<float>(), u.data_ptr<float>(), any_filtered,
-                   tokens.data_ptr<int64_t>(), logprobs.data_ptr<float>(), ws.data_ptr(), bytes,
-                   nullptr),
-        "sampling kernel");
+  torch::Tensor tokens =
+      torch::empty({b}, torch::TensorOptions().dtype(torch::kInt64).device(x.device()));
+  torch::Tensor logprobs =
+      torch::empty({b}, torch::TensorOptions().dtype(torch::kFloat32).device(x.device()));
+  Check(
+      SampleCuda(x.data_ptr<float>(), b, vocab, temp.data_ptr<float>(), k.data_ptr<int64_t>(),
+                 p.data_ptr<float>(), u.data_ptr<float>(), any_filtered, tokens.data_ptr<int64_t>(),
+                 logprobs.data_ptr<float>(), ws.data_ptr(), bytes, nullptr),
+      "sampling kernel");
   return {tokens, logprobs};
 #else
   return {};

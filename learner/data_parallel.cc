@@ -159,9 +159,8 @@ Status DataParallel::PerDtype(const std::vector<at::Tensor>& tensors, const char
       }
     }
   } catch (const std::exception& e) {
-    return IoError("data parallelism: " + std::string(what) + " on rank " +
-                   std::to_string(rank()) + " of " + std::to_string(world_size()) +
-                   " failed: " + FirstLine(e));
+    return IoError("data parallelism: " + std::string(what) + " on rank " + std::to_string(rank()) +
+                   " of " + std::to_string(world_size()) + " failed: " + FirstLine(e));
   }
   return Status::Ok();
 }
@@ -195,7 +194,6 @@ Status DataParallel::SumGradients(const std::vector<at::Tensor>& params) {
   return AllReduce(grads);
 }
 
-
 Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
   if (world_size() == 1 || tensors.empty()) return Status::Ok();
   return PerDtype(tensors, "broadcast", [&](std::vector<at::Tensor>& buf) {
@@ -209,8 +207,9 @@ Status DataParallel::Broadcast(const std::vector<at::Tensor>& tensors) {
 Status DataParallel::Send(int to, const std::string& bytes) {
   if (rank() != 0 || to < 1 || to >= world_size())
     return InvalidArgument("data parallelism: rank " + std::to_string(rank()) +
-                           " cannot send to rank " + std::to_string(to) + " (only rank 0 sends, "
-                           "to ranks 1.." + std::to_string(world_size() - 1) + ")");
+                           " cannot send to rank " + std::to_string(to) +
+                           " (only rank 0 sends, to ranks 1.." + std::to_string(world_size() - 1) +
+                           ")");
   if (sent_.empty()) sent_.assign(static_cast<size_t>(world_size()), 0);
   try {
     impl_->store->set(MessageKey(to, sent_[static_cast<size_t>(to)]),
@@ -241,8 +240,8 @@ Result<std::string> DataParallel::Receive() {
     return std::string(v.begin(), v.end());
   } catch (const std::exception& e) {
     return IoError("data parallelism: rank " + std::to_string(rank()) +
-                       " lost rank 0 (its store at " + who_.master_addr + ":" +
-                       std::to_string(who_.master_port) + "): " + FirstLine(e));
+                   " lost rank 0 (its store at " + who_.master_addr + ":" +
+                   std::to_string(who_.master_port) + "): " + FirstLine(e));
   }
 }
 

@@ -243,7 +243,11 @@ class Learner {
  public:
   Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop,
           DataParallel* dp)
-      : base_(c), c_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_),
+      : base_(c),
+        c_(c),
+        o_(o),
+        stop_(stop),
+        ledger_(LedgerOptions(), &clock_),
         dp_(MultiRank(dp)) {}
   // Rank 0 (or the only rank): the whole process.
   Status Run();
@@ -329,8 +333,8 @@ class Learner {
   std::string tokenizer_dir_;
   std::string first_reward_;
   std::unique_ptr<ProcessShaping> shaping_;
-  DataParallel* dp_ = nullptr;  // several ranks: the group; else null
-  std::string resumed_from_;    // the checkpoint directory this incarnation started from
+  DataParallel* dp_ = nullptr;       // several ranks: the group; else null
+  std::string resumed_from_;         // the checkpoint directory this incarnation started from
   bool offline_preference_ = false;  // DPO family trained from data.train_files, without actors
   std::vector<data::PreferenceExample> preference_data_;
   std::unordered_map<size_t, PreferencePairData> pair_cache_;
@@ -486,8 +490,7 @@ Status Learner::SetupObjective() {
 }
 
 Status Learner::LoadPolicy() {
-  CHAINRL_ASSIGN_OR_RETURN(auto mo,
-                           model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
+  CHAINRL_ASSIGN_OR_RETURN(auto mo, model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
   CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
   CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
@@ -740,10 +743,9 @@ Status Learner::RunSft() {
       m.step = sft_step_;
       CHAINRL_ASSIGN_OR_RETURN(std::vector<SftExample> mine,
                                Scatter(std::move(m), &RankMessage::sft, batch));
-      CHAINRL_ASSIGN_OR_RETURN(double loss,
-                               RunSftUpdate(*model_, *optimizer_, mine, lo_,
-                                            c_.GetInt("learner.micro_batch_tokens"),
-                                            /*skip_optimizer_step=*/false, dp_));
+      CHAINRL_ASSIGN_OR_RETURN(double loss, RunSftUpdate(*model_, *optimizer_, mine, lo_,
+                                                         c_.GetInt("learner.micro_batch_tokens"),
+                                                         /*skip_optimizer_step=*/false, dp_));
       if (sft_step_ % 10 == 0 || sft_step_ + 1 == steps) {
         CHAINRL_LOG(kInfo) << "SFT step " << sft_step_ + 1 << "/" << steps << ": loss " << loss;
       }
@@ -830,8 +832,9 @@ void Learner::HandleWork(transport::Received& msg) {
         // A restarted actor under the same name: whatever its predecessor held is lost with it.
         const size_t held = ledger_.in_flight();
         ledger_.Leave(actor);
-        CHAINRL_LOG(kInfo) << actor << " restarted (" << a.process << " -> " << process << "): "
-                           << held - ledger_.in_flight() << " of its leases handed out again";
+        CHAINRL_LOG(kInfo) << actor << " restarted (" << a.process << " -> " << process
+                           << "): " << held - ledger_.in_flight()
+                           << " of its leases handed out again";
       }
       a.process = process;
       a.routing = msg.peer;
@@ -1065,9 +1068,9 @@ void Learner::Dispatch() {
       auto it = segment_actor_.find(gid);
       return it != segment_actor_.end() && it->second == name;
     };
-    std::vector<Lease> leases =
-        ledger_.Dispatch(name, static_cast<size_t>(a.pending_credits),
-                         segment_actor_.empty() ? std::function<bool(uint64_t)>() : own_continuation);
+    std::vector<Lease> leases = ledger_.Dispatch(
+        name, static_cast<size_t>(a.pending_credits),
+        segment_actor_.empty() ? std::function<bool(uint64_t)>() : own_continuation);
     if (leases.empty()) continue;
     wire::Envelope env = wire::MakeEnvelope("learner");
     auto* batch = env.mutable_work_batch();
@@ -1698,10 +1701,11 @@ Status Learner::CheckSameModel() {
   CHAINRL_ASSIGN_OR_RETURN(bool same,
                            dp_->SameOnEveryRank(crc32c::Value(layout.data(), layout.size())));
   if (same) return Status::Ok();
-  return InvalidArgument("data parallel: the ranks' models differ (parameter names, shapes or "
-                         "dtypes); every rank must run the same model config (this rank: " +
-                         std::to_string(model_->named_parameters().size()) + " parameters, " +
-                         model::TorchDtypeName(model_->options().dtype) + ")");
+  return InvalidArgument(
+      "data parallel: the ranks' models differ (parameter names, shapes or "
+      "dtypes); every rank must run the same model config (this rank: " +
+      std::to_string(model_->named_parameters().size()) + " parameters, " +
+      model::TorchDtypeName(model_->options().dtype) + ")");
 }
 
 Status Learner::FollowStep(const RankMessage& m) {
@@ -1740,8 +1744,7 @@ Status Learner::Follow() {
         sft_step_ = m.sft_step;
         sft_done_ = m.sft_done;
         if (!m.resume_dir.empty()) {  // the same optimiser state as rank 0 (a shared directory)
-          CHAINRL_ASSIGN_OR_RETURN(optimizer_,
-                                   sft_done_ ? MakeRlOptimizer() : MakeSftOptimizer());
+          CHAINRL_ASSIGN_OR_RETURN(optimizer_, sft_done_ ? MakeRlOptimizer() : MakeSftOptimizer());
           Status st = LoadCheckpoint(m.resume_dir, *model_, *optimizer_).status();
           if (!st.ok())
             return st.WithPrefix("rank " + std::to_string(rank) + " resuming from rank 0's " +

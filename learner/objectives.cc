@@ -129,7 +129,7 @@ Normalisers ComputeNormalisers(const Tensor& mask, const PolicyLossOptions& opti
   n.seq_lengths = (mask != 0).to(torch::kFloat64).sum(1);
   n.total_tokens = global ? global->total_tokens : n.seq_lengths.sum().item<double>();
   n.num_seqs = global ? global->num_seqs : (n.seq_lengths > 0).sum().item<double>();
-  n.max_len = options.loss_scale_factor > 0 ? options.loss_scale_factor
+  n.max_len = options.loss_scale_factor > 0   ? options.loss_scale_factor
               : global && global->max_len > 0 ? global->max_len
                                               : static_cast<double>(mask.size(1));
   const Tensor nonempty = (n.seq_lengths > 0).to(torch::kFloat64);

@@ -91,8 +91,8 @@ void PutGroup(Writer& w, const GroupData& g) {
     w.PutVector(s.tokens);
     w.PutVector(s.behaviour_logprobs);
     w.Put<double>(s.reward);
-    w.Put<uint8_t>(static_cast<uint8_t>((s.truncated ? 1 : 0) | (s.correct ? 2 : 0) |
-                                        (s.advantage ? 4 : 0)));
+    w.Put<uint8_t>(
+        static_cast<uint8_t>((s.truncated ? 1 : 0) | (s.correct ? 2 : 0) | (s.advantage ? 4 : 0)));
     w.Put<double>(s.advantage.value_or(0.0));
   }
   // Prompt embeddings: dtype (-1: none), shape, then the values as float32 (exact for the 16-bit
@@ -152,12 +152,18 @@ Status GetGroup(Reader& r, GroupData* g) {
 
 const char* RankMessageKindName(RankMessageKind kind) {
   switch (kind) {
-    case RankMessageKind::kStart: return "start";
-    case RankMessageKind::kSftStep: return "sft step";
-    case RankMessageKind::kSftDone: return "sft done";
-    case RankMessageKind::kPolicyStep: return "policy step";
-    case RankMessageKind::kPreferenceStep: return "preference step";
-    case RankMessageKind::kStop: return "stop";
+    case RankMessageKind::kStart:
+      return "start";
+    case RankMessageKind::kSftStep:
+      return "sft step";
+    case RankMessageKind::kSftDone:
+      return "sft done";
+    case RankMessageKind::kPolicyStep:
+      return "policy step";
+    case RankMessageKind::kPreferenceStep:
+      return "preference step";
+    case RankMessageKind::kStop:
+      return "stop";
   }
   return "unknown";
 }

@@ -15,10 +15,10 @@
 namespace chainrl::learner {
 
 enum class RankMessageKind : uint8_t {
-  kStart = 1,       // where rank 0 starts: resume_dir, sft_done, step, sft_step
-  kSftStep = 2,     // one SFT warm-up update on `sft`; step = the SFT step
-  kSftDone = 3,     // the warm-up is over: its optimiser is dropped
-  kPolicyStep = 4,  // one RL update on `groups`; step = the RL step it makes (before the count)
+  kStart = 1,           // where rank 0 starts: resume_dir, sft_done, step, sft_step
+  kSftStep = 2,         // one SFT warm-up update on `sft`; step = the SFT step
+  kSftDone = 3,         // the warm-up is over: its optimiser is dropped
+  kPolicyStep = 4,      // one RL update on `groups`; step = the RL step it makes (before the count)
   kPreferenceStep = 5,  // one DPO-family update on `pairs`; step as kPolicyStep
   kStop = 6,            // rank 0 is finishing: leave
 };
@@ -27,9 +27,9 @@ const char* RankMessageKindName(RankMessageKind kind);
 struct RankMessage {
   RankMessageKind kind = RankMessageKind::kStop;
   int64_t step = 0;
-  int64_t sft_step = 0;       // kStart
-  bool sft_done = false;      // kStart
-  std::string resume_dir;     // kStart: the checkpoint rank 0 resumed from, "" for none
+  int64_t sft_step = 0;                   // kStart
+  bool sft_done = false;                  // kStart
+  std::string resume_dir;                 // kStart: the checkpoint rank 0 resumed from, "" for none
   std::vector<GroupData> groups;          // kPolicyStep: this rank's shard (may be empty)
   std::vector<PreferencePairData> pairs;  // kPreferenceStep: this rank's shard (may be empty)
   std::vector<SftExample> sft;            // kSftStep: this rank's shard (may be empty)

@@ -463,10 +463,10 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   }
   if (dp != nullptr) {  // the whole batch's figures on every rank (each loss term is a share)
     PolicyLossStats& p = stats.policy;
-    std::vector<double*> sums = {&stats.loss,          &p.tokens,          &p.clipped_tokens,
-                                 &p.dual_clipped_tokens, &p.ratio_sum,     &p.approx_kl_sum,
-                                 &p.ref_kl_sum,        &p.entropy_sum,     &p.mismatch_tokens,
-                                 &p.mismatch_abs_sum,  &p.mismatch_k3_sum};
+    std::vector<double*> sums = {
+        &stats.loss,        &p.tokens,           &p.clipped_tokens, &p.dual_clipped_tokens,
+        &p.ratio_sum,       &p.approx_kl_sum,    &p.ref_kl_sum,     &p.entropy_sum,
+        &p.mismatch_tokens, &p.mismatch_abs_sum, &p.mismatch_k3_sum};
     std::vector<double> f;
     for (double* x : sums) f.push_back(*x);
     f.push_back(static_cast<double>(stats.sequences));

@@ -109,8 +109,8 @@ TEST(CliTest, LearnerRankWithoutRankZeroFailsNamingTheAddress) {
   std::string dir = TempDir();
   std::string path = dir + "/run.toml";
   std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n";
-  const std::string cmd = "learner " + path + " --run-dir " + dir +
-                          "/run-dp --set distributed.timeout_seconds=1";
+  const std::string cmd =
+      "learner " + path + " --run-dir " + dir + "/run-dp --set distributed.timeout_seconds=1";
   setenv("WORLD_SIZE", "2", 1);
   setenv("RANK", "1", 1);
   setenv("MASTER_ADDR", "127.0.0.1", 1);

@@ -3,8 +3,8 @@
 // weighting, DMMPT, difficulty-bucket sampling, DAPO dynamic sampling capped by
 // max_num_gen_batches, and a curriculum stage that changes the optimiser's learning rate and the
 // bucket weights.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -371,8 +371,13 @@ std::vector<pid_t> StartLearnerRanks(const std::string& config, const std::strin
       setenv("WORLD_SIZE", world.c_str(), 1);
       setenv("MASTER_ADDR", "127.0.0.1", 1);
       setenv("MASTER_PORT", port.c_str(), 1);
-      std::vector<std::string> args = {CHAINRL_BIN, "learner", config, "--run-dir", run_dir,
-                                       "--set", "model.init.enabled=false"};
+      std::vector<std::string> args = {CHAINRL_BIN,
+                                       "learner",
+                                       config,
+                                       "--run-dir",
+                                       run_dir,
+                                       "--set",
+                                       "model.init.enabled=false"};
       args.insert(args.end(), rank_args[r].begin(), rank_args[r].end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -431,7 +436,8 @@ overrides = { "learner.lr" = 5e-3 }
   const std::string other = (dir / "other-model").string();
   ASSERT_EQ(std::system((std::string(CHAINRL_BIN) +
                          " init-model --arch qwen2 --layers 1 --hidden 48 --heads 2 "
-                         "--intermediate 64 --tokenizer bytes --out " + other + " > /dev/null")
+                         "--intermediate 64 --tokenizer bytes --out " +
+                         other + " > /dev/null")
                             .c_str()),
             0);
   const std::string bad = (dir / "bad").string();

@@ -216,10 +216,10 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
   const std::string cfg = WriteConfig(dir, "[checkpoint]\nevery = 2\nkeep = 2\n");
   const std::string run = dir + "/run";
   // Segments whose actor generation ends at an occupancy floor carry over the same way.
-  pid_t pid = StartTrain(cfg, run,
-                         {"--set", "run.total_steps=12", "--set", "sft.steps=2", "--set",
-                          "rollout.segment_tokens=12", "--set",
-                          "rollout.segment_min_occupancy=0.75"});
+  pid_t pid =
+      StartTrain(cfg, run,
+                 {"--set", "run.total_steps=12", "--set", "sft.steps=2", "--set",
+                  "rollout.segment_tokens=12", "--set", "rollout.segment_min_occupancy=0.75"});
   ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
   json procs = ReadJson(run + "/processes.json");
   const pid_t learner = procs["learner"].get<pid_t>();
@@ -243,10 +243,10 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
     const size_t at = text.find("segments continued here: ");
     if (at == std::string::npos) continue;
     long long r = 0, p = 0;
-    ASSERT_EQ(std::sscanf(text.c_str() + at,
-                          "segments continued here: %lld resumed from kept KV, %lld prefilled",
-                          &r, &p),
-              2);
+    ASSERT_EQ(
+        std::sscanf(text.c_str() + at,
+                    "segments continued here: %lld resumed from kept KV, %lld prefilled", &r, &p),
+        2);
     resumed += r;
     prefilled += p;
   }

@@ -43,8 +43,8 @@ class DeviceBuffer {
 
 }  // namespace chainrl::kernels::testing
 
-#define CHAINRL_SKIP_WITHOUT_GPU()                                         \
-  if (!::chainrl::kernels::testing::HaveGpu())                             \
+#define CHAINRL_SKIP_WITHOUT_GPU()             \
+  if (!::chainrl::kernels::testing::HaveGpu()) \
   GTEST_SKIP() << "no CUDA device: the kernel is compiled but not run here"
 
 #endif  // CHAINRL_KERNELS_CUDA

@@ -145,8 +145,8 @@ TEST(GrpoLossReferenceTest, EqualsTheLearnersPolicyLossAndItsAutogradGradient) {
     EXPECT_NEAR(sum, want, 1e-5 * std::max(1.0, std::abs(want))) << s.name;
     const torch::Tensor glp = ti.logprobs.grad().reshape({-1});
     // No entropy term: autograd leaves no gradient (zeros).
-    const torch::Tensor gent = ti.entropy.grad().defined() ? ti.entropy.grad().reshape({-1})
-                                                            : torch::zeros({n});
+    const torch::Tensor gent =
+        ti.entropy.grad().defined() ? ti.entropy.grad().reshape({-1}) : torch::zeros({n});
     double worst_lp = 0, worst_ent = 0, scale = 0;
     for (int64_t i = 0; i < n; ++i) {
       scale = std::max(scale, std::abs(glp[i].item<double>()));
@@ -190,10 +190,10 @@ TEST(GrpoLossCudaTest, MatchesReferenceOnRandomInputs) {
           w(in.w_tok), d_loss(n), d_glp(n), d_gent(n);
       DeviceBuffer<uint8_t> mask(in.mask);
       DeviceBuffer<double> stats(kGrpoLossStatCount);
-      ASSERT_EQ(GrpoLossCuda(lp.get(), old.get(), ref.get(), ent.get(), adv.get(), w.get(),
-                             mask.get(), n, s.p, d_loss.get(), d_glp.get(), d_gent.get(),
-                             stats.get(), nullptr),
-                cudaSuccess);
+      ASSERT_EQ(
+          GrpoLossCuda(lp.get(), old.get(), ref.get(), ent.get(), adv.get(), w.get(), mask.get(), n,
+                       s.p, d_loss.get(), d_glp.get(), d_gent.get(), stats.get(), nullptr),
+          cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
       const auto got_loss = d_loss.Read(), got_glp = d_glp.Read(), got_gent = d_gent.Read();
       const auto got_st = stats.Read();

@@ -46,8 +46,7 @@ TEST(LmHeadReferenceTest, ForwardAndBackwardEqualLogSoftmaxAndAutograd) {
                          lp.data(), ent.data(), lse.data());
   std::vector<float> gh(rows * dim, 0.f), gw(vocab * dim, 0.f);
   LmHeadBackwardReference(h.data(), w.data(), rows, dim, vocab, targets.data(), temperature,
-                          lse.data(), ent.data(), g_lp.data(), g_ent.data(), gh.data(),
-                          gw.data());
+                          lse.data(), ent.data(), g_lp.data(), g_ent.data(), gh.data(), gw.data());
 
   auto H = torch::tensor(h, torch::kDouble).reshape({rows, dim}).set_requires_grad(true);
   auto W = torch::tensor(w, torch::kDouble).reshape({vocab, dim}).set_requires_grad(true);
@@ -79,8 +78,7 @@ TEST(LmHeadReferenceTest, ForwardAndBackwardEqualLogSoftmaxAndAutograd) {
   EXPECT_LE(worst_w, 1e-5);
   // Gradients are added to what is there: a second call doubles them.
   LmHeadBackwardReference(h.data(), w.data(), rows, dim, vocab, targets.data(), temperature,
-                          lse.data(), ent.data(), g_lp.data(), g_ent.data(), gh.data(),
-                          gw.data());
+                          lse.data(), ent.data(), g_lp.data(), g_ent.data(), gh.data(), gw.data());
   EXPECT_NEAR(gh[5], 2 * want_gh[5], 1e-5);
 }
 

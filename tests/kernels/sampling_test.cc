@@ -43,12 +43,24 @@ Batch MakeBatch(int64_t rows, int64_t vocab, uint32_t seed) {
     rollout::SamplingParams p;
     p.seed = 1000 + static_cast<uint64_t>(r);
     switch (r % 6) {
-      case 0: p.temperature = 0; break;
-      case 1: p.temperature = 0.7; break;
-      case 2: p.temperature = 1.0, p.top_k = 1 + r % 13; break;
-      case 3: p.temperature = 1.3, p.top_p = 0.05 + 0.9 * (r % 7) / 7.0; break;
-      case 4: p.temperature = 0.9, p.top_k = 5 + r % 20, p.top_p = 0.6; break;
-      default: p.temperature = 1.0, p.top_k = vocab + 5, p.top_p = 1.0; break;  // both off
+      case 0:
+        p.temperature = 0;
+        break;
+      case 1:
+        p.temperature = 0.7;
+        break;
+      case 2:
+        p.temperature = 1.0, p.top_k = 1 + r % 13;
+        break;
+      case 3:
+        p.temperature = 1.3, p.top_p = 0.05 + 0.9 * (r % 7) / 7.0;
+        break;
+      case 4:
+        p.temperature = 0.9, p.top_k = 5 + r % 20, p.top_p = 0.6;
+        break;
+      default:
+        p.temperature = 1.0, p.top_k = vocab + 5, p.top_p = 1.0;
+        break;  // both off
     }
     b.params.push_back(p);
     b.counters.push_back(r * 3 + 1);
@@ -101,9 +113,8 @@ TEST(SampleCudaTest, PicksTheReferencesTokens) {
     DeviceBuffer<int64_t> top_k(b.top_k), d_tok(b.rows);
     const size_t bytes = SampleWorkspaceBytes(b.rows, b.vocab);
     DeviceBuffer<char> ws(bytes);
-    ASSERT_EQ(SampleCuda(logits.get(), b.rows, b.vocab, temperature.get(), top_k.get(),
-                         top_p.get(), uniform.get(), true, d_tok.get(), d_lp.get(), ws.get(),
-                         bytes, nullptr),
+    ASSERT_EQ(SampleCuda(logits.get(), b.rows, b.vocab, temperature.get(), top_k.get(), top_p.get(),
+                         uniform.get(), true, d_tok.get(), d_lp.get(), ws.get(), bytes, nullptr),
               cudaSuccess);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     const auto got = d_tok.Read();
@@ -117,8 +128,8 @@ TEST(SampleCudaTest, PicksTheReferencesTokens) {
     // float32 sums in another order than the reference's: a boundary case at most now and then.
     EXPECT_GE(same, b.rows - 1) << "vocab " << vocab << ": " << same << " of " << b.rows;
   }
-  EXPECT_EQ(SampleCuda(nullptr, 4, 8, nullptr, nullptr, nullptr, nullptr, false, nullptr,
-                       nullptr, nullptr, 0, nullptr),
+  EXPECT_EQ(SampleCuda(nullptr, 4, 8, nullptr, nullptr, nullptr, nullptr, false, nullptr, nullptr,
+                       nullptr, 0, nullptr),
             cudaErrorInvalidValue);
 }
 #endif

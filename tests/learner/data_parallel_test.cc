@@ -183,7 +183,8 @@ TEST(DataParallel, TwoGlooRanksTakeTheStepOfOneProcessOnTheWholeBatch) {
   const auto ranks_run = RunTwoWorkers(out, "");
   ASSERT_EQ(ranks_run.size(), 2u);
   for (int rank = 0; rank < 2; ++rank)
-    ASSERT_EQ(ranks_run[rank].first, 0) << "rank " << rank << " failed:\n" << ranks_run[rank].second;
+    ASSERT_EQ(ranks_run[rank].first, 0) << "rank " << rank << " failed:\n"
+                                        << ranks_run[rank].second;
 
   for (const std::string& mode : dp_case::kModes) {
     dp_case::Case c = dp_case::MakeCase(mode);
