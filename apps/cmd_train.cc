@@ -28,6 +28,7 @@
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
 #include "learner/run_options.h"
+#include "learner/run_report.h"
 #include "model/hf_config.h"
 #include "model/model_init.h"
 #include "rewards/reward_config.h"
@@ -300,34 +301,10 @@ void Launcher::Progress(bool force) {
   const double interval = c_.GetFloat("metrics.progress_interval_seconds");
   if (interval <= 0 && !force) return;
   if (!force && Since(last_progress_) < std::max(interval, tty_ ? interval : 5.0)) return;
-  auto p = ReadJsonFile((fs::path(run_dir_) / "progress.json").string());
+  auto p = learner::ReadProgress(run_dir_);
   if (!p.ok()) return;
   last_progress_ = Clock::now();
-  const json& j = *p;
-  char buf[512];
-  const std::string phase = j.value("phase", "");
-  if (phase == "sft") {
-    std::snprintf(buf, sizeof(buf), "[sft] step %lld/%lld  loss %.3f",
-                  static_cast<long long>(j.value("sft_step", 0)),
-                  static_cast<long long>(j.value("sft_steps", 0)), j.value("loss", 0.0));
-  } else if (phase == "eval") {
-    std::snprintf(buf, sizeof(buf), "[eval] evaluating on held-out examples (step %lld)",
-                  static_cast<long long>(j.value("step", 0)));
-  } else {
-    const double eta = j.value("eta_seconds", -1.0);
-    char eta_s[32] = "?";
-    if (eta >= 0) std::snprintf(eta_s, sizeof(eta_s), "%dm%02ds", static_cast<int>(eta) / 60,
-                                static_cast<int>(eta) % 60);
-    std::snprintf(buf, sizeof(buf),
-                  "[%s] step %lld/%lld  reward %.3f  acc %.1f%%  len %.1f  budget %lld  "
-                  "%.0f tok/s  actors %d  ETA %s",
-                  phase.c_str(), static_cast<long long>(j.value("step", 0)),
-                  static_cast<long long>(j.value("total_steps", 0)), j.value("reward", 0.0),
-                  100.0 * j.value("accuracy", 0.0), j.value("mean_length", 0.0),
-                  static_cast<long long>(j.value("budget", 0)),
-                  j.value("rollout_tokens_per_s", 0.0), j.value("actors", 0), eta_s);
-  }
-  std::string line = buf;
+  std::string line = p->Line();
   if (line == last_line_ && !force) return;
   last_line_ = line;
   if (tty_) {
@@ -507,14 +484,14 @@ int Launcher::Run(std::atomic<bool>& stop) {
   Progress(true);
   if (tty_) std::printf("\n");
   // Complete the summary with what only the launcher knows.
-  const std::string summary_path = (fs::path(run_dir_) / "summary.json").string();
-  auto summary = ReadJsonFile(summary_path);
+  const std::string summary_path = learner::SummaryPath(run_dir_);
+  auto summary = learner::ReadSummary(run_dir_);
   if (!summary.ok()) {
     std::printf("the learner wrote no summary (%s); its log ends with:\n%s",
                 DescribeExit(learner_status).c_str(), Tail(learner_.log, 15).c_str());
     return kExitFailure;
   }
-  json& s = *summary;
+  learner::RunSummary& rs = *summary;
   int restarts = 0, deaths = 0;
   json per_actor = json::object();
   for (const auto& a : actors_) {
@@ -522,12 +499,13 @@ int Launcher::Run(std::atomic<bool>& stop) {
     deaths += a.deaths;
     per_actor[a.name] = {{"restarts", a.restarts}, {"deaths", a.deaths}};
   }
-  s["actor_restarts"] = restarts;
-  s["actor_deaths"] = deaths;
-  s["actors"] = per_actor;
-  s["learner_restarts"] = learner_restarts;
-  s["launcher_wall_seconds"] = Since(t0);
-  (void)WriteFileAtomic(summary_path, s.dump(1) + "\n");
+  rs.actor_restarts = restarts;
+  rs.actor_deaths = deaths;
+  rs.actors = per_actor;
+  rs.learner_restarts = learner_restarts;
+  rs.launcher_wall_seconds = Since(t0);
+  (void)learner::WriteSummary(run_dir_, rs);
+  const json s = rs.ToJson();
   auto num = [&](const char* k, const char* fmt, double scale = 1.0) {
     char b[64];
     if (!s.contains(k) || !s[k].is_number()) return std::string("-");
@@ -548,9 +526,9 @@ int Launcher::Run(std::atomic<bool>& stop) {
               num("groups_trained", "%.0f").c_str(), num("groups_lost", "%.0f").c_str(),
               num("groups_duplicated", "%.0f").c_str(), restarts,
               num("launcher_wall_seconds", "%.0f").c_str());
-  if (!s.value("export_dir", std::string()).empty())
+  if (!rs.export_dir.empty())
     std::printf("exported model: %s (try: chainrl generate --model %s --chat --prompt ...)\n",
-                s["export_dir"].get<std::string>().c_str(), s["export_dir"].get<std::string>().c_str());
+                rs.export_dir.c_str(), rs.export_dir.c_str());
   std::printf("summary: %s\n", summary_path.c_str());
   if (failed) return kExitFailure;
   return kExitOk;

@@ -293,4 +293,30 @@ Status DifficultyBucketSampler::LoadJson(const nlohmann::json& j) {
   return Status::Ok();
 }
 
+Result<std::optional<StageSchedule>> StageScheduleFromConfig(const Config& c) {
+  std::vector<Stage> stages;
+  for (const auto& t : c.GetArray("curriculum.stages")) {
+    Stage st;
+    st.name = std::get<std::string>(t.at("name"));
+    st.start_step = std::get<int64_t>(t.at("start_step"));
+    if (auto it = t.find("overrides"); it != t.end())
+      for (const auto& kv : std::get<std::vector<std::string>>(it->second)) {
+        const size_t eq = kv.find('=');
+        st.overrides.emplace_back(kv.substr(0, eq),
+                                  eq == std::string::npos ? "" : kv.substr(eq + 1));
+      }
+    stages.push_back(std::move(st));
+  }
+  if (stages.empty()) return std::optional<StageSchedule>();
+  if (stages.front().start_step > 0) stages.insert(stages.begin(), Stage{"base", 0, {}});
+  CHAINRL_ASSIGN_OR_RETURN(StageSchedule schedule, StageSchedule::Create(std::move(stages)));
+  return std::optional<StageSchedule>(std::move(schedule));
+}
+
+std::vector<std::string> OverrideSets(const Stage& stage) {
+  std::vector<std::string> sets;
+  for (const auto& [k, v] : stage.overrides) sets.push_back(k + "=" + v);
+  return sets;
+}
+
 }  // namespace chainrl::learner

@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <span>
 #include <string>
@@ -14,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace chainrl::learner {
@@ -94,6 +96,12 @@ class StageSchedule {
  private:
   std::vector<Stage> stages_;
 };
+// The [[curriculum.stages]] of a run's config (name, start_step, overrides "key=value"), with a
+// "base" stage without overrides from step 0 when the first one starts later; nullopt when there
+// are none. InvalidArgument as StageSchedule::Create.
+Result<std::optional<StageSchedule>> StageScheduleFromConfig(const Config& c);
+// A stage's overrides as "key=value" strings (Config::WithOverrides' input).
+std::vector<std::string> OverrideSets(const Stage& stage);
 
 // ---- difficulty ---------------------------------------------------------------------------------
 // Online filter: false for all-correct or all-wrong groups (all rewards equal); a group of one is

@@ -17,6 +17,8 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include "core/crc32c.h"
+
 namespace chainrl::learner {
 namespace {
 
@@ -243,6 +245,33 @@ Result<std::string> DataParallel::Receive() {
                    " lost rank 0 (its store at " + who_.master_addr + ":" +
                    std::to_string(who_.master_port) + "): " + FirstLine(e));
   }
+}
+
+Result<bool> ParametersAgree(DataParallel& dp, const std::vector<at::Tensor>& params) {
+  uint32_t crc = 0;  // over the parameters' bytes
+  for (const auto& p : params) {
+    at::Tensor t = p.detach().to(at::kCPU).contiguous();
+    crc = crc32c::Extend(crc, t.data_ptr(), t.nbytes());
+  }
+  return dp.SameOnEveryRank(crc);
+}
+
+Status CheckSameLayout(DataParallel& dp,
+                       const std::vector<std::pair<std::string, at::Tensor>>& named_params,
+                       const std::string& description) {
+  std::string layout;
+  for (const auto& [name, p] : named_params) {
+    layout += name + ":" + std::to_string(static_cast<int>(p.scalar_type()));
+    for (int64_t d : p.sizes()) layout += "," + std::to_string(d);
+    layout += ";";
+  }
+  CHAINRL_ASSIGN_OR_RETURN(bool same,
+                           dp.SameOnEveryRank(crc32c::Value(layout.data(), layout.size())));
+  if (same) return Status::Ok();
+  return InvalidArgument(
+      "data parallel: the ranks' models differ (parameter names, shapes or dtypes); every rank "
+      "must run the same model config (this rank: " +
+      description + ")");
 }
 
 }  // namespace chainrl::learner

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -85,6 +86,16 @@ class DataParallel {
   std::vector<int64_t> sent_;  // per receiver: messages sent so far (rank 0)
   int64_t received_ = 0;       // messages received so far (other ranks)
 };
+
+// Every rank: whether every rank holds the same bytes in `params` (a CRC32C digest of them,
+// compared across ranks); false after an update that went differently on some rank (a bug).
+Result<bool> ParametersAgree(DataParallel& dp, const std::vector<at::Tensor>& params);
+// Every rank: InvalidArgument on every rank unless all hold parameters of the same names, dtypes
+// and shapes (a rank started with another model config would otherwise fail inside a collective
+// with an unhelpful message, or worse). `description` names this rank's model in the error.
+Status CheckSameLayout(DataParallel& dp,
+                       const std::vector<std::pair<std::string, at::Tensor>>& named_params,
+                       const std::string& description);
 
 // `dp` when it spans several ranks, else null: the updates run as a single process then.
 inline DataParallel* MultiRank(DataParallel* dp) {

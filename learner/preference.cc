@@ -182,32 +182,6 @@ std::optional<PreferencePair> SelectGroupPair(std::span<const double> rewards,
   return pair;
 }
 
-std::vector<PreferencePair> SelectPreferencePairs(std::span<const double> rewards,
-                                                  std::span<const int64_t> group_ids,
-                                                  const PairSelectionOptions& options) {
-  CHAINRL_CHECK(rewards.size() == group_ids.size(), "rewards vs group_ids");
-  std::vector<int64_t> order;
-  std::map<int64_t, std::vector<int64_t>> members;
-  for (size_t i = 0; i < group_ids.size(); ++i) {
-    auto [it, inserted] = members.try_emplace(group_ids[i]);
-    if (inserted) order.push_back(group_ids[i]);
-    it->second.push_back(static_cast<int64_t>(i));
-  }
-  std::vector<PreferencePair> pairs;
-  for (int64_t id : order) {
-    const auto& idx = members[id];
-    std::vector<double> r;
-    for (int64_t i : idx) r.push_back(rewards[i]);
-    auto p = SelectGroupPair(r, options);
-    if (!p) continue;
-    PreferencePair mapped;
-    mapped.chosen = idx[p->chosen];
-    for (int64_t j : p->rejected) mapped.rejected.push_back(idx[j]);
-    pairs.push_back(std::move(mapped));
-  }
-  return pairs;
-}
-
 Tensor DrpoLoss(const Tensor& seq_scores, const Tensor& lengths, const Tensor& correct,
                 const Tensor& group_ids, const Tensor& kl, const DrpoOptions& o) {
   const int64_t batch = seq_scores.size(0);

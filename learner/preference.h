@@ -98,10 +98,6 @@ struct PairSelectionOptions {
 };
 std::optional<PreferencePair> SelectGroupPair(std::span<const double> rewards,
                                               const PairSelectionOptions& options = {});
-// Every group of a batch (samples with equal group_ids); indices are into the batch.
-std::vector<PreferencePair> SelectPreferencePairs(std::span<const double> rewards,
-                                                  std::span<const int64_t> group_ids,
-                                                  const PairSelectionOptions& options = {});
 
 // ---- DRPO (decoupled length reward among correct samples) ---------------------------------------
 // Per prompt with ≥1 correct and ≥1 wrong sample: J_q = Σ_{o+} w(o+)·[s(o+) − τ·LME_{o−}(s/τ)] /

@@ -91,8 +91,9 @@ void PutGroup(Writer& w, const GroupData& g) {
     w.PutVector(s.tokens);
     w.PutVector(s.behaviour_logprobs);
     w.Put<double>(s.reward);
-    w.Put<uint8_t>(
-        static_cast<uint8_t>((s.truncated ? 1 : 0) | (s.correct ? 2 : 0) | (s.advantage ? 4 : 0)));
+    // flags: bit 1 correct, bit 2 advantage present, bits 3-5 how the sample ended.
+    w.Put<uint8_t>(static_cast<uint8_t>((s.correct ? 2 : 0) | (s.advantage ? 4 : 0) |
+                                        (static_cast<uint8_t>(s.end) << 3)));
     w.Put<double>(s.advantage.value_or(0.0));
   }
   // Prompt embeddings: dtype (-1: none), shape, then the values as float32 (exact for the 16-bit
@@ -124,7 +125,10 @@ Status GetGroup(Reader& r, GroupData* g) {
     double advantage = 0;
     CHAINRL_RETURN_IF_ERROR(r.Get(&flags));
     CHAINRL_RETURN_IF_ERROR(r.Get(&advantage));
-    s.truncated = (flags & 1) != 0;
+    if ((flags >> 3) > kMaxSampleEnd || (flags & 1) != 0)
+      return Corrupt("rank message: a sample's flags (" + std::to_string(flags) + ") at byte " +
+                     std::to_string(r.at() - sizeof(double) - 1) + " are not valid");
+    s.end = static_cast<SampleEnd>(flags >> 3);
     s.correct = (flags & 2) != 0;
     if ((flags & 4) != 0) s.advantage = advantage;
   }
@@ -234,6 +238,13 @@ Result<RankMessage> DecodeRankMessage(std::string_view bytes) {
     return Corrupt("rank message: " + std::to_string(bytes.size() - r.at()) +
                    " bytes left over after the message");
   return m;
+}
+
+Status TellOtherRanks(DataParallel* dp, const RankMessage& m) {
+  if (dp == nullptr) return Status::Ok();
+  const std::string bytes = EncodeRankMessage(m);
+  for (int r = 1; r < dp->world_size(); ++r) CHAINRL_RETURN_IF_ERROR(dp->Send(r, bytes));
+  return Status::Ok();
 }
 
 }  // namespace chainrl::learner

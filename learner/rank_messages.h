@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "learner/data_parallel.h"
 #include "learner/rl_step.h"
 
 namespace chainrl::learner {
@@ -47,5 +48,22 @@ std::vector<T> ShardOf(const std::vector<T>& batch, int rank, int world) {
     out.push_back(batch[i]);
   return out;
 }
+
+// Rank 0: sends every other rank of `dp` its shard of `batch` in a copy of `m` (its `field` set)
+// and returns rank 0's own shard; without data parallelism (null `dp`) the whole batch.
+template <typename T>
+Result<std::vector<T>> ScatterShards(DataParallel* dp, RankMessage m,
+                                     std::vector<T> RankMessage::*field,
+                                     const std::vector<T>& batch) {
+  if (dp == nullptr) return batch;
+  for (int r = 1; r < dp->world_size(); ++r) {
+    m.*field = ShardOf(batch, r, dp->world_size());
+    CHAINRL_RETURN_IF_ERROR(dp->Send(r, EncodeRankMessage(m)));
+  }
+  return ShardOf(batch, 0, dp->world_size());
+}
+
+// Rank 0: sends `m` to every other rank of `dp` (nothing without data parallelism).
+Status TellOtherRanks(DataParallel* dp, const RankMessage& m);
 
 }  // namespace chainrl::learner

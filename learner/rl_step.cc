@@ -284,7 +284,7 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
     size_t i = 0;
     for (const auto& g : groups)
       for (const auto& s : g.samples)
-        if (!s.tokens.empty()) keep[i++] = !s.truncated;
+        if (!s.tokens.empty()) keep[i++] = !s.truncated();
   }
   model.train();
   if (step.recompute_old_logprobs)
@@ -669,6 +669,27 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
   }
   if (!skip_optimizer_step) optimizer.Step();
   return loss;
+}
+
+std::vector<PreferencePairData> OnlinePreferencePairs(const std::vector<GroupData>& groups,
+                                                      int64_t num_rejected) {
+  PairSelectionOptions ps;
+  ps.num_rejected = num_rejected;
+  std::vector<PreferencePairData> pairs;
+  for (const auto& g : groups) {
+    std::vector<double> r;
+    for (const auto& smp : g.samples) r.push_back(smp.reward);
+    if (static_cast<int64_t>(r.size()) <= ps.num_rejected) continue;
+    auto sel = SelectGroupPair(r, ps);
+    if (!sel || g.samples[sel->chosen].tokens.empty()) continue;
+    PreferencePairData p;
+    p.prompt = g.prompt;
+    p.chosen = g.samples[sel->chosen].tokens;
+    for (int64_t j : sel->rejected)
+      if (!g.samples[j].tokens.empty()) p.rejected.push_back(g.samples[j].tokens);
+    if (static_cast<int64_t>(p.rejected.size()) == ps.num_rejected) pairs.push_back(std::move(p));
+  }
+  return pairs;
 }
 
 }  // namespace chainrl::learner

@@ -17,12 +17,28 @@ namespace chainrl::learner {
 
 class DataParallel;
 
+// How a sampled response ended: the rollout engine's finish reason, kept from the actor to the
+// loss and the shaping methods.
+enum class SampleEnd : uint8_t {
+  kStop = 0,        // an end-of-sequence or stop token/string
+  kLength = 1,      // the model's context length or the item's max_new_tokens
+  kBudget = 2,      // the item's token budget
+  kRepetition = 3,  // the engine's repetition (loop) detector
+  kAborted = 4,     // stopped on purpose
+};
+inline constexpr uint8_t kMaxSampleEnd = 4;
+
 struct SampleData {
   std::vector<int32_t> tokens;              // the response
   std::vector<float> behaviour_logprobs;    // per response token, from the sampler
   double reward = 0;
-  bool truncated = false;                   // ended by the length cap or budget (no EOS)
+  SampleEnd end = SampleEnd::kStop;
   bool correct = false;                     // the first reward scored >= 1 (length shaping)
+  // No end of sequence: cut by the length cap or budget, or stopped in a loop that would have run
+  // to the cap.
+  bool truncated() const {
+    return end == SampleEnd::kLength || end == SampleEnd::kBudget || end == SampleEnd::kRepetition;
+  }
   // Set by the caller (the process's shaping): used as is instead of the group advantage of
   // `reward`. Either every non-empty sample of a batch carries one or none does.
   std::optional<double> advantage;
@@ -84,6 +100,12 @@ struct PreferencePairData {
   std::vector<int32_t> chosen;
   std::vector<std::vector<int32_t>> rejected;
 };
+
+// Online DPO family: per group, the sample with the best reward against the `num_rejected` worst
+// (SelectGroupPair, preference.h; LOGO takes 2). A group gives no pair when its rewards are all
+// equal, it has no more than num_rejected samples, or the chosen or a rejected response is empty.
+std::vector<PreferencePairData> OnlinePreferencePairs(const std::vector<GroupData>& groups,
+                                                      int64_t num_rejected);
 
 struct PreferenceStepStats {
   double loss = 0;             // PreferenceLoss of the batch before the update

@@ -174,3 +174,41 @@ TEST(CurriculumTest, SamplerRestoresBitIdentically) {
 
 }  // namespace
 }  // namespace chainrl::learner
+
+namespace chainrl::learner {
+namespace {
+
+// [[curriculum.stages]] of a run config: a base stage is put first when the first stage starts
+// later, and each stage's overrides apply to the config as --set would.
+TEST(CurriculumTest, StagesComeFromTheRunConfig) {
+  auto none = ParseConfig("[model]\npath = \"m\"\n", "c.toml");
+  ASSERT_TRUE(none.ok());
+  auto empty = StageScheduleFromConfig(*none);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_FALSE(empty->has_value());
+
+  auto c = ParseConfig(
+      "[model]\npath = \"m\"\n[[curriculum.stages]]\nname = \"polish\"\nstart_step = 30\n"
+      "overrides = { \"learner.lr\" = 5e-7, \"rollout.temperature\" = 0.5 }\n",
+      "c.toml");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto s = StageScheduleFromConfig(*c);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(s->has_value());
+  const auto& stages = (*s)->stages();
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].name, "base");
+  EXPECT_TRUE(stages[0].overrides.empty());
+  EXPECT_EQ(stages[1].name, "polish");
+  EXPECT_EQ((*s)->IndexAt(29), 0u);
+  EXPECT_EQ((*s)->IndexAt(30), 1u);
+  const std::vector<std::string> sets = OverrideSets(stages[1]);
+  ASSERT_EQ(sets.size(), 2u);
+  auto staged = c->WithOverrides(sets);
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  EXPECT_DOUBLE_EQ(staged->GetFloat("learner.lr"), 5e-7);
+  EXPECT_DOUBLE_EQ(staged->GetFloat("rollout.temperature"), 0.5);
+}
+
+}  // namespace
+}  // namespace chainrl::learner

@@ -263,6 +263,10 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   m.resume_dir = "/runs/a/checkpoints/step-000000042";
   m.groups = dp_case::MakeCase("token-mean").groups;
   m.groups[1].samples[0].advantage = -0.75;
+  m.groups[0].samples[0].end = SampleEnd::kRepetition;
+  m.groups[0].samples[1].end = SampleEnd::kBudget;
+  m.groups[1].samples[1].end = SampleEnd::kAborted;
+  m.groups[1].samples[1].correct = true;
   m.groups[2].prompt_embeddings = torch::randn({2, 8}).to(torch::kBFloat16);
   m.groups[2].placeholder_token_id = 9;
   m.pairs.push_back({{1, 2, 3}, {4, 5}, {{6}, {7, 8, 9}}});
@@ -286,7 +290,7 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
       EXPECT_EQ(b.tokens, a.tokens);
       EXPECT_EQ(b.behaviour_logprobs, a.behaviour_logprobs);
       EXPECT_EQ(b.reward, a.reward);
-      EXPECT_EQ(b.truncated, a.truncated);
+      EXPECT_EQ(b.end, a.end);
       EXPECT_EQ(b.correct, a.correct);
       EXPECT_EQ(b.advantage, a.advantage);
     }
@@ -313,6 +317,24 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   EXPECT_NE(DecodeRankMessage(kind).status().message().find("unknown kind 99"), std::string::npos);
   EXPECT_NE(DecodeRankMessage(bytes + "xy").status().message().find("2 bytes left over"),
             std::string::npos);
+  // How a sample ended travels in its flags byte: an impossible value is Corrupt, not a cast.
+  RankMessage one;
+  one.kind = RankMessageKind::kPolicyStep;
+  one.groups.resize(1);
+  one.groups[0].samples.resize(1);
+  const std::string stop = EncodeRankMessage(one);
+  one.groups[0].samples[0].end = SampleEnd::kAborted;
+  std::string flagged = EncodeRankMessage(one);
+  ASSERT_EQ(flagged.size(), stop.size());
+  size_t flags_at = 0, differing = 0;
+  for (size_t i = 0; i < stop.size(); ++i)
+    if (stop[i] != flagged[i]) flags_at = i, ++differing;
+  ASSERT_EQ(differing, 1u);
+  EXPECT_EQ(static_cast<uint8_t>(flagged[flags_at]), 4u << 3);
+  flagged[flags_at] = static_cast<char>(7 << 3);
+  EXPECT_EQ(
+      DecodeRankMessage(flagged).status().message(),
+      "rank message: a sample's flags (56) at byte " + std::to_string(flags_at) + " are not valid");
   // A count far beyond what the bytes can hold is refused before anything is allocated.
   std::string huge = EncodeRankMessage(RankMessage{});
   const size_t groups_at = 4 + 1 + 8 + 8 + 1 + 8;

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "learner/objectives.h"
+#include "learner/rl_step.h"
 
 namespace chainrl::learner {
 namespace {
@@ -291,15 +292,38 @@ TEST(PreferenceTest, OnlinePairSelection) {
   EXPECT_FALSE(SelectGroupPair(std::vector<double>{1, 1, 1}).has_value());
   EXPECT_FALSE(SelectGroupPair(r, PairSelectionOptions().set_min_margin(0.8)).has_value());
   EXPECT_FALSE(SelectGroupPair(std::vector<double>{1}).has_value());
-  // Batch-level, indices into the batch, groups in first-appearance order.
-  const std::vector<double> br = {0, 1, 1, 1, 0.2, 0.7};
-  const std::vector<int64_t> gid = {5, 5, 9, 9, 3, 3};
-  auto pairs = SelectPreferencePairs(br, gid);
+  // The online pairs of a step: per group, best against worst, as token sequences.
+  auto sample = [](double reward, std::vector<int32_t> tokens) {
+    SampleData s;
+    s.reward = reward;
+    s.tokens = std::move(tokens);
+    return s;
+  };
+  std::vector<GroupData> groups(4);
+  groups[0].prompt = {1};
+  groups[0].samples = {sample(0, {10}), sample(1, {11, 12}), sample(0.5, {13})};
+  groups[1].prompt = {2};
+  groups[1].samples = {sample(1, {20}), sample(1, {21})};  // all equal: no pair
+  groups[2].prompt = {3};
+  groups[2].samples = {sample(1, {}), sample(0, {31})};  // empty chosen response: no pair
+  groups[3].prompt = {4};
+  groups[3].samples = {sample(0.2, {40}), sample(0.7, {41}), sample(0.1, {})};
+  auto pairs = OnlinePreferencePairs(groups, 1);
+  ASSERT_EQ(pairs.size(), 1u);  // group 3's worst response is empty: no pair
+  EXPECT_EQ(pairs[0].prompt, std::vector<int32_t>({1}));
+  EXPECT_EQ(pairs[0].chosen, std::vector<int32_t>({11, 12}));
+  ASSERT_EQ(pairs[0].rejected.size(), 1u);
+  EXPECT_EQ(pairs[0].rejected[0], std::vector<int32_t>({10}));
+  groups[3].samples[2].tokens = {42};
+  pairs = OnlinePreferencePairs(groups, 1);
   ASSERT_EQ(pairs.size(), 2u);
-  EXPECT_EQ(pairs[0].chosen, 1);
-  EXPECT_EQ(pairs[0].rejected, std::vector<int64_t>({0}));
-  EXPECT_EQ(pairs[1].chosen, 5);
-  EXPECT_EQ(pairs[1].rejected, std::vector<int64_t>({4}));
+  EXPECT_EQ(pairs[1].chosen, std::vector<int32_t>({41}));
+  EXPECT_EQ(pairs[1].rejected[0], std::vector<int32_t>({42}));
+  // LOGO: two rejected; a group of two samples has too few.
+  pairs = OnlinePreferencePairs(groups, 2);
+  ASSERT_EQ(pairs.size(), 2u);
+  EXPECT_EQ(pairs[0].rejected, (std::vector<std::vector<int32_t>>{{10}, {13}}));
+  EXPECT_EQ(pairs[1].rejected, (std::vector<std::vector<int32_t>>{{42}, {40}}));
 }
 
 TEST(PreferenceTest, DrpoByHand) {

@@ -504,8 +504,8 @@ TEST(RlStepTest, BadInputIsInvalidArgumentNamingTheGroup) {
 TEST(RlStepTest, OverlongFilteringDropsTruncatedSamples) {
   auto m = TinyModel(6, /*tied=*/false);
   auto groups = MakeGroups(*m, 1.0, kMixedRewards, 0.3, 31);
-  groups[0].samples[2].truncated = true;  // sample 2
-  groups[2].samples[0].truncated = true;  // sample 6
+  groups[0].samples[2].end = SampleEnd::kLength;  // sample 2
+  groups[2].samples[0].end = SampleEnd::kBudget;  // sample 6
   std::vector<bool> in_loss(10, true);
   in_loss[2] = in_loss[6] = false;
   for (LossAggMode mode : {LossAggMode::kTokenMean, LossAggMode::kSeqMeanTokenMean}) {

@@ -1,0 +1,78 @@
+// Dispatch of prompt groups to actors: which actors are there and how many groups each asked for
+// (credits), who an actor is across restarts, and the work item a lease becomes. The ledger
+// (work_ledger.h) decides which groups are leased; this decides what goes out. No LibTorch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/proto/wire.pb.h"
+#include "data/example.h"
+#include "learner/work_ledger.h"
+
+namespace chainrl::learner {
+
+// The most groups one actor may ask to hold at once.
+inline constexpr int64_t kMaxActorCredits = 1024;
+
+struct ActorCredits {
+  std::string routing;  // ZeroMQ routing id of its work socket
+  int64_t pending = 0;  // groups asked for and not yet sent
+  int64_t max = 1;      // what it may hold at once, from its join (clamped to [1, 1024])
+  std::string process;  // host:pid of the process that last joined under this name
+};
+
+// The actors the learner knows, by name. Not thread-safe.
+class ActorTable {
+ public:
+  // A join from `process` (host:pid) on `routing`. Returns true when the name was last joined by
+  // another process: a restarted actor, whose predecessor's leases the caller must revoke.
+  bool Join(const std::string& name, const std::string& routing, const std::string& process,
+            int64_t max_credits);
+  // A request for `credits` more groups: pending credits grow up to the actor's max.
+  void Request(const std::string& name, const std::string& routing, int64_t credits);
+  void Leave(const std::string& name);
+  // Drops the actors for which `alive` says false (the ledger declared them dead).
+  void Prune(const std::function<bool(const std::string&)>& alive);
+  // The process that last joined under `name`, empty if none.
+  std::string ProcessOf(const std::string& name) const;
+
+  std::map<std::string, ActorCredits>& actors() { return actors_; }
+  size_t size() const { return actors_.size(); }
+
+ private:
+  std::map<std::string, ActorCredits> actors_;
+};
+
+// What every work item of a dispatch round shares: the rollout.* keys in force and the learner's
+// state (budget, version).
+struct WorkRound {
+  wire::SamplingParams sampling;  // without its seed (set per lease)
+  uint64_t run_seed = 0;
+  uint32_t token_budget = 0;
+  uint32_t max_new_tokens = 0;
+  uint32_t group_size = 0;
+  uint32_t segment_tokens = 0;
+  int64_t policy_version = 0;
+  int32_t placeholder_token_id = -1;  // for examples with prompt embeddings
+};
+// rollout.temperature/top_p/top_k/stop_token_ids/stop_strings (after the chat template's own stop
+// tokens), max_new_tokens, group_size, segment_tokens and run.seed; budget, version and
+// placeholder from the learner.
+WorkRound WorkRoundFromConfig(const Config& c, const std::vector<int32_t>& template_stop_ids,
+                              int64_t budget, int64_t policy_version, int32_t placeholder_token_id);
+
+// The sampling seed of a lease: SplitMix64(run_seed ^ SplitMix64(group_id * 1315423911 +
+// attempt)). A group handed out again samples anew; the same run samples alike.
+uint64_t LeaseSeed(uint64_t run_seed, uint64_t group_id, int attempt);
+
+// Fills `item` for lease `l` of example `ex` whose rendered prompt is `prompt` (carried segments
+// are the segment assembler's to add).
+void FillWorkItem(const WorkRound& round, const Lease& l, const data::Example& ex,
+                  const std::vector<int32_t>& prompt, wire::WorkItem* item);
+
+}  // namespace chainrl::learner
