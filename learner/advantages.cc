@@ -1,4 +1,5 @@
-// Group-normalised advantages, batch whitening and DAPO dynamic sampling (ALGORITHMS.md §1, §4).
+// Group-normalised advantages, batch whitening and DAPO dynamic sampling
+// (docs/ALGORITHMS.md §1.1, §1.3, §1.10, §4.5, §5.3).
 #include "learner/advantages.h"
 
 #include <cmath>

@@ -1,5 +1,7 @@
 // Outcome advantages from per-sample rewards (GRPO, Dr.GRPO, DLER batch whitening) and DAPO's
-// dynamic-sampling filter with over-generation bookkeeping (ALGORITHMS.md §1, §4). No LibTorch.
+// dynamic-sampling filter with over-generation bookkeeping. No LibTorch.
+// docs/ALGORITHMS.md §1.1, §1.3, §1.10, §4.5, §5.3; papers: DeepSeekMath arXiv 2402.03300
+// §4.1.2, Dr.GRPO arXiv 2503.20783, DAPO arXiv 2503.14476 §3.2, DLER arXiv 2510.15110.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +18,8 @@ enum class AdvantageEstimator { kGrpo, kDrGrpo };
 Result<AdvantageEstimator> ParseAdvantageEstimator(std::string_view name);
 const char* AdvantageEstimatorName(AdvantageEstimator e);
 
-// What a group of one sample gets. verl uses mean 0 / std 1, i.e. Â = R ("raw"); ALGORITHMS.md
-// recommends Â = 0 ("zero"), the default: a lone sample has no baseline to compare against.
+// What a group of one sample gets. verl uses mean 0 / std 1, i.e. Â = R ("raw"); chainrl takes
+// Â = 0 ("zero"), the default: a lone sample has no baseline (docs/ALGORITHMS.md §1.10).
 enum class SingletonGroupPolicy { kZero, kRaw };
 Result<SingletonGroupPolicy> ParseSingletonGroupPolicy(std::string_view name);  // "zero" | "raw"
 

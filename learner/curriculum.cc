@@ -1,5 +1,5 @@
 // Token-budget schedules, stages, difficulty filtering/weighting and the bucket sampler
-// (ALGORITHMS.md §5).
+// (docs/ALGORITHMS.md §5.1–§5.5).
 #include "learner/curriculum.h"
 
 #include <nlohmann/json.hpp>

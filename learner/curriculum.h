@@ -1,7 +1,8 @@
 // Curricula: token-budget schedules (Train Long, Think Short), multi-stage runs with config
 // overrides (CAMPO, VL-Cogito), difficulty filtering and VL-Cogito's soft weighting of advantages,
 // and a difficulty-bucket prompt sampler whose state round-trips through JSON for checkpoints
-// (ALGORITHMS.md §5). No LibTorch.
+// (docs/ALGORITHMS.md §5.1–§5.5; papers: Train Long, Think Short arXiv 2508.08940, VL-Cogito arXiv
+// 2507.22607, MiroMind-M1 arXiv 2507.14683). No LibTorch.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>

@@ -1,4 +1,4 @@
-// Length rewards and penalties (ALGORITHMS.md §4).
+// Length rewards and penalties (docs/ALGORITHMS.md §4.2–§4.9).
 #include "learner/length_shaping.h"
 
 #include <nlohmann/json.hpp>

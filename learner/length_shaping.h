@@ -1,5 +1,7 @@
 // Length rewards and penalties on per-sample rewards: Kimi k1.5, DAPO overlong, DLER, LASER /
-// LASER-D / LASER-DE, GRPO-λ, CAMPO repetition (ALGORITHMS.md §4). Pure functions over one group
+// LASER-D / LASER-DE, GRPO-λ, CAMPO repetition (docs/ALGORITHMS.md §4.2–§4.9; papers: Kimi k1.5
+// arXiv 2501.12599 §2.3.3, DAPO arXiv 2503.14476 §3.4, DLER arXiv 2510.15110, LASER arXiv
+// 2505.15612, GRPO-λ arXiv 2505.18086, MiroMind-M1 arXiv 2507.14683). Pure functions over one group
 // (or one batch of groups) of samples, plus LASER-D's adaptive targets with serialisable state.
 // DRPO's length-weighted objective is a loss over sequence scores: see preference.h (DrpoLoss).
 #pragma once

@@ -1,4 +1,5 @@
-// GRPO-family token losses, SFT, KL, logprob mismatch and DMMPT masking (ALGORITHMS.md §1, §3, §6).
+// GRPO-family token losses, SFT, KL, logprob mismatch and DMMPT masking
+// (docs/ALGORITHMS.md §1.1–§1.8, §2.1–§2.3).
 #include "learner/objectives.h"
 
 #include <algorithm>
@@ -162,7 +163,7 @@ Tensor GspoLogRatioSums(const Tensor& logprobs, const Tensor& old_logprobs, cons
 Tensor GspoSequenceLogRatio(const Tensor& logprobs, const Tensor& old_logprobs,
                             const Tensor& mask) {
   torch::NoGradGuard no_grad;
-  // |o_i| = 0 uses a length of 1 (ALGORITHMS.md §1 GSPO edge case); the sum is then 0 anyway.
+  // |o_i| = 0 uses a length of 1 (docs/ALGORITHMS.md §1.4); the sum is then 0 anyway.
   const Tensor len = (mask != 0).to(torch::kFloat64).sum(1).clamp_min(1.0);
   return GspoLogRatioSums(logprobs, old_logprobs, mask) / len;
 }

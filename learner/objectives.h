@@ -1,7 +1,9 @@
 // Token-level RL and SFT objectives over tensors: GRPO / Dr.GRPO / DAPO / GSPO policy losses with
 // clip-higher, dual-clip, k3 KL and entropy bonus, in a chunk-additive form for streaming backprop
-// (ALGORITHMS.md sections 1 and 3), plus SFT cross-entropy, logprob mismatch and UloRL's DMMPT
-// mask.
+// (docs/ALGORITHMS.md §1.1–§1.8, §6.1), plus SFT cross-entropy, logprob mismatch and UloRL's DMMPT
+// mask (§2.1–§2.3). Papers: DeepSeekMath arXiv 2402.03300 Eq. 3–4, DAPO arXiv 2503.14476 §3.1 and
+// §3.3, Dr.GRPO arXiv 2503.20783, GSPO arXiv 2507.18071 §4, dual clip arXiv 1912.09729, UloRL
+// arXiv 2507.19766.
 #pragma once
 
 #include <torch/torch.h>
@@ -66,7 +68,7 @@ struct PolicyLossOptions {
 // InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1)").
 Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
 
-// Published recipes as starting points (ALGORITHMS.md §1, §4), overridable key by key:
+// Published recipes as starting points (docs/ALGORITHMS.md §1.9), overridable key by key:
 //   "grpo"    ε 0.2/0.2, β 0.04 (k3), seq-mean-token-mean   [U: DeepSeekMath values from memory]
 //   "dapo"    ε 0.2/0.28, no KL, token-mean
 //   "dr_grpo" ε 0.2/0.2, no KL, seq-mean-token-sum-norm, L_max 3000 (generate_max_length)

@@ -1,5 +1,5 @@
 // Preference objectives (DPO family, LOGO), the two-pass streaming helper, online pair selection
-// and DRPO (ALGORITHMS.md §2, §3 "DPO", §4 "DRPO").
+// and DRPO (docs/ALGORITHMS.md §3.1–§3.5, §6.3, §4.10).
 #include "learner/preference.h"
 
 #include <algorithm>

@@ -1,6 +1,8 @@
 // Sequence-level objectives over per-sequence log-probability totals: DPO / cDPO / IPO, SimPO
 // (sigmoid or hinge), LOGO (M rejected samples + λ·CE), reference-free variants, DRPO; the
-// two-pass streaming helper; online pair selection from a group's rewards (ALGORITHMS.md §2–§4).
+// two-pass streaming helper; online pair selection from a group's rewards.
+// docs/ALGORITHMS.md §3.1–§3.5, §6.3, §4.10; papers: DPO arXiv 2305.18290 Eq. 7, IPO arXiv
+// 2310.12036, SimPO arXiv 2405.14734 Eq. 6, LOGO arXiv 2410.18533, DRPO arXiv 2510.04474.
 #pragma once
 
 #include <torch/torch.h>

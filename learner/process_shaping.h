@@ -1,7 +1,8 @@
 // The learner process's per-step reward shaping and advantages: the length methods of
 // length_shaping.h (Kimi, DAPO overlong, CAMPO repetition, DLER, LASER / LASER-D / LASER-DE,
 // GRPO-λ) and VL-Cogito's difficulty soft weighting (curriculum.h) over one step's groups, with
-// LASER-D's adaptive targets as checkpointable state (ALGORITHMS.md §4, §5). No LibTorch.
+// LASER-D's adaptive targets as checkpointable state (docs/ALGORITHMS.md §4.1–§4.10, §5.4). No
+// LibTorch.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -1,7 +1,8 @@
 // The learner's options from a validated run config: the [algorithm], [learner] and [curriculum]
 // keys mapped one to one onto the option structs of the objectives, advantages, optimiser and
 // token-budget schedule. `algorithm.name` selects a published recipe (PolicyLossPreset); keys the
-// config sets explicitly override the recipe, keys left at their defaults do not.
+// config sets explicitly override the recipe, keys left at their defaults do not
+// (docs/ALGORITHMS.md §1.9; the budget keys: §5.1).
 #pragma once
 
 #include <string>

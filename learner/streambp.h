@@ -1,5 +1,5 @@
-// Streaming backprop (StreamBP, arXiv 2506.03077, ALGORITHMS.md section 3): exact gradients with
-// activation memory bounded by a chunk of tokens, not the sequence.
+// Streaming backprop (StreamBP, arXiv 2506.03077; docs/ALGORITHMS.md §6.1–§6.4): exact gradients
+// with activation memory bounded by a chunk of tokens, not the sequence.
 //
 // LM head and loss (ChunkedHeadBackward): The final hidden states are detached; for each
 // chunk of positions, logits = H_k W^T / T, per-token logprobs (and entropy), the objective's

@@ -1,6 +1,7 @@
 // Loop detection for rollout: a sample whose tail is one block of tokens repeated many times is
 // ending in a loop (a common failure of long chains of thought); it can be stopped early and
-// flagged for the repetition penalty (CAMPO, ALGORITHMS.md section 4).
+// flagged for the repetition penalty (docs/ALGORITHMS.md §4.4: CAMPO, from MiroMind-M1, arXiv
+// 2507.14683).
 #pragma once
 
 #include <cstdint>

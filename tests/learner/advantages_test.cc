@@ -1,5 +1,6 @@
 // Tests for learner/advantages.h: GRPO / Dr.GRPO advantages, batch whitening and DAPO's dynamic
-// sampling bookkeeping, against hand-computed values and the edge cases of ALGORITHMS.md §1.
+// sampling bookkeeping, against hand-computed values and the edge cases of
+// docs/ALGORITHMS.md §1.10.
 #include "learner/advantages.h"
 
 #include <gtest/gtest.h>

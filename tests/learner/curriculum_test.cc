@@ -1,5 +1,5 @@
 // Tests for learner/curriculum.h: budget schedules, stages, difficulty filtering and weighting by
-// hand (ALGORITHMS.md §5), and the bucket sampler's bit-identical restore from JSON.
+// hand (docs/ALGORITHMS.md §5.1–§5.5), and the bucket sampler's bit-identical restore from JSON.
 #include "learner/curriculum.h"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
-// Tests for learner/length_shaping.h against values computed by hand from ALGORITHMS.md §4, and
-// CAMPO's loop finder against a brute-force reference.
+// Tests for learner/length_shaping.h against values computed by hand from
+// docs/ALGORITHMS.md §4.2–§4.9, and CAMPO's loop finder against a brute-force reference.
 #include "learner/length_shaping.h"
 
 #include <gtest/gtest.h>

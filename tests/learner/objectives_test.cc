@@ -25,7 +25,7 @@ Tensor T2(std::vector<std::vector<double>> rows) {
 
 double At(const Tensor& t, int64_t i, int64_t j) { return t[i][j].item<double>(); }
 
-// Slow scalar reference of the GRPO-family loss straight from ALGORITHMS.md §1.
+// Slow scalar reference of the GRPO-family loss straight from docs/ALGORITHMS.md §1.1–§1.8.
 double ReferenceLoss(const Tensor& lp, const Tensor& old, const Tensor& ref, const Tensor& ent,
                      const Tensor& mask, const Tensor& adv, const PolicyLossOptions& o) {
   const int64_t B = lp.size(0), T = lp.size(1);
