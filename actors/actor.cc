@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -340,7 +341,8 @@ Status Actor::GenerateAndSend() {
   const bool rebuild = !engine_ || max_len > engine_max_len_;
   if (rebuild) engine_max_len_ = std::max(max_len, engine_max_len_ + engine_max_len_ / 4);
   eo.max_seq_len = engine_max_len_;
-  eo.compute_entropy = false;
+  // Always false: the schema refuses true, as trajectories have no field for the entropies.
+  eo.compute_entropy = config_.GetBool("rollout.compute_entropy");
   const Tokenizer& tok = *tokenizer_;
   eo.token_bytes = [&tok](int32_t id) {
     auto b = tok.DecodeBytes({id});
@@ -600,7 +602,19 @@ Status Actor::Run() {
 
 }  // namespace
 
+int ActorThreads(const Config& config, const char* env_threads) {
+  if (env_threads != nullptr && *env_threads != '\0') {
+    char* end = nullptr;
+    const long n = std::strtol(env_threads, &end, 10);
+    if (*end == '\0' && n > 0 && n <= 1 << 20) return static_cast<int>(n);
+  }
+  return static_cast<int>(config.GetInt("actors.threads"));
+}
+
 Status RunActor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop) {
+  at::set_num_threads(ActorThreads(config, std::getenv("CHAINRL_THREADS")));
+  CHAINRL_LOG(kDebug) << "actor-" << options.index << ": " << at::get_num_threads()
+                      << " compute threads";
   Actor actor(config, options, stop);
   return actor.Run();
 }

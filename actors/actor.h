@@ -19,9 +19,15 @@ struct ActorOptions {
   std::string run_dir;        // for the metrics address file; may be empty
 };
 
-// Runs until `stop` is set (then leaves cleanly: a Leave message, leases handed back) or a fatal
-// error (a learner speaking another schema version, weights that do not fit the model). A learner
-// that disappears is waited for: the actor reconnects and rejoins when it comes back.
+// The intra-op (LibTorch) thread count of an actor process: `env_threads` (the value of
+// CHAINRL_THREADS; nullptr when unset) when it is a positive integer, else actors.threads. The
+// environment overrides the config, as it does for learner.threads.
+int ActorThreads(const Config& config, const char* env_threads);
+
+// Sets ActorThreads(config, CHAINRL_THREADS) threads, then runs until `stop` is set (then leaves
+// cleanly: a Leave message, leases handed back) or a fatal error (a learner speaking another schema
+// version, weights that do not fit the model). A learner that disappears is waited for: the actor
+// reconnects and rejoins when it comes back.
 Status RunActor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop);
 
 }  // namespace chainrl::actors

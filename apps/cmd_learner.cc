@@ -37,6 +37,10 @@ int RunLearnerCommand(const std::vector<std::string>& argv) {
     // own: only rank 0 prepares the run directory.
     auto who = learner::RankInfoFromEnvironment();
     if (!who.ok()) return ReportError(who.status());
+    if (who->world_size > 1) {  // a backend this build lacks: exit 2 before joining the group
+      auto dpo = learner::DataParallelOptionsFromConfig(*cfg);
+      if (!dpo.ok()) return ReportError(dpo.status());
+    }
     if (who->rank == 0) {
       auto dir = PrepareRunDir(*cfg, run_dir_flag, "learner");
       if (!dir.ok()) return ReportError(dir.status());

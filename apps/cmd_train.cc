@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
+#include "learner/data_parallel.h"
 #include "learner/run_options.h"
 #include "learner/run_report.h"
 #include "model/hf_config.h"
@@ -555,6 +556,10 @@ int RunTrain(const std::vector<std::string>& argv) {
     // any process starts.
     auto lo = learner::LearnerOptionsFromConfig(*cfg);
     if (!lo.ok()) return ReportError(lo.status());
+    if (cfg->GetInt("distributed.learner_ranks") > 1) {  // a backend this build lacks: exit 2 now
+      auto dpo = learner::DataParallelOptionsFromConfig(*cfg);
+      if (!dpo.ok()) return ReportError(dpo.status());
+    }
     // Offline preference training (the DPO family on prompt/chosen/rejected data): the learner
     // trains alone, so no actors are started and no reward is needed.
     const bool offline = lo->offline_preference;

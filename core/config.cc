@@ -226,6 +226,13 @@ std::string CheckValue(const KeySpec& spec, const ConfigValue& v) {
     if (std::find(spec.choices.begin(), spec.choices.end(), s) != spec.choices.end()) return "";
     return "'" + s + "' is not one of: " + ChoicesText(spec.choices);
   };
+  for (const RefusedValue& r : spec.refused) {
+    if (r.value != v) continue;
+    const std::string* s = std::get_if<std::string>(&v);
+    std::string msg = (s ? "'" + *s + "'" : FormatConfigValue(v)) + " is refused: " + r.reason;
+    if (!spec.choices.empty()) msg += "; valid values: " + ChoicesText(spec.choices);
+    return msg;
+  }
   std::string err;
   if (auto* i = std::get_if<int64_t>(&v)) err = check_number(static_cast<double>(*i));
   if (auto* d = std::get_if<double>(&v)) err = check_number(*d);
@@ -765,7 +772,12 @@ std::string DocValid(const KeySpec& k) {
   std::string s;
   if (!k.choices.empty()) s = "one of: " + ChoicesText(k.choices);
   if (k.min || k.max) s += (s.empty() ? "" : "; ") + RangeText(k);
-  return s.empty() ? "any" : s;
+  if (s.empty()) s = "any";
+  for (const RefusedValue& r : k.refused) {
+    const std::string* v = std::get_if<std::string>(&r.value);
+    s += "; refused: " + (v ? *v : FormatConfigValue(r.value));
+  }
+  return s;
 }
 std::string DocDefault(const KeySpec& k) {
   if (k.required) return "required";

@@ -32,6 +32,13 @@ enum class ValueType {
 using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<std::string>,
                                  std::vector<int64_t>, std::vector<double>>;
 
+// A value the schema knows but refuses, and why (e.g. a feature not implemented yet): loading fails
+// naming the key, the value and the reason, rather than accepting it and doing something else.
+struct RefusedValue {
+  ConfigValue value;
+  std::string reason;  // "importance-sampling correction of stale samples is not implemented yet"
+};
+
 // One key of the schema.
 struct KeySpec {
   std::string key;  // dotted, e.g. "learner.lr"; inside an array of tables, the element key
@@ -41,7 +48,8 @@ struct KeySpec {
   std::optional<double> min, max;  // numbers and number-list elements, inclusive
   bool min_exclusive = false;
   std::vector<std::string> choices;  // strings and string-list elements; empty = any
-  std::string doc;                   // one line
+  std::vector<RefusedValue> refused;  // checked before choices and range
+  std::string doc;                    // one line
   // Extra validation beyond type/range/choices; returns an error message or "" when valid.
   std::string (*check)(const ConfigValue&) = nullptr;
 };
@@ -66,6 +74,13 @@ struct ConfigSchema {
 
 // chainrl's schema (core/config_schema.cc).
 const ConfigSchema& RunConfigSchema();
+
+// The values of `algorithm.name`, defined once here (core cannot depend on learner): the
+// policy-gradient recipes that learner/objectives.h's PolicyLossPreset builds, then the preference
+// losses of learner/preference.h. The schema's choices are the two lists in this order, and the
+// learner picks an objective's family by the list that holds its name.
+const std::vector<std::string>& PolicyGradientAlgorithms();
+const std::vector<std::string>& PreferenceAlgorithms();
 
 // One problem found while loading. `file` is the config path, or "--set" for command-line
 // overrides (then `line` is the override's 1-based index and `column` the offending character).

@@ -92,6 +92,18 @@ KeySpec Checked(KeySpec k, std::string (*check)(const ConfigValue&)) {
   return k;
 }
 
+KeySpec Refusing(KeySpec k, ConfigValue value, std::string reason) {
+  k.refused.push_back({std::move(value), std::move(reason)});
+  return k;
+}
+
+Strings AlgorithmNames() {
+  Strings names = PolicyGradientAlgorithms();
+  const Strings& preference = PreferenceAlgorithms();
+  names.insert(names.end(), preference.begin(), preference.end());
+  return names;
+}
+
 std::string CheckDevice(const ConfigValue& v) {
   static const std::regex re("cpu|cuda|cuda:[0-9]+");
   const std::string& s = std::get<std::string>(v);
@@ -284,7 +296,15 @@ ConfigSchema Build() {
                    "End a sample that loops (flagged for the repetition penalty)."));
   k.push_back(Int("rollout.repetition_min_repeats", 8, 2, 1 << 20,
                   "Repeats of a trailing block that count as a loop."));
-  k.push_back(Bool("rollout.compute_entropy", false, "Record per-token entropy with each sample."));
+  k.push_back(Refusing(
+      Bool("rollout.compute_entropy", false,
+           "Per-token entropy of the sampling distribution, computed by the actors' engine. Only "
+           "false is accepted: the trajectories sent to the learner have no field for it, so "
+           "true is refused (not implemented yet). The learner's entropy of the policy is the "
+           "chainrl_entropy metric."),
+      true,
+      "per-token sample entropy is not implemented yet (the trajectories sent to the learner "
+      "have no field for it)"));
   k.push_back(Int("rollout.embedding_cache_bytes", 256ll << 20, 1, std::nullopt,
                   "Bound of the prompt-embedding cache (LRU)."));
   k.push_back(Int("rollout.prompt_hold_bytes", 256ll << 20, 0, std::nullopt,
@@ -297,7 +317,10 @@ ConfigSchema Build() {
   k.push_back(Checked(Str("actors.connect", "",
                           "Learner endpoint for `chainrl actor` (tcp://HOST:PORT or ipc://PATH)."),
                       CheckEndpoint));
-  k.push_back(Int("actors.threads", 1, 1, 1024, "Compute threads per actor."));
+  k.push_back(Int("actors.threads", 1, 1, 1024,
+                  "Intra-op (LibTorch) compute threads of each actor process. The environment "
+                  "variable CHAINRL_THREADS, when it holds a positive integer, overrides it (as it "
+                  "does learner.threads)."));
   k.push_back(Int("actors.credits", 2, 1, 1024, "Work items an actor may hold at once."));
   k.push_back(Float("actors.heartbeat_interval_seconds", 1.0, 0.01, 3600.0,
                     "Interval between an actor's heartbeats."));
@@ -334,8 +357,23 @@ ConfigSchema Build() {
                   "Tokens per forward/backward (gradient accumulation beyond it)."));
   k.push_back(Int("learner.max_off_policy_steps", 1, 0, 1 << 20,
                   "Staleness bound: policy versions a trajectory may lag the learner."));
-  k.push_back(Str("learner.stale_policy", "drop",
-                  "What happens to trajectories older than the bound.", {"drop", "correct"}));
+  k.push_back(Refusing(
+      Str("learner.stale_policy", "drop",
+          "What happens to a result older than the bound: drop discards it and the group is "
+          "generated again; flag trains on it like any other (its ratio is still taken against "
+          "its behaviour logprobs and clipped), counted as flagged in the work ledger. correct "
+          "(importance-sampling correction) is refused: not implemented yet.",
+          {"drop", "flag"}),
+      std::string("correct"),
+      "importance-sampling correction of stale samples is not implemented yet"));
+  k.push_back(Float("learner.lease_timeout_seconds", 1800.0, 0.0, 1e8,
+                    "A lease of prompt groups not completed within this time is revoked and its "
+                    "groups handed out again, even if its actor is alive.",
+                    true));
+  k.push_back(Int("learner.lease_max_attempts", 5, 0, 1 << 20,
+                  "Revoked leases after which a prompt group is declared lost and not handed out "
+                  "again (a prompt that kills every actor must not stall the run); 0 retries "
+                  "forever."));
   k.push_back(Str("learner.old_logprobs", "behaviour",
                   "Importance-ratio denominator: stored behaviour logprobs, or recomputed by the "
                   "learner for the whole sample (segment rollouts).",
@@ -344,7 +382,9 @@ ConfigSchema Build() {
       Bool("learner.streambp", true,
            "Streaming backprop: exact gradients with activation memory bounded by a chunk."));
   k.push_back(Int("learner.logits_chunk_tokens", 512, 1, std::nullopt,
-                  "Tokens per chunk of the LM head and loss."));
+                  "Tokens per chunk of the LM head: the loss's forward and backward, and the "
+                  "no-gradient passes (recomputed old logprobs, reference logprobs, DMMPT "
+                  "entropies)."));
   k.push_back(
       Int("learner.layer_chunk_tokens", 0, 0, std::nullopt,
           "Tokens per chunk of the layer-wise backward; 0 chooses from memory_budget_bytes."));
@@ -352,8 +392,20 @@ ConfigSchema Build() {
                   "Activation memory budget for automatic chunk sizes; 0 is 1/4 of free memory."));
 
   // algorithm
-  k.push_back(Str("algorithm.name", "grpo", "Objective family.",
-                  {"sft", "grpo", "dr_grpo", "dapo", "gspo", "dpo", "ipo", "simpo", "logo"}));
+  k.push_back(Refusing(
+      Str("algorithm.name", "grpo",
+          "The objective. A policy-gradient recipe (clip, KL and aggregation of "
+          "learner/objectives.h PolicyLossPreset): grpo, dr_grpo, dapo, gspo, dler (clip "
+          "0.2/0.28, dual clip 10, k3 KL 5e-4, token-mean) or campo (the same without KL); "
+          "dapo, dler and campo also turn on algorithm.dynamic_sampling. Or a preference loss: "
+          "dpo, ipo, simpo, logo. [algorithm] keys set in the file override the recipe. dler "
+          "and campo set the loss only: their length rewards are length_shaping.methods "
+          "\"dler\" and \"campo_repetition\". sft is refused: an SFT-only run is not "
+          "implemented; supervised fine-tuning is the [sft] warm-up before RL.",
+          AlgorithmNames()),
+      std::string("sft"),
+      "an SFT-only run is not implemented; supervised fine-tuning runs as the warm-up before "
+      "RL (sft.steps)"));
   k.push_back(Str("algorithm.loss_agg_mode", "seq-mean-token-mean", "Loss aggregation.",
                   {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"}));
   k.push_back(Float("algorithm.clip_ratio_low", 0.2, 0.0, 1.0, "PPO clip epsilon below 1."));
@@ -425,16 +477,27 @@ ConfigSchema Build() {
 
   // curriculum
   k.push_back(Str("curriculum.budget_schedule", "constant",
-                  "Token budget per step (\"train long, think short\").",
+                  "Token budget per step (\"train long, think short\"): constant; linear from "
+                  "budget_start to budget_end over budget_period steps; exponential, "
+                  "budget_start times budget_decay every budget_period steps; step, the budget "
+                  "of the last of budget_milestone_steps reached (budget_start before the "
+                  "first). Steps count from budget_start_step.",
                   {"constant", "linear", "exponential", "step"}));
   k.push_back(Int("curriculum.budget_start", 0, 0, std::nullopt,
                   "Budget at step 0; 0 uses rollout.max_new_tokens."));
   k.push_back(Int("curriculum.budget_end", 0, 0, std::nullopt,
                   "Final budget (linear); floor (exponential, step)."));
-  k.push_back(Float("curriculum.budget_decay", 0.7, 0.0, 1.0,
-                    "Exponential/step decay factor gamma.", true));
+  k.push_back(
+      Float("curriculum.budget_decay", 0.7, 0.0, 1.0, "Exponential decay factor gamma.", true));
   k.push_back(Int("curriculum.budget_period", 10, 1, std::nullopt,
-                  "Steps per decay (exponential, step) or to reach the end (linear)."));
+                  "Steps per decay (exponential) or to reach the end (linear)."));
+  k.push_back(IntList("curriculum.budget_milestone_steps", {}, 0, std::nullopt,
+                      "Step schedule: the steps (counted from budget_start_step, strictly "
+                      "increasing) at which the budget changes. Required by, and only allowed "
+                      "with, budget_schedule = \"step\"."));
+  k.push_back(IntList("curriculum.budget_milestone_tokens", {}, 1, std::nullopt,
+                      "Step schedule: the budget from each of budget_milestone_steps on, same "
+                      "order and length; each at most rollout.max_new_tokens."));
   k.push_back(Int("curriculum.budget_start_step", 0, 0, std::nullopt,
                   "Step at which the schedule starts (the budget is budget_start before it)."));
   k.push_back(Bool("curriculum.filter_uniform_groups", false,
@@ -479,7 +542,11 @@ ConfigSchema Build() {
 
   // distributed
   k.push_back(Str("distributed.backend", "auto",
-                  "c10d backend of the data-parallel learner (auto: nccl on GPU, gloo on CPU).",
+                  "c10d backend of the data-parallel learner (read only when it has more than "
+                  "one rank). auto is gloo when run.device is cpu and nccl when it is cuda or "
+                  "cuda:N. nccl, named or resolved from auto, is refused with an error naming "
+                  "this key: this build has no NCCL process group (Debian's LibTorch has no "
+                  "NCCL, and chainrl's data parallelism creates Gloo groups only); set gloo.",
                   {"auto", "gloo", "nccl"}));
   k.push_back(Float("distributed.timeout_seconds", 600.0, 1.0, std::nullopt,
                     "Rendezvous and collective timeout (ranks waiting for rank 0 between steps "
@@ -532,6 +599,16 @@ ConfigSchema Build() {
 }
 
 }  // namespace
+
+const std::vector<std::string>& PolicyGradientAlgorithms() {
+  static const Strings* names = new Strings{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo"};
+  return *names;
+}
+
+const std::vector<std::string>& PreferenceAlgorithms() {
+  static const Strings* names = new Strings{"dpo", "ipo", "simpo", "logo"};
+  return *names;
+}
 
 const ConfigSchema& RunConfigSchema() {
   static const ConfigSchema* schema = new ConfigSchema(Build());

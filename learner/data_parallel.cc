@@ -81,15 +81,37 @@ DataParallel::DataParallel(RankInfo who, std::unique_ptr<Impl> impl)
 
 DataParallel::~DataParallel() = default;
 
+Result<std::string> DataParallelBackend(std::string_view backend, std::string_view device) {
+  const std::string named(backend);
+  if (named != "auto" && named != "gloo" && named != "nccl")
+    return InvalidArgument("distributed.backend = '" + named + "': expected auto, gloo or nccl");
+  const bool cuda = device.substr(0, 4) == "cuda";
+  const std::string resolved = named == "auto" ? (cuda ? "nccl" : "gloo") : named;
+  if (resolved == "nccl") {
+    const std::string why = named == "auto"
+                                ? "distributed.backend = 'auto' means 'nccl' on run.device = '" +
+                                      std::string(device) + "'"
+                                : std::string("distributed.backend = 'nccl'");
+    return InvalidArgument(why +
+                           ", and this build has no NCCL process group (chainrl's data-parallel "
+                           "learner runs on Gloo); set distributed.backend = 'gloo'");
+  }
+  return resolved;
+}
+
+Result<DataParallelOptions> DataParallelOptionsFromConfig(const Config& c) {
+  DataParallelOptions o;
+  o.backend = c.GetString("distributed.backend");
+  o.device = c.GetString("run.device");
+  o.timeout_seconds = c.GetFloat("distributed.timeout_seconds");
+  CHAINRL_RETURN_IF_ERROR(DataParallelBackend(o.backend, o.device).status());
+  return o;
+}
+
 Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
                                                          const DataParallelOptions& options) {
-  if (options.backend == "nccl")
-    return InvalidArgument(
-        "distributed.backend = 'nccl': this build's LibTorch has no NCCL (use 'gloo' or 'auto' on "
-        "the CPU)");
-  if (options.backend != "auto" && options.backend != "gloo")
-    return InvalidArgument("distributed.backend = '" + options.backend +
-                           "': expected auto, gloo or nccl");
+  // The only backend DataParallelBackend lets through is Gloo, the group created below.
+  CHAINRL_RETURN_IF_ERROR(DataParallelBackend(options.backend, options.device).status());
   if (who.world_size < 1 || who.rank < 0 || who.rank >= who.world_size)
     return InvalidArgument("data parallelism: rank " + std::to_string(who.rank) +
                            " outside a world of " + std::to_string(who.world_size));

@@ -1,6 +1,6 @@
 // Data parallelism of the learner over PyTorch's c10d process groups, placed by torchrun-style
 // environment variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), so that torchrun, Slurm and
-// Kubernetes launchers work unchanged. Gloo on CPU; NCCL needs a CUDA LibTorch built with it. Each
+// Kubernetes launchers work unchanged. Gloo only: NCCL is refused (see DataParallelBackend). Each
 // rank computes the gradient of its shard of a batch against the batch's global normalisers
 // (RlStepOptions::data_parallel), the gradients are summed across ranks before the optimiser
 // step, and every rank takes the same step: the update equals one process's on the whole batch.
@@ -15,6 +15,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace chainrl::learner {
@@ -31,16 +32,27 @@ struct RankInfo {
 Result<RankInfo> RankInfoFromEnvironment();
 
 struct DataParallelOptions {
-  std::string backend = "auto";  // auto (nccl on GPU, gloo on CPU), gloo, nccl
+  std::string backend = "auto";  // distributed.backend: auto, gloo, nccl
+  std::string device = "cpu";    // run.device, which "auto" resolves against
   double timeout_seconds = 600;  // rendezvous and every collective
 };
+
+// The c10d backend that `backend` (distributed.backend) means for a learner on `device`
+// (run.device): "auto" is "gloo" on the CPU and "nccl" on cuda / cuda:N. InvalidArgument naming
+// distributed.backend when the result is "nccl" (this build has no NCCL process group: Debian's
+// LibTorch is built without NCCL and Join creates Gloo groups only) or the name is unknown.
+Result<std::string> DataParallelBackend(std::string_view backend, std::string_view device);
+
+// distributed.backend, run.device and distributed.timeout_seconds, with the backend checked by
+// DataParallelBackend (its error when it cannot be used). For a learner of more than one rank.
+Result<DataParallelOptions> DataParallelOptionsFromConfig(const Config& config);
 
 class DataParallel {
  public:
   // Joins the group: rank 0 hosts the rendezvous store at master_addr:master_port and every rank
   // connects to it. An error naming the address and the ranks when the group cannot be formed
-  // within the timeout (a peer that never starts), never a hang; InvalidArgument for a backend this
-  // build lacks (NCCL on a CPU LibTorch).
+  // within the timeout (a peer that never starts), never a hang; DataParallelBackend's
+  // InvalidArgument for a backend this build lacks (NCCL).
   static Result<std::unique_ptr<DataParallel>> Join(const RankInfo& who,
                                                     const DataParallelOptions& options);
   ~DataParallel();

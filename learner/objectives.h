@@ -68,7 +68,8 @@ struct PolicyLossOptions {
 // InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1)").
 Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
 
-// Published recipes as starting points (docs/ALGORITHMS.md §1.9), overridable key by key:
+// Published recipes as starting points (docs/ALGORITHMS.md §1.9), overridable key by key; the
+// names are core's PolicyGradientAlgorithms() (the schema's choices of algorithm.name):
 //   "grpo"    ε 0.2/0.2, β 0.04 (k3), seq-mean-token-mean   [U: DeepSeekMath values from memory]
 //   "dapo"    ε 0.2/0.28, no KL, token-mean
 //   "dr_grpo" ε 0.2/0.2, no KL, seq-mean-token-sum-norm, L_max 3000 (generate_max_length)

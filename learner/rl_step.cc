@@ -117,7 +117,8 @@ std::vector<std::vector<Seq*>> MicroBatches(const std::vector<Seq*>& rows, int64
   return out;
 }
 
-// Per-token logprobs [B,T] of `targets` at `temperature`, without gradients, chunked.
+// Per-token logprobs [B,T] of `targets` at `temperature`, without gradients, the LM head run
+// learner.logits_chunk_tokens positions at a time.
 // With streaming on, the trunk also runs chunk by chunk (StreamHidden), so old/reference logprobs
 // of long sequences never hold a whole sequence's attention.
 Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperature,
@@ -131,7 +132,8 @@ Tensor NoGradLogprobs(model::DecoderModel& m, const Packed& p, double temperatur
     hidden = m.Forward(p.ids, {}, p.attention, p.splice);
   }
   std::vector<Tensor> parts;
-  const int64_t chunk = 256;
+  const int64_t chunk = o.logits_chunk_tokens;
+  CHAINRL_CHECK(chunk >= 1, "logits_chunk_tokens " << chunk);
   for (int64_t t0 = 0; t0 < p.T; t0 += chunk) {
     const int64_t t1 = std::min(p.T, t0 + chunk);
     Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
@@ -194,8 +196,10 @@ void FillMeanEntropy(model::DecoderModel& m, const std::vector<Seq*>& rows, int6
       hidden = m.Forward(p.ids, {}, p.attention);
     }
     Tensor sum = torch::zeros({p.ids.size(0)}, torch::kFloat64);
-    for (int64_t t0 = 0; t0 < p.T; t0 += 256) {
-      const int64_t t1 = std::min(p.T, t0 + 256);
+    const int64_t chunk = o.logits_chunk_tokens;
+    CHAINRL_CHECK(chunk >= 1, "logits_chunk_tokens " << chunk);
+    for (int64_t t0 = 0; t0 < p.T; t0 += chunk) {
+      const int64_t t1 = std::min(p.T, t0 + chunk);
       Tensor logits = m.Logits(hidden.slice(1, t0, t1)).to(torch::kFloat32);
       Tensor ent = TokenEntropy(logits, temperature).to(torch::kFloat64);
       sum += (ent * p.mask.slice(1, t0, t1).to(torch::kFloat64)).sum(1);

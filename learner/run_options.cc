@@ -10,17 +10,64 @@ namespace {
 
 bool IsSet(const Config& c, const char* key) { return c.SourceOf(key) != "default"; }
 
+bool Contains(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// The recipes whose papers over-generate until a batch holds only informative groups
+// (ALGORITHMS.md §1 DAPO, §4 DLER and CAMPO): algorithm.dynamic_sampling defaults to on for them.
+bool RecipeSamplesDynamically(const std::string& algorithm) {
+  return algorithm == "dapo" || algorithm == "dler" || algorithm == "campo";
+}
+
+// The step schedule's milestones from curriculum.budget_milestone_steps/_tokens; InvalidArgument
+// naming the keys when they are given without the step schedule, missing with it, of different
+// lengths, not strictly increasing, or above rollout.max_new_tokens.
+Result<std::vector<std::pair<int64_t, int64_t>>> BudgetMilestones(const Config& c,
+                                                                  BudgetSchedule schedule) {
+  const auto& steps = c.GetIntList("curriculum.budget_milestone_steps");
+  const auto& tokens = c.GetIntList("curriculum.budget_milestone_tokens");
+  const std::string keys = "curriculum.budget_milestone_steps and budget_milestone_tokens";
+  if (schedule != BudgetSchedule::kStep) {
+    if (!steps.empty() || !tokens.empty())
+      return InvalidArgument(keys + " apply to curriculum.budget_schedule = \"step\" only, not \"" +
+                             std::string(BudgetScheduleName(schedule)) + "\"");
+    return std::vector<std::pair<int64_t, int64_t>>();
+  }
+  if (steps.empty())
+    return InvalidArgument("curriculum.budget_schedule = \"step\" needs " + keys +
+                           " (the steps at which the budget changes and the budgets)");
+  if (steps.size() != tokens.size())
+    return InvalidArgument(keys + " must have the same length (" + std::to_string(steps.size()) +
+                           " steps, " + std::to_string(tokens.size()) + " budgets)");
+  const int64_t max_new = c.GetInt("rollout.max_new_tokens");
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (i > 0 && steps[i] <= steps[i - 1])
+      return InvalidArgument("curriculum.budget_milestone_steps must strictly increase (" +
+                             std::to_string(steps[i - 1]) + " then " + std::to_string(steps[i]) +
+                             ")");
+    if (tokens[i] > max_new)
+      return InvalidArgument("curriculum.budget_milestone_tokens[" + std::to_string(i) + "] (" +
+                             std::to_string(tokens[i]) + ") exceeds rollout.max_new_tokens (" +
+                             std::to_string(max_new) + ")");
+    out.emplace_back(steps[i], tokens[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   LearnerRunOptions o;
   o.algorithm = c.GetString("algorithm.name");
   const std::string& a = o.algorithm;
-  if (a == "sft") {
-    o.family = ObjectiveFamily::kSft;
-  } else if (a == "dpo" || a == "ipo" || a == "simpo" || a == "logo") {
+  if (Contains(PreferenceAlgorithms(), a)) {
     o.family = ObjectiveFamily::kPreference;
     o.offline_preference = c.GetString("algorithm.preference_source") == "offline";
+  } else if (!Contains(PolicyGradientAlgorithms(), a)) {
+    // The schema only lets the two lists' names through; a Config built otherwise is a bug.
+    return Internal("algorithm.name = '" + a + "' is in neither list of core/config.h");
   }
 
   // Policy-gradient family: the recipe, then every key the config sets.
@@ -58,7 +105,7 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
                                                                     : AdvantageEstimator::kDrGrpo;
   o.advantages.epsilon = c.GetFloat("algorithm.adv_eps");
   o.dynamic_sampling = c.GetBool("algorithm.dynamic_sampling") ||
-                       (a == "dapo" && !IsSet(c, "algorithm.dynamic_sampling"));
+                       (RecipeSamplesDynamically(a) && !IsSet(c, "algorithm.dynamic_sampling"));
   o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
   const auto& methods = c.GetStringList("length_shaping.methods");
@@ -112,6 +159,8 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   b.min_budget = b.schedule == BudgetSchedule::kLinear
                      ? 1
                      : std::max<int64_t>(1, c.GetInt("curriculum.budget_end"));
+  CHAINRL_ASSIGN_OR_RETURN(b.milestones, BudgetMilestones(c, b.schedule));
+  if (Status st = ValidateTokenBudgetOptions(b); !st.ok()) return st.WithPrefix("[curriculum]");
   o.budget_start_step = c.GetInt("curriculum.budget_start_step");
   o.streambp = c.GetBool("learner.streambp");
   o.logits_chunk_tokens = c.GetInt("learner.logits_chunk_tokens");

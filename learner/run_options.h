@@ -18,7 +18,10 @@
 
 namespace chainrl::learner {
 
-enum class ObjectiveFamily { kSft, kPolicyGradient, kPreference };
+// Which list of core/config.h holds algorithm.name: PolicyGradientAlgorithms() or
+// PreferenceAlgorithms(). (Supervised fine-tuning is not an algorithm.name: it is the [sft]
+// warm-up that runs before either.)
+enum class ObjectiveFamily { kPolicyGradient, kPreference };
 
 struct LearnerRunOptions {
   std::string algorithm;  // algorithm.name
@@ -45,7 +48,7 @@ struct LearnerRunOptions {
   // Streaming backprop ([learner] streambp, logits_chunk_tokens, layer_chunk_tokens,
   // memory_budget_bytes; 0 budget = a quarter of the memory available at start-up).
   bool streambp = true;
-  int64_t logits_chunk_tokens = 512;
+  int64_t logits_chunk_tokens = 512;  // also the chunk of every no-gradient pass over the LM head
   int64_t layer_chunk_tokens = 0;  // 0: chosen per batch from the budget
   int64_t memory_budget_bytes = 0;
 };

@@ -2,6 +2,7 @@
 #include "learner/work_ledger.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,29 @@ const char* VerdictName(Verdict v) {
       return "unknown";
   }
   return "?";
+}
+
+Result<StalePolicy> ParseStalePolicy(std::string_view name) {
+  if (name == "drop") return StalePolicy::kDrop;
+  if (name == "flag") return StalePolicy::kFlag;
+  if (name == "correct")
+    return InvalidArgument(
+        "learner.stale_policy = 'correct': importance-sampling correction of stale samples is not "
+        "implemented yet; valid values: drop, flag");
+  return InvalidArgument("learner.stale_policy: unknown value '" + std::string(name) +
+                         "'; valid values: drop, flag");
+}
+
+Result<LedgerOptions> LedgerOptionsFromConfig(const Config& c) {
+  using std::chrono::milliseconds;
+  auto ms = [](double seconds) { return milliseconds(std::llround(seconds * 1000.0)); };
+  LedgerOptions o;
+  o.set_heartbeat_timeout(ms(c.GetFloat("actors.heartbeat_timeout_seconds")))
+      .set_lease_duration(ms(c.GetFloat("learner.lease_timeout_seconds")))
+      .set_max_off_policy_steps(c.GetInt("learner.max_off_policy_steps"));
+  CHAINRL_ASSIGN_OR_RETURN(o.stale_policy, ParseStalePolicy(c.GetString("learner.stale_policy")));
+  o.set_max_attempts(static_cast<int>(c.GetInt("learner.lease_max_attempts")));  // <= 2^20
+  return o;
 }
 
 WorkLedger::WorkLedger(LedgerOptions options, const Clock* clock)

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/config.h"
 #include "core/status.h"
 
 namespace chainrl::learner {
@@ -45,6 +46,9 @@ enum class StalePolicy {
   kDrop,  // discard it; the group goes back to the queue to be generated again
   kFlag,  // accept it, marked for off-policy correction (e.g. importance weighting)
 };
+// "drop" | "flag" (learner.stale_policy); InvalidArgument naming the key and the valid values
+// otherwise ("correct", importance-sampling correction, is not implemented yet).
+Result<StalePolicy> ParseStalePolicy(std::string_view name);
 
 struct LedgerOptions {
   // An actor silent (no heartbeat, request or result) for this long is declared dead.
@@ -80,6 +84,14 @@ struct LedgerOptions {
     return *this;
   }
 };
+
+// Every ledger option from a validated run config: heartbeat_timeout from
+// actors.heartbeat_timeout_seconds, lease_duration from learner.lease_timeout_seconds,
+// max_off_policy_steps and stale_policy from the [learner] keys of those names, max_attempts from
+// learner.lease_max_attempts. The schema's defaults (10 s, 30 min, 1, drop, 5) are the values the
+// learner used before these keys existed. InvalidArgument naming the key for a stale_policy other
+// than drop or flag (the schema refuses those already).
+Result<LedgerOptions> LedgerOptionsFromConfig(const Config& config);
 
 struct Lease {
   uint64_t lease_id = 0;  // never 0, never reused

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/config.h"
 
@@ -97,6 +99,45 @@ TEST(CliTest, BrokenConfigExitsTwoWithPositions) {
   CmdResult badflag = Chainrl("train " + path + " --frobnicate");
   EXPECT_EQ(badflag.code, 2);
   EXPECT_NE(badflag.out.find("unknown option '--frobnicate'"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+// Values the schema knows but that are not implemented, and combinations the learner cannot run,
+// exit 2 before anything starts, naming the key.
+TEST(CliTest, RefusedValuesExitTwoNamingTheKey) {
+  std::string dir = TempDir();
+  std::string path = dir + "/run.toml";
+  std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--set learner.stale_policy=correct",
+       "learner.stale_policy: 'correct' is refused: importance-sampling correction of stale "
+       "samples is not implemented yet; valid values: drop, flag"},
+      {"--set algorithm.name=sft", "algorithm.name: 'sft' is refused: an SFT-only run"},
+      {"--set rollout.compute_entropy=true",
+       "rollout.compute_entropy: true is refused: per-token sample entropy is not implemented yet"},
+      {"--set curriculum.budget_schedule=step",
+       "curriculum.budget_schedule = \"step\" needs curriculum.budget_milestone_steps"},
+      {"--set distributed.learner_ranks=2 --set run.device=cuda",
+       "distributed.backend = 'auto' means 'nccl' on run.device = 'cuda'"},
+      {"--set distributed.learner_ranks=2 --set distributed.backend=nccl",
+       "distributed.backend = 'nccl'"},
+  };
+  for (const auto& [sets, message] : cases) {
+    CmdResult r = Chainrl("train " + path + " --check " + sets);
+    EXPECT_EQ(r.code, 2) << sets << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << sets << "\n" << r.out;
+  }
+  // A rank of a torchrun-style learner refuses the backend before it joins the group.
+  setenv("WORLD_SIZE", "2", 1);
+  setenv("RANK", "1", 1);
+  setenv("MASTER_ADDR", "127.0.0.1", 1);
+  setenv("MASTER_PORT", "29513", 1);
+  CmdResult rank = Chainrl("learner " + path + " --set run.device=cuda:0");
+  for (const char* v : {"WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"}) unsetenv(v);
+  EXPECT_EQ(rank.code, 2) << rank.out;
+  EXPECT_NE(rank.out.find("distributed.backend = 'auto' means 'nccl' on run.device = 'cuda:0'"),
+            std::string::npos)
+      << rank.out;
   std::filesystem::remove_all(dir);
 }
 

@@ -300,7 +300,50 @@ std::vector<Bad> BadCases() {
        4,
        8,
        "algorithm.name",
-       "'ppo' is not one of: sft, grpo"},
+       "'ppo' is not one of: grpo, dr_grpo, dapo, gspo, dler, campo, dpo, ipo, simpo, logo"},
+      // Values the schema knows and refuses, with the reason (not implemented yet).
+      {"refused_sft",
+       m + "[algorithm]\nname = \"sft\"\n",
+       {},
+       "t.toml",
+       4,
+       8,
+       "algorithm.name",
+       "'sft' is refused: an SFT-only run is not implemented; supervised fine-tuning runs as the "
+       "warm-up before RL (sft.steps); valid values: grpo, dr_grpo"},
+      {"refused_stale_policy_correct",
+       m + "[learner]\nstale_policy = \"correct\"\n",
+       {},
+       "t.toml",
+       4,
+       16,
+       "learner.stale_policy",
+       "'correct' is refused: importance-sampling correction of stale samples is not implemented "
+       "yet; valid values: drop, flag"},
+      {"override_refused_stale_policy_correct",
+       m,
+       {"learner.stale_policy=correct"},
+       "--set",
+       1,
+       22,
+       "learner.stale_policy",
+       "'correct' is refused: importance-sampling correction"},
+      {"refused_compute_entropy",
+       m + "[rollout]\ncompute_entropy = true\n",
+       {},
+       "t.toml",
+       4,
+       19,
+       "rollout.compute_entropy",
+       "true is refused: per-token sample entropy is not implemented yet"},
+      {"bad_budget_milestone_tokens",
+       m + "[curriculum]\nbudget_milestone_tokens = [100, 0]\n",
+       {},
+       "t.toml",
+       4,
+       27,
+       "curriculum.budget_milestone_tokens",
+       "0 is out of range [1, inf]"},
       {"bad_list_choice",
        m + "[length_shaping]\nmethods = [\"kimi\", \"laserd\"]\n",
        {},
@@ -558,6 +601,36 @@ TEST(ConfigTest, SchemaIsWellFormed) {
       EXPECT_EQ(FormatConfigValue(cfg->Get(k.key)), FormatConfigValue(k.default_value));
     }
   }
+}
+
+// algorithm.name's choices are core's two lists (the learner dispatches on the same lists), in
+// order; dler and campo are among them, sft is refused.
+TEST(ConfigTest, AlgorithmChoicesAreTheAlgorithmLists) {
+  const KeySpec* k = RunConfigSchema().FindKey("algorithm.name");
+  ASSERT_NE(k, nullptr);
+  std::vector<std::string> expected = PolicyGradientAlgorithms();
+  for (const auto& n : PreferenceAlgorithms()) expected.push_back(n);
+  EXPECT_EQ(k->choices, expected);
+  EXPECT_EQ(PolicyGradientAlgorithms(),
+            (std::vector<std::string>{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo"}));
+  EXPECT_EQ(PreferenceAlgorithms(), (std::vector<std::string>{"dpo", "ipo", "simpo", "logo"}));
+  for (const char* name : {"dler", "campo"}) {
+    auto cfg =
+        ParseConfig(std::string(kMinimal), "t.toml", {std::string("algorithm.name=") + name});
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    EXPECT_EQ(cfg->GetString("algorithm.name"), name);
+  }
+  ASSERT_EQ(k->refused.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(k->refused[0].value), "sft");
+}
+
+// The reference says which values are refused, next to the valid ones.
+TEST(ConfigTest, DocsNameRefusedValues) {
+  const std::string docs = RenderConfigDocs();
+  EXPECT_NE(docs.find("| one of: drop, flag; refused: correct |"), std::string::npos);
+  EXPECT_NE(docs.find("| `rollout.compute_entropy` | boolean | `false` | any; refused: true |"),
+            std::string::npos);
+  EXPECT_NE(docs.find("campo, dpo, ipo, simpo, logo; refused: sft |"), std::string::npos);
 }
 
 TEST(ConfigTest, CommittedDocsAreCurrent) {

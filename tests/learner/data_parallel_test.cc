@@ -116,6 +116,48 @@ TEST(DataParallel, APeerThatNeverStartsIsAnErrorWithinTheTimeoutAndNcclIsRefused
   EXPECT_FALSE(DataParallel::Join(who, o).ok());
 }
 
+// distributed.backend: auto is gloo on the CPU and nccl on CUDA; nccl, named or resolved, is
+// refused naming the key (this build has no NCCL process group), as is an unknown name.
+TEST(DataParallel, BackendResolvesFromTheDevice) {
+  EXPECT_EQ(*DataParallelBackend("auto", "cpu"), "gloo");
+  EXPECT_EQ(*DataParallelBackend("gloo", "cpu"), "gloo");
+  EXPECT_EQ(*DataParallelBackend("gloo", "cuda:1"), "gloo");
+  for (const char* device : {"cuda", "cuda:0", "cuda:3"}) {
+    auto a = DataParallelBackend("auto", device);
+    ASSERT_FALSE(a.ok()) << device;
+    EXPECT_EQ(a.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(
+        a.status().message().find("distributed.backend = 'auto' means 'nccl' on run.device = '" +
+                                  std::string(device) + "'"),
+        std::string::npos)
+        << a.status().message();
+    EXPECT_NE(a.status().message().find("no NCCL"), std::string::npos);
+    EXPECT_NE(a.status().message().find("set distributed.backend = 'gloo'"), std::string::npos);
+  }
+  auto nccl = DataParallelBackend("nccl", "cpu");
+  ASSERT_FALSE(nccl.ok());
+  EXPECT_NE(nccl.status().message().find("distributed.backend = 'nccl'"), std::string::npos);
+  auto mpi = DataParallelBackend("mpi", "cpu");
+  ASSERT_FALSE(mpi.ok());
+  EXPECT_NE(mpi.status().message().find("distributed.backend = 'mpi': expected auto, gloo or nccl"),
+            std::string::npos);
+
+  // From the config: the same check, with run.device.
+  auto cfg = ParseConfig("[model]\npath = \"m\"\n", "test.toml",
+                         {"run.device=\"cuda:1\"", "distributed.timeout_seconds=30"});
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  auto refused = DataParallelOptionsFromConfig(*cfg);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("distributed.backend"), std::string::npos);
+  auto gloo = cfg->WithOverrides({"distributed.backend=gloo"});
+  ASSERT_TRUE(gloo.ok());
+  auto o = DataParallelOptionsFromConfig(*gloo);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->backend, "gloo");
+  EXPECT_EQ(o->device, "cuda:1");
+  EXPECT_EQ(o->timeout_seconds, 30.0);
+}
+
 std::vector<double> ReadDoubles(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::vector<double> v;

@@ -9,6 +9,8 @@
 #include <cmath>
 #include <vector>
 
+#include "core/config.h"
+
 namespace chainrl::learner {
 namespace {
 
@@ -149,6 +151,33 @@ TEST(ObjectivesTest, Presets) {
   auto bad = PolicyLossPreset("ppo");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("dr_grpo"), std::string::npos);
+}
+
+// The recipes' names are core's PolicyGradientAlgorithms() (the schema's choices): each builds a
+// valid recipe, and a name outside the list has none.
+TEST(ObjectivesTest, EveryListedAlgorithmHasARecipe) {
+  for (const auto& name : PolicyGradientAlgorithms()) {
+    auto p = PolicyLossPreset(name);
+    ASSERT_TRUE(p.ok()) << name << ": " << p.status().ToString();
+    EXPECT_TRUE(ValidatePolicyLossOptions(*p).ok()) << name;
+  }
+  const auto campo = PolicyLossPreset("campo");
+  ASSERT_TRUE(campo.ok());
+  EXPECT_EQ(campo->clip_ratio_low, 0.2);
+  EXPECT_EQ(campo->clip_ratio_high, 0.28);
+  EXPECT_EQ(campo->dual_clip_c, 10);
+  EXPECT_EQ(campo->kl_coef, 0.0);
+  EXPECT_EQ(campo->loss_agg_mode, LossAggMode::kTokenMean);
+  const auto dler = PolicyLossPreset("dler");
+  ASSERT_TRUE(dler.ok());
+  EXPECT_EQ(dler->kl_coef, 5e-4);
+  EXPECT_EQ(dler->kl_estimator, KlEstimator::kK3);
+  auto dpo = PolicyLossPreset("dpo");  // a preference loss, not a policy-gradient recipe
+  ASSERT_FALSE(dpo.ok());
+  EXPECT_EQ(dpo.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(dpo.status().message().find("grpo, dr_grpo, dapo, gspo, dler, campo"),
+            std::string::npos)
+      << dpo.status().message();
 }
 
 // r ≡ 1, Â = [1, −3], lengths 2 and 1, T = 3: every aggregation by hand.

@@ -131,6 +131,10 @@ const std::vector<Path> kPaths = {
     {"streambp 5/7 (chunks do not divide T), one micro-batch", true, 5, 7, kHuge},
     {"streambp 3/5, micro-batches of 30 tokens", true, 3, 5, 30},
     {"streambp 1/2, one sequence per micro-batch", true, 1, 2, 12},
+    // learner.logits_chunk_tokens = 1 also chunks the no-gradient passes (recomputed old and
+    // reference logprobs) one position at a time.
+    {"streambp 3/1, one logits position per chunk", true, 3, 1, kHuge},
+    {"autograd, no-gradient passes one logits position per chunk", false, 0, 1, kHuge},
 };
 
 LearnerRunOptions WithPath(LearnerRunOptions o, const Path& p) {

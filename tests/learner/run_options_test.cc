@@ -15,6 +15,13 @@ Result<LearnerRunOptions> FromFile(const std::string& name, std::vector<std::str
   return LearnerOptionsFromConfig(*cfg);
 }
 
+// A config of only the required key and `sets`: every recipe starts from the schema's defaults.
+Result<LearnerRunOptions> FromSets(const std::vector<std::string>& sets) {
+  auto cfg = ParseConfig("[model]\npath = \"m\"\n", "test.toml", sets);
+  if (!cfg.ok()) return cfg.status();
+  return LearnerOptionsFromConfig(*cfg);
+}
+
 TEST(RunOptionsTest, EveryShippedConfigMaps) {
   int n = 0;
   for (const auto& e :
@@ -82,6 +89,112 @@ TEST(RunOptionsTest, RecipesAndOverrides) {
   auto bad = FromFile("curriculum.toml", {"curriculum.budget_start=9000"});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("curriculum.budget_start"), std::string::npos);
+}
+
+// Every name of algorithm.name maps to its family and recipe: the policy-gradient list to a
+// PolicyLossPreset, the preference list to its loss.
+TEST(RunOptionsTest, EveryAlgorithmNameMaps) {
+  for (const auto& name : PolicyGradientAlgorithms()) {
+    auto o = FromSets({"algorithm.name=" + name});
+    ASSERT_TRUE(o.ok()) << name << ": " << o.status().ToString();
+    EXPECT_EQ(o->family, ObjectiveFamily::kPolicyGradient) << name;
+    EXPECT_EQ(o->algorithm, name);
+  }
+  for (const auto& name : PreferenceAlgorithms()) {
+    auto o = FromSets({"algorithm.name=" + name});
+    ASSERT_TRUE(o.ok()) << name << ": " << o.status().ToString();
+    EXPECT_EQ(o->family, ObjectiveFamily::kPreference) << name;
+    EXPECT_EQ(PreferenceLossTypeName(o->preference.loss_type), name);
+  }
+}
+
+// DLER and CAMPO (ALGORITHMS.md §4): clip 0.2/0.28, dual clip 10, token-mean, dynamic sampling;
+// DLER adds a k3 KL of 5e-4. Keys set in the file still override the recipe.
+TEST(RunOptionsTest, DlerAndCampoRecipes) {
+  for (const char* name : {"dler", "campo"}) {
+    SCOPED_TRACE(name);
+    auto o = FromSets({std::string("algorithm.name=") + name});
+    ASSERT_TRUE(o.ok()) << o.status().ToString();
+    EXPECT_DOUBLE_EQ(o->policy.clip_ratio_low, 0.2);
+    EXPECT_DOUBLE_EQ(o->policy.clip_ratio_high, 0.28);
+    EXPECT_DOUBLE_EQ(o->policy.dual_clip_c, 10);
+    EXPECT_EQ(o->policy.loss_agg_mode, LossAggMode::kTokenMean);
+    EXPECT_EQ(o->policy.kl_estimator, KlEstimator::kK3);
+    EXPECT_DOUBLE_EQ(o->policy.kl_coef, std::string(name) == "dler" ? 5e-4 : 0.0);
+    EXPECT_TRUE(o->dynamic_sampling);
+  }
+  auto no_ds = FromSets({"algorithm.name=campo", "algorithm.dynamic_sampling=false"});
+  ASSERT_TRUE(no_ds.ok());
+  EXPECT_FALSE(no_ds->dynamic_sampling);
+  // A key the config sets wins over the recipe's value.
+  auto kl = FromSets({"algorithm.name=dler", "algorithm.kl_coef=0.01"});
+  ASSERT_TRUE(kl.ok());
+  EXPECT_DOUBLE_EQ(kl->policy.kl_coef, 0.01);
+}
+
+// algorithm.name = "sft" is refused when the config loads (exit 2), naming the key.
+TEST(RunOptionsTest, SftIsRefused) {
+  auto o = FromSets({"algorithm.name=sft"});
+  ASSERT_FALSE(o.ok());
+  EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(o.status().message().find("algorithm.name: 'sft' is refused: an SFT-only run is not "
+                                      "implemented"),
+            std::string::npos)
+      << o.status().message();
+}
+
+// curriculum.budget_schedule = "step": budget_start until the first milestone, then each
+// milestone's budget from its step on, steps counted from budget_start_step.
+TEST(RunOptionsTest, StepBudgetScheduleFromTheConfig) {
+  auto o = FromSets({"rollout.max_new_tokens=512", "curriculum.budget_schedule=\"step\"",
+                     "curriculum.budget_start=400", "curriculum.budget_start_step=5",
+                     "curriculum.budget_milestone_steps=[10, 25]",
+                     "curriculum.budget_milestone_tokens=[300, 100]"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->budget.schedule, BudgetSchedule::kStep);
+  EXPECT_EQ(o->budget_start_step, 5);
+  const std::vector<std::pair<int64_t, int64_t>> expected = {{0, 400},  {9, 400},  {10, 300},
+                                                             {24, 300}, {25, 100}, {1000, 100}};
+  for (const auto& [step, budget] : expected)
+    EXPECT_EQ(TokenBudgetAt(o->budget, step), budget) << "step " << step;
+  // budget_start 0 starts from rollout.max_new_tokens; budget_end floors every milestone.
+  auto floored = FromSets({"rollout.max_new_tokens=512", "curriculum.budget_schedule=\"step\"",
+                           "curriculum.budget_end=150", "curriculum.budget_milestone_steps=[0, 20]",
+                           "curriculum.budget_milestone_tokens=[200, 100]"});
+  ASSERT_TRUE(floored.ok()) << floored.status().ToString();
+  EXPECT_EQ(floored->budget.initial_budget, 512);
+  EXPECT_EQ(TokenBudgetAt(floored->budget, 0), 200);
+  EXPECT_EQ(TokenBudgetAt(floored->budget, 19), 200);
+  EXPECT_EQ(TokenBudgetAt(floored->budget, 20), 150);
+}
+
+TEST(RunOptionsTest, StepBudgetScheduleRefusesBadMilestones) {
+  const std::string step = "curriculum.budget_schedule=\"step\"";
+  struct Case {
+    std::vector<std::string> sets;
+    const char* message;
+  };
+  const std::vector<Case> cases = {
+      {{step}, "curriculum.budget_schedule = \"step\" needs curriculum.budget_milestone_steps"},
+      {{step, "curriculum.budget_milestone_steps=[10, 20]",
+        "curriculum.budget_milestone_tokens=[100]"},
+       "must have the same length (2 steps, 1 budgets)"},
+      {{step, "curriculum.budget_milestone_steps=[20, 20]",
+        "curriculum.budget_milestone_tokens=[100, 50]"},
+       "curriculum.budget_milestone_steps must strictly increase (20 then 20)"},
+      {{step, "rollout.max_new_tokens=256", "curriculum.budget_milestone_steps=[5]",
+        "curriculum.budget_milestone_tokens=[300]"},
+       "curriculum.budget_milestone_tokens[0] (300) exceeds rollout.max_new_tokens (256)"},
+      {{"curriculum.budget_schedule=\"linear\"", "curriculum.budget_milestone_steps=[5]",
+        "curriculum.budget_milestone_tokens=[100]"},
+       "apply to curriculum.budget_schedule = \"step\" only, not \"linear\""},
+  };
+  for (const Case& c : cases) {
+    auto o = FromSets(c.sets);
+    ASSERT_FALSE(o.ok()) << c.message;
+    EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(o.status().message().find(c.message), std::string::npos) << o.status().message();
+  }
 }
 
 }  // namespace

@@ -394,5 +394,56 @@ TEST(WorkLedgerTest, ExactlyOnceUnderRandomDeathsAndLateResults) {
   }
 }
 
+// Every ledger option from the config: the schema's defaults are the values the learner used before
+// the lease keys existed (10 s heartbeat timeout, 30 min leases, 5 attempts, 1 version, drop).
+TEST(WorkLedgerTest, OptionsFromConfig) {
+  auto parse = [](const std::vector<std::string>& sets) {
+    return ParseConfig("[model]\npath = \"m\"\n", "test.toml", sets);
+  };
+  auto defaults = parse({});
+  ASSERT_TRUE(defaults.ok()) << defaults.status().ToString();
+  auto d = LedgerOptionsFromConfig(*defaults);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->heartbeat_timeout, std::chrono::milliseconds(10'000));
+  EXPECT_EQ(d->lease_duration, std::chrono::milliseconds(30 * 60'000));
+  EXPECT_EQ(d->max_attempts, 5);
+  EXPECT_EQ(d->max_off_policy_steps, 1);
+  EXPECT_EQ(d->stale_policy, StalePolicy::kDrop);
+
+  auto set = parse({"actors.heartbeat_timeout_seconds=2.5", "learner.lease_timeout_seconds=90.25",
+                    "learner.lease_max_attempts=0", "learner.max_off_policy_steps=3",
+                    "learner.stale_policy=flag"});
+  ASSERT_TRUE(set.ok()) << set.status().ToString();
+  auto o = LedgerOptionsFromConfig(*set);
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->heartbeat_timeout, std::chrono::milliseconds(2'500));
+  EXPECT_EQ(o->lease_duration, std::chrono::milliseconds(90'250));
+  EXPECT_EQ(o->max_attempts, 0);  // retry forever
+  EXPECT_EQ(o->max_off_policy_steps, 3);
+  EXPECT_EQ(o->stale_policy, StalePolicy::kFlag);
+
+  // The lease duration from the config is the one a lease gets.
+  ManualClock clock;
+  WorkLedger ledger(*o, &clock);
+  ASSERT_TRUE(ledger.AddGroup(1).ok());
+  auto leases = ledger.Dispatch("a", 1);
+  ASSERT_EQ(leases.size(), 1u);
+  EXPECT_EQ(leases[0].deadline, std::chrono::milliseconds(90'250));
+
+  // "correct" never reaches the ledger: the schema refuses it, and so does the parser.
+  auto correct = parse({"learner.stale_policy=correct"});
+  ASSERT_FALSE(correct.ok());
+  EXPECT_NE(correct.status().message().find("learner.stale_policy: 'correct' is refused: "
+                                            "importance-sampling correction of stale samples is "
+                                            "not implemented yet; valid values: drop, flag"),
+            std::string::npos)
+      << correct.status().message();
+  auto parsed = ParseStalePolicy("correct");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_NE(parsed.status().message().find("not implemented yet"), std::string::npos);
+  EXPECT_EQ(*ParseStalePolicy("flag"), StalePolicy::kFlag);
+  EXPECT_EQ(*ParseStalePolicy("drop"), StalePolicy::kDrop);
+}
+
 }  // namespace
 }  // namespace chainrl::learner
