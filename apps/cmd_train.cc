@@ -556,6 +556,7 @@ int RunTrain(const std::vector<std::string>& argv) {
     // any process starts.
     auto lo = learner::LearnerOptionsFromConfig(*cfg);
     if (!lo.ok()) return ReportError(lo.status());
+    if (Status st = learner::CheckCurriculumStages(*cfg); !st.ok()) return ReportError(st);
     if (cfg->GetInt("distributed.learner_ranks") > 1) {  // a backend this build lacks: exit 2 now
       auto dpo = learner::DataParallelOptionsFromConfig(*cfg);
       if (!dpo.ok()) return ReportError(dpo.status());

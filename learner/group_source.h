@@ -1,5 +1,5 @@
 // Where the learner's prompt groups come from: the training examples in a seeded order per epoch,
-// or drawn by weight from difficulty buckets (docs/ALGORITHMS.md §5), and the held-out examples.
+// or drawn by weight from difficulty buckets (docs/ALGORITHMS.md §5.5), and the held-out examples.
 // Group g always maps to the same example, so a group handed out again (a revoked lease, a
 // resumed run) is the same prompt. No LibTorch.
 #pragma once

@@ -40,6 +40,7 @@
 #include "learner/length_shaping.h"
 #include "learner/offline_preference.h"
 #include "learner/optimizer.h"
+#include "learner/policy_trainer.h"
 #include "learner/preference.h"
 #include "learner/process_shaping.h"
 #include "learner/rank_messages.h"
@@ -103,38 +104,19 @@ class Learner {
  public:
   Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop,
           DataParallel* dp)
-      : base_(c),
-        c_(c),
-        o_(o),
-        stop_(stop),
-        ledger_(LedgerOptions(), &clock_),
-        dp_(MultiRank(dp)) {}
-  // Rank 0 (or the only rank): the whole process.
+      : base_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_), dp_(MultiRank(dp)) {}
+  // Rank 0 (or the only rank): the whole process. Ranks other than 0 run PolicyTrainer::Follow.
   Status Run();
-  // Ranks other than 0 of a data-parallel learner: the same model and optimiser, updated on the
-  // shards rank 0 sends, until it stops (see Follow's comment).
-  Status Follow();
 
  private:
-  // Every rank: InvalidArgument unless every rank's model has the same parameter layout.
-  Status CheckSameModel();
-  void SetThreads() const;  // learner.threads, or this host's cores shared by its ranks
-  Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
-  Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
-  // The options of an RL or online preference update (offline preference: what it reads).
-  RlStepOptions StepOptions() const;
-  // A follower's RL or preference update on its shard, in step with rank 0's.
-  Status FollowStep(const RankMessage& m);
+  // The config in force (the run's with the current stage's overrides) and its options.
+  const Config& c() const { return trainer_->config(); }
+  const LearnerRunOptions& lo() const { return trainer_->options(); }
 
   Status Setup();
-  // Parts of Setup that ranks other than 0 need too: the objective and shaping options from the
-  // config, and the policy model.
-  Status SetupObjective();
-  Status LoadPolicy();
   Status Resume(const std::string& spec);
   Status RunSft();
   Status RunOfflinePreference();
-  Status LoadReference();
   Status StartTransport();
   Status PublishWeights();
   Status Pump();
@@ -157,19 +139,14 @@ class Learner {
   bool GenerationLimitReached() const;
 
   const Config& base_;  // the run's config
-  Config c_;            // in force now: base_ with the current curriculum stage's overrides
-  std::optional<StageSchedule> stages_;
-  size_t stage_ = 0;
+  std::unique_ptr<PolicyTrainer> trainer_;
   LearnerProcessOptions o_;
   const std::atomic<bool>& stop_;
   SteadyClock clock_;
   WorkLedger ledger_;
-  LearnerRunOptions lo_;
   GroupSource data_;
   std::unique_ptr<rollout::PromptRenderer> prompts_;
   std::unique_ptr<rewards::RewardPool> rewards_;
-  std::shared_ptr<model::DecoderModel> model_, reference_;
-  std::unique_ptr<Optimizer> optimizer_;
   LearnerMetrics metrics_;
   transport::Context ctx_{1};
   std::unique_ptr<transport::Channel> work_, traj_;
@@ -179,11 +156,9 @@ class Learner {
   std::deque<Accepted> buffer_;
   std::string tokenizer_dir_;
   std::string first_reward_;
-  std::unique_ptr<ProcessShaping> shaping_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
   std::string resumed_from_;         // the checkpoint directory this incarnation started from
-  bool offline_preference_ = false;  // DPO family trained from data.train_files, without actors
-  std::optional<OfflinePreferences> preference_data_;  // offline_preference_
+  std::optional<OfflinePreferences> preference_data_;  // offline DPO family
   uint64_t completed_at_step_ = 0;  // ledger completions when the last step ended
 
   // State that checkpoints carry (run_.wall_seconds: of earlier incarnations).
@@ -201,10 +176,10 @@ class Learner {
 };
 
 int64_t Learner::Budget() const {
-  const int64_t max_new = c_.GetInt("rollout.max_new_tokens");
-  int64_t b = run_.step < lo_.budget_start_step
-                  ? lo_.budget.initial_budget
-                  : TokenBudgetAt(lo_.budget, run_.step - lo_.budget_start_step);
+  const int64_t max_new = c().GetInt("rollout.max_new_tokens");
+  int64_t b = run_.step < lo().budget_start_step
+                  ? lo().budget.initial_budget
+                  : TokenBudgetAt(lo().budget, run_.step - lo().budget_start_step);
   return std::clamp<int64_t>(b, 1, max_new);
 }
 
@@ -216,46 +191,23 @@ Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
   return &(prompt_cache_[index] = std::move(ids));
 }
 
-// [[curriculum.stages]]: from its start step on, a stage's overrides apply on top of the run's
-// config (sampling, budgets, objective coefficients, shaping, rewards' weights are read per step;
-// learner.* optimiser keys reach the built optimiser, which keeps its moments and schedule
-// position; data.bucket_weights apply to groups not drawn yet). Keys the process reads only at
-// start-up (model, data sources) keep their initial values.
+// [[curriculum.stages]] (docs/ALGORITHMS.md §5.2): from its start step on, a stage's overrides
+// apply on top of the run's config (sampling, budgets, objective coefficients and shaping are read
+// per step; learner.* optimiser keys reach the built optimiser, which keeps its moments and
+// schedule position; data.bucket_weights apply to groups not drawn yet). Keys read only at
+// start-up are refused in a stage before the run starts (CheckCurriculumStages).
 Status Learner::ApplyStage() {
-  if (!stages_) {
-    CHAINRL_ASSIGN_OR_RETURN(auto schedule, StageScheduleFromConfig(base_));
-    if (!schedule) {
-      metrics_.CurriculumStage(0);
-      return Status::Ok();
-    }
-    stages_ = std::move(schedule);
-    stage_ = stages_->stages().size();  // none applied yet
-  }
-  const size_t idx = stages_->IndexAt(run_.step);
-  if (idx == stage_) return Status::Ok();
-  const Stage& st = stages_->stages()[idx];
-  const std::vector<std::string> sets = OverrideSets(st);
-  CHAINRL_ASSIGN_OR_RETURN(Config next, base_.WithOverrides(sets));
-  CHAINRL_ASSIGN_OR_RETURN(LearnerRunOptions lo, LearnerOptionsFromConfig(next));
-  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
-                           ProcessShapingOptionsFromConfig(next, lo.advantages));
-  if (optimizer_) {
-    OptimizerOptions oo = lo.optimizer;
-    // The schedule's horizon stays the one the optimiser was built with.
-    oo.total_steps = optimizer_->options().total_steps;
-    CHAINRL_RETURN_IF_ERROR(optimizer_->SetOptions(oo).WithPrefix("stage '" + st.name + "'"));
-    lo.optimizer = oo;
-  }
-  CHAINRL_RETURN_IF_ERROR(data_.SetBucketWeights(next));
-  shaping_->SetOptions(std::move(so));
-  c_ = std::move(next);
-  segments_.set_group_size(static_cast<uint32_t>(c_.GetInt("rollout.group_size")));
-  lo_ = lo;
-  stage_ = idx;
-  metrics_.CurriculumStage(idx);
-  CHAINRL_LOG(kInfo) << "curriculum stage " << idx << " '" << st.name << "' from step " << run_.step
-                     << " (" << sets.size() << " overrides)";
-  log::Event("stage", json({{"step", run_.step}, {"stage", idx}, {"name", st.name}}).dump());
+  CHAINRL_ASSIGN_OR_RETURN(std::optional<size_t> applied,
+                           trainer_->ApplyStage(run_.step, [this](const Config& next) {
+                             return data_.SetBucketWeights(next);
+                           }));
+  if (!applied) return Status::Ok();
+  segments_.set_group_size(static_cast<uint32_t>(c().GetInt("rollout.group_size")));
+  metrics_.CurriculumStage(*applied);
+  log::Event(
+      "stage",
+      json({{"step", run_.step}, {"stage", *applied}, {"name", trainer_->stage_name(*applied)}})
+          .dump());
   return Status::Ok();
 }
 
@@ -272,73 +224,46 @@ Status Learner::SetupEmbeddings() {
                                "' does not exist");
     }
   if (!first) return Status::Ok();
-  const std::string text = c_.GetString("data.embedding_placeholder");
+  const std::string text = c().GetString("data.embedding_placeholder");
   if (text.empty())
     return InvalidArgument("data.embedding_placeholder: the data carries prompt embeddings (" +
                            first->source + ") but no placeholder token is set");
   CHAINRL_ASSIGN_OR_RETURN(placeholder_id_,
                            prompts_->SingleTokenId(text, "data.embedding_placeholder"));
-  embeddings_ = rollout::MakeEmbeddingCache(c_, model_->config().hidden_size, metrics_.registry());
+  embeddings_ =
+      rollout::MakeEmbeddingCache(c(), trainer_->model().config().hidden_size, metrics_.registry());
   CHAINRL_LOG(kInfo) << "prompt embeddings: spliced at token " << placeholder_id_ << " ('" << text
-                     << "'), cache of " << c_.GetInt("rollout.embedding_cache_bytes") << " bytes";
-  return Status::Ok();
-}
-
-Status Learner::SetupObjective() {
-  CHAINRL_ASSIGN_OR_RETURN(lo_, LearnerOptionsFromConfig(c_));
-  // The DPO family: offline from prompt/chosen/rejected JSONL (no actors), or online from each
-  // group's best and worst rollouts.
-  offline_preference_ = lo_.offline_preference;
-  // Shaping and soft weighting per step (process_shaping.h); DRPO, a loss, is refused there.
-  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
-                           ProcessShapingOptionsFromConfig(c_, lo_.advantages));
-  shaping_ = std::make_unique<ProcessShaping>(std::move(so));
-  return Status::Ok();
-}
-
-Status Learner::LoadPolicy() {
-  CHAINRL_ASSIGN_OR_RETURN(auto mo, model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
-  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
-  CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
-                     << model::TorchDtypeName(mo.dtype) << " weights, "
-                     << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
-                     << mo.device.str();
+                     << "'), cache of " << c().GetInt("rollout.embedding_cache_bytes") << " bytes";
   return Status::Ok();
 }
 
 Status Learner::Setup() {
-  CHAINRL_RETURN_IF_ERROR(SetupObjective());
-  if (offline_preference_) {
-    CHAINRL_ASSIGN_OR_RETURN(preference_data_, OfflinePreferences::Load(c_));
+  CHAINRL_ASSIGN_OR_RETURN(trainer_, PolicyTrainer::Create(base_, dp_));
+  if (lo().offline_preference) {
+    CHAINRL_ASSIGN_OR_RETURN(preference_data_, OfflinePreferences::Load(c()));
   } else {
-    CHAINRL_ASSIGN_OR_RETURN(data_, GroupSource::Load(c_));
+    CHAINRL_ASSIGN_OR_RETURN(data_, GroupSource::Load(c()));
   }
-  rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c_);
+  rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c());
   tokenizer_dir_ = po.tokenizer_dir;
   CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
-  if (!offline_preference_ || !c_.GetArray("rewards").empty()) {  // offline DPO needs none
-    CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c_));
+  if (!lo().offline_preference || !c().GetArray("rewards").empty()) {  // offline DPO needs none
+    CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c()));
     if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
   }
-  CHAINRL_RETURN_IF_ERROR(LoadPolicy());
-  LedgerOptions lo;
-  lo.heartbeat_timeout =
-      milliseconds(static_cast<int64_t>(c_.GetFloat("actors.heartbeat_timeout_seconds") * 1000));
-  lo.max_off_policy_steps = c_.GetInt("learner.max_off_policy_steps");
-  lo.stale_policy =
-      c_.GetString("learner.stale_policy") == "drop" ? StalePolicy::kDrop : StalePolicy::kFlag;
-  lo.max_attempts = 5;
+  CHAINRL_RETURN_IF_ERROR(trainer_->LoadPolicy());
+  CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions lo, LedgerOptionsFromConfig(c()));
   ledger_ = WorkLedger(lo, &clock_);
-  if (c_.GetBool("metrics.enabled")) {
+  if (c().GetBool("metrics.enabled")) {
     metrics::MetricsOptions mo;
-    mo.set_run_id(c_.GetString("run.name"))
+    mo.set_run_id(c().GetString("run.name"))
         .set_role("learner")
         .set_address_file((fs::path(o_.run_dir) / "metrics-learner.addr").string());
     auto m = metrics::MetricsRegistry::Create(mo);
     if (m.ok()) {
       metrics_ = LearnerMetrics(std::move(*m));
       metrics_.Started(lo.max_off_policy_steps);
+      metrics_.CurriculumStage(0);
     } else {
       CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
     }
@@ -348,7 +273,7 @@ Status Learner::Setup() {
 }
 
 Status Learner::Resume(const std::string& spec) {
-  std::string root = c_.GetString("checkpoint.dir");
+  std::string root = c().GetString("checkpoint.dir");
   if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
   auto dir = ResolveCheckpoint(root, spec);
   if (!dir.ok()) {
@@ -360,12 +285,12 @@ Status Learner::Resume(const std::string& spec) {
   }
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir));
   CHAINRL_ASSIGN_OR_RETURN(run_, RunState::FromJson(peek.state, *dir + "/state.json"));
-  CHAINRL_ASSIGN_OR_RETURN(optimizer_, run_.sft_done ? MakeRlOptimizer() : MakeSftOptimizer());
-  CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, LoadCheckpoint(*dir, *model_, *optimizer_));
+  CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, trainer_->Resume(*dir, run_.sft_done));
   resumed_from_ = fs::absolute(*dir).string();  // other ranks may start elsewhere
   segments_.set_segments_received(run_.segments_received);
   if (!run_.shaping.is_null())
-    CHAINRL_RETURN_IF_ERROR(shaping_->LoadJson(run_.shaping).WithPrefix(*dir + "/state.json"));
+    CHAINRL_RETURN_IF_ERROR(
+        trainer_->shaping().LoadJson(run_.shaping).WithPrefix(*dir + "/state.json"));
   if (!run_.difficulty_buckets.is_null())
     CHAINRL_RETURN_IF_ERROR(
         data_.LoadBucketState(run_.difficulty_buckets).WithPrefix(*dir + "/state.json"));
@@ -398,13 +323,13 @@ Status Learner::Resume(const std::string& spec) {
 }
 
 Status Learner::Checkpoint() {
-  std::string root = c_.GetString("checkpoint.dir");
+  std::string root = c().GetString("checkpoint.dir");
   if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
   CheckpointData d;
   RunState state = run_;
   state.wall_seconds = run_.wall_seconds + Since(start_);
   state.segments_received = segments_.segments_received();
-  state.shaping = shaping_->ToJson();
+  state.shaping = trainer_->shaping().ToJson();
   state.difficulty_buckets = data_.BucketState();
   state.torch_rng = CaptureTorchRng();
   d.state = state.ToJson();
@@ -415,10 +340,10 @@ Status Learner::Checkpoint() {
   // Checkpoints are numbered by updates so far (SFT then RL), so "latest" is the newest.
   const int64_t key = run_.sft_step + run_.step;
   auto t0 = Clock::now();
-  CHAINRL_ASSIGN_OR_RETURN(std::string dir,
-                           SaveCheckpoint(root, key, *model_, *optimizer_, d,
-                                          static_cast<int>(c_.GetInt("checkpoint.keep")),
-                                          tokenizer_dir_));
+  CHAINRL_ASSIGN_OR_RETURN(
+      std::string dir,
+      SaveCheckpoint(root, key, trainer_->model(), *trainer_->optimizer(), d,
+                     static_cast<int>(c().GetInt("checkpoint.keep")), tokenizer_dir_));
   CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << Since(t0) << " s)";
   log::Event("checkpoint", json({{"dir", dir}, {"step", run_.step}}).dump());
   return Status::Ok();
@@ -428,13 +353,14 @@ Status Learner::Evaluate(const std::string& label, json* out) {
   if (data_.eval().empty() || !rewards_) return Status::Ok();
   WriteProgress("eval");
   rollout::EvalOptions eo;
-  eo.max_new_tokens = c_.GetInt("rollout.max_new_tokens");
-  eo.max_batch = c_.GetInt("rollout.max_batch_size");
-  eo.stop_strings = c_.GetStringList("rollout.stop_strings");
+  eo.max_new_tokens = c().GetInt("rollout.max_new_tokens");
+  eo.max_batch = c().GetInt("rollout.max_batch_size");
+  eo.stop_strings = c().GetStringList("rollout.stop_strings");
   eo.embedding_cache = embeddings_;
   eo.placeholder_token_id = placeholder_id_;
-  model_->eval();
-  CHAINRL_ASSIGN_OR_RETURN(auto r, rollout::Evaluate(*model_, *prompts_, *rewards_, data_.eval(), eo));
+  trainer_->model().eval();
+  CHAINRL_ASSIGN_OR_RETURN(
+      auto r, rollout::Evaluate(trainer_->model(), *prompts_, *rewards_, data_.eval(), eo));
   json j = {{"label", label},
             {"step", run_.step},
             {"examples", r.examples},
@@ -454,14 +380,12 @@ Status Learner::Evaluate(const std::string& label, json* out) {
 }
 
 Status Learner::RunSft() {
-  const int64_t steps = c_.GetInt("sft.steps");
+  const int64_t steps = c().GetInt("sft.steps");
   if (steps > 0 && run_.sft_step < steps) {
-    if (!optimizer_) {
-      CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
-    }
-    const int64_t bs = c_.GetInt("sft.batch_size");
+    CHAINRL_RETURN_IF_ERROR(trainer_->BeginSft());
+    const int64_t bs = c().GetInt("sft.batch_size");
     const auto& train = data_.train();
-    std::mt19937_64 order_rng(SplitMix64(static_cast<uint64_t>(c_.GetInt("run.seed")) ^ 0x5f7));
+    std::mt19937_64 order_rng(SplitMix64(static_cast<uint64_t>(c().GetInt("run.seed")) ^ 0x5f7));
     std::vector<size_t> order(train.size());
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), order_rng);
@@ -488,9 +412,7 @@ Status Learner::RunSft() {
       m.step = run_.sft_step;
       CHAINRL_ASSIGN_OR_RETURN(std::vector<SftExample> mine,
                                ScatterShards(dp_, std::move(m), &RankMessage::sft, batch));
-      CHAINRL_ASSIGN_OR_RETURN(double loss, RunSftUpdate(*model_, *optimizer_, mine, lo_,
-                                                         c_.GetInt("learner.micro_batch_tokens"),
-                                                         /*skip_optimizer_step=*/false, dp_));
+      CHAINRL_ASSIGN_OR_RETURN(double loss, trainer_->SftUpdate(mine));
       if (run_.sft_step % 10 == 0 || run_.sft_step + 1 == steps) {
         CHAINRL_LOG(kInfo) << "SFT step " << run_.sft_step + 1 << "/" << steps << ": loss " << loss;
       }
@@ -501,7 +423,7 @@ Status Learner::RunSft() {
     if (stop_) return Status::Ok();
   }
   run_.sft_done = true;
-  optimizer_.reset();
+  trainer_->EndSft();
   RankMessage done;
   done.kind = RankMessageKind::kSftDone;
   CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, done));
@@ -512,7 +434,7 @@ Status Learner::RunSft() {
 }
 
 Status Learner::StartTransport() {
-  std::string bind = c_.GetString("learner.bind");
+  std::string bind = c().GetString("learner.bind");
   LearnerEndpoints ep;
   if (bind == "ipc://") {
     const std::string base = "ipc://" + fs::absolute(o_.run_dir).string() + "/learner";
@@ -548,13 +470,13 @@ Status Learner::PublishWeights() {
   auto t0 = Clock::now();
   // In the actors' parameter dtype (the compute dtype): bfloat16 actors get half the bytes of
   // float32 master weights.
-  const auto as = model_->options().ComputeDtype();
-  const size_t n = model::FlatWeightsBytes(*model_, as);
+  const auto as = trainer_->model().options().ComputeDtype();
+  const size_t n = model::FlatWeightsBytes(trainer_->model(), as);
   uint8_t* data = nullptr;
   transport::WeightsBuffer buf = transport::WeightsBuffer::Allocate(n, &data);
-  model::PackFlatWeights(*model_, data, as);
-  CHAINRL_RETURN_IF_ERROR(
-      weights_->Publish(run_.version, std::move(buf), model::FlatWeightsFormat(*model_, as)));
+  model::PackFlatWeights(trainer_->model(), data, as);
+  CHAINRL_RETURN_IF_ERROR(weights_->Publish(run_.version, std::move(buf),
+                                            model::FlatWeightsFormat(trainer_->model(), as)));
   metrics_.WeightsPublished(run_.version, Since(t0));
   return Status::Ok();
 }
@@ -692,7 +614,7 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     run_.samples_multi_version += s.completion().policy_versions().versions_size() > 1 ? 1 : 0;
   for (const auto& s : a.group.samples)
     metrics_.SampleAccepted(s.tokens.size(), s.reward, s.truncated());
-  if (c_.GetBool("curriculum.filter_uniform_groups") || lo_.dynamic_sampling) {
+  if (c().GetBool("curriculum.filter_uniform_groups") || lo().dynamic_sampling) {
     bool uniform = true;
     for (const auto& s : a.group.samples)
       uniform = uniform && s.reward == a.group.samples.front().reward;
@@ -707,7 +629,7 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
 }
 
 void Learner::Supply() {
-  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  const size_t per_step = static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
   // One step of lookahead: actors generate the next batch while this one trains.
   while (ledger_.pending() + ledger_.in_flight() + buffer_.size() < 2 * per_step) {
     Status st = ledger_.AddGroup(run_.next_group);
@@ -722,7 +644,7 @@ void Learner::Dispatch() {
   if (ledger_.pending() == 0) return;
   // Every work item of this round samples alike but for its seed.
   const WorkRound round =
-      WorkRoundFromConfig(c_, prompts_->stop_token_ids(), Budget(), run_.version, placeholder_id_);
+      WorkRoundFromConfig(c(), prompts_->stop_token_ids(), Budget(), run_.version, placeholder_id_);
   for (auto& [name, a] : actors_.actors()) {
     if (a.pending <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
     // Continuations go back to the actor that generated their last segment when it asks for
@@ -804,22 +726,22 @@ Status Learner::Pump() {
   return Status::Ok();
 }
 
-// DAPO dynamic sampling (or curriculum.filter_uniform_groups) with max_num_gen_batches > 0: once
-// that many generation rounds (rounds of prompts_per_step groups accepted since the last step)
-// did not fill the batch, the step trains on the groups it has.
+// DAPO dynamic sampling (or curriculum.filter_uniform_groups; docs/ALGORITHMS.md §5.3) with
+// max_num_gen_batches > 0: once that many generation rounds (rounds of prompts_per_step groups
+// accepted since the last step) did not fill the batch, the step trains on the groups it has.
 bool Learner::GenerationLimitReached() const {
-  const int64_t max_rounds = lo_.max_num_gen_batches;
+  const int64_t max_rounds = lo().max_num_gen_batches;
   if (buffer_.empty() || max_rounds <= 0 ||
-      !(lo_.dynamic_sampling || c_.GetBool("curriculum.filter_uniform_groups")))
+      !(lo().dynamic_sampling || c().GetBool("curriculum.filter_uniform_groups")))
     return false;
-  const uint64_t per_step = static_cast<uint64_t>(c_.GetInt("rollout.prompts_per_step"));
+  const uint64_t per_step = static_cast<uint64_t>(c().GetInt("rollout.prompts_per_step"));
   return ledger_.counters().completed - completed_at_step_ >=
          static_cast<uint64_t>(max_rounds) * per_step;
 }
 
 Status Learner::TrainStep() {
   const size_t per_step =
-      std::min(static_cast<size_t>(c_.GetInt("rollout.prompts_per_step")), buffer_.size());
+      std::min(static_cast<size_t>(c().GetInt("rollout.prompts_per_step")), buffer_.size());
   const uint64_t generated = ledger_.counters().completed - completed_at_step_;
   std::vector<GroupData> groups;
   json difficulty = json::object();  // bucket -> groups of this step (with difficulty buckets)
@@ -844,7 +766,7 @@ Status Learner::TrainStep() {
     groups.push_back(std::move(a.group));
   }
   const double n = static_cast<double>(per_step);
-  const bool short_step = per_step < static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  const bool short_step = per_step < static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
   if (short_step) ++run_.gen_limit_steps;
   // Shaped rewards and advantages (length methods, soft weighting): process_shaping.h.
   std::vector<ShapingGroup> sg(groups.size());
@@ -863,7 +785,7 @@ Status Learner::TrainStep() {
       x.tokens = s.tokens;
       sg[g].samples.push_back(x);
     }
-  const ShapedStep shaped_step = shaping_->Shape(run_.step, Budget(), sg);
+  const ShapedStep shaped_step = trainer_->shaping().Shape(run_.step, Budget(), sg);
   double shaped = 0, soft_weight = 0;
   for (size_t g = 0; g < groups.size(); ++g) {
     auto& samples = groups[g].samples;
@@ -874,22 +796,21 @@ Status Learner::TrainStep() {
     }
     soft_weight += shaped_step.soft_weights[g] / n;
   }
-  const RlStepOptions so = StepOptions();
   auto t0 = Clock::now();
   const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
   RlStepStats st;
   std::optional<PreferenceStepStats> pref;
-  if (lo_.family == ObjectiveFamily::kPreference) {
+  if (lo().family == ObjectiveFamily::kPreference) {
     // Online DPO family: per group, the best (shaped) reward against the worst one(s) (LOGO: up
     // to 2); groups whose rewards are all equal give no pair.
     std::vector<PreferencePairData> pairs = OnlinePreferencePairs(
-        groups, lo_.preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
+        groups, lo().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
     RankMessage m;
     m.kind = RankMessageKind::kPreferenceStep;
     m.step = run_.step;
     CHAINRL_ASSIGN_OR_RETURN(auto mine,
                              ScatterShards(dp_, std::move(m), &RankMessage::pairs, pairs));
-    CHAINRL_ASSIGN_OR_RETURN(pref, RunPreferenceUpdate(*model_, *optimizer_, mine, lo_, so));
+    CHAINRL_ASSIGN_OR_RETURN(pref, trainer_->PreferenceUpdate(mine));
     st.loss = pref->loss;
     st.grad_norm = pref->grad_norm;
     st.lr = pref->lr;
@@ -900,7 +821,7 @@ Status Learner::TrainStep() {
     m.step = run_.step;
     CHAINRL_ASSIGN_OR_RETURN(auto mine,
                              ScatterShards(dp_, std::move(m), &RankMessage::groups, groups));
-    CHAINRL_ASSIGN_OR_RETURN(st, RunPolicyUpdate(*model_, *optimizer_, mine, lo_, so));
+    CHAINRL_ASSIGN_OR_RETURN(st, trainer_->PolicyUpdate(mine));
   }
   const double train_s = Since(t0);
   ++run_.step;
@@ -941,8 +862,8 @@ Status Learner::TrainStep() {
     h["reward_margin"] = pref->reward_margin;
   }
   if (data_.has_buckets()) h["difficulty"] = difficulty;
-  if (shaping_->options().soft_weighting) h["soft_weight_mean"] = soft_weight;
-  if (lo_.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
+  if (trainer_->shaping().options().soft_weighting) h["soft_weight_mean"] = soft_weight;
+  if (lo().mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
   if (shaped_step.laser_targets[0] > 0) {
     h["laser_d_targets"] = shaped_step.laser_targets;
     if (shaped_step.laser_targets_updated) h["laser_d_updated"] = true;
@@ -979,9 +900,9 @@ void Learner::WriteProgress(const std::string& phase) {
   ProgressRecord p;
   p.phase = phase;
   p.step = run_.step;
-  p.total_steps = c_.GetInt("run.total_steps");
+  p.total_steps = c().GetInt("run.total_steps");
   p.sft_step = run_.sft_step;
-  p.sft_steps = c_.GetInt("sft.steps");
+  p.sft_steps = c().GetInt("sft.steps");
   p.version = run_.version;
   p.budget = Budget();
   p.elapsed_seconds = run_.wall_seconds + Since(start_);
@@ -1000,7 +921,7 @@ Status Learner::Finish(bool completed) {
     RankMessage m;
     m.kind = RankMessageKind::kStop;
     CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
-    CHAINRL_ASSIGN_OR_RETURN(ranks_agree, ParametersAgree(*dp_, model_->parameters()));
+    CHAINRL_ASSIGN_OR_RETURN(ranks_agree, trainer_->ParametersAgree());
     if (!*ranks_agree) {
       CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
     }
@@ -1008,20 +929,20 @@ Status Learner::Finish(bool completed) {
   const bool final_eval_needed = run_.sft_done;
   json fe = nullptr;
   if (final_eval_needed && !stop_) CHAINRL_RETURN_IF_ERROR(Evaluate("after_rl", &fe));
-  if (optimizer_) CHAINRL_RETURN_IF_ERROR(Checkpoint());
+  if (trainer_->optimizer()) CHAINRL_RETURN_IF_ERROR(Checkpoint());
   std::string export_dir;
-  if (c_.GetBool("checkpoint.export_hf") && completed) {
+  if (c().GetBool("checkpoint.export_hf") && completed) {
     export_dir = (fs::path(o_.run_dir) / "export").string();
-    CHAINRL_RETURN_IF_ERROR(model::SaveModel(*model_, export_dir));
+    CHAINRL_RETURN_IF_ERROR(model::SaveModel(trainer_->model(), export_dir));
     CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir_, export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
   }
   const auto& k = ledger_.counters();
   RunSummary s;
-  s.run = c_.GetString("run.name");
+  s.run = c().GetString("run.name");
   s.completed = completed;
   s.steps = run_.step;
-  s.total_steps = c_.GetInt("run.total_steps");
+  s.total_steps = c().GetInt("run.total_steps");
   s.sft_steps = run_.sft_step;
   s.policy_version = run_.version;
   s.groups_dispatched = static_cast<int64_t>(k.dispatched);
@@ -1070,50 +991,31 @@ Status Learner::Finish(bool completed) {
   WriteProgress("done");
   log::Event("summary", s.ToJson().dump());
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
-  metrics_.PushFinal(c_.GetString("metrics.pushgateway"));
-  return Status::Ok();
-}
-
-// The frozen reference: for the KL term, and for DPO/IPO unless reference_free.
-Status Learner::LoadReference() {
-  const PreferenceLossType t = lo_.preference.loss_type;
-  const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
-                              (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
-                              !lo_.preference.reference_free;
-  if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
-  const std::string ref = c_.GetString("model.reference_path");
-  if (!ref.empty()) {
-    // Same options as the policy, so that its logprobs match the policy's at equal weights.
-    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref, model_->options()));
-  } else {
-    reference_ = model::CopyModel(*model_, model_->options());
-  }
-  reference_->eval();
+  metrics_.PushFinal(c().GetString("metrics.pushgateway"));
   return Status::Ok();
 }
 
 // Offline DPO family: rollout.prompts_per_step pairs per step in a seeded order per epoch, one
 // optimiser step each; checkpoints and summary as in RL (no actors, no weights published).
 Status Learner::RunOfflinePreference() {
-  const int64_t total = c_.GetInt("run.total_steps");
-  const int64_t every = c_.GetInt("checkpoint.every");
+  const int64_t total = c().GetInt("run.total_steps");
+  const int64_t every = c().GetInt("checkpoint.every");
   const uint64_t n = preference_data_->size();
-  CHAINRL_LOG(kInfo) << lo_.algorithm << " (offline): steps " << run_.step << ".." << total
+  CHAINRL_LOG(kInfo) << lo().algorithm << " (offline): steps " << run_.step << ".." << total
                      << " over " << n << " pairs";
   while (run_.step < total && !stop_) {
     const auto t0 = Clock::now();
-    const uint64_t per_step = static_cast<uint64_t>(c_.GetInt("rollout.prompts_per_step"));
+    const uint64_t per_step = static_cast<uint64_t>(c().GetInt("rollout.prompts_per_step"));
     CHAINRL_ASSIGN_OR_RETURN(
         std::vector<PreferencePairData> batch,
         preference_data_->Batch(run_.step, per_step, *prompts_,
-                                lo_.preference.loss_type == PreferenceLossType::kLogo));
+                                lo().preference.loss_type == PreferenceLossType::kLogo));
     RankMessage m;
     m.kind = RankMessageKind::kPreferenceStep;
     m.step = run_.step;
     CHAINRL_ASSIGN_OR_RETURN(auto mine,
                              ScatterShards(dp_, std::move(m), &RankMessage::pairs, batch));
-    CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st,
-                             RunPreferenceUpdate(*model_, *optimizer_, mine, lo_, StepOptions()));
+    CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st, trainer_->PreferenceUpdate(mine));
     ++run_.step;
     ++run_.version;
     run_.tokens_trained += st.response_tokens;
@@ -1138,148 +1040,17 @@ Status Learner::RunOfflinePreference() {
   return Status::Ok();
 }
 
-void Learner::SetThreads() const {
-  if (std::getenv("CHAINRL_THREADS") != nullptr) return;  // the environment overrides the config
-  int64_t threads = c_.GetInt("learner.threads");
-  if (threads == 0) {
-    // Every core, shared by the ranks on this host (torchrun's LOCAL_WORLD_SIZE; chainrl train
-    // sets it too), so that N ranks do not each start a thread per core.
-    int64_t local = 1;
-    if (const char* v = std::getenv("LOCAL_WORLD_SIZE"); v != nullptr && dp_ != nullptr)
-      local = std::max<int64_t>(1, std::strtoll(v, nullptr, 10));
-    threads = std::max<int64_t>(1, std::max(1u, std::thread::hardware_concurrency()) / local);
-  }
-  at::set_num_threads(static_cast<int>(threads));
-}
-
-Result<std::unique_ptr<Optimizer>> Learner::MakeSftOptimizer() const {
-  OptimizerOptions oo = lo_.optimizer;
-  oo.lr = c_.GetFloat("sft.lr");
-  oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
-  oo.lr_scheduler = LrSchedule::kConstant;
-  return Optimizer::Create(model_->named_parameters().pairs(), oo);
-}
-
-Result<std::unique_ptr<Optimizer>> Learner::MakeRlOptimizer() const {
-  OptimizerOptions oo = lo_.optimizer;
-  if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
-    oo.total_steps = c_.GetInt("run.total_steps");
-  return Optimizer::Create(model_->named_parameters().pairs(), oo);
-}
-
-RlStepOptions Learner::StepOptions() const {
-  RlStepOptions so;
-  so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
-  so.reference = reference_.get();
-  so.data_parallel = dp_;
-  if (offline_preference_) return so;  // logprobs of the data at temperature 1
-  so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
-  so.ppo_epochs = c_.GetInt("learner.ppo_epochs");
-  so.mini_batches = c_.GetInt("learner.mini_batches");
-  so.recompute_old_logprobs = c_.GetString("learner.old_logprobs") == "recompute";
-  return so;
-}
-
-Status Learner::CheckSameModel() {
-  return CheckSameLayout(*dp_, model_->named_parameters().pairs(),
-                         std::to_string(model_->named_parameters().size()) + " parameters, " +
-                             model::TorchDtypeName(model_->options().dtype));
-}
-
-Status Learner::FollowStep(const RankMessage& m) {
-  if (!optimizer_) {  // the first update of the RL phase, as rank 0's Run() builds it
-    run_.sft_done = true;
-    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
-    CHAINRL_RETURN_IF_ERROR(LoadReference());
-  }
-  run_.step = m.step;
-  CHAINRL_RETURN_IF_ERROR(ApplyStage());  // rank 0 applied the same stage at this step
-  if (m.kind == RankMessageKind::kPolicyStep)
-    return RunPolicyUpdate(*model_, *optimizer_, m.groups, lo_, StepOptions()).status();
-  return RunPreferenceUpdate(*model_, *optimizer_, m.pairs, lo_, StepOptions()).status();
-}
-
-// A follower (rank > 0) holds the model and optimiser that rank 0 holds and takes every update
-// with it: rank 0 sends each update's shard, the update's collectives sum the gradients, and each
-// rank takes the same optimiser step. Followers read no data, talk to no actor, write nothing:
-// rank 0 does all of that. They wait for rank 0 as long as it takes (it may wait for rollouts),
-// leave when it says stop, and fail as soon as it has gone.
-Status Learner::Follow() {
-  const int rank = dp_->rank();
-  log::SetRole("learner-rank" + std::to_string(rank));
-  SetThreads();
-  CHAINRL_RETURN_IF_ERROR(SetupObjective());  // shaping too: curriculum stages set its options
-  CHAINRL_RETURN_IF_ERROR(LoadPolicy());
-  CHAINRL_LOG(kInfo) << "data parallel: rank " << rank << " of " << dp_->world_size()
-                     << ", following rank 0";
-  int64_t updates = 0;
-  while (true) {
-    CHAINRL_ASSIGN_OR_RETURN(std::string bytes, dp_->Receive());
-    CHAINRL_ASSIGN_OR_RETURN(RankMessage m, DecodeRankMessage(bytes));
-    switch (m.kind) {
-      case RankMessageKind::kStart:
-        run_.step = m.step;
-        run_.sft_step = m.sft_step;
-        run_.sft_done = m.sft_done;
-        if (!m.resume_dir.empty()) {  // the same optimiser state as rank 0 (a shared directory)
-          CHAINRL_ASSIGN_OR_RETURN(optimizer_,
-                                   run_.sft_done ? MakeRlOptimizer() : MakeSftOptimizer());
-          Status st = LoadCheckpoint(m.resume_dir, *model_, *optimizer_).status();
-          if (!st.ok())
-            return st.WithPrefix("rank " + std::to_string(rank) + " resuming from rank 0's " +
-                                 "checkpoint (checkpoint.dir must be readable by every rank)");
-          CHAINRL_LOG(kInfo) << "resumed from " << m.resume_dir << " at step " << run_.step;
-        }
-        CHAINRL_RETURN_IF_ERROR(CheckSameModel());
-        CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
-        if (run_.sft_done && optimizer_) {  // resumed in the RL phase: its reference, as rank 0's
-          CHAINRL_RETURN_IF_ERROR(LoadReference());
-          CHAINRL_RETURN_IF_ERROR(ApplyStage());
-        }
-        break;
-      case RankMessageKind::kSftStep:
-        if (!optimizer_) {
-          CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
-        }
-        run_.sft_step = m.step;
-        CHAINRL_RETURN_IF_ERROR(RunSftUpdate(*model_, *optimizer_, m.sft, lo_,
-                                             c_.GetInt("learner.micro_batch_tokens"),
-                                             /*skip_optimizer_step=*/false, dp_)
-                                    .status());
-        ++updates;
-        break;
-      case RankMessageKind::kSftDone:
-        run_.sft_done = true;
-        optimizer_.reset();
-        break;
-      case RankMessageKind::kPolicyStep:
-      case RankMessageKind::kPreferenceStep:
-        CHAINRL_RETURN_IF_ERROR(FollowStep(m));
-        ++updates;
-        break;
-      case RankMessageKind::kStop: {
-        CHAINRL_ASSIGN_OR_RETURN(bool agree, ParametersAgree(*dp_, model_->parameters()));
-        CHAINRL_LOG(kInfo) << "rank 0 stopped the run: " << updates << " updates taken here; "
-                           << "parameters " << (agree ? "identical on" : "DIFFER across")
-                           << " every rank";
-        return agree ? Status::Ok()
-                     : Internal("data parallel: the ranks' parameters differ after the run");
-      }
-    }
-  }
-}
-
 Status Learner::Run() {
   log::SetRole("learner");
-  SetThreads();
+  PolicyTrainer::SetThreads(base_, dp_ != nullptr);
   CHAINRL_RETURN_IF_ERROR(Setup());
-  if (dp_ && lo_.drpo)
+  if (dp_ && lo().drpo)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run with "
         "several learner ranks");
-  std::string resume = o_.resume.empty() ? c_.GetString("checkpoint.resume") : o_.resume;
+  std::string resume = o_.resume.empty() ? c().GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
-  if (offline_preference_) run_.sft_done = true;  // no warm-up: the pairs are the training data
+  if (lo().offline_preference) run_.sft_done = true;  // no warm-up: the pairs are the training data
   if (dp_) {
     // The other ranks start where this one does: the same checkpoint (optimiser moments and step
     // count), then rank 0's parameters, so every rank steps from the same point.
@@ -1290,8 +1061,8 @@ Status Learner::Run() {
     m.sft_done = run_.sft_done;
     m.resume_dir = resumed_from_;
     CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
-    CHAINRL_RETURN_IF_ERROR(CheckSameModel());
-    CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+    CHAINRL_RETURN_IF_ERROR(trainer_->CheckSameModel());
+    CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(trainer_->model().parameters()));
     CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
                        << ", the batch of every update split across the ranks";
   }
@@ -1299,23 +1070,20 @@ Status Learner::Run() {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
   }
-  if (!optimizer_) {
-    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
-  }
-  CHAINRL_RETURN_IF_ERROR(LoadReference());
+  CHAINRL_RETURN_IF_ERROR(trainer_->BeginTraining());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());
-  if (offline_preference_) {
+  if (lo().offline_preference) {
     CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
-    return Finish(run_.step >= c_.GetInt("run.total_steps"));
+    return Finish(run_.step >= c().GetInt("run.total_steps"));
   }
   CHAINRL_RETURN_IF_ERROR(StartTransport());
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
-  const int64_t total = c_.GetInt("run.total_steps");
-  const int64_t every = c_.GetInt("checkpoint.every");
-  const int64_t eval_every = c_.GetInt("run.eval_every");
-  const size_t per_step = static_cast<size_t>(c_.GetInt("rollout.prompts_per_step"));
+  const int64_t total = c().GetInt("run.total_steps");
+  const int64_t every = c().GetInt("checkpoint.every");
+  const int64_t eval_every = c().GetInt("run.eval_every");
+  const size_t per_step = static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
   CHAINRL_LOG(kInfo) << "RL: steps " << run_.step << ".." << total << ", " << per_step
-                     << " groups of " << c_.GetInt("rollout.group_size") << " per step";
+                     << " groups of " << c().GetInt("rollout.group_size") << " per step";
   last_step_end_ = Clock::now();
   completed_at_step_ = ledger_.counters().completed;
   auto last_progress = Clock::now() - std::chrono::hours(1);
@@ -1348,19 +1116,22 @@ Status Learner::Run() {
 Status RunLearner(const Config& config, const LearnerProcessOptions& options,
                   const std::atomic<bool>& stop) {
   // Started by a torchrun-style launcher as one of several ranks (RANK, WORLD_SIZE, MASTER_ADDR,
-  // MASTER_PORT): rank 0 is the learner the actors talk to; the others follow it (Follow()).
+  // MASTER_PORT): rank 0 is the learner the actors talk to; the others follow it
+  // (PolicyTrainer::Follow).
   CHAINRL_ASSIGN_OR_RETURN(const RankInfo who, RankInfoFromEnvironment());
   if (options.run_dir.empty() && who.rank == 0)
     return InvalidArgument("the learner needs a run directory");
   std::unique_ptr<DataParallel> dp;
   if (who.world_size > 1) {
-    DataParallelOptions dpo;
-    dpo.backend = config.GetString("distributed.backend");
-    dpo.timeout_seconds = config.GetFloat("distributed.timeout_seconds");
+    CHAINRL_ASSIGN_OR_RETURN(const DataParallelOptions dpo, DataParallelOptionsFromConfig(config));
     CHAINRL_ASSIGN_OR_RETURN(dp, DataParallel::Join(who, dpo));
   }
-  Learner l(config, options, stop, dp.get());
-  return who.rank == 0 ? l.Run() : l.Follow();
+  if (who.rank == 0) return Learner(config, options, stop, dp.get()).Run();
+  log::SetRole("learner-rank" + std::to_string(who.rank));
+  PolicyTrainer::SetThreads(config, true);
+  CHAINRL_ASSIGN_OR_RETURN(auto trainer, PolicyTrainer::Create(config, dp.get()));
+  CHAINRL_RETURN_IF_ERROR(trainer->LoadPolicy());
+  return trainer->Follow();
 }
 
 }  // namespace chainrl::learner

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "learner/process_shaping.h"
+
 namespace chainrl::learner {
 namespace {
 
@@ -15,7 +17,7 @@ bool Contains(const std::vector<std::string>& names, const std::string& name) {
 }
 
 // The recipes whose papers over-generate until a batch holds only informative groups
-// (ALGORITHMS.md §1 DAPO, §4 DLER and CAMPO): algorithm.dynamic_sampling defaults to on for them.
+// (docs/ALGORITHMS.md §1.2, §1.9): algorithm.dynamic_sampling defaults to on for them.
 bool RecipeSamplesDynamically(const std::string& algorithm) {
   return algorithm == "dapo" || algorithm == "dler" || algorithm == "campo";
 }
@@ -185,6 +187,62 @@ StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& o, const model::Mode
       o.layer_chunk_tokens > 0 ? o.layer_chunk_tokens : auto_choice.layer_chunk_tokens;
   s.head.chunk_tokens = o.logits_chunk_tokens;
   return s;
+}
+
+bool StageMayOverride(const std::string& key, std::string* why) {
+  auto starts = [&key](std::string_view prefix) { return key.rfind(prefix, 0) == 0; };
+  static const char* const kStartUpOnly[] = {
+      // The ledger, the sockets and the process's threads are set up once.
+      "learner.bind", "learner.threads", "learner.max_off_policy_steps", "learner.stale_policy",
+      "learner.lease_timeout_seconds", "learner.lease_max_attempts",
+      // The actors build their engine and caches once, from their own copy of the config.
+      "rollout.max_batch_size", "rollout.compute_entropy", "rollout.segment_min_occupancy",
+      "rollout.prompt_hold_bytes", "rollout.repetition_detection", "rollout.repetition_min_repeats",
+      "rollout.embedding_cache_bytes",
+      // The training mode and the frozen reference are chosen once.
+      "algorithm.name", "algorithm.preference_source", "algorithm.reference_free",
+      "curriculum.stages"};
+  for (const char* k : kStartUpOnly)
+    if (key == k) {
+      *why = "it is read once at start-up";
+      return false;
+    }
+  if (key == "data.bucket_weights") return true;
+  for (std::string_view prefix :
+       {"algorithm.", "learner.", "curriculum.", "length_shaping.", "rollout."})
+    if (starts(prefix)) return true;
+  if (starts("sft.")) {
+    *why = "the SFT warm-up is over before the first stage applies";
+    return false;
+  }
+  *why = "it is read once at start-up";
+  return false;
+}
+
+Status CheckCurriculumStages(const Config& config) {
+  CHAINRL_ASSIGN_OR_RETURN(auto schedule, StageScheduleFromConfig(config));
+  if (!schedule) return Status::Ok();
+  for (const Stage& st : schedule->stages()) {
+    const std::string where = "curriculum.stages '" + st.name + "'";
+    for (const auto& [key, value] : st.overrides) {
+      std::string why;
+      if (!StageMayOverride(key, &why))
+        return InvalidArgument(where + ": " + key + " cannot change in a stage: " + why);
+    }
+    auto next = config.WithOverrides(OverrideSets(st));
+    if (!next.ok()) return next.status().WithPrefix(where);
+    auto lo = LearnerOptionsFromConfig(*next);
+    if (!lo.ok()) return lo.status().WithPrefix(where);
+    if (auto so = ProcessShapingOptionsFromConfig(*next, lo->advantages); !so.ok())
+      return so.status().WithPrefix(where);
+    const size_t buckets = next->GetStringList("data.difficulty_buckets").size();
+    const size_t weights = next->GetFloatList("data.bucket_weights").size();
+    if (weights != 0 && weights != buckets)
+      return InvalidArgument(where + ": data.bucket_weights has " + std::to_string(weights) +
+                             " weights for " + std::to_string(buckets) +
+                             " data.difficulty_buckets");
+  }
+  return Status::Ok();
 }
 
 }  // namespace chainrl::learner

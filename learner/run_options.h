@@ -62,4 +62,15 @@ StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& options,
 // range after overrides).
 Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& config);
 
+// Whether a curriculum stage may override `key`: the keys the learner reads again at every step
+// (the objective, optimiser, shaping, budget and sampling keys, which travel with the work) may
+// change; keys read once at start-up by the learner or the actors (model, data sources, ports,
+// threads, the actors' engine, the ledger, run length...) may not. On false, `why` says why.
+bool StageMayOverride(const std::string& key, std::string* why);
+// Every [[curriculum.stages]] entry of `config`: each override names a key a stage may change,
+// and the config with the stage's overrides gives valid learner options. InvalidArgument naming
+// the stage and the key otherwise, so a stage that would be ignored or fail is refused before
+// the run starts.
+Status CheckCurriculumStages(const Config& config);
+
 }  // namespace chainrl::learner

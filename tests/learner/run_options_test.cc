@@ -108,8 +108,8 @@ TEST(RunOptionsTest, EveryAlgorithmNameMaps) {
   }
 }
 
-// DLER and CAMPO (ALGORITHMS.md §4): clip 0.2/0.28, dual clip 10, token-mean, dynamic sampling;
-// DLER adds a k3 KL of 5e-4. Keys set in the file still override the recipe.
+// DLER and CAMPO (docs/ALGORITHMS.md §1.9): clip 0.2/0.28, dual clip 10, token-mean, dynamic
+// sampling; DLER adds a k3 KL of 5e-4. Keys set in the file still override the recipe.
 TEST(RunOptionsTest, DlerAndCampoRecipes) {
   for (const char* name : {"dler", "campo"}) {
     SCOPED_TRACE(name);
@@ -195,6 +195,62 @@ TEST(RunOptionsTest, StepBudgetScheduleRefusesBadMilestones) {
     EXPECT_EQ(o.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(o.status().message().find(c.message), std::string::npos) << o.status().message();
   }
+}
+
+}  // namespace
+}  // namespace chainrl::learner
+
+namespace chainrl::learner {
+namespace {
+
+// A stage may change what the learner reads every step; what is read once at start-up (by the
+// learner or the actors) is refused before the run starts, naming the stage and the key.
+TEST(RunOptionsTest, StagesMayOnlyChangeKeysReadEveryStep) {
+  std::string why;
+  for (const char* key : {"learner.lr", "algorithm.clip_ratio_high", "rollout.temperature",
+                          "rollout.prompts_per_step", "length_shaping.laser_alpha",
+                          "curriculum.budget_start", "data.bucket_weights"})
+    EXPECT_TRUE(StageMayOverride(key, &why)) << key;
+  for (const char* key :
+       {"model.path", "data.train_files", "rollout.max_batch_size", "rollout.repetition_detection",
+        "learner.threads", "learner.bind", "learner.stale_policy", "algorithm.name",
+        "run.total_steps", "actors.count", "checkpoint.every"}) {
+    why.clear();
+    EXPECT_FALSE(StageMayOverride(key, &why)) << key;
+    EXPECT_EQ(why, "it is read once at start-up") << key;
+  }
+  EXPECT_FALSE(StageMayOverride("sft.lr", &why));
+  EXPECT_EQ(why, "the SFT warm-up is over before the first stage applies");
+
+  auto check = [](const std::string& stage) {
+    auto c = ParseConfig(
+        "[model]\npath = \"m\"\n[data]\ndifficulty_buckets = [\"a\", \"b\"]\n"
+        "[[curriculum.stages]]\nname = \"late\"\nstart_step = 5\n" +
+            stage,
+        "s.toml");
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? CheckCurriculumStages(*c) : c.status();
+  };
+  EXPECT_TRUE(check("overrides = { \"learner.lr\" = 1e-6 }\n").ok());
+  EXPECT_TRUE(check("overrides = { \"data.bucket_weights\" = [1.0, 2.0] }\n").ok());
+  Status st = check("overrides = { \"rollout.repetition_detection\" = false }\n");
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(),
+            "curriculum.stages 'late': rollout.repetition_detection cannot change in a stage: it "
+            "is read once at start-up");
+  st = check("overrides = { \"data.bucket_weights\" = [1.0, 2.0, 3.0] }\n");
+  EXPECT_EQ(st.message(),
+            "curriculum.stages 'late': data.bucket_weights has 3 weights for 2 "
+            "data.difficulty_buckets");
+  // In the schema's range, but not a valid clip ratio: the learner's options refuse it.
+  st = check("overrides = { \"algorithm.clip_ratio_low\" = 1.0 }\n");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message().rfind("curriculum.stages 'late'", 0), 0u) << st.message();
+  EXPECT_NE(st.message().find("clip_ratio_low"), std::string::npos) << st.message();
+  // The shipped curriculum config passes.
+  auto shipped = LoadConfig(std::string(CHAINRL_SOURCE_DIR) + "/configs/curriculum.toml");
+  ASSERT_TRUE(shipped.ok());
+  EXPECT_TRUE(CheckCurriculumStages(*shipped).ok());
 }
 
 }  // namespace

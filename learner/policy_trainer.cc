@@ -1,0 +1,237 @@
+// The policy every learner rank holds (see policy_trainer.h).
+#include "learner/policy_trainer.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include <torch/torch.h>
+
+#include "core/log.h"
+#include "learner/rank_messages.h"
+#include "model/model_io.h"
+
+namespace chainrl::learner {
+
+Result<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(const Config& base, DataParallel* dp) {
+  std::unique_ptr<PolicyTrainer> t(new PolicyTrainer(base, dp));
+  CHAINRL_ASSIGN_OR_RETURN(t->lo_, LearnerOptionsFromConfig(t->c_));
+  // Every stage is checked now: a key a stage cannot change is refused, not ignored.
+  CHAINRL_RETURN_IF_ERROR(CheckCurriculumStages(base));
+  // Shaping and soft weighting per step (process_shaping.h); DRPO, a loss, is refused there.
+  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
+                           ProcessShapingOptionsFromConfig(t->c_, t->lo_.advantages));
+  t->shaping_ = std::make_unique<ProcessShaping>(std::move(so));
+  return t;
+}
+
+void PolicyTrainer::SetThreads(const Config& c, bool several_ranks) {
+  if (std::getenv("CHAINRL_THREADS") != nullptr) return;  // the environment overrides the config
+  int64_t threads = c.GetInt("learner.threads");
+  if (threads == 0) {
+    // Every core, shared by the ranks on this host (torchrun's LOCAL_WORLD_SIZE; chainrl train
+    // sets it too), so that N ranks do not each start a thread per core.
+    int64_t local = 1;
+    if (const char* v = std::getenv("LOCAL_WORLD_SIZE"); v != nullptr && several_ranks)
+      local = std::max<int64_t>(1, std::strtoll(v, nullptr, 10));
+    threads = std::max<int64_t>(1, std::max(1u, std::thread::hardware_concurrency()) / local);
+  }
+  at::set_num_threads(static_cast<int>(threads));
+}
+
+Status PolicyTrainer::LoadPolicy() {
+  CHAINRL_ASSIGN_OR_RETURN(auto mo, model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
+  CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
+  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
+                     << model::TorchDtypeName(mo.dtype) << " weights, "
+                     << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
+                     << mo.device.str();
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<Optimizer>> PolicyTrainer::MakeSftOptimizer() const {
+  OptimizerOptions oo = lo_.optimizer;
+  oo.lr = c_.GetFloat("sft.lr");
+  oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
+  oo.lr_scheduler = LrSchedule::kConstant;
+  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+}
+
+Result<std::unique_ptr<Optimizer>> PolicyTrainer::MakeRlOptimizer() const {
+  OptimizerOptions oo = lo_.optimizer;
+  if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
+    oo.total_steps = c_.GetInt("run.total_steps");
+  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+}
+
+Status PolicyTrainer::BeginSft() {
+  if (!optimizer_) {
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeSftOptimizer());
+  }
+  return Status::Ok();
+}
+
+Status PolicyTrainer::BeginTraining() {
+  if (!optimizer_) {
+    CHAINRL_ASSIGN_OR_RETURN(optimizer_, MakeRlOptimizer());
+  }
+  return LoadReference();
+}
+
+// The frozen reference: for the KL term, and for DPO/IPO unless reference_free.
+Status PolicyTrainer::LoadReference() {
+  const PreferenceLossType t = lo_.preference.loss_type;
+  const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
+                              (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
+                              !lo_.preference.reference_free;
+  if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
+  const std::string ref = c_.GetString("model.reference_path");
+  if (!ref.empty()) {
+    // Same options as the policy, so that its logprobs match the policy's at equal weights.
+    CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref, model_->options()));
+  } else {
+    reference_ = model::CopyModel(*model_, model_->options());
+  }
+  reference_->eval();
+  return Status::Ok();
+}
+
+Result<CheckpointData> PolicyTrainer::Resume(const std::string& dir, bool sft_done) {
+  CHAINRL_ASSIGN_OR_RETURN(optimizer_, sft_done ? MakeRlOptimizer() : MakeSftOptimizer());
+  return LoadCheckpoint(dir, *model_, *optimizer_);
+}
+
+Result<std::optional<size_t>> PolicyTrainer::ApplyStage(
+    int64_t step, const std::function<Status(const Config&)>& before_commit) {
+  if (!stages_) {
+    CHAINRL_ASSIGN_OR_RETURN(auto schedule, StageScheduleFromConfig(base_));
+    if (!schedule) return std::optional<size_t>();
+    stages_ = std::move(schedule);
+    stage_ = stages_->stages().size();  // none applied yet
+  }
+  const size_t idx = stages_->IndexAt(step);
+  if (idx == stage_) return std::optional<size_t>();
+  const Stage& st = stages_->stages()[idx];
+  const std::vector<std::string> sets = OverrideSets(st);
+  CHAINRL_ASSIGN_OR_RETURN(Config next, base_.WithOverrides(sets));
+  CHAINRL_ASSIGN_OR_RETURN(LearnerRunOptions lo, LearnerOptionsFromConfig(next));
+  CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
+                           ProcessShapingOptionsFromConfig(next, lo.advantages));
+  if (before_commit) CHAINRL_RETURN_IF_ERROR(before_commit(next));
+  if (optimizer_) {
+    OptimizerOptions oo = lo.optimizer;
+    // The schedule's horizon stays the one the optimiser was built with.
+    oo.total_steps = optimizer_->options().total_steps;
+    CHAINRL_RETURN_IF_ERROR(optimizer_->SetOptions(oo).WithPrefix("stage '" + st.name + "'"));
+    lo.optimizer = oo;
+  }
+  shaping_->SetOptions(std::move(so));
+  c_ = std::move(next);
+  lo_ = lo;
+  stage_ = idx;
+  CHAINRL_LOG(kInfo) << "curriculum stage " << idx << " '" << st.name << "' from step " << step
+                     << " (" << sets.size() << " overrides)";
+  return std::optional<size_t>(idx);
+}
+
+RlStepOptions PolicyTrainer::StepOptions() const {
+  RlStepOptions so;
+  so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
+  so.reference = reference_.get();
+  so.data_parallel = dp_;
+  if (lo_.offline_preference) return so;  // logprobs of the data at temperature 1
+  so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
+  so.ppo_epochs = c_.GetInt("learner.ppo_epochs");
+  so.mini_batches = c_.GetInt("learner.mini_batches");
+  so.recompute_old_logprobs = c_.GetString("learner.old_logprobs") == "recompute";
+  return so;
+}
+
+Result<double> PolicyTrainer::SftUpdate(const std::vector<SftExample>& batch) {
+  return RunSftUpdate(*model_, *optimizer_, batch, lo_, c_.GetInt("learner.micro_batch_tokens"),
+                      /*skip_optimizer_step=*/false, dp_);
+}
+
+Result<RlStepStats> PolicyTrainer::PolicyUpdate(const std::vector<GroupData>& groups) {
+  return RunPolicyUpdate(*model_, *optimizer_, groups, lo_, StepOptions());
+}
+
+Result<PreferenceStepStats> PolicyTrainer::PreferenceUpdate(
+    const std::vector<PreferencePairData>& pairs) {
+  return RunPreferenceUpdate(*model_, *optimizer_, pairs, lo_, StepOptions());
+}
+
+Status PolicyTrainer::CheckSameModel() {
+  return CheckSameLayout(*dp_, model_->named_parameters().pairs(),
+                         std::to_string(model_->named_parameters().size()) + " parameters, " +
+                             model::TorchDtypeName(model_->options().dtype));
+}
+
+Result<bool> PolicyTrainer::ParametersAgree() {
+  return learner::ParametersAgree(*dp_, model_->parameters());
+}
+
+Status PolicyTrainer::Follow() {
+  const int rank = dp_->rank();
+  CHAINRL_LOG(kInfo) << "data parallel: rank " << rank << " of " << dp_->world_size()
+                     << ", following rank 0";
+  int64_t updates = 0;
+  bool sft_done = false;
+  while (true) {
+    CHAINRL_ASSIGN_OR_RETURN(std::string bytes, dp_->Receive());
+    CHAINRL_ASSIGN_OR_RETURN(RankMessage m, DecodeRankMessage(bytes));
+    switch (m.kind) {
+      case RankMessageKind::kStart:
+        sft_done = m.sft_done;
+        if (!m.resume_dir.empty()) {  // the same optimiser state as rank 0 (a shared directory)
+          Status st = Resume(m.resume_dir, sft_done).status();
+          if (!st.ok())
+            return st.WithPrefix("rank " + std::to_string(rank) + " resuming from rank 0's " +
+                                 "checkpoint (checkpoint.dir must be readable by every rank)");
+          CHAINRL_LOG(kInfo) << "resumed from " << m.resume_dir << " at step " << m.step;
+        }
+        CHAINRL_RETURN_IF_ERROR(CheckSameModel());
+        CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+        if (sft_done && optimizer_) {  // resumed in the RL phase: its reference, as rank 0's
+          CHAINRL_RETURN_IF_ERROR(LoadReference());
+          CHAINRL_RETURN_IF_ERROR(ApplyStage(m.step).status());
+        }
+        break;
+      case RankMessageKind::kSftStep:
+        CHAINRL_RETURN_IF_ERROR(BeginSft());
+        CHAINRL_RETURN_IF_ERROR(SftUpdate(m.sft).status());
+        ++updates;
+        break;
+      case RankMessageKind::kSftDone:
+        sft_done = true;
+        EndSft();
+        break;
+      case RankMessageKind::kPolicyStep:
+      case RankMessageKind::kPreferenceStep:
+        if (!optimizer_) {  // the first update of the RL phase, as rank 0 begins it
+          sft_done = true;
+          CHAINRL_RETURN_IF_ERROR(BeginTraining());
+        }
+        // Rank 0 applied the same stage at this step.
+        CHAINRL_RETURN_IF_ERROR(ApplyStage(m.step).status());
+        if (m.kind == RankMessageKind::kPolicyStep) {
+          CHAINRL_RETURN_IF_ERROR(PolicyUpdate(m.groups).status());
+        } else {
+          CHAINRL_RETURN_IF_ERROR(PreferenceUpdate(m.pairs).status());
+        }
+        ++updates;
+        break;
+      case RankMessageKind::kStop: {
+        CHAINRL_ASSIGN_OR_RETURN(bool agree, ParametersAgree());
+        CHAINRL_LOG(kInfo) << "rank 0 stopped the run: " << updates << " updates taken here; "
+                           << "parameters " << (agree ? "identical on" : "DIFFER across")
+                           << " every rank";
+        return agree ? Status::Ok()
+                     : Internal("data parallel: the ranks' parameters differ after the run");
+      }
+    }
+  }
+}
+
+}  // namespace chainrl::learner
