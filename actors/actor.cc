@@ -486,6 +486,7 @@ Status Actor::GenerateAndSend() {
       const auto& score = scores[static_cast<size_t>(score_of[k])];
       s->set_finish_reason(ToWire(r.finish));
       s->set_reward(score.total);
+      s->set_correct(score.correct());
       for (size_t j = 0; j < score.rewards.size() && j < specs.size(); ++j) {
         const auto& o = score.rewards[j];
         (*s->mutable_reward_components())[specs[j].name] = o.score;

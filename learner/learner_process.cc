@@ -155,7 +155,6 @@ class Learner {
   std::unordered_map<size_t, std::vector<int32_t>> prompt_cache_;
   std::deque<Accepted> buffer_;
   std::string tokenizer_dir_;
-  std::string first_reward_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
   std::string resumed_from_;         // the checkpoint directory this incarnation started from
   std::optional<OfflinePreferences> preference_data_;  // offline DPO family
@@ -249,7 +248,6 @@ Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
   if (!lo().offline_preference || !c().GetArray("rewards").empty()) {  // offline DPO needs none
     CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c()));
-    if (!rewards_->specs().empty()) first_reward_ = rewards_->specs()[0].name;
   }
   CHAINRL_RETURN_IF_ERROR(trainer_->LoadPolicy());
   CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions lo, LedgerOptionsFromConfig(c()));
@@ -550,8 +548,7 @@ Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
     sd.reward = s.reward();
     for (const auto& [name, score] : s.reward_components()) a.component_means[name] += score / n;
     sd.end = SampleEndOf(s.finish_reason());
-    auto it = s.reward_components().find(first_reward_);
-    sd.correct = it != s.reward_components().end() && it->second >= 1.0;
+    sd.correct = s.correct();  // the actor's reward verdict
     correct += sd.correct ? 1 : 0;
     length += static_cast<double>(sd.tokens.size());
     truncated += sd.truncated() ? 1 : 0;

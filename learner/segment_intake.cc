@@ -48,6 +48,7 @@ SegmentIntake SegmentAssembler::Add(const wire::Trajectory& t, const std::string
     if (s.finish_reason() == wire::FINISH_UNFINISHED) continue;
     d->set_finish_reason(s.finish_reason());
     d->set_reward(s.reward());
+    d->set_correct(s.correct());
     *d->mutable_reward_components() = s.reward_components();
     *d->mutable_reward_diagnostics() = s.reward_diagnostics();
     d->mutable_timings()->set_reward_seconds(s.timings().reward_seconds());

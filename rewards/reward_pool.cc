@@ -50,6 +50,10 @@ const char* RewardErrorName(RewardError e) {
   return "unknown";
 }
 
+bool RewardResult::correct() const {
+  return !rewards.empty() && rewards[0].error == RewardError::kNone && rewards[0].score >= 1.0;
+}
+
 bool RewardResult::any_error() const {
   for (const auto& r : rewards)
     if (r.error != RewardError::kNone) return true;

@@ -106,6 +106,9 @@ struct RewardResult {
   double total = 0;  // sum over k of weight_k * rewards[k].score
   std::vector<RewardOutcome> rewards;
   bool any_error() const;
+  // The verdict of the first reward: it scored >= 1 without error. Held-out accuracy, the
+  // learner's accuracy and the length-shaping methods that reward correct answers all use it.
+  bool correct() const;
 };
 
 // Event counters of one reward since the pool was created. A sample that crashed a worker in a

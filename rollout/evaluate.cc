@@ -145,8 +145,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
     EvalRecord& rec = result.records[k];
     const rewards::RewardResult& sc = scores[k];
     rec.reward = sc.total;
-    rec.correct = !sc.rewards.empty() && sc.rewards[0].error == rewards::RewardError::kNone &&
-                  sc.rewards[0].score >= 1.0;
+    rec.correct = sc.correct();
     correct += rec.correct ? 1 : 0;
     truncated += generated[k].finish == FinishReason::kLength ? 1 : 0;
     tokens += rec.tokens;

@@ -28,6 +28,7 @@ wire::Sample MakeSample(uint32_t index, int first, int n, int64_t version,
   s.set_finish_reason(finish);
   if (finish != wire::FINISH_UNFINISHED) {
     s.set_reward(reward);
+    s.set_correct(reward >= 1.0);
     (*s.mutable_reward_components())["math"] = reward;
   }
   s.mutable_timings()->set_generate_seconds(1.0);
@@ -139,6 +140,8 @@ TEST(SegmentIntakeTest, SegmentsAssembleExactlyAcrossLeasesAndVersions) {
   const auto& s1 = out.samples(1);
   EXPECT_EQ(s1.finish_reason(), wire::FINISH_STOP);
   EXPECT_DOUBLE_EQ(s1.reward(), 1.0);
+  EXPECT_TRUE(s1.correct());  // the actor's verdict travels with the sample
+  EXPECT_FALSE(s0.correct());
   EXPECT_DOUBLE_EQ(s1.reward_components().at("math"), 1.0);
   const auto& s2 = out.samples(2);
   EXPECT_EQ(s2.finish_reason(), wire::FINISH_BUDGET);

@@ -22,6 +22,22 @@
 namespace chainrl::rewards {
 namespace {
 
+// The verdict every consumer takes: the first reward scored >= 1 without error.
+TEST(RewardResultTest, CorrectIsTheFirstRewardsVerdict) {
+  RewardResult r;
+  EXPECT_FALSE(r.correct());  // no reward
+  r.rewards = {{1.0, RewardError::kNone, "", {}}, {0.0, RewardError::kNone, "", {}}};
+  EXPECT_TRUE(r.correct());
+  r.rewards[0].score = 0.999;
+  EXPECT_FALSE(r.correct());
+  r.rewards[0].score = 2.0;
+  r.rewards[0].error = RewardError::kTimeout;  // an error's score is not a verdict
+  EXPECT_FALSE(r.correct());
+  r.rewards[0] = {0.0, RewardError::kNone, "", {}};
+  r.rewards[1].score = 1.0;  // only the first reward decides
+  EXPECT_FALSE(r.correct());
+}
+
 PoolOptions Opts(int workers = 1) {
   return PoolOptions().set_worker_path(CHAINRL_REWARD_WORKER_PATH).set_workers_per_plugin(workers);
 }
