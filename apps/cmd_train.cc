@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
+#include "core/stopwatch.h"
 #include "learner/data_parallel.h"
 #include "learner/run_options.h"
 #include "learner/run_report.h"
@@ -41,7 +42,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// Progress() and the run summary still call Since(); it goes once they call SecondsSince.
+double Since(Clock::time_point t) { return SecondsSince(t); }
 
 std::string SelfExe() {
   std::error_code ec;
@@ -255,7 +257,7 @@ bool Launcher::WaitExit(Child& ch, double seconds, int* status) {
       ch.pid = -1;
       return true;
     }
-    if (Since(t0) > seconds) return false;
+    if (SecondsSince(t0) > seconds) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;

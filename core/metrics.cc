@@ -28,6 +28,7 @@
 
 #include "core/check.h"
 #include "core/log.h"
+#include "core/stopwatch.h"
 
 #ifndef CHAINRL_METRICS_VERSION
 #define CHAINRL_METRICS_VERSION "unknown"
@@ -308,7 +309,7 @@ PhaseTimer::PhaseTimer(MetricsRegistry& metrics, std::string_view phase)
 
 double PhaseTimer::Stop() {
   if (seconds_ < 0) {
-    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    seconds_ = SecondsSince(start_);
     counter_.Increment(seconds_);
   }
   return seconds_;

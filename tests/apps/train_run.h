@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/stopwatch.h"
+
 namespace chainrl::testing {
 
 inline std::string ReadText(const std::string& path) {
@@ -57,7 +59,7 @@ inline int WaitFor(pid_t pid, double seconds) {
   const auto t0 = std::chrono::steady_clock::now();
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+    if (SecondsSince(t0) > seconds) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       return -1;
