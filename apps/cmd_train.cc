@@ -23,10 +23,10 @@
 #include "apps/run_dir.h"
 #include "apps/stop_signal.h"
 #include "core/config.h"
+#include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/metrics_queries.h"
 #include "core/stopwatch.h"
 #include "learner/data_parallel.h"
 #include "learner/run_options.h"
@@ -202,7 +202,7 @@ Status Launcher::StartLearner(bool resume) {
   const int ranks = static_cast<int>(c_.GetInt("distributed.learner_ranks"));
   std::vector<std::pair<std::string, std::string>> env = {{"WORLD_SIZE", std::to_string(ranks)}};
   if (ranks > 1) {
-    CHAINRL_ASSIGN_OR_RETURN(int port, metrics::PickFreePort());
+    CHAINRL_ASSIGN_OR_RETURN(int port, PickFreePort());
     env.insert(env.end(), {{"MASTER_ADDR", "127.0.0.1"},
                            {"MASTER_PORT", std::to_string(port)},
                            {"LOCAL_WORLD_SIZE", std::to_string(ranks)}});

@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/endpoints.h"
 #include "core/metrics_queries.h"
 
 namespace chainrl::metrics {

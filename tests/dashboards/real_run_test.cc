@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/endpoints.h"
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
 #include "core/stopwatch.h"
