@@ -322,23 +322,17 @@ int Launcher::Run(std::atomic<bool>& stop) {
   const auto t0 = Clock::now();
   std::error_code ec;
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
-  if (c_.GetBool("metrics.enabled")) {
-    metrics::MetricsOptions mo;
-    mo.set_run_id(c_.GetString("run.name"))
-        .set_role("launcher")
-        .set_listen(c_.GetString("metrics.address"))
-        .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string());
-    auto m = metrics::MetricsRegistry::Create(mo);
-    if (m.ok()) {
-      metrics_ = std::move(*m);
-      std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
-      // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
-      for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
-        for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
-          metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
-      }
-    } else {
-      CHAINRL_LOG(kWarn) << "launcher metrics disabled: " << m.status().message();
+  metrics_ = metrics::StartProcessMetrics(
+      c_, metrics::MetricsOptions()
+              .set_role("launcher")
+              .set_listen(c_.GetString("metrics.address"))
+              .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string()));
+  if (metrics_) {
+    std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
+    // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
+    for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
+      for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
+        metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
     }
   }
   const int n_actors = static_cast<int>(c_.GetInt("actors.count"));
@@ -478,12 +472,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
   StopAll(actors, SIGTERM, 10.0);
   StopAll({&learner_}, 0, 30.0);
   StopFollowers(false);
-  // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
-  if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
-    if (Status st = metrics_->Push(url); !st.ok()) {
-      CHAINRL_LOG(kWarn) << st.message();
-    }
-  }
+  metrics::PushFinalMetrics(metrics_.get(), c_);
   Progress(true);
   if (tty_) std::printf("\n");
   // Complete the summary with what only the launcher knows.

@@ -1,5 +1,6 @@
 // MetricsRegistry: prometheus-cpp families built from the catalogue, the HTTP exposer, the
-// Pushgateway push, and the file_sd target file.
+// Pushgateway push, a process's registry set up and pushed as its run config says, and the file_sd
+// target file.
 #include "core/metrics.h"
 
 #include "core/file_io.h"
@@ -27,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "core/stopwatch.h"
 
@@ -301,6 +303,25 @@ Status MetricsRegistry::Push(const std::string& url) const {
                               : "HTTP status " + std::to_string(code)));
   }
   return Status::Ok();
+}
+
+std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, MetricsOptions options) {
+  if (!config.GetBool("metrics.enabled")) return nullptr;
+  options.run_id = config.GetString("run.name");
+  auto m = MetricsRegistry::Create(options);
+  if (!m.ok()) {
+    CHAINRL_LOG(kWarn) << options.role << " metrics disabled: " << m.status().message();
+    return nullptr;
+  }
+  return std::move(*m);
+}
+
+void PushFinalMetrics(const MetricsRegistry* metrics, const Config& config) {
+  const std::string& url = config.GetString("metrics.pushgateway");
+  if (!metrics || url.empty()) return;
+  if (Status st = metrics->Push(url); !st.ok()) {
+    CHAINRL_LOG(kWarn) << st.message();
+  }
 }
 
 PhaseTimer::PhaseTimer(MetricsRegistry& metrics, std::string_view phase)
