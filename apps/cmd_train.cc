@@ -472,7 +472,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
   StopAll(actors, SIGTERM, 10.0);
   StopAll({&learner_}, 0, 30.0);
   StopFollowers(false);
-  metrics::PushFinalMetrics(metrics_.get(), c_);
+  metrics::PushFinalMetrics(metrics_.get(), c_.GetString("metrics.pushgateway"));
   Progress(true);
   if (tty_) std::printf("\n");
   // Complete the summary with what only the launcher knows.

@@ -316,8 +316,7 @@ std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, Metri
   return std::move(*m);
 }
 
-void PushFinalMetrics(const MetricsRegistry* metrics, const Config& config) {
-  const std::string& url = config.GetString("metrics.pushgateway");
+void PushFinalMetrics(const MetricsRegistry* metrics, const std::string& url) {
   if (!metrics || url.empty()) return;
   if (Status st = metrics->Push(url); !st.ok()) {
     CHAINRL_LOG(kWarn) << st.message();

@@ -133,10 +133,10 @@ class MetricsRegistry {
 // id, listen address and address file; its run_id is replaced by run.name.
 std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, MetricsOptions options);
 
-// Pushes `metrics` to the Pushgateway at metrics.pushgateway, so that a process's final figures
-// outlive it. Nothing happens when `metrics` is null or no gateway is set; a failed push is logged
-// as a warning.
-void PushFinalMetrics(const MetricsRegistry* metrics, const Config& config);
+// Pushes `metrics` to the Pushgateway at `url` (the run config's metrics.pushgateway), so that a
+// process's final figures outlive it. Nothing happens when `metrics` is null or `url` is empty; a
+// failed push is logged as a warning.
+void PushFinalMetrics(const MetricsRegistry* metrics, const std::string& url);
 
 // Adds the wall time of a scope to chainrl_phase_seconds_total{phase}: the step-time split.
 //   { PhaseTimer t(metrics, kPhaseGeneration); ...generate... }
