@@ -23,10 +23,11 @@
 #include "apps/run_dir.h"
 #include "apps/stop_signal.h"
 #include "core/config.h"
+#include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
-#include "core/metrics_queries.h"
+#include "core/stopwatch.h"
 #include "learner/data_parallel.h"
 #include "learner/run_options.h"
 #include "learner/run_report.h"
@@ -41,7 +42,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// Progress() and the run summary still call Since(); it goes once they call SecondsSince.
+double Since(Clock::time_point t) { return SecondsSince(t); }
 
 std::string SelfExe() {
   std::error_code ec;
@@ -200,7 +202,7 @@ Status Launcher::StartLearner(bool resume) {
   const int ranks = static_cast<int>(c_.GetInt("distributed.learner_ranks"));
   std::vector<std::pair<std::string, std::string>> env = {{"WORLD_SIZE", std::to_string(ranks)}};
   if (ranks > 1) {
-    CHAINRL_ASSIGN_OR_RETURN(int port, metrics::PickFreePort());
+    CHAINRL_ASSIGN_OR_RETURN(int port, PickFreePort());
     env.insert(env.end(), {{"MASTER_ADDR", "127.0.0.1"},
                            {"MASTER_PORT", std::to_string(port)},
                            {"LOCAL_WORLD_SIZE", std::to_string(ranks)}});
@@ -255,7 +257,7 @@ bool Launcher::WaitExit(Child& ch, double seconds, int* status) {
       ch.pid = -1;
       return true;
     }
-    if (Since(t0) > seconds) return false;
+    if (SecondsSince(t0) > seconds) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return true;
@@ -320,23 +322,17 @@ int Launcher::Run(std::atomic<bool>& stop) {
   const auto t0 = Clock::now();
   std::error_code ec;
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
-  if (c_.GetBool("metrics.enabled")) {
-    metrics::MetricsOptions mo;
-    mo.set_run_id(c_.GetString("run.name"))
-        .set_role("launcher")
-        .set_listen(c_.GetString("metrics.address"))
-        .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string());
-    auto m = metrics::MetricsRegistry::Create(mo);
-    if (m.ok()) {
-      metrics_ = std::move(*m);
-      std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
-      // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
-      for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
-        for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
-          metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
-      }
-    } else {
-      CHAINRL_LOG(kWarn) << "launcher metrics disabled: " << m.status().message();
+  metrics_ = metrics::StartProcessMetrics(
+      c_, metrics::MetricsOptions()
+              .set_role("launcher")
+              .set_listen(c_.GetString("metrics.address"))
+              .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string()));
+  if (metrics_) {
+    std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
+    // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
+    for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
+      for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
+        metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
     }
   }
   const int n_actors = static_cast<int>(c_.GetInt("actors.count"));
@@ -476,12 +472,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
   StopAll(actors, SIGTERM, 10.0);
   StopAll({&learner_}, 0, 30.0);
   StopFollowers(false);
-  // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
-  if (const std::string url = c_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
-    if (Status st = metrics_->Push(url); !st.ok()) {
-      CHAINRL_LOG(kWarn) << st.message();
-    }
-  }
+  metrics::PushFinalMetrics(metrics_.get(), c_.GetString("metrics.pushgateway"));
   Progress(true);
   if (tty_) std::printf("\n");
   // Complete the summary with what only the launcher knows.

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
+#include "core/stopwatch.h"
 #include "model/safetensors.h"
 #include "rollout/embedding_cache.h"
 #include "rollout/engine.h"
@@ -21,10 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
-
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 struct EmbedBenchConfig {
   int64_t layers = 4, hidden = 256, heads = 8, kv_heads = 4, intermediate = 768, vocab = 4096;
@@ -121,11 +118,11 @@ int RunEmbeddingsBench(const std::vector<std::string>& argv) {
           reqs[static_cast<size_t>(g)].carried = t;
         }
       }
-      cached_s += Since(t0);
+      cached_s += SecondsSince(t0);
       auto t1 = Clock::now();
       if (auto e = cache->Get(refs[static_cast<size_t>(p)]); !e.ok())
         return ReportError(e.status());
-      cached_lookup_s += Since(t1);
+      cached_lookup_s += SecondsSince(t1);
       cached_prefill_tokens += engine.stats().prefill_tokens;
       for (auto& t : tokens) cached_tokens.push_back(std::move(t));
     }
@@ -151,11 +148,11 @@ int RunEmbeddingsBench(const std::vector<std::string>& argv) {
           tokens.insert(tokens.end(), (*res)[0].tokens.begin(), (*res)[0].tokens.end());
           req.carried = tokens;
         }
-        plain_s += Since(t0);
+        plain_s += SecondsSince(t0);
         auto t1 = Clock::now();
         auto e = rollout::LoadEmbeddings(refs[static_cast<size_t>(p)], c.hidden);
         if (!e.ok()) return ReportError(e.status());
-        plain_lookup_s += Since(t1);
+        plain_lookup_s += SecondsSince(t1);
         ++plain_loads;
         same += tokens == cached_tokens[k++] ? 1 : 0;
       }

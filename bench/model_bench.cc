@@ -12,15 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
+#include "core/stopwatch.h"
 #include "model/decoder.h"
 #include "model/model_io.h"
 
 namespace chainrl::app {
 namespace {
-
-double Seconds(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Best time of `reps` runs of fn, after one warm-up run.
 template <typename F>
@@ -30,7 +27,7 @@ double BestOf(int64_t reps, F&& fn) {
   for (int64_t r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     fn();
-    best = std::min(best, Seconds(t0));
+    best = std::min(best, SecondsSince(t0));
   }
   return best;
 }
@@ -143,7 +140,7 @@ int RunModelBench(const std::vector<std::string>& argv) {
         next = m.Logits(h).argmax(-1);
         step_pos.add_(1);
       }
-      t_decode = Seconds(t0);
+      t_decode = SecondsSince(t0);
     }
 
     // Mixed precision side by side: the same weights, products in the compute dtype.

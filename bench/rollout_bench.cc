@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
+#include "core/stopwatch.h"
 #include "model/model_io.h"
 #include "rollout/engine.h"
 
@@ -25,10 +26,6 @@ using rollout::EngineOptions;
 using rollout::FinishReason;
 using rollout::GenerationRequest;
 using rollout::RolloutEngine;
-
-double Since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 struct BenchConfig {
   int64_t layers = 4, hidden = 256, heads = 8, kv_heads = 4, intermediate = 768, vocab = 4096;
@@ -95,7 +92,7 @@ nlohmann::json KvCacheBench(const std::shared_ptr<model::DecoderModel>& m, const
   RolloutEngine engine(m, Engine(1, c.kv_prompt + c.kv_new_tokens));
   auto t0 = Clock::now();
   auto cached = engine.Generate({req});
-  double cached_s = Since(t0);
+  double cached_s = SecondsSince(t0);
   std::vector<int64_t> seq(prompt.begin(), prompt.end());
   std::vector<int32_t> recomputed;
   t0 = Clock::now();
@@ -106,7 +103,7 @@ nlohmann::json KvCacheBench(const std::shared_ptr<model::DecoderModel>& m, const
     seq.push_back(tok);
     recomputed.push_back(static_cast<int32_t>(tok));
   }
-  double recompute_s = Since(t0);
+  double recompute_s = SecondsSince(t0);
   bool same = cached.ok() && (*cached)[0].tokens == recomputed;
   std::printf(
       "kv cache: %lld tokens cached %.3f s, recomputed %.3f s, speed-up %.1fx, same tokens %s\n",
@@ -134,7 +131,7 @@ nlohmann::json PrefixBench(const std::shared_ptr<model::DecoderModel>& m, const 
       RolloutEngine engine(m, o);
       auto t0 = Clock::now();
       auto r = engine.Generate(group);
-      secs[shared] = std::min(secs[shared], Since(t0));
+      secs[shared] = std::min(secs[shared], SecondsSince(t0));
       if (!r.ok()) std::fprintf(stderr, "%s\n", r.status().ToString().c_str());
     }
   }
@@ -180,7 +177,7 @@ nlohmann::json BatchingBench(const std::shared_ptr<model::DecoderModel>& m, cons
     RolloutEngine engine(m, o);
     auto t0 = Clock::now();
     auto r = engine.Generate(reqs);
-    double s = Since(t0);
+    double s = SecondsSince(t0);
     tps[cont] = total / s;
     std::printf("  %s batching: %lld tokens in %.3f s (%.0f tokens/s, slot occupancy %.2f)\n",
                 cont ? "continuous" : "static", static_cast<long long>(total), s, tps[cont],
@@ -237,7 +234,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
       auto r = engine.Generate(reqs);
       for (const auto& x : *r) run.tokens += static_cast<int64_t>(x.tokens.size());
     }
-    run.seconds = Since(t0);
+    run.seconds = SecondsSince(t0);
     run.stats = engine.stats();
     return run;
   };
@@ -283,7 +280,7 @@ nlohmann::json SegmentBench(const std::shared_ptr<model::DecoderModel>& m, const
         }
       }
     }
-    run.seconds = Since(t0);
+    run.seconds = SecondsSince(t0);
     run.stats = engine.stats();
     run.carried_out = carried();
     return run;
@@ -365,7 +362,7 @@ nlohmann::json DecodeBench(const std::shared_ptr<model::DecoderModel>& m, const 
   for (int i = 0; i < 5; ++i) {
     auto t0 = Clock::now();
     dst.copy_(src);
-    best = std::min(best, Since(t0));
+    best = std::min(best, SecondsSince(t0));
   }
   double bandwidth = 2.0 * src.numel() * 4 / best;
   nlohmann::json out = {{"weight_bytes", weight_bytes}, {"memory_bandwidth_gbps", bandwidth / 1e9}};
@@ -376,7 +373,7 @@ nlohmann::json DecodeBench(const std::shared_ptr<model::DecoderModel>& m, const 
     RolloutEngine engine(m, Engine(batch, 8 + 128));
     auto t0 = Clock::now();
     (void)engine.Generate(reqs);
-    double tps = static_cast<double>(batch * 128) / Since(t0);
+    double tps = static_cast<double>(batch * 128) / SecondsSince(t0);
     double bound = bandwidth / static_cast<double>(weight_bytes) * static_cast<double>(batch);
     std::printf("decode batch %lld: %.0f tokens/s; bandwidth bound %.0f tokens/s (%.1f%%)\n",
                 static_cast<long long>(batch), tps, bound, 100.0 * tps / bound);

@@ -189,6 +189,21 @@ Result<std::string> BindOrConnect(zmq::socket_t& s, std::string_view text, bool 
   }
 }
 
+void ReceiveMultipart(zmq::socket_t& socket, size_t max_parts, std::vector<zmq::message_t>* parts) {
+  parts->clear();
+  do {
+    parts->emplace_back();
+    if (!socket.recv(parts->back(), zmq::recv_flags::dontwait)) {
+      parts->pop_back();
+      break;
+    }
+  } while (parts->back().more() && parts->size() < max_parts);
+  while (!parts->empty() && parts->back().more()) {  // drain an absurdly long multipart
+    zmq::message_t junk;
+    if (!socket.recv(junk, zmq::recv_flags::dontwait) || !junk.more()) break;
+  }
+}
+
 Channel::Channel(ChannelKind kind, ChannelOptions options, std::unique_ptr<zmq::socket_t> socket,
                  std::string endpoint)
     : kind_(kind),
@@ -267,18 +282,7 @@ Result<std::optional<Received>> Channel::Receive(std::chrono::milliseconds timeo
       zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, left);
       if (!(item.revents & ZMQ_POLLIN)) return std::optional<Received>();
-      parts.clear();
-      do {
-        parts.emplace_back();
-        if (!socket_->recv(parts.back(), zmq::recv_flags::dontwait)) {
-          parts.pop_back();
-          break;
-        }
-      } while (parts.back().more() && parts.size() < 64);
-      while (!parts.empty() && parts.back().more()) {  // drain an absurdly long multipart
-        zmq::message_t junk;
-        if (!socket_->recv(junk, zmq::recv_flags::dontwait) || !junk.more()) break;
-      }
+      ReceiveMultipart(*socket_, 64, &parts);
     } catch (const zmq::error_t& e) {
       // A signal (e.g. a graceful-stop request) interrupts the wait: report "nothing yet", the
       // caller checks its stop flag.

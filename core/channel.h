@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 #include "core/wire.h"
@@ -131,5 +132,10 @@ Status ConfigureSocket(zmq::socket_t& socket, const ChannelOptions& options);
 // Binds or connects `socket` to `endpoint` after validating it; returns the resolved endpoint.
 Result<std::string> BindOrConnect(zmq::socket_t& socket, std::string_view endpoint, bool bind,
                                   bool allow_remote_bind);
+// Reads one multipart message from `socket` without waiting into `parts` (cleared first; empty if
+// nothing was ready). Keeps at most `max_parts` (>= 1) frames and reads and drops the rest of a
+// longer message, so a peer cannot make us hold an unbounded number. Throws zmq::error_t as
+// zmq::socket_t::recv does (EINTR included).
+void ReceiveMultipart(zmq::socket_t& socket, size_t max_parts, std::vector<zmq::message_t>* parts);
 
 }  // namespace chainrl::transport

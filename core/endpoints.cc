@@ -1,6 +1,13 @@
-// Learner endpoint derivation and the endpoints file (see endpoints.h).
+// Learner endpoint derivation, the endpoints file and free local ports (see endpoints.h).
 #include "core/endpoints.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -68,6 +75,25 @@ Status WriteEndpointsFile(const std::string& path, const LearnerEndpoints& e, in
   nlohmann::json j = {
       {"work", e.work}, {"trajectories", e.trajectories}, {"weights", e.weights}, {"pid", pid}};
   return WriteFileAtomic(path, j.dump(1) + "\n");
+}
+
+Result<int> PickFreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return IoError(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    int e = errno;
+    close(fd);
+    return IoError(std::string("bind 127.0.0.1:0: ") + std::strerror(e));
+  }
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
 }
 
 }  // namespace chainrl

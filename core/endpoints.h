@@ -1,5 +1,6 @@
 // The three endpoints of a learner (work, trajectories, weights): derived from one address given to
-// `chainrl actor --connect`, or read from the endpoints.json the learner writes in its run directory.
+// `chainrl actor --connect`, or read from the endpoints.json the learner writes in its run
+// directory. Also free local TCP ports, for endpoints a process picks itself (rendezvous, tests).
 #pragma once
 
 #include <string>
@@ -21,5 +22,10 @@ Result<LearnerEndpoints> ResolveLearnerEndpoints(const std::string& address);
 // The endpoints file: {"work": ..., "trajectories": ..., "weights": ..., "pid": ...}.
 Result<LearnerEndpoints> ReadEndpointsFile(const std::string& path);
 Status WriteEndpointsFile(const std::string& path, const LearnerEndpoints& endpoints, int pid);
+
+// A TCP port on 127.0.0.1 that is free at the time of the call (bind to port 0, read it, close):
+// another process may take it before the caller binds it. IoError if no socket can be bound.
+// Thread-safe.
+Result<int> PickFreePort();
 
 }  // namespace chainrl

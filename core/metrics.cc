@@ -1,5 +1,6 @@
 // MetricsRegistry: prometheus-cpp families built from the catalogue, the HTTP exposer, the
-// Pushgateway push, and the file_sd target file.
+// Pushgateway push, a process's registry set up and pushed as its run config says, and the file_sd
+// target file.
 #include "core/metrics.h"
 
 #include "core/file_io.h"
@@ -27,7 +28,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/config.h"
 #include "core/log.h"
+#include "core/stopwatch.h"
 
 #ifndef CHAINRL_METRICS_VERSION
 #define CHAINRL_METRICS_VERSION "unknown"
@@ -302,13 +305,31 @@ Status MetricsRegistry::Push(const std::string& url) const {
   return Status::Ok();
 }
 
+std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, MetricsOptions options) {
+  if (!config.GetBool("metrics.enabled")) return nullptr;
+  options.run_id = config.GetString("run.name");
+  auto m = MetricsRegistry::Create(options);
+  if (!m.ok()) {
+    CHAINRL_LOG(kWarn) << options.role << " metrics disabled: " << m.status().message();
+    return nullptr;
+  }
+  return std::move(*m);
+}
+
+void PushFinalMetrics(const MetricsRegistry* metrics, const std::string& url) {
+  if (!metrics || url.empty()) return;
+  if (Status st = metrics->Push(url); !st.ok()) {
+    CHAINRL_LOG(kWarn) << st.message();
+  }
+}
+
 PhaseTimer::PhaseTimer(MetricsRegistry& metrics, std::string_view phase)
     : counter_(metrics.counter(CounterId::kPhaseSeconds, {{"phase", std::string(phase)}})),
       start_(std::chrono::steady_clock::now()) {}
 
 double PhaseTimer::Stop() {
   if (seconds_ < 0) {
-    seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    seconds_ = SecondsSince(start_);
     counter_.Increment(seconds_);
   }
   return seconds_;

@@ -23,6 +23,7 @@
 #include "core/status.h"
 
 namespace chainrl {
+class Config;
 class HttpServer;
 }  // namespace chainrl
 namespace prometheus {
@@ -125,6 +126,17 @@ class MetricsRegistry {
   std::mutex mu_;                                        // guards series_
   std::map<std::string, std::set<std::string>> series_;  // metric name -> label sets in use
 };
+
+// The registry of one process of a run, as the run config asks: nullptr when metrics.enabled is
+// false, or when the registry cannot be created, which is logged as a warning ("learner metrics
+// disabled: ...") since a run goes on without metrics. `options` gives the role (REQUIRED), actor
+// id, listen address and address file; its run_id is replaced by run.name.
+std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, MetricsOptions options);
+
+// Pushes `metrics` to the Pushgateway at `url` (the run config's metrics.pushgateway), so that a
+// process's final figures outlive it. Nothing happens when `metrics` is null or `url` is empty; a
+// failed push is logged as a warning.
+void PushFinalMetrics(const MetricsRegistry* metrics, const std::string& url);
 
 // Adds the wall time of a scope to chainrl_phase_seconds_total{phase}: the step-time split.
 //   { PhaseTimer t(metrics, kPhaseGeneration); ...generate... }

@@ -2,12 +2,9 @@
 // (libcurl) and a child-process Prometheus server for tests.
 #include "core/metrics_queries.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +21,8 @@
 
 #include <curl/curl.h>
 #include <nlohmann/json.hpp>
+
+#include "core/endpoints.h"
 
 namespace chainrl::metrics {
 namespace {
@@ -417,25 +416,6 @@ Result<std::string> RenderPrometheusConfig(const std::string& template_text,
         ", " + std::to_string(rules) + ")");
   }
   return out.str();
-}
-
-Result<int> PickFreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return IoError(std::string("socket: ") + std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    int e = errno;
-    close(fd);
-    return IoError(std::string("bind 127.0.0.1:0: ") + std::strerror(e));
-  }
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
 }
 
 Result<std::unique_ptr<PrometheusServer>> PrometheusServer::Start(const Options& options) {

@@ -136,9 +136,6 @@ struct PrometheusConfigEdits {
 Result<std::string> RenderPrometheusConfig(const std::string& template_text,
                                            const PrometheusConfigEdits& edits);
 
-// A free TCP port on 127.0.0.1 at the time of the call (bind to port 0, read it, close).
-Result<int> PickFreePort();
-
 // A Prometheus server run as a child process on 127.0.0.1, for tests and local checks.
 // Stopped (SIGTERM, then SIGKILL after 5 s) by the destructor.
 class PrometheusServer {

@@ -197,18 +197,7 @@ void WeightsServer::Serve() {
       zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, std::chrono::milliseconds(20));
       if (!(item.revents & ZMQ_POLLIN)) continue;
-      parts.clear();
-      do {
-        parts.emplace_back();
-        if (!socket_->recv(parts.back(), zmq::recv_flags::dontwait)) {
-          parts.pop_back();
-          break;
-        }
-      } while (parts.back().more() && parts.size() < 8);
-      while (!parts.empty() && parts.back().more()) {
-        zmq::message_t junk;
-        if (!socket_->recv(junk, zmq::recv_flags::dontwait) || !junk.more()) break;
-      }
+      ReceiveMultipart(*socket_, 8, &parts);
     } catch (const zmq::error_t& e) {
       CHAINRL_LOG(kError) << "weights server " << endpoint_ << ": " << e.what();
       continue;

@@ -4,8 +4,6 @@
 
 #include <torch/torch.h>
 
-#include "core/check.h"
-
 #ifdef CHAINRL_KERNELS_CUDA
 #include <cuda_runtime_api.h>
 
@@ -33,7 +31,7 @@ class DeviceScope {
 };
 
 void Check(cudaError_t e, const char* what) {
-  CHAINRL_CHECK(e == cudaSuccess, what << ": " << cudaGetErrorString(e));
+  TORCH_CHECK(e == cudaSuccess, what, ": ", cudaGetErrorString(e));
 }
 #endif
 
@@ -51,10 +49,10 @@ bool CudaKernelsServe(const torch::Tensor& t) {
 std::pair<torch::Tensor, torch::Tensor> CudaTokenStats(const torch::Tensor& logits,
                                                        const torch::Tensor& targets,
                                                        double temperature) {
-  CHAINRL_CHECK(CudaKernelsServe(logits), "CudaTokenStats needs CUDA logits and the kernels");
-  CHAINRL_CHECK(logits.dim() == targets.dim() + 1 &&
-                    logits.sizes().slice(0, targets.dim()) == targets.sizes(),
-                "logits " << logits.sizes() << " vs targets " << targets.sizes());
+  TORCH_CHECK(CudaKernelsServe(logits), "CudaTokenStats needs CUDA logits and the kernels");
+  TORCH_CHECK(logits.dim() == targets.dim() + 1 &&
+                  logits.sizes().slice(0, targets.dim()) == targets.sizes(),
+              "logits ", logits.sizes(), " vs targets ", targets.sizes());
 #ifdef CHAINRL_KERNELS_CUDA
   torch::NoGradGuard no_grad;
   DeviceScope scope(logits.device());
@@ -86,13 +84,13 @@ std::pair<torch::Tensor, torch::Tensor> CudaSample(const torch::Tensor& logits,
                                                    const std::vector<int64_t>& top_k,
                                                    const std::vector<float>& top_p,
                                                    const std::vector<float>& uniform) {
-  CHAINRL_CHECK(CudaKernelsServe(logits), "CudaSample needs CUDA logits and the kernels");
+  TORCH_CHECK(CudaKernelsServe(logits), "CudaSample needs CUDA logits and the kernels");
   const int64_t b = logits.dim() == 2 ? logits.size(0) : -1;
-  CHAINRL_CHECK(
-      b >= 0 && static_cast<int64_t>(temperature.size()) == b &&
-          static_cast<int64_t>(top_k.size()) == b && static_cast<int64_t>(top_p.size()) == b &&
-          static_cast<int64_t>(uniform.size()) == b,
-      "logits " << logits.sizes() << " vs " << temperature.size() << " rows of parameters");
+  TORCH_CHECK(b >= 0 && static_cast<int64_t>(temperature.size()) == b &&
+                  static_cast<int64_t>(top_k.size()) == b &&
+                  static_cast<int64_t>(top_p.size()) == b &&
+                  static_cast<int64_t>(uniform.size()) == b,
+              "logits ", logits.sizes(), " vs ", temperature.size(), " rows of parameters");
 #ifdef CHAINRL_KERNELS_CUDA
   torch::NoGradGuard no_grad;
   DeviceScope scope(logits.device());

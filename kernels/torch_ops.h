@@ -10,6 +10,8 @@
 
 namespace chainrl::kernels {
 
+// A broken REQUIRES below, or a kernel that fails to run, throws c10::Error (TORCH_CHECK).
+
 // Whether the CUDA kernels serve `t`: this build compiled them and `t` is on a CUDA device.
 bool CudaKernelsServe(const torch::Tensor& t);
 

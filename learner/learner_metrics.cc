@@ -3,8 +3,6 @@
 
 #include <cmath>
 
-#include "core/log.h"
-
 namespace chainrl::learner {
 
 using metrics::CounterId;
@@ -139,10 +137,7 @@ void LearnerMetrics::PreferenceStepTrained(double loss, double grad_norm, double
 }
 
 void LearnerMetrics::PushFinal(const std::string& url) const {
-  if (!registry_ || url.empty()) return;
-  if (Status st = registry_->Push(url); !st.ok()) {
-    CHAINRL_LOG(kWarn) << st.message();
-  }
+  metrics::PushFinalMetrics(registry_.get(), url);
 }
 
 }  // namespace chainrl::learner

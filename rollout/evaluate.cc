@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "core/stopwatch.h"
 #include "model/decoder.h"
 #include "model/model_io.h"
 #include "rollout/engine.h"
@@ -156,7 +157,7 @@ Result<EvalResult> Evaluate(model::DecoderModel& model, const PromptRenderer& pr
   result.mean_reward = reward_sum / n;
   result.mean_length = static_cast<double>(tokens) / n;
   result.truncated_fraction = static_cast<double>(truncated) / n;
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = SecondsSince(start);
   return result;
 }
 

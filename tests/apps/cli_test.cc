@@ -1,6 +1,5 @@
 // End-to-end tests of the `chainrl` command: help, dispatch, exit codes, config errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,27 +11,14 @@
 #include <vector>
 
 #include "core/config.h"
+#include "tests/apps/train_run.h"
 
 #include <nlohmann/json.hpp>
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-CmdResult Chainrl(const std::string& args) {
-  std::string cmd = std::string(CHAINRL_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using chainrl::testing::Chainrl;
+using chainrl::testing::CmdResult;
 
 std::string TempDir() {
   auto d = std::filesystem::temp_directory_path() / ("chainrl_cli_" + std::to_string(::getpid()));

@@ -3,7 +3,6 @@
 // reads GSM8K-style JSONL through its field names, loads its model, renders prompts through the
 // chat template, and `chainrl eval` on it reports sane numbers.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +18,7 @@
 #include "data/jsonl.h"
 #include "model/model_io.h"
 #include "rollout/prompting.h"
+#include "tests/apps/train_run.h"
 
 namespace chainrl {
 namespace {
@@ -26,22 +26,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct CmdResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-CmdResult Chainrl(const std::string& args) {
-  std::string cmd = std::string(CHAINRL_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  EXPECT_NE(p, nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using chainrl::testing::Chainrl;
+using chainrl::testing::CmdResult;
 
 std::string AssetsDir() {
   if (const char* d = std::getenv("CHAINRL_ASSETS_DIR")) return d;

@@ -3,10 +3,7 @@
 // weighting, DMMPT, difficulty-bucket sampling, DAPO dynamic sampling capped by
 // max_num_gen_batches, and a curriculum stage that changes the optimiser's learning rate and the
 // bucket weights.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/endpoints.h"
 #include "tests/apps/train_run.h"
 
 namespace {
@@ -338,27 +336,12 @@ TEST(TrainAlgosTest, OfflineDpoTrainsFromPairsWithoutActors) {
   fs::remove_all(dir);
 }
 
-// A TCP port nothing listens on now (the kernel's pick for port 0).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return 29533;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
 // `chainrl learner CONFIG --run-dir RUN_DIR` as ranks 0..n-1 of one group (torchrun's variables,
 // a fresh port), rank r with extra arguments rank_args[r]; output in RUN_DIR-rank<r>.out.
 std::vector<pid_t> StartLearnerRanks(const std::string& config, const std::string& run_dir,
                                      const std::vector<std::vector<std::string>>& rank_args) {
-  const std::string port = std::to_string(FreePort());
+  const chainrl::Result<int> free_port = chainrl::PickFreePort();
+  const std::string port = std::to_string(free_port.ok() ? *free_port : 29533);
   const std::string world = std::to_string(rank_args.size());
   std::vector<pid_t> ranks;
   for (size_t r = 0; r < rank_args.size(); ++r) {

@@ -1,8 +1,9 @@
-// Helpers of the tests that run `chainrl train` as a real child process and read what it wrote:
-// start it, wait for it with a deadline, read text and JSON files, the per-step events.
-// The including test target defines CHAINRL_BIN (the chainrl executable).
+// Helpers of the tests that run the chainrl executable as a real child process and read what it
+// wrote: a command and its output, `chainrl train` started and waited for with a deadline, text and
+// JSON files, the per-step events. The including test target defines CHAINRL_BIN (the executable).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,7 +18,29 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/stopwatch.h"
+
 namespace chainrl::testing {
+
+// What a finished `chainrl ARGS` left.
+struct CmdResult {
+  int code;         // its exit code; -1 if it did not exit normally
+  std::string out;  // stdout and stderr together
+};
+
+// Runs `chainrl ARGS` (ARGS is a shell command line) and waits for it to finish.
+inline CmdResult Chainrl(const std::string& args) {
+  std::string cmd = std::string(CHAINRL_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  EXPECT_NE(p, nullptr) << cmd;
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
 
 inline std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -57,7 +80,7 @@ inline int WaitFor(pid_t pid, double seconds) {
   const auto t0 = std::chrono::steady_clock::now();
   int status = 0;
   while (waitpid(pid, &status, WNOHANG) != pid) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+    if (SecondsSince(t0) > seconds) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
       return -1;

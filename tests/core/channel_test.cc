@@ -88,6 +88,41 @@ TEST(ChannelTest, RefusesRemoteBindAndWildcardConnect) {
   EXPECT_TRUE(Channel::Open(ctx, ChannelKind::kWorkServer, "tcp://0.0.0.0:0", o).ok());
 }
 
+// ReceiveMultipart keeps the first max_parts frames of a message and reads and drops the rest, so
+// the next message starts with its own first frame.
+TEST(ChannelTest, ReceiveMultipartKeepsAtMostMaxPartsAndDropsTheRest) {
+  Context ctx;
+  zmq::socket_t rx(ctx.zmq(), ZMQ_PAIR), tx(ctx.zmq(), ZMQ_PAIR);
+  rx.set(zmq::sockopt::linger, 0);
+  tx.set(zmq::sockopt::linger, 0);
+  rx.bind("inproc://multipart");
+  tx.connect("inproc://multipart");
+  auto send = [&](const std::string& tag, int frames) {
+    for (int i = 0; i < frames; ++i)
+      tx.send(zmq::buffer(tag + std::to_string(i)),
+              i + 1 < frames ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  };
+  // The frames of the next message, after waiting up to `wait` for it to arrive.
+  auto receive = [&](std::chrono::milliseconds wait) {
+    zmq::pollitem_t item{static_cast<void*>(rx), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, wait);
+    std::vector<zmq::message_t> parts;
+    parts.emplace_back(std::string("stale"));  // cleared by ReceiveMultipart
+    ReceiveMultipart(rx, 3, &parts);
+    std::vector<std::string> out;
+    for (const auto& m : parts) out.push_back(m.to_string());
+    return out;
+  };
+  EXPECT_TRUE(receive(0ms).empty());  // nothing sent: cleared, nothing read
+  send("a", 2);
+  send("b", 5);
+  send("c", 1);
+  EXPECT_EQ(receive(1000ms), (std::vector<std::string>{"a0", "a1"}));
+  EXPECT_EQ(receive(1000ms), (std::vector<std::string>{"b0", "b1", "b2"}));
+  EXPECT_EQ(receive(1000ms), (std::vector<std::string>{"c0"}));
+  EXPECT_TRUE(receive(0ms).empty());
+}
+
 class ChannelRoundTrip : public ::testing::TestWithParam<std::string> {
  protected:
   std::string Endpoint(const std::string& name) {

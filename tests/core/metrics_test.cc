@@ -1,5 +1,6 @@
 // Tests of the metrics catalogue and registry: naming conventions, live /metrics scrapes linted by
-// promtool, label bounds, the busy-port error, file_sd targets, and a push to a real Pushgateway.
+// promtool, label bounds, the busy-port error, file_sd targets, a push to a real Pushgateway, and a
+// process's registry started and pushed as its run config says.
 #include "core/metrics.h"
 
 #include <fcntl.h>
@@ -20,6 +21,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/config.h"
+#include "core/endpoints.h"
 #include "core/metrics_queries.h"
 
 namespace chainrl::metrics {
@@ -461,6 +464,60 @@ TEST(MetricsRegistry, PushErrorsNameTheUrl) {
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), StatusCode::kIoError);
   EXPECT_NE(st.message().find(url), std::string::npos) << st.message();
+}
+
+constexpr char kRunToml[] = "[model]\npath = \"/models/tiny\"\n";
+
+TEST(ProcessMetrics, StartAsTheRunConfigSays) {
+  const fs::path dir = TempDir("process");
+  auto on = ParseConfig(kRunToml, "run.toml", {"run.name=\"exp-7\""});
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  auto m = StartProcessMetrics(*on, MetricsOptions()
+                                        .set_run_id("replaced")
+                                        .set_role("actor")
+                                        .set_actor_id(3)
+                                        .set_address_file((dir / "actor.addr").string()));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->options().run_id, "exp-7");
+  EXPECT_EQ(m->options().role, "actor");
+  EXPECT_EQ(m->options().actor_id, 3);
+  EXPECT_EQ(ReadFile(dir / "actor.addr"), m->address() + "\n");
+  // A registry that cannot be created (here: no role) is a warning, not an error: no metrics.
+  EXPECT_EQ(StartProcessMetrics(*on, MetricsOptions()), nullptr);
+  auto off = ParseConfig(kRunToml, "run.toml", {"metrics.enabled=false"});
+  ASSERT_TRUE(off.ok()) << off.status().ToString();
+  EXPECT_EQ(StartProcessMetrics(*off, MetricsOptions().set_role("learner")), nullptr);
+  fs::remove_all(dir);
+}
+
+TEST(ProcessMetrics, FinalFiguresGoToThePushgatewayWhenOneIsSet) {
+  if (access(Pushgateway::kBinary, X_OK) != 0) {
+    GTEST_SKIP() << Pushgateway::kBinary
+                 << " not installed (Debian package 'prometheus-pushgateway')";
+  }
+  Pushgateway gateway;
+  ASSERT_TRUE(gateway.Start()) << "pushgateway did not become ready at " << gateway.url();
+  auto m = MustCreate(MetricsOptions().set_run_id("final").set_role("learner").set_serve(false));
+  ASSERT_TRUE(m);
+  m->counter(CounterId::kSteps).Increment(3);
+  PushFinalMetrics(nullptr, gateway.url());  // no registry: nothing to push
+  PushFinalMetrics(m.get(), gateway.url());
+  const std::string series =
+      "chainrl_steps_total{instance=\"\",job=\"chainrl\",role=\"learner\",run_id=\"final\"} ";
+  auto body = PrometheusClient(gateway.url()).Get("/metrics");
+  ASSERT_TRUE(body.ok()) << body.status().ToString();
+  EXPECT_NE(body->find(series + "3\n"), std::string::npos) << *body;
+
+  // No gateway set (metrics.pushgateway = ""): nothing is pushed. A gateway that does not answer:
+  // a warning only.
+  m->counter(CounterId::kSteps).Increment(1);
+  PushFinalMetrics(m.get(), "");
+  body = PrometheusClient(gateway.url()).Get("/metrics");
+  ASSERT_TRUE(body.ok());
+  EXPECT_NE(body->find(series + "3\n"), std::string::npos) << *body;
+  auto port = PickFreePort();  // nothing listens there
+  ASSERT_TRUE(port.ok());
+  PushFinalMetrics(m.get(), "http://127.0.0.1:" + std::to_string(*port));
 }
 
 }  // namespace

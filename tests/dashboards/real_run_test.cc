@@ -21,8 +21,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/endpoints.h"
 #include "core/metrics.h"
 #include "core/metrics_queries.h"
+#include "core/stopwatch.h"
 #include "tests/apps/train_run.h"
 
 namespace chainrl::metrics {
@@ -128,10 +130,6 @@ std::string Join(const std::vector<std::string>& lines) {
   std::string s;
   for (const auto& l : lines) s += "  " + l + "\n";
   return s;
-}
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
 // Problems with the targets discovered from the run's file: want launcher, learner, actor 0 and
@@ -282,7 +280,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   double held_seconds = 0;
   {
     const auto t0 = Clock::now();
-    while (Seconds(t0) < 60 && waitpid(pid, &status_unused, WNOHANG) == 0) {
+    while (SecondsSince(t0) < 60 && waitpid(pid, &status_unused, WNOHANG) == 0) {
       const json t = ReadJson(targets_file);
       if (t.is_array() && t.size() == 4) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -301,9 +299,9 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
           up += x.labels.count("role") && x.labels.at("role") == "actor" && x.health == "up";
       return up;
     };
-    while (Seconds(held) < 30 && actors_up() < 2)
+    while (SecondsSince(held) < 30 && actors_up() < 2)
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    held_seconds = Seconds(held);
+    held_seconds = SecondsSince(held);
     ASSERT_EQ(kill(learner, SIGCONT), 0);
     ASSERT_EQ(actors_up(), 2) << "actors not scraped within 30 s\n" << (*server)->LogTail();
   }
@@ -321,7 +319,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
   int status = 0;
   bool exited = false;
   while (!(exited = waitpid(pid, &status, WNOHANG) == pid)) {
-    if (Seconds(started) > 150) {
+    if (SecondsSince(started) > 150) {
       kill(pid, SIGTERM);
       break;
     }
@@ -331,7 +329,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
     const int64_t step = progress.is_object() && progress.value("phase", "") == "rl"
                              ? progress.value("step", int64_t{0})
                              : 0;
-    if (step >= 1 && seconds_at_rl < 0) seconds_at_rl = Seconds(started);
+    if (step >= 1 && seconds_at_rl < 0) seconds_at_rl = SecondsSince(started);
     if (step < 2) continue;  // counters need two scrapes of RL for rate() to have data
     if (!dashboard_problems.empty()) {
       std::vector<QueryCheck> checks;
@@ -350,7 +348,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
       if (problems.empty()) {
         clean_checks = checks;
         step_at_clean = step;
-        seconds_at_clean = Seconds(started);
+        seconds_at_clean = SecondsSince(started);
       }
     }
     if (!rule_problems.empty()) rule_problems = CheckRules(client);
@@ -360,7 +358,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
     }
   }
   if (!exited) waitpid(pid, &status, 0);
-  const double run_seconds = Seconds(started);
+  const double run_seconds = SecondsSince(started);
   ASSERT_TRUE(exited && WIFEXITED(status) && WEXITSTATUS(status) == 0)
       << "chainrl train failed or hung\n"
       << ReadText(run + ".out");
@@ -479,7 +477,7 @@ TEST(RealRunMetrics, PrometheusSeesTheRunAndEveryPanelAndRuleEvaluates) {
       "(%.1f s; RL from %.1f s; learner held %.1f s), %zu allowed empty; run ended at %.1f s, "
       "total %.1f s\n",
       clean_checks.size(), with_data, static_cast<long long>(step_at_clean), seconds_at_clean,
-      seconds_at_rl, held_seconds, AllowedEmpty().size(), run_seconds, Seconds(started));
+      seconds_at_rl, held_seconds, AllowedEmpty().size(), run_seconds, SecondsSince(started));
   for (const auto& k : allowed_with_data)
     std::printf("  allowed-empty target had data: %s\n", k.c_str());
   server->reset();

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "model/model_io.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
 namespace {
@@ -28,25 +29,11 @@ fs::path TempDir(const std::string& name) {
   return d;
 }
 
-model::ModelConfig TinyConfig(int64_t intermediate = 64) {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = kVocab;
-  c.hidden_size = 32;
-  c.intermediate_size = intermediate;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.tie_word_embeddings = false;
-  c.initializer_range = 0.1;
-  return c;
-}
-
+// The tiny test decoder over kVocab tokens; another `intermediate` gives a model of another shape.
 std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed, int64_t intermediate = 64) {
-  auto m = std::make_shared<model::DecoderModel>(TinyConfig(intermediate));
-  m->InitWeights(seed);
-  return m;
+  model::ModelConfig c = chainrl::testing::TinyConfig(kVocab, /*initializer_range=*/0.1);
+  c.intermediate_size = intermediate;
+  return chainrl::testing::TinyModel(c, seed);
 }
 
 std::vector<std::pair<std::string, Tensor>> Named(model::DecoderModel& m) {

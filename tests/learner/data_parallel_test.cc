@@ -16,7 +16,7 @@
 #include <fstream>
 #include <thread>
 
-#include "core/metrics_queries.h"
+#include "core/endpoints.h"
 #include "learner/rank_messages.h"
 #include "tests/learner/data_parallel_case.h"
 
@@ -90,7 +90,7 @@ TEST(DataParallel, EnvironmentVariablesAreReadLikeTorchrunsAndErrorsNameThem) {
 }
 
 TEST(DataParallel, APeerThatNeverStartsIsAnErrorWithinTheTimeoutAndNcclIsRefused) {
-  auto port = metrics::PickFreePort();
+  auto port = PickFreePort();
   ASSERT_TRUE(port.ok());
   RankInfo who;
   who.rank = 0;
@@ -170,7 +170,7 @@ std::vector<double> ReadDoubles(const std::string& path) {
 // waits for both (killed after 120 s). Returns each rank's exit status and its stderr.
 std::vector<std::pair<int, std::string>> RunTwoWorkers(const fs::path& out,
                                                        const std::string& mode) {
-  auto port = metrics::PickFreePort();
+  auto port = PickFreePort();
   if (!port.ok()) return {};
   const std::string worker = CHAINRL_DP_WORKER;
   const std::string port_s = std::to_string(*port);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "tests/learner/grad_check.h"
 
 namespace chainrl::learner {
 namespace {
@@ -369,30 +370,7 @@ struct TinyModel {
 // Max relative error between autograd and central finite differences over every parameter entry.
 template <typename LossFn>
 double GradCheck(TinyModel& m, LossFn loss_fn) {
-  m.weight.mutable_grad() = Tensor();
-  m.bias.mutable_grad() = Tensor();
-  loss_fn().backward();
-  double worst = 0;
-  for (Tensor* p : {&m.weight, &m.bias}) {
-    const Tensor g = p->grad().clone();
-    Tensor flat = p->detach().view({-1});
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double h = 1e-6, v = flat[k].item<double>();
-      double up, down;
-      {
-        torch::NoGradGuard ng;
-        flat[k] = v + h;
-        up = loss_fn().template item<double>();
-        flat[k] = v - h;
-        down = loss_fn().template item<double>();
-        flat[k] = v;
-      }
-      const double fd = (up - down) / (2 * h);
-      const double ad = g.view({-1})[k].item<double>();
-      worst = std::max(worst, std::abs(fd - ad) / std::max(1e-3, std::abs(fd) + std::abs(ad)));
-    }
-  }
-  return worst;
+  return chainrl::testing::MaxRelativeGradientError({m.weight, m.bias}, loss_fn);
 }
 
 TEST(ObjectivesTest, FiniteDifferenceGradients) {

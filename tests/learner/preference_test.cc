@@ -9,6 +9,7 @@
 
 #include "learner/objectives.h"
 #include "learner/rl_step.h"
+#include "tests/learner/grad_check.h"
 
 namespace chainrl::learner {
 namespace {
@@ -211,25 +212,7 @@ TEST(PreferenceTest, FiniteDifferenceGradients) {
       in.ref_rejected_logps = base.ref_rejected_logps;
       return PreferenceLoss(in, o)->loss;
     };
-    t.weight.mutable_grad() = Tensor();
-    loss().backward();
-    const Tensor g = t.weight.grad().clone();
-    double worst = 0;
-    Tensor flat = t.weight.detach().view({-1});
-    for (int64_t k = 0; k < flat.numel(); ++k) {
-      const double v = flat[k].item<double>(), h = 1e-6;
-      double up, down;
-      {
-        torch::NoGradGuard ng;
-        flat[k] = v + h;
-        up = loss().item<double>();
-        flat[k] = v - h;
-        down = loss().item<double>();
-        flat[k] = v;
-      }
-      const double fd = (up - down) / (2 * h), ad = g.view({-1})[k].item<double>();
-      worst = std::max(worst, std::abs(fd - ad) / std::max(1e-3, std::abs(fd) + std::abs(ad)));
-    }
+    const double worst = chainrl::testing::MaxRelativeGradientError({t.weight}, loss);
     EXPECT_LT(worst, 1e-6) << name;
     std::printf("max relative gradient error %-16s %.3g\n", name, worst);
   }
@@ -255,25 +238,7 @@ TEST(PreferenceTest, LogoFiniteDifferenceGradient) {
     in.rejected_lengths = torch::stack({t.m_l.sum(1), torch::full({3}, 6.0, kF64)}, 1);
     return PreferenceLoss(in, o)->loss;
   };
-  t.weight.mutable_grad() = Tensor();
-  loss().backward();
-  const Tensor g = t.weight.grad().clone();
-  double worst = 0;
-  Tensor flat = t.weight.detach().view({-1});
-  for (int64_t k = 0; k < flat.numel(); ++k) {
-    const double v = flat[k].item<double>(), h = 1e-6;
-    double up, down;
-    {
-      torch::NoGradGuard ng;
-      flat[k] = v + h;
-      up = loss().item<double>();
-      flat[k] = v - h;
-      down = loss().item<double>();
-      flat[k] = v;
-    }
-    const double fd = (up - down) / (2 * h), ad = g.view({-1})[k].item<double>();
-    worst = std::max(worst, std::abs(fd - ad) / std::max(1e-3, std::abs(fd) + std::abs(ad)));
-  }
+  const double worst = chainrl::testing::MaxRelativeGradientError({t.weight}, loss);
   EXPECT_LT(worst, 1e-6);
   std::printf("max relative gradient error %-16s %.3g\n", "logo", worst);
 }

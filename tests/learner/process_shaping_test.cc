@@ -18,6 +18,7 @@
 #include "learner/preference.h"
 #include "learner/rl_step.h"
 #include "model/decoder.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
 namespace {
@@ -264,20 +265,15 @@ TEST(ProcessShapingTest, OptionsFromConfig) {
 // ---- RunPolicyUpdate: caller-given advantages and DMMPT
 // -------------------------------------------
 
+// A narrower, 1-layer variant of the tiny test decoder, over 40 tokens.
 std::shared_ptr<model::DecoderModel> TinyModel() {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = 40;
+  model::ModelConfig c = chainrl::testing::TinyConfig(/*vocab=*/40, /*initializer_range=*/0.1);
   c.hidden_size = 16;
   c.intermediate_size = 32;
   c.num_hidden_layers = 1;
   c.num_attention_heads = 2;
   c.num_key_value_heads = 1;
-  c.head_dim = 8;
-  c.initializer_range = 0.1;
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(7);
-  return m;
+  return chainrl::testing::TinyModel(c, /*seed=*/7);
 }
 
 std::map<std::string, torch::Tensor> Grads(model::DecoderModel& m) {

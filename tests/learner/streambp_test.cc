@@ -11,6 +11,7 @@
 #include "learner/preference.h"
 #include "model/decoder.h"
 #include "model/model_io.h"
+#include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
 namespace {
@@ -20,20 +21,7 @@ struct Batch {
 };
 
 std::shared_ptr<model::DecoderModel> Model(bool tied) {
-  model::ModelConfig c;
-  c.arch = model::Architecture::kQwen2;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.tie_word_embeddings = tied;
-  c.initializer_range = 0.1;
-  auto m = std::make_shared<model::DecoderModel>(c);
-  m->InitWeights(3);
-  return m;
+  return chainrl::testing::TinyModel(/*seed=*/3, /*vocab=*/50, /*initializer_range=*/0.1, tied);
 }
 
 Batch MakeBatch() {

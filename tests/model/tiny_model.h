@@ -1,6 +1,7 @@
 // The small random Qwen2-style decoder the rollout and learner tests run: 2 layers, hidden 32,
 // 4 query / 2 key-value heads. The rollout tests keep the default large initialiser range, so that
-// distributions are peaked and greedy decoding has no near-ties.
+// distributions are peaked and greedy decoding has no near-ties. Tests that need another shape
+// start from TinyConfig() and change the fields they need.
 #pragma once
 
 #include <cstdint>
@@ -12,9 +13,9 @@ namespace chainrl::testing {
 
 inline constexpr int64_t kTinyHidden = 32;
 
-inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t vocab = 64,
-                                                      double initializer_range = 0.3,
-                                                      bool tie_word_embeddings = false) {
+// The tiny decoder's configuration.
+inline model::ModelConfig TinyConfig(int64_t vocab = 64, double initializer_range = 0.3,
+                                     bool tie_word_embeddings = false) {
   model::ModelConfig c;
   c.arch = model::Architecture::kQwen2;
   c.vocab_size = vocab;
@@ -27,9 +28,22 @@ inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t
   c.max_position_embeddings = 512;
   c.initializer_range = initializer_range;
   c.tie_word_embeddings = tie_word_embeddings;
-  auto m = std::make_shared<model::DecoderModel>(c);
+  return c;
+}
+
+// A decoder of `config` with weights drawn from `seed` (DecoderModel::InitWeights).
+inline std::shared_ptr<model::DecoderModel> TinyModel(const model::ModelConfig& config,
+                                                      uint64_t seed) {
+  auto m = std::make_shared<model::DecoderModel>(config);
   m->InitWeights(seed);
   return m;
+}
+
+// The tiny decoder, TinyConfig(vocab, initializer_range, tie_word_embeddings), from `seed`.
+inline std::shared_ptr<model::DecoderModel> TinyModel(uint64_t seed = 1, int64_t vocab = 64,
+                                                      double initializer_range = 0.3,
+                                                      bool tie_word_embeddings = false) {
+  return TinyModel(TinyConfig(vocab, initializer_range, tie_word_embeddings), seed);
 }
 
 }  // namespace chainrl::testing

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +15,7 @@
 #include "model/decoder.h"
 #include "rollout/engine.h"
 #include "tests/model/tiny_model.h"
+#include "tests/rollout/byte_tokenizer_files.h"
 
 namespace chainrl::rollout {
 namespace {
@@ -25,58 +25,16 @@ using json = nlohmann::json;
 
 constexpr int32_t kVocab = 259;  // bytes + <|endoftext|>, <|im_start|>, <|im_end|>
 
-std::string ByteChar(int b) {
-  int n = 0;
-  for (int x = 0; x < 256; ++x) {
-    const bool keep = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE);
-    const int cp = keep ? x : 256 + n++;
-    if (x != b) continue;
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-  }
-  return "";
-}
-
 // A byte-level tokenizer directory (ids 0..255 are bytes) with a Qwen-style chat template.
 std::string TokenizerDir() {
   const auto dir = fs::temp_directory_path() / ("chainrl_eval_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[ByteChar(b)] = b;
-  json added = json::array();
-  int id = 256;
-  for (const char* t : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"})
-    added.push_back({{"id", id++},
-                     {"content", t},
-                     {"special", true},
-                     {"lstrip", false},
-                     {"rstrip", false},
-                     {"single_word", false},
-                     {"normalized", false}});
-  json tok = {
-      {"version", "1.0"},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
-  std::ofstream(dir / "tokenizer.json") << tok.dump();
   json cfg = {{"eos_token", "<|endoftext|>"},
               {"chat_template",
                "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
                "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"}};
-  std::ofstream(dir / "tokenizer_config.json") << cfg.dump();
+  chainrl::testing::WriteByteTokenizerFiles(dir.string(), cfg);
   return dir.string();
 }
-
-std::shared_ptr<model::DecoderModel> TinyModel() { return chainrl::testing::TinyModel(7, kVocab); }
 
 std::vector<data::Example> Examples(int n) {
   std::vector<data::Example> v;
@@ -114,7 +72,7 @@ class EvaluateTest : public ::testing::Test {
     auto r = PromptRenderer::Create(o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
     prompts_ = std::move(*r);
-    model_ = TinyModel();
+    model_ = chainrl::testing::TinyModel(/*seed=*/7, kVocab);
     pool_ = Pool();
   }
   std::unique_ptr<PromptRenderer> prompts_;

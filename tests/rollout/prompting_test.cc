@@ -13,66 +13,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/rollout/byte_tokenizer_files.h"
+
 namespace chainrl::rollout {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
+using chainrl::testing::WriteByteTokenizerFiles;
 
 constexpr int32_t kEndOfText = 256, kImStart = 257, kImEnd = 258;
 constexpr char kTemplate[] =
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-
-// GPT-2's byte-to-unicode map: printable bytes stand for themselves, the rest map to 256 + n.
-std::string ByteChar(int b) {
-  int n = 0;
-  for (int x = 0; x < 256; ++x) {
-    const bool keep = (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE);
-    const int cp = keep ? x : 256 + n++;
-    if (x != b) continue;
-    std::string s;
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-  }
-  return "";
-}
-
-// A tokenizer directory whose ids 0..255 are the bytes (no merges), with <|endoftext|> (256),
-// <|im_start|> (257), <|im_end|> (258) as special tokens.
-void WriteTokenizer(const std::string& dir, const json& config,
-                    const json& generation_config = nullptr) {
-  fs::create_directories(dir);
-  json vocab = json::object();
-  for (int b = 0; b < 256; ++b) vocab[ByteChar(b)] = b;
-  json added = json::array();
-  int id = 256;
-  for (const char* t : {"<|endoftext|>", "<|im_start|>", "<|im_end|>"})
-    added.push_back({{"id", id++},
-                     {"content", t},
-                     {"special", true},
-                     {"lstrip", false},
-                     {"rstrip", false},
-                     {"single_word", false},
-                     {"normalized", false}});
-  json tok = {
-      {"version", "1.0"},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-      {"post_processor", nullptr},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
-  std::ofstream(dir + "/tokenizer.json") << tok.dump();
-  std::ofstream(dir + "/tokenizer_config.json") << config.dump();
-  if (!generation_config.is_null())
-    std::ofstream(dir + "/generation_config.json") << generation_config.dump();
-}
 
 std::string TempDir(const std::string& name) {
   auto d =
@@ -109,7 +62,7 @@ std::unique_ptr<PromptRenderer> Make(const PromptOptions& o) {
 
 TEST(PromptingTest, ChatPromptIsTheTemplateWithGenerationPrompt) {
   const std::string dir = TempDir("chat");
-  WriteTokenizer(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", kTemplate}});
+  WriteByteTokenizerFiles(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", kTemplate}});
   PromptOptions o;
   o.tokenizer_dir = dir;
   auto r = Make(o);
@@ -146,7 +99,7 @@ TEST(PromptingTest, ChatPromptIsTheTemplateWithGenerationPrompt) {
 
 TEST(PromptingTest, SystemPromptAndMessages) {
   const std::string dir = TempDir("system");
-  WriteTokenizer(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", kTemplate}});
+  WriteByteTokenizerFiles(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", kTemplate}});
   PromptOptions o;
   o.tokenizer_dir = dir;
   o.system_prompt = "be brief";
@@ -187,7 +140,7 @@ TEST(PromptingTest, SystemPromptAndMessages) {
 TEST(PromptingTest, PlainTextWithoutTemplate) {
   const std::string dir = TempDir("plain");
   // No chat template at all; EOS only.
-  WriteTokenizer(dir, {{"eos_token", "<|endoftext|>"}});
+  WriteByteTokenizerFiles(dir, {{"eos_token", "<|endoftext|>"}});
   PromptOptions o;
   o.tokenizer_dir = dir;
   auto missing = PromptRenderer::Create(o);
@@ -211,8 +164,8 @@ TEST(PromptingTest, PlainTextWithoutTemplate) {
 
 TEST(PromptingTest, TemplateOverrideAndGenerationConfig) {
   const std::string dir = TempDir("override");
-  WriteTokenizer(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", "{{ nonsense"}},
-                 {{"eos_token_id", json::array({258, 256, 257})}});
+  WriteByteTokenizerFiles(dir, {{"eos_token", "<|endoftext|>"}, {"chat_template", "{{ nonsense"}},
+                          {{"eos_token_id", json::array({258, 256, 257})}});
   PromptOptions o;
   o.tokenizer_dir = dir;
   auto broken = PromptRenderer::Create(o);
