@@ -513,19 +513,12 @@ void Actor::Leave(const std::string& reason) {
 Status Actor::Run() {
   log::SetRole(id_);
   credits_ = static_cast<int>(config_.GetInt("actors.credits"));
-  if (config_.GetBool("metrics.enabled")) {
-    metrics::MetricsOptions mo;
-    mo.set_run_id(config_.GetString("run.name")).set_role("actor").set_actor_id(options_.index);
-    if (!options_.run_dir.empty())
-      mo.set_address_file(
-          (std::filesystem::path(options_.run_dir) / ("metrics-" + id_ + ".addr")).string());
-    auto m = metrics::MetricsRegistry::Create(mo);
-    if (m.ok()) {
-      metrics_ = std::move(*m);
-    } else {
-      CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
-    }
-  }
+  metrics::MetricsOptions metrics_options;
+  metrics_options.set_role("actor").set_actor_id(options_.index);
+  if (!options_.run_dir.empty())
+    metrics_options.set_address_file(
+        (std::filesystem::path(options_.run_dir) / ("metrics-" + id_ + ".addr")).string());
+  metrics_ = metrics::StartProcessMetrics(config_, metrics_options);
   const std::string model_dir = config_.GetString("model.path");
   std::string tok_dir = config_.GetString("tokenizer.path");
   if (tok_dir.empty()) tok_dir = model_dir;
@@ -593,11 +586,7 @@ Status Actor::Run() {
   }
   CHAINRL_LOG(kInfo) << "stopped";
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
-  if (const std::string url = config_.GetString("metrics.pushgateway"); metrics_ && !url.empty()) {
-    if (Status st = metrics_->Push(url); !st.ok()) {
-      CHAINRL_LOG(kWarn) << st.message();
-    }
-  }
+  metrics::PushFinalMetrics(metrics_.get(), config_.GetString("metrics.pushgateway"));
   return Status::Ok();
 }
 

@@ -42,9 +42,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// Progress() and the run summary still call Since(); it goes once they call SecondsSince.
-double Since(Clock::time_point t) { return SecondsSince(t); }
-
 std::string SelfExe() {
   std::error_code ec;
   fs::path p = fs::read_symlink("/proc/self/exe", ec);
@@ -303,7 +300,7 @@ void Launcher::UpdateScrapeTargets() {
 void Launcher::Progress(bool force) {
   const double interval = c_.GetFloat("metrics.progress_interval_seconds");
   if (interval <= 0 && !force) return;
-  if (!force && Since(last_progress_) < std::max(interval, tty_ ? interval : 5.0)) return;
+  if (!force && SecondsSince(last_progress_) < std::max(interval, tty_ ? interval : 5.0)) return;
   auto p = learner::ReadProgress(run_dir_);
   if (!p.ok()) return;
   last_progress_ = Clock::now();
@@ -495,7 +492,7 @@ int Launcher::Run(std::atomic<bool>& stop) {
   rs.actor_deaths = deaths;
   rs.actors = per_actor;
   rs.learner_restarts = learner_restarts;
-  rs.launcher_wall_seconds = Since(t0);
+  rs.launcher_wall_seconds = SecondsSince(t0);
   (void)learner::WriteSummary(run_dir_, rs);
   const json s = rs.ToJson();
   auto num = [&](const char* k, const char* fmt, double scale = 1.0) {

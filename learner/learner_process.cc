@@ -27,6 +27,7 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/stopwatch.h"
 #include "core/weights_transfer.h"
 #include "core/wire.h"
 #include "data/jsonl.h"
@@ -65,8 +66,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using nlohmann::json;
-
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 json EmbeddingCacheJson(const rollout::EmbeddingCacheStats& s) {
   return {{"hits", s.hits}, {"misses", s.misses}, {"evictions", s.evictions}, {"bytes", s.bytes}};
@@ -252,19 +251,12 @@ Status Learner::Setup() {
   CHAINRL_RETURN_IF_ERROR(trainer_->LoadPolicy());
   CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions lo, LedgerOptionsFromConfig(c()));
   ledger_ = WorkLedger(lo, &clock_);
-  if (c().GetBool("metrics.enabled")) {
-    metrics::MetricsOptions mo;
-    mo.set_run_id(c().GetString("run.name"))
-        .set_role("learner")
-        .set_address_file((fs::path(o_.run_dir) / "metrics-learner.addr").string());
-    auto m = metrics::MetricsRegistry::Create(mo);
-    if (m.ok()) {
-      metrics_ = LearnerMetrics(std::move(*m));
-      metrics_.Started(lo.max_off_policy_steps);
-      metrics_.CurriculumStage(0);
-    } else {
-      CHAINRL_LOG(kWarn) << "metrics disabled: " << m.status().message();
-    }
+  if (auto registry = metrics::StartProcessMetrics(
+          c(), metrics::MetricsOptions().set_role("learner").set_address_file(
+                   (fs::path(o_.run_dir) / "metrics-learner.addr").string()))) {
+    metrics_ = LearnerMetrics(std::move(registry));
+    metrics_.Started(lo.max_off_policy_steps);
+    metrics_.CurriculumStage(0);
   }
   CHAINRL_RETURN_IF_ERROR(SetupEmbeddings());
   return Status::Ok();
@@ -325,7 +317,7 @@ Status Learner::Checkpoint() {
   if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
   CheckpointData d;
   RunState state = run_;
-  state.wall_seconds = run_.wall_seconds + Since(start_);
+  state.wall_seconds = run_.wall_seconds + SecondsSince(start_);
   state.segments_received = segments_.segments_received();
   state.shaping = trainer_->shaping().ToJson();
   state.difficulty_buckets = data_.BucketState();
@@ -342,7 +334,7 @@ Status Learner::Checkpoint() {
       std::string dir,
       SaveCheckpoint(root, key, trainer_->model(), *trainer_->optimizer(), d,
                      static_cast<int>(c().GetInt("checkpoint.keep")), tokenizer_dir_));
-  CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << Since(t0) << " s)";
+  CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << SecondsSince(t0) << " s)";
   log::Event("checkpoint", json({{"dir", dir}, {"step", run_.step}}).dump());
   return Status::Ok();
 }
@@ -417,7 +409,7 @@ Status Learner::RunSft() {
       run_.history.push_back({{"phase", "sft"}, {"sft_step", run_.sft_step + 1}, {"loss", loss}});
       WriteProgress("sft");
     }
-    CHAINRL_LOG(kInfo) << "SFT warm-up done in " << Since(t0) << " s";
+    CHAINRL_LOG(kInfo) << "SFT warm-up done in " << SecondsSince(t0) << " s";
     if (stop_) return Status::Ok();
   }
   run_.sft_done = true;
@@ -475,7 +467,7 @@ Status Learner::PublishWeights() {
   model::PackFlatWeights(trainer_->model(), data, as);
   CHAINRL_RETURN_IF_ERROR(weights_->Publish(run_.version, std::move(buf),
                                             model::FlatWeightsFormat(trainer_->model(), as)));
-  metrics_.WeightsPublished(run_.version, Since(t0));
+  metrics_.WeightsPublished(run_.version, SecondsSince(t0));
   return Status::Ok();
 }
 
@@ -820,12 +812,12 @@ Status Learner::TrainStep() {
                              ScatterShards(dp_, std::move(m), &RankMessage::groups, groups));
     CHAINRL_ASSIGN_OR_RETURN(st, trainer_->PolicyUpdate(mine));
   }
-  const double train_s = Since(t0);
+  const double train_s = SecondsSince(t0);
   ++run_.step;
   ++run_.version;
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   run_.tokens_trained += st.response_tokens;
-  const double step_s = Since(last_step_end_);
+  const double step_s = SecondsSince(last_step_end_);
   const double tokens_per_s = static_cast<double>(rollout_tokens_window_) / std::max(step_s, 1e-9);
   rollout_tokens_window_ = 0;
   last_step_end_ = Clock::now();
@@ -902,7 +894,7 @@ void Learner::WriteProgress(const std::string& phase) {
   p.sft_steps = c().GetInt("sft.steps");
   p.version = run_.version;
   p.budget = Budget();
-  p.elapsed_seconds = run_.wall_seconds + Since(start_);
+  p.elapsed_seconds = run_.wall_seconds + SecondsSince(start_);
   p.actors = static_cast<int64_t>(actors_.size());
   p.TakeLatestStep(run_.history);
   if (phase == "rl" && run_.step > 0)
@@ -979,7 +971,7 @@ Status Learner::Finish(bool completed) {
   }
   s.evals = run_.evals;
   s.export_dir = export_dir;
-  s.wall_seconds = run_.wall_seconds + Since(start_);
+  s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
   if (!run_.history.empty()) s.final_step = run_.history.back();
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
   s.ranks_parameters_identical = ranks_agree;
@@ -1025,7 +1017,7 @@ Status Learner::RunOfflinePreference() {
               {"grad_norm", st.grad_norm},
               {"lr", st.lr},
               {"tokens", st.response_tokens},
-              {"train_seconds", Since(t0)}};
+              {"train_seconds", SecondsSince(t0)}};
     run_.history.push_back(h);
     log::Event("step", h.dump());
     metrics_.PreferenceStepTrained(st.loss, st.grad_norm, st.lr);
