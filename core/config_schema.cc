@@ -396,7 +396,8 @@ ConfigSchema Build() {
       Str("algorithm.name", "grpo",
           "The objective. A policy-gradient recipe (clip, KL and aggregation of "
           "learner/objectives.h PolicyLossPreset): grpo, dr_grpo, dapo, gspo, dler (clip "
-          "0.2/0.28, dual clip 10, k3 KL 5e-4, token-mean) or campo (the same without KL); "
+          "0.2/0.28, dual clip 10, k3 KL 5e-4, token-mean), campo (the same without KL) or "
+          "cispo (clipped, stop-gradient importance weights on every token); "
           "dapo, dler and campo also turn on algorithm.dynamic_sampling. Or a preference loss: "
           "dpo, ipo, simpo, logo. [algorithm] keys set in the file override the recipe. dler "
           "and campo set the loss only: their length rewards are length_shaping.methods "
@@ -601,7 +602,8 @@ ConfigSchema Build() {
 }  // namespace
 
 const std::vector<std::string>& PolicyGradientAlgorithms() {
-  static const Strings* names = new Strings{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo"};
+  static const Strings* names =
+      new Strings{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo", "cispo"};
   return *names;
 }
 

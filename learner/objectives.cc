@@ -7,7 +7,6 @@
 #include <string>
 
 #include "core/check.h"
-#include "core/config.h"
 #include "kernels/torch_ops.h"
 
 namespace chainrl::learner {
@@ -84,8 +83,8 @@ Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
   auto bad = [](const std::string& key, double v, const std::string& want) {
     return InvalidArgument(key + " = " + std::to_string(v) + ": must be " + want);
   };
-  if (!(o.clip_ratio_low >= 0 && o.clip_ratio_low < 1))
-    return bad("clip_ratio_low", o.clip_ratio_low, "in [0, 1)");
+  if (!(o.clip_ratio_low >= 0 && o.clip_ratio_low <= 1))
+    return bad("clip_ratio_low", o.clip_ratio_low, "in [0, 1] (1: no lower bound)");
   if (!(o.clip_ratio_high >= 0)) return bad("clip_ratio_high", o.clip_ratio_high, ">= 0");
   if (!(o.dual_clip_c == 0 || o.dual_clip_c > 1))
     return bad("dual_clip_c", o.dual_clip_c, "0 (off) or > 1");
@@ -96,39 +95,6 @@ Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
   if (!(o.log_ratio_clamp > 0)) return bad("log_ratio_clamp", o.log_ratio_clamp, "> 0");
   if (!(o.kl_clamp > 0)) return bad("kl_clamp", o.kl_clamp, "> 0");
   return Status::Ok();
-}
-
-Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm) {
-  // The names are core's list (the schema's choices of algorithm.name): a recipe written here but
-  // missing there could never be selected, so it is refused here too.
-  const std::vector<std::string>& names = PolicyGradientAlgorithms();
-  std::string valid;
-  for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
-  if (std::find(names.begin(), names.end(), algorithm) == names.end())
-    return UnknownName("algorithm", algorithm, valid);
-  const PolicyLossOptions base;
-  if (algorithm == "grpo")
-    return PolicyLossOptions(base).set_kl_coef(0.04).set_loss_agg_mode(
-        LossAggMode::kSeqMeanTokenMean);
-  if (algorithm == "dapo") return PolicyLossOptions(base).set_clip_ratio_high(0.28);
-  if (algorithm == "dr_grpo")
-    return PolicyLossOptions(base)
-        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
-        .set_loss_scale_factor(3000);
-  if (algorithm == "gspo")
-    return PolicyLossOptions(base)
-        .set_policy_loss(PolicyLossKind::kGspo)
-        .set_clip_ratio_low(3e-4)
-        .set_clip_ratio_high(4e-4)
-        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean);
-  if (algorithm == "dler")
-    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10).set_kl_coef(5e-4);
-  if (algorithm == "campo")
-    return PolicyLossOptions(base).set_clip_ratio_high(0.28).set_dual_clip_c(10);
-  // Listed in core but without a recipe here: a programming error that the objectives test
-  // catches (every name of the list must build).
-  return Internal("algorithm '" + std::string(algorithm) +
-                  "' is listed in PolicyGradientAlgorithms() but has no recipe");
 }
 
 Normalisers ComputeNormalisers(const Tensor& mask, const PolicyLossOptions& options,
@@ -229,8 +195,7 @@ LogprobMismatch ComputeLogprobMismatch(const Tensor& train_logprobs, const Tenso
   return LogprobMismatch{p[0], p[1], p[2], p[3]};
 }
 
-TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
-                           const PolicyLossOptions& options) {
+TokenTerms MaskedTokenTerms(const TokenLossInputs& in, const Normalisers& norm) {
   const Tensor& lp_raw = in.logprobs;
   CHAINRL_CHECK(lp_raw.defined() && lp_raw.dim() == 2, "logprobs must be [B,T]");
   CheckSameShape(lp_raw, in.old_logprobs, "old_logprobs");
@@ -240,51 +205,69 @@ TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
                 "normalisers cover " << (norm.seq_weights.defined() ? norm.seq_weights.size(0) : 0)
                                      << " sequences, chunk has " << batch);
   CHAINRL_CHECK(in.advantages.defined(), "advantages are undefined");
-  const bool gspo = options.policy_loss == PolicyLossKind::kGspo;
   const auto dtype = lp_raw.scalar_type();
-  const Tensor keep = in.mask != 0;
-  const Tensor m = keep.to(dtype);
-  const Tensor lp = Masked(lp_raw, keep);
-  const Tensor old = Masked(in.old_logprobs.to(dtype), keep);
-
-  Tensor adv = in.advantages.to(dtype);
-  if (adv.dim() == 1) {
-    CHAINRL_CHECK(adv.size(0) == batch, "advantages have " << adv.size(0) << " rows");
-    adv = adv.unsqueeze(1);
+  TokenTerms t;
+  t.keep = in.mask != 0;
+  t.m = t.keep.to(dtype);
+  t.lp = Masked(lp_raw, t.keep);
+  t.old = Masked(in.old_logprobs.to(dtype), t.keep);
+  t.adv = in.advantages.to(dtype);
+  if (t.adv.dim() == 1) {
+    CHAINRL_CHECK(t.adv.size(0) == batch, "advantages have " << t.adv.size(0) << " rows");
+    t.adv = t.adv.unsqueeze(1);
   } else {
-    CheckSameShape(lp_raw, adv, "advantages");
+    CheckSameShape(lp_raw, t.adv, "advantages");
   }
+  return t;
+}
 
+TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
+                           const PolicyLossOptions& options) {
+  const TokenTerms t = MaskedTokenTerms(in, norm);
+  const Tensor& lp = t.lp;
+  const Tensor& adv = t.adv;
   Tensor log_ratio;
-  if (gspo) {
+  if (options.policy_loss == PolicyLossKind::kGspo) {
+    const int64_t batch = lp.size(0);
     CHAINRL_CHECK(in.gspo_seq_log_ratio.defined() && in.gspo_seq_log_ratio.size(0) == batch,
                   "GSPO needs gspo_seq_log_ratio [B] from the full sequences");
     // log s_{i,t} = sg[log s_i] + ℓ − sg[ℓ]: the value is the sequence ratio, the gradient per
     // token.
-    log_ratio = (in.gspo_seq_log_ratio.to(dtype).detach().unsqueeze(1) + lp - lp.detach())
-                    .clamp_max(options.gspo_log_ratio_max);
+    log_ratio =
+        (in.gspo_seq_log_ratio.to(lp.scalar_type()).detach().unsqueeze(1) + lp - lp.detach())
+            .clamp_max(options.gspo_log_ratio_max);
   } else {
-    log_ratio = (lp - old).clamp(-options.log_ratio_clamp, options.log_ratio_clamp);
+    log_ratio = (lp - t.old).clamp(-options.log_ratio_clamp, options.log_ratio_clamp);
   }
-  const Tensor ratio = torch::exp(log_ratio);
-  const Tensor pg1 = -adv * ratio;
+  Surrogate s;
+  s.ratio = torch::exp(log_ratio);
+  const Tensor pg1 = -adv * s.ratio;
   const Tensor pg2 =
-      -adv * ratio.clamp(1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high);
-  Tensor pg = torch::maximum(pg1, pg2);
-  const Tensor clipped = pg2 > pg1;
-  Tensor dual_clipped;
+      -adv * s.ratio.clamp(1.0 - options.clip_ratio_low, 1.0 + options.clip_ratio_high);
+  s.per_token = torch::maximum(pg1, pg2);
+  s.clipped = pg2 > pg1;
   if (options.dual_clip_c > 0) {
     // verl dual-clip: for Â < 0 the loss is min(L_clip, −Â·c).
     const Tensor pg3 = -adv * options.dual_clip_c;
     const Tensor negative = adv < 0;
-    dual_clipped = negative & (pg3 < pg);
-    pg = torch::where(negative, torch::minimum(pg, pg3), pg);
+    s.dual_clipped = negative & (pg3 < s.per_token);
+    s.per_token = torch::where(negative, torch::minimum(s.per_token, pg3), s.per_token);
   }
-  Tensor per_token = pg;
+  return CompleteTokenLoss(in, norm, options, t, s);
+}
+
+TokenLossOutput CompleteTokenLoss(const TokenLossInputs& in, const Normalisers& norm,
+                                  const PolicyLossOptions& options, const TokenTerms& t,
+                                  const Surrogate& s) {
+  const Tensor& lp_raw = in.logprobs;
+  const auto dtype = lp_raw.scalar_type();
+  const Tensor& keep = t.keep;
+  const Tensor& m = t.m;
+  Tensor per_token = s.per_token;
   Tensor kl;
   if (in.ref_logprobs.defined()) {
     CheckSameShape(lp_raw, in.ref_logprobs, "ref_logprobs");
-    kl = KlPenalty(lp, Masked(in.ref_logprobs.to(dtype), keep), options.kl_estimator,
+    kl = KlPenalty(t.lp, Masked(in.ref_logprobs.to(dtype), keep), options.kl_estimator,
                    options.kl_clamp);
   }
   if (options.kl_coef > 0) {
@@ -307,11 +290,11 @@ TokenLossOutput PolicyLoss(const TokenLossInputs& in, const Normalisers& norm,
   torch::NoGradGuard no_grad;
   std::vector<Tensor> parts = {
       m.sum(),
-      (clipped & keep).sum().to(dtype),
-      dual_clipped.defined() ? (dual_clipped & keep).sum().to(dtype)
-                             : torch::zeros({}, m.options()),
-      (ratio * m).sum(),
-      ((old - lp) * m).sum(),
+      (s.clipped & keep).sum().to(dtype),
+      s.dual_clipped.defined() ? (s.dual_clipped & keep).sum().to(dtype)
+                               : torch::zeros({}, m.options()),
+      (s.ratio * m).sum(),
+      ((t.old - t.lp) * m).sum(),
       kl.defined() ? (kl * m).sum() : torch::zeros({}, m.options()),
       ent.defined() ? (ent * m).sum() : torch::zeros({}, m.options()),
   };

@@ -48,7 +48,7 @@ struct PolicyLossOptions {
     return *this;                             \
   }
   CHAINRL_LEARNER_ARG(PolicyLossKind, policy_loss, PolicyLossKind::kVanilla)
-  CHAINRL_LEARNER_ARG(double, clip_ratio_low, 0.2)  // ε_low: ratio floor 1 − ε_low
+  CHAINRL_LEARNER_ARG(double, clip_ratio_low, 0.2)   // ε_low: ratio floor 1 − ε_low (1: none)
   CHAINRL_LEARNER_ARG(double, clip_ratio_high, 0.2)  // ε_high: ratio ceiling 1 + ε_high (DAPO 0.28)
   CHAINRL_LEARNER_ARG(double, dual_clip_c,
                       0.0)  // dual-clip c for Â < 0; 0 disables, else > 1 (verl 3)
@@ -65,19 +65,8 @@ struct PolicyLossOptions {
   CHAINRL_LEARNER_ARG(double, kl_clamp, 10.0)            // k3 values are clamped to [−10, 10]
 #undef CHAINRL_LEARNER_ARG
 };
-// InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1)").
+// InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1]").
 Status ValidatePolicyLossOptions(const PolicyLossOptions& options);
-
-// Published recipes as starting points (docs/ALGORITHMS.md §1.9), overridable key by key; the
-// names are core's PolicyGradientAlgorithms() (the schema's choices of algorithm.name):
-//   "grpo"    ε 0.2/0.2, β 0.04 (k3), seq-mean-token-mean   [U: DeepSeekMath values from memory]
-//   "dapo"    ε 0.2/0.28, no KL, token-mean
-//   "dr_grpo" ε 0.2/0.2, no KL, seq-mean-token-sum-norm, L_max 3000 (generate_max_length)
-//   "gspo"    ε 3e-4/4e-4, no KL, sequence ratio (seq-mean-token-mean)
-//   "dler"    ε 0.2/0.28, dual-clip 10, k3 KL 5e-4, token-mean
-//   "campo"   ε 0.2/0.28, dual-clip 10, no KL, token-mean
-// InvalidArgument listing the valid names otherwise.
-Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm);
 
 // Counts over the whole mini-batch that fix the per-sequence token weights. Computed once from the
 // full mask, before any chunk. Under data parallelism, all-reduce `total_tokens` and `num_seqs`
@@ -156,6 +145,39 @@ struct TokenLossOutput {
 // REQUIRED above are given (checked; a violation is a bug in the caller).
 TokenLossOutput PolicyLoss(const TokenLossInputs& chunk, const Normalisers& norm,
                            const PolicyLossOptions& options);
+
+// The pieces PolicyLoss is made of, for objectives with another per-token surrogate (CISPO,
+// learner/cispo.cc). MaskedTokenTerms checks the shapes (a violation is a bug in the caller) and
+// zeroes every position outside the mask, so no NaN leaks through a 0·NaN product; `adv` is
+// broadcastable to [B,T].
+struct TokenTerms {
+  torch::Tensor keep;  // [B,T] bool: mask != 0
+  torch::Tensor m;     // [B,T] keep in the logprobs' dtype
+  torch::Tensor lp;    // [B,T] ℓ (with gradient), 0 outside the mask
+  torch::Tensor old;   // [B,T] ℓ_old, 0 outside the mask
+  torch::Tensor adv;   // [B,1] or [B,T]
+};
+TokenTerms MaskedTokenTerms(const TokenLossInputs& chunk, const Normalisers& norm);
+// A surrogate's per-token loss L^pg and what the statistics count.
+struct Surrogate {
+  torch::Tensor per_token;     // [B,T]
+  torch::Tensor ratio;         // [B,T] the importance ratio (ratio_mean)
+  torch::Tensor clipped;       // [B,T] bool: a clip bound was active (clip_fraction)
+  torch::Tensor dual_clipped;  // [B,T] bool, or undefined
+};
+// L^pg + β·KL (§1.6) − c_H·H (§1.7), weighted by the normalisers (§1.8) and summed, with the
+// chunk's statistics, the logprob mismatch included (§2.2).
+TokenLossOutput CompleteTokenLoss(const TokenLossInputs& chunk, const Normalisers& norm,
+                                  const PolicyLossOptions& options, const TokenTerms& terms,
+                                  const Surrogate& surrogate);
+
+// CISPO's chunk loss (learner/cispo.cc, docs/ALGORITHMS.md §1.11): every token keeps its
+// gradient, weighted by its clipped, detached importance ratio,
+//   L_{i,t} = −sg(clip(r_{i,t}, 1 − ε_low, 1 + ε_high)) · Â_i · ℓ_{i,t},
+// plus the KL and entropy terms and the aggregation of PolicyLoss. `clipped_tokens` counts the
+// tokens whose weight was cut. options.policy_loss and dual_clip_c are not used.
+TokenLossOutput CispoLoss(const TokenLossInputs& chunk, const Normalisers& norm,
+                          const PolicyLossOptions& options);
 
 // The unchunked convenience path: normalisers and the GSPO log-ratio from the full tensors.
 TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOptions& options);

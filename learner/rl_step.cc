@@ -10,6 +10,7 @@
 #include "core/check.h"
 #include "learner/advantages.h"
 #include "learner/data_parallel.h"
+#include "learner/objective.h"
 #include "learner/objectives.h"
 #include "learner/preference.h"
 #include "learner/streambp.h"
@@ -217,57 +218,229 @@ Normalisers SliceNorm(const Normalisers& n, int64_t r0, int64_t r1) {
   return s;
 }
 
-}  // namespace
-
-Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
-                                    const std::vector<GroupData>& groups,
-                                    const LearnerRunOptions& options, const RlStepOptions& step) {
-  const PolicyLossOptions& po = options.policy;
-  if (po.kl_coef > 0 && step.reference == nullptr)
-    return InvalidArgument("algorithm.kl_coef > 0 needs a reference model");
-  // Advantages per group.
-  std::vector<double> rewards;
-  std::vector<int64_t> gids;
+// The batch as rows: every non-empty response with its group's prompt (and prompt embeddings),
+// the caller's advantages when it set them, and whether overlong filtering keeps it.
+struct BatchRows {
   std::vector<Seq> seqs;
-  std::vector<double> given;  // advantages the caller set on the samples
+  std::vector<double> rewards;
+  std::vector<int64_t> groups;  // index of each row's group
+  std::vector<double> given;    // advantages the caller set on the samples
+  std::vector<bool> keep;       // false: a truncated response that overlong filtering drops
+};
+
+Result<BatchRows> FlattenGroups(const std::vector<GroupData>& groups,
+                                const model::DecoderModel& model, bool overlong_filtering) {
+  BatchRows out;
   for (size_t g = 0; g < groups.size(); ++g) {
+    const GroupData& group = groups[g];
+    const std::string where = "group " + std::to_string(group.group_id) + ": ";
     std::vector<int64_t> embed_at;
-    if (groups[g].prompt_embeddings.defined()) {
-      const Tensor& e = groups[g].prompt_embeddings;
-      const std::string where = "group " + std::to_string(groups[g].group_id) + ": ";
-      embed_at = model::PlaceholderPositions(groups[g].prompt, groups[g].placeholder_token_id);
+    if (group.prompt_embeddings.defined()) {
+      const Tensor& e = group.prompt_embeddings;
+      embed_at = model::PlaceholderPositions(group.prompt, group.placeholder_token_id);
       if (e.dim() != 2 || e.size(1) != model.config().hidden_size)
         return InvalidArgument(where + "prompt embeddings must be [rows, " +
                                std::to_string(model.config().hidden_size) + "]");
       if (e.size(0) != static_cast<int64_t>(embed_at.size()))
         return InvalidArgument(where + std::to_string(e.size(0)) + " prompt embedding rows but " +
                                std::to_string(embed_at.size()) + " placeholder tokens " +
-                               std::to_string(groups[g].placeholder_token_id));
+                               std::to_string(group.placeholder_token_id));
     }
-    for (const auto& s : groups[g].samples) {
+    for (const auto& s : group.samples) {
       if (s.tokens.empty()) continue;  // nothing to learn from an empty response
       if (s.behaviour_logprobs.size() != s.tokens.size())
-        return InvalidArgument("group " + std::to_string(groups[g].group_id) +
-                               ": logprobs and tokens differ in length");
-      if (groups[g].prompt.empty())
-        return InvalidArgument("group " + std::to_string(groups[g].group_id) + ": empty prompt");
-      rewards.push_back(s.reward);
-      gids.push_back(static_cast<int64_t>(g));
+        return InvalidArgument(where + "logprobs and tokens differ in length");
+      if (group.prompt.empty()) return InvalidArgument(where + "empty prompt");
+      out.rewards.push_back(s.reward);
+      out.groups.push_back(static_cast<int64_t>(g));
       Seq q;
-      q.prompt = &groups[g].prompt;
+      q.prompt = &group.prompt;
       q.response = &s.tokens;
       q.behaviour = &s.behaviour_logprobs;
       q.reward = s.reward;
       if (!embed_at.empty()) {
-        q.embeds = &groups[g].prompt_embeddings;
+        q.embeds = &group.prompt_embeddings;
         q.embed_at = embed_at;
       }
       q.correct = s.correct;
       q.group = static_cast<int64_t>(g);
-      if (s.advantage) given.push_back(*s.advantage);
-      seqs.push_back(std::move(q));
+      if (s.advantage) out.given.push_back(*s.advantage);
+      out.seqs.push_back(std::move(q));
+      out.keep.push_back(!(overlong_filtering && s.truncated()));
     }
   }
+  return out;
+}
+
+// The whole batch's figures on every rank: each rank's loss and statistics are its share.
+Status SumAcrossRanks(DataParallel& dp, RlStepStats* stats) {
+  PolicyLossStats& p = stats->policy;
+  std::vector<double*> sums = {&stats->loss,           &p.tokens,         &p.clipped_tokens,
+                               &p.dual_clipped_tokens, &p.ratio_sum,      &p.approx_kl_sum,
+                               &p.ref_kl_sum,          &p.entropy_sum,    &p.mismatch_tokens,
+                               &p.mismatch_abs_sum,    &p.mismatch_k3_sum};
+  std::vector<double> f;
+  for (double* x : sums) f.push_back(*x);
+  f.push_back(static_cast<double>(stats->sequences));
+  f.push_back(static_cast<double>(stats->response_tokens));
+  f.push_back(static_cast<double>(stats->mastered_masked_tokens));
+  CHAINRL_RETURN_IF_ERROR(dp.AllReduce(&f));
+  for (size_t i = 0; i < sums.size(); ++i) *sums[i] = f[i];
+  stats->sequences = static_cast<int64_t>(f[sums.size()]);
+  stats->response_tokens = static_cast<int64_t>(f[sums.size() + 1]);
+  stats->mastered_masked_tokens = static_cast<int64_t>(f[sums.size() + 2]);
+  std::vector<double> worst = {p.mismatch_abs_max};
+  CHAINRL_RETURN_IF_ERROR(dp.AllReduce(&worst, /*max=*/true));
+  p.mismatch_abs_max = worst[0];
+  return Status::Ok();
+}
+
+// The driver's side of one policy update: everything but the objective's loss (objective.h).
+class PolicyUpdate {
+ public:
+  PolicyUpdate(model::DecoderModel& model, Optimizer& optimizer, const LearnerRunOptions& options,
+               const RlStepOptions& step, PolicyObjective& objective, DataParallel* dp,
+               BatchRows& batch)
+      : model_(model),
+        optimizer_(optimizer),
+        options_(options),
+        step_(step),
+        objective_(objective),
+        dp_(dp),
+        batch_(batch) {}
+
+  // Rows [r0, r1) of the batch: the objective's preparation, the chunked backward of its loss,
+  // the gradients summed across ranks, and the optimiser step.
+  Status MiniBatch(int64_t epoch, int64_t r0, int64_t r1, RlStepStats* stats) {
+    std::vector<Seq*> rows;
+    for (int64_t i = r0; i < r1; ++i) rows.push_back(&batch_.seqs[i]);
+    CHAINRL_ASSIGN_OR_RETURN(Normalisers norm, MiniBatchNormalisers(rows, r0));
+    std::vector<ObjectiveRow> info;
+    for (const Seq* s : rows) info.push_back({s->correct, s->group});
+    SequencePass pass = [&](const SequencePassVisitor& visit) {
+      torch::NoGradGuard ng;
+      int64_t first = 0;
+      for (const auto& micro : MicroBatches(rows, step_.micro_batch_tokens)) {
+        Packed p = Pack(micro, step_.recompute_old_logprobs, false);
+        visit({first, NoGradLogprobs(model_, p, step_.temperature, options_), p.old_lp, p.mask});
+        first += static_cast<int64_t>(micro.size());
+      }
+    };
+    CHAINRL_ASSIGN_OR_RETURN(double prepared_loss, objective_.Prepare(info, pass));
+    stats->loss += prepared_loss;
+    optimizer_.ZeroGrad();
+    int64_t b0 = 0;
+    for (const auto& micro : MicroBatches(rows, step_.micro_batch_tokens)) {
+      const int64_t b1 = b0 + static_cast<int64_t>(micro.size());
+      Packed p = Pack(micro, step_.recompute_old_logprobs, options_.policy.kl_coef > 0);
+      const Tensor mask = objective_.applies_sample_filters()
+                              ? FilteredMask(p, micro, r0 + b0, epoch == 0, stats)
+                              : p.mask;
+      const Normalisers mn = SliceNorm(norm, b0, b1);
+      PolicyLossStats mstats;
+      auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor& ent) {
+        ObjectiveChunk c;
+        c.tokens.logprobs = lp;
+        c.tokens.old_logprobs = p.old_lp.slice(1, t0, t1);
+        if (options_.policy.kl_coef > 0) c.tokens.ref_logprobs = p.ref_lp.slice(1, t0, t1);
+        c.tokens.mask = mask.slice(1, t0, t1);
+        c.tokens.advantages = p.advantages;
+        if (ent.defined()) c.tokens.entropy = ent;
+        c.tokens.rollout_logprobs = p.behaviour.slice(1, t0, t1);
+        c.response_mask = p.mask.slice(1, t0, t1);
+        c.norm = &mn;
+        c.first_row = b0;
+        return objective_.ChunkLoss(c, &mstats);
+      };
+      const double loss =
+          Backward(model_, p, options_, step_.temperature, objective_.needs_entropy(), loss_fn);
+      if (objective_.reports_chunk_loss()) {
+        stats->loss += loss;
+        stats->policy.Merge(mstats);
+      }
+      b0 = b1;
+    }
+    if (dp_ != nullptr) CHAINRL_RETURN_IF_ERROR(dp_->SumGradients(model_.parameters()));
+    if (step_.skip_optimizer_step) return Status::Ok();
+    StepResult r = optimizer_.Step();
+    stats->grad_norm = r.grad_norm;
+    stats->lr = r.lr;
+    ++stats->optimizer_steps;
+    if (r.skipped) ++stats->skipped_steps;
+    return Status::Ok();
+  }
+
+ private:
+  // The mini-batch's global normalisers from its response mask, filtered rows left out; under
+  // data parallelism the counts are the whole mini-batch's over every rank.
+  Result<Normalisers> MiniBatchNormalisers(const std::vector<Seq*>& rows, int64_t r0) {
+    int64_t cmax = 0;
+    for (Seq* s : rows) cmax = std::max<int64_t>(cmax, s->response->size());
+    Tensor full_mask = torch::zeros({static_cast<int64_t>(rows.size()), cmax});
+    for (size_t b = 0; b < rows.size(); ++b)
+      if (batch_.keep[r0 + b])
+        full_mask[static_cast<int64_t>(b)].slice(0, 0, rows[b]->response->size()).fill_(1);
+    std::optional<GlobalCounts> global;
+    if (dp_ != nullptr) {
+      std::vector<double> counts = {0, 0}, longest = {static_cast<double>(cmax)};
+      for (size_t b = 0; b < rows.size(); ++b)
+        if (batch_.keep[r0 + b] && !rows[b]->response->empty()) {
+          counts[0] += static_cast<double>(rows[b]->response->size());
+          counts[1] += 1;
+        }
+      CHAINRL_RETURN_IF_ERROR(dp_->AllReduce(&counts));
+      CHAINRL_RETURN_IF_ERROR(dp_->AllReduce(&longest, /*max=*/true));
+      global = GlobalCounts{counts[0], counts[1], longest[0]};
+    }
+    return ComputeNormalisers(full_mask, options_.policy, global);
+  }
+
+  // The micro-batch's loss mask: rows dropped by overlong filtering zeroed, then UloRL's DMMPT
+  // (positive = correct, whatever shaping did to the reward; p from ℓ_old). The tokens DMMPT
+  // drops are counted once per update (`count`, the first epoch).
+  Tensor FilteredMask(const Packed& p, const std::vector<Seq*>& micro, int64_t first, bool count,
+                      RlStepStats* stats) {
+    const int64_t n = static_cast<int64_t>(micro.size());
+    Tensor keep_rows = torch::ones({n});
+    for (int64_t b = 0; b < n; ++b) keep_rows[b] = batch_.keep[first + b] ? 1.0f : 0.0f;
+    Tensor mask = p.mask * keep_rows.unsqueeze(1);
+    if (!options_.mastered_token_mask) return mask;
+    std::vector<double> pos, ent;
+    for (const Seq* s : micro) {
+      pos.push_back(s->correct ? 1.0 : 0.0);
+      ent.push_back(s->mean_entropy);
+    }
+    MasteredTokenMaskOptions mo = options_.mastered;
+    mo.positive_reward = 1.0;
+    mo.prob_source = MasteredProbSource::kOld;
+    Tensor kept =
+        MasteredPositiveTokenKeepMask(p.old_lp, Tensor(), mask, torch::tensor(pos, torch::kFloat64),
+                                      torch::tensor(ent, torch::kFloat64), mo);
+    if (count) stats->mastered_masked_tokens += std::llround((mask - kept).sum().item<double>());
+    return kept;
+  }
+
+  model::DecoderModel& model_;
+  Optimizer& optimizer_;
+  const LearnerRunOptions& options_;
+  const RlStepOptions& step_;
+  PolicyObjective& objective_;
+  DataParallel* dp_;
+  BatchRows& batch_;
+};
+
+}  // namespace
+
+Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optimizer,
+                                    const std::vector<GroupData>& groups,
+                                    const LearnerRunOptions& options, const RlStepOptions& step) {
+  if (options.policy.kl_coef > 0 && step.reference == nullptr)
+    return InvalidArgument("algorithm.kl_coef > 0 needs a reference model");
+  CHAINRL_ASSIGN_OR_RETURN(std::unique_ptr<PolicyObjective> objective,
+                           MakePolicyObjective(options));
+  CHAINRL_ASSIGN_OR_RETURN(BatchRows batch,
+                           FlattenGroups(groups, model, options.overlong_filtering));
+  std::vector<Seq>& seqs = batch.seqs;
   RlStepStats stats;
   DataParallel* dp = MultiRank(step.data_parallel);
   if (dp != nullptr && options.drpo)
@@ -276,33 +449,25 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
         "parallel");
   // Under data parallelism an empty shard still takes part in every collective of the step.
   if (seqs.empty() && dp == nullptr) return stats;
-  if (!given.empty() && given.size() != seqs.size())
-    return InvalidArgument("advantages given for " + std::to_string(given.size()) + " of " +
+  if (!batch.given.empty() && batch.given.size() != seqs.size())
+    return InvalidArgument("advantages given for " + std::to_string(batch.given.size()) + " of " +
                            std::to_string(seqs.size()) + " samples: all or none");
-  std::vector<double> adv =
-      given.empty() ? GroupAdvantages(rewards, gids, options.advantages) : std::move(given);
+  std::vector<double> adv = batch.given.empty()
+                                ? GroupAdvantages(batch.rewards, batch.groups, options.advantages)
+                                : std::move(batch.given);
   for (size_t i = 0; i < seqs.size(); ++i) seqs[i].advantage = adv[i];
-  // Truncated responses leave the loss (DAPO overlong filtering) when configured.
-  std::vector<bool> keep(seqs.size(), true);
-  if (options.overlong_filtering) {
-    size_t i = 0;
-    for (const auto& g : groups)
-      for (const auto& s : g.samples)
-        if (!s.tokens.empty()) keep[i++] = !s.truncated();
-  }
   model.train();
   if (step.recompute_old_logprobs)
     FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
-  if (po.kl_coef > 0)
+  if (options.policy.kl_coef > 0)
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
                  options);
-  if (options.mastered_token_mask) {
+  if (options.mastered_token_mask && objective->applies_sample_filters()) {
     std::vector<Seq*> positive;
     for (size_t i = 0; i < seqs.size(); ++i)
-      if (seqs[i].correct && keep[i]) positive.push_back(&seqs[i]);
+      if (seqs[i].correct && batch.keep[i]) positive.push_back(&seqs[i]);
     FillMeanEntropy(model, positive, step.micro_batch_tokens, step.temperature, options);
   }
-  const bool want_entropy = po.entropy_coef > 0;
   const int64_t n = static_cast<int64_t>(seqs.size());
   int64_t mbs = std::max<int64_t>(1, std::min<int64_t>(step.mini_batches, n));
   if (options.drpo && mbs > 1)
@@ -315,176 +480,14 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   }
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
+  PolicyUpdate update(model, optimizer, options, step, *objective, dp, batch);
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
     stats.loss = 0;
     stats.policy = PolicyLossStats();
-    for (int64_t mb = 0; mb < mbs; ++mb) {
-      const int64_t r0 = n * mb / mbs, r1 = n * (mb + 1) / mbs;
-      std::vector<Seq*> rows;
-      for (int64_t i = r0; i < r1; ++i) rows.push_back(&seqs[i]);
-      // Global normalisers of the mini-batch from its response mask.
-      int64_t cmax = 0;
-      for (Seq* s : rows) cmax = std::max<int64_t>(cmax, s->response->size());
-      Tensor full_mask = torch::zeros({static_cast<int64_t>(rows.size()), cmax});
-      for (size_t b = 0; b < rows.size(); ++b)
-        if (keep[r0 + b])
-          full_mask[static_cast<int64_t>(b)].slice(0, 0, rows[b]->response->size()).fill_(1);
-      std::optional<GlobalCounts> global;
-      if (dp != nullptr) {  // the whole mini-batch's counts, over every rank
-        std::vector<double> counts = {0, 0}, longest = {static_cast<double>(cmax)};
-        for (size_t b = 0; b < rows.size(); ++b)
-          if (keep[r0 + b] && !rows[b]->response->empty()) {
-            counts[0] += static_cast<double>(rows[b]->response->size());
-            counts[1] += 1;
-          }
-        CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&counts));
-        CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&longest, /*max=*/true));
-        global = GlobalCounts{counts[0], counts[1], longest[0]};
-      }
-      Normalisers norm = ComputeNormalisers(full_mask, po, global);
-      // GSPO's sequence log-ratio needs the current policy over whole sequences first.
-      std::vector<double> gspo(rows.size(), 0.0);
-      if (po.policy_loss == PolicyLossKind::kGspo) {
-        torch::NoGradGuard ng;
-        size_t base = 0;
-        for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
-          Packed p = Pack(micro, step.recompute_old_logprobs, false);
-          Tensor lp = NoGradLogprobs(model, p, step.temperature, options);
-          Tensor ratio = GspoSequenceLogRatio(lp, p.old_lp, p.mask).to(torch::kFloat64);
-          for (size_t b = 0; b < micro.size(); ++b)
-            gspo[base + b] = ratio[static_cast<int64_t>(b)].item<double>();
-          base += micro.size();
-        }
-      }
-      // DRPO: a loss over sequence scores s_i = mean_t ℓ and the token-mean KL, both linear in ℓ.
-      // A no-grad pass gives s and KL, autograd on DrpoLoss gives dL/ds_i and dL/dKL, and the
-      // chunked backward of Σ_i c_i·Σ_t m·ℓ with c_i = (dL/ds_i)/|o_i| − (dL/dKL)/N_tokens has
-      // exactly the gradient of the loss.
-      std::vector<double> drpo_coef;
-      if (options.drpo) {
-        torch::NoGradGuard ng;
-        std::vector<double> score, len, cor, gid;
-        double kl_sum = 0, tokens = 0;
-        for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
-          Packed p = Pack(micro, step.recompute_old_logprobs, false);
-          Tensor lp = NoGradLogprobs(model, p, step.temperature, options).to(torch::kFloat64);
-          Tensor m = p.mask.to(torch::kFloat64);
-          Tensor sums = (lp * m).sum(1), lens = m.sum(1);
-          kl_sum += ((p.old_lp.to(torch::kFloat64) - lp) * m).sum().item<double>();
-          tokens += lens.sum().item<double>();
-          for (size_t b = 0; b < micro.size(); ++b) {
-            const double l = std::max(1.0, lens[static_cast<int64_t>(b)].item<double>());
-            score.push_back(sums[static_cast<int64_t>(b)].item<double>() / l);
-            len.push_back(l);
-            cor.push_back(micro[b]->correct ? 1.0 : 0.0);
-            gid.push_back(static_cast<double>(micro[b]->group));
-          }
-        }
-        Tensor s_leaf = torch::tensor(score, torch::kFloat64).requires_grad_(true);
-        Tensor kl_leaf =
-            torch::tensor(kl_sum / std::max(1.0, tokens), torch::kFloat64).requires_grad_(true);
-        torch::AutoGradMode grad_on(true);
-        Tensor loss = DrpoLoss(
-            s_leaf, torch::tensor(len, torch::kFloat64), torch::tensor(cor, torch::kFloat64),
-            torch::tensor(gid, torch::kFloat64).to(torch::kInt64), kl_leaf, options.drpo_options);
-        auto g = torch::autograd::grad({loss}, {s_leaf, kl_leaf}, {}, false, false, true);
-        const double g_kl = g[1].defined() ? g[1].item<double>() : 0.0;
-        for (size_t b = 0; b < rows.size(); ++b) {
-          const double g_s = g[0].defined() ? g[0][static_cast<int64_t>(b)].item<double>() : 0.0;
-          drpo_coef.push_back(g_s / len[b] - g_kl / std::max(1.0, tokens));
-        }
-        stats.loss += loss.item<double>();
-      }
-      optimizer.ZeroGrad();
-      size_t base = 0;
-      for (const auto& micro : MicroBatches(rows, step.micro_batch_tokens)) {
-        Packed p = Pack(micro, step.recompute_old_logprobs, po.kl_coef > 0);
-        if (options.drpo) {
-          const int64_t b0 = static_cast<int64_t>(base);
-          Tensor coef = torch::tensor(std::vector<double>(drpo_coef.begin() + b0,
-                                                          drpo_coef.begin() + b0 + micro.size()),
-                                      torch::kFloat32)
-                            .unsqueeze(1);
-          auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor&) {
-            return (lp * p.mask.slice(1, t0, t1) * coef).sum();
-          };
-          Backward(model, p, options, step.temperature, false, loss_fn);
-          base += micro.size();
-          continue;
-        }
-        const int64_t b0 = static_cast<int64_t>(base), b1 = b0 + static_cast<int64_t>(micro.size());
-        Normalisers mn = SliceNorm(norm, b0, b1);
-        Tensor keep_rows = torch::ones({b1 - b0});
-        for (int64_t b = b0; b < b1; ++b) keep_rows[b - b0] = keep[r0 + b] ? 1.0f : 0.0f;
-        Tensor mask = p.mask * keep_rows.unsqueeze(1);
-        if (options.mastered_token_mask) {
-          std::vector<double> pos, ent;
-          for (const Seq* s : micro) {
-            pos.push_back(s->correct ? 1.0 : 0.0);
-            ent.push_back(s->mean_entropy);
-          }
-          MasteredTokenMaskOptions mo = options.mastered;
-          mo.positive_reward = 1.0;  // positive = correct, whatever shaping did to the reward
-          mo.prob_source = MasteredProbSource::kOld;
-          Tensor kept = MasteredPositiveTokenKeepMask(p.old_lp, Tensor(), mask,
-                                                      torch::tensor(pos, torch::kFloat64),
-                                                      torch::tensor(ent, torch::kFloat64), mo);
-          if (epoch == 0)
-            stats.mastered_masked_tokens += std::llround((mask - kept).sum().item<double>());
-          mask = kept;
-        }
-        Tensor gspo_t;
-        if (po.policy_loss == PolicyLossKind::kGspo)
-          gspo_t = torch::tensor(std::vector<double>(gspo.begin() + b0, gspo.begin() + b1),
-                                 torch::kFloat64);
-        PolicyLossStats mstats;
-        auto loss_fn = [&](int64_t t0, int64_t t1, const Tensor& lp, const Tensor& ent) {
-          TokenLossInputs in;
-          in.logprobs = lp;
-          in.old_logprobs = p.old_lp.slice(1, t0, t1);
-          if (po.kl_coef > 0) in.ref_logprobs = p.ref_lp.slice(1, t0, t1);
-          in.mask = mask.slice(1, t0, t1);
-          in.advantages = p.advantages;
-          if (ent.defined()) in.entropy = ent;
-          in.rollout_logprobs = p.behaviour.slice(1, t0, t1);
-          if (gspo_t.defined()) in.gspo_seq_log_ratio = gspo_t;
-          TokenLossOutput out = PolicyLoss(in, mn, po);
-          mstats.Merge(out.stats);
-          return out.loss;
-        };
-        stats.loss += Backward(model, p, options, step.temperature, want_entropy, loss_fn);
-        stats.policy.Merge(mstats);
-        base += micro.size();
-      }
-      if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
-      if (step.skip_optimizer_step) continue;
-      StepResult r = optimizer.Step();
-      stats.grad_norm = r.grad_norm;
-      stats.lr = r.lr;
-      ++stats.optimizer_steps;
-      if (r.skipped) ++stats.skipped_steps;
-    }
+    for (int64_t mb = 0; mb < mbs; ++mb)
+      CHAINRL_RETURN_IF_ERROR(update.MiniBatch(epoch, n * mb / mbs, n * (mb + 1) / mbs, &stats));
   }
-  if (dp != nullptr) {  // the whole batch's figures on every rank (each loss term is a share)
-    PolicyLossStats& p = stats.policy;
-    std::vector<double*> sums = {
-        &stats.loss,        &p.tokens,           &p.clipped_tokens, &p.dual_clipped_tokens,
-        &p.ratio_sum,       &p.approx_kl_sum,    &p.ref_kl_sum,     &p.entropy_sum,
-        &p.mismatch_tokens, &p.mismatch_abs_sum, &p.mismatch_k3_sum};
-    std::vector<double> f;
-    for (double* x : sums) f.push_back(*x);
-    f.push_back(static_cast<double>(stats.sequences));
-    f.push_back(static_cast<double>(stats.response_tokens));
-    f.push_back(static_cast<double>(stats.mastered_masked_tokens));
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&f));
-    for (size_t i = 0; i < sums.size(); ++i) *sums[i] = f[i];
-    stats.sequences = static_cast<int64_t>(f[sums.size()]);
-    stats.response_tokens = static_cast<int64_t>(f[sums.size() + 1]);
-    stats.mastered_masked_tokens = static_cast<int64_t>(f[sums.size() + 2]);
-    std::vector<double> worst = {p.mismatch_abs_max};
-    CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&worst, /*max=*/true));
-    p.mismatch_abs_max = worst[0];
-  }
+  if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(SumAcrossRanks(*dp, &stats));
   return stats;
 }
 

@@ -5,22 +5,13 @@
 
 #include <algorithm>
 
+#include "learner/objective.h"
 #include "learner/process_shaping.h"
 
 namespace chainrl::learner {
 namespace {
 
 bool IsSet(const Config& c, const char* key) { return c.SourceOf(key) != "default"; }
-
-bool Contains(const std::vector<std::string>& names, const std::string& name) {
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-// The recipes whose papers over-generate until a batch holds only informative groups
-// (docs/ALGORITHMS.md §1.2, §1.9): algorithm.dynamic_sampling defaults to on for them.
-bool RecipeSamplesDynamically(const std::string& algorithm) {
-  return algorithm == "dapo" || algorithm == "dler" || algorithm == "campo";
-}
 
 // The step schedule's milestones from curriculum.budget_milestone_steps/_tokens; InvalidArgument
 // naming the keys when they are given without the step schedule, missing with it, of different
@@ -64,18 +55,17 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   LearnerRunOptions o;
   o.algorithm = c.GetString("algorithm.name");
   const std::string& a = o.algorithm;
-  if (Contains(PreferenceAlgorithms(), a)) {
-    o.family = ObjectiveFamily::kPreference;
+  // The schema lets only ObjectiveNames() through; a Config built otherwise is a bug.
+  Result<ObjectiveRecipe> found = FindRecipe(a);
+  if (!found.ok()) return Internal("algorithm.name: " + found.status().message());
+  const ObjectiveRecipe& recipe = *found;
+  o.family = recipe.family;
+  if (o.family == ObjectiveFamily::kPreference)
     o.offline_preference = c.GetString("algorithm.preference_source") == "offline";
-  } else if (!Contains(PolicyGradientAlgorithms(), a)) {
-    // The schema only lets the two lists' names through; a Config built otherwise is a bug.
-    return Internal("algorithm.name = '" + a + "' is in neither list of core/config.h");
-  }
-
   // Policy-gradient family: the recipe, then every key the config sets.
   if (o.family == ObjectiveFamily::kPolicyGradient) {
-    CHAINRL_ASSIGN_OR_RETURN(o.policy, PolicyLossPreset(a));
-    if (a == "dr_grpo") o.advantages.estimator = AdvantageEstimator::kDrGrpo;
+    o.policy = recipe.policy;
+    o.advantages.estimator = recipe.advantages;
   }
   PolicyLossOptions& p = o.policy;
   if (IsSet(c, "algorithm.clip_ratio_low"))
@@ -101,13 +91,16 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   }
   if (o.family == ObjectiveFamily::kPolicyGradient) {
     if (Status st = ValidatePolicyLossOptions(p); !st.ok()) return st.WithPrefix("[algorithm]");
+    if (recipe.check != nullptr) {
+      if (Status st = recipe.check(p); !st.ok()) return st.WithPrefix("[algorithm]");
+    }
   }
   if (IsSet(c, "algorithm.norm_adv_by_std"))
     o.advantages.estimator = c.GetBool("algorithm.norm_adv_by_std") ? AdvantageEstimator::kGrpo
                                                                     : AdvantageEstimator::kDrGrpo;
   o.advantages.epsilon = c.GetFloat("algorithm.adv_eps");
   o.dynamic_sampling = c.GetBool("algorithm.dynamic_sampling") ||
-                       (RecipeSamplesDynamically(a) && !IsSet(c, "algorithm.dynamic_sampling"));
+                       (recipe.dynamic_sampling && !IsSet(c, "algorithm.dynamic_sampling"));
   o.max_num_gen_batches = c.GetInt("algorithm.max_num_gen_batches");
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
   const auto& methods = c.GetStringList("length_shaping.methods");
@@ -121,7 +114,7 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
 
   // Preference family.
   if (o.family == ObjectiveFamily::kPreference) {
-    CHAINRL_ASSIGN_OR_RETURN(o.preference.loss_type, ParsePreferenceLossType(a));
+    o.preference.loss_type = recipe.preference;
     PreferenceOptions& q = o.preference;
     q.beta = c.GetFloat("algorithm.beta");
     q.label_smoothing = c.GetFloat("algorithm.label_smoothing");

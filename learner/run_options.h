@@ -1,8 +1,8 @@
 // The learner's options from a validated run config: the [algorithm], [learner] and [curriculum]
 // keys mapped one to one onto the option structs of the objectives, advantages, optimiser and
-// token-budget schedule. `algorithm.name` selects a published recipe (PolicyLossPreset); keys the
-// config sets explicitly override the recipe, keys left at their defaults do not
-// (docs/ALGORITHMS.md §1.9; the budget keys: §5.1).
+// token-budget schedule. `algorithm.name` selects a published recipe (FindRecipe,
+// learner/objective.h); keys the config sets explicitly override the recipe, keys left at their
+// defaults do not (docs/ALGORITHMS.md §1.9; the budget keys: §5.1).
 #pragma once
 
 #include <string>
@@ -11,6 +11,7 @@
 #include "core/status.h"
 #include "learner/advantages.h"
 #include "learner/curriculum.h"
+#include "learner/objective_list.h"
 #include "learner/objectives.h"
 #include "learner/optimizer.h"
 #include "learner/preference.h"
@@ -18,13 +19,8 @@
 
 namespace chainrl::learner {
 
-// Which list of core/config.h holds algorithm.name: PolicyGradientAlgorithms() or
-// PreferenceAlgorithms(). (Supervised fine-tuning is not an algorithm.name: it is the [sft]
-// warm-up that runs before either.)
-enum class ObjectiveFamily { kPolicyGradient, kPreference };
-
 struct LearnerRunOptions {
-  std::string algorithm;  // algorithm.name
+  std::string algorithm = "grpo";  // algorithm.name (learner/objective_list.h)
   ObjectiveFamily family = ObjectiveFamily::kPolicyGradient;
   // The DPO family on prompt/chosen/rejected data (algorithm.preference_source = "offline"): the
   // learner trains alone, with no actors and no reward.

@@ -300,7 +300,7 @@ std::vector<Bad> BadCases() {
        4,
        8,
        "algorithm.name",
-       "'ppo' is not one of: grpo, dr_grpo, dapo, gspo, dler, campo, dpo, ipo, simpo, logo"},
+       "'ppo' is not one of: grpo, dr_grpo, dapo, gspo, dler, campo, cispo, dpo, ipo, simpo, logo"},
       // Values the schema knows and refuses, with the reason (not implemented yet).
       {"refused_sft",
        m + "[algorithm]\nname = \"sft\"\n",
@@ -611,8 +611,8 @@ TEST(ConfigTest, AlgorithmChoicesAreTheAlgorithmLists) {
   std::vector<std::string> expected = PolicyGradientAlgorithms();
   for (const auto& n : PreferenceAlgorithms()) expected.push_back(n);
   EXPECT_EQ(k->choices, expected);
-  EXPECT_EQ(PolicyGradientAlgorithms(),
-            (std::vector<std::string>{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo"}));
+  EXPECT_EQ(PolicyGradientAlgorithms(), (std::vector<std::string>{"grpo", "dr_grpo", "dapo", "gspo",
+                                                                  "dler", "campo", "cispo"}));
   EXPECT_EQ(PreferenceAlgorithms(), (std::vector<std::string>{"dpo", "ipo", "simpo", "logo"}));
   for (const char* name : {"dler", "campo"}) {
     auto cfg =
@@ -630,7 +630,7 @@ TEST(ConfigTest, DocsNameRefusedValues) {
   EXPECT_NE(docs.find("| one of: drop, flag; refused: correct |"), std::string::npos);
   EXPECT_NE(docs.find("| `rollout.compute_entropy` | boolean | `false` | any; refused: true |"),
             std::string::npos);
-  EXPECT_NE(docs.find("campo, dpo, ipo, simpo, logo; refused: sft |"), std::string::npos);
+  EXPECT_NE(docs.find("campo, cispo, dpo, ipo, simpo, logo; refused: sft |"), std::string::npos);
 }
 
 TEST(ConfigTest, CommittedDocsAreCurrent) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "learner/objective.h"
 #include "tests/learner/grad_check.h"
 
 namespace chainrl::learner {
@@ -132,7 +133,9 @@ TEST(ObjectivesTest, ValidateOptionsNamesTheKey) {
   auto st = ValidatePolicyLossOptions(PolicyLossOptions().set_dual_clip_c(0.5));
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("dual_clip_c"), std::string::npos);
-  EXPECT_FALSE(ValidatePolicyLossOptions(PolicyLossOptions().set_clip_ratio_low(1.0)).ok());
+  EXPECT_TRUE(
+      ValidatePolicyLossOptions(PolicyLossOptions().set_clip_ratio_low(1.0)).ok());  // no floor
+  EXPECT_FALSE(ValidatePolicyLossOptions(PolicyLossOptions().set_clip_ratio_low(1.01)).ok());
   EXPECT_FALSE(ValidatePolicyLossOptions(PolicyLossOptions().set_kl_coef(-1)).ok());
 }
 
@@ -154,10 +157,10 @@ TEST(ObjectivesTest, Presets) {
   EXPECT_NE(bad.status().message().find("dr_grpo"), std::string::npos);
 }
 
-// The recipes' names are core's PolicyGradientAlgorithms() (the schema's choices): each builds a
-// valid recipe, and a name outside the list has none.
+// The recipes' names are the objective list's policy-gradient names (the schema's choices): each
+// builds a valid recipe, and a name outside the list has none.
 TEST(ObjectivesTest, EveryListedAlgorithmHasARecipe) {
-  for (const auto& name : PolicyGradientAlgorithms()) {
+  for (const auto& name : ObjectiveNames(ObjectiveFamily::kPolicyGradient)) {
     auto p = PolicyLossPreset(name);
     ASSERT_TRUE(p.ok()) << name << ": " << p.status().ToString();
     EXPECT_TRUE(ValidatePolicyLossOptions(*p).ok()) << name;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "learner/advantages.h"
+#include "learner/objective.h"
 #include "learner/objectives.h"
 #include "model/decoder.h"
 #include "tests/model/tiny_model.h"
@@ -354,6 +355,60 @@ TEST(RlStepTest, GrpoGradientMatchesHandWrittenReference) {
       EXPECT_LT(u.stats.policy.clip_fraction(), 0.95);
     }
   }
+}
+
+// 2b. CISPO through the objective seam (algorithm.name = "cispo"): RunPolicyUpdate's gradient and
+// loss equal a hand-written per-sample CISPO loss, −sg(clip(r, 1 − ε_low, 1 + ε_high))·Â·ℓ
+// token-mean, on every path. Unlike the clipped surrogate, a clipped token keeps its gradient:
+// the same batch with GRPO's clip gives another gradient.
+TEST(RlStepTest, CispoGradientMatchesHandWrittenReference) {
+  auto m = TinyModel(5, /*tied=*/true);
+  const double temperature = 0.7;
+  auto groups = MakeGroups(*m, temperature, kMixedRewards, 0.3, 23);
+  const double eps_low = 1.0, eps_high = 0.1;
+  m->zero_grad();
+  std::vector<double> adv;
+  HandGrpoLoss(*m, groups, temperature, 0.2, 0.2, LossAggMode::kTokenMean, {}, &adv);
+  m->zero_grad();
+  Tensor loss = torch::zeros({});
+  double total = 0, clipped = 0;
+  for (const auto& g : groups)
+    for (const auto& smp : g.samples) total += static_cast<double>(smp.tokens.size());
+  size_t k = 0;
+  for (const auto& g : groups) {
+    for (const auto& smp : g.samples) {
+      const Tensor lp = SequenceLogprobs(*m, g.prompt, smp.tokens, temperature);
+      const Tensor old = torch::tensor(smp.behaviour_logprobs, torch::kFloat32);
+      const Tensor r = torch::exp(lp - old).detach();
+      clipped += ((r > 1 + eps_high) | (r < 1 - eps_low)).sum().item<double>();
+      loss = loss + (-adv[k++] * r.clamp(1 - eps_low, 1 + eps_high) * lp).sum() / total;
+    }
+  }
+  loss.backward();
+  const Grads want = TakeGrads(*m);
+  ASSERT_GT(MaxAbs(want), 1e-4);
+  ASSERT_GT(clipped, 3);  // the cap is active on some tokens
+  LearnerRunOptions o;
+  o.algorithm = "cispo";
+  o.policy = *PolicyLossPreset("cispo");
+  o.policy.set_clip_ratio_high(eps_high);
+  ASSERT_EQ(o.policy.loss_agg_mode, LossAggMode::kTokenMean);
+  ASSERT_EQ(o.policy.clip_ratio_low, eps_low);
+  RlStepOptions s;
+  s.temperature = temperature;
+  for (const Path& p : {kPaths[0], kPaths[1], kPaths[3], kPaths[4]}) {
+    SCOPED_TRACE(p.name);
+    s.micro_batch_tokens = p.micro_batch_tokens;
+    Update u = PolicyGrads(*m, groups, WithPath(o, p), s);
+    EXPECT_LE(MaxRelErr(u.grads, want), 1e-5);
+    EXPECT_NEAR(u.stats.loss, loss.item<double>(), 1e-5);
+    EXPECT_EQ(u.stats.policy.tokens, total);
+    EXPECT_EQ(u.stats.policy.clipped_tokens, clipped);
+  }
+  LearnerRunOptions clip = o;
+  clip.algorithm = "dapo";
+  Update ppo = PolicyGrads(*m, groups, WithPath(clip, kPaths[0]), s);
+  EXPECT_GT(MaxRelErr(ppo.grads, want), 1e-2);
 }
 
 // 3. Groups whose rewards are all equal have zero advantage and contribute nothing: all-uniform

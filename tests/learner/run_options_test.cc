@@ -94,13 +94,13 @@ TEST(RunOptionsTest, RecipesAndOverrides) {
 // Every name of algorithm.name maps to its family and recipe: the policy-gradient list to a
 // PolicyLossPreset, the preference list to its loss.
 TEST(RunOptionsTest, EveryAlgorithmNameMaps) {
-  for (const auto& name : PolicyGradientAlgorithms()) {
+  for (const auto& name : ObjectiveNames(ObjectiveFamily::kPolicyGradient)) {
     auto o = FromSets({"algorithm.name=" + name});
     ASSERT_TRUE(o.ok()) << name << ": " << o.status().ToString();
     EXPECT_EQ(o->family, ObjectiveFamily::kPolicyGradient) << name;
     EXPECT_EQ(o->algorithm, name);
   }
-  for (const auto& name : PreferenceAlgorithms()) {
+  for (const auto& name : ObjectiveNames(ObjectiveFamily::kPreference)) {
     auto o = FromSets({"algorithm.name=" + name});
     ASSERT_TRUE(o.ok()) << name << ": " << o.status().ToString();
     EXPECT_EQ(o->family, ObjectiveFamily::kPreference) << name;
@@ -243,10 +243,10 @@ TEST(RunOptionsTest, StagesMayOnlyChangeKeysReadEveryStep) {
             "curriculum.stages 'late': data.bucket_weights has 3 weights for 2 "
             "data.difficulty_buckets");
   // In the schema's range, but not a valid clip ratio: the learner's options refuse it.
-  st = check("overrides = { \"algorithm.clip_ratio_low\" = 1.0 }\n");
+  st = check("overrides = { \"algorithm.dual_clip_c\" = 0.5 }\n");
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.message().rfind("curriculum.stages 'late'", 0), 0u) << st.message();
-  EXPECT_NE(st.message().find("clip_ratio_low"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("dual_clip_c"), std::string::npos) << st.message();
   // The shipped curriculum config passes.
   auto shipped = LoadConfig(std::string(CHAINRL_SOURCE_DIR) + "/configs/curriculum.toml");
   ASSERT_TRUE(shipped.ok());

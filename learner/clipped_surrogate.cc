@@ -1,0 +1,104 @@
+// The clipped-ratio surrogate (PolicyLoss) as an objective, and the recipes that use it: GRPO,
+// Dr.GRPO, DAPO, GSPO, DLER's and CAMPO's loss (docs/ALGORITHMS.md §1.1–§1.5, §1.9).
+#include "learner/objective.h"
+#include "learner/run_options.h"
+
+namespace chainrl::learner {
+namespace {
+
+using torch::Tensor;
+
+// PPO's clipped surrogate; with GSPO's sequence ratio, whose log s_i the preparation pass takes
+// over whole sequences of the mini-batch before any chunk (§1.4).
+class ClippedSurrogate : public PolicyObjective {
+ public:
+  explicit ClippedSurrogate(const PolicyLossOptions& options) : options_(options) {}
+
+  bool needs_entropy() const override { return options_.entropy_coef > 0; }
+
+  Result<double> Prepare(const std::vector<ObjectiveRow>& rows, const SequencePass& pass) override {
+    gspo_log_ratio_.clear();
+    if (options_.policy_loss != PolicyLossKind::kGspo) return 0.0;
+    gspo_log_ratio_.assign(rows.size(), 0.0);
+    pass([&](const SequencePassPart& part) {
+      const Tensor r =
+          GspoSequenceLogRatio(part.logprobs, part.old_logprobs, part.mask).to(torch::kFloat64);
+      for (int64_t b = 0; b < r.size(0); ++b)
+        gspo_log_ratio_[part.first_row + b] = r[b].item<double>();
+    });
+    return 0.0;
+  }
+
+  Tensor ChunkLoss(const ObjectiveChunk& chunk, PolicyLossStats* stats) override {
+    TokenLossInputs in = chunk.tokens;
+    if (options_.policy_loss == PolicyLossKind::kGspo) {
+      const auto first = gspo_log_ratio_.begin() + chunk.first_row;
+      in.gspo_seq_log_ratio =
+          torch::tensor(std::vector<double>(first, first + in.logprobs.size(0)), torch::kFloat64);
+    }
+    TokenLossOutput out = PolicyLoss(in, *chunk.norm, options_);
+    stats->Merge(out.stats);
+    return out.loss;
+  }
+
+ private:
+  PolicyLossOptions options_;
+  std::vector<double> gspo_log_ratio_;  // per row of the mini-batch (GSPO)
+};
+
+ObjectiveRecipe ClippedRecipe(PolicyLossOptions policy) {
+  ObjectiveRecipe r;
+  r.policy = policy;
+  r.make = MakeClippedSurrogate;
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<PolicyObjective> MakeClippedSurrogate(const LearnerRunOptions& options) {
+  return std::make_unique<ClippedSurrogate>(options.policy);
+}
+
+// [U: DeepSeekMath's values as commonly reported, not rechecked against the paper's text.]
+ObjectiveRecipe GrpoRecipe() {
+  return ClippedRecipe(
+      PolicyLossOptions().set_kl_coef(0.04).set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean));
+}
+
+ObjectiveRecipe DrGrpoRecipe() {
+  ObjectiveRecipe r = ClippedRecipe(PolicyLossOptions()
+                                        .set_loss_agg_mode(LossAggMode::kSeqMeanTokenSumNorm)
+                                        .set_loss_scale_factor(3000));
+  r.advantages = AdvantageEstimator::kDrGrpo;
+  return r;
+}
+
+ObjectiveRecipe DapoRecipe() {
+  ObjectiveRecipe r = ClippedRecipe(PolicyLossOptions().set_clip_ratio_high(0.28));
+  r.dynamic_sampling = true;
+  return r;
+}
+
+ObjectiveRecipe GspoRecipe() {
+  return ClippedRecipe(PolicyLossOptions()
+                           .set_policy_loss(PolicyLossKind::kGspo)
+                           .set_clip_ratio_low(3e-4)
+                           .set_clip_ratio_high(4e-4)
+                           .set_loss_agg_mode(LossAggMode::kSeqMeanTokenMean));
+}
+
+ObjectiveRecipe DlerRecipe() {
+  ObjectiveRecipe r = ClippedRecipe(
+      PolicyLossOptions().set_clip_ratio_high(0.28).set_dual_clip_c(10).set_kl_coef(5e-4));
+  r.dynamic_sampling = true;
+  return r;
+}
+
+ObjectiveRecipe CampoRecipe() {
+  ObjectiveRecipe r =
+      ClippedRecipe(PolicyLossOptions().set_clip_ratio_high(0.28).set_dual_clip_c(10));
+  r.dynamic_sampling = true;
+  return r;
+}
+
+}  // namespace chainrl::learner
