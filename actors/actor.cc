@@ -103,6 +103,82 @@ class HeartbeatThread {
   std::thread thread_;
 };
 
+// One sample to generate: all G of a fresh item, or only the carried samples of a continuation
+// (segment rollout), each resuming its tokens (same seed, so its draws go on).
+struct Job {
+  size_t item;
+  uint32_t sample_index;
+  std::vector<int32_t> carried;
+};
+
+// The work items held at once, generated together (continuous batching across prompt groups),
+// and what became of them. jobs, reqs, results and score_of are indexed alike.
+struct WorkBatch {
+  std::vector<wire::WorkItem> items;
+  std::vector<Job> jobs;
+  std::vector<rollout::GenerationRequest> reqs;
+  std::vector<rollout::GenerationResult> results;
+  rollout::EngineStats engine_stats;
+  std::vector<int64_t> score_of;  // index into scores; -1 for a sample whose segment ended first
+  std::vector<rewards::RewardResult> scores;
+  int64_t new_tokens = 0;
+  Clock::time_point t0, t1, t2;  // generation starts, rewards start, rewards end
+};
+
+// The cap on a sample's whole response.
+int64_t ResponseCap(const wire::WorkItem& item) {
+  return item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
+}
+
+// The longest prompt + response any item may need.
+int64_t LongestSequence(const std::vector<wire::WorkItem>& items) {
+  int64_t max_len = 0;
+  for (const auto& item : items)
+    max_len = std::max<int64_t>(max_len, item.prompt_token_ids_size() + ResponseCap(item));
+  return max_len;
+}
+
+std::vector<Job> JobsOf(const std::vector<wire::WorkItem>& items) {
+  std::vector<Job> jobs;
+  for (size_t b = 0; b < items.size(); ++b) {
+    const auto& item = items[b];
+    if (item.carried_size() > 0) {
+      for (const auto& c : item.carried())
+        jobs.push_back(
+            {b, c.sample_index(),
+             std::vector<int32_t>(c.segment().token_ids().begin(), c.segment().token_ids().end())});
+    } else {
+      for (uint32_t i = 0; i < item.group_size(); ++i) jobs.push_back({b, i, {}});
+    }
+  }
+  return jobs;
+}
+
+Result<rollout::GenerationRequest> RequestFor(const wire::WorkItem& item, const Job& j) {
+  const int64_t cap = ResponseCap(item);
+  rollout::GenerationRequest r;
+  // Stable across leases, so that a continuation finds the KV its last segment left here.
+  r.id = std::to_string(item.prompt_group_id()) + ":" + std::to_string(j.sample_index);
+  r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
+  r.carried = j.carried;  // shorter than cap: checked when the work item was decoded
+  r.sampling.temperature = item.sampling().temperature();
+  r.sampling.top_k = item.sampling().top_k();
+  r.sampling.top_p = item.sampling().top_p();
+  r.sampling.seed = item.sampling().seed() + j.sample_index;
+  r.max_new_tokens = cap;
+  r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
+  r.segment_tokens = item.segment_tokens();
+  if (!item.prompt_embeddings().empty()) {
+    CHAINRL_ASSIGN_OR_RETURN(r.embeddings, rollout::ParseEmbeddingRef(item.prompt_embeddings()));
+    r.placeholder_token_id = item.placeholder_token_id();
+  }
+  r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
+                          item.sampling().stop_token_ids().end());
+  r.stop_strings.assign(item.sampling().stop_strings().begin(),
+                        item.sampling().stop_strings().end());
+  return r;
+}
+
 class Actor {
  public:
   Actor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop)
@@ -120,7 +196,18 @@ class Actor {
   Status CatchUp(int64_t wanted);
   Status ConnectWeights();
   Status Pump(milliseconds timeout);
+  // Generates everything held, scores the finished samples and sends one trajectory per item.
   Status GenerateAndSend();
+  rollout::EngineOptions EngineOptionsFor(int64_t max_seq_len);
+  // The batch's requests generated, on the engine kept from earlier calls where it is long enough.
+  Status Generate(WorkBatch& w);
+  // The finished samples' reward inputs; sets w.score_of and counts w.new_tokens.
+  std::vector<rewards::RewardInput> RewardInputs(WorkBatch& w) const;
+  void RecordBatchMetrics(const WorkBatch& w);
+  void RecordRewardOutcomes(const std::vector<rewards::RewardResult>& scores);
+  // Item b's samples as a trajectory, stamped with the next sequence number.
+  wire::Envelope TrajectoryOf(const WorkBatch& w, size_t b);
+  void FillSample(const WorkBatch& w, size_t k, wire::Sample* s) const;
   Status SendTrajectory(const wire::Envelope& env);
   void Leave(const std::string& reason);
 
@@ -279,68 +366,31 @@ Status Actor::SendTrajectory(const wire::Envelope& env) {
 
 Status Actor::GenerateAndSend() {
   // Everything held is generated together: continuous batching across prompt groups.
-  std::vector<wire::WorkItem> batch(items_.begin(), items_.end());
+  WorkBatch w;
+  w.items.assign(items_.begin(), items_.end());
   items_.clear();
   int64_t wanted = -1;
-  for (const auto& item : batch) wanted = std::max<int64_t>(wanted, item.policy_version());
+  for (const auto& item : w.items) wanted = std::max<int64_t>(wanted, item.policy_version());
   CHAINRL_RETURN_IF_ERROR(CatchUp(wanted));
-  heartbeat_->in_flight = static_cast<uint32_t>(batch.size());
-  auto t0 = Clock::now();
-  // One request per sample to generate: all G of a fresh item, or only the carried samples of a
-  // continuation (segment rollout), each resuming its tokens (same seed, so its draws go on).
-  struct Job {
-    size_t item;
-    uint32_t sample_index;
-    std::vector<int32_t> carried;
-  };
-  std::vector<Job> jobs;
-  std::vector<rollout::GenerationRequest> reqs;
-  int64_t max_len = 0;
-  for (size_t b = 0; b < batch.size(); ++b) {
-    const auto& item = batch[b];
-    const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
-    max_len = std::max<int64_t>(max_len, item.prompt_token_ids_size() + cap);
-    if (item.carried_size() > 0) {
-      for (const auto& c : item.carried())
-        jobs.push_back({b, c.sample_index(),
-                        std::vector<int32_t>(c.segment().token_ids().begin(),
-                                             c.segment().token_ids().end())});
-    } else {
-      for (uint32_t i = 0; i < item.group_size(); ++i) jobs.push_back({b, i, {}});
-    }
-  }
-  for (const Job& j : jobs) {
-    const auto& item = batch[j.item];
-    const int64_t cap = item.max_new_tokens() > 0 ? item.max_new_tokens() : item.token_budget();
-    rollout::GenerationRequest r;
-    // Stable across leases, so that a continuation finds the KV its last segment left here.
-    r.id = std::to_string(item.prompt_group_id()) + ":" + std::to_string(j.sample_index);
-    r.prompt.assign(item.prompt_token_ids().begin(), item.prompt_token_ids().end());
-    r.carried = j.carried;  // shorter than cap: checked when the work item was decoded
-    r.sampling.temperature = item.sampling().temperature();
-    r.sampling.top_k = item.sampling().top_k();
-    r.sampling.top_p = item.sampling().top_p();
-    r.sampling.seed = item.sampling().seed() + j.sample_index;
-    r.max_new_tokens = cap;
-    r.budget_tokens = item.token_budget() < cap ? item.token_budget() : 0;
-    r.segment_tokens = item.segment_tokens();
-    if (!item.prompt_embeddings().empty()) {
-      CHAINRL_ASSIGN_OR_RETURN(r.embeddings, rollout::ParseEmbeddingRef(item.prompt_embeddings()));
-      r.placeholder_token_id = item.placeholder_token_id();
-    }
-    r.stop_token_ids.assign(item.sampling().stop_token_ids().begin(),
-                            item.sampling().stop_token_ids().end());
-    r.stop_strings.assign(item.sampling().stop_strings().begin(),
-                          item.sampling().stop_strings().end());
-    reqs.push_back(std::move(r));
-  }
+  heartbeat_->in_flight = static_cast<uint32_t>(w.items.size());
+  w.t0 = Clock::now();
+  CHAINRL_RETURN_IF_ERROR(Generate(w));
+  w.t1 = Clock::now();
+  // Rewards for every finished sample at once (plugins batch their calls); a sample whose segment
+  // ended first is scored when it finishes, in a later lease.
+  CHAINRL_ASSIGN_OR_RETURN(w.scores, rewards_->Score(RewardInputs(w)));
+  w.t2 = Clock::now();
+  RecordBatchMetrics(w);
+  for (size_t b = 0; b < w.items.size(); ++b)
+    CHAINRL_RETURN_IF_ERROR(SendTrajectory(TrajectoryOf(w, b)));
+  heartbeat_->in_flight = 0;
+  return Status::Ok();
+}
+
+rollout::EngineOptions Actor::EngineOptionsFor(int64_t max_seq_len) {
   rollout::EngineOptions eo;
   eo.max_batch = config_.GetInt("rollout.max_batch_size");
-  // Room for the longest sequence so far, with headroom so that a slightly longer prompt does not
-  // rebuild the engine (and drop its kept KV).
-  const bool rebuild = !engine_ || max_len > engine_max_len_;
-  if (rebuild) engine_max_len_ = std::max(max_len, engine_max_len_ + engine_max_len_ / 4);
-  eo.max_seq_len = engine_max_len_;
+  eo.max_seq_len = max_seq_len;
   // Always false: the schema refuses true, as trajectories have no field for the entropies.
   eo.compute_entropy = config_.GetBool("rollout.compute_entropy");
   const Tokenizer& tok = *tokenizer_;
@@ -359,52 +409,65 @@ Status Actor::GenerateAndSend() {
     CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));
     return std::max<int64_t>(version_, 0);
   };
-  std::vector<rollout::GenerationResult> results;
-  rollout::EngineStats engine_stats;
-  {
-    torch::NoGradGuard no_grad;
-    if (rebuild) {
-      engine_ = std::make_unique<rollout::RolloutEngine>(model_, eo);
-    } else if (kv_version_ != version_) {
-      engine_->InvalidateKeptKv();  // computed under other weights: continuations prefill again
-    }
-    engine_->ResetStats();
-    auto generated = engine_->Generate(reqs);
-    if (!generated.ok()) {
-      engine_.reset();  // nothing of a failed call is kept
-      return generated.status();
-    }
-    results = std::move(*generated);
-    kv_version_ = version_;
-    engine_stats = engine_->stats();
-    continued_resumed_ += engine_stats.resumed + engine_stats.restored;
-    continued_prefilled_ += engine_stats.reprefilled;
-    if (engine_stats.version_changes_mid_sequence > 0) {
-      CHAINRL_LOG(kDebug) << "weights swapped " << engine_stats.version_changes_mid_sequence
-                          << " time(s) in the middle of a generation batch";
-    }
+  return eo;
+}
+
+Status Actor::Generate(WorkBatch& w) {
+  w.jobs = JobsOf(w.items);
+  for (const Job& j : w.jobs) {
+    CHAINRL_ASSIGN_OR_RETURN(auto r, RequestFor(w.items[j.item], j));
+    w.reqs.push_back(std::move(r));
   }
-  auto t1 = Clock::now();
-  // Rewards for every finished sample at once (plugins batch their calls); a sample whose segment
-  // ended first is scored when it finishes, in a later lease.
+  const int64_t max_len = LongestSequence(w.items);
+  // Room for the longest sequence so far, with headroom so that a slightly longer prompt does not
+  // rebuild the engine (and drop its kept KV).
+  const bool rebuild = !engine_ || max_len > engine_max_len_;
+  if (rebuild) engine_max_len_ = std::max(max_len, engine_max_len_ + engine_max_len_ / 4);
+  const rollout::EngineOptions eo = EngineOptionsFor(engine_max_len_);
+  torch::NoGradGuard no_grad;
+  if (rebuild) {
+    engine_ = std::make_unique<rollout::RolloutEngine>(model_, eo);
+  } else if (kv_version_ != version_) {
+    engine_->InvalidateKeptKv();  // computed under other weights: continuations prefill again
+  }
+  engine_->ResetStats();
+  auto generated = engine_->Generate(w.reqs);
+  if (!generated.ok()) {
+    engine_.reset();  // nothing of a failed call is kept
+    return generated.status();
+  }
+  w.results = std::move(*generated);
+  kv_version_ = version_;
+  w.engine_stats = engine_->stats();
+  continued_resumed_ += w.engine_stats.resumed + w.engine_stats.restored;
+  continued_prefilled_ += w.engine_stats.reprefilled;
+  if (w.engine_stats.version_changes_mid_sequence > 0) {
+    CHAINRL_LOG(kDebug) << "weights swapped " << w.engine_stats.version_changes_mid_sequence
+                        << " time(s) in the middle of a generation batch";
+  }
+  return Status::Ok();
+}
+
+std::vector<rewards::RewardInput> Actor::RewardInputs(WorkBatch& w) const {
+  const Tokenizer& tok = *tokenizer_;
   std::vector<rewards::RewardInput> inputs;
-  std::vector<int64_t> score_of(jobs.size(), -1);
-  int64_t new_tokens = 0;
-  std::vector<std::string> prompt_texts(batch.size());
-  for (size_t b = 0; b < batch.size(); ++b) {
-    auto text = tok.Decode({batch[b].prompt_token_ids().begin(), batch[b].prompt_token_ids().end()});
+  w.score_of.assign(w.jobs.size(), -1);
+  std::vector<std::string> prompt_texts(w.items.size());
+  for (size_t b = 0; b < w.items.size(); ++b) {
+    const auto& ids = w.items[b].prompt_token_ids();
+    auto text = tok.Decode({ids.begin(), ids.end()});
     prompt_texts[b] = text.ok() ? *text : "";
   }
-  for (size_t k = 0; k < jobs.size(); ++k) {
-    const auto& r = results[k];
-    const auto& item = batch[jobs[k].item];
-    new_tokens += static_cast<int64_t>(r.tokens.size());
+  for (size_t k = 0; k < w.jobs.size(); ++k) {
+    const auto& r = w.results[k];
+    const auto& item = w.items[w.jobs[k].item];
+    w.new_tokens += static_cast<int64_t>(r.tokens.size());
     if (r.finish == rollout::FinishReason::kUnfinished) continue;
-    std::vector<int32_t> all = reqs[k].carried;
+    std::vector<int32_t> all = w.reqs[k].carried;
     all.insert(all.end(), r.tokens.begin(), r.tokens.end());
     rewards::RewardInput in;
     in.example_id = item.example_id();
-    in.prompt = prompt_texts[jobs[k].item];
+    in.prompt = prompt_texts[w.jobs[k].item];
     auto text = tok.Decode(all, /*skip_special=*/true);
     in.response = text.ok() ? *text : "";
     if (r.stop_text_bytes >= 0) {
@@ -415,91 +478,100 @@ Status Actor::GenerateAndSend() {
     in.finish_reason = rollout::FinishReasonName(r.finish);
     in.answer_json = item.answer_json().empty() ? "null" : item.answer_json();
     in.metadata_json = item.metadata_json().empty() ? "{}" : item.metadata_json();
-    score_of[k] = static_cast<int64_t>(inputs.size());
+    w.score_of[k] = static_cast<int64_t>(inputs.size());
     inputs.push_back(std::move(in));
   }
-  CHAINRL_ASSIGN_OR_RETURN(auto scores, rewards_->Score(inputs));
-  auto t2 = Clock::now();
-  if (metrics_) {
-    metrics_->counter(metrics::CounterId::kRolloutTokens).Increment(static_cast<double>(new_tokens));
-    metrics_->counter(metrics::CounterId::kPrefillTokens)
-        .Increment(static_cast<double>(engine_stats.prefill_tokens));
-    // Group prefix sharing as a cache: a new sample's prompt either took a group member's prefill
-    // (a hit) or was prefilled (a miss).
-    metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "prefix"}})
-        .Increment(static_cast<double>(engine_stats.prompt_shared));
-    metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "prefix"}})
-        .Increment(static_cast<double>(engine_stats.prompt_prefills));
-    // Segment continuations as a cache: resumed from KV kept here (a hit) or prefilled again.
-    metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "segment_kv"}})
-        .Increment(static_cast<double>(engine_stats.resumed + engine_stats.restored));
-    metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "segment_kv"}})
-        .Increment(static_cast<double>(engine_stats.reprefilled));
-    metrics_->counter(metrics::CounterId::kPhaseSeconds,
-                      {{"phase", std::string(metrics::kPhaseGeneration)}})
-        .Increment(Seconds(t0, t1));
-    metrics_->counter(metrics::CounterId::kPhaseSeconds,
-                      {{"phase", std::string(metrics::kPhaseReward)}})
-        .Increment(Seconds(t1, t2));
-    // Per plugin: calls, timeouts, and other errors (crash, plugin error, non-finite, worker).
-    const auto& reward_specs = rewards_->specs();
-    for (size_t j = 0; j < reward_specs.size(); ++j) {
-      double calls = 0, timeouts = 0, errors = 0;
-      for (const auto& sc : scores) {
-        if (j >= sc.rewards.size()) continue;
-        calls += 1;
-        timeouts += sc.rewards[j].error == rewards::RewardError::kTimeout ? 1 : 0;
-        errors += sc.rewards[j].error != rewards::RewardError::kNone &&
-                          sc.rewards[j].error != rewards::RewardError::kTimeout
-                      ? 1
-                      : 0;
-      }
-      const metrics::Labels plugin = {{"plugin", reward_specs[j].name}};
-      metrics_->counter(metrics::CounterId::kRewardCalls, plugin).Increment(calls);
-      metrics_->counter(metrics::CounterId::kRewardTimeouts, plugin).Increment(timeouts);
-      metrics_->counter(metrics::CounterId::kRewardErrors, plugin).Increment(errors);
+  return inputs;
+}
+
+void Actor::RecordBatchMetrics(const WorkBatch& w) {
+  if (!metrics_) return;
+  const rollout::EngineStats& es = w.engine_stats;
+  metrics_->counter(metrics::CounterId::kRolloutTokens)
+      .Increment(static_cast<double>(w.new_tokens));
+  metrics_->counter(metrics::CounterId::kPrefillTokens)
+      .Increment(static_cast<double>(es.prefill_tokens));
+  // Group prefix sharing as a cache: a new sample's prompt either took a group member's prefill
+  // (a hit) or was prefilled (a miss).
+  metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "prefix"}})
+      .Increment(static_cast<double>(es.prompt_shared));
+  metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "prefix"}})
+      .Increment(static_cast<double>(es.prompt_prefills));
+  // Segment continuations as a cache: resumed from KV kept here (a hit) or prefilled again.
+  metrics_->counter(metrics::CounterId::kCacheHits, {{"cache", "segment_kv"}})
+      .Increment(static_cast<double>(es.resumed + es.restored));
+  metrics_->counter(metrics::CounterId::kCacheMisses, {{"cache", "segment_kv"}})
+      .Increment(static_cast<double>(es.reprefilled));
+  metrics_
+      ->counter(metrics::CounterId::kPhaseSeconds,
+                {{"phase", std::string(metrics::kPhaseGeneration)}})
+      .Increment(Seconds(w.t0, w.t1));
+  metrics_
+      ->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseReward)}})
+      .Increment(Seconds(w.t1, w.t2));
+  RecordRewardOutcomes(w.scores);
+}
+
+// Per plugin: calls, timeouts, and other errors (crash, plugin error, non-finite, worker).
+void Actor::RecordRewardOutcomes(const std::vector<rewards::RewardResult>& scores) {
+  const auto& reward_specs = rewards_->specs();
+  for (size_t j = 0; j < reward_specs.size(); ++j) {
+    double calls = 0, timeouts = 0, errors = 0;
+    for (const auto& sc : scores) {
+      if (j >= sc.rewards.size()) continue;
+      calls += 1;
+      timeouts += sc.rewards[j].error == rewards::RewardError::kTimeout ? 1 : 0;
+      errors += sc.rewards[j].error != rewards::RewardError::kNone &&
+                        sc.rewards[j].error != rewards::RewardError::kTimeout
+                    ? 1
+                    : 0;
     }
+    const metrics::Labels plugin = {{"plugin", reward_specs[j].name}};
+    metrics_->counter(metrics::CounterId::kRewardCalls, plugin).Increment(calls);
+    metrics_->counter(metrics::CounterId::kRewardTimeouts, plugin).Increment(timeouts);
+    metrics_->counter(metrics::CounterId::kRewardErrors, plugin).Increment(errors);
+  }
+}
+
+wire::Envelope Actor::TrajectoryOf(const WorkBatch& w, size_t b) {
+  const auto& item = w.items[b];
+  wire::Envelope env = wire::MakeEnvelope(id_);
+  env.set_seq(++seq_);
+  auto* t = env.mutable_trajectory();
+  t->set_prompt_group_id(item.prompt_group_id());
+  t->set_lease_id(item.lease_id());
+  t->set_actor_id(id_);
+  for (size_t k = 0; k < w.jobs.size(); ++k) {
+    if (w.jobs[k].item == b) FillSample(w, k, t->add_samples());
+  }
+  return env;
+}
+
+void Actor::FillSample(const WorkBatch& w, size_t k, wire::Sample* s) const {
+  const auto& r = w.results[k];
+  s->set_sample_index(w.jobs[k].sample_index);
+  auto* seg = s->mutable_completion();
+  for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
+  for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
+  *seg->mutable_policy_versions() = wire::CompressPolicyVersions(r.versions);
+  s->mutable_timings()->set_generate_seconds(Seconds(w.t0, w.t1));
+  if (w.score_of[k] < 0) {
+    s->set_finish_reason(wire::FINISH_UNFINISHED);
+    return;
   }
   const auto& specs = rewards_->specs();
-  for (size_t b = 0; b < batch.size(); ++b) {
-    const auto& item = batch[b];
-    wire::Envelope env = wire::MakeEnvelope(id_);
-    env.set_seq(++seq_);
-    auto* t = env.mutable_trajectory();
-    t->set_prompt_group_id(item.prompt_group_id());
-    t->set_lease_id(item.lease_id());
-    t->set_actor_id(id_);
-    for (size_t k = 0; k < jobs.size(); ++k) {
-      if (jobs[k].item != b) continue;
-      const auto& r = results[k];
-      auto* s = t->add_samples();
-      s->set_sample_index(jobs[k].sample_index);
-      auto* seg = s->mutable_completion();
-      for (int32_t id : r.tokens) seg->add_token_ids(static_cast<uint32_t>(id));
-      for (float lp : r.logprobs) seg->add_behaviour_logprobs(std::min(lp, 0.0f));
-      *seg->mutable_policy_versions() = wire::CompressPolicyVersions(r.versions);
-      s->mutable_timings()->set_generate_seconds(Seconds(t0, t1));
-      if (score_of[k] < 0) {
-        s->set_finish_reason(wire::FINISH_UNFINISHED);
-        continue;
-      }
-      const auto& score = scores[static_cast<size_t>(score_of[k])];
-      s->set_finish_reason(ToWire(r.finish));
-      s->set_reward(score.total);
-      s->set_correct(score.correct());
-      for (size_t j = 0; j < score.rewards.size() && j < specs.size(); ++j) {
-        const auto& o = score.rewards[j];
-        (*s->mutable_reward_components())[specs[j].name] = o.score;
-        if (o.error != rewards::RewardError::kNone)
-          (*s->mutable_reward_diagnostics())[specs[j].name] =
-              std::string(rewards::RewardErrorName(o.error)) + ": " + o.message.substr(0, 1024);
-      }
-      s->mutable_timings()->set_reward_seconds(Seconds(t1, t2));
-    }
-    CHAINRL_RETURN_IF_ERROR(SendTrajectory(env));
+  const auto& score = w.scores[static_cast<size_t>(w.score_of[k])];
+  s->set_finish_reason(ToWire(r.finish));
+  s->set_reward(score.total);
+  s->set_correct(score.correct());
+  for (size_t j = 0; j < score.rewards.size() && j < specs.size(); ++j) {
+    const auto& o = score.rewards[j];
+    (*s->mutable_reward_components())[specs[j].name] = o.score;
+    if (o.error != rewards::RewardError::kNone)
+      (*s->mutable_reward_diagnostics())[specs[j].name] =
+          std::string(rewards::RewardErrorName(o.error)) + ": " + o.message.substr(0, 1024);
   }
-  heartbeat_->in_flight = 0;
-  return Status::Ok();
+  s->mutable_timings()->set_reward_seconds(Seconds(w.t1, w.t2));
 }
 
 void Actor::Leave(const std::string& reason) {

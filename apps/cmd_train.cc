@@ -168,6 +168,19 @@ class Launcher {
     if (ch.pid > 0) kill(ch.pid, sig);
   }
   bool WaitExit(Child& ch, double seconds, int* status);
+  void StartMetrics();
+  // Until the learner has finished or failed, or Ctrl-C came twice: starts the actors once the
+  // learner is up and restarts whatever dies.
+  void Supervise(std::atomic<bool>& stop);
+  void StartActorsOnceLearnerIsUp();
+  void WatchFollowers();
+  // Reaps the learner if it exited and restarts it when it may; true when the run is over.
+  bool WatchLearner();
+  void WatchActors(std::atomic<bool>& stop);
+  // Counts the death and schedules a restart with exponential backoff, or gives up on the run.
+  void ActorDied(Child& a, int index, int status, std::atomic<bool>& stop);
+  // Completes RUN_DIR/summary.json with what only the launcher knows and prints it; the exit code.
+  int CompleteSummary(Clock::time_point t0);
   void Progress(bool force);
   void WriteProcesses();
   void UpdateScrapeTargets();
@@ -185,6 +198,13 @@ class Launcher {
   Clock::time_point last_progress_{};
   bool tty_ = isatty(1);
   std::string targets_written_;  // the targets last written: address role [actor_id];...
+  int max_restarts_ = 0;         // actors.max_restarts, for each actor and for the learner
+  double backoff_ = 0;           // actors.restart_backoff_seconds
+  bool actors_started_ = false;
+  bool stopping_ = false;  // a stop was asked for: the learner checkpoints and leaves
+  bool failed_ = false;    // the run exits with kExitFailure
+  int learner_restarts_ = 0;
+  int learner_status_ = 0;  // the learner's last wait status
 };
 
 Status Launcher::StartLearner(bool resume) {
@@ -315,154 +335,50 @@ void Launcher::Progress(bool force) {
   std::fflush(stdout);
 }
 
+// The summary's headline figures, as a table on stdout.
+void PrintSummary(const learner::RunSummary& rs, int actor_restarts,
+                  const std::string& summary_path) {
+  const json s = rs.ToJson();
+  auto num = [&](const char* k, const char* fmt, double scale = 1.0) {
+    char b[64];
+    if (!s.contains(k) || !s[k].is_number()) return std::string("-");
+    std::snprintf(b, sizeof(b), fmt, s[k].get<double>() * scale);
+    return std::string(b);
+  };
+  std::printf("\n%-28s %12s %12s\n", "", "after SFT", "after RL");
+  std::printf("%-28s %12s %12s\n", "held-out accuracy",
+              num("accuracy_after_sft", "%.1f%%", 100).c_str(),
+              num("accuracy_after_rl", "%.1f%%", 100).c_str());
+  std::printf("%-28s %12s %12s\n", "held-out mean length (tok)",
+              num("mean_length_after_sft", "%.1f").c_str(),
+              num("mean_length_after_rl", "%.1f").c_str());
+  std::printf("rollout mean length: peak %s, final %s tokens\n",
+              num("mean_length_peak", "%.1f").c_str(), num("mean_length_final", "%.1f").c_str());
+  std::printf(
+      "steps %s, tokens trained %s, groups trained %s (lost %s, duplicated %s), actor "
+      "restarts %d, wall %s s\n",
+      num("steps", "%.0f").c_str(), num("tokens_trained", "%.0f").c_str(),
+      num("groups_trained", "%.0f").c_str(), num("groups_lost", "%.0f").c_str(),
+      num("groups_duplicated", "%.0f").c_str(), actor_restarts,
+      num("launcher_wall_seconds", "%.0f").c_str());
+  if (!rs.export_dir.empty())
+    std::printf("exported model: %s (try: chainrl generate --model %s --chat --prompt ...)\n",
+                rs.export_dir.c_str(), rs.export_dir.c_str());
+  std::printf("summary: %s\n", summary_path.c_str());
+}
+
 int Launcher::Run(std::atomic<bool>& stop) {
   const auto t0 = Clock::now();
   std::error_code ec;
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
-  metrics_ = metrics::StartProcessMetrics(
-      c_, metrics::MetricsOptions()
-              .set_role("launcher")
-              .set_listen(c_.GetString("metrics.address"))
-              .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string()));
-  if (metrics_) {
-    std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
-    // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
-    for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
-      for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
-        metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
-    }
-  }
+  StartMetrics();
   const int n_actors = static_cast<int>(c_.GetInt("actors.count"));
-  const int max_restarts = static_cast<int>(c_.GetInt("actors.max_restarts"));
-  const double backoff = c_.GetFloat("actors.restart_backoff_seconds");
+  max_restarts_ = static_cast<int>(c_.GetInt("actors.max_restarts"));
+  backoff_ = c_.GetFloat("actors.restart_backoff_seconds");
   if (Status st = StartLearner(false); !st.ok()) return ReportError(st);
   actors_.resize(n_actors);
-  bool actors_started = false;
-  bool stopping = false, failed = false, learner_done = false;
-  int learner_restarts = 0;
-  int learner_status = 0;
   std::printf("run directory: %s (logs in %s/logs)\n", run_dir_.c_str(), run_dir_.c_str());
-  while (true) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (stop && !stopping) {
-      stopping = true;
-      std::printf("\nstopping: the learner checkpoints and writes its summary (Ctrl-C again to "
-                  "kill everything now)\n");
-      StopChild(learner_, SIGTERM);
-    }
-    if (stopping && StopSignals() >= 2) {
-      StopChild(learner_, SIGKILL);
-      for (auto& f : followers_) StopChild(f, SIGKILL);
-      for (auto& a : actors_) StopChild(a, SIGKILL);
-      failed = true;
-      break;
-    }
-    // Actors start once the learner has published its endpoints (after the SFT warm-up).
-    if (!actors_started && !stopping && learner_.pid > 0) {
-      auto ep = ReadJsonFile((fs::path(run_dir_) / "endpoints.json").string());
-      if (ep.ok() && ep->value("pid", -1) == learner_.pid) {
-        for (int i = 0; i < n_actors; ++i) {
-          if (Status st = StartActor(actors_[i], i); !st.ok()) {
-            CHAINRL_LOG(kError) << st.message();
-            failed = true;
-          }
-        }
-        actors_started = true;
-      }
-    }
-    // The learner's other ranks leave with success only when rank 0 has told them to (it is
-    // finishing). One that fails while rank 0 runs has broken the group (rank 0 would fail in its
-    // next collective): rank 0 is stopped now and the group restarted below.
-    for (auto& f : followers_) {
-      int status = 0;
-      if (f.pid > 0 && learner_.pid > 0 && waitpid(f.pid, &status, WNOHANG) == f.pid) {
-        f.pid = -1;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
-        std::printf("\n%s exited (%s) while rank 0 ran; stopping the learner\n%s", f.name.c_str(),
-                    DescribeExit(status).c_str(), Tail(f.log, 5).c_str());
-        StopChild(learner_, SIGKILL);
-      }
-    }
-    // The learner.
-    if (learner_.pid > 0) {
-      int status = 0;
-      if (waitpid(learner_.pid, &status, WNOHANG) == learner_.pid) {
-        learner_.pid = -1;
-        learner_status = status;
-        // Its other ranks leave with it: on success they have been told to; otherwise they go now.
-        StopFollowers(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-          learner_done = true;
-        } else if (WIFEXITED(status) && WEXITSTATUS(status) == kExitUsage) {
-          // A configuration or input error does not go away by restarting.
-          std::printf("\nthe learner stopped on a configuration or input error:\n%s",
-                      Tail(learner_.log, 5).c_str());
-          failed = true;
-          learner_done = true;
-        } else if (stopping) {
-          learner_done = true;
-          failed = true;
-        } else if (learner_restarts < max_restarts) {
-          ++learner_restarts;
-          std::printf("\nthe learner died (%s); restarting it from its latest checkpoint "
-                      "(restart %d of %d)\n%s",
-                      DescribeExit(status).c_str(), learner_restarts, max_restarts,
-                      Tail(learner_.log, 5).c_str());
-          std::this_thread::sleep_for(std::chrono::duration<double>(backoff));
-          if (Status st = StartLearner(true); !st.ok()) {
-            CHAINRL_LOG(kError) << st.message();
-            failed = true;
-            learner_done = true;
-          }
-        } else {
-          std::printf("\nthe learner failed (%s) and may not be restarted again:\n%s",
-                      DescribeExit(status).c_str(), Tail(learner_.log, 15).c_str());
-          failed = true;
-          learner_done = true;
-        }
-      }
-    }
-    if (learner_done) break;
-    // Actors: restart the dead with exponential backoff.
-    for (int i = 0; i < n_actors && actors_started; ++i) {
-      Child& a = actors_[i];
-      if (a.pid > 0) {
-        int status = 0;
-        if (waitpid(a.pid, &status, WNOHANG) == a.pid) {
-          a.pid = -1;
-          ++a.deaths;
-          if (metrics_)
-            metrics_->counter(metrics::CounterId::kActorDeaths, {{"actor_id", std::to_string(i)}})
-                .Increment();
-          if (stopping) continue;
-          if (a.restarts >= max_restarts) {
-            std::printf("\n%s died (%s) after %d restarts; giving up on the run:\n%s",
-                        a.name.c_str(), DescribeExit(status).c_str(), a.restarts,
-                        Tail(a.log, 15).c_str());
-            failed = true;
-            stop = true;
-            continue;
-          }
-          const double delay = backoff * std::pow(2.0, a.restarts);
-          std::printf("\n%s died (%s); restarting it in %.1f s\n", a.name.c_str(),
-                      DescribeExit(status).c_str(), delay);
-          a.waiting_restart = true;
-          a.restart_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(delay));
-        }
-      } else if (a.waiting_restart && Clock::now() >= a.restart_at && !stopping) {
-        ++a.restarts;
-        if (metrics_)
-          metrics_->counter(metrics::CounterId::kActorRestarts, {{"actor_id", std::to_string(i)}})
-              .Increment();
-        if (Status st = StartActor(a, i); !st.ok()) {
-          CHAINRL_LOG(kError) << st.message();
-        }
-      }
-    }
-    UpdateScrapeTargets();
-    Progress(false);
-  }
+  Supervise(stop);
   // The learner has finished (or failed): actors leave; a learner still running gets 30 s.
   std::vector<Child*> actors;
   for (auto& a : actors_) actors.push_back(&a);
@@ -472,12 +388,168 @@ int Launcher::Run(std::atomic<bool>& stop) {
   metrics::PushFinalMetrics(metrics_.get(), c_.GetString("metrics.pushgateway"));
   Progress(true);
   if (tty_) std::printf("\n");
-  // Complete the summary with what only the launcher knows.
+  return CompleteSummary(t0);
+}
+
+void Launcher::StartMetrics() {
+  metrics_ = metrics::StartProcessMetrics(
+      c_, metrics::MetricsOptions()
+              .set_role("launcher")
+              .set_listen(c_.GetString("metrics.address"))
+              .set_address_file((fs::path(run_dir_) / "metrics-launcher.addr").string()));
+  if (!metrics_) return;
+  std::printf("metrics: http://%s/metrics\n", metrics_->address().c_str());
+  // Deaths and restarts start at 0 per actor, so dashboards show "none" rather than no data.
+  for (int64_t i = 0; i < c_.GetInt("actors.count"); ++i) {
+    for (auto id : {metrics::CounterId::kActorDeaths, metrics::CounterId::kActorRestarts})
+      metrics_->counter(id, {{"actor_id", std::to_string(i)}}).Increment(0);
+  }
+}
+
+void Launcher::Supervise(std::atomic<bool>& stop) {
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (stop && !stopping_) {
+      stopping_ = true;
+      std::printf("\nstopping: the learner checkpoints and writes its summary (Ctrl-C again to "
+                  "kill everything now)\n");
+      StopChild(learner_, SIGTERM);
+    }
+    if (stopping_ && StopSignals() >= 2) {
+      StopChild(learner_, SIGKILL);
+      for (auto& f : followers_) StopChild(f, SIGKILL);
+      for (auto& a : actors_) StopChild(a, SIGKILL);
+      failed_ = true;
+      return;
+    }
+    StartActorsOnceLearnerIsUp();
+    WatchFollowers();
+    if (WatchLearner()) return;
+    WatchActors(stop);
+    UpdateScrapeTargets();
+    Progress(false);
+  }
+}
+
+// Actors start once the learner has published its endpoints (after the SFT warm-up).
+void Launcher::StartActorsOnceLearnerIsUp() {
+  if (actors_started_ || stopping_ || learner_.pid <= 0) return;
+  auto ep = ReadJsonFile((fs::path(run_dir_) / "endpoints.json").string());
+  if (!ep.ok() || ep->value("pid", -1) != learner_.pid) return;
+  for (int i = 0; i < static_cast<int>(actors_.size()); ++i) {
+    if (Status st = StartActor(actors_[i], i); !st.ok()) {
+      CHAINRL_LOG(kError) << st.message();
+      failed_ = true;
+    }
+  }
+  actors_started_ = true;
+}
+
+// The learner's other ranks leave with success only when rank 0 has told them to (it is
+// finishing). One that fails while rank 0 runs has broken the group (rank 0 would fail in its
+// next collective): rank 0 is stopped now and the group restarted by WatchLearner.
+void Launcher::WatchFollowers() {
+  for (auto& f : followers_) {
+    int status = 0;
+    if (f.pid > 0 && learner_.pid > 0 && waitpid(f.pid, &status, WNOHANG) == f.pid) {
+      f.pid = -1;
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+      std::printf("\n%s exited (%s) while rank 0 ran; stopping the learner\n%s", f.name.c_str(),
+                  DescribeExit(status).c_str(), Tail(f.log, 5).c_str());
+      StopChild(learner_, SIGKILL);
+    }
+  }
+}
+
+bool Launcher::WatchLearner() {
+  if (learner_.pid <= 0) return false;
+  int status = 0;
+  if (waitpid(learner_.pid, &status, WNOHANG) != learner_.pid) return false;
+  learner_.pid = -1;
+  learner_status_ = status;
+  // Its other ranks leave with it: on success they have been told to; otherwise they go now.
+  StopFollowers(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitUsage) {
+    // A configuration or input error does not go away by restarting.
+    std::printf("\nthe learner stopped on a configuration or input error:\n%s",
+                Tail(learner_.log, 5).c_str());
+    failed_ = true;
+    return true;
+  }
+  if (stopping_) {
+    failed_ = true;
+    return true;
+  }
+  if (learner_restarts_ < max_restarts_) {
+    ++learner_restarts_;
+    std::printf(
+        "\nthe learner died (%s); restarting it from its latest checkpoint "
+        "(restart %d of %d)\n%s",
+        DescribeExit(status).c_str(), learner_restarts_, max_restarts_,
+        Tail(learner_.log, 5).c_str());
+    std::this_thread::sleep_for(std::chrono::duration<double>(backoff_));
+    if (Status st = StartLearner(true); !st.ok()) {
+      CHAINRL_LOG(kError) << st.message();
+      failed_ = true;
+      return true;
+    }
+    return false;
+  }
+  std::printf("\nthe learner failed (%s) and may not be restarted again:\n%s",
+              DescribeExit(status).c_str(), Tail(learner_.log, 15).c_str());
+  failed_ = true;
+  return true;
+}
+
+// Actors: restart the dead with exponential backoff.
+void Launcher::WatchActors(std::atomic<bool>& stop) {
+  if (!actors_started_) return;
+  for (int i = 0; i < static_cast<int>(actors_.size()); ++i) {
+    Child& a = actors_[i];
+    if (a.pid > 0) {
+      int status = 0;
+      if (waitpid(a.pid, &status, WNOHANG) == a.pid) ActorDied(a, i, status, stop);
+    } else if (a.waiting_restart && Clock::now() >= a.restart_at && !stopping_) {
+      ++a.restarts;
+      if (metrics_)
+        metrics_->counter(metrics::CounterId::kActorRestarts, {{"actor_id", std::to_string(i)}})
+            .Increment();
+      if (Status st = StartActor(a, i); !st.ok()) {
+        CHAINRL_LOG(kError) << st.message();
+      }
+    }
+  }
+}
+
+void Launcher::ActorDied(Child& a, int index, int status, std::atomic<bool>& stop) {
+  a.pid = -1;
+  ++a.deaths;
+  if (metrics_)
+    metrics_->counter(metrics::CounterId::kActorDeaths, {{"actor_id", std::to_string(index)}})
+        .Increment();
+  if (stopping_) return;
+  if (a.restarts >= max_restarts_) {
+    std::printf("\n%s died (%s) after %d restarts; giving up on the run:\n%s", a.name.c_str(),
+                DescribeExit(status).c_str(), a.restarts, Tail(a.log, 15).c_str());
+    failed_ = true;
+    stop = true;
+    return;
+  }
+  const double delay = backoff_ * std::pow(2.0, a.restarts);
+  std::printf("\n%s died (%s); restarting it in %.1f s\n", a.name.c_str(),
+              DescribeExit(status).c_str(), delay);
+  a.waiting_restart = true;
+  a.restart_at = Clock::now() +
+                 std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(delay));
+}
+
+int Launcher::CompleteSummary(Clock::time_point t0) {
   const std::string summary_path = learner::SummaryPath(run_dir_);
   auto summary = learner::ReadSummary(run_dir_);
   if (!summary.ok()) {
     std::printf("the learner wrote no summary (%s); its log ends with:\n%s",
-                DescribeExit(learner_status).c_str(), Tail(learner_.log, 15).c_str());
+                DescribeExit(learner_status_).c_str(), Tail(learner_.log, 15).c_str());
     return kExitFailure;
   }
   learner::RunSummary& rs = *summary;
@@ -491,35 +563,11 @@ int Launcher::Run(std::atomic<bool>& stop) {
   rs.actor_restarts = restarts;
   rs.actor_deaths = deaths;
   rs.actors = per_actor;
-  rs.learner_restarts = learner_restarts;
+  rs.learner_restarts = learner_restarts_;
   rs.launcher_wall_seconds = SecondsSince(t0);
   (void)learner::WriteSummary(run_dir_, rs);
-  const json s = rs.ToJson();
-  auto num = [&](const char* k, const char* fmt, double scale = 1.0) {
-    char b[64];
-    if (!s.contains(k) || !s[k].is_number()) return std::string("-");
-    std::snprintf(b, sizeof(b), fmt, s[k].get<double>() * scale);
-    return std::string(b);
-  };
-  std::printf("\n%-28s %12s %12s\n", "", "after SFT", "after RL");
-  std::printf("%-28s %12s %12s\n", "held-out accuracy", num("accuracy_after_sft", "%.1f%%", 100).c_str(),
-              num("accuracy_after_rl", "%.1f%%", 100).c_str());
-  std::printf("%-28s %12s %12s\n", "held-out mean length (tok)",
-              num("mean_length_after_sft", "%.1f").c_str(),
-              num("mean_length_after_rl", "%.1f").c_str());
-  std::printf("rollout mean length: peak %s, final %s tokens\n",
-              num("mean_length_peak", "%.1f").c_str(), num("mean_length_final", "%.1f").c_str());
-  std::printf("steps %s, tokens trained %s, groups trained %s (lost %s, duplicated %s), actor "
-              "restarts %d, wall %s s\n",
-              num("steps", "%.0f").c_str(), num("tokens_trained", "%.0f").c_str(),
-              num("groups_trained", "%.0f").c_str(), num("groups_lost", "%.0f").c_str(),
-              num("groups_duplicated", "%.0f").c_str(), restarts,
-              num("launcher_wall_seconds", "%.0f").c_str());
-  if (!rs.export_dir.empty())
-    std::printf("exported model: %s (try: chainrl generate --model %s --chat --prompt ...)\n",
-                rs.export_dir.c_str(), rs.export_dir.c_str());
-  std::printf("summary: %s\n", summary_path.c_str());
-  if (failed) return kExitFailure;
+  PrintSummary(rs, restarts, summary_path);
+  if (failed_) return kExitFailure;
   return kExitOk;
 }
 

@@ -152,6 +152,7 @@ class RolloutEngine {
 
  private:
   struct Slot;
+  struct Call;  // one Generate call's slots, waiting requests and held prompts, and its steps
   Status Validate(const GenerationRequest& r) const;
   // The embeddings (model dtype and device) of every request that has some and will be prefilled
   // (not resumed from kept KV), one cache lookup per distinct reference, checked against the
