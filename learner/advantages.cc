@@ -86,35 +86,4 @@ bool KeepGroupForDynamicSampling(std::span<const double> metric) {
   return false;
 }
 
-Result<std::vector<bool>> DynamicSampler::AddGenerationBatch(
-    const std::vector<std::vector<double>>& group_metrics) {
-  const int64_t batch = num_gen_batches_++;
-  std::vector<bool> keep(group_metrics.size(), false);
-  for (size_t g = 0; g < group_metrics.size(); ++g) {
-    keep[g] = KeepGroupForDynamicSampling(group_metrics[g]);
-    if (keep[g]) kept_.push_back({batch, static_cast<int64_t>(g)});
-  }
-  if (!Ready() && options_.max_num_gen_batches > 0 &&
-      num_gen_batches_ >= options_.max_num_gen_batches) {
-    const std::string msg =
-        "dynamic sampling: only " + std::to_string(kept_.size()) + " of " +
-        std::to_string(options_.train_prompts) + " prompts had non-zero reward spread after " +
-        std::to_string(num_gen_batches_) + " generation batches (max_num_gen_batches = " +
-        std::to_string(options_.max_num_gen_batches) +
-        "); the data are too easy or too hard, or raise max_num_gen_batches";
-    kept_.clear();
-    num_gen_batches_ = 0;
-    return Aborted(msg);
-  }
-  return keep;
-}
-
-std::vector<DynamicSampler::GroupRef> DynamicSampler::TakeTrainBatch() {
-  CHAINRL_CHECK(Ready(), "kept " << kept_.size() << " of " << options_.train_prompts);
-  std::vector<GroupRef> out(kept_.begin(), kept_.begin() + options_.train_prompts);
-  kept_.clear();
-  num_gen_batches_ = 0;
-  return out;
-}
-
 }  // namespace chainrl::learner

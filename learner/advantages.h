@@ -1,5 +1,5 @@
 // Outcome advantages from per-sample rewards (GRPO, Dr.GRPO, DLER batch whitening) and DAPO's
-// dynamic-sampling filter with over-generation bookkeeping. No LibTorch.
+// dynamic-sampling keep rule (the learner process does the over-generation). No LibTorch.
 // docs/ALGORITHMS.md §1.1, §1.3, §1.10, §4.5, §5.3; papers: DeepSeekMath arXiv 2402.03300
 // §4.1.2, Dr.GRPO arXiv 2503.20783, DAPO arXiv 2503.14476 §3.2, DLER arXiv 2510.15110.
 #pragma once
@@ -55,50 +55,5 @@ std::vector<double> BatchWhitenAdvantages(std::span<const double> advantages,
 
 // DAPO dynamic sampling: keep a group iff the metric's std > 0 or the group has one sample.
 bool KeepGroupForDynamicSampling(std::span<const double> group_metric);
-
-// Over-generation bookkeeping of DAPO's dynamic sampling. Feed it each generation batch's groups
-// (their metric, `acc` by default); it says which groups are kept, when enough prompts are kept,
-// and fails once max_num_gen_batches batches did not suffice. Thread-compatible.
-struct DynamicSamplingOptions {
-  int64_t train_prompts = 512;       // prompts per training batch (train_batch_size)
-  int64_t max_num_gen_batches = 10;  // give up after this many generation batches; ≤ 0: unlimited
-  DynamicSamplingOptions& set_train_prompts(int64_t v) {
-    train_prompts = v;
-    return *this;
-  }
-  DynamicSamplingOptions& set_max_num_gen_batches(int64_t v) {
-    max_num_gen_batches = v;
-    return *this;
-  }
-};
-
-class DynamicSampler {
- public:
-  struct GroupRef {
-    int64_t batch = 0;  // index of the generation batch since the last TakeTrainBatch()
-    int64_t group = 0;  // index of the group inside that batch
-    bool operator==(const GroupRef&) const = default;
-  };
-  explicit DynamicSampler(DynamicSamplingOptions options) : options_(options) {}
-
-  // Records one generation batch; returns keep[g] per group. Fails (Aborted, naming
-  // max_num_gen_batches and the counts) when this batch is the last allowed and the kept prompts
-  // are still fewer than train_prompts; the state is then reset.
-  Result<std::vector<bool>> AddGenerationBatch(
-      const std::vector<std::vector<double>>& group_metrics);
-  // True once at least train_prompts groups are kept.
-  bool Ready() const { return static_cast<int64_t>(kept_.size()) >= options_.train_prompts; }
-  int64_t num_gen_batches() const { return num_gen_batches_; }
-  int64_t num_kept() const { return static_cast<int64_t>(kept_.size()); }
-  // The first train_prompts kept groups, in arrival order (the batch is cut to exactly
-  // train_prompts·G trajectories); the rest are discarded and the counters reset.
-  // REQUIRES: Ready().
-  std::vector<GroupRef> TakeTrainBatch();
-
- private:
-  DynamicSamplingOptions options_;
-  int64_t num_gen_batches_ = 0;
-  std::vector<GroupRef> kept_;
-};
 
 }  // namespace chainrl::learner

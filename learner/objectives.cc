@@ -318,21 +318,6 @@ TokenLossOutput CompleteTokenLoss(const TokenLossInputs& in, const Normalisers& 
   return out;
 }
 
-TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOptions& options) {
-  const Normalisers norm = ComputeNormalisers(full.mask, options);
-  if (options.policy_loss != PolicyLossKind::kGspo) return PolicyLoss(full, norm, options);
-  TokenLossInputs in = full;
-  in.gspo_seq_log_ratio = GspoSequenceLogRatio(full.logprobs, full.old_logprobs, full.mask);
-  return PolicyLoss(in, norm, options);
-}
-
-Tensor MaskTruncatedSamples(const Tensor& mask, const Tensor& truncated) {
-  CHAINRL_CHECK(mask.dim() == 2 && truncated.numel() == mask.size(0),
-                "truncated must have one entry per row of mask");
-  const Tensor keep = (truncated.reshape({-1, 1}) == 0).to(mask.device());
-  return torch::where(keep, mask, torch::zeros_like(mask));
-}
-
 // No gradient to keep and the logits on a GPU: the fused per-token statistics kernel.
 static bool FusedStatsServe(const Tensor& logits) {
   return kernels::CudaKernelsServe(logits) &&
@@ -362,14 +347,6 @@ Tensor SftLoss(const Tensor& logprobs, const Tensor& mask, double total_tokens) 
   const Tensor keep = mask != 0;
   const Tensor nll = -Masked(logprobs, keep).sum();
   return total_tokens > 0 ? nll / total_tokens : nll * 0.0;
-}
-
-Tensor MeanSequenceEntropy(const Tensor& entropy, const Tensor& mask) {
-  torch::NoGradGuard no_grad;
-  CheckSameShape(entropy, mask, "mask");
-  const Tensor keep = mask != 0;
-  const Tensor len = keep.to(torch::kFloat64).sum(1);
-  return Masked(entropy.detach().to(torch::kFloat64), keep).sum(1) / len.clamp_min(1.0);
 }
 
 Tensor MasteredPositiveTokenKeepMask(const Tensor& old_logprobs, const Tensor& logprobs,

@@ -179,9 +179,6 @@ TokenLossOutput CompleteTokenLoss(const TokenLossInputs& chunk, const Normaliser
 TokenLossOutput CispoLoss(const TokenLossInputs& chunk, const Normalisers& norm,
                           const PolicyLossOptions& options);
 
-// The unchunked convenience path: normalisers and the GSPO log-ratio from the full tensors.
-TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOptions& options);
-
 // k3 KL per token, x = clamp(ℓ_ref − ℓ, ±20), value clamped to ±kl_clamp; k3+ as above.
 torch::Tensor KlPenalty(const torch::Tensor& logprobs, const torch::Tensor& ref_logprobs,
                         KlEstimator estimator, double kl_clamp = 10.0);
@@ -197,11 +194,6 @@ struct LogprobMismatch {
 LogprobMismatch ComputeLogprobMismatch(const torch::Tensor& train_logprobs,
                                        const torch::Tensor& rollout_logprobs,
                                        const torch::Tensor& mask);
-
-// Truncated responses (no EOS): DAPO's overlong filtering and Dr.GRPO's `ignore_no_eos` drop
-// their whole loss. Returns `mask` [B,T] with the rows of truncated [B] (bool or 0/1) zeroed.
-// Apply it before ComputeNormalisers so those samples also leave the denominators.
-torch::Tensor MaskTruncatedSamples(const torch::Tensor& mask, const torch::Tensor& truncated);
 
 // Per-token log-probabilities of `targets` under softmax(logits / temperature): [B,T,V] → [B,T].
 // Without a gradient to keep, CUDA logits go to the fused kernel (kernels/torch_ops.h).
@@ -246,9 +238,6 @@ struct MasteredTokenMaskOptions {
     return *this;
   }
 };
-// Mean entropy per sequence over masked tokens, [B] float64 (0 for empty sequences). In streaming
-// use, sum Σ m·H per chunk and divide by the full lengths.
-torch::Tensor MeanSequenceEntropy(const torch::Tensor& entropy, const torch::Tensor& mask);
 // Keep mask [B,T] (1 keep, 0 drop), same dtype as `mask`. `logprobs` is ℓ_old or ℓ per
 // options.prob_source (the caller passes both; the unused one may be undefined).
 torch::Tensor MasteredPositiveTokenKeepMask(const torch::Tensor& old_logprobs,

@@ -54,26 +54,6 @@ ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::
   return out;
 }
 
-torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::Tensor& head_weight,
-                                      const torch::Tensor& targets, const torch::Tensor& mask,
-                                      const ChunkedHeadOptions& options) {
-  CHAINRL_CHECK(options.chunk_tokens >= 1, "chunk_tokens " << options.chunk_tokens);
-  torch::NoGradGuard no_grad;
-  const int64_t T = hidden.size(1);
-  torch::Tensor sums = torch::zeros({hidden.size(0)}, torch::kFloat64);
-  for (int64_t t0 = 0; t0 < T; t0 += options.chunk_tokens) {
-    const int64_t t1 = std::min(T, t0 + options.chunk_tokens);
-    torch::Tensor logits = HeadLogits(hidden.narrow(1, t0, t1 - t0), head_weight);
-    if (options.temperature != 1.0) logits = logits / options.temperature;
-    torch::Tensor logp = torch::log_softmax(logits, -1)
-                             .gather(-1, targets.narrow(1, t0, t1 - t0).unsqueeze(-1))
-                             .squeeze(-1);
-    sums +=
-        (logp.to(torch::kFloat64) * mask.narrow(1, t0, t1 - t0).to(torch::kFloat64)).sum(1).cpu();
-  }
-  return sums;
-}
-
 namespace {
 
 struct Rope {

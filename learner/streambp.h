@@ -53,14 +53,6 @@ ChunkedHeadResult ChunkedHeadBackward(const torch::Tensor& hidden, const torch::
                                       const torch::Tensor& targets, const ChunkLossFn& loss_fn,
                                       const ChunkedHeadOptions& options);
 
-// Pass 1 of the two-pass scheme for losses that are not additive over tokens (DPO family: a
-// sigmoid of a sum): per-sequence Σ_t mask·ℓ_t [B] float64, chunk by chunk, without gradients.
-// Pass 2 is ChunkedHeadBackward with the chunk loss Σ_b g_b Σ_{t in chunk} mask·ℓ_t, where g comes
-// from PreferenceSequenceGrads (learner/preference.h); the LM head thus runs twice.
-torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::Tensor& head_weight,
-                                      const torch::Tensor& targets, const torch::Tensor& mask,
-                                      const ChunkedHeadOptions& options);
-
 // Layer-wise sequence-chunked backward through the whole decoder.
 //   Forward, no gradients, in chunks of query rows: each layer's input X_l is stored ([B, T, d],
 //   as gradient checkpointing stores it); K/V are computed once per layer.

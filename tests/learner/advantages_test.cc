@@ -67,39 +67,5 @@ TEST(AdvantagesTest, DynamicSamplingKeepRule) {
   EXPECT_TRUE(KeepGroupForDynamicSampling(std::vector<double>{0}));  // a single sample is kept
 }
 
-TEST(AdvantagesTest, OverGenerationCollectsAndCuts) {
-  DynamicSampler s(DynamicSamplingOptions().set_train_prompts(3).set_max_num_gen_batches(3));
-  auto k1 = s.AddGenerationBatch({{1, 1}, {0, 1}, {1, 0, 1}});
-  ASSERT_TRUE(k1.ok());
-  EXPECT_EQ(*k1, std::vector<bool>({false, true, true}));
-  EXPECT_FALSE(s.Ready());
-  auto k2 = s.AddGenerationBatch({{0, 0}, {1, 0}, {0, 1}});
-  ASSERT_TRUE(k2.ok());
-  EXPECT_TRUE(s.Ready());
-  EXPECT_EQ(s.num_kept(), 4);
-  EXPECT_EQ(s.num_gen_batches(), 2);
-  const auto batch = s.TakeTrainBatch();  // cut to exactly 3, in arrival order
-  ASSERT_EQ(batch.size(), 3u);
-  EXPECT_EQ(batch[0], (DynamicSampler::GroupRef{0, 1}));
-  EXPECT_EQ(batch[1], (DynamicSampler::GroupRef{0, 2}));
-  EXPECT_EQ(batch[2], (DynamicSampler::GroupRef{1, 1}));
-  EXPECT_EQ(s.num_kept(), 0);
-  EXPECT_EQ(s.num_gen_batches(), 0);
-}
-
-TEST(AdvantagesTest, OverGenerationGivesUpAfterMaxBatches) {
-  DynamicSampler s(DynamicSamplingOptions().set_train_prompts(2).set_max_num_gen_batches(2));
-  ASSERT_TRUE(s.AddGenerationBatch({{1, 1}, {0, 1}}).ok());
-  auto r = s.AddGenerationBatch({{0, 0}});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), StatusCode::kAborted);
-  EXPECT_NE(r.status().message().find("max_num_gen_batches = 2"), std::string::npos);
-  EXPECT_NE(r.status().message().find("only 1 of 2"), std::string::npos);
-  // Unlimited (≤ 0) never gives up.
-  DynamicSampler u(DynamicSamplingOptions().set_train_prompts(1).set_max_num_gen_batches(0));
-  for (int i = 0; i < 50; ++i) ASSERT_TRUE(u.AddGenerationBatch({{1, 1}}).ok());
-  EXPECT_FALSE(u.Ready());
-}
-
 }  // namespace
 }  // namespace chainrl::learner

@@ -29,6 +29,21 @@ Tensor T2(std::vector<std::vector<double>> rows) {
 
 double At(const Tensor& t, int64_t i, int64_t j) { return t[i][j].item<double>(); }
 
+// The whole batch in one piece: normalisers (and GSPO's sequence ratio) from the full tensors.
+TokenLossOutput PolicyLossFull(const TokenLossInputs& full, const PolicyLossOptions& options) {
+  const Normalisers norm = ComputeNormalisers(full.mask, options);
+  if (options.policy_loss != PolicyLossKind::kGspo) return PolicyLoss(full, norm, options);
+  TokenLossInputs in = full;
+  in.gspo_seq_log_ratio = GspoSequenceLogRatio(full.logprobs, full.old_logprobs, full.mask);
+  return PolicyLoss(in, norm, options);
+}
+
+// Mean entropy per sequence over masked tokens, [B] (the DMMPT gate's H̄_i).
+Tensor MeanSequenceEntropy(const Tensor& entropy, const Tensor& mask) {
+  const Tensor keep = (mask != 0).to(torch::kFloat64);
+  return (entropy.to(torch::kFloat64) * keep).sum(1) / keep.sum(1).clamp_min(1.0);
+}
+
 // Slow scalar reference of the GRPO-family loss straight from docs/ALGORITHMS.md §1.1–§1.8.
 double ReferenceLoss(const Tensor& lp, const Tensor& old, const Tensor& ref, const Tensor& ent,
                      const Tensor& mask, const Tensor& adv, const PolicyLossOptions& o) {
@@ -482,7 +497,8 @@ TEST(ObjectivesTest, EmptyResponsesAndEmptyBatch) {
 TEST(ObjectivesTest, TruncatedSamplesLeaveLossAndDenominator) {
   // Sample 1 is truncated: masked out entirely, token-mean divides by sample 0's 2 tokens only.
   const Tensor mask = T2({{1, 1, 0}, {1, 1, 1}});
-  const Tensor kept = MaskTruncatedSamples(mask, torch::tensor({false, true}));
+  const Tensor truncated = torch::tensor({0.0, 1.0}, kF64);
+  const Tensor kept = mask * (1 - truncated).unsqueeze(1);  // overlong filtering's row mask
   EXPECT_TRUE(torch::equal(kept, T2({{1, 1, 0}, {0, 0, 0}})));
   TokenLossInputs in;
   in.logprobs = torch::zeros({2, 3}, kF64);

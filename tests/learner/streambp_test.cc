@@ -76,7 +76,7 @@ void CheckExact(Objective obj, bool tied, double temperature) {
   torch::Tensor loss;
   if (obj == Objective::kGrpo) {
     TokenLossInputs in{logp, b.old_lp, b.ref_lp, b.mask, b.adv, entropy, {}, {}};
-    loss = PolicyLossFull(in, opts).loss;
+    loss = PolicyLoss(in, ComputeNormalisers(b.mask, opts), opts).loss;
   } else {
     loss = SftLoss(logp, b.mask, total_tokens);
   }
@@ -123,6 +123,23 @@ TEST(StreamBpHeadTest, SftGradientsEqualOrdinaryBackprop) {
 namespace chainrl::learner {
 namespace {
 
+// Pass 1 of the two-pass scheme: per-sequence Σ_t mask·ℓ_t [B] float64 through the LM head
+// `chunk` positions at a time, without gradients.
+torch::Tensor ChunkedSequenceLogprobs(const torch::Tensor& hidden, const torch::Tensor& head_weight,
+                                      const torch::Tensor& targets, const torch::Tensor& mask,
+                                      int64_t chunk) {
+  torch::NoGradGuard no_grad;
+  const int64_t T = hidden.size(1);
+  torch::Tensor sums = torch::zeros({hidden.size(0)}, torch::kFloat64);
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const int64_t t1 = std::min(T, t0 + chunk);
+    torch::Tensor logp = TokenLogprobs(torch::linear(hidden.narrow(1, t0, t1 - t0), head_weight),
+                                       targets.narrow(1, t0, t1 - t0));
+    sums += (logp.to(torch::kFloat64) * mask.narrow(1, t0, t1 - t0).to(torch::kFloat64)).sum(1);
+  }
+  return sums;
+}
+
 // DPO is a sigmoid of per-sequence sums, not additive over tokens: the two-pass scheme (sums
 // without gradients, then per-chunk backward weighted by dL/dsum) equals ordinary backprop.
 TEST(StreamBpHeadTest, DpoTwoPassEqualsOrdinaryBackprop) {
@@ -159,7 +176,7 @@ TEST(StreamBpHeadTest, DpoTwoPassEqualsOrdinaryBackprop) {
     auto hidden = m->Forward(b.ids);
     ChunkedHeadOptions ho;
     ho.set_chunk_tokens(chunk);
-    auto sums = ChunkedSequenceLogprobs(hidden, m->LmHeadWeight(), b.targets, b.mask, ho);
+    auto sums = ChunkedSequenceLogprobs(hidden, m->LmHeadWeight(), b.targets, b.mask, chunk);
     EXPECT_LE((sums - seq.detach()).abs().max().item<double>(), 1e-4);
     auto g = PreferenceSequenceGrads(totals(sums), opts);
     ASSERT_TRUE(g.ok()) << g.status().ToString();
