@@ -7,8 +7,8 @@
 #include <string>
 
 #include "core/check.h"
-#include "core/config.h"
 #include "kernels/torch_ops.h"
+#include "learner/config_keys.h"
 
 namespace chainrl::learner {
 namespace {

@@ -69,7 +69,7 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
     o.offline_preference = c.GetString("algorithm.preference_source") == "offline";
   } else if (!Contains(PolicyGradientAlgorithms(), a)) {
     // The schema only lets the two lists' names through; a Config built otherwise is a bug.
-    return Internal("algorithm.name = '" + a + "' is in neither list of core/config.h");
+    return Internal("algorithm.name = '" + a + "' is in neither list of learner/config_keys.h");
   }
 
   // Policy-gradient family: the recipe, then every key the config sets.

@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "learner/advantages.h"
+#include "learner/config_keys.h"
 #include "learner/curriculum.h"
 #include "learner/objectives.h"
 #include "learner/optimizer.h"
@@ -18,7 +19,7 @@
 
 namespace chainrl::learner {
 
-// Which list of core/config.h holds algorithm.name: PolicyGradientAlgorithms() or
+// Which list of learner/config_keys.h holds algorithm.name: PolicyGradientAlgorithms() or
 // PreferenceAlgorithms(). (Supervised fine-tuning is not an algorithm.name: it is the [sft]
 // warm-up that runs before either.)
 enum class ObjectiveFamily { kPolicyGradient, kPreference };

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/config.h"
+#include "learner/config_keys.h"
 #include "tests/learner/grad_check.h"
 
 namespace chainrl::learner {
