@@ -23,6 +23,7 @@
 #include "model/model_io.h"
 #include "model/tokenizer.h"
 #include "rewards/reward_config.h"
+#include "rewards/reward_metrics.h"
 #include "rewards/reward_pool.h"
 #include "rollout/embedding_cache.h"
 #include "rollout/engine.h"
@@ -204,7 +205,6 @@ class Actor {
   // The finished samples' reward inputs; sets w.score_of and counts w.new_tokens.
   std::vector<rewards::RewardInput> RewardInputs(WorkBatch& w) const;
   void RecordBatchMetrics(const WorkBatch& w);
-  void RecordRewardOutcomes(const std::vector<rewards::RewardResult>& scores);
   // Item b's samples as a trajectory, stamped with the next sequence number.
   wire::Envelope TrajectoryOf(const WorkBatch& w, size_t b);
   void FillSample(const WorkBatch& w, size_t k, wire::Sample* s) const;
@@ -509,28 +509,7 @@ void Actor::RecordBatchMetrics(const WorkBatch& w) {
   metrics_
       ->counter(metrics::CounterId::kPhaseSeconds, {{"phase", std::string(metrics::kPhaseReward)}})
       .Increment(Seconds(w.t1, w.t2));
-  RecordRewardOutcomes(w.scores);
-}
-
-// Per plugin: calls, timeouts, and other errors (crash, plugin error, non-finite, worker).
-void Actor::RecordRewardOutcomes(const std::vector<rewards::RewardResult>& scores) {
-  const auto& reward_specs = rewards_->specs();
-  for (size_t j = 0; j < reward_specs.size(); ++j) {
-    double calls = 0, timeouts = 0, errors = 0;
-    for (const auto& sc : scores) {
-      if (j >= sc.rewards.size()) continue;
-      calls += 1;
-      timeouts += sc.rewards[j].error == rewards::RewardError::kTimeout ? 1 : 0;
-      errors += sc.rewards[j].error != rewards::RewardError::kNone &&
-                        sc.rewards[j].error != rewards::RewardError::kTimeout
-                    ? 1
-                    : 0;
-    }
-    const metrics::Labels plugin = {{"plugin", reward_specs[j].name}};
-    metrics_->counter(metrics::CounterId::kRewardCalls, plugin).Increment(calls);
-    metrics_->counter(metrics::CounterId::kRewardTimeouts, plugin).Increment(timeouts);
-    metrics_->counter(metrics::CounterId::kRewardErrors, plugin).Increment(errors);
-  }
+  rewards::CountRewardOutcomes(*metrics_, rewards_->specs(), w.scores);
 }
 
 wire::Envelope Actor::TrajectoryOf(const WorkBatch& w, size_t b) {

@@ -3,8 +3,8 @@
 
 #include "actors/actor.h"
 #include "apps/args.h"
+#include "apps/run_config.h"
 #include "apps/stop_signal.h"
-#include "core/config.h"
 #include "core/endpoints.h"
 #include "core/log.h"
 

@@ -3,8 +3,8 @@
 #include <fstream>
 
 #include "apps/args.h"
+#include "apps/run_config.h"
 #include "apps/run_dir.h"
-#include "core/config.h"
 
 namespace chainrl::app {
 namespace {

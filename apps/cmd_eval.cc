@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "core/log.h"
 #include "data/jsonl.h"
 #include "data/tasks.h"

@@ -1,8 +1,8 @@
 // `chainrl learner RUN.toml`: the learner process of a run (see learner/learner_process.h).
 #include "apps/args.h"
+#include "apps/run_config.h"
 #include "apps/run_dir.h"
 #include "apps/stop_signal.h"
-#include "core/config.h"
 #include "core/log.h"
 #include "learner/data_parallel.h"
 #include "learner/learner_process.h"

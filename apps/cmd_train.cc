@@ -20,9 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/args.h"
+#include "apps/run_config.h"
 #include "apps/run_dir.h"
 #include "apps/stop_signal.h"
-#include "core/config.h"
 #include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/log.h"

@@ -1,7 +1,8 @@
-// The TOML run configuration: one schema in code (core/config_schema.cc) is the single source of
-// truth for every key's type, default, valid range and documentation. Loading is strict: every
-// problem (syntax, unknown key, wrong type, out of range, missing key, bad --set) is collected and
-// reported at once, each naming file:line:column and the dotted key.
+// The TOML configuration machinery: a schema in code (ConfigSchema) is the single source of truth
+// for every key's type, default, valid range and documentation. Each layer declares the keys it
+// owns (core/config_keys.h); chainrl's run schema is assembled in apps/run_config.h. Loading is
+// strict: every problem (syntax, unknown key, wrong type, out of range, missing key, bad --set) is
+// collected and reported at once, each naming file:line:column and the dotted key.
 #pragma once
 
 #include <cstdint>
@@ -72,16 +73,6 @@ struct ConfigSchema {
   bool IsSection(std::string_view dotted) const;
 };
 
-// chainrl's schema (core/config_schema.cc).
-const ConfigSchema& RunConfigSchema();
-
-// The values of `algorithm.name`, defined once here (core cannot depend on learner): the
-// policy-gradient recipes that learner/objectives.h's PolicyLossPreset builds, then the preference
-// losses of learner/preference.h. The schema's choices are the two lists in this order, and the
-// learner picks an objective's family by the list that holds its name.
-const std::vector<std::string>& PolicyGradientAlgorithms();
-const std::vector<std::string>& PreferenceAlgorithms();
-
 // One problem found while loading. `file` is the config path, or "--set" for command-line
 // overrides (then `line` is the override's 1-based index and `column` the offending character).
 struct ConfigIssue {
@@ -97,7 +88,8 @@ struct ConfigIssue {
 using ConfigTable = std::map<std::string, ConfigValue>;
 
 // A fully resolved, validated configuration: every schema key has a value (its default unless set).
-// Immutable after loading; safe to share between threads.
+// It remembers the schema it was loaded with (ToToml and WithOverrides use it), which must outlive
+// it. Immutable after loading; safe to share between threads.
 class Config {
  public:
   // Accessors. REQUIRES: `key` is a schema key of that type (a programming error otherwise, which
@@ -124,23 +116,28 @@ class Config {
 
  private:
   friend class ConfigBuilder;
+  const ConfigSchema* schema_ = nullptr;
   std::map<std::string, ConfigValue, std::less<>> values_;
   std::map<std::string, std::string, std::less<>> sources_;
   std::map<std::string, std::vector<ConfigTable>, std::less<>> arrays_;
 };
 
-// Loads `path`, applies `overrides` ("key=value"), validates everything against the schema.
-// On failure returns kInvalidArgument (or kNotFound for a missing file) whose message lists every
-// problem, one per line; `issues`, when given, receives them as structured values.
-Result<Config> LoadConfig(const std::string& path, const std::vector<std::string>& overrides = {},
+// Loads `path`, applies `overrides` ("key=value"), validates everything against `schema`, which
+// must outlive the Config. On failure returns kInvalidArgument (or kNotFound for a missing file)
+// whose message lists every problem, one per line; `issues`, when given, receives them as
+// structured values.
+Result<Config> LoadConfig(const ConfigSchema& schema, const std::string& path,
+                          const std::vector<std::string>& overrides = {},
                           std::vector<ConfigIssue>* issues = nullptr);
 // The same from text; `source_name` is used in messages in place of a path.
-Result<Config> ParseConfig(std::string_view text, const std::string& source_name,
+Result<Config> ParseConfig(const ConfigSchema& schema, std::string_view text,
+                           const std::string& source_name,
                            const std::vector<std::string>& overrides = {},
                            std::vector<ConfigIssue>* issues = nullptr);
 
-// docs/CONFIG.md, generated from the schema.
-std::string RenderConfigDocs();
+// The reference of `schema` in Markdown: one `## [section]` per section in order, each with its
+// paragraph and a table of its keys and arrays, then the top-level arrays of tables.
+std::string RenderSchemaDocs(const ConfigSchema& schema);
 
 // Formats a value in TOML syntax ("1e-06", "\"cpu\"", "[1, 2]").
 std::string FormatConfigValue(const ConfigValue& v);

@@ -27,7 +27,8 @@ enum class ObjectiveFamily { kPolicyGradient, kPreference };
   X(dler, Dler, kPolicyGradient,                                                              \
     "DLER's loss (clip 0.2/0.28, dual clip 10, k3 KL 5e-4, token-mean, dynamic sampling)")    \
   X(campo, Campo, kPolicyGradient,                                                            \
-    "CAMPO's loss (DLER's without KL; its repetition penalty is length_shaping's)")           \
+    "CAMPO's loss (DLER's without KL, dynamic sampling; its repetition penalty is "           \
+    "length_shaping's)")                                                                      \
   X(cispo, Cispo, kPolicyGradient,                                                            \
     "CISPO (clipped, stop-gradient importance weight on every token's log-likelihood)")       \
   X(dpo, Dpo, kPreference, "DPO (cDPO with label_smoothing)")                                 \

@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "kernels/torch_ops.h"
+#include "learner/config_keys.h"
 
 namespace chainrl::learner {
 namespace {

@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "learner/advantages.h"
+#include "learner/config_keys.h"
 #include "learner/curriculum.h"
 #include "learner/objective_list.h"
 #include "learner/objectives.h"

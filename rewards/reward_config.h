@@ -1,5 +1,5 @@
 // Maps the reward part of a validated run config onto RewardSpec / PoolOptions, one TOML key per
-// field (the schema, with types, defaults and ranges, is core/config_schema.cc):
+// field (the schema, with types, defaults and ranges, is rewards/config_keys.cc):
 //   [[rewards]]       name, kind, path, weight, deadline_seconds, error_score, batch_size, options
 //   [rewards_common]  worker_path, workers_per_plugin, init_deadline_seconds
 #pragma once

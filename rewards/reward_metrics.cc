@@ -1,25 +1,25 @@
-// RewardPool statistics -> Prometheus counters (see reward_metrics.h).
+// Scored samples -> the reward counters (see reward_metrics.h).
 #include "rewards/reward_metrics.h"
 
 #include <prometheus/counter.h>
 
 namespace chainrl::rewards {
 
-void RewardMetrics::Update(const std::map<std::string, RewardStats>& stats) {
-  using metrics::CounterId;
-  for (const auto& [name, s] : stats) {
-    RewardStats& prev = last_[name];
-    const metrics::Labels labels = {{"plugin", name}};
-    auto add = [&](CounterId id, int64_t now, int64_t before) {
-      if (now > before)
-        registry_.counter(id, labels).Increment(static_cast<double>(now - before));
-      else
-        registry_.counter(id, labels);  // the series exists (at 0) from the first update
-    };
-    add(CounterId::kRewardCalls, s.calls, prev.calls);
-    add(CounterId::kRewardErrors, s.errors, prev.errors);
-    add(CounterId::kRewardTimeouts, s.timeouts, prev.timeouts);
-    prev = s;
+void CountRewardOutcomes(metrics::MetricsRegistry& registry, const std::vector<RewardSpec>& specs,
+                         const std::vector<RewardResult>& scores) {
+  for (size_t j = 0; j < specs.size(); ++j) {
+    double calls = 0, timeouts = 0, errors = 0;
+    for (const auto& sc : scores) {
+      if (j >= sc.rewards.size()) continue;
+      const RewardError e = sc.rewards[j].error;
+      calls += 1;
+      timeouts += e == RewardError::kTimeout ? 1 : 0;
+      errors += e != RewardError::kNone && e != RewardError::kTimeout ? 1 : 0;
+    }
+    const metrics::Labels plugin = {{"plugin", specs[j].name}};
+    registry.counter(metrics::CounterId::kRewardCalls, plugin).Increment(calls);
+    registry.counter(metrics::CounterId::kRewardTimeouts, plugin).Increment(timeouts);
+    registry.counter(metrics::CounterId::kRewardErrors, plugin).Increment(errors);
   }
 }
 

@@ -1,29 +1,20 @@
-// Publishes a RewardPool's event counts as Prometheus counters of the metrics catalogue:
-// chainrl_reward_calls_total{plugin}, chainrl_reward_errors_total{plugin} and
-// chainrl_reward_timeouts_total{plugin} (plugin = the reward's name).
+// Counts scored samples into the reward counters of the metrics catalogue, per reward (label
+// plugin = the reward's name): chainrl_reward_calls_total (one evaluation per sample the reward
+// scored), chainrl_reward_timeouts_total (evaluations stopped at the deadline) and
+// chainrl_reward_errors_total (every other failure: crash, plugin error, non-finite score, worker).
 #pragma once
 
-#include <map>
-#include <string>
+#include <vector>
 
 #include "core/metrics.h"
 #include "rewards/reward_pool.h"
 
 namespace chainrl::rewards {
 
-// Not thread-safe: call Update from one thread (the actor's scoring loop). The registry must
-// outlive this object.
-class RewardMetrics {
- public:
-  explicit RewardMetrics(metrics::MetricsRegistry& registry) : registry_(registry) {}
-
-  // Adds to the counters what changed since the previous call (counters only ever grow, as
-  // RewardPool::stats() does). `stats` is RewardPool::stats().
-  void Update(const std::map<std::string, RewardStats>& stats);
-
- private:
-  metrics::MetricsRegistry& registry_;
-  std::map<std::string, RewardStats> last_;
-};
+// `scores` are one RewardPool::Score call's results, `specs` the pool's specs() (scores[i].rewards
+// is in spec order). Creates every reward's series (at 0) on the first call. Thread-safe as the
+// registry's counters are.
+void CountRewardOutcomes(metrics::MetricsRegistry& registry, const std::vector<RewardSpec>& specs,
+                         const std::vector<RewardResult>& scores);
 
 }  // namespace chainrl::rewards

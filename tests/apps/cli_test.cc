@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "tests/apps/train_run.h"
 
 #include <nlohmann/json.hpp>

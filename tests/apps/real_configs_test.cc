@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "data/jsonl.h"
 #include "model/model_io.h"
 #include "rollout/prompting.h"

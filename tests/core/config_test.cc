@@ -10,6 +10,11 @@
 #include <set>
 #include <sstream>
 
+#include "apps/run_config.h"
+#include "core/config_keys.h"
+#include "learner/config_keys.h"
+#include "learner/objective_list.h"
+
 namespace chainrl {
 namespace {
 
@@ -603,17 +608,17 @@ TEST(ConfigTest, SchemaIsWellFormed) {
   }
 }
 
-// algorithm.name's choices are core's two lists (the learner dispatches on the same lists), in
-// order; dler and campo are among them, sft is refused.
+// algorithm.name's choices are the learner's objective list (the learner dispatches on the same
+// list), in order; dler and campo are among them, sft is refused.
 TEST(ConfigTest, AlgorithmChoicesAreTheAlgorithmLists) {
   const KeySpec* k = RunConfigSchema().FindKey("algorithm.name");
   ASSERT_NE(k, nullptr);
-  std::vector<std::string> expected = PolicyGradientAlgorithms();
-  for (const auto& n : PreferenceAlgorithms()) expected.push_back(n);
-  EXPECT_EQ(k->choices, expected);
-  EXPECT_EQ(PolicyGradientAlgorithms(), (std::vector<std::string>{"grpo", "dr_grpo", "dapo", "gspo",
-                                                                  "dler", "campo", "cispo"}));
-  EXPECT_EQ(PreferenceAlgorithms(), (std::vector<std::string>{"dpo", "ipo", "simpo", "logo"}));
+  EXPECT_EQ(k->choices, learner::ObjectiveNames());
+  EXPECT_EQ(
+      learner::ObjectiveNames(learner::ObjectiveFamily::kPolicyGradient),
+      (std::vector<std::string>{"grpo", "dr_grpo", "dapo", "gspo", "dler", "campo", "cispo"}));
+  EXPECT_EQ(learner::ObjectiveNames(learner::ObjectiveFamily::kPreference),
+            (std::vector<std::string>{"dpo", "ipo", "simpo", "logo"}));
   for (const char* name : {"dler", "campo"}) {
     auto cfg =
         ParseConfig(std::string(kMinimal), "t.toml", {std::string("algorithm.name=") + name});
@@ -631,6 +636,32 @@ TEST(ConfigTest, DocsNameRefusedValues) {
   EXPECT_NE(docs.find("| `rollout.compute_entropy` | boolean | `false` | any; refused: true |"),
             std::string::npos);
   EXPECT_NE(docs.find("campo, cispo, dpo, ipo, simpo, logo; refused: sft |"), std::string::npos);
+}
+
+// Core's loader knows no layer's keys: it validates against the schema it is given, and a Config
+// keeps that schema (WithOverrides validates against it, ToToml writes its sections).
+TEST(ConfigTest, ConfigKeepsTheSchemaItWasLoadedWith) {
+  ConfigSchema schema;
+  AddSection(&schema, "toy", "A toy section.");
+  schema.keys.push_back(Int("toy.n", 3, 0, 10, "A number."));
+  schema.keys.push_back(Str("toy.mode", "a", "A mode.", {"a", "b"}));
+  auto cfg = ParseConfig(schema, "[toy]\nn = 4\n", "toy.toml");
+  ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+  EXPECT_EQ(cfg->GetInt("toy.n"), 4);
+  EXPECT_EQ(cfg->GetString("toy.mode"), "a");
+  EXPECT_EQ(cfg->ToToml(),
+            "# Resolved chainrl configuration (every key, defaults included).\n\n[toy]\nn = 4\n"
+            "mode = \"a\"\n");
+  auto b = cfg->WithOverrides({"toy.mode=b"});
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_EQ(b->GetString("toy.mode"), "b");
+  EXPECT_EQ(b->GetInt("toy.n"), 4);
+  auto c = b->WithOverrides({"toy.mode=c"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("toy.mode"), std::string::npos) << c.status().ToString();
+  // The run schema's keys are unknown to this one.
+  EXPECT_FALSE(cfg->WithOverrides({"run.seed=1"}).ok());
+  EXPECT_FALSE(ParseConfig(schema, "[run]\nseed = 1\n", "toy.toml").ok());
 }
 
 TEST(ConfigTest, CommittedDocsAreCurrent) {

@@ -21,7 +21,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "core/endpoints.h"
 #include "core/metrics_queries.h"
 

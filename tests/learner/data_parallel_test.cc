@@ -16,6 +16,7 @@
 #include <fstream>
 #include <thread>
 
+#include "apps/run_config.h"
 #include "core/endpoints.h"
 #include "learner/rank_messages.h"
 #include "tests/learner/data_parallel_case.h"

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "apps/run_config.h"
 #include "learner/group_source.h"
 
 namespace chainrl::learner {

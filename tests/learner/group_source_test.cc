@@ -11,6 +11,8 @@
 #include <random>
 #include <set>
 
+#include "apps/run_config.h"
+
 namespace chainrl::learner {
 namespace {
 

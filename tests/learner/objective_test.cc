@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/run_config.h"
 #include "core/config.h"
 #include "learner/run_options.h"
 
@@ -45,10 +46,12 @@ TEST(ObjectiveRegistryTest, EveryNameHasItsRecipeAndFamily) {
       EXPECT_NE(objective.status().message().find("preference loss"), std::string::npos);
     }
   }
-  // The schema offers exactly these names, in this order.
-  std::vector<std::string> schema = PolicyGradientAlgorithms();
-  for (const auto& n : PreferenceAlgorithms()) schema.push_back(n);
-  EXPECT_EQ(ObjectiveNames(), schema);
+  // The schema offers exactly these names, in this order, and documents each.
+  const KeySpec* key = RunConfigSchema().FindKey("algorithm.name");
+  ASSERT_NE(key, nullptr);
+  EXPECT_EQ(key->choices, ObjectiveNames());
+  for (const ObjectiveInfo& info : Objectives())
+    EXPECT_NE(key->doc.find(info.name + ": " + info.doc), std::string::npos) << info.name;
   auto unknown = FindRecipe("ppo");
   ASSERT_FALSE(unknown.ok());
   EXPECT_EQ(unknown.status().code(), StatusCode::kInvalidArgument);

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <vector>
 
-#include "core/config.h"
 #include "learner/objective.h"
 #include "tests/learner/grad_check.h"
 

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "apps/run_config.h"
 #include "model/byte_tokenizer.h"
 
 namespace chainrl::learner {

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "apps/run_config.h"
 #include "model/model_init.h"
 
 namespace chainrl::learner {

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "learner/optimizer.h"
 #include "learner/preference.h"
 #include "learner/rl_step.h"

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include "apps/run_config.h"
+
 namespace chainrl::learner {
 namespace {
 

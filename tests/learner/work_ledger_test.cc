@@ -9,6 +9,8 @@
 #include <random>
 #include <set>
 
+#include "apps/run_config.h"
+
 namespace chainrl::learner {
 namespace {
 

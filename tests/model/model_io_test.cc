@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/config.h"
+#include "apps/run_config.h"
 #include "model/flat_weights.h"
 #include "model/model_io.h"
 

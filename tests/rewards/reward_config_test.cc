@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "apps/run_config.h"
+
 namespace chainrl::rewards {
 namespace {
 

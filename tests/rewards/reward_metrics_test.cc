@@ -1,5 +1,6 @@
 // Reward events reach Prometheus: a pool with a crashing, a hanging and a NaN-returning plugin
-// scores marked samples; the exporter's counters on a live scrape equal the pool's stats.
+// scores marked samples; CountRewardOutcomes's counters on a scrape count each reward's
+// evaluations, timeouts and other errors, and agree with the pool's own error counts.
 #include "rewards/reward_metrics.h"
 
 #include <gtest/gtest.h>
@@ -31,7 +32,7 @@ RewardInput In(const std::string& id, const std::string& response) {
   return in;
 }
 
-TEST(RewardMetricsTest, CountersFollowPoolStats) {
+TEST(RewardMetricsTest, CountersCountEachRewardsOutcomes) {
   auto registry = metrics::MetricsRegistry::Create(
       metrics::MetricsOptions().set_run_id("r1").set_role("actor").set_actor_id(0).set_serve(
           false));
@@ -48,30 +49,35 @@ TEST(RewardMetricsTest, CountersFollowPoolStats) {
        RewardSpec().set_name("fmt").set_kind("format")},
       PoolOptions().set_worker_path(CHAINRL_REWARD_WORKER_PATH).set_workers_per_plugin(1));
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
-  RewardMetrics exporter(**registry);
   auto res =
       (*pool)->Score({In("a", "fine"), In("b", "CRASH"), In("c", "HANG NAN"), In("d", "ok")});
   ASSERT_TRUE(res.ok()) << res.status().ToString();
-  auto stats = (*pool)->stats();
-  exporter.Update(stats);
+  CountRewardOutcomes(**registry, (*pool)->specs(), *res);
   std::string scrape = (*registry)->Scrape();
-  for (const auto& [name, s] : stats) {
-    EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", name), s.calls) << name << "\n" << scrape;
-    EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", name), s.errors) << name;
-    EXPECT_EQ(Value(scrape, "chainrl_reward_timeouts_total", name), s.timeouts) << name;
-  }
+  auto stats = (*pool)->stats();
+  for (const char* name : {"crashy", "slow", "nan", "fmt"})
+    EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", name), 4) << name << "\n" << scrape;
+  // "b" crashes the crashy plugin; "c" hangs the slow one (a timeout, not an error) and gives the
+  // nan one a NaN.
+  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "crashy"), 1);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_timeouts_total", "crashy"), 0);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_timeouts_total", "slow"), 1);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "slow"), 0);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "nan"), 1);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "fmt"), 0);
+  // The pool's own counts agree (its errors include the samples that timed out).
   EXPECT_EQ(stats["crashy"].errors, 1);
   EXPECT_EQ(stats["slow"].timeouts, 1);
   EXPECT_EQ(stats["nan"].errors, 1);
   EXPECT_EQ(stats["fmt"].errors, 0);
-  // A second round adds only what changed.
-  ASSERT_TRUE((*pool)->Score({In("e", "CRASH")}).ok());
-  exporter.Update((*pool)->stats());
+  // A second batch adds to the counters.
+  auto again = (*pool)->Score({In("e", "CRASH")});
+  ASSERT_TRUE(again.ok());
+  CountRewardOutcomes(**registry, (*pool)->specs(), *again);
   scrape = (*registry)->Scrape();
   EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "crashy"), 2);
-  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "slow"), 1);
-  EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", "crashy"),
-            (*pool)->stats()["crashy"].calls);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_errors_total", "slow"), 0);
+  EXPECT_EQ(Value(scrape, "chainrl_reward_calls_total", "crashy"), 5);
 }
 
 }  // namespace

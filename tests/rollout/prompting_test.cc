@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/run_config.h"
 #include "tests/rollout/byte_tokenizer_files.h"
 
 namespace chainrl::rollout {
