@@ -713,21 +713,11 @@ Status Learner::TrainStep() {
 }
 
 void Learner::WriteProgress(const std::string& phase) {
-  ProgressRecord p;
-  p.phase = phase;
-  p.step = run_.step;
-  p.total_steps = c().GetInt("run.total_steps");
-  p.sft_step = run_.sft_step;
+  ProgressRecord p = ProgressFromRun(phase, run_, c().GetInt("run.total_steps"));
   p.sft_steps = c().GetInt("sft.steps");
-  p.version = run_.version;
   p.budget = Budget();
   p.elapsed_seconds = run_.wall_seconds + SecondsSince(start_);
   p.actors = static_cast<int64_t>(actors_.size());
-  p.TakeLatestStep(run_.history);
-  if (phase == "rl" && run_.step > 0)
-    p.eta_seconds = EtaSeconds(run_.history, p.total_steps - run_.step);
-  if (!run_.evals.empty() && run_.evals.back()["accuracy"].is_number())
-    p.eval_accuracy = run_.evals.back()["accuracy"].get<double>();
   (void)learner::WriteProgress(o_.run_dir, p);
 }
 
@@ -753,56 +743,22 @@ Status Learner::Finish(bool completed) {
     CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir_, export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
   }
-  const auto& k = ledger_.counters();
-  RunSummary s;
+  RunSummary s = SummaryFromRun(run_, ledger_.counters(), fe);
   s.run = c().GetString("run.name");
   s.completed = completed;
-  s.steps = run_.step;
   s.total_steps = c().GetInt("run.total_steps");
-  s.sft_steps = run_.sft_step;
-  s.policy_version = run_.version;
-  s.groups_dispatched = static_cast<int64_t>(k.dispatched);
-  s.groups_accepted = static_cast<int64_t>(k.completed);
-  s.groups_trained = static_cast<int64_t>(run_.trained.size());
   s.groups_buffered = static_cast<int64_t>(buffer_.size());
   s.groups_in_flight = static_cast<int64_t>(ledger_.in_flight());
-  s.groups_duplicated = run_.groups_duplicated;
-  s.groups_lost = static_cast<int64_t>(k.lost);
-  s.groups_filtered = run_.groups_filtered;
-  s.steps_at_gen_limit = run_.gen_limit_steps;
-  s.leases_reassigned = static_cast<int64_t>(k.reassigned);
-  s.results_discarded_duplicate = static_cast<int64_t>(k.duplicates_discarded);
-  s.results_discarded_unknown = static_cast<int64_t>(k.unknown_discarded);
-  s.results_dropped_stale = run_.stale_dropped;
-  s.samples_multi_version = run_.samples_multi_version;
   s.segments_received = segments_.segments_received();
-  s.segments_continued = static_cast<int64_t>(k.segments_continued);
   if (embeddings_) s.prompt_embedding_cache = EmbeddingCacheJson(embeddings_->stats());
   s.groups_part_generated = static_cast<int64_t>(segments_.groups());
-  s.actors_declared_dead = static_cast<int64_t>(k.actors_declared_dead);
   s.rejected_messages = static_cast<int64_t>(
       work_ ? work_->rejects().Total() + traj_->rejects().Total() + weights_->rejects().Total()
             : 0);
-  s.tokens_trained = run_.tokens_trained;
-  auto number = [](const json& eval, const char* key) -> std::optional<double> {
-    if (!eval.is_object() || !eval.contains(key) || !eval[key].is_number()) return std::nullopt;
-    return eval[key].get<double>();
-  };
-  s.accuracy_after_sft = number(run_.sft_eval, "accuracy");
-  s.mean_length_after_sft = number(run_.sft_eval, "mean_length");
-  s.accuracy_after_rl = number(fe, "accuracy");
-  s.mean_length_after_rl = number(fe, "mean_length");
-  if (const auto lengths = SmoothedLengths(run_.history, 5); !lengths.empty()) {
-    s.mean_length_peak = *std::max_element(lengths.begin(), lengths.end());
-    s.mean_length_final = lengths.back();
-  }
-  s.evals = run_.evals;
   s.export_dir = export_dir;
   s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
-  if (!run_.history.empty()) s.final_step = run_.history.back();
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
   s.ranks_parameters_identical = ranks_agree;
-  s.SetBestAccuracy();
   CHAINRL_RETURN_IF_ERROR(WriteSummary(o_.run_dir, s));
   WriteProgress("done");
   log::Event("summary", s.ToJson().dump());
