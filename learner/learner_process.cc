@@ -93,11 +93,9 @@ class Learner {
   Status StartTransport();
   Status PublishWeights();
   Status Pump();
-  void HandleWork(transport::Received& msg);
   void HandleTrajectory(const transport::Received& msg);
   Result<AcceptedGroup> MakeAccepted(const wire::Trajectory& t);
   void Dispatch();
-  void Supply();
   Status TrainStep();
   Status Evaluate(const std::string& label, json* out);
   Status Checkpoint();
@@ -444,44 +442,6 @@ Status Learner::PublishWeights() {
   return Status::Ok();
 }
 
-void Learner::HandleWork(transport::Received& msg) {
-  const wire::Envelope& env = msg.envelope;
-  const std::string& actor = env.sender();
-  if (actor.empty()) return;
-  switch (env.body_case()) {
-    case wire::Envelope::kJoin: {
-      const std::string before = actors_.ProcessOf(actor);
-      const std::string process = env.join().host() + ":" + std::to_string(env.join().pid());
-      if (actors_.Join(actor, msg.peer, process, env.join().max_credits())) {
-        // A restarted actor under the same name: whatever its predecessor held is lost with it.
-        const size_t held = ledger_.in_flight();
-        ledger_.Leave(actor);
-        CHAINRL_LOG(kInfo) << actor << " restarted (" << before << " -> " << process
-                           << "): " << held - ledger_.in_flight()
-                           << " of its leases handed out again";
-      }
-      ledger_.Heartbeat(actor);
-      CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
-                         << env.join().pid() << ")";
-      break;
-    }
-    case wire::Envelope::kWorkRequest:
-      actors_.Request(actor, msg.peer, env.work_request().credits());
-      ledger_.Heartbeat(actor);
-      break;
-    case wire::Envelope::kHeartbeat:
-      ledger_.Heartbeat(actor);
-      break;
-    case wire::Envelope::kLeave:
-      CHAINRL_LOG(kInfo) << actor << " left: " << env.leave().reason();
-      ledger_.Leave(actor);
-      actors_.Leave(actor);
-      break;
-    default:
-      CHAINRL_LOG(kWarn) << msg.peer_name << ": unexpected message on the work channel, ignored";
-  }
-}
-
 // A trajectory as a group to train on (fresh from an actor, or from a checkpoint's buffer).
 Result<AcceptedGroup> Learner::MakeAccepted(const wire::Trajectory& t) {
   const size_t index = data_.IndexForGroup(t.prompt_group_id());
@@ -536,62 +496,18 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
   buffer_.push_back(std::move(a));
 }
 
-void Learner::Supply() {
-  const size_t per_step = static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
-  // One step of lookahead: actors generate the next batch while this one trains.
-  while (ledger_.pending() + ledger_.in_flight() + buffer_.size() < 2 * per_step) {
-    Status st = ledger_.AddGroup(run_.next_group);
-    ++run_.next_group;
-    if (!st.ok()) {
-      CHAINRL_LOG(kWarn) << st.message();
-    }
-  }
-}
-
 void Learner::Dispatch() {
   if (ledger_.pending() == 0) return;
   // Every work item of this round samples alike but for its seed.
   const WorkRound round =
       WorkRoundFromConfig(c(), prompts_->stop_token_ids(), Budget(), run_.version, placeholder_id_);
-  for (auto& [name, a] : actors_.actors()) {
-    if (a.pending <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
-    // Continuations go back to the actor that generated their last segment when it asks for
-    // work: it may still hold their KV (under the same weights) and resume without a prefill.
-    auto own_continuation = [this, &name = name](uint64_t gid) {
-      const std::string* last = segments_.LastActor(gid);
-      return last != nullptr && *last == name;
-    };
-    std::vector<Lease> leases = ledger_.Dispatch(
-        name, static_cast<size_t>(a.pending),
-        !segments_.has_last_actors() ? std::function<bool(uint64_t)>() : own_continuation);
-    if (leases.empty()) continue;
-    wire::Envelope env = wire::MakeEnvelope("learner");
-    auto* batch = env.mutable_work_batch();
-    for (const Lease& l : leases) {
-      const size_t idx = data_.IndexForGroup(l.group_id);
-      auto prompt = PromptTokens(idx);
-      if (!prompt.ok()) {
-        CHAINRL_LOG(kError) << prompt.status().message();
-        continue;
-      }
-      wire::WorkItem* w = batch->add_items();
-      FillWorkItem(round, l, data_.train()[idx], **prompt, w);
-      segments_.AddCarried(l.group_id, w);
-    }
-    Status st = work_->SendTo(a.routing, env);
-    if (!st.ok()) {
-      // The work never left: its groups go back to the front of the queue at once, and this
-      // actor gets no more until it asks again (a restarted one joins under a new routing id).
-      CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
-      std::vector<uint64_t> ids;
-      for (const Lease& l : leases) ids.push_back(l.lease_id);
-      ledger_.Undelivered(ids);
-      a.pending = 0;
-      continue;
-    }
-    a.pending -= static_cast<int64_t>(leases.size());
-    metrics_.WorkSent(leases.size(), env.ByteSizeLong());
-  }
+  DispatchWork(
+      round, &actors_, &ledger_, segments_, &data_,
+      [this](size_t index) { return PromptTokens(index); },
+      [this](const std::string& routing, const wire::Envelope& env) {
+        return work_->SendTo(routing, env);
+      },
+      &metrics_);
 }
 
 Status Learner::Pump() {
@@ -600,7 +516,7 @@ Status Learner::Pump() {
   for (int i = 0; i < 10000; ++i) {
     CHAINRL_ASSIGN_OR_RETURN(auto m, work_->Receive(milliseconds(0)));
     if (!m) break;
-    HandleWork(*m);
+    TakeWorkMessage(m->envelope, m->peer, m->peer_name, &actors_, &ledger_);
   }
   for (int i = 0; i < 64; ++i) {
     CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(0)));
@@ -615,7 +531,8 @@ Status Learner::Pump() {
     CHAINRL_LOG(kWarn) << "lease " << l.lease_id << " of group " << l.group_id << " revoked from "
                        << l.actor << " (attempt " << l.attempt << ")";
   actors_.Prune([this](const std::string& name) { return ledger_.IsAlive(name); });
-  Supply();
+  TopUpLedger(&ledger_, buffer_.size(), static_cast<size_t>(c().GetInt("rollout.prompts_per_step")),
+              &run_.next_group);
   Dispatch();
   LoopMetrics m;
   m.leases_in_flight = ledger_.in_flight();
