@@ -5,18 +5,13 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
 #include <random>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -30,15 +25,12 @@
 #include "core/stopwatch.h"
 #include "core/weights_transfer.h"
 #include "core/wire.h"
-#include "data/jsonl.h"
-#include "data/tasks.h"
 #include "learner/checkpoint.h"
 #include "learner/curriculum.h"
 #include "learner/data_parallel.h"
 #include "learner/dispatch.h"
 #include "learner/group_source.h"
 #include "learner/learner_metrics.h"
-#include "learner/length_shaping.h"
 #include "learner/offline_preference.h"
 #include "learner/optimizer.h"
 #include "learner/policy_trainer.h"
@@ -708,16 +700,7 @@ Status Learner::RunOfflinePreference() {
     ++run_.step;
     ++run_.version;
     run_.tokens_trained += st.response_tokens;
-    json h = {{"phase", "preference"},
-              {"step", run_.step},
-              {"loss", st.loss},
-              {"reward_accuracy", st.reward_accuracy},
-              {"reward_margin", st.reward_margin},
-              {"pairs", st.pairs},
-              {"grad_norm", st.grad_norm},
-              {"lr", st.lr},
-              {"tokens", st.response_tokens},
-              {"train_seconds", SecondsSince(t0)}};
+    const json h = PreferenceHistoryEntry(run_.step, st, SecondsSince(t0));
     run_.history.push_back(h);
     log::Event("step", h.dump());
     metrics_.PreferenceStepTrained(st.loss, st.grad_norm, st.lr);

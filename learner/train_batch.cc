@@ -176,4 +176,17 @@ StepMetrics StepMetricsOf(const StepBatch& b, const StepOutcome& o) {
   return sm;
 }
 
+json PreferenceHistoryEntry(int64_t step, const PreferenceStepStats& st, double train_seconds) {
+  return {{"phase", "preference"},
+          {"step", step},
+          {"loss", st.loss},
+          {"reward_accuracy", st.reward_accuracy},
+          {"reward_margin", st.reward_margin},
+          {"pairs", st.pairs},
+          {"grad_norm", st.grad_norm},
+          {"lr", st.lr},
+          {"tokens", st.response_tokens},
+          {"train_seconds", train_seconds}};
+}
+
 }  // namespace chainrl::learner

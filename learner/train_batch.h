@@ -98,4 +98,9 @@ nlohmann::json StepHistoryEntry(const StepBatch& b, const StepOutcome& o);
 // The step's figures for LearnerMetrics::StepTrained.
 StepMetrics StepMetricsOf(const StepBatch& b, const StepOutcome& o);
 
+// An offline preference step's entry of the history: {"phase": "preference", "step", "loss",
+// "reward_accuracy", "reward_margin", "pairs", "grad_norm", "lr", "tokens", "train_seconds"}.
+nlohmann::json PreferenceHistoryEntry(int64_t step, const PreferenceStepStats& st,
+                                      double train_seconds);
+
 }  // namespace chainrl::learner

@@ -259,5 +259,26 @@ TEST(TrainBatchTest, HistoryEntryAndMetricsCarryTheStepsFigures) {
   EXPECT_DOUBLE_EQ(m.entropy_mean, 0.2);
 }
 
+TEST(TrainBatchTest, PreferenceHistoryEntryCarriesTheUpdatesFigures) {
+  PreferenceStepStats st;
+  st.loss = 0.5;
+  st.reward_accuracy = 0.75;
+  st.reward_margin = 0.25;
+  st.pairs = 4;
+  st.grad_norm = 1.5;
+  st.lr = 2e-6;
+  st.response_tokens = 64;
+  EXPECT_EQ(PreferenceHistoryEntry(3, st, 0.125), nlohmann::json({{"phase", "preference"},
+                                                                  {"step", 3},
+                                                                  {"loss", 0.5},
+                                                                  {"reward_accuracy", 0.75},
+                                                                  {"reward_margin", 0.25},
+                                                                  {"pairs", 4},
+                                                                  {"grad_norm", 1.5},
+                                                                  {"lr", 2e-6},
+                                                                  {"tokens", 64},
+                                                                  {"train_seconds", 0.125}}));
+}
+
 }  // namespace
 }  // namespace chainrl::learner
