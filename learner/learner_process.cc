@@ -8,10 +8,7 @@
 #include <deque>
 #include <filesystem>
 #include <memory>
-#include <numeric>
 #include <optional>
-#include <random>
-#include <set>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -173,17 +170,7 @@ Status Learner::ApplyStage() {
 }
 
 Status Learner::SetupEmbeddings() {
-  const data::Example* first = nullptr;
-  std::set<std::string> files;  // each checked once: many examples share one file
-  for (const auto* set : {&data_.train(), &data_.eval()})
-    for (const auto& ex : *set) {
-      if (ex.embeddings.empty()) continue;
-      if (!first) first = &ex;
-      const std::string file = ex.embeddings.substr(0, ex.embeddings.rfind('#'));
-      if (files.insert(file).second && !fs::exists(file))
-        return InvalidArgument(ex.source + ": prompt embeddings file '" + file +
-                               "' does not exist");
-    }
+  CHAINRL_ASSIGN_OR_RETURN(const data::Example* first, data_.CheckEmbeddingFiles());
   if (!first) return Status::Ok();
   const std::string text = c().GetString("data.embedding_placeholder");
   if (text.empty())
@@ -338,21 +325,16 @@ Status Learner::RunSft() {
     CHAINRL_RETURN_IF_ERROR(trainer_->BeginSft());
     const int64_t bs = c().GetInt("sft.batch_size");
     const auto& train = data_.train();
-    std::mt19937_64 order_rng(SplitMix64(static_cast<uint64_t>(c().GetInt("run.seed")) ^ 0x5f7));
-    std::vector<size_t> order(train.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), order_rng);
+    const SftOrder order(train.size(), static_cast<uint64_t>(c().GetInt("run.seed")));
     CHAINRL_LOG(kInfo) << "SFT warm-up: " << steps << " steps of " << bs << " examples";
     auto t0 = Clock::now();
     for (; run_.sft_step < steps && !stop_; ++run_.sft_step) {
       std::vector<SftExample> batch;
-      for (int64_t i = 0; i < bs; ++i) {
-        const data::Example& e = train[order[(run_.sft_step * bs + i) % order.size()]];
-        std::string target = e.solution;
-        if (target.empty() && e.answer.is_string()) target = e.answer.get<std::string>();
+      for (size_t index : order.Batch(run_.sft_step, bs)) {
+        const std::string target = SftResponse(train[index]);
         if (target.empty()) continue;
         SftExample s;
-        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(e));
+        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(train[index]));
         CHAINRL_ASSIGN_OR_RETURN(s.response, prompts_->EncodeResponse(target));
         batch.push_back(std::move(s));
       }
