@@ -3,7 +3,8 @@
 
 #include <algorithm>
 
-#include "learner/group_source.h"
+#include "core/log.h"
+#include "core/wire.h"
 
 namespace chainrl::learner {
 
@@ -34,6 +35,54 @@ void ActorTable::Prune(const std::function<bool(const std::string&)>& alive) {
 std::string ActorTable::ProcessOf(const std::string& name) const {
   auto it = actors_.find(name);
   return it == actors_.end() ? std::string() : it->second.process;
+}
+
+void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
+                     const std::string& peer_name, ActorTable* actors, WorkLedger* ledger) {
+  const std::string& actor = env.sender();
+  if (actor.empty()) return;
+  switch (env.body_case()) {
+    case wire::Envelope::kJoin: {
+      const std::string before = actors->ProcessOf(actor);
+      const std::string process = env.join().host() + ":" + std::to_string(env.join().pid());
+      if (actors->Join(actor, peer, process, env.join().max_credits())) {
+        // A restarted actor under the same name: whatever its predecessor held is lost with it.
+        const size_t held = ledger->in_flight();
+        ledger->Leave(actor);
+        CHAINRL_LOG(kInfo) << actor << " restarted (" << before << " -> " << process
+                           << "): " << held - ledger->in_flight()
+                           << " of its leases handed out again";
+      }
+      ledger->Heartbeat(actor);
+      CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
+                         << env.join().pid() << ")";
+      break;
+    }
+    case wire::Envelope::kWorkRequest:
+      actors->Request(actor, peer, env.work_request().credits());
+      ledger->Heartbeat(actor);
+      break;
+    case wire::Envelope::kHeartbeat:
+      ledger->Heartbeat(actor);
+      break;
+    case wire::Envelope::kLeave:
+      CHAINRL_LOG(kInfo) << actor << " left: " << env.leave().reason();
+      ledger->Leave(actor);
+      actors->Leave(actor);
+      break;
+    default:
+      CHAINRL_LOG(kWarn) << peer_name << ": unexpected message on the work channel, ignored";
+  }
+}
+
+void TopUpLedger(WorkLedger* ledger, size_t buffered, size_t per_step, uint64_t* next_group) {
+  while (ledger->pending() + ledger->in_flight() + buffered < 2 * per_step) {
+    Status st = ledger->AddGroup(*next_group);
+    ++*next_group;
+    if (!st.ok()) {
+      CHAINRL_LOG(kWarn) << st.message();
+    }
+  }
 }
 
 WorkRound WorkRoundFromConfig(const Config& c, const std::vector<int32_t>& template_stop_ids,
@@ -81,6 +130,50 @@ void FillWorkItem(const WorkRound& round, const Lease& l, const data::Example& e
   if (!ex.embeddings.empty()) {
     w->set_prompt_embeddings(ex.embeddings);
     w->set_placeholder_token_id(round.placeholder_token_id);
+  }
+}
+
+void DispatchWork(const WorkRound& round, ActorTable* actors, WorkLedger* ledger,
+                  const SegmentAssembler& segments, GroupSource* data, const PromptOf& prompt_of,
+                  const SendWork& send, LearnerMetrics* metrics) {
+  for (auto& [name, a] : actors->actors()) {
+    if (a.pending <= 0 || a.routing.empty() || ledger->pending() == 0) continue;
+    // Continuations go back to the actor that generated their last segment when it asks for
+    // work: it may still hold their KV (under the same weights) and resume without a prefill.
+    auto own_continuation = [&segments, &name = name](uint64_t gid) {
+      const std::string* last = segments.LastActor(gid);
+      return last != nullptr && *last == name;
+    };
+    std::vector<Lease> leases = ledger->Dispatch(
+        name, static_cast<size_t>(a.pending),
+        !segments.has_last_actors() ? std::function<bool(uint64_t)>() : own_continuation);
+    if (leases.empty()) continue;
+    wire::Envelope env = wire::MakeEnvelope("learner");
+    auto* batch = env.mutable_work_batch();
+    for (const Lease& l : leases) {
+      const size_t idx = data->IndexForGroup(l.group_id);
+      auto prompt = prompt_of(idx);
+      if (!prompt.ok()) {
+        CHAINRL_LOG(kError) << prompt.status().message();
+        continue;
+      }
+      wire::WorkItem* w = batch->add_items();
+      FillWorkItem(round, l, data->train()[idx], **prompt, w);
+      segments.AddCarried(l.group_id, w);
+    }
+    Status st = send(a.routing, env);
+    if (!st.ok()) {
+      // The work never left: its groups go back to the front of the queue at once, and this
+      // actor gets no more until it asks again (a restarted one joins under a new routing id).
+      CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
+      std::vector<uint64_t> ids;
+      for (const Lease& l : leases) ids.push_back(l.lease_id);
+      ledger->Undelivered(ids);
+      a.pending = 0;
+      continue;
+    }
+    a.pending -= static_cast<int64_t>(leases.size());
+    metrics->WorkSent(leases.size(), env.ByteSizeLong());
   }
 }
 

@@ -11,7 +11,11 @@
 
 #include "core/config.h"
 #include "core/proto/wire.pb.h"
+#include "core/status.h"
 #include "data/example.h"
+#include "learner/group_source.h"
+#include "learner/learner_metrics.h"
+#include "learner/segment_intake.h"
 #include "learner/work_ledger.h"
 
 namespace chainrl::learner {
@@ -48,6 +52,18 @@ class ActorTable {
   std::map<std::string, ActorCredits> actors_;
 };
 
+// A message from an actor on the work channel, from `peer` (its routing id; `peer_name` for the
+// log): a join (a restarted actor's predecessor's leases are revoked), a request for credits, a
+// heartbeat or a leave; the ledger hears from the actor. A message without a sender is ignored,
+// one of another kind logged and ignored. Not thread-safe.
+void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
+                     const std::string& peer_name, ActorTable* actors, WorkLedger* ledger);
+
+// Adds groups `*next_group`, `*next_group + 1`, ... to `ledger` until pending, leased and
+// `buffered` groups make two steps of `per_step` (one step of lookahead: actors generate the next
+// batch while this one trains). A group the ledger refuses is logged and skipped.
+void TopUpLedger(WorkLedger* ledger, size_t buffered, size_t per_step, uint64_t* next_group);
+
 // What every work item of a dispatch round shares: the rollout.* keys in force and the learner's
 // state (budget, version).
 struct WorkRound {
@@ -74,5 +90,21 @@ uint64_t LeaseSeed(uint64_t run_seed, uint64_t group_id, int attempt);
 // are the segment assembler's to add).
 void FillWorkItem(const WorkRound& round, const Lease& l, const data::Example& ex,
                   const std::vector<int32_t>& prompt, wire::WorkItem* item);
+
+// The process's side of a dispatch pass: an example's rendered prompt (by its index in the
+// training examples), and the sending of a work batch to an actor's routing id.
+using PromptOf = std::function<Result<const std::vector<int32_t>*>(size_t example_index)>;
+using SendWork = std::function<Status(const std::string& routing, const wire::Envelope& env)>;
+
+// One dispatch pass: every actor of `actors` with credits and a routing id gets up to its credits
+// in leases from `ledger` (continuations first to the actor whose segment of them arrived last,
+// SegmentAssembler::LastActor), as one work batch of items filled for `round` from `data`'s
+// examples, with their carried segments. A lease whose prompt fails to render is logged and left
+// out of the batch. A batch `send` does not deliver goes back to the front of the ledger's queue
+// (WorkLedger::Undelivered) and its actor gets no more until it asks again; a delivered one uses
+// up credits and is counted in `metrics`. Not thread-safe.
+void DispatchWork(const WorkRound& round, ActorTable* actors, WorkLedger* ledger,
+                  const SegmentAssembler& segments, GroupSource* data, const PromptOf& prompt_of,
+                  const SendWork& send, LearnerMetrics* metrics);
 
 }  // namespace chainrl::learner

@@ -2,8 +2,10 @@
 #include "learner/group_source.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "core/log.h"
 #include "data/jsonl.h"
@@ -150,6 +152,40 @@ size_t GroupSource::IndexForGroup(uint64_t g) {
     return static_cast<size_t>(drawn_[g]);
   }
   return order_->At(g);
+}
+
+SftOrder::SftOrder(size_t examples, uint64_t seed) : order_(examples) {
+  std::mt19937_64 order_rng(SplitMix64(seed ^ 0x5f7));
+  std::iota(order_.begin(), order_.end(), 0);
+  std::shuffle(order_.begin(), order_.end(), order_rng);
+}
+
+std::vector<size_t> SftOrder::Batch(int64_t step, int64_t batch_size) const {
+  std::vector<size_t> batch;
+  for (int64_t i = 0; i < batch_size; ++i)
+    batch.push_back(order_[static_cast<size_t>(step * batch_size + i) % order_.size()]);
+  return batch;
+}
+
+std::string SftResponse(const data::Example& e) {
+  std::string target = e.solution;
+  if (target.empty() && e.answer.is_string()) target = e.answer.get<std::string>();
+  return target;
+}
+
+Result<const data::Example*> GroupSource::CheckEmbeddingFiles() const {
+  const data::Example* first = nullptr;
+  std::set<std::string> files;  // each checked once: many examples share one file
+  for (const auto* set : {&train_, &eval_})
+    for (const auto& ex : *set) {
+      if (ex.embeddings.empty()) continue;
+      if (!first) first = &ex;
+      const std::string file = ex.embeddings.substr(0, ex.embeddings.rfind('#'));
+      if (files.insert(file).second && !std::filesystem::exists(file))
+        return InvalidArgument(ex.source + ": prompt embeddings file '" + file +
+                               "' does not exist");
+    }
+  return first;
 }
 
 }  // namespace chainrl::learner

@@ -47,6 +47,24 @@ struct GroupOrderOptions {
 };
 GroupOrderOptions GroupOrderOptionsFromConfig(const Config& c);
 
+// The SFT warm-up's order over the training examples: one seeded shuffle for the whole warm-up
+// (std::shuffle of 0..n-1 with std::mt19937_64(SplitMix64(seed ^ 0x5f7))); step s's batch of b is
+// positions s·b .. s·b + b − 1 of it, wrapping around. Thread-compatible.
+class SftOrder {
+ public:
+  // REQUIRES: examples > 0.
+  SftOrder(size_t examples, uint64_t seed);
+  // The example indices of step `step`'s batch of `batch_size`.
+  std::vector<size_t> Batch(int64_t step, int64_t batch_size) const;
+
+ private:
+  std::vector<size_t> order_;
+};
+
+// The response an example teaches in the SFT warm-up: its solution, else its answer when that is a
+// string; empty when it has neither.
+std::string SftResponse(const data::Example& e);
+
 class GroupSource {
  public:
   GroupSource() = default;  // no examples: for processes that train from other data
@@ -73,6 +91,11 @@ class GroupSource {
   // Corrupt naming what does not match.
   nlohmann::json BucketState() const;
   Status LoadBucketState(const nlohmann::json& j);
+
+  // The first example (training, then held-out) with precomputed prompt embeddings, or null when
+  // none has any. InvalidArgument naming the example's source and the file when an embeddings file
+  // does not exist (each file is checked once: many examples share one).
+  Result<const data::Example*> CheckEmbeddingFiles() const;
 
   const std::vector<data::Example>& train() const { return train_; }
   const std::vector<data::Example>& eval() const { return eval_; }

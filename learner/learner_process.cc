@@ -5,18 +5,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <filesystem>
-#include <map>
 #include <memory>
-#include <numeric>
 #include <optional>
-#include <random>
-#include <set>
-#include <thread>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -30,15 +22,12 @@
 #include "core/stopwatch.h"
 #include "core/weights_transfer.h"
 #include "core/wire.h"
-#include "data/jsonl.h"
-#include "data/tasks.h"
 #include "learner/checkpoint.h"
 #include "learner/curriculum.h"
 #include "learner/data_parallel.h"
 #include "learner/dispatch.h"
 #include "learner/group_source.h"
 #include "learner/learner_metrics.h"
-#include "learner/length_shaping.h"
 #include "learner/offline_preference.h"
 #include "learner/optimizer.h"
 #include "learner/policy_trainer.h"
@@ -51,6 +40,8 @@
 #include "learner/run_report.h"
 #include "learner/run_state.h"
 #include "learner/segment_intake.h"
+#include "learner/train_batch.h"
+#include "learner/trajectory_intake.h"
 #include "learner/work_ledger.h"
 #include "model/flat_weights.h"
 #include "model/model_io.h"
@@ -70,34 +61,6 @@ using nlohmann::json;
 json EmbeddingCacheJson(const rollout::EmbeddingCacheStats& s) {
   return {{"hits", s.hits}, {"misses", s.misses}, {"evictions", s.evictions}, {"bytes", s.bytes}};
 }
-
-// How the engine ended a sample, as the learner keeps it. Actors always set a reason; an unset one
-// counts as a stop (not truncated), as an aborted one does.
-SampleEnd SampleEndOf(wire::FinishReason r) {
-  switch (r) {
-    case wire::FINISH_LENGTH:
-      return SampleEnd::kLength;
-    case wire::FINISH_BUDGET:
-      return SampleEnd::kBudget;
-    case wire::FINISH_REPETITION:
-      return SampleEnd::kRepetition;
-    case wire::FINISH_ABORTED:
-      return SampleEnd::kAborted;
-    default:
-      return SampleEnd::kStop;
-  }
-}
-
-// A group accepted by the ledger, waiting to be trained.
-struct Accepted {
-  GroupData group;
-  int64_t behaviour_version = 0;
-  double correct_fraction = 0;
-  double mean_length = 0;
-  double truncated_fraction = 0;
-  std::map<std::string, double> component_means;  // reward component -> mean over the group
-  std::string serialized;  // the trajectory envelope, kept for checkpoints
-};
 
 class Learner {
  public:
@@ -119,12 +82,9 @@ class Learner {
   Status StartTransport();
   Status PublishWeights();
   Status Pump();
-  void HandleWork(transport::Received& msg);
   void HandleTrajectory(const transport::Received& msg);
-  int64_t OldestVersion(const wire::Trajectory& t) const;
-  Result<Accepted> MakeAccepted(const wire::Trajectory& t);
+  Result<AcceptedGroup> MakeAccepted(const wire::Trajectory& t);
   void Dispatch();
-  void Supply();
   Status TrainStep();
   Status Evaluate(const std::string& label, json* out);
   Status Checkpoint();
@@ -152,7 +112,7 @@ class Learner {
   std::unique_ptr<transport::WeightsServer> weights_;
   ActorTable actors_;
   std::unordered_map<size_t, std::vector<int32_t>> prompt_cache_;
-  std::deque<Accepted> buffer_;
+  std::deque<AcceptedGroup> buffer_;
   std::string tokenizer_dir_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
   std::string resumed_from_;         // the checkpoint directory this incarnation started from
@@ -210,17 +170,7 @@ Status Learner::ApplyStage() {
 }
 
 Status Learner::SetupEmbeddings() {
-  const data::Example* first = nullptr;
-  std::set<std::string> files;  // each checked once: many examples share one file
-  for (const auto* set : {&data_.train(), &data_.eval()})
-    for (const auto& ex : *set) {
-      if (ex.embeddings.empty()) continue;
-      if (!first) first = &ex;
-      const std::string file = ex.embeddings.substr(0, ex.embeddings.rfind('#'));
-      if (files.insert(file).second && !fs::exists(file))
-        return InvalidArgument(ex.source + ": prompt embeddings file '" + file +
-                               "' does not exist");
-    }
+  CHAINRL_ASSIGN_OR_RETURN(const data::Example* first, data_.CheckEmbeddingFiles());
   if (!first) return Status::Ok();
   const std::string text = c().GetString("data.embedding_placeholder");
   if (text.empty())
@@ -296,7 +246,7 @@ Status Learner::Resume(const std::string& spec) {
           !r.envelope.has_trajectory())
         return Corrupt(*dir + "/buffer.bin: a record does not parse");
       // Re-accepted without the ledger (it already counts these groups as completed).
-      CHAINRL_ASSIGN_OR_RETURN(Accepted a, MakeAccepted(r.envelope.trajectory()));
+      CHAINRL_ASSIGN_OR_RETURN(AcceptedGroup a, MakeAccepted(r.envelope.trajectory()));
       a.serialized = std::string(rec);
       buffer_.push_back(std::move(a));
     }
@@ -375,21 +325,16 @@ Status Learner::RunSft() {
     CHAINRL_RETURN_IF_ERROR(trainer_->BeginSft());
     const int64_t bs = c().GetInt("sft.batch_size");
     const auto& train = data_.train();
-    std::mt19937_64 order_rng(SplitMix64(static_cast<uint64_t>(c().GetInt("run.seed")) ^ 0x5f7));
-    std::vector<size_t> order(train.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::shuffle(order.begin(), order.end(), order_rng);
+    const SftOrder order(train.size(), static_cast<uint64_t>(c().GetInt("run.seed")));
     CHAINRL_LOG(kInfo) << "SFT warm-up: " << steps << " steps of " << bs << " examples";
     auto t0 = Clock::now();
     for (; run_.sft_step < steps && !stop_; ++run_.sft_step) {
       std::vector<SftExample> batch;
-      for (int64_t i = 0; i < bs; ++i) {
-        const data::Example& e = train[order[(run_.sft_step * bs + i) % order.size()]];
-        std::string target = e.solution;
-        if (target.empty() && e.answer.is_string()) target = e.answer.get<std::string>();
+      for (size_t index : order.Batch(run_.sft_step, bs)) {
+        const std::string target = SftResponse(train[index]);
         if (target.empty()) continue;
         SftExample s;
-        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(e));
+        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(train[index]));
         CHAINRL_ASSIGN_OR_RETURN(s.response, prompts_->EncodeResponse(target));
         batch.push_back(std::move(s));
       }
@@ -471,162 +416,58 @@ Status Learner::PublishWeights() {
   return Status::Ok();
 }
 
-void Learner::HandleWork(transport::Received& msg) {
-  const wire::Envelope& env = msg.envelope;
-  const std::string& actor = env.sender();
-  if (actor.empty()) return;
-  switch (env.body_case()) {
-    case wire::Envelope::kJoin: {
-      const std::string before = actors_.ProcessOf(actor);
-      const std::string process = env.join().host() + ":" + std::to_string(env.join().pid());
-      if (actors_.Join(actor, msg.peer, process, env.join().max_credits())) {
-        // A restarted actor under the same name: whatever its predecessor held is lost with it.
-        const size_t held = ledger_.in_flight();
-        ledger_.Leave(actor);
-        CHAINRL_LOG(kInfo) << actor << " restarted (" << before << " -> " << process
-                           << "): " << held - ledger_.in_flight()
-                           << " of its leases handed out again";
-      }
-      ledger_.Heartbeat(actor);
-      CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
-                         << env.join().pid() << ")";
-      break;
-    }
-    case wire::Envelope::kWorkRequest:
-      actors_.Request(actor, msg.peer, env.work_request().credits());
-      ledger_.Heartbeat(actor);
-      break;
-    case wire::Envelope::kHeartbeat:
-      ledger_.Heartbeat(actor);
-      break;
-    case wire::Envelope::kLeave:
-      CHAINRL_LOG(kInfo) << actor << " left: " << env.leave().reason();
-      ledger_.Leave(actor);
-      actors_.Leave(actor);
-      break;
-    default:
-      CHAINRL_LOG(kWarn) << msg.peer_name << ": unexpected message on the work channel, ignored";
-  }
-}
-
-int64_t Learner::OldestVersion(const wire::Trajectory& t) const {
-  int64_t oldest = run_.version;
-  for (const auto& s : t.samples())
-    if (s.completion().token_ids_size() > 0)
-      oldest = std::min(oldest, wire::OldestPolicyVersion(s.completion().policy_versions()));
-  return oldest;
-}
-
 // A trajectory as a group to train on (fresh from an actor, or from a checkpoint's buffer).
-Result<Accepted> Learner::MakeAccepted(const wire::Trajectory& t) {
-  Accepted a;
-  a.group.group_id = t.prompt_group_id();
+Result<AcceptedGroup> Learner::MakeAccepted(const wire::Trajectory& t) {
   const size_t index = data_.IndexForGroup(t.prompt_group_id());
   CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(index));
-  a.group.prompt = *prompt;
+  AcceptedGroup a = GroupFromTrajectory(t, *prompt, OldestPolicyVersion(t, run_.version));
   if (const auto& spec = data_.train()[index].embeddings; !spec.empty() && embeddings_) {
     CHAINRL_ASSIGN_OR_RETURN(const rollout::EmbeddingRef ref, rollout::ParseEmbeddingRef(spec));
     CHAINRL_ASSIGN_OR_RETURN(a.group.prompt_embeddings, embeddings_->Get(ref));
     a.group.placeholder_token_id = placeholder_id_;
   }
-  a.behaviour_version = OldestVersion(t);
-  const double n = std::max(1, t.samples_size());
-  double correct = 0, length = 0, truncated = 0;
-  for (const auto& s : t.samples()) {
-    SampleData sd;
-    sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
-    sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
-                                 s.completion().behaviour_logprobs().end());
-    sd.reward = s.reward();
-    for (const auto& [name, score] : s.reward_components()) a.component_means[name] += score / n;
-    sd.end = SampleEndOf(s.finish_reason());
-    sd.correct = s.correct();  // the actor's reward verdict
-    correct += sd.correct ? 1 : 0;
-    length += static_cast<double>(sd.tokens.size());
-    truncated += sd.truncated() ? 1 : 0;
-    a.group.samples.push_back(std::move(sd));
-  }
-  a.correct_fraction = correct / n;
-  a.mean_length = length / n;
-  a.truncated_fraction = truncated / n;
   return a;
 }
 
 void Learner::HandleTrajectory(const transport::Received& msg) {
   const auto& t = msg.envelope.trajectory();
-  const uint64_t gid = t.prompt_group_id();
-  // The samples this lease was to generate: all G of a fresh group, or the unfinished samples of
-  // a group carried over from earlier segments.
-  const std::set<uint32_t> expected = segments_.Expected(gid);
-  std::set<uint32_t> got;
-  bool finishes = true;
-  for (const auto& s : t.samples()) {
-    got.insert(s.sample_index());
-    finishes = finishes && s.finish_reason() != wire::FINISH_UNFINISHED;
-  }
-  if (got != expected && ledger_.HoldsLease(t.lease_id(), gid)) {
+  wire::Envelope assembled = wire::MakeEnvelope("learner");
+  const IntakeResult r = TakeTrajectory(t, msg.envelope.sender(), run_.version, &ledger_,
+                                        &segments_, assembled.mutable_trajectory());
+  if (r.outcome == IntakeOutcome::kWrongSamples) {
     CHAINRL_LOG(kWarn) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " of group "
-                       << gid << " has " << got.size() << " samples, not the " << expected.size()
+                       << t.prompt_group_id() << " has " << r.samples_received
+                       << " samples, not the " << r.samples_owed
                        << " it was leased; ignored (the lease is handed out again when it expires)";
     return;
   }
-  const int64_t oldest = OldestVersion(t);
-  const Verdict v = ledger_.Complete(t.lease_id(), gid, oldest, run_.version, finishes);
-  metrics_.TrajectoryReceived(run_.version - oldest, msg.envelope.ByteSizeLong());
-  if (v == Verdict::kDroppedStale) ++run_.stale_dropped;
-  if (!IsAccepted(v)) {
+  metrics_.TrajectoryReceived(run_.version - r.oldest_version, msg.envelope.ByteSizeLong());
+  if (r.verdict == Verdict::kDroppedStale) ++run_.stale_dropped;
+  if (r.outcome == IntakeOutcome::kRefused) {
     CHAINRL_LOG(kDebug) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " "
-                        << VerdictName(v);
+                        << VerdictName(r.verdict);
     return;
   }
-  for (const auto& s : t.samples())
-    rollout_tokens_window_ += static_cast<int64_t>(s.completion().token_ids_size());
-  // Segment rollout: keep the segment; the group is trained when its last sample finishes.
-  wire::Envelope assembled = wire::MakeEnvelope("learner");
-  switch (segments_.Add(t, msg.envelope.sender(), assembled.mutable_trajectory())) {
-    case SegmentIntake::kCarried:
-      return;
-    case SegmentIntake::kAssembled:
-      break;
-    case SegmentIntake::kWhole:
-      assembled.clear_trajectory();
-      break;
-  }
-  const wire::Trajectory& whole = assembled.has_trajectory() ? assembled.trajectory() : t;
+  rollout_tokens_window_ += r.tokens;
+  if (r.outcome == IntakeOutcome::kCarried) return;
+  if (!r.assembled) assembled.clear_trajectory();
+  const wire::Trajectory& whole = r.assembled ? assembled.trajectory() : t;
   auto accepted = MakeAccepted(whole);
   if (!accepted.ok()) {
     CHAINRL_LOG(kError) << accepted.status().message();
     return;
   }
-  Accepted a = std::move(*accepted);
-  for (const auto& s : whole.samples())
-    run_.samples_multi_version += s.completion().policy_versions().versions_size() > 1 ? 1 : 0;
+  AcceptedGroup a = std::move(*accepted);
+  run_.samples_multi_version += MultiVersionSamples(whole);
   for (const auto& s : a.group.samples)
     metrics_.SampleAccepted(s.tokens.size(), s.reward, s.truncated());
-  if (c().GetBool("curriculum.filter_uniform_groups") || lo().dynamic_sampling) {
-    bool uniform = true;
-    for (const auto& s : a.group.samples)
-      uniform = uniform && s.reward == a.group.samples.front().reward;
-    if (uniform) {
-      ++run_.groups_filtered;
-      return;
-    }
+  if ((c().GetBool("curriculum.filter_uniform_groups") || lo().dynamic_sampling) &&
+      UniformRewards(whole)) {
+    ++run_.groups_filtered;
+    return;
   }
-  a.serialized = assembled.has_trajectory() ? assembled.SerializeAsString()
-                                             : msg.envelope.SerializeAsString();
+  a.serialized = r.assembled ? assembled.SerializeAsString() : msg.envelope.SerializeAsString();
   buffer_.push_back(std::move(a));
-}
-
-void Learner::Supply() {
-  const size_t per_step = static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
-  // One step of lookahead: actors generate the next batch while this one trains.
-  while (ledger_.pending() + ledger_.in_flight() + buffer_.size() < 2 * per_step) {
-    Status st = ledger_.AddGroup(run_.next_group);
-    ++run_.next_group;
-    if (!st.ok()) {
-      CHAINRL_LOG(kWarn) << st.message();
-    }
-  }
 }
 
 void Learner::Dispatch() {
@@ -634,45 +475,13 @@ void Learner::Dispatch() {
   // Every work item of this round samples alike but for its seed.
   const WorkRound round =
       WorkRoundFromConfig(c(), prompts_->stop_token_ids(), Budget(), run_.version, placeholder_id_);
-  for (auto& [name, a] : actors_.actors()) {
-    if (a.pending <= 0 || a.routing.empty() || ledger_.pending() == 0) continue;
-    // Continuations go back to the actor that generated their last segment when it asks for
-    // work: it may still hold their KV (under the same weights) and resume without a prefill.
-    auto own_continuation = [this, &name = name](uint64_t gid) {
-      const std::string* last = segments_.LastActor(gid);
-      return last != nullptr && *last == name;
-    };
-    std::vector<Lease> leases = ledger_.Dispatch(
-        name, static_cast<size_t>(a.pending),
-        !segments_.has_last_actors() ? std::function<bool(uint64_t)>() : own_continuation);
-    if (leases.empty()) continue;
-    wire::Envelope env = wire::MakeEnvelope("learner");
-    auto* batch = env.mutable_work_batch();
-    for (const Lease& l : leases) {
-      const size_t idx = data_.IndexForGroup(l.group_id);
-      auto prompt = PromptTokens(idx);
-      if (!prompt.ok()) {
-        CHAINRL_LOG(kError) << prompt.status().message();
-        continue;
-      }
-      wire::WorkItem* w = batch->add_items();
-      FillWorkItem(round, l, data_.train()[idx], **prompt, w);
-      segments_.AddCarried(l.group_id, w);
-    }
-    Status st = work_->SendTo(a.routing, env);
-    if (!st.ok()) {
-      // The work never left: its groups go back to the front of the queue at once, and this
-      // actor gets no more until it asks again (a restarted one joins under a new routing id).
-      CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
-      std::vector<uint64_t> ids;
-      for (const Lease& l : leases) ids.push_back(l.lease_id);
-      ledger_.Undelivered(ids);
-      a.pending = 0;
-      continue;
-    }
-    a.pending -= static_cast<int64_t>(leases.size());
-    metrics_.WorkSent(leases.size(), env.ByteSizeLong());
-  }
+  DispatchWork(
+      round, &actors_, &ledger_, segments_, &data_,
+      [this](size_t index) { return PromptTokens(index); },
+      [this](const std::string& routing, const wire::Envelope& env) {
+        return work_->SendTo(routing, env);
+      },
+      &metrics_);
 }
 
 Status Learner::Pump() {
@@ -681,7 +490,7 @@ Status Learner::Pump() {
   for (int i = 0; i < 10000; ++i) {
     CHAINRL_ASSIGN_OR_RETURN(auto m, work_->Receive(milliseconds(0)));
     if (!m) break;
-    HandleWork(*m);
+    TakeWorkMessage(m->envelope, m->peer, m->peer_name, &actors_, &ledger_);
   }
   for (int i = 0; i < 64; ++i) {
     CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(0)));
@@ -696,7 +505,8 @@ Status Learner::Pump() {
     CHAINRL_LOG(kWarn) << "lease " << l.lease_id << " of group " << l.group_id << " revoked from "
                        << l.actor << " (attempt " << l.attempt << ")";
   actors_.Prune([this](const std::string& name) { return ledger_.IsAlive(name); });
-  Supply();
+  TopUpLedger(&ledger_, buffer_.size(), static_cast<size_t>(c().GetInt("rollout.prompts_per_step")),
+              &run_.next_group);
   Dispatch();
   LoopMetrics m;
   m.leases_in_flight = ledger_.in_flight();
@@ -731,176 +541,74 @@ bool Learner::GenerationLimitReached() const {
 Status Learner::TrainStep() {
   const size_t per_step =
       std::min(static_cast<size_t>(c().GetInt("rollout.prompts_per_step")), buffer_.size());
-  const uint64_t generated = ledger_.counters().completed - completed_at_step_;
-  std::vector<GroupData> groups;
-  json difficulty = json::object();  // bucket -> groups of this step (with difficulty buckets)
-  double reward = 0, correct = 0, length = 0, truncated = 0;
-  int64_t max_stale = 0;
-  std::map<std::string, double> components;  // reward component -> mean over the step's groups
-  const int64_t duplicated_before = run_.groups_duplicated;
-  for (size_t i = 0; i < per_step; ++i) {
-    Accepted a = std::move(buffer_.front());
-    buffer_.pop_front();
-    if (!run_.trained.insert(a.group.group_id).second) ++run_.groups_duplicated;
-    if (data_.has_buckets()) {
-      const std::string& d = data_.ForGroup(a.group.group_id).difficulty;
-      difficulty[d] = difficulty.value(d, 0) + 1;
-    }
-    for (const auto& s : a.group.samples) reward += s.reward / a.group.samples.size();
-    correct += a.correct_fraction;
-    length += a.mean_length;
-    truncated += a.truncated_fraction;
-    for (const auto& [name, mean] : a.component_means) components[name] += mean / per_step;
-    max_stale = std::max(max_stale, run_.version - a.behaviour_version);
-    groups.push_back(std::move(a.group));
-  }
-  const double n = static_cast<double>(per_step);
-  const bool short_step = per_step < static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
-  if (short_step) ++run_.gen_limit_steps;
+  StepOutcome o;
+  o.generated_groups = ledger_.counters().completed - completed_at_step_;
+  StepBatch batch = TakeStepBatch(&buffer_, per_step, run_.version, &run_.trained,
+                                  data_.has_buckets()
+                                      ? [this](uint64_t g) { return data_.ForGroup(g).difficulty; }
+                                      : std::function<std::string(uint64_t)>());
+  run_.groups_duplicated += batch.duplicated;
+  o.gen_limit_reached = per_step < static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
+  if (o.gen_limit_reached) ++run_.gen_limit_steps;
   // Shaped rewards and advantages (length methods, soft weighting): process_shaping.h.
-  std::vector<ShapingGroup> sg(groups.size());
-  for (size_t g = 0; g < groups.size(); ++g)
-    for (const auto& s : groups[g].samples) {
-      ShapingSample x;
-      x.reward = s.reward;
-      x.length = static_cast<int64_t>(s.tokens.size());
-      x.correct = s.correct;
-      x.truncated = s.truncated();
-      // No answer template is known to the process: a response that ended with an end of
-      // sequence counts as formatted (docs/ALGORITHMS.md §4.6); LASER-DE's looping signal is the
-      // engine's repetition detector (§4.8).
-      x.formatted = !s.truncated();
-      x.looping = s.end == SampleEnd::kRepetition;
-      x.tokens = s.tokens;
-      sg[g].samples.push_back(x);
-    }
-  const ShapedStep shaped_step = trainer_->shaping().Shape(run_.step, Budget(), sg);
-  double shaped = 0, soft_weight = 0;
-  for (size_t g = 0; g < groups.size(); ++g) {
-    auto& samples = groups[g].samples;
-    for (size_t i = 0; i < samples.size(); ++i) {
-      samples[i].reward = shaped_step.rewards[g][i];
-      samples[i].advantage = shaped_step.advantages[g][i];
-      shaped += samples[i].reward / static_cast<double>(samples.size());
-    }
-    soft_weight += shaped_step.soft_weights[g] / n;
-  }
+  ApplyShaping(trainer_->shaping().Shape(run_.step, Budget(), ShapingInputs(batch.groups)), &batch);
   auto t0 = Clock::now();
-  const double waited = std::chrono::duration<double>(t0 - last_step_end_).count();
-  RlStepStats st;
-  std::optional<PreferenceStepStats> pref;
+  o.wait_seconds = std::chrono::duration<double>(t0 - last_step_end_).count();
   if (lo().family == ObjectiveFamily::kPreference) {
     // Online DPO family: per group, the best (shaped) reward against the worst one(s) (LOGO: up
     // to 2); groups whose rewards are all equal give no pair.
     std::vector<PreferencePairData> pairs = OnlinePreferencePairs(
-        groups, lo().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
+        batch.groups, lo().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
     RankMessage m;
     m.kind = RankMessageKind::kPreferenceStep;
     m.step = run_.step;
     CHAINRL_ASSIGN_OR_RETURN(auto mine,
                              ScatterShards(dp_, std::move(m), &RankMessage::pairs, pairs));
-    CHAINRL_ASSIGN_OR_RETURN(pref, trainer_->PreferenceUpdate(mine));
-    st.loss = pref->loss;
-    st.grad_norm = pref->grad_norm;
-    st.lr = pref->lr;
-    st.response_tokens = pref->response_tokens;
+    CHAINRL_ASSIGN_OR_RETURN(o.preference, trainer_->PreferenceUpdate(mine));
+    o.stats.loss = o.preference->loss;
+    o.stats.grad_norm = o.preference->grad_norm;
+    o.stats.lr = o.preference->lr;
+    o.stats.response_tokens = o.preference->response_tokens;
   } else {
     RankMessage m;
     m.kind = RankMessageKind::kPolicyStep;
     m.step = run_.step;
     CHAINRL_ASSIGN_OR_RETURN(auto mine,
-                             ScatterShards(dp_, std::move(m), &RankMessage::groups, groups));
-    CHAINRL_ASSIGN_OR_RETURN(st, trainer_->PolicyUpdate(mine));
+                             ScatterShards(dp_, std::move(m), &RankMessage::groups, batch.groups));
+    CHAINRL_ASSIGN_OR_RETURN(o.stats, trainer_->PolicyUpdate(mine));
   }
-  const double train_s = SecondsSince(t0);
+  o.train_seconds = SecondsSince(t0);
   ++run_.step;
   ++run_.version;
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
-  run_.tokens_trained += st.response_tokens;
-  const double step_s = SecondsSince(last_step_end_);
-  const double tokens_per_s = static_cast<double>(rollout_tokens_window_) / std::max(step_s, 1e-9);
+  run_.tokens_trained += o.stats.response_tokens;
+  o.step_seconds = SecondsSince(last_step_end_);
+  o.rollout_tokens_per_s =
+      static_cast<double>(rollout_tokens_window_) / std::max(o.step_seconds, 1e-9);
   rollout_tokens_window_ = 0;
   last_step_end_ = Clock::now();
-  json h = {{"phase", "rl"},
-            {"step", run_.step},
-            {"reward", reward / n},
-            {"shaped_reward", shaped / n},
-            {"accuracy", correct / n},
-            {"mean_length", length / n},
-            {"truncated", truncated / n},
-            {"budget", Budget()},
-            {"loss", st.loss},
-            {"grad_norm", st.grad_norm},
-            {"lr", st.lr},
-            {"clip_fraction", st.policy.clip_fraction()},
-            {"approx_kl", st.policy.approx_kl()},
-            {"logprob_mismatch", st.policy.mismatch_tokens > 0
-                                     ? st.policy.mismatch_abs_sum / st.policy.mismatch_tokens
-                                     : 0.0},
-            {"max_staleness", max_stale},
-            {"tokens", st.response_tokens},
-            {"train_seconds", train_s},
-            {"wait_seconds", waited},
-            {"rollout_tokens_per_s", tokens_per_s},
-            {"groups", per_step},
-            {"generated_groups", generated}};
-  if (short_step) h["gen_limit_reached"] = true;
-  if (pref) {
-    h["pairs"] = pref->pairs;
-    h["reward_accuracy"] = pref->reward_accuracy;
-    h["reward_margin"] = pref->reward_margin;
-  }
-  if (data_.has_buckets()) h["difficulty"] = difficulty;
-  if (trainer_->shaping().options().soft_weighting) h["soft_weight_mean"] = soft_weight;
-  if (lo().mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
-  if (shaped_step.laser_targets[0] > 0) {
-    h["laser_d_targets"] = shaped_step.laser_targets;
-    if (shaped_step.laser_targets_updated) h["laser_d_updated"] = true;
-  }
+  o.step = run_.step;
+  o.budget = Budget();
+  o.soft_weighting = trainer_->shaping().options().soft_weighting.has_value();
+  o.mastered_token_mask = lo().mastered_token_mask;
+  const json h = StepHistoryEntry(batch, o);
   completed_at_step_ = ledger_.counters().completed;
   run_.history.push_back(h);
   log::Event("step", h.dump());
-  StepMetrics sm;
-  sm.groups = n;
-  sm.response_tokens = st.response_tokens;
-  sm.groups_duplicated = run_.groups_duplicated - duplicated_before;
-  sm.reward_components = components;
-  sm.train_seconds = train_s;
-  sm.wait_seconds = waited;
-  sm.step_seconds = step_s;
-  sm.reward_mean = reward / n;
-  sm.truncated_fraction = truncated / n;
-  sm.loss = st.loss;
-  sm.approx_kl = st.policy.approx_kl();
-  sm.clip_fraction = st.policy.clip_fraction();
-  sm.grad_norm = st.grad_norm;
-  sm.lr = st.lr;
-  sm.logprob_mismatch = h["logprob_mismatch"].get<double>();
-  sm.max_staleness = max_stale;
-  sm.token_budget = Budget();
-  sm.entropy_mean = st.policy.entropy_mean();
-  metrics_.StepTrained(sm);
-  CHAINRL_LOG(kDebug) << "step " << run_.step << ": reward " << reward / n << ", accuracy "
-                      << correct / n << ", length " << length / n << ", loss " << st.loss;
+  metrics_.StepTrained(StepMetricsOf(batch, o));
+  const double n = batch.size();
+  CHAINRL_LOG(kDebug) << "step " << run_.step << ": reward " << batch.reward / n << ", accuracy "
+                      << batch.correct / n << ", length " << batch.length / n << ", loss "
+                      << o.stats.loss;
   return Status::Ok();
 }
 
 void Learner::WriteProgress(const std::string& phase) {
-  ProgressRecord p;
-  p.phase = phase;
-  p.step = run_.step;
-  p.total_steps = c().GetInt("run.total_steps");
-  p.sft_step = run_.sft_step;
+  ProgressRecord p = ProgressFromRun(phase, run_, c().GetInt("run.total_steps"));
   p.sft_steps = c().GetInt("sft.steps");
-  p.version = run_.version;
   p.budget = Budget();
   p.elapsed_seconds = run_.wall_seconds + SecondsSince(start_);
   p.actors = static_cast<int64_t>(actors_.size());
-  p.TakeLatestStep(run_.history);
-  if (phase == "rl" && run_.step > 0)
-    p.eta_seconds = EtaSeconds(run_.history, p.total_steps - run_.step);
-  if (!run_.evals.empty() && run_.evals.back()["accuracy"].is_number())
-    p.eval_accuracy = run_.evals.back()["accuracy"].get<double>();
   (void)learner::WriteProgress(o_.run_dir, p);
 }
 
@@ -926,56 +634,22 @@ Status Learner::Finish(bool completed) {
     CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir_, export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
   }
-  const auto& k = ledger_.counters();
-  RunSummary s;
+  RunSummary s = SummaryFromRun(run_, ledger_.counters(), fe);
   s.run = c().GetString("run.name");
   s.completed = completed;
-  s.steps = run_.step;
   s.total_steps = c().GetInt("run.total_steps");
-  s.sft_steps = run_.sft_step;
-  s.policy_version = run_.version;
-  s.groups_dispatched = static_cast<int64_t>(k.dispatched);
-  s.groups_accepted = static_cast<int64_t>(k.completed);
-  s.groups_trained = static_cast<int64_t>(run_.trained.size());
   s.groups_buffered = static_cast<int64_t>(buffer_.size());
   s.groups_in_flight = static_cast<int64_t>(ledger_.in_flight());
-  s.groups_duplicated = run_.groups_duplicated;
-  s.groups_lost = static_cast<int64_t>(k.lost);
-  s.groups_filtered = run_.groups_filtered;
-  s.steps_at_gen_limit = run_.gen_limit_steps;
-  s.leases_reassigned = static_cast<int64_t>(k.reassigned);
-  s.results_discarded_duplicate = static_cast<int64_t>(k.duplicates_discarded);
-  s.results_discarded_unknown = static_cast<int64_t>(k.unknown_discarded);
-  s.results_dropped_stale = run_.stale_dropped;
-  s.samples_multi_version = run_.samples_multi_version;
   s.segments_received = segments_.segments_received();
-  s.segments_continued = static_cast<int64_t>(k.segments_continued);
   if (embeddings_) s.prompt_embedding_cache = EmbeddingCacheJson(embeddings_->stats());
   s.groups_part_generated = static_cast<int64_t>(segments_.groups());
-  s.actors_declared_dead = static_cast<int64_t>(k.actors_declared_dead);
   s.rejected_messages = static_cast<int64_t>(
       work_ ? work_->rejects().Total() + traj_->rejects().Total() + weights_->rejects().Total()
             : 0);
-  s.tokens_trained = run_.tokens_trained;
-  auto number = [](const json& eval, const char* key) -> std::optional<double> {
-    if (!eval.is_object() || !eval.contains(key) || !eval[key].is_number()) return std::nullopt;
-    return eval[key].get<double>();
-  };
-  s.accuracy_after_sft = number(run_.sft_eval, "accuracy");
-  s.mean_length_after_sft = number(run_.sft_eval, "mean_length");
-  s.accuracy_after_rl = number(fe, "accuracy");
-  s.mean_length_after_rl = number(fe, "mean_length");
-  if (const auto lengths = SmoothedLengths(run_.history, 5); !lengths.empty()) {
-    s.mean_length_peak = *std::max_element(lengths.begin(), lengths.end());
-    s.mean_length_final = lengths.back();
-  }
-  s.evals = run_.evals;
   s.export_dir = export_dir;
   s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
-  if (!run_.history.empty()) s.final_step = run_.history.back();
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
   s.ranks_parameters_identical = ranks_agree;
-  s.SetBestAccuracy();
   CHAINRL_RETURN_IF_ERROR(WriteSummary(o_.run_dir, s));
   WriteProgress("done");
   log::Event("summary", s.ToJson().dump());
@@ -1008,16 +682,7 @@ Status Learner::RunOfflinePreference() {
     ++run_.step;
     ++run_.version;
     run_.tokens_trained += st.response_tokens;
-    json h = {{"phase", "preference"},
-              {"step", run_.step},
-              {"loss", st.loss},
-              {"reward_accuracy", st.reward_accuracy},
-              {"reward_margin", st.reward_margin},
-              {"pairs", st.pairs},
-              {"grad_norm", st.grad_norm},
-              {"lr", st.lr},
-              {"tokens", st.response_tokens},
-              {"train_seconds", SecondsSince(t0)}};
+    const json h = PreferenceHistoryEntry(run_.step, st, SecondsSince(t0));
     run_.history.push_back(h);
     log::Event("step", h.dump());
     metrics_.PreferenceStepTrained(st.loss, st.grad_norm, st.lr);

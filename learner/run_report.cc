@@ -262,6 +262,59 @@ Result<RunSummary> RunSummary::FromJson(const json& j) {
   return s;
 }
 
+ProgressRecord ProgressFromRun(const std::string& phase, const RunState& run, int64_t total_steps) {
+  ProgressRecord p;
+  p.phase = phase;
+  p.step = run.step;
+  p.total_steps = total_steps;
+  p.sft_step = run.sft_step;
+  p.version = run.version;
+  p.TakeLatestStep(run.history);
+  if (phase == "rl" && run.step > 0)
+    p.eta_seconds = EtaSeconds(run.history, total_steps - run.step);
+  if (!run.evals.empty() && run.evals.back()["accuracy"].is_number())
+    p.eval_accuracy = run.evals.back()["accuracy"].get<double>();
+  return p;
+}
+
+RunSummary SummaryFromRun(const RunState& run, const LedgerCounters& k, const json& final_eval) {
+  RunSummary s;
+  s.steps = run.step;
+  s.sft_steps = run.sft_step;
+  s.policy_version = run.version;
+  s.groups_dispatched = static_cast<int64_t>(k.dispatched);
+  s.groups_accepted = static_cast<int64_t>(k.completed);
+  s.groups_trained = static_cast<int64_t>(run.trained.size());
+  s.groups_duplicated = run.groups_duplicated;
+  s.groups_lost = static_cast<int64_t>(k.lost);
+  s.groups_filtered = run.groups_filtered;
+  s.steps_at_gen_limit = run.gen_limit_steps;
+  s.leases_reassigned = static_cast<int64_t>(k.reassigned);
+  s.results_discarded_duplicate = static_cast<int64_t>(k.duplicates_discarded);
+  s.results_discarded_unknown = static_cast<int64_t>(k.unknown_discarded);
+  s.results_dropped_stale = run.stale_dropped;
+  s.samples_multi_version = run.samples_multi_version;
+  s.segments_continued = static_cast<int64_t>(k.segments_continued);
+  s.actors_declared_dead = static_cast<int64_t>(k.actors_declared_dead);
+  s.tokens_trained = run.tokens_trained;
+  auto number = [](const json& eval, const char* key) -> std::optional<double> {
+    if (!eval.is_object() || !eval.contains(key) || !eval[key].is_number()) return std::nullopt;
+    return eval[key].get<double>();
+  };
+  s.accuracy_after_sft = number(run.sft_eval, "accuracy");
+  s.mean_length_after_sft = number(run.sft_eval, "mean_length");
+  s.accuracy_after_rl = number(final_eval, "accuracy");
+  s.mean_length_after_rl = number(final_eval, "mean_length");
+  if (const auto lengths = SmoothedLengths(run.history, 5); !lengths.empty()) {
+    s.mean_length_peak = *std::max_element(lengths.begin(), lengths.end());
+    s.mean_length_final = lengths.back();
+  }
+  s.evals = run.evals;
+  if (!run.history.empty()) s.final_step = run.history.back();
+  s.SetBestAccuracy();
+  return s;
+}
+
 Status WriteProgress(const std::string& run_dir, const ProgressRecord& p) {
   return WriteFileAtomic((std::filesystem::path(run_dir) / "progress.json").string(),
                          p.ToJson().dump() + "\n");

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "core/status.h"
+#include "learner/run_state.h"
+#include "learner/work_ledger.h"
 
 namespace chainrl::learner {
 
@@ -90,6 +92,19 @@ struct RunSummary {
   nlohmann::json ToJson() const;
   static Result<RunSummary> FromJson(const nlohmann::json& j);
 };
+
+// The progress record's figures that come from the run's state: where it is (step, SFT step,
+// version), the latest step's figures, the ETA (in phase "rl" after a step, from `total_steps`) and
+// the latest held-out accuracy. sft_steps, budget, elapsed_seconds and actors are the caller's.
+ProgressRecord ProgressFromRun(const std::string& phase, const RunState& run, int64_t total_steps);
+
+// The summary's figures that come from the run's state and the ledger's counters: steps, policy
+// version, groups and results counted, tokens trained, the evaluations (the one after RL:
+// `final_eval`, or null), the smoothed lengths, the last step and the best accuracy. The rest (the
+// run's name, completion, total steps, what is buffered, in flight or part-generated, segments
+// received, the embedding cache, rejected messages, export, wall time, ranks) is the caller's.
+RunSummary SummaryFromRun(const RunState& run, const LedgerCounters& ledger,
+                          const nlohmann::json& final_eval);
 
 // The files themselves: RUN_DIR/progress.json and RUN_DIR/summary.json, written atomically.
 Status WriteProgress(const std::string& run_dir, const ProgressRecord& p);

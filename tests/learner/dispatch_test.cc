@@ -1,11 +1,14 @@
 // Tests for learner/dispatch.h: actors' credits are capped by what they may hold, a restarted
 // actor is told apart from a rejoin of the same process, dead actors are pruned, and a lease
-// becomes a work item carrying exactly the round's settings and the documented seed.
+// becomes a work item carrying exactly the round's settings and the documented seed; a dispatch
+// pass sends each actor its credits' worth of leases, and work not delivered goes back in line;
+// actors' messages move their credits and the ledger; the ledger is topped up to two steps.
 #include "learner/dispatch.h"
 
 #include <gtest/gtest.h>
 
 #include "apps/run_config.h"
+#include "core/wire.h"
 #include "learner/group_source.h"
 
 namespace chainrl::learner {
@@ -81,6 +84,137 @@ TEST(DispatchTest, ALeaseBecomesTheRoundsWorkItem) {
   EXPECT_EQ(w.prompt_embeddings(), "e.safetensors#t");
   EXPECT_EQ(w.placeholder_token_id(), 99);
   EXPECT_EQ(w.carried_size(), 0);
+}
+
+TEST(DispatchTest, APassSendsEachActorItsCreditsAndRequeuesWhatWasNotDelivered) {
+  std::vector<data::Example> train(4);
+  for (size_t i = 0; i < train.size(); ++i) train[i].id = "ex" + std::to_string(i);
+  GroupOrderOptions order;
+  order.shuffle = false;
+  auto data = GroupSource::Create(train, {}, order);
+  ASSERT_TRUE(data.ok()) << data.status().ToString();
+  ManualClock clock;
+  WorkLedger ledger(LedgerOptions(), &clock);
+  for (uint64_t g = 0; g < 4; ++g) ASSERT_TRUE(ledger.AddGroup(g).ok());
+  ActorTable actors;
+  actors.Request("a", "ra", 2);
+  actors.actors()["a"].max = 2;
+  actors.Request("a", "ra", 2);
+  actors.Request("b", "rb", 1);
+  actors.actors()["b"].max = 3;
+  actors.Request("b", "rb", 2);
+  actors.Request("c", "", 1);  // no routing id yet: gets nothing
+  ASSERT_EQ(actors.actors()["a"].pending, 2);
+  ASSERT_EQ(actors.actors()["b"].pending, 3);
+  SegmentAssembler segments(2);
+  std::vector<std::vector<int32_t>> prompts = {{10}, {11}, {12}, {13}};
+  std::vector<size_t> rendered;
+  PromptOf prompt_of = [&](size_t index) -> Result<const std::vector<int32_t>*> {
+    rendered.push_back(index);
+    if (index == 1) return InvalidArgument("example 1 does not render");
+    return &prompts[index];
+  };
+  std::vector<std::pair<std::string, wire::Envelope>> sent;
+  SendWork send = [&](const std::string& routing, const wire::Envelope& env) -> Status {
+    sent.emplace_back(routing, env);
+    if (routing == "rb") return IoError("rb: peer gone");
+    return Status::Ok();
+  };
+  WorkRound round;
+  round.policy_version = 3;
+  round.group_size = 2;
+  LearnerMetrics metrics;
+  DispatchWork(round, &actors, &ledger, segments, &*data, prompt_of, send, &metrics);
+
+  EXPECT_EQ(rendered, (std::vector<size_t>{0, 1, 2, 3}));
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].first, "ra");
+  const auto& to_a = sent[0].second.work_batch();
+  ASSERT_EQ(to_a.items_size(), 1);  // group 1's prompt failed: left out
+  EXPECT_EQ(to_a.items(0).prompt_group_id(), 0u);
+  EXPECT_EQ(to_a.items(0).example_id(), "ex0");
+  EXPECT_EQ(to_a.items(0).prompt_token_ids(0), 10u);
+  EXPECT_EQ(to_a.items(0).policy_version(), 3);
+  EXPECT_EQ(sent[1].first, "rb");
+  ASSERT_EQ(sent[1].second.work_batch().items_size(), 2);
+  EXPECT_EQ(sent[1].second.work_batch().items(1).prompt_group_id(), 3u);
+  // a used up both credits (its leases stand); b's batch never left: its groups are in line
+  // again, first, and b gets no more until it asks again; c was not served.
+  EXPECT_EQ(actors.actors()["a"].pending, 0);
+  EXPECT_EQ(actors.actors()["b"].pending, 0);
+  EXPECT_EQ(actors.actors()["c"].pending, 1);
+  EXPECT_EQ(ledger.in_flight(), 2u);
+  EXPECT_EQ(ledger.pending(), 2u);
+  EXPECT_EQ(ledger.counters().reassigned, 2u);
+  auto again = ledger.Dispatch("a", 4);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].group_id, 2u);
+  EXPECT_EQ(again[0].attempt, 1);  // an undelivered lease is no attempt
+}
+
+wire::Envelope Join(const std::string& actor, uint32_t pid, uint32_t max_credits) {
+  wire::Envelope e = wire::MakeEnvelope(actor);
+  e.mutable_join()->set_host("host");
+  e.mutable_join()->set_pid(pid);
+  e.mutable_join()->set_max_credits(max_credits);
+  return e;
+}
+
+TEST(DispatchTest, ActorsMessagesMoveCreditsAndARestartFreesItsLeases) {
+  ManualClock clock;
+  WorkLedger ledger(LedgerOptions(), &clock);
+  ActorTable actors;
+  for (uint64_t g = 0; g < 3; ++g) ASSERT_TRUE(ledger.AddGroup(g).ok());
+  TakeWorkMessage(Join("a", 10, 4), "ra", "a@x", &actors, &ledger);
+  ASSERT_EQ(actors.size(), 1u);
+  EXPECT_EQ(actors.ProcessOf("a"), "host:10");
+  EXPECT_EQ(actors.actors()["a"].max, 4);
+  wire::Envelope req = wire::MakeEnvelope("a");
+  req.mutable_work_request()->set_credits(3);
+  TakeWorkMessage(req, "ra2", "a@x", &actors, &ledger);
+  EXPECT_EQ(actors.actors()["a"].pending, 3);
+  EXPECT_EQ(actors.actors()["a"].routing, "ra2");
+  ASSERT_EQ(ledger.Dispatch("a", 2).size(), 2u);
+  EXPECT_EQ(ledger.in_flight(), 2u);
+  // The same name from another process: the predecessor's leases are handed out again.
+  TakeWorkMessage(Join("a", 11, 4), "ra3", "a@y", &actors, &ledger);
+  EXPECT_EQ(ledger.in_flight(), 0u);
+  EXPECT_EQ(ledger.pending(), 3u);
+  EXPECT_EQ(actors.actors()["a"].pending, 0);
+  EXPECT_TRUE(ledger.IsAlive("a"));
+  // Without a sender, or of another kind: ignored.
+  wire::Envelope anonymous = req;
+  anonymous.set_sender("");
+  TakeWorkMessage(anonymous, "rz", "?@z", &actors, &ledger);
+  EXPECT_EQ(actors.size(), 1u);
+  wire::Envelope other = wire::MakeEnvelope("b");
+  other.mutable_work_batch();
+  TakeWorkMessage(other, "rb", "b@z", &actors, &ledger);
+  EXPECT_EQ(actors.size(), 1u);
+  wire::Envelope leave = wire::MakeEnvelope("a");
+  leave.mutable_leave()->set_reason("done");
+  TakeWorkMessage(leave, "ra3", "a@y", &actors, &ledger);
+  EXPECT_EQ(actors.size(), 0u);
+}
+
+TEST(DispatchTest, TheLedgerIsToppedUpToTwoStepsOfGroups) {
+  ManualClock clock;
+  WorkLedger ledger(LedgerOptions(), &clock);
+  uint64_t next = 0;
+  TopUpLedger(&ledger, /*buffered=*/1, /*per_step=*/3, &next);
+  EXPECT_EQ(next, 5u);
+  EXPECT_EQ(ledger.pending(), 5u);
+  ASSERT_EQ(ledger.Dispatch("a", 2).size(), 2u);
+  TopUpLedger(&ledger, 1, 3, &next);  // leased groups count: nothing to add
+  EXPECT_EQ(next, 5u);
+  TopUpLedger(&ledger, 0, 3, &next);
+  EXPECT_EQ(next, 6u);
+  EXPECT_EQ(ledger.pending() + ledger.in_flight(), 6u);
+  // A group the ledger already has is skipped, and the top-up goes on past it.
+  uint64_t again = 5;
+  TopUpLedger(&ledger, 0, 4, &again);
+  EXPECT_EQ(again, 8u);
+  EXPECT_EQ(ledger.pending() + ledger.in_flight(), 8u);
 }
 
 }  // namespace

@@ -1,15 +1,20 @@
 // Tests for learner/group_source.h: the epoch order is the documented seeded permutation (so
 // checkpoints resume in the same order), groups map to fixed examples, difficulty buckets draw by
-// weight and restore exactly, and bad data is refused naming the example or key.
+// weight and restore exactly, and bad data is refused naming the example or key; the SFT warm-up's
+// order is its documented permutation; missing prompt-embedding files are named.
 #include "learner/group_source.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <numeric>
 #include <random>
 #include <set>
+
+#include <unistd.h>
 
 #include "apps/run_config.h"
 
@@ -152,6 +157,64 @@ TEST(GroupSourceTest, LoadsTheConfiguredTask) {
   ASSERT_TRUE(s.ok()) << s.status().ToString();
   EXPECT_EQ(s->train().size(), 12u);
   EXPECT_EQ(s->eval().size(), 5u);
+}
+
+TEST(GroupSourceTest, SftOrderIsTheDocumentedPermutationAndWrapsAround) {
+  const size_t n = 5;
+  const uint64_t seed = 11;
+  std::vector<size_t> want(n);
+  std::iota(want.begin(), want.end(), 0);
+  std::mt19937_64 rng(SplitMix64(seed ^ 0x5f7));
+  std::shuffle(want.begin(), want.end(), rng);
+  const SftOrder order(n, seed);
+  EXPECT_EQ(order.Batch(0, 3), (std::vector<size_t>{want[0], want[1], want[2]}));
+  EXPECT_EQ(order.Batch(1, 3), (std::vector<size_t>{want[3], want[4], want[0]}));
+  EXPECT_EQ(order.Batch(7, 2), (std::vector<size_t>{want[4], want[0]}));  // positions 14, 15
+  EXPECT_TRUE(order.Batch(2, 0).empty());
+
+  data::Example e;
+  EXPECT_EQ(SftResponse(e), "");
+  e.answer = 42;
+  EXPECT_EQ(SftResponse(e), "");  // a number is no response
+  e.answer = "forty-two";
+  EXPECT_EQ(SftResponse(e), "forty-two");
+  e.solution = "6 * 7 = 42";
+  EXPECT_EQ(SftResponse(e), "6 * 7 = 42");
+}
+
+TEST(GroupSourceTest, MissingPromptEmbeddingFilesAreNamed) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("chainrl-group-source-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string present = (dir / "e.safetensors").string();
+  std::ofstream(present) << "x";
+  auto train = Examples(3);
+  auto eval = Examples(1);
+  auto none = GroupSource::Create(train, eval, GroupOrderOptions());
+  ASSERT_TRUE(none.ok());
+  auto first = none->CheckEmbeddingFiles();
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, nullptr);
+
+  train[1].embeddings = present + "#a";
+  train[2].embeddings = present + "#b";
+  auto with = GroupSource::Create(train, eval, GroupOrderOptions());
+  ASSERT_TRUE(with.ok());
+  first = with->CheckEmbeddingFiles();
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ((*first)->id, "ex1");
+
+  eval[0].source = "held_out.jsonl:4";
+  eval[0].embeddings = (dir / "missing.safetensors").string() + "#t";
+  auto missing = GroupSource::Create(train, eval, GroupOrderOptions());
+  ASSERT_TRUE(missing.ok());
+  first = missing->CheckEmbeddingFiles();
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(first.status().message(), "held_out.jsonl:4: prompt embeddings file '" +
+                                          (dir / "missing.safetensors").string() +
+                                          "' does not exist");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

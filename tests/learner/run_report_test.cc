@@ -1,6 +1,7 @@
 // Tests for learner/run_report.h: progress and summary records round-trip through their files with
 // every key, nulls and omissions as documented; keys a record does not know survive a rewrite;
-// wrong types are Corrupt naming the key; the progress line and the derived figures are exact.
+// wrong types are Corrupt naming the key; the progress line and the derived figures are exact; the
+// records' figures taken from the run's state and the ledger's counts are exactly those.
 #include "learner/run_report.h"
 
 #include <gtest/gtest.h>
@@ -55,6 +56,104 @@ TEST(RunReportTest, DerivedFiguresAreExact) {
   EXPECT_EQ(SmoothedLengths(h, 2), (std::vector<double>{15.0, 25.0}));
   EXPECT_EQ(SmoothedLengths(h, 5), (std::vector<double>{20.0}));
   EXPECT_TRUE(SmoothedLengths(json::array(), 5).empty());
+}
+
+TEST(RunReportTest, ProgressFromRunTakesWhereTheRunIsAndItsLatestFigures) {
+  RunState run;
+  run.step = 3;
+  run.sft_step = 1;
+  run.version = 4;
+  run.history = History();
+  run.evals = json::array({{{"label", "periodic"}, {"step", 2}, {"accuracy", 0.4}}});
+  const ProgressRecord p = ProgressFromRun("rl", run, 13);
+  EXPECT_EQ(p.phase, "rl");
+  EXPECT_EQ(p.step, 3);
+  EXPECT_EQ(p.total_steps, 13);
+  EXPECT_EQ(p.sft_step, 1);
+  EXPECT_EQ(p.version, 4);
+  EXPECT_EQ(p.reward, 0.5);
+  EXPECT_EQ(p.accuracy, 0.25);
+  EXPECT_EQ(p.mean_length, 30.0);
+  EXPECT_EQ(p.rollout_tokens_per_s, 123.0);
+  EXPECT_EQ(p.loss, 0.75);
+  EXPECT_DOUBLE_EQ(*p.eta_seconds, 80.0 / 3.0);  // (2 + 2 + 4) / 3 s times 10 steps left
+  EXPECT_EQ(p.eval_accuracy, 0.4);
+  EXPECT_EQ(p.budget, 0);  // the caller's
+  // No ETA outside RL or before the first step; an evaluation without accuracy gives none.
+  EXPECT_FALSE(ProgressFromRun("sft", run, 13).eta_seconds.has_value());
+  run.step = 0;
+  run.evals = json::array({{{"label", "after_sft"}, {"accuracy", nullptr}}});
+  const ProgressRecord first = ProgressFromRun("rl", run, 13);
+  EXPECT_FALSE(first.eta_seconds.has_value());
+  EXPECT_FALSE(first.eval_accuracy.has_value());
+}
+
+TEST(RunReportTest, SummaryFromRunTakesTheRunsAndTheLedgersCounts) {
+  RunState run;
+  run.step = 3;
+  run.sft_step = 2;
+  run.version = 3;
+  run.tokens_trained = 900;
+  run.groups_duplicated = 1;
+  run.groups_filtered = 4;
+  run.stale_dropped = 5;
+  run.samples_multi_version = 6;
+  run.gen_limit_steps = 7;
+  run.trained = {1, 2, 3, 8};
+  run.history = History();
+  run.sft_eval = {{"label", "after_sft"}, {"step", 0}, {"accuracy", 0.1}, {"mean_length", 50.0}};
+  run.evals = json::array({run.sft_eval,
+                           {{"label", "periodic"}, {"step", 2}, {"accuracy", 0.6}},
+                           {{"label", "after_rl"}, {"step", 3}, {"accuracy", 0.5}}});
+  LedgerCounters k;
+  k.dispatched = 20;
+  k.completed = 9;
+  k.reassigned = 2;
+  k.duplicates_discarded = 3;
+  k.unknown_discarded = 4;
+  k.lost = 1;
+  k.segments_continued = 11;
+  k.actors_declared_dead = 2;
+  const json final_eval = {{"accuracy", 0.5}, {"mean_length", 25.0}};
+  const RunSummary s = SummaryFromRun(run, k, final_eval);
+  EXPECT_EQ(s.steps, 3);
+  EXPECT_EQ(s.sft_steps, 2);
+  EXPECT_EQ(s.policy_version, 3);
+  EXPECT_EQ(s.groups_dispatched, 20);
+  EXPECT_EQ(s.groups_accepted, 9);
+  EXPECT_EQ(s.groups_trained, 4);
+  EXPECT_EQ(s.groups_duplicated, 1);
+  EXPECT_EQ(s.groups_lost, 1);
+  EXPECT_EQ(s.groups_filtered, 4);
+  EXPECT_EQ(s.steps_at_gen_limit, 7);
+  EXPECT_EQ(s.leases_reassigned, 2);
+  EXPECT_EQ(s.results_discarded_duplicate, 3);
+  EXPECT_EQ(s.results_discarded_unknown, 4);
+  EXPECT_EQ(s.results_dropped_stale, 5);
+  EXPECT_EQ(s.samples_multi_version, 6);
+  EXPECT_EQ(s.segments_continued, 11);
+  EXPECT_EQ(s.actors_declared_dead, 2);
+  EXPECT_EQ(s.tokens_trained, 900);
+  EXPECT_EQ(s.accuracy_after_sft, 0.1);
+  EXPECT_EQ(s.mean_length_after_sft, 50.0);
+  EXPECT_EQ(s.accuracy_after_rl, 0.5);
+  EXPECT_EQ(s.mean_length_after_rl, 25.0);
+  EXPECT_EQ(s.mean_length_peak, 20.0);  // fewer than 5 RL steps: their mean
+  EXPECT_EQ(s.mean_length_final, 20.0);
+  EXPECT_EQ(s.evals.size(), 3u);
+  EXPECT_EQ(s.final_step["step"], 3);
+  EXPECT_EQ(s.accuracy_best, 0.6);
+  EXPECT_EQ(s.accuracy_best_step, 2);
+  EXPECT_EQ(s.accuracy_best_label, "periodic");
+  EXPECT_TRUE(s.run.empty());  // the caller's
+  EXPECT_EQ(s.learner_ranks, 1);
+
+  const RunSummary empty = SummaryFromRun(RunState(), LedgerCounters(), nullptr);
+  EXPECT_FALSE(empty.accuracy_after_sft.has_value());
+  EXPECT_FALSE(empty.accuracy_after_rl.has_value());
+  EXPECT_FALSE(empty.mean_length_peak.has_value());
+  EXPECT_TRUE(empty.final_step.is_null());
+  EXPECT_FALSE(empty.accuracy_best.has_value());
 }
 
 TEST(RunReportTest, ProgressRoundTripsAndMakesTheLauncherLine) {

@@ -1,0 +1,192 @@
+// Training batches from accepted trajectories, and a step's figures (see train_batch.h).
+#include "learner/train_batch.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace chainrl::learner {
+
+using nlohmann::json;
+
+SampleEnd SampleEndOf(wire::FinishReason r) {
+  switch (r) {
+    case wire::FINISH_LENGTH:
+      return SampleEnd::kLength;
+    case wire::FINISH_BUDGET:
+      return SampleEnd::kBudget;
+    case wire::FINISH_REPETITION:
+      return SampleEnd::kRepetition;
+    case wire::FINISH_ABORTED:
+      return SampleEnd::kAborted;
+    default:
+      return SampleEnd::kStop;
+  }
+}
+
+AcceptedGroup GroupFromTrajectory(const wire::Trajectory& t, std::vector<int32_t> prompt,
+                                  int64_t behaviour_version) {
+  AcceptedGroup a;
+  a.group.group_id = t.prompt_group_id();
+  a.group.prompt = std::move(prompt);
+  a.behaviour_version = behaviour_version;
+  const double n = std::max(1, t.samples_size());
+  double correct = 0, length = 0, truncated = 0;
+  for (const auto& s : t.samples()) {
+    SampleData sd;
+    sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
+    sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
+                                 s.completion().behaviour_logprobs().end());
+    sd.reward = s.reward();
+    for (const auto& [name, score] : s.reward_components()) a.component_means[name] += score / n;
+    sd.end = SampleEndOf(s.finish_reason());
+    sd.correct = s.correct();  // the actor's reward verdict
+    correct += sd.correct ? 1 : 0;
+    length += static_cast<double>(sd.tokens.size());
+    truncated += sd.truncated() ? 1 : 0;
+    a.group.samples.push_back(std::move(sd));
+  }
+  a.correct_fraction = correct / n;
+  a.mean_length = length / n;
+  a.truncated_fraction = truncated / n;
+  return a;
+}
+
+StepBatch TakeStepBatch(std::deque<AcceptedGroup>* buffer, size_t n, int64_t version,
+                        std::set<uint64_t>* trained,
+                        const std::function<std::string(uint64_t)>& difficulty_of) {
+  StepBatch b;
+  if (difficulty_of) b.difficulty = json::object();
+  for (size_t i = 0; i < n; ++i) {
+    AcceptedGroup a = std::move(buffer->front());
+    buffer->pop_front();
+    if (!trained->insert(a.group.group_id).second) ++b.duplicated;
+    if (difficulty_of) {
+      const std::string d = difficulty_of(a.group.group_id);
+      b.difficulty[d] = b.difficulty.value(d, 0) + 1;
+    }
+    for (const auto& s : a.group.samples) b.reward += s.reward / a.group.samples.size();
+    b.correct += a.correct_fraction;
+    b.length += a.mean_length;
+    b.truncated += a.truncated_fraction;
+    for (const auto& [name, mean] : a.component_means) b.components[name] += mean / n;
+    b.max_staleness = std::max(b.max_staleness, version - a.behaviour_version);
+    b.groups.push_back(std::move(a.group));
+  }
+  return b;
+}
+
+std::vector<ShapingGroup> ShapingInputs(const std::vector<GroupData>& groups) {
+  std::vector<ShapingGroup> sg(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (const auto& s : groups[g].samples) {
+      ShapingSample x;
+      x.reward = s.reward;
+      x.length = static_cast<int64_t>(s.tokens.size());
+      x.correct = s.correct;
+      x.truncated = s.truncated();
+      x.formatted = !s.truncated();
+      x.looping = s.end == SampleEnd::kRepetition;
+      x.tokens = s.tokens;
+      sg[g].samples.push_back(x);
+    }
+  return sg;
+}
+
+void ApplyShaping(const ShapedStep& shaped, StepBatch* batch) {
+  const double n = batch->size();
+  for (size_t g = 0; g < batch->groups.size(); ++g) {
+    auto& samples = batch->groups[g].samples;
+    for (size_t i = 0; i < samples.size(); ++i) {
+      samples[i].reward = shaped.rewards[g][i];
+      samples[i].advantage = shaped.advantages[g][i];
+      batch->shaped_reward += samples[i].reward / static_cast<double>(samples.size());
+    }
+    batch->soft_weight += shaped.soft_weights[g] / n;
+  }
+  batch->laser_targets = shaped.laser_targets;
+  batch->laser_targets_updated = shaped.laser_targets_updated;
+}
+
+double LogprobMismatch(const PolicyLossStats& s) {
+  return s.mismatch_tokens > 0 ? s.mismatch_abs_sum / s.mismatch_tokens : 0.0;
+}
+
+json StepHistoryEntry(const StepBatch& b, const StepOutcome& o) {
+  const double n = b.size();
+  const RlStepStats& st = o.stats;
+  json h = {{"phase", "rl"},
+            {"step", o.step},
+            {"reward", b.reward / n},
+            {"shaped_reward", b.shaped_reward / n},
+            {"accuracy", b.correct / n},
+            {"mean_length", b.length / n},
+            {"truncated", b.truncated / n},
+            {"budget", o.budget},
+            {"loss", st.loss},
+            {"grad_norm", st.grad_norm},
+            {"lr", st.lr},
+            {"clip_fraction", st.policy.clip_fraction()},
+            {"approx_kl", st.policy.approx_kl()},
+            {"logprob_mismatch", LogprobMismatch(st.policy)},
+            {"max_staleness", b.max_staleness},
+            {"tokens", st.response_tokens},
+            {"train_seconds", o.train_seconds},
+            {"wait_seconds", o.wait_seconds},
+            {"rollout_tokens_per_s", o.rollout_tokens_per_s},
+            {"groups", b.groups.size()},
+            {"generated_groups", o.generated_groups}};
+  if (o.gen_limit_reached) h["gen_limit_reached"] = true;
+  if (o.preference) {
+    h["pairs"] = o.preference->pairs;
+    h["reward_accuracy"] = o.preference->reward_accuracy;
+    h["reward_margin"] = o.preference->reward_margin;
+  }
+  if (!b.difficulty.is_null()) h["difficulty"] = b.difficulty;
+  if (o.soft_weighting) h["soft_weight_mean"] = b.soft_weight;
+  if (o.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
+  if (b.laser_targets[0] > 0) {
+    h["laser_d_targets"] = b.laser_targets;
+    if (b.laser_targets_updated) h["laser_d_updated"] = true;
+  }
+  return h;
+}
+
+StepMetrics StepMetricsOf(const StepBatch& b, const StepOutcome& o) {
+  const double n = b.size();
+  const RlStepStats& st = o.stats;
+  StepMetrics sm;
+  sm.groups = n;
+  sm.response_tokens = st.response_tokens;
+  sm.groups_duplicated = b.duplicated;
+  sm.reward_components = b.components;
+  sm.train_seconds = o.train_seconds;
+  sm.wait_seconds = o.wait_seconds;
+  sm.step_seconds = o.step_seconds;
+  sm.reward_mean = b.reward / n;
+  sm.truncated_fraction = b.truncated / n;
+  sm.loss = st.loss;
+  sm.approx_kl = st.policy.approx_kl();
+  sm.clip_fraction = st.policy.clip_fraction();
+  sm.grad_norm = st.grad_norm;
+  sm.lr = st.lr;
+  sm.logprob_mismatch = LogprobMismatch(st.policy);
+  sm.max_staleness = b.max_staleness;
+  sm.token_budget = o.budget;
+  sm.entropy_mean = st.policy.entropy_mean();
+  return sm;
+}
+
+json PreferenceHistoryEntry(int64_t step, const PreferenceStepStats& st, double train_seconds) {
+  return {{"phase", "preference"},
+          {"step", step},
+          {"loss", st.loss},
+          {"reward_accuracy", st.reward_accuracy},
+          {"reward_margin", st.reward_margin},
+          {"pairs", st.pairs},
+          {"grad_norm", st.grad_norm},
+          {"lr", st.lr},
+          {"tokens", st.response_tokens},
+          {"train_seconds", train_seconds}};
+}
+
+}  // namespace chainrl::learner

@@ -1,0 +1,76 @@
+// The checks a lease's result passes on its way in (see trajectory_intake.h).
+#include "learner/trajectory_intake.h"
+
+#include <algorithm>
+#include <set>
+
+#include "core/wire.h"
+
+namespace chainrl::learner {
+
+int64_t OldestPolicyVersion(const wire::Trajectory& t, int64_t current) {
+  int64_t oldest = current;
+  for (const auto& s : t.samples())
+    if (s.completion().token_ids_size() > 0)
+      oldest = std::min(oldest, wire::OldestPolicyVersion(s.completion().policy_versions()));
+  return oldest;
+}
+
+IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender, int64_t version,
+                            WorkLedger* ledger, SegmentAssembler* segments,
+                            wire::Trajectory* assembled) {
+  IntakeResult r;
+  const uint64_t gid = t.prompt_group_id();
+  // The samples this lease was to generate: all G of a fresh group, or the unfinished samples of
+  // a group carried over from earlier segments.
+  const std::set<uint32_t> expected = segments->Expected(gid);
+  std::set<uint32_t> got;
+  bool finishes = true;
+  for (const auto& s : t.samples()) {
+    got.insert(s.sample_index());
+    finishes = finishes && s.finish_reason() != wire::FINISH_UNFINISHED;
+  }
+  r.samples_received = got.size();
+  r.samples_owed = expected.size();
+  if (got != expected && ledger->HoldsLease(t.lease_id(), gid)) {
+    r.outcome = IntakeOutcome::kWrongSamples;
+    return r;
+  }
+  r.oldest_version = OldestPolicyVersion(t, version);
+  r.verdict = ledger->Complete(t.lease_id(), gid, r.oldest_version, version, finishes);
+  if (!IsAccepted(r.verdict)) {
+    r.outcome = IntakeOutcome::kRefused;
+    return r;
+  }
+  for (const auto& s : t.samples())
+    r.tokens += static_cast<int64_t>(s.completion().token_ids_size());
+  // Segment rollout: keep the segment; the group is trained when its last sample finishes.
+  switch (segments->Add(t, sender, assembled)) {
+    case SegmentIntake::kCarried:
+      r.outcome = IntakeOutcome::kCarried;
+      break;
+    case SegmentIntake::kAssembled:
+      r.outcome = IntakeOutcome::kGroup;
+      r.assembled = true;
+      break;
+    case SegmentIntake::kWhole:
+      r.outcome = IntakeOutcome::kGroup;
+      break;
+  }
+  return r;
+}
+
+bool UniformRewards(const wire::Trajectory& t) {
+  for (const auto& s : t.samples())
+    if (s.reward() != t.samples(0).reward()) return false;
+  return true;
+}
+
+int64_t MultiVersionSamples(const wire::Trajectory& t) {
+  int64_t n = 0;
+  for (const auto& s : t.samples())
+    n += s.completion().policy_versions().versions_size() > 1 ? 1 : 0;
+  return n;
+}
+
+}  // namespace chainrl::learner
