@@ -110,13 +110,6 @@ bool StageSchedule::SwitchesAt(int64_t step) const {
   return step == 0 || IndexAt(step) != IndexAt(step - 1);
 }
 
-bool IsInformativeGroup(std::span<const double> rewards) {
-  if (rewards.size() <= 1) return true;
-  for (double r : rewards)
-    if (r != rewards[0]) return true;
-  return false;
-}
-
 Result<DifficultyStage> ParseDifficultyStage(std::string_view name) {
   if (name == "easy") return DifficultyStage::kEasy;
   if (name == "medium") return DifficultyStage::kMedium;

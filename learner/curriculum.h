@@ -105,9 +105,8 @@ Result<std::optional<StageSchedule>> StageScheduleFromConfig(const Config& c);
 std::vector<std::string> OverrideSets(const Stage& stage);
 
 // ---- difficulty ---------------------------------------------------------------------------------
-// Online filter: false for all-correct or all-wrong groups (all rewards equal); a group of one is
-// kept (nothing to compare). Offline filter: keep a prompt iff 0 < pass rate < 1.
-bool IsInformativeGroup(std::span<const double> rewards);
+// Offline filter: keep a prompt iff 0 < pass rate < 1. (The online filter is DAPO's keep rule,
+// KeepGroupForDynamicSampling in learner/advantages.h.)
 inline bool KeepByPassRate(double pass_rate) { return pass_rate > 0.0 && pass_rate < 1.0; }
 
 // VL-Cogito ODSW: Â_i ← w(acc)·Â_i with the stage's weight (easy s3, medium s2, hard s1).

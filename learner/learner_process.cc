@@ -462,7 +462,7 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
   for (const auto& s : a.group.samples)
     metrics_.SampleAccepted(s.tokens.size(), s.reward, s.truncated());
   if ((c().GetBool("curriculum.filter_uniform_groups") || lo().dynamic_sampling) &&
-      UniformRewards(whole)) {
+      NoRewardSpread(whole)) {
     ++run_.groups_filtered;
     return;
   }

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <set>
+#include <vector>
 
 #include "core/wire.h"
+#include "learner/advantages.h"
 
 namespace chainrl::learner {
 
@@ -60,10 +62,10 @@ IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender
   return r;
 }
 
-bool UniformRewards(const wire::Trajectory& t) {
-  for (const auto& s : t.samples())
-    if (s.reward() != t.samples(0).reward()) return false;
-  return true;
+bool NoRewardSpread(const wire::Trajectory& t) {
+  std::vector<double> rewards;
+  for (const auto& s : t.samples()) rewards.push_back(s.reward());
+  return !KeepGroupForDynamicSampling(rewards);
 }
 
 int64_t MultiVersionSamples(const wire::Trajectory& t) {

@@ -42,9 +42,11 @@ IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender
                             WorkLedger* ledger, SegmentAssembler* segments,
                             wire::Trajectory* assembled);
 
-// Whether every sample of `t` has the same reward (true without samples): such a group has no
-// advantage to learn from (curriculum.filter_uniform_groups, DAPO dynamic sampling).
-bool UniformRewards(const wire::Trajectory& t);
+// Whether the group is dropped for having no reward spread (curriculum.filter_uniform_groups,
+// DAPO dynamic sampling): DAPO's keep rule, KeepGroupForDynamicSampling (learner/advantages.h),
+// on the samples' rewards. Two or more samples with one reward are dropped; a group of one is
+// kept (its advantage is 0 but its tokens count); a group without samples is dropped.
+bool NoRewardSpread(const wire::Trajectory& t);
 
 // The samples of `t` whose tokens came from more than one policy version.
 int64_t MultiVersionSamples(const wire::Trajectory& t);

@@ -81,10 +81,6 @@ TEST(CurriculumTest, StagesSwitchByStep) {
 }
 
 TEST(CurriculumTest, DifficultyFiltering) {
-  EXPECT_FALSE(IsInformativeGroup(std::vector<double>{1, 1, 1}));
-  EXPECT_FALSE(IsInformativeGroup(std::vector<double>{0, 0}));
-  EXPECT_TRUE(IsInformativeGroup(std::vector<double>{0, 1}));
-  EXPECT_TRUE(IsInformativeGroup(std::vector<double>{1}));
   EXPECT_FALSE(KeepByPassRate(0.0));
   EXPECT_FALSE(KeepByPassRate(1.0));
   EXPECT_TRUE(KeepByPassRate(0.3));

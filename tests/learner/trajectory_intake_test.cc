@@ -147,16 +147,18 @@ TEST(TrajectoryIntakeTest, SegmentsAreCarriedUntilTheGroupIsWhole) {
   EXPECT_EQ(f.assembled.samples(1).completion().token_ids_size(), 7);
   EXPECT_EQ(f.assembled.samples(1).finish_reason(), wire::FINISH_LENGTH);
   EXPECT_EQ(MultiVersionSamples(f.assembled), 1);
-  EXPECT_FALSE(UniformRewards(f.assembled));
+  EXPECT_FALSE(NoRewardSpread(f.assembled));
   EXPECT_EQ(f.ledger.counters().completed, 1u);
 }
 
 TEST(TrajectoryIntakeTest, UniformRewardsAndMultiVersionSamples) {
-  EXPECT_TRUE(UniformRewards(Result(1, 1, {})));
-  EXPECT_TRUE(UniformRewards(Result(1, 1,
+  EXPECT_TRUE(NoRewardSpread(Result(1, 1, {})));
+  // A group of one has no spread to measure: kept, as DAPO's rule keeps it.
+  EXPECT_FALSE(NoRewardSpread(Result(1, 1, {MakeSample(0, 1, {1}, wire::FINISH_STOP, 0.5)})));
+  EXPECT_TRUE(NoRewardSpread(Result(1, 1,
                                     {MakeSample(0, 1, {1}, wire::FINISH_STOP, 0.5),
                                      MakeSample(1, 1, {1}, wire::FINISH_STOP, 0.5)})));
-  EXPECT_FALSE(UniformRewards(Result(1, 1,
+  EXPECT_FALSE(NoRewardSpread(Result(1, 1,
                                      {MakeSample(0, 1, {1}, wire::FINISH_STOP, 0.5),
                                       MakeSample(1, 1, {1}, wire::FINISH_STOP, 0.25)})));
   EXPECT_EQ(
