@@ -16,26 +16,22 @@ class ClippedSurrogate : public PolicyObjective {
 
   bool needs_entropy() const override { return options_.entropy_coef > 0; }
 
-  Result<double> Prepare(const std::vector<ObjectiveRow>& rows, const SequencePass& pass) override {
-    gspo_log_ratio_.clear();
+  Result<double> Prepare(const std::vector<ObjectiveRow>&, const SequencePass& pass) override {
+    gspo_log_ratio_ = Tensor();
     if (options_.policy_loss != PolicyLossKind::kGspo) return 0.0;
-    gspo_log_ratio_.assign(rows.size(), 0.0);
+    std::vector<Tensor> parts;
     pass([&](const SequencePassPart& part) {
-      const Tensor r =
-          GspoSequenceLogRatio(part.logprobs, part.old_logprobs, part.mask).to(torch::kFloat64);
-      for (int64_t b = 0; b < r.size(0); ++b)
-        gspo_log_ratio_[part.first_row + b] = r[b].item<double>();
+      parts.push_back(
+          GspoSequenceLogRatio(part.logprobs, part.old_logprobs, part.mask).to(torch::kFloat64));
     });
+    gspo_log_ratio_ = parts.empty() ? torch::zeros({0}, torch::kFloat64) : torch::cat(parts);
     return 0.0;
   }
 
   Tensor ChunkLoss(const ObjectiveChunk& chunk, PolicyLossStats* stats) override {
     TokenLossInputs in = chunk.tokens;
-    if (options_.policy_loss == PolicyLossKind::kGspo) {
-      const auto first = gspo_log_ratio_.begin() + chunk.first_row;
-      in.gspo_seq_log_ratio =
-          torch::tensor(std::vector<double>(first, first + in.logprobs.size(0)), torch::kFloat64);
-    }
+    if (options_.policy_loss == PolicyLossKind::kGspo)
+      in.gspo_seq_log_ratio = gspo_log_ratio_.narrow(0, chunk.first_row, in.logprobs.size(0));
     TokenLossOutput out = PolicyLoss(in, *chunk.norm, options_);
     stats->Merge(out.stats);
     return out.loss;
@@ -43,7 +39,7 @@ class ClippedSurrogate : public PolicyObjective {
 
  private:
   PolicyLossOptions options_;
-  std::vector<double> gspo_log_ratio_;  // per row of the mini-batch (GSPO)
+  Tensor gspo_log_ratio_;  // [rows] float64, per row of the mini-batch (GSPO), from Prepare
 };
 
 ObjectiveRecipe ClippedRecipe(PolicyLossOptions policy) {

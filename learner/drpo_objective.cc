@@ -45,26 +45,23 @@ class Drpo : public PolicyObjective {
         torch::tensor(group, torch::kFloat64).to(torch::kInt64), kl_leaf, options_);
     auto g = torch::autograd::grad({loss}, {s_leaf, kl_leaf}, {}, false, false, true);
     const double g_kl = g[1].defined() ? g[1].item<double>() : 0.0;
-    coefficients_.clear();
+    std::vector<double> c;
     for (size_t b = 0; b < len.size(); ++b) {
       const double g_s = g[0].defined() ? g[0][static_cast<int64_t>(b)].item<double>() : 0.0;
-      coefficients_.push_back(g_s / len[b] - g_kl / std::max(1.0, tokens));
+      c.push_back(g_s / len[b] - g_kl / std::max(1.0, tokens));
     }
+    coefficients_ = torch::tensor(c, torch::kFloat64).to(torch::kFloat32).unsqueeze(1);
     return loss.item<double>();
   }
 
   Tensor ChunkLoss(const ObjectiveChunk& chunk, PolicyLossStats*) override {
-    const auto first = coefficients_.begin() + chunk.first_row;
-    const Tensor coef =
-        torch::tensor(std::vector<double>(first, first + chunk.response_mask.size(0)),
-                      torch::kFloat32)
-            .unsqueeze(1);
+    const Tensor coef = coefficients_.narrow(0, chunk.first_row, chunk.response_mask.size(0));
     return (chunk.tokens.logprobs * chunk.response_mask * coef).sum();
   }
 
  private:
   DrpoOptions options_;
-  std::vector<double> coefficients_;  // c_i per row of the mini-batch
+  Tensor coefficients_;  // [rows, 1] float32: c_i per row of the mini-batch, from Prepare
 };
 
 }  // namespace

@@ -28,10 +28,10 @@ const std::vector<Registered>& Registry() {
   return *list;
 }
 
-std::string ValidNames() {
-  std::string valid;
-  for (const auto& n : ObjectiveNames()) valid += (valid.empty() ? "" : ", ") + n;
-  return valid;
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
 }
 
 }  // namespace
@@ -44,7 +44,7 @@ Result<ObjectiveRecipe> FindRecipe(std::string_view algorithm) {
     return recipe;
   }
   return InvalidArgument("algorithm: unknown value \"" + std::string(algorithm) +
-                         "\"; valid values: " + ValidNames());
+                         "\"; valid values: " + Join(ObjectiveNames()));
 }
 
 Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm) {
@@ -52,12 +52,7 @@ Result<PolicyLossOptions> PolicyLossPreset(std::string_view algorithm) {
   if (recipe.family != ObjectiveFamily::kPolicyGradient)
     return InvalidArgument("algorithm: \"" + std::string(algorithm) +
                            "\" is a preference loss, not a policy-gradient recipe; those are " +
-                           [] {
-                             std::string s;
-                             for (const auto& n : ObjectiveNames(ObjectiveFamily::kPolicyGradient))
-                               s += (s.empty() ? "" : ", ") + n;
-                             return s;
-                           }());
+                           Join(ObjectiveNames(ObjectiveFamily::kPolicyGradient)));
   return recipe.policy;
 }
 
