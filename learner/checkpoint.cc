@@ -489,4 +489,9 @@ Status RestoreTorchRng(const nlohmann::json& j) {
   return Status::Ok();
 }
 
+std::string CheckpointRoot(const std::string& configured, const std::string& run_dir) {
+  return configured.empty() ? (std::filesystem::path(run_dir) / "checkpoints").string()
+                            : configured;
+}
+
 }  // namespace chainrl::learner

@@ -50,6 +50,9 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
                                    const CheckpointData& data, int keep,
                                    const std::string& tokenizer_dir = "");
 
+// The checkpoints' root: checkpoint.dir (`configured`), or RUN_DIR/checkpoints when it is empty.
+std::string CheckpointRoot(const std::string& configured, const std::string& run_dir);
+
 // The complete checkpoints under `root` (directories named step-N holding a manifest.json that
 // parses), oldest first, as (step, directory). Missing root -> empty list.
 Result<std::vector<std::pair<int64_t, std::string>>> ListCheckpoints(const std::string& root);

@@ -1,40 +1,35 @@
 // The learner process (see learner_process.h): dispatch loop, training steps, weights, checkpoints.
 #include "learner/learner_process.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "core/channel.h"
-#include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/stopwatch.h"
-#include "core/weights_transfer.h"
 #include "core/wire.h"
 #include "learner/checkpoint.h"
 #include "learner/curriculum.h"
 #include "learner/data_parallel.h"
 #include "learner/dispatch.h"
 #include "learner/group_source.h"
+#include "learner/held_out_eval.h"
 #include "learner/learner_metrics.h"
+#include "learner/learner_transport.h"
 #include "learner/offline_preference.h"
 #include "learner/optimizer.h"
 #include "learner/policy_trainer.h"
 #include "learner/preference.h"
 #include "learner/process_shaping.h"
-#include "learner/rank_messages.h"
-#include "learner/record_file.h"
+#include "learner/prompt_inputs.h"
 #include "learner/rl_step.h"
 #include "learner/run_options.h"
 #include "learner/run_report.h"
@@ -43,12 +38,9 @@
 #include "learner/train_batch.h"
 #include "learner/trajectory_intake.h"
 #include "learner/work_ledger.h"
-#include "model/flat_weights.h"
 #include "model/model_io.h"
 #include "rewards/reward_config.h"
 #include "rollout/embedding_cache.h"
-#include "rollout/evaluate.h"
-#include "rollout/prompting.h"
 
 namespace chainrl::learner {
 namespace {
@@ -79,7 +71,6 @@ class Learner {
   Status Resume(const std::string& spec);
   Status RunSft();
   Status RunOfflinePreference();
-  Status StartTransport();
   Status PublishWeights();
   Status Pump();
   void HandleTrajectory(const transport::Received& msg);
@@ -90,12 +81,15 @@ class Learner {
   Status Checkpoint();
   Status Finish(bool completed);
   void WriteProgress(const std::string& phase);
-  int64_t Budget() const;
+  int64_t Budget() const {
+    return StepBudget(lo(), run_.step, c().GetInt("rollout.max_new_tokens"));
+  }
   Result<const std::vector<int32_t>*> PromptTokens(size_t example_index);
-
   Status ApplyStage();
-  Status SetupEmbeddings();
-  bool GenerationLimitReached() const;
+  // DAPO dynamic sampling or curriculum.filter_uniform_groups drop groups without reward spread.
+  bool FiltersUniformGroups() const {
+    return lo().dynamic_sampling || c().GetBool("curriculum.filter_uniform_groups");
+  }
 
   const Config& base_;  // the run's config
   std::unique_ptr<PolicyTrainer> trainer_;
@@ -104,16 +98,12 @@ class Learner {
   SteadyClock clock_;
   WorkLedger ledger_;
   GroupSource data_;
-  std::unique_ptr<rollout::PromptRenderer> prompts_;
+  std::unique_ptr<PromptInputs> prompts_;
   std::unique_ptr<rewards::RewardPool> rewards_;
   LearnerMetrics metrics_;
-  transport::Context ctx_{1};
-  std::unique_ptr<transport::Channel> work_, traj_;
-  std::unique_ptr<transport::WeightsServer> weights_;
+  std::unique_ptr<LearnerTransport> transport_;
   ActorTable actors_;
-  std::unordered_map<size_t, std::vector<int32_t>> prompt_cache_;
   std::deque<AcceptedGroup> buffer_;
-  std::string tokenizer_dir_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
   std::string resumed_from_;         // the checkpoint directory this incarnation started from
   std::optional<OfflinePreferences> preference_data_;  // offline DPO family
@@ -123,30 +113,17 @@ class Learner {
   RunState run_;
   // Segment rollout (rollout.segment_tokens): groups whose samples are not all finished.
   SegmentAssembler segments_{static_cast<uint32_t>(base_.GetInt("rollout.group_size"))};
-  // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
-  // learner's prefill of the policy update; actors hold their own cache.
-  std::shared_ptr<rollout::EmbeddingCache> embeddings_;
-  int32_t placeholder_id_ = -1;
 
   Clock::time_point start_ = Clock::now();
   Clock::time_point last_step_end_ = Clock::now();
   int64_t rollout_tokens_window_ = 0;
 };
 
-int64_t Learner::Budget() const {
-  const int64_t max_new = c().GetInt("rollout.max_new_tokens");
-  int64_t b = run_.step < lo().budget_start_step
-                  ? lo().budget.initial_budget
-                  : TokenBudgetAt(lo().budget, run_.step - lo().budget_start_step);
-  return std::clamp<int64_t>(b, 1, max_new);
-}
-
 Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
-  auto it = prompt_cache_.find(index);
-  metrics_.PromptTokensCache(it != prompt_cache_.end());
-  if (it != prompt_cache_.end()) return &it->second;
-  CHAINRL_ASSIGN_OR_RETURN(auto ids, prompts_->Render(data_.train()[index]));
-  return &(prompt_cache_[index] = std::move(ids));
+  bool hit = false;
+  auto tokens = prompts_->Tokens(index, data_.train()[index], &hit);
+  metrics_.PromptTokensCache(hit);
+  return tokens;
 }
 
 // [[curriculum.stages]] (docs/ALGORITHMS.md §5.2): from its start step on, a stage's overrides
@@ -169,22 +146,6 @@ Status Learner::ApplyStage() {
   return Status::Ok();
 }
 
-Status Learner::SetupEmbeddings() {
-  CHAINRL_ASSIGN_OR_RETURN(const data::Example* first, data_.CheckEmbeddingFiles());
-  if (!first) return Status::Ok();
-  const std::string text = c().GetString("data.embedding_placeholder");
-  if (text.empty())
-    return InvalidArgument("data.embedding_placeholder: the data carries prompt embeddings (" +
-                           first->source + ") but no placeholder token is set");
-  CHAINRL_ASSIGN_OR_RETURN(placeholder_id_,
-                           prompts_->SingleTokenId(text, "data.embedding_placeholder"));
-  embeddings_ =
-      rollout::MakeEmbeddingCache(c(), trainer_->model().config().hidden_size, metrics_.registry());
-  CHAINRL_LOG(kInfo) << "prompt embeddings: spliced at token " << placeholder_id_ << " ('" << text
-                     << "'), cache of " << c().GetInt("rollout.embedding_cache_bytes") << " bytes";
-  return Status::Ok();
-}
-
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(trainer_, PolicyTrainer::Create(base_, dp_));
   if (lo().offline_preference) {
@@ -192,9 +153,7 @@ Status Learner::Setup() {
   } else {
     CHAINRL_ASSIGN_OR_RETURN(data_, GroupSource::Load(c()));
   }
-  rollout::PromptOptions po = rollout::PromptOptionsFromConfig(c());
-  tokenizer_dir_ = po.tokenizer_dir;
-  CHAINRL_ASSIGN_OR_RETURN(prompts_, rollout::PromptRenderer::Create(po));
+  CHAINRL_ASSIGN_OR_RETURN(prompts_, PromptInputs::Create(c()));
   if (!lo().offline_preference || !c().GetArray("rewards").empty()) {  // offline DPO needs none
     CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c()));
   }
@@ -208,13 +167,15 @@ Status Learner::Setup() {
     metrics_.Started(lo.max_off_policy_steps);
     metrics_.CurriculumStage(0);
   }
-  CHAINRL_RETURN_IF_ERROR(SetupEmbeddings());
-  return Status::Ok();
+  // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
+  // learner's prefill of the policy update; actors hold their own cache.
+  CHAINRL_ASSIGN_OR_RETURN(const data::Example* first, data_.CheckEmbeddingFiles());
+  return prompts_->SetupEmbeddings(c(), first, trainer_->model().config().hidden_size,
+                                   metrics_.registry());
 }
 
 Status Learner::Resume(const std::string& spec) {
-  std::string root = c().GetString("checkpoint.dir");
-  if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
+  const std::string root = CheckpointRoot(c().GetString("checkpoint.dir"), o_.run_dir);
   auto dir = ResolveCheckpoint(root, spec);
   if (!dir.ok()) {
     if (spec == "latest" && dir.status().code() == StatusCode::kNotFound) {
@@ -238,16 +199,12 @@ Status Learner::Resume(const std::string& spec) {
     CHAINRL_ASSIGN_OR_RETURN(ledger_, WorkLedger::FromJson(it->second, ledger_.options(), &clock_));
   }
   if (auto it = d.files.find("buffer.bin"); it != d.files.end()) {
-    // Accepted but untrained groups: trajectory envelopes.
-    CHAINRL_ASSIGN_OR_RETURN(auto records, SplitRecords(it->second, *dir + "/buffer.bin"));
-    for (std::string_view rec : records) {
-      transport::Received r;
-      if (!r.envelope.ParseFromArray(rec.data(), static_cast<int>(rec.size())) ||
-          !r.envelope.has_trajectory())
-        return Corrupt(*dir + "/buffer.bin: a record does not parse");
-      // Re-accepted without the ledger (it already counts these groups as completed).
-      CHAINRL_ASSIGN_OR_RETURN(AcceptedGroup a, MakeAccepted(r.envelope.trajectory()));
-      a.serialized = std::string(rec);
+    // Accepted but untrained groups, re-accepted without the ledger (it already counts them as
+    // completed).
+    CHAINRL_ASSIGN_OR_RETURN(auto records, ReadBufferRecords(it->second, *dir + "/buffer.bin"));
+    for (BufferedTrajectory& r : records) {
+      CHAINRL_ASSIGN_OR_RETURN(AcceptedGroup a, MakeAccepted(r.trajectory));
+      a.serialized = std::move(r.record);
       buffer_.push_back(std::move(a));
     }
   }
@@ -263,8 +220,6 @@ Status Learner::Resume(const std::string& spec) {
 }
 
 Status Learner::Checkpoint() {
-  std::string root = c().GetString("checkpoint.dir");
-  if (root.empty()) root = (fs::path(o_.run_dir) / "checkpoints").string();
   CheckpointData d;
   RunState state = run_;
   state.wall_seconds = run_.wall_seconds + SecondsSince(start_);
@@ -274,16 +229,16 @@ Status Learner::Checkpoint() {
   state.torch_rng = CaptureTorchRng();
   d.state = state.ToJson();
   d.files["ledger.json"] = ledger_.ToJson();
-  std::string& buf = d.files["buffer.bin"];
-  for (const auto& a : buffer_) AppendRecord(&buf, a.serialized);
+  d.files["buffer.bin"] = BufferRecords(buffer_);
   d.files["partials.bin"] = segments_.ToRecords();
   // Checkpoints are numbered by updates so far (SFT then RL), so "latest" is the newest.
   const int64_t key = run_.sft_step + run_.step;
   auto t0 = Clock::now();
   CHAINRL_ASSIGN_OR_RETURN(
       std::string dir,
-      SaveCheckpoint(root, key, trainer_->model(), *trainer_->optimizer(), d,
-                     static_cast<int>(c().GetInt("checkpoint.keep")), tokenizer_dir_));
+      SaveCheckpoint(CheckpointRoot(c().GetString("checkpoint.dir"), o_.run_dir), key,
+                     trainer_->model(), *trainer_->optimizer(), d,
+                     static_cast<int>(c().GetInt("checkpoint.keep")), prompts_->tokenizer_dir()));
   CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << SecondsSince(t0) << " s)";
   log::Event("checkpoint", json({{"dir", dir}, {"step", run_.step}}).dump());
   return Status::Ok();
@@ -292,29 +247,15 @@ Status Learner::Checkpoint() {
 Status Learner::Evaluate(const std::string& label, json* out) {
   if (data_.eval().empty() || !rewards_) return Status::Ok();
   WriteProgress("eval");
-  rollout::EvalOptions eo;
-  eo.max_new_tokens = c().GetInt("rollout.max_new_tokens");
-  eo.max_batch = c().GetInt("rollout.max_batch_size");
-  eo.stop_strings = c().GetStringList("rollout.stop_strings");
-  eo.embedding_cache = embeddings_;
-  eo.placeholder_token_id = placeholder_id_;
-  trainer_->model().eval();
   CHAINRL_ASSIGN_OR_RETURN(
-      auto r, rollout::Evaluate(trainer_->model(), *prompts_, *rewards_, data_.eval(), eo));
-  json j = {{"label", label},
-            {"step", run_.step},
-            {"examples", r.examples},
-            {"accuracy", r.accuracy},
-            {"mean_reward", r.mean_reward},
-            {"mean_length", r.mean_length},
-            {"truncated_fraction", r.truncated_fraction},
-            {"seconds", r.seconds}};
+      const json j, EvaluateHeldOut(c(), trainer_->model(), *prompts_, *rewards_, data_.eval(),
+                                    label, run_.step));
   run_.evals.push_back(j);
   if (out) *out = j;
-  metrics_.HeldOutAccuracy(r.accuracy);
-  CHAINRL_LOG(kInfo) << "eval (" << label << ", step " << run_.step << "): accuracy " << r.accuracy
-                     << ", mean length " << r.mean_length << " tokens over " << r.examples
-                     << " held-out examples (" << r.seconds << " s)";
+  metrics_.HeldOutAccuracy(j["accuracy"].get<double>());
+  CHAINRL_LOG(kInfo) << "eval (" << label << ", step " << run_.step << "): accuracy "
+                     << j["accuracy"] << ", mean length " << j["mean_length"] << " tokens over "
+                     << j["examples"] << " held-out examples (" << j["seconds"] << " s)";
   log::Event("eval", j.dump());
   return Status::Ok();
 }
@@ -329,25 +270,9 @@ Status Learner::RunSft() {
     CHAINRL_LOG(kInfo) << "SFT warm-up: " << steps << " steps of " << bs << " examples";
     auto t0 = Clock::now();
     for (; run_.sft_step < steps && !stop_; ++run_.sft_step) {
-      std::vector<SftExample> batch;
-      for (size_t index : order.Batch(run_.sft_step, bs)) {
-        const std::string target = SftResponse(train[index]);
-        if (target.empty()) continue;
-        SftExample s;
-        CHAINRL_ASSIGN_OR_RETURN(s.prompt, prompts_->Render(train[index]));
-        CHAINRL_ASSIGN_OR_RETURN(s.response, prompts_->EncodeResponse(target));
-        batch.push_back(std::move(s));
-      }
-      if (batch.empty())
-        return InvalidArgument(
-            "sft.steps > 0 but the training examples have no solution to imitate (built-in tasks "
-            "carry one; JSONL needs a 'solution' field or a string answer)");
-      RankMessage m;
-      m.kind = RankMessageKind::kSftStep;
-      m.step = run_.sft_step;
-      CHAINRL_ASSIGN_OR_RETURN(std::vector<SftExample> mine,
-                               ScatterShards(dp_, std::move(m), &RankMessage::sft, batch));
-      CHAINRL_ASSIGN_OR_RETURN(double loss, trainer_->SftUpdate(mine));
+      CHAINRL_ASSIGN_OR_RETURN(std::vector<SftExample> batch,
+                               prompts_->SftExamples(train, order.Batch(run_.sft_step, bs)));
+      CHAINRL_ASSIGN_OR_RETURN(const double loss, trainer_->LeadSftStep(run_.sft_step, batch));
       if (run_.sft_step % 10 == 0 || run_.sft_step + 1 == steps) {
         CHAINRL_LOG(kInfo) << "SFT step " << run_.sft_step + 1 << "/" << steps << ": loss " << loss;
       }
@@ -358,61 +283,17 @@ Status Learner::RunSft() {
     if (stop_) return Status::Ok();
   }
   run_.sft_done = true;
-  trainer_->EndSft();
-  RankMessage done;
-  done.kind = RankMessageKind::kSftDone;
-  CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, done));
+  CHAINRL_RETURN_IF_ERROR(trainer_->EndSftOnEveryRank());
   json e;
   CHAINRL_RETURN_IF_ERROR(Evaluate("after_sft", &e));
   run_.sft_eval = e;
   return Status::Ok();
 }
 
-Status Learner::StartTransport() {
-  std::string bind = c().GetString("learner.bind");
-  LearnerEndpoints ep;
-  if (bind == "ipc://") {
-    const std::string base = "ipc://" + fs::absolute(o_.run_dir).string() + "/learner";
-    ep = {base + ".work", base + ".traj", base + ".weights"};
-  } else {
-    CHAINRL_ASSIGN_OR_RETURN(ep, ResolveLearnerEndpoints(bind));
-  }
-  transport::ChannelOptions co;
-  co.name = "learner";
-  co.recv_hwm = 1000;
-  co.send_timeout = milliseconds(100);
-  co.allow_remote_bind = bind.rfind("tcp://127.", 0) != 0 && bind.rfind("tcp://localhost", 0) != 0 &&
-                         bind.rfind("tcp://", 0) == 0;  // an explicit non-loopback bind is a choice
-  CHAINRL_ASSIGN_OR_RETURN(work_, transport::Channel::Open(ctx_, transport::ChannelKind::kWorkServer,
-                                                           ep.work, co));
-  transport::ChannelOptions to = co;
-  to.recv_hwm = 8;  // trajectories: a short queue, so a paused learner holds actors back
-  CHAINRL_ASSIGN_OR_RETURN(
-      traj_, transport::Channel::Open(ctx_, transport::ChannelKind::kTrajectorySink,
-                                      ep.trajectories, to));
-  transport::WeightsServerOptions wo;
-  wo.channel = co;
-  CHAINRL_ASSIGN_OR_RETURN(weights_, transport::WeightsServer::Start(ctx_, ep.weights, wo));
-  LearnerEndpoints bound = {work_->endpoint(), traj_->endpoint(), weights_->endpoint()};
-  CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(o_.run_dir) / "endpoints.json").string(),
-                                             bound, static_cast<int>(getpid())));
-  CHAINRL_LOG(kInfo) << "serving work on " << bound.work << ", trajectories on "
-                     << bound.trajectories << ", weights on " << bound.weights;
-  return Status::Ok();
-}
-
 Status Learner::PublishWeights() {
-  auto t0 = Clock::now();
-  // In the actors' parameter dtype (the compute dtype): bfloat16 actors get half the bytes of
-  // float32 master weights.
-  const auto as = trainer_->model().options().ComputeDtype();
-  const size_t n = model::FlatWeightsBytes(trainer_->model(), as);
-  uint8_t* data = nullptr;
-  transport::WeightsBuffer buf = transport::WeightsBuffer::Allocate(n, &data);
-  model::PackFlatWeights(trainer_->model(), data, as);
-  CHAINRL_RETURN_IF_ERROR(weights_->Publish(run_.version, std::move(buf),
-                                            model::FlatWeightsFormat(trainer_->model(), as)));
-  metrics_.WeightsPublished(run_.version, SecondsSince(t0));
+  CHAINRL_ASSIGN_OR_RETURN(const double seconds,
+                           transport_->PublishWeights(trainer_->model(), run_.version));
+  metrics_.WeightsPublished(run_.version, seconds);
   return Status::Ok();
 }
 
@@ -421,11 +302,7 @@ Result<AcceptedGroup> Learner::MakeAccepted(const wire::Trajectory& t) {
   const size_t index = data_.IndexForGroup(t.prompt_group_id());
   CHAINRL_ASSIGN_OR_RETURN(const auto* prompt, PromptTokens(index));
   AcceptedGroup a = GroupFromTrajectory(t, *prompt, OldestPolicyVersion(t, run_.version));
-  if (const auto& spec = data_.train()[index].embeddings; !spec.empty() && embeddings_) {
-    CHAINRL_ASSIGN_OR_RETURN(const rollout::EmbeddingRef ref, rollout::ParseEmbeddingRef(spec));
-    CHAINRL_ASSIGN_OR_RETURN(a.group.prompt_embeddings, embeddings_->Get(ref));
-    a.group.placeholder_token_id = placeholder_id_;
-  }
+  CHAINRL_RETURN_IF_ERROR(prompts_->AttachEmbeddings(data_.train()[index], &a.group));
   return a;
 }
 
@@ -461,8 +338,7 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
   run_.samples_multi_version += MultiVersionSamples(whole);
   for (const auto& s : a.group.samples)
     metrics_.SampleAccepted(s.tokens.size(), s.reward, s.truncated());
-  if ((c().GetBool("curriculum.filter_uniform_groups") || lo().dynamic_sampling) &&
-      NoRewardSpread(whole)) {
+  if (FiltersUniformGroups() && NoRewardSpread(whole)) {
     ++run_.groups_filtered;
     return;
   }
@@ -473,13 +349,13 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
 void Learner::Dispatch() {
   if (ledger_.pending() == 0) return;
   // Every work item of this round samples alike but for its seed.
-  const WorkRound round =
-      WorkRoundFromConfig(c(), prompts_->stop_token_ids(), Budget(), run_.version, placeholder_id_);
+  const WorkRound round = WorkRoundFromConfig(c(), prompts_->renderer().stop_token_ids(), Budget(),
+                                              run_.version, prompts_->placeholder_id());
   DispatchWork(
       round, &actors_, &ledger_, segments_, &data_,
       [this](size_t index) { return PromptTokens(index); },
       [this](const std::string& routing, const wire::Envelope& env) {
-        return work_->SendTo(routing, env);
+        return transport_->work().SendTo(routing, env);
       },
       &metrics_);
 }
@@ -488,12 +364,12 @@ Status Learner::Pump() {
   // Everything that queued up (e.g. during a training step) is read before leases are expired:
   // an actor that heartbeated meanwhile is alive.
   for (int i = 0; i < 10000; ++i) {
-    CHAINRL_ASSIGN_OR_RETURN(auto m, work_->Receive(milliseconds(0)));
+    CHAINRL_ASSIGN_OR_RETURN(auto m, transport_->work().Receive(milliseconds(0)));
     if (!m) break;
     TakeWorkMessage(m->envelope, m->peer, m->peer_name, &actors_, &ledger_);
   }
   for (int i = 0; i < 64; ++i) {
-    CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(0)));
+    CHAINRL_ASSIGN_OR_RETURN(auto m, transport_->trajectories().Receive(milliseconds(0)));
     if (!m) break;
     if (m->envelope.has_trajectory()) {
       HandleTrajectory(*m);
@@ -515,27 +391,11 @@ Status Learner::Pump() {
   m.groups_pending = ledger_.pending();
   m.leases_reassigned = ledger_.counters().reassigned;
   m.groups_lost = ledger_.counters().lost;
-  m.weights_bytes_sent = weights_->bytes_sent();
-  for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r) {
-    const auto reason = static_cast<wire::RejectReason>(r);
-    m.rejected[r] = work_->rejects().Get(reason) + traj_->rejects().Get(reason) +
-                    weights_->rejects().Get(reason);
-  }
+  m.weights_bytes_sent = transport_->weights_bytes_sent();
+  for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r)
+    m.rejected[r] = transport_->Rejected(static_cast<wire::RejectReason>(r));
   metrics_.LoopPassed(m);
   return Status::Ok();
-}
-
-// DAPO dynamic sampling (or curriculum.filter_uniform_groups; docs/ALGORITHMS.md §5.3) with
-// max_num_gen_batches > 0: once that many generation rounds (rounds of prompts_per_step groups
-// accepted since the last step) did not fill the batch, the step trains on the groups it has.
-bool Learner::GenerationLimitReached() const {
-  const int64_t max_rounds = lo().max_num_gen_batches;
-  if (buffer_.empty() || max_rounds <= 0 ||
-      !(lo().dynamic_sampling || c().GetBool("curriculum.filter_uniform_groups")))
-    return false;
-  const uint64_t per_step = static_cast<uint64_t>(c().GetInt("rollout.prompts_per_step"));
-  return ledger_.counters().completed - completed_at_step_ >=
-         static_cast<uint64_t>(max_rounds) * per_step;
 }
 
 Status Learner::TrainStep() {
@@ -559,23 +419,13 @@ Status Learner::TrainStep() {
     // to 2); groups whose rewards are all equal give no pair.
     std::vector<PreferencePairData> pairs = OnlinePreferencePairs(
         batch.groups, lo().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
-    RankMessage m;
-    m.kind = RankMessageKind::kPreferenceStep;
-    m.step = run_.step;
-    CHAINRL_ASSIGN_OR_RETURN(auto mine,
-                             ScatterShards(dp_, std::move(m), &RankMessage::pairs, pairs));
-    CHAINRL_ASSIGN_OR_RETURN(o.preference, trainer_->PreferenceUpdate(mine));
+    CHAINRL_ASSIGN_OR_RETURN(o.preference, trainer_->LeadPreferenceStep(run_.step, pairs));
     o.stats.loss = o.preference->loss;
     o.stats.grad_norm = o.preference->grad_norm;
     o.stats.lr = o.preference->lr;
     o.stats.response_tokens = o.preference->response_tokens;
   } else {
-    RankMessage m;
-    m.kind = RankMessageKind::kPolicyStep;
-    m.step = run_.step;
-    CHAINRL_ASSIGN_OR_RETURN(auto mine,
-                             ScatterShards(dp_, std::move(m), &RankMessage::groups, batch.groups));
-    CHAINRL_ASSIGN_OR_RETURN(o.stats, trainer_->PolicyUpdate(mine));
+    CHAINRL_ASSIGN_OR_RETURN(o.stats, trainer_->LeadPolicyStep(run_.step, batch.groups));
   }
   o.train_seconds = SecondsSince(t0);
   ++run_.step;
@@ -613,16 +463,8 @@ void Learner::WriteProgress(const std::string& phase) {
 }
 
 Status Learner::Finish(bool completed) {
-  std::optional<bool> ranks_agree;
-  if (dp_) {  // the other ranks leave, after agreeing that every rank holds the same parameters
-    RankMessage m;
-    m.kind = RankMessageKind::kStop;
-    CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
-    CHAINRL_ASSIGN_OR_RETURN(ranks_agree, trainer_->ParametersAgree());
-    if (!*ranks_agree) {
-      CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
-    }
-  }
+  // The other ranks leave, after agreeing that every rank holds the same parameters.
+  CHAINRL_ASSIGN_OR_RETURN(const std::optional<bool> ranks_agree, trainer_->StopFollowers());
   const bool final_eval_needed = run_.sft_done;
   json fe = nullptr;
   if (final_eval_needed && !stop_) CHAINRL_RETURN_IF_ERROR(Evaluate("after_rl", &fe));
@@ -631,7 +473,7 @@ Status Learner::Finish(bool completed) {
   if (c().GetBool("checkpoint.export_hf") && completed) {
     export_dir = (fs::path(o_.run_dir) / "export").string();
     CHAINRL_RETURN_IF_ERROR(model::SaveModel(trainer_->model(), export_dir));
-    CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir_, export_dir));
+    CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(prompts_->tokenizer_dir(), export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
   }
   RunSummary s = SummaryFromRun(run_, ledger_.counters(), fe);
@@ -641,11 +483,10 @@ Status Learner::Finish(bool completed) {
   s.groups_buffered = static_cast<int64_t>(buffer_.size());
   s.groups_in_flight = static_cast<int64_t>(ledger_.in_flight());
   s.segments_received = segments_.segments_received();
-  if (embeddings_) s.prompt_embedding_cache = EmbeddingCacheJson(embeddings_->stats());
+  if (prompts_->embeddings())
+    s.prompt_embedding_cache = EmbeddingCacheJson(prompts_->embeddings()->stats());
   s.groups_part_generated = static_cast<int64_t>(segments_.groups());
-  s.rejected_messages = static_cast<int64_t>(
-      work_ ? work_->rejects().Total() + traj_->rejects().Total() + weights_->rejects().Total()
-            : 0);
+  s.rejected_messages = static_cast<int64_t>(transport_ ? transport_->RejectedTotal() : 0);
   s.export_dir = export_dir;
   s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
@@ -671,14 +512,10 @@ Status Learner::RunOfflinePreference() {
     const uint64_t per_step = static_cast<uint64_t>(c().GetInt("rollout.prompts_per_step"));
     CHAINRL_ASSIGN_OR_RETURN(
         std::vector<PreferencePairData> batch,
-        preference_data_->Batch(run_.step, per_step, *prompts_,
+        preference_data_->Batch(run_.step, per_step, prompts_->renderer(),
                                 lo().preference.loss_type == PreferenceLossType::kLogo));
-    RankMessage m;
-    m.kind = RankMessageKind::kPreferenceStep;
-    m.step = run_.step;
-    CHAINRL_ASSIGN_OR_RETURN(auto mine,
-                             ScatterShards(dp_, std::move(m), &RankMessage::pairs, batch));
-    CHAINRL_ASSIGN_OR_RETURN(PreferenceStepStats st, trainer_->PreferenceUpdate(mine));
+    CHAINRL_ASSIGN_OR_RETURN(const PreferenceStepStats st,
+                             trainer_->LeadPreferenceStep(run_.step, batch));
     ++run_.step;
     ++run_.version;
     run_.tokens_trained += st.response_tokens;
@@ -705,21 +542,10 @@ Status Learner::Run() {
   std::string resume = o_.resume.empty() ? c().GetString("checkpoint.resume") : o_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
   if (lo().offline_preference) run_.sft_done = true;  // no warm-up: the pairs are the training data
-  if (dp_) {
-    // The other ranks start where this one does: the same checkpoint (optimiser moments and step
-    // count), then rank 0's parameters, so every rank steps from the same point.
-    RankMessage m;
-    m.kind = RankMessageKind::kStart;
-    m.step = run_.step;
-    m.sft_step = run_.sft_step;
-    m.sft_done = run_.sft_done;
-    m.resume_dir = resumed_from_;
-    CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
-    CHAINRL_RETURN_IF_ERROR(trainer_->CheckSameModel());
-    CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(trainer_->model().parameters()));
-    CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
-                       << ", the batch of every update split across the ranks";
-  }
+  // The other ranks start where this one does: the same checkpoint (optimiser moments and step
+  // count), then rank 0's parameters, so every rank steps from the same point.
+  CHAINRL_RETURN_IF_ERROR(
+      trainer_->StartFollowers(run_.step, run_.sft_step, run_.sft_done, resumed_from_));
   if (!run_.sft_done) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
@@ -730,7 +556,8 @@ Status Learner::Run() {
     CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
     return Finish(run_.step >= c().GetInt("run.total_steps"));
   }
-  CHAINRL_RETURN_IF_ERROR(StartTransport());
+  CHAINRL_ASSIGN_OR_RETURN(transport_,
+                           LearnerTransport::Open(c().GetString("learner.bind"), o_.run_dir));
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c().GetInt("run.total_steps");
   const int64_t every = c().GetInt("checkpoint.every");
@@ -743,7 +570,9 @@ Status Learner::Run() {
   auto last_progress = Clock::now() - std::chrono::hours(1);
   while (run_.step < total && !stop_) {
     CHAINRL_RETURN_IF_ERROR(Pump());
-    if (buffer_.size() >= per_step || GenerationLimitReached()) {
+    if (buffer_.size() >= per_step ||
+        GenerationLimitReached(buffer_.size(), FiltersUniformGroups(), lo().max_num_gen_batches,
+                               ledger_.counters().completed - completed_at_step_, per_step)) {
       CHAINRL_RETURN_IF_ERROR(TrainStep());
       CHAINRL_RETURN_IF_ERROR(ApplyStage());
       if (every > 0 && run_.step % every == 0 && run_.step < total)
@@ -759,7 +588,7 @@ Status Learner::Run() {
       last_progress = Clock::now();
     }
     // Wait for the next message on either channel (bounded, so expiry and stop are timely).
-    CHAINRL_ASSIGN_OR_RETURN(auto m, traj_->Receive(milliseconds(20)));
+    CHAINRL_ASSIGN_OR_RETURN(auto m, transport_->trajectories().Receive(milliseconds(20)));
     if (m && m->envelope.has_trajectory()) HandleTrajectory(*m);
   }
   return Finish(run_.step >= total);

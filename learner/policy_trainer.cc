@@ -162,6 +162,67 @@ Result<PreferenceStepStats> PolicyTrainer::PreferenceUpdate(
   return RunPreferenceUpdate(*model_, *optimizer_, pairs, lo_, StepOptions());
 }
 
+Result<double> PolicyTrainer::LeadSftStep(int64_t sft_step, const std::vector<SftExample>& batch) {
+  RankMessage m;
+  m.kind = RankMessageKind::kSftStep;
+  m.step = sft_step;
+  CHAINRL_ASSIGN_OR_RETURN(auto mine, ScatterShards(dp_, std::move(m), &RankMessage::sft, batch));
+  return SftUpdate(mine);
+}
+
+Result<RlStepStats> PolicyTrainer::LeadPolicyStep(int64_t step,
+                                                  const std::vector<GroupData>& groups) {
+  RankMessage m;
+  m.kind = RankMessageKind::kPolicyStep;
+  m.step = step;
+  CHAINRL_ASSIGN_OR_RETURN(auto mine,
+                           ScatterShards(dp_, std::move(m), &RankMessage::groups, groups));
+  return PolicyUpdate(mine);
+}
+
+Result<PreferenceStepStats> PolicyTrainer::LeadPreferenceStep(
+    int64_t step, const std::vector<PreferencePairData>& pairs) {
+  RankMessage m;
+  m.kind = RankMessageKind::kPreferenceStep;
+  m.step = step;
+  CHAINRL_ASSIGN_OR_RETURN(auto mine, ScatterShards(dp_, std::move(m), &RankMessage::pairs, pairs));
+  return PreferenceUpdate(mine);
+}
+
+Status PolicyTrainer::StartFollowers(int64_t step, int64_t sft_step, bool sft_done,
+                                     const std::string& resume_dir) {
+  if (!dp_) return Status::Ok();
+  RankMessage m;
+  m.kind = RankMessageKind::kStart;
+  m.step = step;
+  m.sft_step = sft_step;
+  m.sft_done = sft_done;
+  m.resume_dir = resume_dir;
+  CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
+  CHAINRL_RETURN_IF_ERROR(CheckSameModel());
+  CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+  CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
+                     << ", the batch of every update split across the ranks";
+  return Status::Ok();
+}
+
+Status PolicyTrainer::EndSftOnEveryRank() {
+  EndSft();
+  RankMessage done;
+  done.kind = RankMessageKind::kSftDone;
+  return TellOtherRanks(dp_, done);
+}
+
+Result<std::optional<bool>> PolicyTrainer::StopFollowers() {
+  if (!dp_) return std::optional<bool>();
+  RankMessage m;
+  m.kind = RankMessageKind::kStop;
+  CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
+  CHAINRL_ASSIGN_OR_RETURN(const bool agree, ParametersAgree());
+  if (!agree) CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
+  return std::optional<bool>(agree);
+}
+
 Status PolicyTrainer::CheckSameModel() {
   return CheckSameLayout(*dp_, model_->named_parameters().pairs(),
                          std::to_string(model_->named_parameters().size()) + " parameters, " +

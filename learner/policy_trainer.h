@@ -72,6 +72,24 @@ class PolicyTrainer {
   Result<RlStepStats> PolicyUpdate(const std::vector<GroupData>& groups);
   Result<PreferenceStepStats> PreferenceUpdate(const std::vector<PreferencePairData>& pairs);
 
+  // Rank 0 (or the only rank): step `step`'s update on the whole batch. Every other rank is sent
+  // its shard first (ScatterShards), so the ranks update together; the figures returned are the
+  // whole batch's.
+  Result<double> LeadSftStep(int64_t sft_step, const std::vector<SftExample>& batch);
+  Result<RlStepStats> LeadPolicyStep(int64_t step, const std::vector<GroupData>& groups);
+  Result<PreferenceStepStats> LeadPreferenceStep(int64_t step,
+                                                 const std::vector<PreferencePairData>& pairs);
+  // Rank 0 with a rank group (nothing with one process): the other ranks start where this one
+  // does (the checkpoint it resumed from, `resume_dir`, "" for none, and the step counters), then
+  // every rank checks the layout and takes rank 0's parameters.
+  Status StartFollowers(int64_t step, int64_t sft_step, bool sft_done,
+                        const std::string& resume_dir);
+  // Rank 0: the SFT warm-up is over here (EndSft) and on the other ranks.
+  Status EndSftOnEveryRank();
+  // Rank 0 finishing: the other ranks leave after checking that every rank holds the same
+  // parameters; whether they do (nullopt with one process).
+  Result<std::optional<bool>> StopFollowers();
+
   // Every rank: InvalidArgument unless all hold the same parameter layout; whether all hold the
   // same parameters. REQUIRES: a rank group.
   Status CheckSameModel();

@@ -238,4 +238,11 @@ Status CheckCurriculumStages(const Config& config) {
   return Status::Ok();
 }
 
+int64_t StepBudget(const LearnerRunOptions& options, int64_t step, int64_t max_new_tokens) {
+  const int64_t b = step < options.budget_start_step
+                        ? options.budget.initial_budget
+                        : TokenBudgetAt(options.budget, step - options.budget_start_step);
+  return std::clamp<int64_t>(b, 1, max_new_tokens);
+}
+
 }  // namespace chainrl::learner

@@ -59,6 +59,10 @@ StreamBpOptions StreamBpOptionsFor(const LearnerRunOptions& options,
 // range after overrides).
 Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& config);
 
+// The token budget of RL step `step` (docs/ALGORITHMS.md §5.1): budget.initial_budget before
+// budget_start_step, the schedule from there on, clamped to [1, max_new_tokens].
+int64_t StepBudget(const LearnerRunOptions& options, int64_t step, int64_t max_new_tokens);
+
 // Whether a curriculum stage may override `key`: the keys the learner reads again at every step
 // (the objective, optimiser, shaping, budget and sampling keys, which travel with the work) may
 // change; keys read once at start-up by the learner or the actors (model, data sources, ports,

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "learner/record_file.h"
+
 namespace chainrl::learner {
 
 using nlohmann::json;
@@ -187,6 +189,33 @@ json PreferenceHistoryEntry(int64_t step, const PreferenceStepStats& st, double 
           {"lr", st.lr},
           {"tokens", st.response_tokens},
           {"train_seconds", train_seconds}};
+}
+
+std::string BufferRecords(const std::deque<AcceptedGroup>& buffer) {
+  std::string out;
+  for (const auto& a : buffer) AppendRecord(&out, a.serialized);
+  return out;
+}
+
+Result<std::vector<BufferedTrajectory>> ReadBufferRecords(std::string_view bytes,
+                                                          const std::string& where) {
+  CHAINRL_ASSIGN_OR_RETURN(auto records, SplitRecords(bytes, where));
+  std::vector<BufferedTrajectory> out;
+  out.reserve(records.size());
+  for (std::string_view rec : records) {
+    wire::Envelope e;
+    if (!e.ParseFromArray(rec.data(), static_cast<int>(rec.size())) || !e.has_trajectory())
+      return Corrupt(where + ": record " + std::to_string(out.size() + 1) +
+                     " does not parse as a trajectory envelope");
+    out.push_back({std::move(*e.mutable_trajectory()), std::string(rec)});
+  }
+  return out;
+}
+
+bool GenerationLimitReached(size_t buffered, bool filtering, int64_t max_rounds,
+                            uint64_t completed_since_step, uint64_t per_step) {
+  if (buffered == 0 || max_rounds <= 0 || !filtering) return false;
+  return completed_since_step >= static_cast<uint64_t>(max_rounds) * per_step;
 }
 
 }  // namespace chainrl::learner

@@ -14,9 +14,11 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/proto/wire.pb.h"
+#include "core/status.h"
 #include "learner/learner_metrics.h"
 #include "learner/process_shaping.h"
 #include "learner/rl_step.h"
@@ -43,6 +45,27 @@ struct AcceptedGroup {
 // are none). Prompt embeddings and `serialized` are the caller's to add. Never fails.
 AcceptedGroup GroupFromTrajectory(const wire::Trajectory& t, std::vector<int32_t> prompt,
                                   int64_t behaviour_version);
+
+// The accepted, untrained groups as a checkpoint's buffer.bin: their envelopes (`serialized`), one
+// record each (record_file.h), oldest first.
+std::string BufferRecords(const std::deque<AcceptedGroup>& buffer);
+
+// buffer.bin's records, in order: each envelope's trajectory with the record itself (to keep as
+// `serialized`). Corrupt naming `where` when the records do not split or one does not parse as an
+// envelope carrying a trajectory.
+struct BufferedTrajectory {
+  wire::Trajectory trajectory;
+  std::string record;
+};
+Result<std::vector<BufferedTrajectory>> ReadBufferRecords(std::string_view bytes,
+                                                          const std::string& where);
+
+// DAPO dynamic sampling or curriculum.filter_uniform_groups (`filtering`) with
+// algorithm.max_num_gen_batches = `max_rounds` > 0 (docs/ALGORITHMS.md §5.3): true once that many
+// generation rounds of `per_step` groups were accepted since the last step (`completed_since_step`)
+// without filling the batch, so the step trains on the `buffered` groups it has (none: false).
+bool GenerationLimitReached(size_t buffered, bool filtering, int64_t max_rounds,
+                            uint64_t completed_since_step, uint64_t per_step);
 
 // One step's groups and their figures. Sums are over the groups of each group's mean.
 struct StepBatch {

@@ -373,5 +373,10 @@ TEST(CheckpointTest, TorchRngRoundTrips) {
   EXPECT_EQ(RestoreTorchRng(too_many).code(), StatusCode::kInvalidArgument);
 }
 
+TEST(CheckpointTest, RootIsTheConfiguredDirectoryElseTheRunsOwn) {
+  EXPECT_EQ(CheckpointRoot("", "/runs/a"), "/runs/a/checkpoints");
+  EXPECT_EQ(CheckpointRoot("/shared/ckpt", "/runs/a"), "/shared/ckpt");
+}
+
 }  // namespace
 }  // namespace chainrl::learner

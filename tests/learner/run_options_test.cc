@@ -255,5 +255,22 @@ TEST(RunOptionsTest, StagesMayOnlyChangeKeysReadEveryStep) {
   EXPECT_TRUE(CheckCurriculumStages(*shipped).ok());
 }
 
+TEST(RunOptionsTest, StepBudgetStartsAtItsStepAndIsClamped) {
+  LearnerRunOptions o;
+  o.budget.set_schedule(BudgetSchedule::kLinear)
+      .set_initial_budget(100)
+      .set_final_budget(20)
+      .set_decay_steps(8);
+  o.budget_start_step = 4;
+  EXPECT_EQ(StepBudget(o, 0, 512), 100) << "before the schedule's start: its initial budget";
+  EXPECT_EQ(StepBudget(o, 4, 512), 100);
+  EXPECT_EQ(StepBudget(o, 8, 512), 60) << "half-way from 100 to 20";
+  EXPECT_EQ(StepBudget(o, 12, 512), 20);
+  EXPECT_EQ(StepBudget(o, 100, 512), 20);
+  EXPECT_EQ(StepBudget(o, 0, 64), 64) << "never above rollout.max_new_tokens";
+  o.budget.set_initial_budget(0).set_final_budget(0).set_min_budget(0);
+  EXPECT_EQ(StepBudget(o, 0, 64), 1) << "never below one token";
+}
+
 }  // namespace
 }  // namespace chainrl::learner

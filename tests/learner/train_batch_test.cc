@@ -280,5 +280,47 @@ TEST(TrainBatchTest, PreferenceHistoryEntryCarriesTheUpdatesFigures) {
                                                                   {"train_seconds", 0.125}}));
 }
 
+TEST(TrainBatchTest, BufferRecordsRoundTripAndCorruptionIsNamed) {
+  std::deque<AcceptedGroup> buffer;
+  for (uint64_t g : {4u, 9u}) {
+    wire::Envelope e;
+    *e.mutable_trajectory() =
+        MakeTrajectory(g, {MakeSample(0, {1, 2, 3}, 1.0, true, wire::FINISH_STOP)});
+    AcceptedGroup a;
+    a.serialized = e.SerializeAsString();
+    buffer.push_back(std::move(a));
+  }
+  const std::string bytes = BufferRecords(buffer);
+  auto back = ReadBufferRecords(bytes, "ckpt/buffer.bin");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[0].trajectory.prompt_group_id(), 4u);
+  EXPECT_EQ((*back)[1].trajectory.prompt_group_id(), 9u);
+  EXPECT_EQ((*back)[1].record, buffer[1].serialized);
+  EXPECT_EQ((*back)[1].trajectory.samples(0).completion().token_ids_size(), 3);
+  EXPECT_TRUE(ReadBufferRecords("", "ckpt/buffer.bin")->empty());
+
+  // A record that is no envelope with a trajectory, and a torn file.
+  std::deque<AcceptedGroup> bad(1);
+  bad[0].serialized = wire::Envelope().SerializeAsString();
+  auto no_traj = ReadBufferRecords(BufferRecords(bad), "ckpt/buffer.bin");
+  ASSERT_FALSE(no_traj.ok());
+  EXPECT_EQ(no_traj.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(no_traj.status().message().find("ckpt/buffer.bin: record 1"), std::string::npos)
+      << no_traj.status().message();
+  auto torn = ReadBufferRecords(std::string_view(bytes).substr(0, bytes.size() - 3), "b.bin");
+  ASSERT_FALSE(torn.ok());
+  EXPECT_NE(torn.status().message().find("b.bin"), std::string::npos);
+}
+
+TEST(TrainBatchTest, GenerationLimitOnlyWhenFilteringAndRoundsAreSpent) {
+  // 3 rounds of 4 groups: 12 completions since the last step.
+  EXPECT_TRUE(GenerationLimitReached(2, true, 3, 12, 4));
+  EXPECT_FALSE(GenerationLimitReached(2, true, 3, 11, 4));
+  EXPECT_FALSE(GenerationLimitReached(0, true, 3, 12, 4)) << "nothing to train on";
+  EXPECT_FALSE(GenerationLimitReached(2, false, 3, 12, 4)) << "no filter: the batch fills";
+  EXPECT_FALSE(GenerationLimitReached(2, true, 0, 1000, 4)) << "0 rounds: no limit";
+}
+
 }  // namespace
 }  // namespace chainrl::learner

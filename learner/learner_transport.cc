@@ -1,0 +1,73 @@
+#include "learner/learner_transport.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "core/log.h"
+#include "core/stopwatch.h"
+#include "model/flat_weights.h"
+
+namespace chainrl::learner {
+
+namespace fs = std::filesystem;
+
+Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::string& bind,
+                                                                 const std::string& run_dir) {
+  LearnerEndpoints ep;
+  if (bind == "ipc://") {
+    const std::string base = "ipc://" + fs::absolute(run_dir).string() + "/learner";
+    ep = {base + ".work", base + ".traj", base + ".weights"};
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(ep, ResolveLearnerEndpoints(bind));
+  }
+  auto t = std::unique_ptr<LearnerTransport>(new LearnerTransport());
+  transport::ChannelOptions co;
+  co.name = "learner";
+  co.recv_hwm = 1000;
+  co.send_timeout = std::chrono::milliseconds(100);
+  co.allow_remote_bind = bind.rfind("tcp://127.", 0) != 0 &&
+                         bind.rfind("tcp://localhost", 0) != 0 &&
+                         bind.rfind("tcp://", 0) == 0;  // an explicit non-loopback bind is a choice
+  CHAINRL_ASSIGN_OR_RETURN(
+      t->work_,
+      transport::Channel::Open(t->ctx_, transport::ChannelKind::kWorkServer, ep.work, co));
+  transport::ChannelOptions to = co;
+  to.recv_hwm = 8;  // trajectories: a short queue, so a paused learner holds actors back
+  CHAINRL_ASSIGN_OR_RETURN(
+      t->traj_, transport::Channel::Open(t->ctx_, transport::ChannelKind::kTrajectorySink,
+                                         ep.trajectories, to));
+  transport::WeightsServerOptions wo;
+  wo.channel = co;
+  CHAINRL_ASSIGN_OR_RETURN(t->weights_, transport::WeightsServer::Start(t->ctx_, ep.weights, wo));
+  t->bound_ = {t->work_->endpoint(), t->traj_->endpoint(), t->weights_->endpoint()};
+  CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(run_dir) / "endpoints.json").string(),
+                                             t->bound_, static_cast<int>(getpid())));
+  CHAINRL_LOG(kInfo) << "serving work on " << t->bound_.work << ", trajectories on "
+                     << t->bound_.trajectories << ", weights on " << t->bound_.weights;
+  return t;
+}
+
+Result<double> LearnerTransport::PublishWeights(model::DecoderModel& model, int64_t version) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto as = model.options().ComputeDtype();
+  const size_t n = model::FlatWeightsBytes(model, as);
+  uint8_t* data = nullptr;
+  transport::WeightsBuffer buf = transport::WeightsBuffer::Allocate(n, &data);
+  model::PackFlatWeights(model, data, as);
+  CHAINRL_RETURN_IF_ERROR(
+      weights_->Publish(version, std::move(buf), model::FlatWeightsFormat(model, as)));
+  return SecondsSince(t0);
+}
+
+uint64_t LearnerTransport::Rejected(wire::RejectReason reason) const {
+  return work_->rejects().Get(reason) + traj_->rejects().Get(reason) +
+         weights_->rejects().Get(reason);
+}
+
+uint64_t LearnerTransport::RejectedTotal() const {
+  return work_->rejects().Total() + traj_->rejects().Total() + weights_->rejects().Total();
+}
+
+}  // namespace chainrl::learner

@@ -1,0 +1,52 @@
+// The learner's three endpoints: work (actors ask for leases and heartbeat on it), trajectories
+// (results; a short receive queue, so a paused learner holds its actors back) and weights (one
+// flat buffer per policy version), plus the endpoints file by which actors and the launcher find
+// them. Knows nothing of the process that uses it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/channel.h"
+#include "core/endpoints.h"
+#include "core/status.h"
+#include "core/weights_transfer.h"
+#include "core/wire.h"
+
+namespace chainrl::model {
+class DecoderModel;
+}
+
+namespace chainrl::learner {
+
+class LearnerTransport {
+ public:
+  // Binds learner.bind's endpoints (`bind`; "ipc://" alone means sockets named learner.* in
+  // `run_dir`) and writes RUN_DIR/endpoints.json with the endpoints bound and this process's pid.
+  // Loopback TCP unless the bind names another address explicitly. The transport's errors.
+  static Result<std::unique_ptr<LearnerTransport>> Open(const std::string& bind,
+                                                        const std::string& run_dir);
+
+  transport::Channel& work() { return *work_; }
+  transport::Channel& trajectories() { return *traj_; }
+  const LearnerEndpoints& endpoints() const { return bound_; }
+
+  // `model`'s parameters in its compute dtype (bfloat16 actors get half the bytes of float32
+  // master weights), published as `version`; the seconds packing and publishing took.
+  Result<double> PublishWeights(model::DecoderModel& model, int64_t version);
+  uint64_t weights_bytes_sent() const { return weights_->bytes_sent(); }
+
+  // Messages refused on the three endpoints together: for one reason, and for all.
+  uint64_t Rejected(wire::RejectReason reason) const;
+  uint64_t RejectedTotal() const;
+
+ private:
+  LearnerTransport() = default;
+  transport::Context ctx_{1};
+  std::unique_ptr<transport::Channel> work_, traj_;
+  std::unique_ptr<transport::WeightsServer> weights_;
+  LearnerEndpoints bound_;
+};
+
+}  // namespace chainrl::learner
