@@ -12,29 +12,10 @@
 #include "model/model_io.h"
 #include "model/tokenizer.h"
 #include "rollout/engine.h"
+#include "rollout/prompting.h"
 
 namespace chainrl::app {
 namespace {
-
-// End-of-sequence ids: the tokenizer's, plus generation_config.json's eos_token_id (int or list).
-std::vector<int32_t> EosIds(const Tokenizer& tok, const std::string& dir) {
-  std::vector<int32_t> ids;
-  if (auto e = tok.eos_token_id()) ids.push_back(*e);
-  std::ifstream in(std::filesystem::path(dir) / "generation_config.json");
-  if (in) {
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-    if (j.is_object() && j.contains("eos_token_id")) {
-      const auto& e = j["eos_token_id"];
-      if (e.is_number_integer()) ids.push_back(e.get<int32_t>());
-      if (e.is_array())
-        for (const auto& x : e)
-          if (x.is_number_integer()) ids.push_back(x.get<int32_t>());
-    }
-  }
-  return ids;
-}
 
 int RunGenerate(const std::vector<std::string>& argv) {
   std::string dir, prompt, system;
@@ -85,7 +66,11 @@ int RunGenerate(const std::vector<std::string>& argv) {
     rollout::EngineOptions eo;
     eo.max_batch = std::min<int64_t>(samples, 64);
     eo.max_seq_len = static_cast<int64_t>(ids->size()) + max_new;
-    eo.eos_token_ids = EosIds(*tok, dir);
+    // End-of-sequence ids: the tokenizer's, plus generation_config.json's eos_token_id.
+    auto gen_eos = rollout::GenerationConfigEos(dir);
+    if (!gen_eos.ok()) return ReportError(gen_eos.status());
+    if (auto e = tok->eos_token_id()) eo.eos_token_ids.push_back(*e);
+    eo.eos_token_ids.insert(eo.eos_token_ids.end(), gen_eos->begin(), gen_eos->end());
     const Tokenizer& t = *tok;
     eo.token_bytes = [&t](int32_t id) {
       auto b = t.DecodeBytes({id});

@@ -25,6 +25,7 @@
 #include "apps/stop_signal.h"
 #include "core/endpoints.h"
 #include "core/file_io.h"
+#include "core/json_file.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/stopwatch.h"
@@ -92,16 +93,6 @@ std::string Tail(const std::string& path, int lines) {
        ++i)
     out += "    " + all[i] + "\n";
   return out;
-}
-
-Result<json> ReadJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) return InvalidArgument(path + ": not valid JSON");
-  return j;
 }
 
 Status InitModelIfAsked(const Config& c) {
@@ -434,7 +425,7 @@ void Launcher::Supervise(std::atomic<bool>& stop) {
 // Actors start once the learner has published its endpoints (after the SFT warm-up).
 void Launcher::StartActorsOnceLearnerIsUp() {
   if (actors_started_ || stopping_ || learner_.pid <= 0) return;
-  auto ep = ReadJsonFile((fs::path(run_dir_) / "endpoints.json").string());
+  auto ep = ReadJsonFile((fs::path(run_dir_) / "endpoints.json").string(), kMaxSmallJsonBytes);
   if (!ep.ok() || ep->value("pid", -1) != learner_.pid) return;
   for (int i = 0; i < static_cast<int>(actors_.size()); ++i) {
     if (Status st = StartActor(actors_[i], i); !st.ok()) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/file_io.h"
+#include "core/json_file.h"
 
 namespace chainrl {
 
@@ -55,11 +56,10 @@ Result<LearnerEndpoints> ResolveLearnerEndpoints(const std::string& address) {
 }
 
 Result<LearnerEndpoints> ReadEndpointsFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open the learner's endpoints file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+  auto read = ReadJsonFile(path, kMaxSmallJsonBytes);
+  if (!read.ok() && read.status().code() == StatusCode::kNotFound)
+    return NotFound(path + ": cannot open the learner's endpoints file");
+  CHAINRL_ASSIGN_OR_RETURN(const nlohmann::json j, std::move(read));
   if (!j.is_object()) return InvalidArgument(path + ": not a JSON object");
   LearnerEndpoints e;
   for (auto [key, field] : {std::pair{"work", &e.work}, std::pair{"trajectories", &e.trajectories},

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/endpoints.h"
+#include "core/json_file.h"
 
 namespace chainrl::metrics {
 namespace {
@@ -34,13 +35,9 @@ std::string Basename(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-Result<json> ReadJsonFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open dashboard " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Corrupt(path + ": not valid JSON");
+Result<json> ReadDashboardFile(const std::string& path) {
+  CHAINRL_ASSIGN_OR_RETURN(
+      json j, ReadJsonFile(path, kMaxSmallJsonBytes, kMaxJsonDepth, StatusCode::kCorrupt));
   if (!j.is_object()) return Corrupt(path + ": top level is not a JSON object");
   return j;
 }
@@ -141,7 +138,7 @@ Result<json> ApiData(const std::string& body, const std::string& what) {
 }  // namespace
 
 Result<std::vector<DashboardQuery>> DashboardQueries(const std::string& path) {
-  CHAINRL_ASSIGN_OR_RETURN(json j, ReadJsonFile(path));
+  CHAINRL_ASSIGN_OR_RETURN(json j, ReadDashboardFile(path));
   std::vector<DashboardQuery> out;
   if (!j.contains("panels")) return Corrupt(path + ": no 'panels'");
   CHAINRL_RETURN_IF_ERROR(CollectPanels(path, j["panels"], "", &out));
@@ -149,7 +146,7 @@ Result<std::vector<DashboardQuery>> DashboardQueries(const std::string& path) {
 }
 
 Result<std::vector<DashboardVariable>> DashboardVariables(const std::string& path) {
-  CHAINRL_ASSIGN_OR_RETURN(json j, ReadJsonFile(path));
+  CHAINRL_ASSIGN_OR_RETURN(json j, ReadDashboardFile(path));
   std::vector<DashboardVariable> out;
   const json list = j.value("templating", json::object()).value("list", json::array());
   if (!list.is_array()) return Corrupt(path + ": templating.list is not an array");

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/json_file.h"
+
 namespace chainrl::data {
 namespace {
 
@@ -70,14 +72,16 @@ Result<std::vector<T>> ReadLines(const std::string& path, BadLinePolicy policy, 
     ++st.lines;
     std::string where = path + ":" + std::to_string(lineno);
     std::string reason;
-    auto obj = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    // Nesting is bounded before anything is built (a value nested 100,000 deep would overflow
+    // the stack of the code that copies or walks it).
+    auto obj = ParseJson(line, where);
     T item;
-    if (obj.is_discarded()) {
-      reason = "not valid JSON";
-    } else if (!obj.is_object()) {
+    if (!obj.ok()) {
+      reason = obj.status().message().substr(where.size() + 2);  // without "WHERE: "
+    } else if (!obj->is_object()) {
       reason = "expected a JSON object";
     } else {
-      reason = parse(obj, where, &item);
+      reason = parse(*obj, where, &item);
     }
     if (reason.empty()) {
       out.push_back(std::move(item));

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/file_io.h"
+#include "core/json_file.h"
 
 namespace chainrl::learner {
 namespace {
@@ -152,12 +153,9 @@ void SummaryFields(Record& s, F&& f) {
 }
 
 Result<json> ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Corrupt(path + ": not a JSON object");
+  CHAINRL_ASSIGN_OR_RETURN(
+      json j, ReadJsonFile(path, kMaxLargeJsonBytes, kMaxJsonDepth, StatusCode::kCorrupt));
+  if (!j.is_object()) return Corrupt(path + ": not a JSON object");
   return j;
 }
 

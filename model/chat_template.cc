@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include "core/json_file.h"
 
 namespace chainrl {
 namespace {
@@ -2186,14 +2187,9 @@ Result<ChatTemplate> ChatTemplate::Parse(const std::string& source, const std::s
 }
 
 Result<ChatTemplate> ChatTemplate::FromTokenizerConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
-  ojson cfg;
-  try {
-    cfg = ojson::parse(in);
-  } catch (const ojson::exception& e) {
-    return Corrupt(path + ": not valid JSON: " + e.what());
-  }
+  CHAINRL_ASSIGN_OR_RETURN(const std::string bytes, ReadFileBounded(path, kMaxLargeJsonBytes));
+  CHAINRL_RETURN_IF_ERROR(CheckJson(bytes, path, kMaxJsonDepth, StatusCode::kCorrupt));
+  const ojson cfg = ojson::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (!cfg.is_object() || !cfg.contains("chat_template"))
     return NotFound(path + ": chat_template: missing");
   std::string text;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include "core/json_file.h"
 
 namespace chainrl::model {
 namespace {
@@ -117,12 +118,8 @@ Status ModelConfig::Validate(const std::string& source) const {
 }
 
 Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const std::exception& e) {
-    return InvalidArgument(source + ": not valid JSON: " + e.what());
-  }
+  CHAINRL_RETURN_IF_ERROR(CheckJson(json_text, source));  // key order kept: ordered_json
+  const json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return InvalidArgument(source + ": not a JSON object");
   Reader r(j, source);
   ModelConfig c;
@@ -190,11 +187,8 @@ Result<ModelConfig> ParseModelConfig(const std::string& json_text, const std::st
 }
 
 Result<ModelConfig> LoadModelConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseModelConfig(ss.str(), path);
+  CHAINRL_ASSIGN_OR_RETURN(const std::string text, ReadFileBounded(path, kMaxSmallJsonBytes));
+  return ParseModelConfig(text, path);
 }
 
 std::string ModelConfigToJson(const ModelConfig& c) {

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_file.h"
 #include "model/byte_tokenizer.h"
 #include "model/decoder.h"
 #include "model/model_io.h"
@@ -22,15 +23,7 @@ struct TokenizerInfo {
 };
 
 Result<nlohmann::json> ReadJson(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path.string() + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const std::exception& e) {
-    return InvalidArgument(path.string() + ": not valid JSON: " + e.what());
-  }
+  return ReadJsonFile(path.string(), kMaxLargeJsonBytes);
 }
 
 // The vocabulary size a model needs for `dir`/tokenizer.json: the largest id of model.vocab and

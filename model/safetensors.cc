@@ -17,6 +17,7 @@
 
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
+#include "core/json_file.h"
 
 namespace chainrl::model {
 namespace fs = std::filesystem;
@@ -104,6 +105,8 @@ Result<SafetensorsHeader> ParseSafetensorsHeader(const uint8_t* data, size_t siz
     }
     return true;
   };
+  if (Status st = CheckJson(std::string_view(text, n), "header", kMaxJsonDepth); !st.ok())
+    return corrupt(st.message());
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text, text + n, callback);
@@ -252,18 +255,6 @@ Result<TensorMap> LoadSafetensors(const std::string& path) {
 
 namespace {
 
-Result<nlohmann::json> ReadJsonFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return nlohmann::json::parse(ss.str());
-  } catch (const std::exception& e) {
-    return Corrupt(path + ": not valid JSON: " + e.what());
-  }
-}
-
 // Writes `bytes` to `path` via a temporary file in the same directory renamed into place, so a
 // reader (or a live mapping of the old file) never sees a partial file.
 Status WriteFileAtomic(const std::string& path,
@@ -317,7 +308,8 @@ Result<TensorMap> LoadSafetensorsDir(const std::string& dir) {
       return NotFound(dir + ": neither model.safetensors nor model.safetensors.index.json");
     return LoadSafetensors(single_path);
   }
-  CHAINRL_ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonFile(index_path));
+  CHAINRL_ASSIGN_OR_RETURN(nlohmann::json index, ReadJsonFile(index_path, kMaxSmallJsonBytes,
+                                                              kMaxJsonDepth, StatusCode::kCorrupt));
   auto wm = index.is_object() ? index.find("weight_map") : index.end();
   if (wm == index.end() || !wm->is_object())
     return Corrupt(index_path + ": missing object 'weight_map'");

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "core/json_file.h"
 #include "model/tokenizer_sentencepiece.h"
 #include "model/unicode.h"
 
@@ -25,12 +26,7 @@ namespace {
 using nlohmann::json;
 
 Result<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return IoError(path + ": read failed");
-  return ss.str();
+  return ReadFileBounded(path, kMaxLargeJsonBytes);
 }
 
 bool FileExists(const std::string& path) { return std::ifstream(path).good(); }
@@ -829,12 +825,8 @@ std::optional<std::string> ConfigToken(const json& cfg, const char* key) {
 Status ApplyConfig(std::string_view config_text, const std::string& config_src,
                    Tokenizer::Impl* impl) {
   if (config_text.empty()) return Status::Ok();
-  json cfg;
-  try {
-    cfg = json::parse(config_text);
-  } catch (const json::exception& e) {
-    return Corrupt(config_src + ": not valid JSON: " + e.what());
-  }
+  CHAINRL_ASSIGN_OR_RETURN(json cfg,
+                           ParseJson(config_text, config_src, kMaxJsonDepth, StatusCode::kCorrupt));
   if (!cfg.is_object()) return Corrupt(config_src + ": $: expected a JSON object");
   if (auto t = ConfigToken(cfg, "bos_token")) impl->bos = t;
   if (auto t = ConfigToken(cfg, "eos_token")) impl->eos = t;
@@ -864,12 +856,8 @@ Status ApplyConfig(std::string_view config_text, const std::string& config_src,
 Result<Tokenizer> Tokenizer::LoadJson(std::string_view tokenizer_json, const std::string& source,
                                       std::string_view config_json,
                                       const std::string& config_source) {
-  json root;
-  try {
-    root = json::parse(tokenizer_json);
-  } catch (const json::exception& e) {
-    return Corrupt(source + ": not valid JSON: " + e.what());
-  }
+  CHAINRL_ASSIGN_OR_RETURN(json root,
+                           ParseJson(tokenizer_json, source, kMaxJsonDepth, StatusCode::kCorrupt));
   auto impl = std::make_shared<BpeTokenizer>();
   try {
     CHAINRL_RETURN_IF_ERROR(impl->Load(root, source));

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_file.h"
+
 namespace chainrl::rollout {
 namespace {
 
@@ -17,33 +19,6 @@ namespace fs = std::filesystem;
 // A string no tokenizer treats specially and no template rewrites, used to find what a template
 // writes after an assistant turn's content.
 constexpr char kSentinel[] = "CHAINRLRESPONSESENTINEL";
-
-// generation_config.json's eos_token_id (an int or a list of ints); nothing when absent.
-Result<std::vector<int32_t>> GenerationConfigEos(const std::string& dir) {
-  std::vector<int32_t> ids;
-  const fs::path path = fs::path(dir) / "generation_config.json";
-  std::ifstream in(path);
-  if (!in) return ids;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return InvalidArgument(path.string() + ": not a JSON object");
-  if (!j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
-  const auto& e = j["eos_token_id"];
-  auto one = [&](const nlohmann::json& x) -> Status {
-    if (!x.is_number_integer() || x.get<int64_t>() < 0)
-      return InvalidArgument(path.string() + ": eos_token_id: expected a non-negative integer");
-    ids.push_back(x.get<int32_t>());
-    return Status();
-  };
-  if (e.is_array()) {
-    for (const auto& x : e) CHAINRL_RETURN_IF_ERROR(one(x));
-  } else {
-    CHAINRL_RETURN_IF_ERROR(one(e));
-  }
-  return ids;
-}
 
 void AddUnique(std::vector<int32_t>& ids, int32_t id) {
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
@@ -223,6 +198,29 @@ Result<int32_t> PromptRenderer::SingleTokenId(const std::string& text,
   if (ids.ok() && ids->size() == 1) return (*ids)[0];
   return InvalidArgument(key + ": '" + text + "' is not one token of the tokenizer in " +
                          options_.tokenizer_dir);
+}
+
+Result<std::vector<int32_t>> GenerationConfigEos(const std::string& dir) {
+  std::vector<int32_t> ids;
+  const fs::path path = fs::path(dir) / "generation_config.json";
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return ids;
+  CHAINRL_ASSIGN_OR_RETURN(const nlohmann::json j, ReadJsonFile(path.string(), kMaxSmallJsonBytes));
+  if (!j.is_object()) return InvalidArgument(path.string() + ": not a JSON object");
+  if (!j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
+  const auto& e = j["eos_token_id"];
+  auto one = [&](const nlohmann::json& x) -> Status {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0)
+      return InvalidArgument(path.string() + ": eos_token_id: expected a non-negative integer");
+    ids.push_back(x.get<int32_t>());
+    return Status();
+  };
+  if (e.is_array()) {
+    for (const auto& x : e) CHAINRL_RETURN_IF_ERROR(one(x));
+  } else {
+    CHAINRL_RETURN_IF_ERROR(one(e));
+  }
+  return ids;
 }
 
 }  // namespace chainrl::rollout

@@ -83,4 +83,9 @@ class PromptRenderer {
   std::vector<int32_t> stop_token_ids_;
 };
 
+// DIR/generation_config.json's eos_token_id (an int or a list of ints); nothing when the file or
+// the key is absent. InvalidArgument naming the file when it is not a JSON object or an id is not
+// a non-negative integer.
+Result<std::vector<int32_t>> GenerationConfigEos(const std::string& dir);
+
 }  // namespace chainrl::rollout
