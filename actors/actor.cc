@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -74,6 +75,12 @@ class HeartbeatThread {
   }
   std::atomic<int64_t> version{-1};
   std::atomic<uint32_t> in_flight{0};
+  // The leases this actor holds (received, trajectory not yet sent), told to the learner so that
+  // one restarted from a checkpoint can hand out at once the leases whose results it never got.
+  void SetLeases(std::vector<uint64_t> ids) {
+    std::lock_guard<std::mutex> lock(mu_);
+    leases_ = std::move(ids);
+  }
 
  private:
   void Run() {
@@ -91,6 +98,10 @@ class HeartbeatThread {
       auto* hb = env.mutable_heartbeat();
       hb->set_policy_version(std::max<int64_t>(version.load(), 0));
       hb->set_in_flight(in_flight.load());
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (uint64_t id : leases_) hb->add_lease_ids(id);
+      }
       hb->set_unix_ms(UnixMs());
       (void)(*ch)->Send(env);  // a learner that is away simply misses it
       for (auto t = Clock::now(); !stop_ && Clock::now() - t < interval_;)
@@ -102,6 +113,8 @@ class HeartbeatThread {
   milliseconds interval_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::mutex mu_;
+  std::vector<uint64_t> leases_;
 };
 
 // One sample to generate: all G of a fresh item, or only the carried samples of a continuation
@@ -347,6 +360,9 @@ Status Actor::Pump(milliseconds timeout) {
   if (env.has_work_batch()) {
     outstanding_ = std::max(0, outstanding_ - env.work_batch().items_size());
     for (const auto& item : env.work_batch().items()) items_.push_back(item);
+    std::vector<uint64_t> held;
+    for (const auto& item : items_) held.push_back(item.lease_id());
+    heartbeat_->SetLeases(std::move(held));
   }
   return Status::Ok();
 }
@@ -373,6 +389,9 @@ Status Actor::GenerateAndSend() {
   for (const auto& item : w.items) wanted = std::max<int64_t>(wanted, item.policy_version());
   CHAINRL_RETURN_IF_ERROR(CatchUp(wanted));
   heartbeat_->in_flight = static_cast<uint32_t>(w.items.size());
+  std::vector<uint64_t> held;
+  for (const auto& item : w.items) held.push_back(item.lease_id());
+  heartbeat_->SetLeases(std::move(held));
   w.t0 = Clock::now();
   CHAINRL_RETURN_IF_ERROR(Generate(w));
   w.t1 = Clock::now();
@@ -384,6 +403,7 @@ Status Actor::GenerateAndSend() {
   for (size_t b = 0; b < w.items.size(); ++b)
     CHAINRL_RETURN_IF_ERROR(SendTrajectory(TrajectoryOf(w, b)));
   heartbeat_->in_flight = 0;
+  heartbeat_->SetLeases({});
   return Status::Ok();
 }
 

@@ -372,6 +372,11 @@ Status Validate(const Envelope& env, const Limits& lim) {
     case Envelope::kHeartbeat:
       CHAINRL_WIRE_REQUIRE(env.heartbeat().policy_version() >= -1, "heartbeat.policy_version",
                            std::to_string(env.heartbeat().policy_version()) + " < -1");
+      CHAINRL_WIRE_REQUIRE(
+          static_cast<uint32_t>(env.heartbeat().lease_ids_size()) <= lim.max_items_per_batch,
+          "heartbeat.lease_ids",
+          std::to_string(env.heartbeat().lease_ids_size()) + " leases exceed limit " +
+              std::to_string(lim.max_items_per_batch));
       return Status::Ok();
     case Envelope::kJoin:
       CHAINRL_RETURN_IF_ERROR(ValidateName(env.join().host(), "join.host", lim, false));

@@ -108,6 +108,26 @@ void AddLearnerKeys(ConfigSchema* schema) {
   k.push_back(Float("algorithm.kl_coef", 0.0, 0.0, std::nullopt,
                     "Coefficient of the KL to the reference model; 0 loads no reference."));
   k.push_back(Str("algorithm.kl_estimator", "k3", "KL estimator.", {"k3", "k3+"}));
+  k.push_back(Str("algorithm.rollout_is", "none",
+                  "Rollout correction (docs/ALGORITHMS.md §2.4): truncated importance sampling of "
+                  "the learner's recomputed policy against the sampler's, per token "
+                  "(min(rho_t, cap): TIS; with learner.old_logprobs = recompute this is decoupled "
+                  "PPO) or per sequence (min(prod rho_t, cap) for all its tokens). Needs "
+                  "learner.old_logprobs = \"recompute\".",
+                  {"none", "token", "sequence"}));
+  k.push_back(Float("algorithm.rollout_is_cap", 2.0, 1.0, std::nullopt,
+                    "Cap C of algorithm.rollout_is's weight."));
+  k.push_back(Str("algorithm.rollout_mask", "none",
+                  "Rollout correction (docs/ALGORITHMS.md §2.4): drop the policy-gradient term of "
+                  "tokens whose ratio rho_t (token: IcePop), or of whole sequences whose ratio "
+                  "product (sequence) or geometric mean (geometric) lies outside "
+                  "[rollout_mask_low, rollout_mask_high]. Needs learner.old_logprobs = "
+                  "\"recompute\".",
+                  {"none", "token", "sequence", "geometric"}));
+  k.push_back(Float("algorithm.rollout_mask_low", 0.5, 0.0, 1.0,
+                    "Lower bound of the ratio algorithm.rollout_mask keeps."));
+  k.push_back(Float("algorithm.rollout_mask_high", 2.0, 1.0, 1e12,
+                    "Upper bound of the ratio algorithm.rollout_mask keeps."));
   k.push_back(Float("algorithm.entropy_coef", 0.0, 0.0, std::nullopt, "Entropy bonus."));
   k.push_back(Bool("algorithm.norm_adv_by_std", true,
                    "Divide group advantages by their std (false for Dr.GRPO)."));

@@ -62,9 +62,17 @@ void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
       actors->Request(actor, peer, env.work_request().credits());
       ledger->Heartbeat(actor);
       break;
-    case wire::Envelope::kHeartbeat:
+    case wire::Envelope::kHeartbeat: {
       ledger->Heartbeat(actor);
+      const auto& ids = env.heartbeat().lease_ids();
+      for (const Lease& l :
+           ledger->ReconcileRestored(actor, std::vector<uint64_t>(ids.begin(), ids.end())))
+        CHAINRL_LOG(kInfo) << "lease " << l.lease_id << " of group " << l.group_id
+                           << ", restored from the checkpoint, is not held by " << actor
+                           << " (its result went to the learner before this one): handed out "
+                              "again";
       break;
+    }
     case wire::Envelope::kLeave:
       CHAINRL_LOG(kInfo) << actor << " left: " << env.leave().reason();
       ledger->Leave(actor);

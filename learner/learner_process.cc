@@ -441,6 +441,7 @@ Status Learner::TrainStep() {
   o.budget = Budget();
   o.soft_weighting = trainer_->shaping().options().soft_weighting.has_value();
   o.mastered_token_mask = lo().mastered_token_mask;
+  o.rollout_correction = lo().policy.rollout_correction.enabled();
   const json h = StepHistoryEntry(batch, o);
   completed_at_step_ = ledger_.counters().completed;
   run_.history.push_back(h);
@@ -556,8 +557,12 @@ Status Learner::Run() {
     CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
     return Finish(run_.step >= c().GetInt("run.total_steps"));
   }
-  CHAINRL_ASSIGN_OR_RETURN(transport_,
-                           LearnerTransport::Open(c().GetString("learner.bind"), o_.run_dir));
+  // Token ids are checked against the policy's vocabulary at the socket (a peer's out-of-vocabulary
+  // id never reaches a batch, nor an actor's lease as a carried segment).
+  CHAINRL_ASSIGN_OR_RETURN(
+      transport_,
+      LearnerTransport::Open(c().GetString("learner.bind"), o_.run_dir,
+                             static_cast<uint32_t>(trainer_->model().config().vocab_size)));
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c().GetInt("run.total_steps");
   const int64_t every = c().GetInt("checkpoint.every");

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -14,7 +15,8 @@ namespace chainrl::learner {
 namespace fs = std::filesystem;
 
 Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::string& bind,
-                                                                 const std::string& run_dir) {
+                                                                 const std::string& run_dir,
+                                                                 uint32_t vocab_size) {
   LearnerEndpoints ep;
   if (bind == "ipc://") {
     const std::string base = "ipc://" + fs::absolute(run_dir).string() + "/learner";
@@ -27,6 +29,7 @@ Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::stri
   co.name = "learner";
   co.recv_hwm = 1000;
   co.send_timeout = std::chrono::milliseconds(100);
+  if (vocab_size > 0) co.limits.vocab_size = std::min(co.limits.vocab_size, vocab_size);
   co.allow_remote_bind = bind.rfind("tcp://127.", 0) != 0 &&
                          bind.rfind("tcp://localhost", 0) != 0 &&
                          bind.rfind("tcp://", 0) == 0;  // an explicit non-loopback bind is a choice

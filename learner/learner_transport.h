@@ -24,9 +24,13 @@ class LearnerTransport {
  public:
   // Binds learner.bind's endpoints (`bind`; "ipc://" alone means sockets named learner.* in
   // `run_dir`) and writes RUN_DIR/endpoints.json with the endpoints bound and this process's pid.
-  // Loopback TCP unless the bind names another address explicitly. The transport's errors.
+  // Loopback TCP unless the bind names another address explicitly. Messages from peers carrying
+  // a token id outside the policy's vocabulary (`vocab_size`, 0: the wire's own bound) are refused
+  // and counted as invalid before they reach the learner, naming the peer. The transport's
+  // errors.
   static Result<std::unique_ptr<LearnerTransport>> Open(const std::string& bind,
-                                                        const std::string& run_dir);
+                                                        const std::string& run_dir,
+                                                        uint32_t vocab_size = 0);
 
   transport::Channel& work() { return *work_; }
   transport::Channel& trajectories() { return *traj_; }

@@ -1,9 +1,10 @@
 // GRPO-family token losses, SFT, KL, logprob mismatch and DMMPT masking
-// (docs/ALGORITHMS.md §1.1–§1.8, §2.1–§2.3).
+// (docs/ALGORITHMS.md §1.1–§1.8, §2.1–§2.4).
 #include "learner/objectives.h"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "core/check.h"
@@ -95,6 +96,12 @@ Status ValidatePolicyLossOptions(const PolicyLossOptions& o) {
     return bad("loss_scale_factor", o.loss_scale_factor, ">= 0 (0 = the mask's length)");
   if (!(o.log_ratio_clamp > 0)) return bad("log_ratio_clamp", o.log_ratio_clamp, "> 0");
   if (!(o.kl_clamp > 0)) return bad("kl_clamp", o.kl_clamp, "> 0");
+  const RolloutCorrection& rc = o.rollout_correction;
+  if (!(rc.is_cap >= 1)) return bad("rollout_is_cap", rc.is_cap, ">= 1");
+  if (!(rc.mask_low >= 0 && rc.mask_low <= 1))
+    return bad("rollout_mask_low", rc.mask_low, "in [0, 1]");
+  if (!(rc.mask_high >= 1 && std::isfinite(rc.mask_high)))
+    return bad("rollout_mask_high", rc.mask_high, ">= 1 and finite");
   return Status::Ok();
 }
 
@@ -167,6 +174,70 @@ void PolicyLossStats::Merge(const PolicyLossStats& o) {
   mismatch_abs_sum += o.mismatch_abs_sum;
   mismatch_abs_max = std::max(mismatch_abs_max, o.mismatch_abs_max);
   mismatch_k3_sum += o.mismatch_k3_sum;
+  correction_weight_sum += o.correction_weight_sum;
+  correction_zeroed += o.correction_zeroed;
+}
+
+Result<RolloutIsLevel> ParseRolloutIsLevel(std::string_view s) {
+  if (s == "none") return RolloutIsLevel::kNone;
+  if (s == "token") return RolloutIsLevel::kToken;
+  if (s == "sequence") return RolloutIsLevel::kSequence;
+  return InvalidArgument("rollout_is: '" + std::string(s) + "' is not none, token or sequence");
+}
+
+Result<RolloutMaskLevel> ParseRolloutMaskLevel(std::string_view s) {
+  if (s == "none") return RolloutMaskLevel::kNone;
+  if (s == "token") return RolloutMaskLevel::kToken;
+  if (s == "sequence") return RolloutMaskLevel::kSequence;
+  if (s == "geometric") return RolloutMaskLevel::kGeometric;
+  return InvalidArgument("rollout_mask: '" + std::string(s) +
+                         "' is not none, token, sequence or geometric");
+}
+
+Tensor RolloutCorrectionWeights(const Tensor& old_logprobs, const Tensor& rollout_logprobs,
+                                const Tensor& mask, const RolloutCorrection& c) {
+  CheckSameShape(old_logprobs, rollout_logprobs, "rollout_logprobs");
+  CheckSameShape(old_logprobs, mask, "mask");
+  torch::NoGradGuard no_grad;
+  const Tensor keep = mask != 0;
+  const Tensor m = keep.to(torch::kFloat64);
+  // log ρ_t, 0 outside the mask (no NaN or inf from padding leaks into the sums).
+  const Tensor log_rho =
+      Masked(old_logprobs.to(torch::kFloat64) - rollout_logprobs.to(torch::kFloat64), keep);
+  const Tensor seq_sum = log_rho.sum(1, /*keepdim=*/true);           // [B,1]
+  const Tensor seq_len = m.sum(1, /*keepdim=*/true).clamp_min(1.0);  // [B,1]
+  Tensor w = torch::ones_like(log_rho);
+  switch (c.is) {
+    case RolloutIsLevel::kNone:
+      break;
+    case RolloutIsLevel::kToken:  // min(ρ_t, C), in log space so a huge ratio cannot overflow
+      w = torch::exp(log_rho.clamp_max(std::log(c.is_cap)));
+      break;
+    case RolloutIsLevel::kSequence:  // min(Π_t ρ_t, C) for every token of the row
+      w = torch::exp(seq_sum.clamp_max(std::log(c.is_cap))).expand_as(log_rho);
+      break;
+  }
+  const double lo =
+      c.mask_low > 0 ? std::log(c.mask_low) : -std::numeric_limits<double>::infinity();
+  const double hi = std::log(c.mask_high);
+  Tensor kept;  // [B,T] or [B,1] bool
+  switch (c.mask) {
+    case RolloutMaskLevel::kNone:
+      break;
+    case RolloutMaskLevel::kToken:
+      kept = (log_rho >= lo) & (log_rho <= hi);
+      break;
+    case RolloutMaskLevel::kSequence:
+      kept = (seq_sum >= lo) & (seq_sum <= hi);
+      break;
+    case RolloutMaskLevel::kGeometric: {
+      const Tensor geo = seq_sum / seq_len;  // log of the geometric mean of ρ over the row
+      kept = (geo >= lo) & (geo <= hi);
+      break;
+    }
+  }
+  if (kept.defined()) w = w * kept.to(torch::kFloat64);
+  return (w * m).to(old_logprobs.scalar_type());
 }
 
 void LogprobMismatch::Merge(const LogprobMismatch& o) {
@@ -265,6 +336,12 @@ TokenLossOutput CompleteTokenLoss(const TokenLossInputs& in, const Normalisers& 
   const Tensor& keep = t.keep;
   const Tensor& m = t.m;
   Tensor per_token = s.per_token;
+  Tensor correction;
+  if (in.rollout_weights.defined()) {
+    CheckSameShape(lp_raw, in.rollout_weights, "rollout_weights");
+    correction = Masked(in.rollout_weights.to(dtype).detach(), keep);
+    per_token = per_token * correction;
+  }
   Tensor kl;
   if (in.ref_logprobs.defined()) {
     CheckSameShape(lp_raw, in.ref_logprobs, "ref_logprobs");
@@ -298,6 +375,9 @@ TokenLossOutput CompleteTokenLoss(const TokenLossInputs& in, const Normalisers& 
       ((t.old - t.lp) * m).sum(),
       kl.defined() ? (kl * m).sum() : torch::zeros({}, m.options()),
       ent.defined() ? (ent * m).sum() : torch::zeros({}, m.options()),
+      correction.defined() ? (correction * m).sum() : torch::zeros({}, m.options()),
+      correction.defined() ? ((correction == 0) & keep).sum().to(dtype)
+                           : torch::zeros({}, m.options()),
   };
   const Tensor packed = torch::stack(parts).to(torch::kFloat64).cpu();
   const double* p = packed.data_ptr<double>();
@@ -308,6 +388,8 @@ TokenLossOutput CompleteTokenLoss(const TokenLossInputs& in, const Normalisers& 
   out.stats.approx_kl_sum = p[4];
   out.stats.ref_kl_sum = p[5];
   out.stats.entropy_sum = p[6];
+  out.stats.correction_weight_sum = p[7];
+  out.stats.correction_zeroed = p[8];
   if (in.rollout_logprobs.defined()) {
     // Mismatch of the learner's current logprobs against the sampler's, on every batch.
     const LogprobMismatch mm = ComputeLogprobMismatch(lp_raw, in.rollout_logprobs, in.mask);

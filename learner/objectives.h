@@ -1,7 +1,7 @@
 // Token-level RL and SFT objectives over tensors: GRPO / Dr.GRPO / DAPO / GSPO policy losses with
 // clip-higher, dual-clip, k3 KL and entropy bonus, in a chunk-additive form for streaming backprop
 // (docs/ALGORITHMS.md §1.1–§1.8, §6.1), plus SFT cross-entropy, logprob mismatch and UloRL's DMMPT
-// mask (§2.1–§2.3). Papers: DeepSeekMath arXiv 2402.03300 Eq. 3–4, DAPO arXiv 2503.14476 §3.1 and
+// mask (§2.1–§2.4). Papers: DeepSeekMath arXiv 2402.03300 Eq. 3–4, DAPO arXiv 2503.14476 §3.1 and
 // §3.3, Dr.GRPO arXiv 2503.20783, GSPO arXiv 2507.18071 §4, dual clip arXiv 1912.09729, UloRL
 // arXiv 2507.19766.
 #pragma once
@@ -40,6 +40,34 @@ const char* KlEstimatorName(KlEstimator estimator);
 // Options of the GRPO-family token loss; one field per TOML key. Defaults are GRPO's symmetric
 // clip with no KL; DAPO is clip_ratio_high(0.28), token-mean; Dr.GRPO is seq-mean-token-sum-norm
 // with loss_scale_factor = generate_max_length; GSPO is policy_loss(kGspo) with 3e-4 / 4e-4.
+// Rollout correction (docs/ALGORITHMS.md §2.4): the sampler's policy (the actor's logprobs
+// ℓ_rollout) is not the learner's policy before the update (the proximal policy, recomputed:
+// ℓ_old), through numerics (dtype, kernels) and through staleness. Per token ρ_t = exp(ℓ_old −
+// ℓ_rollout); the policy-gradient term of each token is multiplied by a detached weight built from
+// ρ: importance sampling truncated at a cap (per token, or the sequence's product for all its
+// tokens) times a mask that drops tokens or whole sequences whose ratio is outside [low, high] (per
+// token, the sequence's product, or its geometric mean). The PPO ratio itself is taken against
+// ℓ_old.
+enum class RolloutIsLevel { kNone, kToken, kSequence };
+enum class RolloutMaskLevel { kNone, kToken, kSequence, kGeometric };
+struct RolloutCorrection {
+  RolloutIsLevel is = RolloutIsLevel::kNone;
+  double is_cap = 2.0;  // C: w = min(ρ, C)
+  RolloutMaskLevel mask = RolloutMaskLevel::kNone;
+  double mask_low = 0.5, mask_high = 2.0;  // kept when low <= ratio <= high
+  bool enabled() const { return is != RolloutIsLevel::kNone || mask != RolloutMaskLevel::kNone; }
+};
+Result<RolloutIsLevel> ParseRolloutIsLevel(std::string_view s);      // none, token, sequence
+Result<RolloutMaskLevel> ParseRolloutMaskLevel(std::string_view s);  // + geometric
+
+// The [B,T] detached weights of `correction` for rows whose response tokens are `mask` (whole
+// sequences: the sequence levels need every token of a row), 0 outside the mask. REQUIRES: shapes
+// agree.
+torch::Tensor RolloutCorrectionWeights(const torch::Tensor& old_logprobs,
+                                       const torch::Tensor& rollout_logprobs,
+                                       const torch::Tensor& mask,
+                                       const RolloutCorrection& correction);
+
 struct PolicyLossOptions {
 #define CHAINRL_LEARNER_ARG(type, name, init) \
   type name = init;                           \
@@ -63,6 +91,7 @@ struct PolicyLossOptions {
   CHAINRL_LEARNER_ARG(double, log_ratio_clamp, 20.0)     // r = exp(clamp(ℓ − ℓ_old, ±20))
   CHAINRL_LEARNER_ARG(double, gspo_log_ratio_max, 10.0)  // clamp of GSPO's token log-ratio (upper)
   CHAINRL_LEARNER_ARG(double, kl_clamp, 10.0)            // k3 values are clamped to [−10, 10]
+  CHAINRL_LEARNER_ARG(RolloutCorrection, rollout_correction, RolloutCorrection())
 #undef CHAINRL_LEARNER_ARG
 };
 // InvalidArgument naming the key for out-of-range values (e.g. "clip_ratio_low must be in [0,1]").
@@ -111,6 +140,9 @@ struct TokenLossInputs {
   torch::Tensor advantages;    // [B] per sequence or [B,T] per token
   torch::Tensor entropy;       // [B,T] full-vocabulary entropy; REQUIRED when entropy_coef > 0
   torch::Tensor rollout_logprobs;    // [B,T] optional: the sampler's logprobs, for the mismatch
+  // [B,T] optional: RolloutCorrectionWeights of the whole rows, sliced like the chunk; multiplies
+  // each token's policy-gradient term (not the KL or entropy terms).
+  torch::Tensor rollout_weights;
   torch::Tensor gspo_seq_log_ratio;  // [B] REQUIRED for GSPO: GspoSequenceLogRatio(full)
 };
 
@@ -127,6 +159,8 @@ struct PolicyLossStats {
   double mismatch_abs_sum = 0;  // Σ |ℓ_old − ℓ_rollout|
   double mismatch_abs_max = 0;  // max |ℓ_old − ℓ_rollout|
   double mismatch_k3_sum = 0;   // Σ k3(ℓ_rollout, ℓ_old)
+  double correction_weight_sum = 0;  // Σ rollout-correction weight over masked tokens (when on)
+  double correction_zeroed = 0;      // masked tokens whose correction weight is 0
   void Merge(const PolicyLossStats& other);
   double clip_fraction() const { return tokens > 0 ? clipped_tokens / tokens : 0; }
   double ratio_mean() const { return tokens > 0 ? ratio_sum / tokens : 0; }

@@ -333,6 +333,10 @@ class PolicyUpdate {
     for (const auto& micro : MicroBatches(rows, step_.micro_batch_tokens)) {
       const int64_t b1 = b0 + static_cast<int64_t>(micro.size());
       Packed p = Pack(micro, step_.recompute_old_logprobs, options_.policy.kl_coef > 0);
+      // Rollout correction from whole rows (its sequence levels need every token of a row).
+      const RolloutCorrection& rc = options_.policy.rollout_correction;
+      const Tensor correction =
+          rc.enabled() ? RolloutCorrectionWeights(p.old_lp, p.behaviour, p.mask, rc) : Tensor();
       const Tensor mask = objective_.applies_sample_filters()
                               ? FilteredMask(p, micro, r0 + b0, epoch == 0, stats)
                               : p.mask;
@@ -347,6 +351,7 @@ class PolicyUpdate {
         c.tokens.advantages = p.advantages;
         if (ent.defined()) c.tokens.entropy = ent;
         c.tokens.rollout_logprobs = p.behaviour.slice(1, t0, t1);
+        if (correction.defined()) c.tokens.rollout_weights = correction.slice(1, t0, t1);
         c.response_mask = p.mask.slice(1, t0, t1);
         c.norm = &mn;
         c.first_row = b0;
@@ -436,6 +441,10 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
                                     const LearnerRunOptions& options, const RlStepOptions& step) {
   if (options.policy.kl_coef > 0 && step.reference == nullptr)
     return InvalidArgument("algorithm.kl_coef > 0 needs a reference model");
+  if (options.policy.rollout_correction.enabled() && !step.recompute_old_logprobs)
+    return InvalidArgument(
+        "algorithm.rollout_is / rollout_mask need the learner's recomputed logprobs "
+        "(learner.old_logprobs = \"recompute\")");
   CHAINRL_ASSIGN_OR_RETURN(std::unique_ptr<PolicyObjective> objective,
                            MakePolicyObjective(options));
   CHAINRL_ASSIGN_OR_RETURN(BatchRows batch,

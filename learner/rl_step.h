@@ -1,7 +1,7 @@
 // One learner update on a batch of prompt groups (GRPO family: advantages, PPO epochs and
 // mini-batches, micro-batches by tokens, streaming backprop or plain autograd) and one SFT update.
 // Sequences are packed right-padded; the loss of a mini-batch uses global normalisers, so any
-// micro-batch split gives the same gradient. Formulas: docs/ALGORITHMS.md §1.1–§1.10, §2.1–§2.3,
+// micro-batch split gives the same gradient. Formulas: docs/ALGORITHMS.md §1.1–§1.10, §2.1–§2.4,
 // §3.1–§3.5, §4.10 and §6.3.
 #pragma once
 

@@ -79,6 +79,26 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
                              ParseKlEstimator(c.GetString("algorithm.kl_estimator")));
   }
   if (IsSet(c, "algorithm.entropy_coef")) p.entropy_coef = c.GetFloat("algorithm.entropy_coef");
+  {
+    RolloutCorrection& rc = p.rollout_correction;
+    CHAINRL_ASSIGN_OR_RETURN(rc.is, ParseRolloutIsLevel(c.GetString("algorithm.rollout_is")));
+    rc.is_cap = c.GetFloat("algorithm.rollout_is_cap");
+    CHAINRL_ASSIGN_OR_RETURN(rc.mask, ParseRolloutMaskLevel(c.GetString("algorithm.rollout_mask")));
+    rc.mask_low = c.GetFloat("algorithm.rollout_mask_low");
+    rc.mask_high = c.GetFloat("algorithm.rollout_mask_high");
+    if (rc.enabled() && o.family == ObjectiveFamily::kPreference)
+      return InvalidArgument(
+          "algorithm.rollout_is / algorithm.rollout_mask weight the policy-"
+          "gradient loss; algorithm.name = \"" +
+          a + "\" is a preference objective");
+    if (rc.enabled() && c.GetString("learner.old_logprobs") != "recompute")
+      return InvalidArgument(
+          "algorithm.rollout_is / algorithm.rollout_mask correct the sampler's policy toward the "
+          "learner's recomputed one, but learner.old_logprobs = \"" +
+          c.GetString("learner.old_logprobs") +
+          "\" takes the ratio against the sampler's own logprobs, so there is nothing to correct: "
+          "set learner.old_logprobs = \"recompute\"");
+  }
   if (IsSet(c, "algorithm.loss_agg_mode")) {
     CHAINRL_ASSIGN_OR_RETURN(p.loss_agg_mode,
                              ParseLossAggMode(c.GetString("algorithm.loss_agg_mode")));
@@ -105,6 +125,10 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   o.overlong_filtering = c.GetBool("algorithm.overlong_filtering");
   const auto& methods = c.GetStringList("length_shaping.methods");
   o.drpo = std::find(methods.begin(), methods.end(), "drpo") != methods.end();
+  if (o.drpo && o.policy.rollout_correction.enabled())
+    return InvalidArgument(
+        "length_shaping.methods 'drpo' replaces the policy-gradient loss, which "
+        "algorithm.rollout_is / algorithm.rollout_mask weight: the two cannot be combined");
   o.drpo_options.lambda = c.GetFloat("length_shaping.drpo_lambda");
   o.drpo_options.tau = c.GetFloat("length_shaping.drpo_tau");
   o.drpo_options.max_length = static_cast<double>(c.GetInt("rollout.max_new_tokens"));

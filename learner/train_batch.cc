@@ -146,6 +146,11 @@ json StepHistoryEntry(const StepBatch& b, const StepOutcome& o) {
   if (!b.difficulty.is_null()) h["difficulty"] = b.difficulty;
   if (o.soft_weighting) h["soft_weight_mean"] = b.soft_weight;
   if (o.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
+  if (o.rollout_correction && st.policy.tokens > 0) {
+    // Rollout correction (docs/ALGORITHMS.md §2.4): its mean weight and the tokens it dropped.
+    h["rollout_weight_mean"] = st.policy.correction_weight_sum / st.policy.tokens;
+    h["rollout_masked_fraction"] = st.policy.correction_zeroed / st.policy.tokens;
+  }
   if (b.laser_targets[0] > 0) {
     h["laser_d_targets"] = b.laser_targets;
     if (b.laser_targets_updated) h["laser_d_updated"] = true;

@@ -112,6 +112,7 @@ struct StepOutcome {
   bool gen_limit_reached = false;  // trained short at algorithm.max_num_gen_batches
   bool soft_weighting = false;     // curriculum.soft_weighting in force
   bool mastered_token_mask = false;
+  bool rollout_correction = false;  // algorithm.rollout_is or rollout_mask in force
 };
 
 // Mean |behaviour - old| logprob per token with rollout logprobs, 0 without any.

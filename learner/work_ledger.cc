@@ -104,6 +104,23 @@ void WorkLedger::Undelivered(const std::vector<uint64_t>& lease_ids) {
   }
 }
 
+std::vector<Lease> WorkLedger::ReconcileRestored(const std::string& actor,
+                                                 const std::vector<uint64_t>& held) {
+  std::vector<Lease> revoked;
+  if (restored_.empty()) return revoked;
+  auto a = actors_.find(actor);
+  if (a == actors_.end()) return revoked;
+  const std::set<uint64_t> holds(held.begin(), held.end());
+  std::vector<uint64_t> gone;
+  for (uint64_t id : a->second.leases) {
+    if (restored_.erase(id) == 0) continue;  // issued since the restore, or settled
+    if (holds.count(id) == 0) gone.push_back(id);
+  }
+  for (uint64_t id : gone) revoked.push_back(leases_.at(id));
+  Undelivered(gone);
+  return revoked;
+}
+
 std::vector<Lease> WorkLedger::Dispatch(const std::string& actor, size_t max_items,
                                         const std::function<bool(uint64_t)>& prefer) {
   Touch(actor);
@@ -138,6 +155,7 @@ Lease WorkLedger::Close(uint64_t lease_id) {
   CHAINRL_CHECK(it != leases_.end(), "lease " << lease_id);
   Lease l = std::move(it->second);
   leases_.erase(it);
+  restored_.erase(lease_id);
   auto a = actors_.find(l.actor);
   if (a != actors_.end()) a->second.leases.erase(lease_id);
   return l;
@@ -328,6 +346,7 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
       it->second.lease_id = lease.lease_id;
       l.actors_[lease.actor].last_seen = now;
       l.actors_[lease.actor].leases.insert(lease.lease_id);
+      l.restored_.insert(lease.lease_id);
       l.leases_.emplace(lease.lease_id, std::move(lease));
     }
     size_t pending = 0, leased = 0;

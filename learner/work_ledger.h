@@ -145,6 +145,15 @@ class WorkLedger {
   // first in line again, without counting the attempt.
   void Undelivered(const std::vector<uint64_t>& lease_ids);
 
+  // After a restore (FromJson): `actor` says it holds the leases `held`. Every lease restored from
+  // the checkpoint that `actor` holds in the ledger but not in `held` went to the learner that
+  // died (or never arrived): revoked at once, its group first in line again without counting the
+  // attempt, as Undelivered. Leases issued since the restore are not touched (their work may still
+  // be on its way). Each restored lease is settled by its actor's first such report. Returns the
+  // leases revoked.
+  std::vector<Lease> ReconcileRestored(const std::string& actor, const std::vector<uint64_t>& held);
+  size_t restored_unconfirmed() const { return restored_.size(); }
+
   // Leases up to `max_items` queued groups to `actor` (re-queued groups first); also counts as a
   // heartbeat. Returns fewer (or none) when the queue runs dry. With `prefer`, queued groups it
   // holds true for go first (in queue order), then the others: e.g. continuations of segments
@@ -213,6 +222,7 @@ class WorkLedger {
   std::deque<uint64_t> queue_;        // pending group ids, in hand-out order
   std::map<uint64_t, Lease> leases_;  // active leases by id
   std::map<std::string, Actor> actors_;
+  std::set<uint64_t> restored_;  // leases restored by FromJson not yet reported by their actor
   uint64_t next_lease_id_ = 1;
   LedgerCounters counters_;
 };

@@ -532,4 +532,58 @@ options = { target_tokens = 12, max_tokens = 24 }
   fs::remove_all(dir);
 }
 
+// Rollout correction in a real run (docs/ALGORITHMS.md §2.4): bfloat16 actors, the learner's
+// recomputed logprobs as the proximal policy, token TIS at 2 and a token mask tight enough that
+// the rounding gap between the actors' decode and the learner's recomputation drops some tokens.
+TEST(TrainAlgosTest, RolloutCorrectionWeighsAndMasksTokensInARun) {
+  const fs::path dir = FreshDir("chainrl_rollout_correction");
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << TinyRunConfig(dir, "corr", 6, 3, 24,
+                                         "dtype = \"float32\"\ncompute_dtype = \"bfloat16\"\n",
+                                         R"(old_logprobs = "recompute"
+[algorithm]
+name = "grpo"
+kl_coef = 0.0
+rollout_is = "token"
+rollout_is_cap = 2.0
+rollout_mask = "token"
+rollout_mask_low = 0.999
+rollout_mask_high = 1.001
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 12, max_tokens = 24 }
+)",
+                                         "1e-5");
+  const std::string run = (dir / "run").string();
+  ASSERT_EQ(Train(config, run, 180), 0) << ReadText(run + ".out");
+  const std::vector<json> steps = StepEvents(run);
+  ASSERT_EQ(steps.size(), 3u);
+  double masked = 0;
+  for (const json& h : steps) {
+    ASSERT_TRUE(h.contains("rollout_weight_mean") && h.contains("rollout_masked_fraction"))
+        << h.dump();
+    const double w = h["rollout_weight_mean"].get<double>();
+    const double f = h["rollout_masked_fraction"].get<double>();
+    std::cout << "step " << h["step"] << " rollout weight mean " << w << ", masked " << f
+              << ", logprob mismatch " << h["logprob_mismatch"] << "\n";
+    EXPECT_GE(f, 0.0);
+    EXPECT_LT(f, 1.0) << "a gap of bfloat16 rounding leaves most tokens inside [0.999, 1.001]";
+    // Kept tokens weigh ρ_t (within the mask, so within 0.1% of 1); dropped ones 0.
+    EXPECT_NEAR(w, 1.0 - f, 0.002) << h.dump();
+    EXPECT_TRUE(std::isfinite(h["loss"].get<double>()));
+    masked += f;
+  }
+  EXPECT_GT(masked, 0.0) << "no token fell outside [0.999, 1.001]";
+  // Without recomputed logprobs the same correction is refused before anything starts.
+  const std::string refused = (dir / "refused").string();
+  EXPECT_EQ(Train(config, refused, 60, {"--set", "learner.old_logprobs=\"behaviour\""}), 2)
+      << ReadText(refused + ".out");
+  EXPECT_NE(ReadText(refused + ".out").find("learner.old_logprobs"), std::string::npos)
+      << ReadText(refused + ".out");
+  fs::remove_all(dir);
+}
+
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -254,6 +255,39 @@ TEST(TrainProcessTest, LearnerKilledResumesFromItsCheckpointAndActorsReconnect) 
     prefilled += p;
   }
   EXPECT_GT(resumed, 0) << "prefilled again: " << prefilled;
+}
+
+// More credits than a step's groups (2 actors x 3 > 4): when the learner is killed, leases it had
+// checkpointed were answered to it and their results died with it. The restarted learner hands
+// those out again at the actors' first heartbeats (which list the leases each holds) instead of
+// waiting out the 30-minute lease deadline; the run completes with nothing lost or duplicated.
+TEST(TrainProcessTest, LeasesAnsweredToADeadLearnerAreHandedOutAgainAfterItsRestart) {
+  const std::string dir = Dir("kill_learner_credits");
+  // Checkpoints at steps 4 and 8, the kill after step 5: the leases checkpointed at step 4 that
+  // made step 5 were answered to the learner that is killed.
+  const std::string cfg = WriteConfig(dir, "[checkpoint]\nevery = 4\nkeep = 2\n");
+  const std::string run = dir + "/run";
+  pid_t pid = StartTrain(cfg, run,
+                         {"--set", "run.total_steps=10", "--set", "sft.steps=2", "--set",
+                          "actors.credits=3", "--set", "learner.lease_timeout_seconds=1800"});
+  ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
+  const pid_t learner = ReadJson(run + "/processes.json")["learner"].get<pid_t>();
+  ASSERT_EQ(kill(learner, SIGKILL), 0);
+  // Far less than a lease deadline: a stall would time out here.
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  json s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 10, 4);
+  EXPECT_EQ(s["learner_restarts"], 1);
+  EXPECT_EQ(s["actor_restarts"], 0);
+  const std::string log = ReadText(run + "/logs/learner.log");
+  EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+  size_t handed_out = 0;
+  for (size_t at = log.find("restored from the checkpoint, is not held by");
+       at != std::string::npos;
+       at = log.find("restored from the checkpoint, is not held by", at + 1))
+    ++handed_out;
+  std::cout << handed_out << " restored leases handed out again after the restart\n";
+  EXPECT_GT(handed_out, 0u) << log;
 }
 
 // Two learner ranks (distributed.learner_ranks = 2) through the SFT warm-up and RL with a KL

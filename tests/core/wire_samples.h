@@ -121,6 +121,8 @@ inline std::vector<Envelope> AllMessageTypes() {
     h->set_policy_version(11);
     h->set_in_flight(2);
     h->set_unix_ms(1795000000123);
+    h->add_lease_ids(71);
+    h->add_lease_ids(72);
   });
   add([&](Envelope& e) {
     auto* j = e.mutable_join();

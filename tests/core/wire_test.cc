@@ -131,7 +131,17 @@ TEST(WireTest, ValidationNamesTheOffendingField) {
   };
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
+  auto beat = [] {
+    Envelope e = MakeEnvelope("actor-2");
+    e.mutable_heartbeat()->set_policy_version(4);
+    return e;
+  };
   std::vector<std::pair<std::function<Envelope()>, BadField>> cases = {
+      {beat,
+       {"heartbeat.lease_ids: 1025 leases exceed limit 1024",
+        [](Envelope& e) {
+          for (int i = 0; i < 1025; ++i) e.mutable_heartbeat()->add_lease_ids(i + 1);
+        }}},
       {traj,
        {"trajectory.samples[1].completion.behaviour_logprobs[3]: 0.5",
         [](Envelope& e) {

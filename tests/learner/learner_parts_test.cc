@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <zmq.hpp>
 
 #include "apps/run_config.h"
@@ -154,6 +155,52 @@ TEST(LearnerTransportTest, WritesEndpointsPublishesWeightsAndCountsGarbage) {
     EXPECT_FALSE(m->has_value());
   }
   EXPECT_EQ((*t)->RejectedTotal(), 1u);
+}
+
+// A trajectory whose token id lies outside the policy's vocabulary is refused at the socket and
+// counted as invalid; the same trajectory inside it arrives.
+TEST(LearnerTransportTest, OutOfVocabularyTokensAreRefusedAtTheSocket) {
+  const std::string run = TempDir("_vocab");
+  auto t = LearnerTransport::Open("ipc://", run, 300);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  transport::Context ctx(1);
+  transport::ChannelOptions co;
+  co.name = "rogue";
+  auto push = transport::Channel::Open(ctx, transport::ChannelKind::kTrajectorySource,
+                                       (*t)->endpoints().trajectories, co);
+  ASSERT_TRUE(push.ok()) << push.status().ToString();
+  auto send = [&](uint32_t token) {
+    wire::Envelope e = wire::MakeEnvelope("rogue");
+    wire::Trajectory* tr = e.mutable_trajectory();
+    tr->set_prompt_group_id(3);
+    tr->set_lease_id(5);
+    tr->set_actor_id("rogue");
+    wire::Sample* s = tr->add_samples();
+    s->set_finish_reason(wire::FINISH_STOP);
+    s->mutable_completion()->add_token_ids(7);
+    s->mutable_completion()->add_token_ids(token);
+    s->mutable_completion()->add_behaviour_logprobs(-0.5f);
+    s->mutable_completion()->add_behaviour_logprobs(-0.5f);
+    const std::vector<int64_t> versions = {0, 0};
+    *s->mutable_completion()->mutable_policy_versions() = wire::CompressPolicyVersions(versions);
+    ASSERT_TRUE((*push)->Send(e).ok());
+  };
+  auto receive = [&]() -> std::optional<transport::Received> {
+    for (int i = 0; i < 100; ++i) {
+      auto m = (*t)->trajectories().Receive(std::chrono::milliseconds(50));
+      EXPECT_TRUE(m.ok());
+      if (m.ok() && m->has_value()) return std::move(**m);
+      if ((*t)->RejectedTotal() > 0) return std::nullopt;
+    }
+    return std::nullopt;
+  };
+  send(299);
+  auto ok = receive();
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->envelope.trajectory().samples(0).completion().token_ids(1), 299u);
+  send(300);
+  EXPECT_FALSE(receive().has_value());
+  EXPECT_EQ((*t)->Rejected(wire::RejectReason::kInvalid), 1u);
 }
 
 TEST(HeldOutEvalTest, RecordCarriesTheEvaluationsFigures) {

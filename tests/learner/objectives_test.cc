@@ -559,5 +559,172 @@ TEST(ObjectivesTest, MasteredPositiveTokenMask) {
   EXPECT_NEAR(out.loss.item<double>(), -5.0 / 6.0, 1e-14);
 }
 
+// Rollout correction (docs/ALGORITHMS.md §2.4) by hand. Two rows, ℓ_old − ℓ_rollout per token:
+// row 0: log 3, log 0.5, 0 (ratios 3, 0.5, 1); row 1: log 1.2, log 1.1, padding.
+TEST(ObjectivesTest, RolloutCorrectionWeightsByHand) {
+  const double l3 = std::log(3.0), lh = std::log(0.5), l12 = std::log(1.2), l11 = std::log(1.1);
+  const Tensor old = T2({{l3 - 1, lh - 2, -0.5}, {l12 - 0.7, l11 - 0.1, 5.0}});
+  const Tensor rollout = T2({{-1, -2, -0.5}, {-0.7, -0.1, -1e9}});
+  const Tensor mask = T2({{1, 1, 1}, {1, 1, 0}});
+  auto weights = [&](RolloutCorrection c) {
+    return RolloutCorrectionWeights(old, rollout, mask, c);
+  };
+  RolloutCorrection c;
+  // Token TIS at C = 2: min(ρ_t, 2).
+  c.is = RolloutIsLevel::kToken;
+  Tensor w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{2.0, 0.5, 1.0}, {1.2, 1.1, 0.0}}), 0, 1e-12)) << w;
+  // Sequence TIS at C = 2: row 0's product 1.5, row 1's 1.32; every token of the row.
+  c.is = RolloutIsLevel::kSequence;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{1.5, 1.5, 1.5}, {1.32, 1.32, 0.0}}), 0, 1e-12)) << w;
+  c.is_cap = 1.4;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{1.4, 1.4, 1.4}, {1.32, 1.32, 0.0}}), 0, 1e-12)) << w;
+  // Token mask (IcePop) in [0.6, 2]: ratio 3 and 0.5 dropped; with token TIS at C = 5 the kept
+  // tokens keep their ratio as weight.
+  c = RolloutCorrection();
+  c.mask = RolloutMaskLevel::kToken;
+  c.mask_low = 0.6;
+  c.mask_high = 2.0;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{0, 0, 1}, {1, 1, 0}}), 0, 1e-12)) << w;
+  c.is = RolloutIsLevel::kToken;
+  c.is_cap = 5;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{0, 0, 1}, {1.2, 1.1, 0}}), 0, 1e-12)) << w;
+  // Sequence mask in [0.6, 1.4]: row 0's product 1.5 is out, row 1's 1.32 in.
+  c = RolloutCorrection();
+  c.mask = RolloutMaskLevel::kSequence;
+  c.mask_low = 0.6;
+  c.mask_high = 1.4;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{0, 0, 0}, {1, 1, 0}}), 0, 1e-12)) << w;
+  // Geometric mean in [0.8, 1.148]: row 0's 1.5^(1/3) = 1.1447 in, row 1's sqrt(1.32) = 1.1489
+  // out (the padding is not a token of the row).
+  c.mask = RolloutMaskLevel::kGeometric;
+  c.mask_low = 0.8;
+  c.mask_high = 1.148;
+  w = weights(c);
+  EXPECT_TRUE(torch::allclose(w, T2({{1, 1, 1}, {0, 0, 0}}), 0, 1e-12)) << w;
+  // A huge ratio cannot overflow the capped weight.
+  const Tensor far = T2({{800.0}});
+  c = RolloutCorrection();
+  c.is = RolloutIsLevel::kSequence;
+  w = RolloutCorrectionWeights(far, T2({{0.0}}), T2({{1}}), c);
+  EXPECT_DOUBLE_EQ(w.item<double>(), 2.0);
+
+  EXPECT_EQ(*ParseRolloutIsLevel("sequence"), RolloutIsLevel::kSequence);
+  EXPECT_EQ(*ParseRolloutMaskLevel("geometric"), RolloutMaskLevel::kGeometric);
+  EXPECT_FALSE(ParseRolloutMaskLevel("icepop").ok());
+  EXPECT_FALSE(ValidatePolicyLossOptions(PolicyLossOptions().set_rollout_correction(
+                                             RolloutCorrection{RolloutIsLevel::kToken, 0.5}))
+                   .ok());
+}
+
+// The weight multiplies the policy-gradient term only: loss and gradient are the weighted ones,
+// the KL term is untouched, and chunks of whole-row weights add up to the whole.
+TEST(ObjectivesTest, RolloutCorrectionWeighsThePolicyGradientTerm) {
+  const Batch b = RandomBatch(4, 11, 5);
+  RolloutCorrection rc;
+  rc.is = RolloutIsLevel::kSequence;
+  rc.is_cap = 3;
+  rc.mask = RolloutMaskLevel::kToken;
+  rc.mask_low = 0.7;
+  rc.mask_high = 1.6;
+  const Tensor rollout = b.old + 0.25 * torch::randn_like(b.old);
+  const Tensor weights = RolloutCorrectionWeights(b.old, rollout, b.mask, rc);
+  ASSERT_GT((weights == 0).logical_and(b.mask != 0).sum().item<int64_t>(), 0) << "some dropped";
+  auto o = PolicyLossOptions()
+               .set_loss_agg_mode(LossAggMode::kTokenMean)
+               .set_clip_ratio_high(0.28)
+               .set_kl_coef(0.1)
+               .set_rollout_correction(rc);
+  // By hand: Σ w_t·L^pg_t + β·KL_t over the normaliser, from the unweighted per-token pieces.
+  const Normalisers norm = ComputeNormalisers(b.mask, o);
+  const Tensor leaf = b.lp.clone().requires_grad_(true);
+  TokenLossInputs in = Inputs(b, leaf);
+  in.entropy = Tensor();
+  in.rollout_logprobs = rollout;
+  in.rollout_weights = weights;
+  TokenLossOutput weighted = PolicyLoss(in, norm, o);
+  weighted.loss.backward();
+  double want = 0, total_tokens = b.mask.sum().item<double>(), wsum = 0, zeroed = 0;
+  for (int64_t i = 0; i < 4; ++i) {
+    for (int64_t t = 0; t < 11; ++t) {
+      if (At(b.mask, i, t) == 0) continue;
+      const double r = std::exp(At(b.lp, i, t) - At(b.old, i, t));
+      const double a = b.adv[i].item<double>();
+      const double pg = std::max(-a * r, -a * std::clamp(r, 0.8, 1.28));
+      const double x = At(b.ref, i, t) - At(b.lp, i, t);
+      const double kl = std::clamp(std::exp(x) - x - 1, -10.0, 10.0);
+      want += At(weights, i, t) * pg + 0.1 * kl;
+      wsum += At(weights, i, t);
+      zeroed += At(weights, i, t) == 0;
+    }
+  }
+  EXPECT_NEAR(weighted.loss.item<double>(), want / total_tokens, 1e-12);
+  EXPECT_NEAR(weighted.stats.correction_weight_sum, wsum, 1e-12);
+  EXPECT_EQ(weighted.stats.correction_zeroed, zeroed);
+  // Chunks of the whole rows' weights give the whole loss and gradient.
+  const Tensor chunk_leaf = b.lp.clone().requires_grad_(true);
+  double total = 0;
+  for (auto [s, e] : std::vector<std::pair<int64_t, int64_t>>{{0, 4}, {4, 5}, {5, 11}}) {
+    TokenLossInputs c = Inputs(b, chunk_leaf.narrow(1, s, e - s));
+    c.entropy = Tensor();
+    for (Tensor* t : {&c.old_logprobs, &c.ref_logprobs, &c.mask}) *t = t->narrow(1, s, e - s);
+    c.rollout_logprobs = rollout.narrow(1, s, e - s);
+    c.rollout_weights = weights.narrow(1, s, e - s);
+    TokenLossOutput out = PolicyLoss(c, norm, o);
+    out.loss.backward();
+    total += out.loss.item<double>();
+  }
+  EXPECT_NEAR(total, weighted.loss.item<double>(), 1e-13);
+  EXPECT_TRUE(torch::allclose(chunk_leaf.grad(), leaf.grad(), 0, 1e-14));
+  // A dropped token has no policy-gradient term: its gradient is the KL term's alone.
+  const Tensor kl_leaf = b.lp.clone().requires_grad_(true);
+  TokenLossInputs only_kl = Inputs(b, kl_leaf);
+  only_kl.entropy = Tensor();
+  only_kl.rollout_weights = torch::zeros_like(weights);
+  PolicyLoss(only_kl, norm, o).loss.backward();
+  const Tensor dropped = (weights == 0) & (b.mask != 0);
+  EXPECT_TRUE(torch::allclose(leaf.grad().masked_select(dropped),
+                              kl_leaf.grad().masked_select(dropped), 0, 1e-14));
+}
+
+// Finite differences through the weighted loss on a tiny model.
+TEST(ObjectivesTest, RolloutCorrectionFiniteDifferenceGradients) {
+  TinyModel m(3, 6, 21);
+  const Tensor mask = torch::ones({3, 6}, kF64);
+  const Tensor adv = torch::tensor({1.0, -0.5, 0.7}, kF64);
+  Tensor lp0;
+  {
+    torch::NoGradGuard ng;
+    lp0 = torch::log_softmax(m.Logits(), -1).gather(-1, m.targets.unsqueeze(-1)).squeeze(-1);
+  }
+  const Tensor old = lp0 + 0.1 * torch::randn_like(lp0);
+  const Tensor rollout = old + 0.3 * torch::randn_like(lp0);
+  RolloutCorrection rc;
+  rc.is = RolloutIsLevel::kToken;
+  rc.mask = RolloutMaskLevel::kGeometric;
+  rc.mask_low = 0.5;
+  rc.mask_high = 2.0;
+  const Tensor w = RolloutCorrectionWeights(old, rollout, mask, rc);
+  const auto o = PolicyLossOptions().set_rollout_correction(rc);
+  const Normalisers norm = ComputeNormalisers(mask, o);
+  const double err = GradCheck(m, [&] {
+    TokenLossInputs in;
+    in.logprobs =
+        torch::log_softmax(m.Logits(), -1).gather(-1, m.targets.unsqueeze(-1)).squeeze(-1);
+    in.old_logprobs = old;
+    in.mask = mask;
+    in.advantages = adv;
+    in.rollout_logprobs = rollout;
+    in.rollout_weights = w;
+    return PolicyLoss(in, norm, o).loss;
+  });
+  EXPECT_LT(err, 1e-6);
+}
+
 }  // namespace
 }  // namespace chainrl::learner

@@ -272,5 +272,39 @@ TEST(RunOptionsTest, StepBudgetStartsAtItsStepAndIsClamped) {
   EXPECT_EQ(StepBudget(o, 0, 64), 1) << "never below one token";
 }
 
+TEST(RunOptionsTest, RolloutCorrectionKeysMapAndNeedTheRecomputedPolicy) {
+  auto o = FromSets({"learner.old_logprobs=recompute", "algorithm.rollout_is=sequence",
+                     "algorithm.rollout_is_cap=3", "algorithm.rollout_mask=geometric",
+                     "algorithm.rollout_mask_low=0.9", "algorithm.rollout_mask_high=1.1"});
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  const RolloutCorrection& rc = o->policy.rollout_correction;
+  EXPECT_EQ(rc.is, RolloutIsLevel::kSequence);
+  EXPECT_DOUBLE_EQ(rc.is_cap, 3);
+  EXPECT_EQ(rc.mask, RolloutMaskLevel::kGeometric);
+  EXPECT_DOUBLE_EQ(rc.mask_low, 0.9);
+  EXPECT_DOUBLE_EQ(rc.mask_high, 1.1);
+  EXPECT_FALSE(FromSets({})->policy.rollout_correction.enabled()) << "off by default";
+  // With the sampler's own logprobs as the ratio's denominator there is nothing to correct.
+  auto behaviour = FromSets({"algorithm.rollout_is=token"});
+  ASSERT_FALSE(behaviour.ok());
+  EXPECT_NE(behaviour.status().message().find("learner.old_logprobs"), std::string::npos)
+      << behaviour.status().message();
+  auto masked = FromSets({"algorithm.rollout_mask=token"});
+  ASSERT_FALSE(masked.ok());
+  // Preference objectives and DRPO's loss take no policy-gradient weight.
+  auto dpo = FromSets(
+      {"learner.old_logprobs=recompute", "algorithm.name=dpo", "algorithm.rollout_is=token"});
+  ASSERT_FALSE(dpo.ok());
+  EXPECT_NE(dpo.status().message().find("preference"), std::string::npos);
+  auto drpo = FromSets({"learner.old_logprobs=recompute", "algorithm.rollout_mask=token",
+                        "length_shaping.methods=[\"drpo\"]"});
+  ASSERT_FALSE(drpo.ok());
+  EXPECT_NE(drpo.status().message().find("drpo"), std::string::npos);
+  // Bounds the schema refuses.
+  EXPECT_FALSE(FromSets({"algorithm.rollout_is_cap=0.5"}).ok());
+  EXPECT_FALSE(FromSets({"algorithm.rollout_mask_low=1.5"}).ok());
+  EXPECT_FALSE(FromSets({"algorithm.rollout_mask_high=0.5"}).ok());
+}
+
 }  // namespace
 }  // namespace chainrl::learner

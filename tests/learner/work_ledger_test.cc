@@ -308,6 +308,63 @@ TEST(WorkLedgerTest, JsonStateRoundTripResumesInFlightAccounting) {
 // Exactly-once under a randomized schedule of work requests, results, crashes (work forgotten),
 // partitions (late results delivered after the actor was declared dead), duplicates and
 // staleness drops: every group is trained exactly once and the counters add up.
+// A restarted learner restores leases whose results went to the learner that died. The first
+// heartbeat of each actor listing what it holds settles them: the ones it does not hold are handed
+// out again at once (first in line, attempt not counted), the ones it holds stay, and leases issued
+// after the restore are never touched.
+TEST(WorkLedgerTest, RestoredLeasesTheActorNoLongerHoldsAreHandedOutAgainAtOnce) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g = 1; g <= 8; ++g) ASSERT_TRUE(l.AddGroup(g).ok());
+  auto a = l.Dispatch("a", 3);  // groups 1, 2, 3
+  auto b = l.Dispatch("b", 2);  // groups 4, 5
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 2u);
+  const std::string json = l.ToJson();
+
+  ManualClock clock2;
+  auto r = WorkLedger::FromJson(json, Opts(), &clock2);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  WorkLedger& n = *r;
+  EXPECT_EQ(n.restored_unconfirmed(), 5u);
+  EXPECT_EQ(n.in_flight(), 5u);
+  // Actor a still generates group 2's lease; 1 and 3 were answered to the dead learner.
+  n.Heartbeat("a");
+  auto gone = n.ReconcileRestored("a", {a[1].lease_id, 999});
+  ASSERT_EQ(gone.size(), 2u);
+  EXPECT_EQ(gone[0].group_id, 1u);
+  EXPECT_EQ(gone[1].group_id, 3u);
+  EXPECT_EQ(n.in_flight(), 3u);
+  EXPECT_EQ(n.pending(), 5u);
+  EXPECT_EQ(n.restored_unconfirmed(), 2u) << "b's two leases are not settled yet";
+  // The revoked groups go out first, in their old order, and their attempt is not counted.
+  auto again = n.Dispatch("c", 2);
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0].group_id, 1u);
+  EXPECT_EQ(again[1].group_id, 3u);
+  EXPECT_EQ(again[0].attempt, 1);
+  // a's answer for group 2 still counts; a report again changes nothing.
+  EXPECT_EQ(n.Complete(a[1].lease_id, 2, 0, 0), Verdict::kAccepted);
+  EXPECT_TRUE(n.ReconcileRestored("a", {}).empty());
+  // A lease issued after the restore is not touched by b's report that omits it.
+  auto fresh = n.Dispatch("b", 1);
+  ASSERT_EQ(fresh.size(), 1u);
+  auto b_gone = n.ReconcileRestored("b", {b[0].lease_id});
+  ASSERT_EQ(b_gone.size(), 1u);
+  EXPECT_EQ(b_gone[0].lease_id, b[1].lease_id);
+  EXPECT_TRUE(n.HoldsLease(fresh[0].lease_id, fresh[0].group_id));
+  EXPECT_TRUE(n.HoldsLease(b[0].lease_id, b[0].group_id));
+  EXPECT_EQ(n.restored_unconfirmed(), 0u);
+  // Late results for the revoked leases are duplicates: each group is trained once.
+  EXPECT_EQ(n.Complete(a[0].lease_id, 1, 0, 0), Verdict::kDuplicate);
+  EXPECT_EQ(n.Complete(again[0].lease_id, 1, 0, 0), Verdict::kAccepted);
+  // A ledger that was never restored reconciles nothing.
+  WorkLedger plain(Opts(), &clock);
+  ASSERT_TRUE(plain.AddGroup(1).ok());
+  plain.Dispatch("a", 1);
+  EXPECT_TRUE(plain.ReconcileRestored("a", {}).empty());
+}
+
 TEST(WorkLedgerTest, ExactlyOnceUnderRandomDeathsAndLateResults) {
   for (uint64_t seed = 0; seed < 25; ++seed) {
     std::mt19937_64 rng(seed);
