@@ -58,14 +58,14 @@ class Learner {
  public:
   Learner(const Config& c, const LearnerProcessOptions& o, const std::atomic<bool>& stop,
           DataParallel* dp)
-      : base_(c), o_(o), stop_(stop), ledger_(LedgerOptions(), &clock_), dp_(MultiRank(dp)) {}
+      : base_(c), process_(o), stop_(stop), ledger_(LedgerOptions(), &clock_), dp_(MultiRank(dp)) {}
   // Rank 0 (or the only rank): the whole process. Ranks other than 0 run PolicyTrainer::Follow.
   Status Run();
 
  private:
   // The config in force (the run's with the current stage's overrides) and its options.
   const Config& c() const { return trainer_->config(); }
-  const LearnerRunOptions& lo() const { return trainer_->options(); }
+  const LearnerRunOptions& run_options() const { return trainer_->options(); }
 
   Status Setup();
   Status Resume(const std::string& spec);
@@ -82,18 +82,18 @@ class Learner {
   Status Finish(bool completed);
   void WriteProgress(const std::string& phase);
   int64_t Budget() const {
-    return StepBudget(lo(), run_.step, c().GetInt("rollout.max_new_tokens"));
+    return StepBudget(run_options(), run_.step, c().GetInt("rollout.max_new_tokens"));
   }
   Result<const std::vector<int32_t>*> PromptTokens(size_t example_index);
   Status ApplyStage();
   // DAPO dynamic sampling or curriculum.filter_uniform_groups drop groups without reward spread.
   bool FiltersUniformGroups() const {
-    return lo().dynamic_sampling || c().GetBool("curriculum.filter_uniform_groups");
+    return run_options().dynamic_sampling || c().GetBool("curriculum.filter_uniform_groups");
   }
 
   const Config& base_;  // the run's config
   std::unique_ptr<PolicyTrainer> trainer_;
-  LearnerProcessOptions o_;
+  LearnerProcessOptions process_;  // run directory and --resume
   const std::atomic<bool>& stop_;
   SteadyClock clock_;
   WorkLedger ledger_;
@@ -148,23 +148,24 @@ Status Learner::ApplyStage() {
 
 Status Learner::Setup() {
   CHAINRL_ASSIGN_OR_RETURN(trainer_, PolicyTrainer::Create(base_, dp_));
-  if (lo().offline_preference) {
+  if (run_options().offline_preference) {
     CHAINRL_ASSIGN_OR_RETURN(preference_data_, OfflinePreferences::Load(c()));
   } else {
     CHAINRL_ASSIGN_OR_RETURN(data_, GroupSource::Load(c()));
   }
   CHAINRL_ASSIGN_OR_RETURN(prompts_, PromptInputs::Create(c()));
-  if (!lo().offline_preference || !c().GetArray("rewards").empty()) {  // offline DPO needs none
+  if (!run_options().offline_preference ||
+      !c().GetArray("rewards").empty()) {  // offline DPO needs none
     CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(c()));
   }
   CHAINRL_RETURN_IF_ERROR(trainer_->LoadPolicy());
-  CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions lo, LedgerOptionsFromConfig(c()));
-  ledger_ = WorkLedger(lo, &clock_);
+  CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions ledger_options, LedgerOptionsFromConfig(c()));
+  ledger_ = WorkLedger(ledger_options, &clock_);
   if (auto registry = metrics::StartProcessMetrics(
           c(), metrics::MetricsOptions().set_role("learner").set_address_file(
-                   (fs::path(o_.run_dir) / "metrics-learner.addr").string()))) {
+                   (fs::path(process_.run_dir) / "metrics-learner.addr").string()))) {
     metrics_ = LearnerMetrics(std::move(registry));
-    metrics_.Started(lo.max_off_policy_steps);
+    metrics_.Started(ledger_options.max_off_policy_steps);
     metrics_.CurriculumStage(0);
   }
   // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
@@ -175,7 +176,7 @@ Status Learner::Setup() {
 }
 
 Status Learner::Resume(const std::string& spec) {
-  const std::string root = CheckpointRoot(c().GetString("checkpoint.dir"), o_.run_dir);
+  const std::string root = CheckpointRoot(c().GetString("checkpoint.dir"), process_.run_dir);
   auto dir = ResolveCheckpoint(root, spec);
   if (!dir.ok()) {
     if (spec == "latest" && dir.status().code() == StatusCode::kNotFound) {
@@ -236,7 +237,7 @@ Status Learner::Checkpoint() {
   auto t0 = Clock::now();
   CHAINRL_ASSIGN_OR_RETURN(
       std::string dir,
-      SaveCheckpoint(CheckpointRoot(c().GetString("checkpoint.dir"), o_.run_dir), key,
+      SaveCheckpoint(CheckpointRoot(c().GetString("checkpoint.dir"), process_.run_dir), key,
                      trainer_->model(), *trainer_->optimizer(), d,
                      static_cast<int>(c().GetInt("checkpoint.keep")), prompts_->tokenizer_dir()));
   CHAINRL_LOG(kInfo) << "checkpoint " << dir << " (" << SecondsSince(t0) << " s)";
@@ -414,11 +415,11 @@ Status Learner::TrainStep() {
   ApplyShaping(trainer_->shaping().Shape(run_.step, Budget(), ShapingInputs(batch.groups)), &batch);
   auto t0 = Clock::now();
   o.wait_seconds = std::chrono::duration<double>(t0 - last_step_end_).count();
-  if (lo().family == ObjectiveFamily::kPreference) {
+  if (run_options().family == ObjectiveFamily::kPreference) {
     // Online DPO family: per group, the best (shaped) reward against the worst one(s) (LOGO: up
     // to 2); groups whose rewards are all equal give no pair.
     std::vector<PreferencePairData> pairs = OnlinePreferencePairs(
-        batch.groups, lo().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
+        batch.groups, run_options().preference.loss_type == PreferenceLossType::kLogo ? 2 : 1);
     CHAINRL_ASSIGN_OR_RETURN(o.preference, trainer_->LeadPreferenceStep(run_.step, pairs));
     o.stats.loss = o.preference->loss;
     o.stats.grad_norm = o.preference->grad_norm;
@@ -440,8 +441,8 @@ Status Learner::TrainStep() {
   o.step = run_.step;
   o.budget = Budget();
   o.soft_weighting = trainer_->shaping().options().soft_weighting.has_value();
-  o.mastered_token_mask = lo().mastered_token_mask;
-  o.rollout_correction = lo().policy.rollout_correction.enabled();
+  o.mastered_token_mask = run_options().mastered_token_mask;
+  o.rollout_correction = run_options().policy.rollout_correction.enabled();
   const json h = StepHistoryEntry(batch, o);
   completed_at_step_ = ledger_.counters().completed;
   run_.history.push_back(h);
@@ -460,7 +461,7 @@ void Learner::WriteProgress(const std::string& phase) {
   p.budget = Budget();
   p.elapsed_seconds = run_.wall_seconds + SecondsSince(start_);
   p.actors = static_cast<int64_t>(actors_.size());
-  (void)learner::WriteProgress(o_.run_dir, p);
+  (void)learner::WriteProgress(process_.run_dir, p);
 }
 
 Status Learner::Finish(bool completed) {
@@ -472,7 +473,7 @@ Status Learner::Finish(bool completed) {
   if (trainer_->optimizer()) CHAINRL_RETURN_IF_ERROR(Checkpoint());
   std::string export_dir;
   if (c().GetBool("checkpoint.export_hf") && completed) {
-    export_dir = (fs::path(o_.run_dir) / "export").string();
+    export_dir = (fs::path(process_.run_dir) / "export").string();
     CHAINRL_RETURN_IF_ERROR(model::SaveModel(trainer_->model(), export_dir));
     CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(prompts_->tokenizer_dir(), export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
@@ -492,7 +493,7 @@ Status Learner::Finish(bool completed) {
   s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
   s.ranks_parameters_identical = ranks_agree;
-  CHAINRL_RETURN_IF_ERROR(WriteSummary(o_.run_dir, s));
+  CHAINRL_RETURN_IF_ERROR(WriteSummary(process_.run_dir, s));
   WriteProgress("done");
   log::Event("summary", s.ToJson().dump());
   // Final figures for a Pushgateway (metrics.pushgateway), kept after this process has exited.
@@ -506,15 +507,15 @@ Status Learner::RunOfflinePreference() {
   const int64_t total = c().GetInt("run.total_steps");
   const int64_t every = c().GetInt("checkpoint.every");
   const uint64_t n = preference_data_->size();
-  CHAINRL_LOG(kInfo) << lo().algorithm << " (offline): steps " << run_.step << ".." << total
-                     << " over " << n << " pairs";
+  CHAINRL_LOG(kInfo) << run_options().algorithm << " (offline): steps " << run_.step << ".."
+                     << total << " over " << n << " pairs";
   while (run_.step < total && !stop_) {
     const auto t0 = Clock::now();
     const uint64_t per_step = static_cast<uint64_t>(c().GetInt("rollout.prompts_per_step"));
     CHAINRL_ASSIGN_OR_RETURN(
         std::vector<PreferencePairData> batch,
         preference_data_->Batch(run_.step, per_step, prompts_->renderer(),
-                                lo().preference.loss_type == PreferenceLossType::kLogo));
+                                run_options().preference.loss_type == PreferenceLossType::kLogo));
     CHAINRL_ASSIGN_OR_RETURN(const PreferenceStepStats st,
                              trainer_->LeadPreferenceStep(run_.step, batch));
     ++run_.step;
@@ -536,13 +537,15 @@ Status Learner::Run() {
   log::SetRole("learner");
   PolicyTrainer::SetThreads(base_, dp_ != nullptr);
   CHAINRL_RETURN_IF_ERROR(Setup());
-  if (dp_ && lo().drpo)
+  if (dp_ && run_options().drpo)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run with "
         "several learner ranks");
-  std::string resume = o_.resume.empty() ? c().GetString("checkpoint.resume") : o_.resume;
+  std::string resume =
+      process_.resume.empty() ? c().GetString("checkpoint.resume") : process_.resume;
   if (!resume.empty()) CHAINRL_RETURN_IF_ERROR(Resume(resume));
-  if (lo().offline_preference) run_.sft_done = true;  // no warm-up: the pairs are the training data
+  if (run_options().offline_preference)
+    run_.sft_done = true;  // no warm-up: the pairs are the training data
   // The other ranks start where this one does: the same checkpoint (optimiser moments and step
   // count), then rank 0's parameters, so every rank steps from the same point.
   CHAINRL_RETURN_IF_ERROR(
@@ -553,7 +556,7 @@ Status Learner::Run() {
   }
   CHAINRL_RETURN_IF_ERROR(trainer_->BeginTraining());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());
-  if (lo().offline_preference) {
+  if (run_options().offline_preference) {
     CHAINRL_RETURN_IF_ERROR(RunOfflinePreference());
     return Finish(run_.step >= c().GetInt("run.total_steps"));
   }
@@ -561,7 +564,7 @@ Status Learner::Run() {
   // id never reaches a batch, nor an actor's lease as a carried segment).
   CHAINRL_ASSIGN_OR_RETURN(
       transport_,
-      LearnerTransport::Open(c().GetString("learner.bind"), o_.run_dir,
+      LearnerTransport::Open(c().GetString("learner.bind"), process_.run_dir,
                              static_cast<uint32_t>(trainer_->model().config().vocab_size)));
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c().GetInt("run.total_steps");
@@ -576,7 +579,8 @@ Status Learner::Run() {
   while (run_.step < total && !stop_) {
     CHAINRL_RETURN_IF_ERROR(Pump());
     if (buffer_.size() >= per_step ||
-        GenerationLimitReached(buffer_.size(), FiltersUniformGroups(), lo().max_num_gen_batches,
+        GenerationLimitReached(buffer_.size(), FiltersUniformGroups(),
+                               run_options().max_num_gen_batches,
                                ledger_.counters().completed - completed_at_step_, per_step)) {
       CHAINRL_RETURN_IF_ERROR(TrainStep());
       CHAINRL_RETURN_IF_ERROR(ApplyStage());
