@@ -16,7 +16,9 @@ void AddActorKeys(ConfigSchema* schema) {
                   "Intra-op (LibTorch) compute threads of each actor process. The environment "
                   "variable CHAINRL_THREADS, when it holds a positive integer, overrides it (as it "
                   "does learner.threads)."));
-  k.push_back(Int("actors.credits", 2, 1, 1024, "Work items an actor may hold at once."));
+  k.push_back(Int(
+      "actors.credits", 2, 1, 1024,
+      "Work items an actor may hold at once; the learner gives no actor more, whatever it asks."));
   k.push_back(Float("actors.heartbeat_interval_seconds", 1.0, 0.01, 3600.0,
                     "Interval between an actor's heartbeats."));
   k.push_back(

@@ -227,6 +227,8 @@ int ReportError(const Status& status) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kNotFound:
       return kExitUsage;
+    case StatusCode::kNoSpace:
+      return kExitNoSpace;
     default:
       return kExitFailure;
   }

@@ -15,6 +15,7 @@ namespace chainrl::app {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // runtime failure
 inline constexpr int kExitUsage = 2;    // usage or configuration error
+inline constexpr int kExitNoSpace = 3;  // the disk is full: restarting will not help
 
 // Declares the options of one subcommand, then parses argv into the bound variables.
 // Not thread-safe; bound pointers must outlive Parse().
@@ -64,7 +65,7 @@ class Args {
 int ParseAndRun(Args& args, const std::vector<std::string>& argv, const std::function<int()>& body);
 
 // Prints "chainrl: <status message>" to stderr and returns the exit code for it: kExitUsage for
-// kInvalidArgument/kNotFound (bad input), kExitFailure otherwise.
+// kInvalidArgument/kNotFound (bad input), kExitNoSpace for kNoSpace, kExitFailure otherwise.
 int ReportError(const Status& status);
 
 // A subcommand: receives its arguments after the subcommand name and returns an exit code.

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -84,6 +85,35 @@ std::string DescribeExit(int status) {
   return "status " + std::to_string(status);
 }
 
+// A death that can repeat on the same input: an error exit or a fault signal. Deaths another
+// process causes (SIGKILL from a user or the OOM killer, SIGTERM, SIGINT, SIGHUP) are not.
+bool MayRepeat(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status) != 0;
+  if (!WIFSIGNALED(status)) return false;
+  const int sig = WTERMSIG(status);
+  return sig != SIGKILL && sig != SIGTERM && sig != SIGINT && sig != SIGHUP;
+}
+
+// What a death leaves to compare with the next one: how the process died and where the run was.
+struct Death {
+  int status = 0;
+  std::string progress;  // the run's phase and steps when it died ("" before any progress)
+};
+
+std::string ProgressMark(const std::string& run_dir) {
+  auto p = learner::ReadProgress(run_dir);
+  if (!p.ok()) return "";
+  return p->phase + " step " + std::to_string(p->step) + " sft step " +
+         std::to_string(p->sft_step) + " version " + std::to_string(p->version);
+}
+
+// True when `now` repeats `before` exactly: the same exit code or fault signal with no progress
+// of the run between the two deaths. Restarting again would fail the same way.
+bool SameDeathTwice(const std::optional<Death>& before, const Death& now) {
+  return before && MayRepeat(now.status) && before->status == now.status &&
+         before->progress == now.progress;
+}
+
 std::string Tail(const std::string& path, int lines) {
   std::ifstream in(path);
   std::vector<std::string> all;
@@ -125,6 +155,7 @@ struct Child {
   pid_t pid = -1;
   int restarts = 0;
   int deaths = 0;
+  std::optional<Death> last_death;  // since the run last progressed
   Clock::time_point restart_at{};
   bool waiting_restart = false;
   std::string log;
@@ -194,6 +225,8 @@ class Launcher {
   bool actors_started_ = false;
   bool stopping_ = false;  // a stop was asked for: the learner checkpoints and leaves
   bool failed_ = false;    // the run exits with kExitFailure
+  bool learner_log_shown_ = false;  // the end of the learner's log was printed when it failed
+  int final_code_ = 0;  // else kExitUsage or kExitNoSpace: how the learner stopped for good
   int learner_restarts_ = 0;
   int learner_status_ = 0;  // the learner's last wait status
 };
@@ -362,6 +395,10 @@ int Launcher::Run(std::atomic<bool>& stop) {
   const auto t0 = Clock::now();
   std::error_code ec;
   fs::create_directories(fs::path(run_dir_) / "logs", ec);
+  // A summary left by an earlier run in this directory is not this run's: kept aside, so that a
+  // learner that fails before writing its own is reported as such.
+  const std::string summary = learner::SummaryPath(run_dir_);
+  if (fs::exists(summary, ec)) fs::rename(summary, summary + ".previous", ec);
   StartMetrics();
   const int n_actors = static_cast<int>(c_.GetInt("actors.count"));
   max_restarts_ = static_cast<int>(c_.GetInt("actors.max_restarts"));
@@ -461,17 +498,34 @@ bool Launcher::WatchLearner() {
   // Its other ranks leave with it: on success they have been told to; otherwise they go now.
   StopFollowers(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return true;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitUsage) {
-    // A configuration or input error does not go away by restarting.
-    std::printf("\nthe learner stopped on a configuration or input error:\n%s",
-                Tail(learner_.log, 5).c_str());
+  if (WIFEXITED(status) &&
+      (WEXITSTATUS(status) == kExitUsage || WEXITSTATUS(status) == kExitNoSpace)) {
+    // A configuration or input error, or a full disk, does not go away by restarting.
+    std::printf(
+        "\nthe learner stopped on %s:\n%s",
+        WEXITSTATUS(status) == kExitUsage ? "a configuration or input error" : "a full disk",
+        Tail(learner_.log, 5).c_str());
     failed_ = true;
+    learner_log_shown_ = true;
+    final_code_ = WEXITSTATUS(status);
     return true;
   }
   if (stopping_) {
     failed_ = true;
     return true;
   }
+  const Death death{status, ProgressMark(run_dir_)};
+  if (SameDeathTwice(learner_.last_death, death)) {
+    std::printf(
+        "\nthe learner died the same way twice in a row (%s, at %s, no progress between); "
+        "restarting it again would fail the same way, so the run stops. Its log ends with:\n%s",
+        DescribeExit(status).c_str(), death.progress.empty() ? "start-up" : death.progress.c_str(),
+        Tail(learner_.log, 15).c_str());
+    failed_ = true;
+    learner_log_shown_ = true;
+    return true;
+  }
+  learner_.last_death = death;
   if (learner_restarts_ < max_restarts_) {
     ++learner_restarts_;
     std::printf(
@@ -490,6 +544,7 @@ bool Launcher::WatchLearner() {
   std::printf("\nthe learner failed (%s) and may not be restarted again:\n%s",
               DescribeExit(status).c_str(), Tail(learner_.log, 15).c_str());
   failed_ = true;
+  learner_log_shown_ = true;
   return true;
 }
 
@@ -520,6 +575,18 @@ void Launcher::ActorDied(Child& a, int index, int status, std::atomic<bool>& sto
     metrics_->counter(metrics::CounterId::kActorDeaths, {{"actor_id", std::to_string(index)}})
         .Increment();
   if (stopping_) return;
+  const Death death{status, ProgressMark(run_dir_)};
+  if (SameDeathTwice(a.last_death, death)) {
+    std::printf(
+        "\n%s died the same way twice in a row (%s, at %s, no progress of the run between); "
+        "restarting it again would fail the same way, so the run stops. Its log ends with:\n%s",
+        a.name.c_str(), DescribeExit(status).c_str(),
+        death.progress.empty() ? "start-up" : death.progress.c_str(), Tail(a.log, 15).c_str());
+    failed_ = true;
+    stop = true;
+    return;
+  }
+  a.last_death = death;
   if (a.restarts >= max_restarts_) {
     std::printf("\n%s died (%s) after %d restarts; giving up on the run:\n%s", a.name.c_str(),
                 DescribeExit(status).c_str(), a.restarts, Tail(a.log, 15).c_str());
@@ -539,9 +606,12 @@ int Launcher::CompleteSummary(Clock::time_point t0) {
   const std::string summary_path = learner::SummaryPath(run_dir_);
   auto summary = learner::ReadSummary(run_dir_);
   if (!summary.ok()) {
-    std::printf("the learner wrote no summary (%s); its log ends with:\n%s",
-                DescribeExit(learner_status_).c_str(), Tail(learner_.log, 15).c_str());
-    return kExitFailure;
+    if (learner_log_shown_)  // its log's end was printed when it stopped
+      std::printf("the learner wrote no summary (%s)\n", DescribeExit(learner_status_).c_str());
+    else
+      std::printf("the learner wrote no summary (%s); its log ends with:\n%s",
+                  DescribeExit(learner_status_).c_str(), Tail(learner_.log, 15).c_str());
+    return final_code_ != 0 ? final_code_ : kExitFailure;
   }
   learner::RunSummary& rs = *summary;
   int restarts = 0, deaths = 0;
@@ -558,6 +628,7 @@ int Launcher::CompleteSummary(Clock::time_point t0) {
   rs.launcher_wall_seconds = SecondsSince(t0);
   (void)learner::WriteSummary(run_dir_, rs);
   PrintSummary(rs, restarts, summary_path);
+  if (final_code_ != 0) return final_code_;
   if (failed_) return kExitFailure;
   return kExitOk;
 }

@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "core/check.h"
+#include "core/json_file.h"
 
 namespace chainrl {
 
@@ -629,10 +630,125 @@ class ConfigBuilder {
   }
 };
 
+namespace {
+
+// Where the text nests tables deeper than kMaxConfigTableDepth through its keys, if anywhere. The
+// TOML parser (and a table's destructor) recurse once per table: a header or dotted key of a few
+// tens of thousands of parts overflows the stack, and the parser bounds only nested values
+// (arrays, inline tables). This scan follows the TOML lexical structure just enough to count a
+// key's parts (strings and comments skipped, values' dots ignored) and adds the depth of the table
+// it is in (its header, enclosing inline tables and arrays).
+std::optional<ConfigIssue> TableDepthIssue(std::string_view text, const std::string& source_name) {
+  struct Open {
+    char kind;  // '[' an array value, '{' an inline table
+    int depth;  // tables above the keys written inside it
+  };
+  std::vector<Open> open;
+  bool in_key = true;      // a key is expected or being read (else a value)
+  bool in_header = false;  // a [table] or [[array]] header on this line
+  bool line_start = true;
+  int table_depth = 0;  // of the last header, for the key/value lines below it
+  int base = 0;         // tables above the key being read
+  int parts = 1;        // parts of the key being read
+  int line = 1;
+  size_t line_begin = 0;
+  const size_t n = text.size();
+  for (size_t i = 0; i < n; ++i) {
+    const char ch = text[i];
+    if (ch == '\n') {
+      ++line;
+      line_begin = i + 1;
+      if (in_header) table_depth = parts;
+      in_header = false;
+      if (open.empty()) {
+        in_key = true;
+        line_start = true;
+        base = table_depth;
+        parts = 1;
+      }
+      continue;
+    }
+    if (ch == ' ' || ch == '\t' || ch == '\r') continue;
+    if (ch == '#') {  // a comment, to the end of the line
+      while (i + 1 < n && text[i + 1] != '\n') ++i;
+      continue;
+    }
+    if (ch == '"' || ch == '\'') {  // a string, a key or a value: skipped whole
+      const bool basic = ch == '"';
+      const bool multi = i + 2 < n && text[i + 1] == ch && text[i + 2] == ch;
+      i += multi ? 3 : 1;
+      for (; i < n; ++i) {
+        if (basic && text[i] == '\\') {
+          ++i;
+          continue;
+        }
+        if (text[i] == '\n') {
+          if (!multi) break;  // unterminated: the parser reports it
+          ++line;
+          line_begin = i + 1;
+        }
+        if (text[i] == ch && (!multi || (i + 2 < n && text[i + 1] == ch && text[i + 2] == ch))) {
+          if (multi) i += 2;
+          break;
+        }
+      }
+      if (i < n && text[i] == '\n') --i;  // the newline is handled above
+      line_start = false;
+      continue;
+    }
+    if (in_key) {
+      if (line_start && open.empty() && ch == '[') {
+        in_header = true;
+        base = 0;
+      } else if (ch == '.') {
+        ++parts;
+        if (base + parts > kMaxConfigTableDepth)
+          return ConfigIssue{source_name, line, static_cast<int>(i - line_begin + 1), "",
+                             "keys nest tables deeper than " +
+                                 std::to_string(kMaxConfigTableDepth) +
+                                 " levels (a table header or dotted key with too many parts)"};
+      } else if (ch == '=') {
+        in_key = false;
+        base += parts;
+        parts = 1;
+      } else if (ch == '}' && !open.empty()) {  // an empty inline table
+        open.pop_back();
+        in_key = false;
+      }
+      line_start = false;
+      continue;
+    }
+    line_start = false;
+    if (ch == '[' || ch == '{') {
+      open.push_back({ch, base + (ch == '[' ? 1 : 0)});
+      if (open.size() > 1024) return std::nullopt;  // the parser refuses this nesting itself
+      if (ch == '{') {
+        in_key = true;
+        base = open.back().depth;
+        parts = 1;
+      }
+    } else if ((ch == ']' || ch == '}') && !open.empty()) {
+      open.pop_back();
+      base = open.empty() ? table_depth : open.back().depth;
+    } else if (ch == ',' && !open.empty() && open.back().kind == '{') {
+      in_key = true;
+      base = open.back().depth;
+      parts = 1;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<Config> ParseConfig(const ConfigSchema& schema, std::string_view text,
                            const std::string& source_name,
                            const std::vector<std::string>& overrides,
                            std::vector<ConfigIssue>* issues) {
+  if (std::optional<ConfigIssue> deep = TableDepthIssue(text, source_name)) {
+    if (issues) *issues = {*deep};
+    return InvalidArgument(deep->ToString());
+  }
   toml::table root;
   try {
     root = toml::parse(text, source_name);
@@ -655,15 +771,19 @@ Result<Config> LoadConfig(const ConfigSchema& schema, const std::string& path,
     if (issues) *issues = {issue};
     return NotFound(issue.ToString());
   }
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (!in.good() && !in.eof()) {
-    ConfigIssue issue{path, 0, 0, "", "cannot read the file"};
+  Result<std::string> text = ReadFileBounded(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    // ReadFileBounded's message starts with the path; the issue names it once.
+    std::string why = text.status().message();
+    if (why.rfind(path + ": ", 0) == 0) why = why.substr(path.size() + 2);
+    ConfigIssue issue{path, 0, 0, "", why};
     if (issues) *issues = {issue};
-    return IoError(issue.ToString());
+    // A config that cannot be read is the user's to mend, like one that does not parse.
+    return Status(text.status().code() == StatusCode::kNotFound ? StatusCode::kNotFound
+                                                                : StatusCode::kInvalidArgument,
+                  issue.ToString());
   }
-  return ParseConfig(schema, ss.str(), path, overrides, issues);
+  return ParseConfig(schema, *text, path, overrides, issues);
 }
 
 Result<Config> Config::WithOverrides(const std::vector<std::string>& sets,

@@ -122,6 +122,11 @@ class Config {
   std::map<std::string, std::vector<ConfigTable>, std::less<>> arrays_;
 };
 
+// Bounds on a run configuration: its size, and how deep its keys (table headers, dotted keys,
+// inline tables) nest tables. Run configs are a few KB and nest 3 levels.
+inline constexpr uint64_t kMaxConfigBytes = 16ull << 20;
+inline constexpr int kMaxConfigTableDepth = 128;
+
 // Loads `path`, applies `overrides` ("key=value"), validates everything against `schema`, which
 // must outlive the Config. On failure returns kInvalidArgument (or kNotFound for a missing file)
 // whose message lists every problem, one per line; `issues`, when given, receives them as

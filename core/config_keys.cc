@@ -12,8 +12,11 @@ using Strings = std::vector<std::string>;
 std::string CheckDevice(const ConfigValue& v) {
   static const std::regex re("cpu|cuda|cuda:[0-9]+");
   const std::string& s = std::get<std::string>(v);
-  if (std::regex_match(s, re)) return "";
-  return "'" + s + "' is not a device (expected cpu, cuda or cuda:N)";
+  if (!std::regex_match(s, re)) return "'" + s + "' is not a device (expected cpu, cuda or cuda:N)";
+  // Device indices are 8-bit in LibTorch: a larger one would throw where the device is made.
+  if (s.size() > 5 && (s.size() > 8 || std::stoi(s.substr(5)) > 127))
+    return "'" + s + "': the device index must be at most 127";
+  return "";
 }
 
 std::string CheckAddress(const ConfigValue& v) {

@@ -1,5 +1,7 @@
 #include "core/json_file.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -51,7 +53,11 @@ class DepthCheck : public nlohmann::json_sax<nlohmann::json> {
 
 Result<std::string> ReadFileBounded(const std::string& path, uint64_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open");
+  if (!in) {
+    const int err = errno;
+    const std::string why = path + ": cannot open (" + std::strerror(err) + ")";
+    return err == ENOENT ? NotFound(why) : IoError(why);
+  }
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > max_bytes)

@@ -22,7 +22,8 @@ inline constexpr int kMaxJsonDepth = 512;
 inline constexpr uint64_t kMaxSmallJsonBytes = 64ull << 20;
 inline constexpr uint64_t kMaxLargeJsonBytes = 1ull << 30;
 
-// The whole of file `path`. NotFound "PATH: cannot open" when it cannot be opened;
+// The whole of file `path`. NotFound "PATH: cannot open (REASON)" when it does not exist, IoError
+// with the reason when it cannot be opened otherwise;
 // InvalidArgument naming its size and `max_bytes` when it is larger (refused before reading);
 // IoError when reading fails.
 Result<std::string> ReadFileBounded(const std::string& path, uint64_t max_bytes);

@@ -23,6 +23,8 @@ const char* StatusCodeName(StatusCode code) {
       return "Aborted";
     case StatusCode::kInternal:
       return "Internal";
+    case StatusCode::kNoSpace:
+      return "NoSpace";
   }
   return "Unknown";
 }

@@ -22,6 +22,7 @@ enum class StatusCode {
   kDeadlineExceeded,  // a deadline passed (reward plugin, lease, heartbeat)
   kAborted,           // a run or request was stopped on purpose
   kInternal,          // a bug: an invariant we own was broken
+  kNoSpace,           // the machine has no room left (a full disk): retrying will not help
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -60,6 +61,7 @@ inline Status DeadlineExceeded(std::string m) {
 }
 inline Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status NoSpace(std::string m) { return {StatusCode::kNoSpace, std::move(m)}; }
 
 // A value of T or an error Status. REQUIRES: value() only when ok(); status() is OK then.
 template <typename T>

@@ -131,6 +131,14 @@ Status ValidateFinite(double v, const Path& path, bool non_negative) {
   return Status::Ok();
 }
 
+Status ValidateReward(double v, const Path& path, const Limits& lim) {
+  CHAINRL_RETURN_IF_ERROR(ValidateFinite(v, path, false));
+  CHAINRL_WIRE_REQUIRE(std::abs(v) <= lim.max_abs_reward, path,
+                       std::to_string(v) + " is outside [-" + std::to_string(lim.max_abs_reward) +
+                           ", " + std::to_string(lim.max_abs_reward) + "]");
+  return Status::Ok();
+}
+
 Status ValidateSampling(const SamplingParams& s, const Path& path, const Limits& lim) {
   CHAINRL_RETURN_IF_ERROR(ValidateFinite(s.temperature(), path + ".temperature", true));
   CHAINRL_WIRE_REQUIRE(s.top_p() > 0 && s.top_p() <= 1, path + ".top_p",
@@ -219,7 +227,7 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
     CHAINRL_WIRE_REQUIRE(s.finish_reason() >= FINISH_STOP && s.finish_reason() <= FINISH_UNFINISHED,
                          p + ".finish_reason",
                          std::to_string(static_cast<int>(s.finish_reason())) + " is not a reason");
-    CHAINRL_RETURN_IF_ERROR(ValidateFinite(s.reward(), p + ".reward", false));
+    CHAINRL_RETURN_IF_ERROR(ValidateReward(s.reward(), p + ".reward", lim));
     CHAINRL_WIRE_REQUIRE(
         static_cast<uint32_t>(s.reward_components_size()) <= lim.max_map_entries &&
             static_cast<uint32_t>(s.reward_diagnostics_size()) <= lim.max_map_entries,
@@ -227,7 +235,7 @@ Status ValidateTrajectory(const Trajectory& t, const Limits& lim) {
         "more than " + std::to_string(lim.max_map_entries) + " reward components or diagnostics");
     for (const auto& [k, v] : s.reward_components()) {
       CHAINRL_RETURN_IF_ERROR(ValidateName(k, p + ".reward_components key", lim, true));
-      CHAINRL_RETURN_IF_ERROR(ValidateFinite(v, p + ".reward_components[" + k + "]", false));
+      CHAINRL_RETURN_IF_ERROR(ValidateReward(v, p + ".reward_components[" + k + "]", lim));
     }
     for (const auto& [k, v] : s.reward_diagnostics()) {
       CHAINRL_RETURN_IF_ERROR(ValidateName(k, p + ".reward_diagnostics key", lim, true));

@@ -36,6 +36,9 @@ struct Limits {
   uint32_t max_weight_chunk_bytes = 256u << 20;  // one weights chunk
   uint32_t max_chunks_per_request = 4096;
   uint64_t max_weight_bytes = uint64_t{1} << 42;  // 4 TiB: one weights snapshot
+  // |reward| and each |reward component|: the bound on a reward plugin's score
+  // (rewards/reward_pool.h); a larger one would swamp every advantage of its group.
+  double max_abs_reward = 1e6;
 };
 
 // Why a frame was rejected. Every rejection is counted under exactly one reason.

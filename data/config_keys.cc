@@ -32,9 +32,10 @@ void AddDataKeys(ConfigSchema* schema) {
       Float("data.task_brief_fraction", 0.3, 0.0, 1.0, "Share with only the result of each step."));
   k.push_back(Float("data.task_direct_fraction", 0.1, 0.0, 1.0,
                     "Share with the answer alone. The four shares are normalised."));
-  k.push_back(Int("data.num_train_examples", 20000, 1, std::nullopt,
+  // Generated examples are held in memory (a few hundred bytes each): bounded at 10 million.
+  k.push_back(Int("data.num_train_examples", 20000, 1, 10'000'000,
                   "Examples generated for training (data.source = task)."));
-  k.push_back(Int("data.num_eval_examples", 200, 0, std::nullopt, "Held-out examples."));
+  k.push_back(Int("data.num_eval_examples", 200, 0, 10'000'000, "Held-out examples."));
   k.push_back(StrList("data.train_files", {}, "JSONL training files (data.source = jsonl)."));
   k.push_back(StrList("data.eval_files", {}, "JSONL held-out files."));
   k.push_back(Str("data.prompt_field", "prompt", "Field holding the prompt text."));

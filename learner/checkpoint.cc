@@ -35,6 +35,27 @@ constexpr char kStepPrefix[] = "step-";
 constexpr char kTmpPrefix[] = ".tmp-step-";
 constexpr char kOldPrefix[] = ".old-step-";
 
+// The bytes of the regular files under `dir`.
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    std::error_code ec2;
+    if (it->is_regular_file(ec2)) total += it->file_size(ec2);
+  }
+  return total;
+}
+
+// Whether `failure`, a write under `root`, came from a full disk: the error says so, or under
+// 1 MiB is left (writers that report no errno).
+bool DiskFull(const std::string& root, const Status& failure) {
+  if (failure.message().find(std::strerror(ENOSPC)) != std::string::npos) return true;
+  std::error_code ec;
+  const auto space = fs::space(root, ec);
+  return !ec && space.available < (1u << 20);
+}
+
 std::string Join(const std::string& dir, const std::string& name) {
   return (fs::path(dir) / name).string();
 }
@@ -274,11 +295,11 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
   const std::string tmp = Join(root, kTmpPrefix + name.substr(std::strlen(kStepPrefix)) + pid);
   const std::string final_dir = Join(root, name);
   CHAINRL_RETURN_IF_ERROR(RemoveAll(tmp));
-  fs::create_directory(tmp, ec);
-  if (ec) return IoError(tmp + ": cannot create directory: " + ec.message());
 
   // Any failure from here leaves only the temporary directory, which is removed.
   auto fill = [&]() -> Status {
+    fs::create_directory(tmp, ec);
+    if (ec) return IoError(tmp + ": cannot create directory: " + ec.message());
     // SaveModel only reads the parameters; its signature predates const-correct callers.
     CHAINRL_RETURN_IF_ERROR(model::SaveModel(const_cast<model::DecoderModel&>(model), tmp));
     CHAINRL_RETURN_IF_ERROR(optimizer.Save(Join(tmp, kOptimizer)));
@@ -314,8 +335,47 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
     return SyncPath(tmp, /*directory=*/true);
   };
   if (Status st = fill(); !st.ok()) {
+    // A full disk: the checkpoints the retention policy would delete after this one is written
+    // (all but the newest keep - 1) go first, and the save is tried once more.
+    const bool full = DiskFull(root, st);
+    const uint64_t written = DirBytes(tmp);
     (void)RemoveAll(tmp);
-    return st;
+    if (!full) return st;
+    CHAINRL_ASSIGN_OR_RETURN(auto complete, ListCheckpoints(root));
+    const size_t keep_old = static_cast<size_t>(std::max(keep - 1, 1));
+    int pruned = 0;
+    for (size_t i = 0; i + keep_old < complete.size(); ++i, ++pruned) {
+      CHAINRL_LOG(kWarn) << "checkpoint: the disk under " << root << " is full; removing "
+                         << complete[i].second << " early (checkpoint.keep = " << keep << ")";
+      CHAINRL_RETURN_IF_ERROR(RemoveAll(complete[i].second));
+    }
+    if (pruned > 0) {
+      st = fill();
+      if (!st.ok()) {
+        const bool still_full = DiskFull(root, st);
+        (void)RemoveAll(tmp);
+        if (!still_full) return st;
+      }
+    }
+    if (!st.ok()) {
+      CHAINRL_ASSIGN_OR_RETURN(complete, ListCheckpoints(root));
+      const uint64_t free_bytes = fs::space(root, ec).available;
+      std::string need =
+          "more than " + std::to_string(written) + " bytes (written before it failed)";
+      std::string last = "no checkpoint has been written yet";
+      if (!complete.empty()) {
+        need = "about " + std::to_string(DirBytes(complete.back().second)) +
+               " bytes (the size of " + complete.back().second + ")";
+        last = "the last good checkpoint, " + complete.back().second + ", is intact";
+      }
+      return NoSpace(root + ": the disk is full: checkpoint " + name + " needs " + need + ", " +
+                     std::to_string(ec ? 0 : free_bytes) + " bytes are free" +
+                     (pruned > 0 ? " after removing " + std::to_string(pruned) +
+                                       " older checkpoint(s) early (checkpoint.keep = " +
+                                       std::to_string(keep) + ")"
+                                 : "") +
+                     "; " + last + " (" + st.message() + ")");
+    }
   }
 
   // Replacing a checkpoint of the same step: move the old one aside first (rename cannot replace
@@ -394,7 +454,22 @@ Result<std::string> ResolveCheckpoint(const std::string& root, const std::string
   if (spec == "latest") {
     CHAINRL_ASSIGN_OR_RETURN(auto complete, ListCheckpoints(root));
     if (complete.empty()) return NotFound(root + ": no complete checkpoint to resume from");
-    return complete.back().second;
+    // The newest that verifies: a damaged one (a bad disk, a copy cut short) is passed over for
+    // the one before it, loudly, rather than failing the same way at every restart.
+    std::string damaged;
+    for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
+      Status st = VerifyCheckpoint(it->second);
+      if (st.ok()) {
+        if (!damaged.empty())
+          CHAINRL_LOG(kWarn) << "checkpoint: resuming from " << it->second
+                             << ", the newest intact one (passed over: " << damaged << ")";
+        return it->second;
+      }
+      CHAINRL_LOG(kWarn) << "checkpoint: " << it->second << " is damaged (" << st.message()
+                         << "); trying the one before it";
+      damaged += (damaged.empty() ? "" : ", ") + it->second;
+    }
+    return Corrupt(root + ": every checkpoint is damaged (" + damaged + ")");
   }
   std::error_code ec;
   if (!fs::is_directory(spec, ec)) return NotFound(spec + ": checkpoint directory not found");

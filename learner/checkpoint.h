@@ -45,6 +45,10 @@ std::string CheckpointDirName(int64_t step);
 // Then deletes the oldest checkpoints beyond `keep` (REQUIRES keep >= 1) and stale temporary
 // directories. Returns the checkpoint directory. Errors name the file or directory. Not safe to
 // call concurrently on the same root.
+// A full disk: the checkpoints that would be deleted after this one is written (all but the newest
+// keep - 1, never the newest) are deleted first and the save is tried once more; if it still does
+// not fit, NoSpace naming the root, the bytes needed and free, and the last good checkpoint (left
+// intact).
 Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
                                    const model::DecoderModel& model, const Optimizer& optimizer,
                                    const CheckpointData& data, int keep,
@@ -57,8 +61,9 @@ std::string CheckpointRoot(const std::string& configured, const std::string& run
 // parses), oldest first, as (step, directory). Missing root -> empty list.
 Result<std::vector<std::pair<int64_t, std::string>>> ListCheckpoints(const std::string& root);
 
-// "latest" -> the newest complete checkpoint under root (temporary directories and directories
-// without a valid manifest are ignored); otherwise `spec` is a checkpoint directory path, which
+// "latest" -> the newest complete checkpoint under root that verifies (temporary directories and
+// directories without a valid manifest are ignored; one whose files fail their checksums is passed
+// over with a warning, Corrupt when all do); otherwise `spec` is a checkpoint directory path, which
 // must exist and hold a manifest.json. NotFound naming root (or spec) when none.
 Result<std::string> ResolveCheckpoint(const std::string& root, const std::string& spec);
 

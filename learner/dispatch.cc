@@ -14,9 +14,28 @@ bool ActorTable::Join(const std::string& name, const std::string& routing,
   const bool restarted = !a.process.empty() && a.process != process;
   a.process = process;
   a.routing = routing;
-  a.max = std::clamp<int64_t>(max_credits, 1, kMaxActorCredits);
+  if (max_credits > max_credits_) {
+    CHAINRL_LOG(kWarn) << name << " (" << process << ") asks to hold " << max_credits
+                       << " groups at once; it gets " << max_credits_ << " (actors.credits)";
+  }
+  a.max = std::clamp<int64_t>(max_credits, 1, max_credits_);
   a.pending = 0;
   return restarted;
+}
+
+bool ActorTable::Admit(const std::string& name) {
+  if (actors_.count(name) > 0) return true;
+  if (actors_.size() < max_actors_) {
+    actors_.emplace(name, ActorCredits{});  // no routing and no credits until it asks
+    return true;
+  }
+  // Logged at the first and then every 1000th, so that a flood does not flood the log too.
+  if (ignored_++ % 1000 == 0) {
+    CHAINRL_LOG(kWarn) << "ignoring messages from a new actor name '" << name.substr(0, 64)
+                       << "': " << max_actors_ << " actors are known already (" << ignored_
+                       << " ignored so far)";
+  }
+  return false;
 }
 
 void ActorTable::Request(const std::string& name, const std::string& routing, int64_t credits) {
@@ -41,6 +60,10 @@ void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
                      const std::string& peer_name, ActorTable* actors, WorkLedger* ledger) {
   const std::string& actor = env.sender();
   if (actor.empty()) return;
+  const auto kind = env.body_case();
+  const bool from_actor = kind == wire::Envelope::kJoin || kind == wire::Envelope::kWorkRequest ||
+                          kind == wire::Envelope::kHeartbeat || kind == wire::Envelope::kLeave;
+  if (from_actor && !actors->Admit(actor) && !ledger->Knows(actor)) return;
   switch (env.body_case()) {
     case wire::Envelope::kJoin: {
       const std::string before = actors->ProcessOf(actor);
@@ -161,27 +184,30 @@ void DispatchWork(const WorkRound& round, ActorTable* actors, WorkLedger* ledger
     for (const Lease& l : leases) {
       const size_t idx = data->IndexForGroup(l.group_id);
       auto prompt = prompt_of(idx);
-      if (!prompt.ok()) {
-        CHAINRL_LOG(kError) << prompt.status().message();
+      if (!prompt.ok()) {  // never sent, and never handed out again: no lease left hanging
+        CHAINRL_LOG(kError) << "group " << l.group_id
+                            << " is refused: " << prompt.status().message();
+        ledger->Refuse(l.lease_id);
         continue;
       }
       wire::WorkItem* w = batch->add_items();
       FillWorkItem(round, l, data->train()[idx], **prompt, w);
       segments.AddCarried(l.group_id, w);
     }
+    if (batch->items_size() == 0) continue;  // every lease refused: the credits stay asked for
     Status st = send(a.routing, env);
     if (!st.ok()) {
       // The work never left: its groups go back to the front of the queue at once, and this
       // actor gets no more until it asks again (a restarted one joins under a new routing id).
       CHAINRL_LOG(kWarn) << name << ": work not delivered: " << st.message();
       std::vector<uint64_t> ids;
-      for (const Lease& l : leases) ids.push_back(l.lease_id);
+      for (const auto& item : batch->items()) ids.push_back(item.lease_id());
       ledger->Undelivered(ids);
       a.pending = 0;
       continue;
     }
-    a.pending -= static_cast<int64_t>(leases.size());
-    metrics->WorkSent(leases.size(), env.ByteSizeLong());
+    a.pending -= batch->items_size();
+    metrics->WorkSent(static_cast<size_t>(batch->items_size()), env.ByteSizeLong());
   }
 }
 

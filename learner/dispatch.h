@@ -22,17 +22,30 @@ namespace chainrl::learner {
 
 // The most groups one actor may ask to hold at once.
 inline constexpr int64_t kMaxActorCredits = 1024;
+// The most actors (names) the learner keeps track of at once: names beyond it are ignored, so a
+// peer inventing names cannot grow the learner's tables without bound.
+inline constexpr size_t kMaxActors = 4096;
 
 struct ActorCredits {
   std::string routing;  // ZeroMQ routing id of its work socket
   int64_t pending = 0;  // groups asked for and not yet sent
-  int64_t max = 1;      // what it may hold at once, from its join (clamped to [1, 1024])
+  int64_t max = 1;      // what it may hold at once, from its join (clamped to [1, the table's max])
   std::string process;  // host:pid of the process that last joined under this name
 };
 
 // The actors the learner knows, by name. Not thread-safe.
 class ActorTable {
  public:
+  // `max_credits`: what any one actor may hold at once, whatever it asks (actors.credits: a peer
+  // asking more would take every lease and stall the others); `max_actors`: names tracked at once.
+  explicit ActorTable(int64_t max_credits = kMaxActorCredits, size_t max_actors = kMaxActors)
+      : max_credits_(std::clamp<int64_t>(max_credits, 1, kMaxActorCredits)),
+        max_actors_(max_actors) {}
+  // Whether a message from `name` is heard: a name already known, or a new one (then entered,
+  // without credits) while fewer than max_actors are. Counts the names turned away (ignored()).
+  bool Admit(const std::string& name);
+  int64_t ignored() const { return ignored_; }
+
   // A join from `process` (host:pid) on `routing`. Returns true when the name was last joined by
   // another process: a restarted actor, whose predecessor's leases the caller must revoke.
   bool Join(const std::string& name, const std::string& routing, const std::string& process,
@@ -50,6 +63,9 @@ class ActorTable {
 
  private:
   std::map<std::string, ActorCredits> actors_;
+  int64_t max_credits_;
+  size_t max_actors_;
+  int64_t ignored_ = 0;
 };
 
 // A message from an actor on the work channel, from `peer` (its routing id; `peer_name` for the

@@ -48,6 +48,7 @@ GroupOrderOptions GroupOrderOptionsFromConfig(const Config& c) {
 
 Result<GroupSource> GroupSource::Load(const Config& c) {
   std::vector<data::Example> train, eval;
+  int64_t skipped = 0;
   if (c.GetString("data.source") == "task") {
     const data::TaskOptions o = data::TaskOptionsFromConfig(c);
     CHAINRL_ASSIGN_OR_RETURN(
@@ -62,19 +63,28 @@ Result<GroupSource> GroupSource::Load(const Config& c) {
       for (const auto& file : c.GetStringList(key)) {
         data::JsonlStats stats;
         CHAINRL_ASSIGN_OR_RETURN(auto ex, data::LoadExamplesJsonl(file, f, policy, &stats));
-        if (stats.skipped > 0) {
-          CHAINRL_LOG(kWarn) << file << ": " << stats.skipped << " malformed lines skipped"
-                             << (stats.first_problems.empty()
-                                     ? ""
-                                     : " (first: " + stats.first_problems[0] + ")");
-        }
+        LogSkippedLines(file, stats);
+        skipped += stats.skipped;
         out->insert(out->end(), ex.begin(), ex.end());
       }
     }
     const int64_t max_eval = c.GetInt("data.num_eval_examples");
     if (static_cast<int64_t>(eval.size()) > max_eval) eval.resize(max_eval);
   }
-  return Create(std::move(train), std::move(eval), GroupOrderOptionsFromConfig(c));
+  CHAINRL_ASSIGN_OR_RETURN(
+      GroupSource s, Create(std::move(train), std::move(eval), GroupOrderOptionsFromConfig(c)));
+  s.lines_skipped_ = skipped;
+  return s;
+}
+
+void LogSkippedLines(const std::string& file, const data::JsonlStats& stats) {
+  if (stats.skipped == 0) return;
+  std::string first;
+  for (size_t i = 0; i < stats.first_problems.size() && i < 3; ++i)
+    first += (i ? "; " : "") + stats.first_problems[i];
+  CHAINRL_LOG(kWarn) << file << ": " << stats.skipped
+                     << " malformed lines skipped (data.on_bad_line = \"skip\")"
+                     << (first.empty() ? "" : "; first: " + first);
 }
 
 Result<GroupSource> GroupSource::Create(std::vector<data::Example> train,

@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "data/example.h"
+#include "data/jsonl.h"
 #include "learner/curriculum.h"
 
 namespace chainrl::learner {
@@ -61,6 +62,10 @@ class SftOrder {
   std::vector<size_t> order_;
 };
 
+// Logs how many malformed lines of `file` were skipped (data.on_bad_line = "skip") and the first
+// few of them ("FILE:LINE: reason"); nothing when none was.
+void LogSkippedLines(const std::string& file, const data::JsonlStats& stats);
+
 // The response an example teaches in the SFT warm-up: its solution, else its answer when that is a
 // string; empty when it has neither.
 std::string SftResponse(const data::Example& e);
@@ -99,6 +104,8 @@ class GroupSource {
 
   const std::vector<data::Example>& train() const { return train_; }
   const std::vector<data::Example>& eval() const { return eval_; }
+  // Malformed JSONL lines skipped while loading (data.on_bad_line = "skip").
+  int64_t lines_skipped() const { return lines_skipped_; }
 
  private:
   static Result<std::vector<double>> BucketWeights(size_t buckets, std::vector<double> w);
@@ -108,6 +115,7 @@ class GroupSource {
   std::optional<EpochOrder> order_;
   std::optional<DifficultyBucketSampler> sampler_;
   std::vector<int64_t> drawn_;  // example index of group g, with difficulty buckets
+  int64_t lines_skipped_ = 0;
 };
 
 }  // namespace chainrl::learner

@@ -121,8 +121,15 @@ class Learner {
 
 Result<const std::vector<int32_t>*> Learner::PromptTokens(size_t index) {
   bool hit = false;
-  auto tokens = prompts_->Tokens(index, data_.train()[index], &hit);
+  CHAINRL_ASSIGN_OR_RETURN(const std::vector<int32_t>* tokens,
+                           prompts_->Tokens(index, data_.train()[index], &hit));
   metrics_.PromptTokensCache(hit);
+  // An actor cannot generate from a prompt that fills the model's context (nor hold its cache).
+  const int64_t context = trainer_->model().config().max_position_embeddings;
+  if (static_cast<int64_t>(tokens->size()) >= context)
+    return InvalidArgument("example '" + data_.train()[index].id + "': its prompt is " +
+                           std::to_string(tokens->size()) + " tokens, and the model's context (" +
+                           "max_position_embeddings) is " + std::to_string(context));
   return tokens;
 }
 
@@ -161,6 +168,7 @@ Status Learner::Setup() {
   CHAINRL_RETURN_IF_ERROR(trainer_->LoadPolicy());
   CHAINRL_ASSIGN_OR_RETURN(const LedgerOptions ledger_options, LedgerOptionsFromConfig(c()));
   ledger_ = WorkLedger(ledger_options, &clock_);
+  actors_ = ActorTable(c().GetInt("actors.credits"));
   if (auto registry = metrics::StartProcessMetrics(
           c(), metrics::MetricsOptions().set_role("learner").set_address_file(
                    (fs::path(process_.run_dir) / "metrics-learner.addr").string()))) {
@@ -448,6 +456,10 @@ Status Learner::TrainStep() {
   run_.history.push_back(h);
   log::Event("step", h.dump());
   metrics_.StepTrained(StepMetricsOf(batch, o));
+  if (o.stats.skipped_steps > 0) {
+    CHAINRL_LOG(kWarn) << "step " << run_.step << ": the update was skipped: the gradient norm is "
+                       << o.stats.grad_norm << " (the weights are unchanged)";
+  }
   const double n = batch.size();
   CHAINRL_LOG(kDebug) << "step " << run_.step << ": reward " << batch.reward / n << ", accuracy "
                       << batch.correct / n << ", length " << batch.length / n << ", loss "
@@ -489,6 +501,8 @@ Status Learner::Finish(bool completed) {
     s.prompt_embedding_cache = EmbeddingCacheJson(prompts_->embeddings()->stats());
   s.groups_part_generated = static_cast<int64_t>(segments_.groups());
   s.rejected_messages = static_cast<int64_t>(transport_ ? transport_->RejectedTotal() : 0);
+  s.data_lines_skipped =
+      data_.lines_skipped() + (preference_data_ ? preference_data_->lines_skipped() : 0);
   s.export_dir = export_dir;
   s.wall_seconds = run_.wall_seconds + SecondsSince(start_);
   s.learner_ranks = dp_ ? dp_->world_size() : 1;
@@ -550,6 +564,9 @@ Status Learner::Run() {
   // count), then rank 0's parameters, so every rank steps from the same point.
   CHAINRL_RETURN_IF_ERROR(
       trainer_->StartFollowers(run_.step, run_.sft_step, run_.sft_done, resumed_from_));
+  if (!run_options().offline_preference)  // the endpoints bind now, not after the warm-up
+    CHAINRL_RETURN_IF_ERROR(
+        LearnerTransport::Probe(c().GetString("learner.bind"), process_.run_dir));
   if (!run_.sft_done) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);

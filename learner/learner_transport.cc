@@ -17,6 +17,24 @@ namespace fs = std::filesystem;
 Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::string& bind,
                                                                  const std::string& run_dir,
                                                                  uint32_t vocab_size) {
+  CHAINRL_ASSIGN_OR_RETURN(auto t, Bind(bind, run_dir, vocab_size));
+  CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(run_dir) / "endpoints.json").string(),
+                                             t->bound_, static_cast<int>(getpid())));
+  CHAINRL_LOG(kInfo) << "serving work on " << t->bound_.work << ", trajectories on "
+                     << t->bound_.trajectories << ", weights on " << t->bound_.weights;
+  return t;
+}
+
+Status LearnerTransport::Probe(const std::string& bind, const std::string& run_dir) {
+  auto t = Bind(bind, run_dir, 0);
+  // The user's to mend (another address or port): a configuration error, not restarted.
+  if (!t.ok()) return InvalidArgument("learner.bind = \"" + bind + "\": " + t.status().message());
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Bind(const std::string& bind,
+                                                                 const std::string& run_dir,
+                                                                 uint32_t vocab_size) {
   LearnerEndpoints ep;
   if (bind == "ipc://") {
     const std::string base = "ipc://" + fs::absolute(run_dir).string() + "/learner";
@@ -45,10 +63,6 @@ Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::stri
   wo.channel = co;
   CHAINRL_ASSIGN_OR_RETURN(t->weights_, transport::WeightsServer::Start(t->ctx_, ep.weights, wo));
   t->bound_ = {t->work_->endpoint(), t->traj_->endpoint(), t->weights_->endpoint()};
-  CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(run_dir) / "endpoints.json").string(),
-                                             t->bound_, static_cast<int>(getpid())));
-  CHAINRL_LOG(kInfo) << "serving work on " << t->bound_.work << ", trajectories on "
-                     << t->bound_.trajectories << ", weights on " << t->bound_.weights;
   return t;
 }
 

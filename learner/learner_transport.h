@@ -31,6 +31,10 @@ class LearnerTransport {
   static Result<std::unique_ptr<LearnerTransport>> Open(const std::string& bind,
                                                         const std::string& run_dir,
                                                         uint32_t vocab_size = 0);
+  // Binds the same endpoints and closes them again, writing nothing: a bind that cannot succeed
+  // (an address in use or not this host's, a socket path too long) is reported at start-up,
+  // before the SFT warm-up, not after it. The error names learner.bind.
+  static Status Probe(const std::string& bind, const std::string& run_dir);
 
   transport::Channel& work() { return *work_; }
   transport::Channel& trajectories() { return *traj_; }
@@ -47,6 +51,9 @@ class LearnerTransport {
 
  private:
   LearnerTransport() = default;
+  static Result<std::unique_ptr<LearnerTransport>> Bind(const std::string& bind,
+                                                        const std::string& run_dir,
+                                                        uint32_t vocab_size);
   transport::Context ctx_{1};
   std::unique_ptr<transport::Channel> work_, traj_;
   std::unique_ptr<transport::WeightsServer> weights_;

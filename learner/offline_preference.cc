@@ -17,14 +17,20 @@ Result<OfflinePreferences> OfflinePreferences::Load(const Config& c) {
         "and data.train_files of prompt/chosen/rejected lines");
   const data::JsonlFields f = data::JsonlFieldsFromConfig(c);
   std::vector<data::PreferenceExample> pairs;
+  int64_t skipped = 0;
   for (const auto& file : c.GetStringList("data.train_files")) {
-    CHAINRL_ASSIGN_OR_RETURN(auto ex,
-                             data::LoadPreferencesJsonl(file, f, data::BadLinePolicyFromConfig(c)));
+    data::JsonlStats stats;
+    CHAINRL_ASSIGN_OR_RETURN(
+        auto ex, data::LoadPreferencesJsonl(file, f, data::BadLinePolicyFromConfig(c), &stats));
+    LogSkippedLines(file, stats);
+    skipped += stats.skipped;
     pairs.insert(pairs.end(), ex.begin(), ex.end());
   }
   if (pairs.empty()) return InvalidArgument("data.train_files: no preference pairs");
-  return OfflinePreferences(std::move(pairs), static_cast<uint64_t>(c.GetInt("run.seed")),
-                            c.GetBool("data.shuffle"));
+  OfflinePreferences out(std::move(pairs), static_cast<uint64_t>(c.GetInt("run.seed")),
+                         c.GetBool("data.shuffle"));
+  out.lines_skipped_ = skipped;
+  return out;
 }
 
 OfflinePreferences::OfflinePreferences(std::vector<data::PreferenceExample> pairs, uint64_t seed,

@@ -28,6 +28,8 @@ class OfflinePreferences {
   OfflinePreferences(std::vector<data::PreferenceExample> pairs, uint64_t seed, bool shuffle);
 
   size_t size() const { return data_.size(); }
+  // Malformed JSONL lines skipped while loading (data.on_bad_line = "skip").
+  int64_t lines_skipped() const { return lines_skipped_; }
 
   // The pairs of update `step`: positions step·per_step .. step·per_step + per_step − 1 of the
   // order (epochs follow one another), rendered through `prompts`, with every rejected response
@@ -44,6 +46,7 @@ class OfflinePreferences {
 
   std::vector<data::PreferenceExample> data_;
   EpochOrder order_;
+  int64_t lines_skipped_ = 0;
   std::unordered_map<size_t, PreferencePairData> cache_;
 };
 

@@ -129,7 +129,9 @@ void SummaryFields(Record& s, F&& f) {
   f("groups_part_generated", s.groups_part_generated);
   f("actors_declared_dead", s.actors_declared_dead);
   f("rejected_messages", s.rejected_messages);
+  f("groups_refused", s.groups_refused);
   f("tokens_trained", s.tokens_trained);
+  f("data_lines_skipped", s.data_lines_skipped);
   f("accuracy_after_sft", s.accuracy_after_sft);
   f("mean_length_after_sft", s.mean_length_after_sft);
   f("accuracy_after_rl", s.accuracy_after_rl);
@@ -285,6 +287,7 @@ RunSummary SummaryFromRun(const RunState& run, const LedgerCounters& k, const js
   s.groups_trained = static_cast<int64_t>(run.trained.size());
   s.groups_duplicated = run.groups_duplicated;
   s.groups_lost = static_cast<int64_t>(k.lost);
+  s.groups_refused = static_cast<int64_t>(k.refused);
   s.groups_filtered = run.groups_filtered;
   s.steps_at_gen_limit = run.gen_limit_steps;
   s.leases_reassigned = static_cast<int64_t>(k.reassigned);

@@ -59,6 +59,7 @@ struct RunSummary {
   int64_t steps = 0, total_steps = 0, sft_steps = 0, policy_version = 0;
   int64_t groups_dispatched = 0, groups_accepted = 0, groups_trained = 0, groups_buffered = 0;
   int64_t groups_in_flight = 0, groups_duplicated = 0, groups_lost = 0, groups_filtered = 0;
+  int64_t groups_refused = 0;  // never handed out: a prompt longer than the model's context
   int64_t steps_at_gen_limit = 0, leases_reassigned = 0;
   int64_t results_discarded_duplicate = 0, results_discarded_unknown = 0;
   int64_t results_dropped_stale = 0;
@@ -66,6 +67,7 @@ struct RunSummary {
   nlohmann::json prompt_embedding_cache;  // {hits, misses, evictions, bytes}, or null
   int64_t groups_part_generated = 0, actors_declared_dead = 0, rejected_messages = 0;
   int64_t tokens_trained = 0;
+  int64_t data_lines_skipped = 0;  // malformed JSONL lines skipped (data.on_bad_line = "skip")
   std::optional<double> accuracy_after_sft, mean_length_after_sft;
   std::optional<double> accuracy_after_rl, mean_length_after_rl;
   std::optional<double> mean_length_peak, mean_length_final;

@@ -138,6 +138,7 @@ json StepHistoryEntry(const StepBatch& b, const StepOutcome& o) {
             {"groups", b.groups.size()},
             {"generated_groups", o.generated_groups}};
   if (o.gen_limit_reached) h["gen_limit_reached"] = true;
+  if (st.skipped_steps > 0) h["update_skipped"] = true;  // a non-finite gradient norm
   if (o.preference) {
     h["pairs"] = o.preference->pairs;
     h["reward_accuracy"] = o.preference->reward_accuracy;

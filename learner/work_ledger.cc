@@ -175,6 +175,13 @@ void WorkLedger::Revoke(uint64_t lease_id, bool expired) {
   ++counters_.reassigned;
 }
 
+void WorkLedger::Refuse(uint64_t lease_id) {
+  if (leases_.count(lease_id) == 0) return;
+  Lease l = Close(lease_id);
+  groups_.at(l.group_id).state = GroupState::kLost;
+  ++counters_.refused;
+}
+
 Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
                              int64_t learner_version, bool group_finished) {
   auto it = leases_.find(lease_id);
@@ -285,6 +292,7 @@ std::string WorkLedger::ToJson() const {
                    {"duplicates_discarded", c.duplicates_discarded},
                    {"unknown_discarded", c.unknown_discarded},
                    {"lost", c.lost},
+                   {"refused", c.refused},
                    {"stale_dropped", c.stale_dropped},
                    {"stale_flagged", c.stale_flagged},
                    {"actors_declared_dead", c.actors_declared_dead},
@@ -366,6 +374,7 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
     k.duplicates_discarded = c.at("duplicates_discarded").get<uint64_t>();
     k.unknown_discarded = c.at("unknown_discarded").get<uint64_t>();
     k.lost = c.at("lost").get<uint64_t>();
+    k.refused = c.value("refused", uint64_t{0});
     k.stale_dropped = c.at("stale_dropped").get<uint64_t>();
     k.stale_flagged = c.at("stale_flagged").get<uint64_t>();
     k.actors_declared_dead = c.at("actors_declared_dead").get<uint64_t>();

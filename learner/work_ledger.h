@@ -121,6 +121,7 @@ struct LedgerCounters {
   uint64_t duplicates_discarded = 0;  // results for revoked or completed leases
   uint64_t unknown_discarded = 0;     // results for leases never issued
   uint64_t lost = 0;                  // groups given up after max_attempts revocations
+  uint64_t refused = 0;  // groups whose work cannot be made (a prompt too long for the model)
   uint64_t stale_dropped = 0;
   uint64_t stale_flagged = 0;
   uint64_t actors_declared_dead = 0;
@@ -178,7 +179,9 @@ class WorkLedger {
   size_t in_flight() const { return leases_.size(); }
   size_t groups() const { return groups_.size(); }
   // True when every group added is completed or lost.
-  bool Done() const { return counters_.completed + counters_.lost == groups_.size(); }
+  bool Done() const {
+    return counters_.completed + counters_.lost + counters_.refused == groups_.size();
+  }
   bool IsCompleted(uint64_t group_id) const;
   // True when `lease_id` is active and leases `group_id`.
   bool HoldsLease(uint64_t lease_id, uint64_t group_id) const {
@@ -186,6 +189,12 @@ class WorkLedger {
     return it != leases_.end() && it->second.group_id == group_id;
   }
   bool IsAlive(const std::string& actor) const;
+  // Ends lease `lease_id` (issued, not yet sent) for good: its group's work cannot be made (its
+  // prompt does not render, or is longer than the model's context), so it is never handed out
+  // again, and counted as refused.
+  void Refuse(uint64_t lease_id);
+  // Whether `actor` has been heard from (or held leases restored from a checkpoint).
+  bool Knows(const std::string& actor) const { return actors_.count(actor) > 0; }
   const LedgerCounters& counters() const { return counters_; }
   const LedgerOptions& options() const { return options_; }
 

@@ -36,7 +36,7 @@ void AddRewardKeys(ConfigSchema* schema) {
       Str("path", "", "Shared library of a plugin (kind = plugin)."),
       Float("weight", 1.0, -kInf, kInf, "Weight in the sum."),
       Float("deadline_seconds", 10.0, 0.0, 86400.0, "Time limit per batch call.", true),
-      Float("error_score", 0.0, -kInf, kInf, "Score of a sample whose reward failed."),
+      Float("error_score", 0.0, -1e6, 1e6, "Score of a sample whose reward failed."),
       Int("batch_size", 8, 1, 4096, "Samples per plugin call (the deadline covers one call)."),
   };
   KeySpec options;

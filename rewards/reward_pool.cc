@@ -315,9 +315,12 @@ struct RewardPool::Impl {
 
 void RewardPool::Impl::Record(size_t k, size_t i, RewardOutcome o, int64_t calls) {
   const RewardSpec& spec = (*specs)[k];
-  if (o.error == RewardError::kNone && !std::isfinite(o.score)) {
+  if (o.error == RewardError::kNone &&
+      (!std::isfinite(o.score) || std::abs(o.score) > kMaxAbsRewardScore)) {
     o.error = RewardError::kNotFinite;
-    o.message = "score is " + std::to_string(o.score) + (o.message.empty() ? "" : "; " + o.message);
+    o.message = "score is " + std::to_string(o.score) +
+                (std::isfinite(o.score) ? " (outside [-1e6, 1e6])" : "") +
+                (o.message.empty() ? "" : "; " + o.message);
   }
   {
     std::lock_guard<std::mutex> lock(stats_mu);

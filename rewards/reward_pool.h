@@ -15,6 +15,10 @@
 
 namespace chainrl::rewards {
 
+// The largest |score| a reward may give: a larger one (1e308 from a broken plugin) would swamp
+// every advantage of its group. A score beyond it is an error like a NaN (error_score instead).
+inline constexpr double kMaxAbsRewardScore = 1e6;
+
 // One reward of the composition; one TOML table `[[rewards]]` per spec, keys named as the fields.
 struct RewardSpec {
   // Unique name used in metrics, logs and results (TOML `name`; required).
@@ -88,7 +92,7 @@ enum class RewardError {
   kCrash,        // the worker process died (signal or exit) while scoring it
   kTimeout,      // the call exceeded deadline_seconds; the worker was killed
   kPluginError,  // the plugin reported an error or threw an exception for it
-  kNotFinite,    // the score was NaN or infinite
+  kNotFinite,    // the score was NaN, infinite or beyond kMaxAbsRewardScore
   kWorker,       // no worker could be started (or it broke the protocol)
 };
 const char* RewardErrorName(RewardError e);

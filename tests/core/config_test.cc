@@ -582,6 +582,84 @@ TEST(ConfigTest, ResolvedTomlRoundTrips) {
     EXPECT_EQ(FormatConfigValue(a->Get(k.key)), FormatConfigValue(b->Get(k.key))) << k.key;
 }
 
+std::string Repeat(const std::string& s, int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+// Keys that nest tables tens of thousands deep overflowed the TOML parser's stack (a crash at
+// 40,000 parts); they are refused at kMaxConfigTableDepth, naming the line and column.
+TEST(ConfigTest, KeysNestingTablesTooDeepAreRefusedWithPosition) {
+  const std::string m = kMinimal;
+  struct Case {
+    std::string text;
+    int line, column;
+  };
+  const std::vector<Case> cases = {
+      // A header of 40,000 parts: the 129th part starts after the 128th dot, at column 257.
+      {m + "[" + Repeat("a.", 39999) + "a]\nx = 1\n", 3, 257},
+      {m + "[[" + Repeat("a.", 39999) + "a]]\n", 3, 258},
+      // A dotted key below a header of 3 parts: 3 + 126 = 129 > 128 at the 125th dot.
+      {m + "[a.b.c]\n" + Repeat("a.", 40000) + "a = 1\n", 4, 250},
+      // Quoted parts count like bare ones: below [model], the 127th dot (after 127 "x.y").
+      {m + Repeat("\"x.y\".", 200) + "a = 1\n", 3, 127 * 6},
+      // Inline tables add the depth of the key that holds them (10 x 31 parts).
+      {m + "t = " + Repeat("{ " + Repeat("a.", 30) + "a = ", 10) + "1" + Repeat("}", 10) + "\n", 3,
+       0},
+  };
+  for (const Case& c : cases) {
+    std::vector<ConfigIssue> issues;
+    auto cfg = ParseConfig(c.text, "deep.toml", {}, &issues);
+    ASSERT_FALSE(cfg.ok());
+    ASSERT_EQ(issues.size(), 1u) << cfg.status().message();
+    EXPECT_EQ(issues[0].file, "deep.toml");
+    EXPECT_EQ(issues[0].line, c.line);
+    if (c.column > 0) EXPECT_EQ(issues[0].column, c.column);
+    EXPECT_NE(issues[0].message.find("keys nest tables deeper than 128 levels"), std::string::npos)
+        << issues[0].message;
+  }
+}
+
+// The depth scan does not count what is not a key: dots in strings (single, multi-line, escaped
+// quotes), comments, floats and dates, nor tables that close.
+TEST(ConfigTest, DotsOutsideKeysDoNotCountTowardsTheDepthBound) {
+  const std::string dots = Repeat("a.", 500);
+  const std::string text =
+      std::string(kMinimal) + "# " + dots + "\n[run]\nname = \"" + dots + "\\\" " + dots +
+      "\"\n[\"" + dots + "\"]\nx = \"\"\"\n" + dots + "\n" + dots + "\"\"\"\ny = '''\n" + dots +
+      "'''\nz = [" + Repeat("1.5, ", 500) + "2.5]\nw = 1979-05-27T07:32:00.999\n" +
+      Repeat("[" + Repeat("b.", 100) + "b]\nk = { " + Repeat("c.", 20) + "c = 1.25 }\n", 1) + "[" +
+      Repeat("b.", 100) + "d]\nk = [{ " + Repeat("c.", 20) + "c = [1.25] }]\n";
+  std::vector<ConfigIssue> issues;
+  auto cfg = ParseConfig(text, "dots.toml", {}, &issues);
+  ASSERT_FALSE(cfg.ok());  // unknown keys and sections, reported by the schema
+  for (const auto& i : issues)
+    EXPECT_EQ(i.message.find("nest tables deeper"), std::string::npos) << i.ToString();
+  // The whole text parsed: the schema reports the quoted table and the last header's table.
+  ASSERT_EQ(issues.size(), 2u) << cfg.status().message();
+  EXPECT_EQ(issues[1].ToString(), "dots.toml:14:2: b: unknown table");
+}
+
+TEST(ConfigTest, OversizedConfigFileIsRefusedBeforeReading) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / "chainrl_config_huge.toml").string();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << kMinimal;
+    out.seekp(static_cast<std::streamoff>(kMaxConfigBytes) + 10);
+    out << "\n";
+  }
+  auto cfg = LoadConfig(path);
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_NE(
+      cfg.status().message().find(path + ": " + std::to_string(kMaxConfigBytes + 11) +
+                                  " bytes, over the limit of " + std::to_string(kMaxConfigBytes)),
+      std::string::npos)
+      << cfg.status().message();
+  std::filesystem::remove(path);
+}
+
 TEST(ConfigTest, MissingFileIsNotFound) {
   auto cfg = LoadConfig("/nonexistent/run.toml");
   ASSERT_FALSE(cfg.ok());

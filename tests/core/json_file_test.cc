@@ -76,7 +76,7 @@ TEST(JsonFileTest, FilesAreReadUpToTheirBound) {
   auto missing = ReadFileBounded(p + ".missing", 10);
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(missing.status().message(), p + ".missing: cannot open");
+  EXPECT_EQ(missing.status().message(), p + ".missing: cannot open (No such file or directory)");
   auto deep = ReadJsonFile(Write("deep.json", Nested(200000)), 1 << 20);
   ASSERT_FALSE(deep.ok());
   EXPECT_NE(deep.status().message().find("deep.json: JSON nested deeper than 512"),

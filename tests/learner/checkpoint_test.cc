@@ -4,9 +4,13 @@
 #include "learner/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -257,6 +261,34 @@ TEST(CheckpointTest, LatestIgnoresPartialDirectories) {
   fs::remove_all(root);
 }
 
+// A damaged newest checkpoint (a byte flipped, sizes intact) is passed over for the one before it
+// by "latest", so a resume does not fail on it at every restart; all damaged is Corrupt.
+TEST(CheckpointTest, LatestPassesOverADamagedCheckpoint) {
+  const fs::path root = TempDir("damaged_latest");
+  ASSERT_TRUE(SaveTiny(root, 1, 5).ok());
+  ASSERT_TRUE(SaveTiny(root, 2, 5).ok());
+  auto flip = [](const fs::path& file) {
+    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = 0;
+    f.get(c);
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 0x5a));
+  };
+  flip(root / CheckpointDirName(2) / "optimizer.pt");
+  auto latest = ResolveCheckpoint(root.string(), "latest");
+  ASSERT_TRUE(latest.ok()) << latest.status().ToString();
+  EXPECT_EQ(*latest, (root / CheckpointDirName(1)).string());
+  flip(root / CheckpointDirName(1) / "optimizer.pt");
+  auto none = ResolveCheckpoint(root.string(), "latest");
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(none.status().message(), root.string() + ": every checkpoint is damaged (" +
+                                         (root / CheckpointDirName(2)).string() + ", " +
+                                         (root / CheckpointDirName(1)).string() + ")");
+  fs::remove_all(root);
+}
+
 TEST(CheckpointTest, FailedSaveLeavesPreviousCheckpoints) {
   const fs::path root = TempDir("failed");
   ASSERT_TRUE(SaveTiny(root / "ckpt", 1, 1).ok());
@@ -278,6 +310,82 @@ TEST(CheckpointTest, FailedSaveLeavesPreviousCheckpoints) {
                 .code(),
             StatusCode::kNotFound);
   fs::remove_all(root);
+}
+
+// The bytes of the files in `dir`.
+uint64_t FileBytes(const fs::path& dir) {
+  uint64_t total = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file()) total += e.file_size();
+  return total;
+}
+
+// The bytes a checkpoint directory takes on tmpfs: each file rounded up to whole pages.
+uint64_t PageBytes(const fs::path& dir) {
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t total = 0;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file()) total += (e.file_size() + page - 1) / page * page;
+  return total;
+}
+
+// A full disk, for real: a tmpfs of a given size in a private mount namespace (root only). With
+// checkpoint.keep = 2 on room for 2.5 checkpoints, each save removes the oldest early and fits;
+// with keep = 1 on room for 1.5, the save fails with NoSpace naming the root, the bytes needed and
+// free and the last good checkpoint, which still loads.
+TEST(CheckpointTest, FullDiskPrunesEarlyThenFailsNamingTheBytesAndKeepsTheLastGood) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs (CI runs as root)";
+  ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
+  ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
+      << std::strerror(errno);
+  const fs::path probe = TempDir("full_probe");
+  ASSERT_TRUE(SaveTiny(probe, 1, 1).ok());
+  const uint64_t one = PageBytes(probe / CheckpointDirName(1));
+  ASSERT_GT(one, 8192u);
+
+  for (const int keep : {2, 1}) {
+    const fs::path disk = TempDir("full_disk_" + std::to_string(keep));
+    const uint64_t size = keep == 2 ? one * 5 / 2 : one * 3 / 2;
+    const std::string opts = "size=" + std::to_string(size);
+    ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", 0, opts.c_str()), 0) << std::strerror(errno);
+    const fs::path root = disk / "ckpt";
+    if (keep == 2) {
+      for (int64_t step = 1; step <= 5; ++step) {
+        auto dir = SaveTiny(root, step, keep);
+        ASSERT_TRUE(dir.ok()) << "step " << step << ": " << dir.status().ToString();
+      }
+      auto list = ListCheckpoints(root.string());
+      ASSERT_TRUE(list.ok());
+      ASSERT_EQ(list->size(), 2u);
+      EXPECT_EQ((*list)[0].first, 4);
+      EXPECT_EQ((*list)[1].first, 5);
+    } else {
+      ASSERT_TRUE(SaveTiny(root, 1, keep).ok());
+      auto r = SaveTiny(root, 2, keep);
+      ASSERT_FALSE(r.ok());
+      EXPECT_EQ(r.status().code(), StatusCode::kNoSpace);
+      const std::string msg = r.status().message();
+      const std::string last = (root / CheckpointDirName(1)).string();
+      EXPECT_NE(
+          msg.find(root.string() + ": the disk is full: checkpoint step-000000002 needs about " +
+                   std::to_string(FileBytes(root / CheckpointDirName(1))) + " bytes (the size of " +
+                   last + "), "),
+          std::string::npos)
+          << msg;
+      EXPECT_NE(msg.find(" bytes are free; the last good checkpoint, " + last + ", is intact"),
+                std::string::npos)
+          << msg;
+      // Nothing half-written is left, and the last good checkpoint verifies and is "latest".
+      std::vector<std::string> names;
+      for (const auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename());
+      EXPECT_EQ(names, std::vector<std::string>{"step-000000001"});
+      EXPECT_TRUE(VerifyCheckpoint(last).ok());
+      EXPECT_EQ(*ResolveCheckpoint(root.string(), "latest"), last);
+    }
+    ASSERT_EQ(::umount(disk.c_str()), 0) << std::strerror(errno);
+    fs::remove_all(disk);
+  }
+  fs::remove_all(probe);
 }
 
 // Loads `dir` into a fresh tiny model; returns the error message ("" if it loaded).

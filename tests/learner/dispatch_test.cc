@@ -130,7 +130,7 @@ TEST(DispatchTest, APassSendsEachActorItsCreditsAndRequeuesWhatWasNotDelivered) 
   ASSERT_EQ(sent.size(), 2u);
   EXPECT_EQ(sent[0].first, "ra");
   const auto& to_a = sent[0].second.work_batch();
-  ASSERT_EQ(to_a.items_size(), 1);  // group 1's prompt failed: left out
+  ASSERT_EQ(to_a.items_size(), 1);  // group 1's prompt failed: refused, never handed out
   EXPECT_EQ(to_a.items(0).prompt_group_id(), 0u);
   EXPECT_EQ(to_a.items(0).example_id(), "ex0");
   EXPECT_EQ(to_a.items(0).prompt_token_ids(0), 10u);
@@ -138,14 +138,16 @@ TEST(DispatchTest, APassSendsEachActorItsCreditsAndRequeuesWhatWasNotDelivered) 
   EXPECT_EQ(sent[1].first, "rb");
   ASSERT_EQ(sent[1].second.work_batch().items_size(), 2);
   EXPECT_EQ(sent[1].second.work_batch().items(1).prompt_group_id(), 3u);
-  // a used up both credits (its leases stand); b's batch never left: its groups are in line
-  // again, first, and b gets no more until it asks again; c was not served.
-  EXPECT_EQ(actors.actors()["a"].pending, 0);
+  // a used one credit (its lease stands; the refused group's credit stays asked for); b's batch
+  // never left: its groups are in line again, first, and b gets no more until it asks again; c
+  // was not served.
+  EXPECT_EQ(actors.actors()["a"].pending, 1);
   EXPECT_EQ(actors.actors()["b"].pending, 0);
   EXPECT_EQ(actors.actors()["c"].pending, 1);
-  EXPECT_EQ(ledger.in_flight(), 2u);
+  EXPECT_EQ(ledger.in_flight(), 1u);
   EXPECT_EQ(ledger.pending(), 2u);
   EXPECT_EQ(ledger.counters().reassigned, 2u);
+  EXPECT_EQ(ledger.counters().refused, 1u);
   auto again = ledger.Dispatch("a", 4);
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0].group_id, 2u);
@@ -195,6 +197,32 @@ TEST(DispatchTest, ActorsMessagesMoveCreditsAndARestartFreesItsLeases) {
   leave.mutable_leave()->set_reason("done");
   TakeWorkMessage(leave, "ra3", "a@y", &actors, &ledger);
   EXPECT_EQ(actors.size(), 0u);
+}
+
+// A peer asking for more credits than actors.credits gets actors.credits; a flood of made-up
+// names stops at the table's bound (names the ledger knows, from a checkpoint, are still heard).
+TEST(DispatchTest, PeersCannotTakeEveryLeaseNorGrowTheTablesWithoutBound) {
+  ManualClock clock;
+  WorkLedger ledger(LedgerOptions(), &clock);
+  ActorTable actors(/*max_credits=*/2, /*max_actors=*/3);
+  TakeWorkMessage(Join("greedy", 10, 1024), "rg", "greedy@x", &actors, &ledger);
+  EXPECT_EQ(actors.actors()["greedy"].max, 2);
+  wire::Envelope req = wire::MakeEnvelope("greedy");
+  req.mutable_work_request()->set_credits(1024);
+  TakeWorkMessage(req, "rg", "greedy@x", &actors, &ledger);
+  EXPECT_EQ(actors.actors()["greedy"].pending, 2);
+  for (int i = 0; i < 100000; ++i) {
+    wire::Envelope hb = wire::MakeEnvelope("made-up-" + std::to_string(i));
+    hb.mutable_heartbeat();
+    TakeWorkMessage(hb, "rx", "x@y", &actors, &ledger);
+  }
+  EXPECT_EQ(actors.size(), 3u);
+  EXPECT_EQ(actors.ignored(), 100000 - 2);
+  EXPECT_TRUE(ledger.Knows("made-up-1"));
+  EXPECT_FALSE(ledger.Knows("made-up-2"));
+  // A name already known is heard whatever the bound.
+  TakeWorkMessage(req, "rg2", "greedy@x", &actors, &ledger);
+  EXPECT_EQ(actors.actors()["greedy"].routing, "rg2");
 }
 
 TEST(DispatchTest, TheLedgerIsToppedUpToTwoStepsOfGroups) {
