@@ -42,8 +42,11 @@ endif()
 
 # Every object is instrumented; a sanitizer report aborts (no recovery), so it is a crash that
 # libFuzzer saves and reports.
+# -O1 -gline-tables-only (after the build type's flags, so they win), as fuzzing builds usually
+# are: quicker to compile and link than -O2 -g, with file:line in every report.
 set(CHAINRL_SANITIZERS -fsanitize=address,undefined -fno-sanitize-recover=all)
-add_compile_options(${CHAINRL_SANITIZERS} -fsanitize=fuzzer-no-link -fno-omit-frame-pointer)
+add_compile_options(${CHAINRL_SANITIZERS} -fsanitize=fuzzer-no-link -fno-omit-frame-pointer -O1
+                    -gline-tables-only)
 add_link_options(${CHAINRL_SANITIZERS})
 
 function(chainrl_use_torch target)

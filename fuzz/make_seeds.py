@@ -9,10 +9,14 @@ Qwen3 / Llama 3 tokenizer.json files cut down to their first 400 ids and the mer
 keeping their normalizer, Split regexes, post-processor and a few added tokens, each followed by
 its tokenizer_config.json (marker line "#tokenizer_config.json", as the harness reads them).
 OUT_DIR/chat_template_fuzz: the real chat templates of those tokenizer configs.
+OUT_DIR/safetensors_header_fuzz: small safetensors files laid out as Hugging Face writes them
+(header padded to 8 bytes with spaces, tensors by descending element size), one with shards'
+__metadata__, one with an empty tensor and a scalar.
 The real files are far larger than a fuzzer's inputs should be; the cut keeps their structure.
 """
 import json
 import os
+import struct
 import sys
 
 CONFIG_MARKER = "\n#tokenizer_config.json\n"
@@ -71,6 +75,23 @@ def cut_config(cfg):
     return cfg
 
 
+def safetensors(tensors, metadata=None):
+    """A safetensors image of `tensors`: (name, dtype, shape, element size) in layout order."""
+    header, offset = {}, 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, elem in tensors:
+        n = elem
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + bytes(range(256)) * (offset // 256) + bytes(
+        range(offset % 256))
+
+
 def write(path, text):
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -83,6 +104,17 @@ def main():
     tmpl_dir = os.path.join(out, "chat_template_fuzz")
     os.makedirs(tok_dir, exist_ok=True)
     os.makedirs(tmpl_dir, exist_ok=True)
+    st_dir = os.path.join(out, "safetensors_header_fuzz")
+    os.makedirs(st_dir, exist_ok=True)
+    with open(os.path.join(st_dir, "model.safetensors"), "wb") as f:
+        f.write(safetensors([("lm_head.weight", "F32", [4, 8], 4),
+                             ("model.embed_tokens.weight", "BF16", [4, 8], 2),
+                             ("model.norm.weight", "F16", [8], 2), ("step", "I64", [], 8),
+                             ("mask", "BOOL", [3], 1)], {"format": "pt"}))
+    with open(os.path.join(st_dir, "shard.safetensors"), "wb") as f:
+        f.write(safetensors([("a", "F64", [2, 0, 3], 8), ("b", "U8", [5], 1),
+                             ("c", "F8_E4M3", [1, 1, 2], 1)],
+                            {"format": "pt", "total_size": "7"}))
     tiny = json.dumps(tiny_tokenizer(), ensure_ascii=False)
     write(os.path.join(tok_dir, "tiny"), tiny)
     write(os.path.join(tok_dir, "tiny-config"),

@@ -80,7 +80,8 @@ max_len_of() {
   case "$1" in
     tokenizer_json_fuzz) echo 65536 ;;
     sentencepiece_fuzz) echo 32768 ;;
-    run_config_fuzz|chat_template_fuzz|wire_fuzz|weights_chunks_fuzz) echo 16384 ;;
+    run_config_fuzz|chat_template_fuzz|wire_fuzz|weights_chunks_fuzz|safetensors_header_fuzz)
+      echo 16384 ;;
     endpoints_fuzz) echo 1024 ;;
     *) echo 8192 ;;
   esac
