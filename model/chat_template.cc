@@ -83,6 +83,12 @@ struct Value {
   std::shared_ptr<Dict> dict;  // kDict and kNamespace (shared: namespaces are mutable)
   std::shared_ptr<const Macro> macro;
   std::shared_ptr<Value> self;  // bound object for methods (kBuiltin "str.strip", ...)
+  // Lists, dicts and namespaces nested in this value, itself included (0 for a scalar), and
+  // whether a namespace is among them: printing, comparing and freeing values recurse, so the
+  // renderer bounds both (see CheckValue). A namespace's attributes may change after it is put
+  // in a list; they hold no namespace and are bounded when set, so the depth stays bounded.
+  int depth = 0;
+  bool holds_namespace = false;
 
   static Value None() {
     Value v;
@@ -117,13 +123,29 @@ struct Value {
     Value v;
     v.k = kList;
     v.list = std::make_shared<List>(std::move(l));
+    v.Measure();
     return v;
   }
   static Value MakeDict(Dict d = {}) {
     Value v;
     v.k = kDict;
     v.dict = std::make_shared<Dict>(std::move(d));
+    v.Measure();
     return v;
+  }
+  // Sets depth and holds_namespace from the elements.
+  void Measure() {
+    depth = 0;
+    holds_namespace = false;
+    auto note = [&](const Value& x) {
+      depth = std::max(depth, x.depth);
+      holds_namespace = holds_namespace || x.holds_namespace || x.k == kNamespace;
+    };
+    if (list)
+      for (const Value& x : *list) note(x);
+    if (dict)
+      for (const auto& kv : *dict) note(kv.second);
+    ++depth;
   }
   static Value Undefined(std::string name) {
     Value v;
@@ -1234,6 +1256,14 @@ enum class Flow { kNormal, kBreak, kContinue };
 // Bounds that keep a hostile or buggy template from exhausting memory.
 constexpr double kMaxElements = 1e7;
 
+// `v`, or an error at `pos` when it nests deeper than kMaxNesting (a list wrapped in a list
+// 100,000 times in a loop overflowed the stack of whatever printed or freed it).
+Value CheckValue(Value v, size_t pos) {
+  if (v.depth > kMaxNesting)
+    Fail(pos, "values nested deeper than " + std::to_string(kMaxNesting) + " levels");
+  return v;
+}
+
 class Renderer {
  public:
   explicit Renderer(const Value& globals) {
@@ -1270,6 +1300,13 @@ class Renderer {
           if (ns.k != Value::kNamespace)
             Fail(n->pos, "cannot set attribute '" + n->attr + "' on a " + KindName(ns) +
                              " (only namespace() objects are mutable)");
+          // A namespace holding a namespace could hold itself (a cycle printing recurses on).
+          if (v.k == Value::kNamespace || v.holds_namespace)
+            Fail(n->pos, "cannot set attribute '" + n->attr +
+                             "' to a namespace or a value "
+                             "holding one");
+          if (v.depth + 1 > kMaxNesting)
+            Fail(n->pos, "values nested deeper than " + std::to_string(kMaxNesting) + " levels");
           SetKey(ns.dict.get(), n->attr, v);
         } else if (n->targets.size() == 1) {
           SetKey(scopes_.back().get(), n->targets[0], v);
@@ -1533,7 +1570,7 @@ class Renderer {
       case Node::kTupleLit: {
         List l;
         for (const auto& k : n->kids) l.push_back(Eval(k.get()));
-        return Value::MakeList(std::move(l));
+        return CheckValue(Value::MakeList(std::move(l)), n->pos);
       }
       case Node::kDictLit: {
         Dict d;
@@ -1541,7 +1578,7 @@ class Renderer {
           Value k = Eval(n->kids[i].get());
           SetKey(&d, PyStr(k), Eval(n->kids[i + 1].get()));
         }
-        return Value::MakeDict(std::move(d));
+        return CheckValue(Value::MakeDict(std::move(d)), n->pos);
       }
       case Node::kNot:
         return Value::Bool(!Truthy(Eval(n->kids[0].get())));
@@ -1746,7 +1783,10 @@ class Renderer {
         for (const auto& [k, x] : *p.dict) SetKey(v.dict.get(), k, x);
       }
       for (const auto& [k, x] : a.kw) SetKey(v.dict.get(), k, x);
-      return v;
+      v.Measure();
+      if (v.k == Value::kNamespace && v.holds_namespace)
+        Fail(pos, "namespace() cannot hold a namespace");
+      return CheckValue(std::move(v), pos);
     }
     if (name == "range") {
       int64_t start = 0, stop, step = 1;

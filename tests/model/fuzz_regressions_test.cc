@@ -83,6 +83,25 @@ TEST(ChatTemplateFuzzRegressions, RecursiveMacrosStopAtTheBound) {
             "RENDER ERROR: t.jinja:1:20: macro calls nested deeper than 256 levels");
 }
 
+// A list wrapped in a list in a loop, or a namespace holding itself, overflowed the stack of the
+// code that printed or freed it.
+TEST(ChatTemplateFuzzRegressions, DeepValuesAndNamespaceCyclesAreErrors) {
+  EXPECT_EQ(Render("{% set ns = namespace(x=[]) %}{% for i in range(200000) %}"
+                   "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}"),
+            "RENDER ERROR: t.jinja:1:62: values nested deeper than 256 levels");
+  EXPECT_EQ(Render("{% set ns = namespace(x=[]) %}{% for i in range(100) %}"
+                   "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|length }}"),
+            "1");
+  EXPECT_EQ(
+      Render("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns.a.a.a }}"),
+      "RENDER ERROR: t.jinja:1:33: cannot set attribute 'a' to a namespace or a value holding "
+      "one");
+  EXPECT_EQ(
+      Render("{% set ns = namespace(a=1) %}{% set ns.a = [{'x': ns}] %}"),
+      "RENDER ERROR: t.jinja:1:33: cannot set attribute 'a' to a namespace or a value holding "
+      "one");
+}
+
 // Signed overflow was undefined behaviour; `2 ** 10**12` looped 10^12 times.
 TEST(ChatTemplateFuzzRegressions, IntegerOverflowIsAnError) {
   EXPECT_EQ(Render("{{ 9223372036854775807 + 1 }}"),
