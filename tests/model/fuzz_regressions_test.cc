@@ -122,8 +122,7 @@ TEST(ChatTemplateFuzzRegressions, IntegerOverflowIsAnError) {
             "RENDER ERROR: t.jinja:1:307: int of 1e+300: out of the 64-bit range");
   EXPECT_EQ(Render("{{ range(9223372036854775806, 9223372036854775807, 10)|list }}"),
             "[9223372036854775806]");
-  EXPECT_EQ(Render("{{ [1, 2, 3][::9223372036854775807] }} {{ 'abc'[::-9223372036854775807] }}"),
-            "[1] c");
+  EXPECT_EQ(Render("{{ [1, 2, 3][1::9223372036854775807] }}"), "[2]");
 }
 
 // A TemplateProcessing post-processor's ids were added by Encode() as they were, outside the
