@@ -56,10 +56,15 @@ Result<LearnerEndpoints> ResolveLearnerEndpoints(const std::string& address) {
 }
 
 Result<LearnerEndpoints> ReadEndpointsFile(const std::string& path) {
-  auto read = ReadJsonFile(path, kMaxSmallJsonBytes);
+  auto read = ReadFileBounded(path, kMaxSmallJsonBytes);
   if (!read.ok() && read.status().code() == StatusCode::kNotFound)
     return NotFound(path + ": cannot open the learner's endpoints file");
-  CHAINRL_ASSIGN_OR_RETURN(const nlohmann::json j, std::move(read));
+  CHAINRL_ASSIGN_OR_RETURN(const std::string text, std::move(read));
+  return ParseEndpointsJson(text, path);
+}
+
+Result<LearnerEndpoints> ParseEndpointsJson(std::string_view text, const std::string& path) {
+  CHAINRL_ASSIGN_OR_RETURN(const nlohmann::json j, ParseJson(text, path));
   if (!j.is_object()) return InvalidArgument(path + ": not a JSON object");
   LearnerEndpoints e;
   for (auto [key, field] : {std::pair{"work", &e.work}, std::pair{"trajectories", &e.trajectories},

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "core/status.h"
 
@@ -21,6 +22,8 @@ struct LearnerEndpoints {
 Result<LearnerEndpoints> ResolveLearnerEndpoints(const std::string& address);
 // The endpoints file: {"work": ..., "trajectories": ..., "weights": ..., "pid": ...}.
 Result<LearnerEndpoints> ReadEndpointsFile(const std::string& path);
+// The same from the file's contents; `path` names it in errors.
+Result<LearnerEndpoints> ParseEndpointsJson(std::string_view text, const std::string& path);
 Status WriteEndpointsFile(const std::string& path, const LearnerEndpoints& endpoints, int pid);
 
 // A TCP port on 127.0.0.1 that is free at the time of the call (bind to port 0, read it, close):

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/json_file.h"
 
@@ -53,14 +54,11 @@ std::string ReadId(const nlohmann::json& obj, const JsonlFields& f, const std::s
   return "field '" + f.id + "' must be a string or an integer";
 }
 
-// Calls `parse(obj, where, &reason)` for every non-empty line; applies the bad-line policy.
+// Calls `parse(obj, where, &reason)` for every non-empty line of `in`; applies the bad-line
+// policy. `path` names the lines in messages.
 template <typename T, typename Parse>
-Result<std::vector<T>> ReadLines(const std::string& path, BadLinePolicy policy, JsonlStats* stats,
-                                 Parse parse) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) return NotFound(path + ": no such data file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError(path + ": " + std::strerror(errno));
+Result<std::vector<T>> ReadLines(std::istream& in, const std::string& path, BadLinePolicy policy,
+                                 JsonlStats* stats, Parse parse) {
   JsonlStats local;
   JsonlStats& st = stats ? *stats : local;
   st = JsonlStats();
@@ -98,12 +96,27 @@ Result<std::vector<T>> ReadLines(const std::string& path, BadLinePolicy policy, 
   return out;
 }
 
-}  // namespace
+template <typename T, typename Parse>
+Result<std::vector<T>> ReadFileLines(const std::string& path, BadLinePolicy policy,
+                                     JsonlStats* stats, Parse parse) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return NotFound(path + ": no such data file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return IoError(path + ": " + std::strerror(errno));
+  return ReadLines<T>(in, path, policy, stats, parse);
+}
 
-Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const JsonlFields& f,
-                                               BadLinePolicy policy, JsonlStats* stats) {
-  return ReadLines<Example>(
-      path, policy, stats, [&](const nlohmann::json& obj, const std::string& where, Example* ex) {
+template <typename T, typename Parse>
+Result<std::vector<T>> ReadTextLines(std::string_view text, const std::string& source,
+                                     BadLinePolicy policy, JsonlStats* stats, Parse parse) {
+  std::istringstream in{std::string(text)};
+  return ReadLines<T>(in, source, policy, stats, parse);
+}
+
+// The per-line readers: "" or the reason the line is bad. `path` resolves relative embeddings.
+auto ExampleReader(const std::string& path, const JsonlFields& f) {
+  return
+      [&path, &f](const nlohmann::json& obj, const std::string& where, Example* ex) {
         std::string r = ReadPrompt(obj, f, &ex->prompt, &ex->messages);
         if (r.empty()) r = ReadId(obj, f, where, &ex->id);
         if (!r.empty()) return r;
@@ -134,38 +147,61 @@ Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const Js
         }
         ex->source = where;
         return std::string();
-      });
+      };
+}
+
+auto PreferenceReader(const JsonlFields& f) {
+  return [&f](const nlohmann::json& obj, const std::string& where, PreferenceExample* ex) {
+    std::string r = ReadPrompt(obj, f, &ex->prompt, &ex->messages);
+    if (r.empty()) r = ReadId(obj, f, where, &ex->id);
+    if (!r.empty()) return r;
+    auto c = obj.find(f.chosen);
+    if (c == obj.end() || !c->is_string() || c->get<std::string>().empty())
+      return "field '" + f.chosen + "' must be a non-empty string";
+    ex->chosen = c->get<std::string>();
+    auto rj = obj.find(f.rejected);
+    if (rj != obj.end() && rj->is_string() && !rj->get<std::string>().empty()) {
+      ex->rejected = {rj->get<std::string>()};
+    } else if (rj != obj.end() && rj->is_array() && !rj->empty()) {
+      for (const auto& x : *rj) {
+        if (!x.is_string() || x.get<std::string>().empty())
+          return "field '" + f.rejected + "' must hold non-empty strings";
+        ex->rejected.push_back(x.get<std::string>());
+      }
+    } else {
+      return "field '" + f.rejected + "' must be a non-empty string or array of strings";
+    }
+    ex->source = where;
+    return std::string();
+  };
+}
+
+}  // namespace
+
+Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const JsonlFields& f,
+                                               BadLinePolicy policy, JsonlStats* stats) {
+  return ReadFileLines<Example>(path, policy, stats, ExampleReader(path, f));
+}
+
+Result<std::vector<Example>> ParseExamplesJsonl(std::string_view text, const std::string& source,
+                                                const JsonlFields& f, BadLinePolicy policy,
+                                                JsonlStats* stats) {
+  return ReadTextLines<Example>(text, source, policy, stats, ExampleReader(source, f));
 }
 
 Result<std::vector<PreferenceExample>> LoadPreferencesJsonl(const std::string& path,
                                                             const JsonlFields& f,
                                                             BadLinePolicy policy,
                                                             JsonlStats* stats) {
-  return ReadLines<PreferenceExample>(
-      path, policy, stats,
-      [&](const nlohmann::json& obj, const std::string& where, PreferenceExample* ex) {
-        std::string r = ReadPrompt(obj, f, &ex->prompt, &ex->messages);
-        if (r.empty()) r = ReadId(obj, f, where, &ex->id);
-        if (!r.empty()) return r;
-        auto c = obj.find(f.chosen);
-        if (c == obj.end() || !c->is_string() || c->get<std::string>().empty())
-          return "field '" + f.chosen + "' must be a non-empty string";
-        ex->chosen = c->get<std::string>();
-        auto rj = obj.find(f.rejected);
-        if (rj != obj.end() && rj->is_string() && !rj->get<std::string>().empty()) {
-          ex->rejected = {rj->get<std::string>()};
-        } else if (rj != obj.end() && rj->is_array() && !rj->empty()) {
-          for (const auto& x : *rj) {
-            if (!x.is_string() || x.get<std::string>().empty())
-              return "field '" + f.rejected + "' must hold non-empty strings";
-            ex->rejected.push_back(x.get<std::string>());
-          }
-        } else {
-          return "field '" + f.rejected + "' must be a non-empty string or array of strings";
-        }
-        ex->source = where;
-        return std::string();
-      });
+  return ReadFileLines<PreferenceExample>(path, policy, stats, PreferenceReader(f));
+}
+
+Result<std::vector<PreferenceExample>> ParsePreferencesJsonl(std::string_view text,
+                                                             const std::string& source,
+                                                             const JsonlFields& f,
+                                                             BadLinePolicy policy,
+                                                             JsonlStats* stats) {
+  return ReadTextLines<PreferenceExample>(text, source, policy, stats, PreferenceReader(f));
 }
 
 JsonlFields JsonlFieldsFromConfig(const Config& c) {

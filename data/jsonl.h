@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/config.h"
@@ -42,6 +43,11 @@ struct JsonlStats {
 // under kError.
 Result<std::vector<Example>> LoadExamplesJsonl(const std::string& path, const JsonlFields& fields,
                                                BadLinePolicy policy, JsonlStats* stats = nullptr);
+// The same from `text`, the contents of a JSONL file: `source` stands for its path in messages
+// and in default ids, and relative embeddings paths are resolved against its folder.
+Result<std::vector<Example>> ParseExamplesJsonl(std::string_view text, const std::string& source,
+                                                const JsonlFields& fields, BadLinePolicy policy,
+                                                JsonlStats* stats = nullptr);
 
 // The field names and bad-line policy of a run's JSONL data: data.prompt_field,
 // data.messages_field, data.answer_field, data.id_field, data.chosen_field, data.rejected_field
@@ -55,5 +61,11 @@ Result<std::vector<PreferenceExample>> LoadPreferencesJsonl(const std::string& p
                                                             const JsonlFields& fields,
                                                             BadLinePolicy policy,
                                                             JsonlStats* stats = nullptr);
+// The same from `text` (see ParseExamplesJsonl).
+Result<std::vector<PreferenceExample>> ParsePreferencesJsonl(std::string_view text,
+                                                             const std::string& source,
+                                                             const JsonlFields& fields,
+                                                             BadLinePolicy policy,
+                                                             JsonlStats* stats = nullptr);
 
 }  // namespace chainrl::data

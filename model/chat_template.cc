@@ -25,6 +25,28 @@ struct TemplateError {
 };
 [[noreturn]] void Fail(size_t pos, std::string msg) { throw TemplateError{pos, std::move(msg)}; }
 
+// Nesting of blocks, expressions and macro calls that no real chat template comes near (they nest
+// fewer than 10 levels). The parser and the renderer recurse once per level, so a template nested
+// tens of thousands of levels deep would overflow the stack.
+constexpr int kMaxNesting = 256;
+
+// One more level of `what` (e.g. "expression") for the guard's lifetime; fails at `pos` past
+// kMaxNesting.
+class Nest {
+ public:
+  Nest(int* depth, size_t pos, const char* what) : depth_(depth) {
+    if (++*depth_ > kMaxNesting)
+      Fail(pos,
+           std::string(what) + " nested deeper than " + std::to_string(kMaxNesting) + " levels");
+  }
+  ~Nest() { --*depth_; }
+  Nest(const Nest&) = delete;
+  Nest& operator=(const Nest&) = delete;
+
+ private:
+  int* depth_;
+};
+
 // ---- Values -------------------------------------------------------------------------------------
 
 struct Node;
@@ -61,6 +83,12 @@ struct Value {
   std::shared_ptr<Dict> dict;  // kDict and kNamespace (shared: namespaces are mutable)
   std::shared_ptr<const Macro> macro;
   std::shared_ptr<Value> self;  // bound object for methods (kBuiltin "str.strip", ...)
+  // Lists, dicts and namespaces nested in this value, itself included (0 for a scalar), and
+  // whether a namespace is among them: printing, comparing and freeing values recurse, so the
+  // renderer bounds both (see CheckValue). A namespace's attributes may change after it is put
+  // in a list; they hold no namespace and are bounded when set, so the depth stays bounded.
+  int depth = 0;
+  bool holds_namespace = false;
 
   static Value None() {
     Value v;
@@ -95,13 +123,29 @@ struct Value {
     Value v;
     v.k = kList;
     v.list = std::make_shared<List>(std::move(l));
+    v.Measure();
     return v;
   }
   static Value MakeDict(Dict d = {}) {
     Value v;
     v.k = kDict;
     v.dict = std::make_shared<Dict>(std::move(d));
+    v.Measure();
     return v;
+  }
+  // Sets depth and holds_namespace from the elements.
+  void Measure() {
+    depth = 0;
+    holds_namespace = false;
+    auto note = [&](const Value& x) {
+      depth = std::max(depth, x.depth);
+      holds_namespace = holds_namespace || x.holds_namespace || x.k == kNamespace;
+    };
+    if (list)
+      for (const Value& x : *list) note(x);
+    if (dict)
+      for (const auto& kv : *dict) note(kv.second);
+    ++depth;
   }
   static Value Undefined(std::string name) {
     Value v;
@@ -598,6 +642,20 @@ struct Node {
   std::vector<std::unique_ptr<Node>> kids;
   std::vector<std::string> kwnames;  // for kCall/kFilter/kTest: names of trailing keyword args
   bool negate = false;
+
+  Node() = default;
+  // Frees the subtree without recursion: a long `a + b + c + ...` chain is a tree as deep as it
+  // is long, deeper than a recursive destructor's stack allows.
+  ~Node() {
+    std::vector<std::unique_ptr<Node>> pending = std::move(kids);
+    while (!pending.empty()) {
+      std::unique_ptr<Node> n = std::move(pending.back());
+      pending.pop_back();
+      if (n == nullptr) continue;  // an absent part (a slice's bound)
+      for (auto& k : n->kids) pending.push_back(std::move(k));
+      n->kids.clear();
+    }
+  }
   std::vector<std::string> targets;  // for/set targets
   std::string attr;                  // set ns.attr
 };
@@ -637,6 +695,7 @@ class ExprParser {
   }
 
   NodeP Ternary() {
+    Nest nest(&depth_, Peek().pos, "expression");
     NodeP a = Or();
     if (IsName("if")) {
       size_t pos = Peek().pos;
@@ -681,6 +740,7 @@ class ExprParser {
   }
   NodeP Not() {
     if (IsName("not")) {
+      Nest nest(&depth_, Peek().pos, "expression");
       NodeP n = Make(Node::kNot, Peek().pos);
       Next();
       n->kids.push_back(Not());
@@ -760,6 +820,7 @@ class ExprParser {
   }
   NodeP Unary() {
     if (IsOp("-") || IsOp("+")) {
+      Nest nest(&depth_, Peek().pos, "expression");
       NodeP n = Make(Node::kUnary, Peek().pos);
       n->name = Peek().text;
       Next();
@@ -892,13 +953,19 @@ class ExprParser {
       }
       case Tok::kInt: {
         NodeP n = Make(Node::kLiteral, pos);
-        n->literal = Value::Int(std::stoll(t.text));
+        int64_t v = 0;
+        const char* end = t.text.data() + t.text.size();
+        const auto [ptr, ec] = std::from_chars(t.text.data(), end, v);
+        if (ec != std::errc() || ptr != end)
+          Fail(pos, "integer literal " + t.text + " does not fit in 64 bits");
+        n->literal = Value::Int(v);
         Next();
         return n;
       }
       case Tok::kFloat: {
         NodeP n = Make(Node::kLiteral, pos);
-        n->literal = Value::Float(std::stod(t.text));
+        // Like Python's float(): overflow is inf, underflow 0 (std::stod would throw).
+        n->literal = Value::Float(std::strtod(t.text.c_str(), nullptr));
         Next();
         return n;
       }
@@ -973,6 +1040,7 @@ class ExprParser {
  private:
   std::vector<Tok> t_;
   size_t p_ = 0;
+  int depth_ = 0;  // recursion of the parse (see Nest)
 };
 
 // ---- Statement parser ---------------------------------------------------------------------------
@@ -1024,6 +1092,7 @@ class TemplateParser {
   }
 
   NodeP ParseStatement(const std::string& kw, size_t pos, ExprParser* ep) {
+    Nest nest(&depth_, pos, "block");
     size_t saved_open = last_open_;
     last_open_ = pos;
     NodeP n;
@@ -1139,6 +1208,7 @@ class TemplateParser {
   std::vector<Segment> segs_;
   size_t i_ = 0;
   size_t last_open_ = 0;
+  int depth_ = 0;  // blocks open (see Nest)
 };
 
 }  // namespace
@@ -1163,12 +1233,36 @@ std::string Position(const std::string& src, size_t pos) {
   return std::to_string(line) + ":" + std::to_string(col);
 }
 
+// Fails when the tree under `root` nests deeper than kMaxNesting, which the parser's own guards
+// miss for left-associative chains (`a + b + c + ...`, `x.a.b.c...`, `x|f|g|h...`): each link is a
+// level for the recursive renderer. Walks with an explicit stack, since the tree may be deep.
+void CheckNesting(const Node& root) {
+  std::vector<std::pair<const Node*, int>> stack = {{&root, 1}};
+  while (!stack.empty()) {
+    const auto [n, depth] = stack.back();
+    stack.pop_back();
+    if (depth > kMaxNesting)
+      Fail(n->pos,
+           "expressions and blocks nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    for (const auto& k : n->kids)
+      if (k != nullptr) stack.emplace_back(k.get(), depth + 1);  // null: a slice's absent bound
+  }
+}
+
 // ---- Renderer -----------------------------------------------------------------------------------
 
 enum class Flow { kNormal, kBreak, kContinue };
 
 // Bounds that keep a hostile or buggy template from exhausting memory.
 constexpr double kMaxElements = 1e7;
+
+// `v`, or an error at `pos` when it nests deeper than kMaxNesting (a list wrapped in a list
+// 100,000 times in a loop overflowed the stack of whatever printed or freed it).
+Value CheckValue(Value v, size_t pos) {
+  if (v.depth > kMaxNesting)
+    Fail(pos, "values nested deeper than " + std::to_string(kMaxNesting) + " levels");
+  return v;
+}
 
 class Renderer {
  public:
@@ -1206,6 +1300,13 @@ class Renderer {
           if (ns.k != Value::kNamespace)
             Fail(n->pos, "cannot set attribute '" + n->attr + "' on a " + KindName(ns) +
                              " (only namespace() objects are mutable)");
+          // A namespace holding a namespace could hold itself (a cycle printing recurses on).
+          if (v.k == Value::kNamespace || v.holds_namespace)
+            Fail(n->pos, "cannot set attribute '" + n->attr +
+                             "' to a namespace or a value "
+                             "holding one");
+          if (v.depth + 1 > kMaxNesting)
+            Fail(n->pos, "values nested deeper than " + std::to_string(kMaxNesting) + " levels");
           SetKey(ns.dict.get(), n->attr, v);
         } else if (n->targets.size() == 1) {
           SetKey(scopes_.back().get(), n->targets[0], v);
@@ -1441,6 +1542,8 @@ class Renderer {
       b = clamp(start, len - 1, -1, len - 1);
       e = clamp(stop, -1, -1, len - 1);
     }
+    // A step longer than the sequence takes one item, as it does clamped (and cannot overflow i).
+    step = std::clamp(step, -len - 1, len + 1);
     List out;
     for (int64_t i = b; step > 0 ? i < e : i > e; i += step) out.push_back(items[i]);
     if (obj.k == Value::kString) {
@@ -1467,7 +1570,7 @@ class Renderer {
       case Node::kTupleLit: {
         List l;
         for (const auto& k : n->kids) l.push_back(Eval(k.get()));
-        return Value::MakeList(std::move(l));
+        return CheckValue(Value::MakeList(std::move(l)), n->pos);
       }
       case Node::kDictLit: {
         Dict d;
@@ -1475,7 +1578,7 @@ class Renderer {
           Value k = Eval(n->kids[i].get());
           SetKey(&d, PyStr(k), Eval(n->kids[i + 1].get()));
         }
-        return Value::MakeDict(std::move(d));
+        return CheckValue(Value::MakeDict(std::move(d)), n->pos);
       }
       case Node::kNot:
         return Value::Bool(!Truthy(Eval(n->kids[0].get())));
@@ -1494,8 +1597,10 @@ class Renderer {
         if (!v.is_number())
           Fail(n->pos, std::string("bad operand for unary ") + n->name + ": " + KindName(v));
         if (n->name == "+") return v;
-        return v.k == Value::kFloat ? Value::Float(-v.f)
-                                    : Value::Int(-static_cast<int64_t>(v.num()));
+        if (v.k == Value::kFloat) return Value::Float(-v.f);
+        const int64_t i = v.k == Value::kBool ? v.b : v.i;
+        if (i == INT64_MIN) Fail(n->pos, "integer overflow: -(" + std::to_string(i) + ")");
+        return Value::Int(-i);
       }
       case Node::kBinary:
         return Binary(n);
@@ -1573,10 +1678,26 @@ class Renderer {
                     KindName(b) + why);
     }
     bool ints = a.k != Value::kFloat && b.k != Value::kFloat;
-    int64_t ai = static_cast<int64_t>(a.num()), bi = static_cast<int64_t>(b.num());
-    if (op == "+") return ints ? Value::Int(ai + bi) : Value::Float(a.num() + b.num());
-    if (op == "-") return ints ? Value::Int(ai - bi) : Value::Float(a.num() - b.num());
-    if (op == "*") return ints ? Value::Int(ai * bi) : Value::Float(a.num() * b.num());
+    // Integers are 64-bit (Python's are unbounded): a result that does not fit is an error.
+    const int64_t ai = !ints ? 0 : a.k == Value::kBool ? a.b : a.i;
+    const int64_t bi = !ints ? 0 : b.k == Value::kBool ? b.b : b.i;
+    auto overflow = [&]() -> Value {
+      Fail(pos, "integer overflow: " + std::to_string(ai) + " " + op + " " + std::to_string(bi) +
+                    " does not fit in 64 bits");
+    };
+    int64_t r = 0;
+    if (op == "+") {
+      if (!ints) return Value::Float(a.num() + b.num());
+      return __builtin_add_overflow(ai, bi, &r) ? overflow() : Value::Int(r);
+    }
+    if (op == "-") {
+      if (!ints) return Value::Float(a.num() - b.num());
+      return __builtin_sub_overflow(ai, bi, &r) ? overflow() : Value::Int(r);
+    }
+    if (op == "*") {
+      if (!ints) return Value::Float(a.num() * b.num());
+      return __builtin_mul_overflow(ai, bi, &r) ? overflow() : Value::Int(r);
+    }
     if (op == "/") {
       if (b.num() == 0) Fail(pos, "division by zero");
       return Value::Float(a.num() / b.num());
@@ -1584,6 +1705,7 @@ class Renderer {
     if (op == "//" || op == "%") {
       if (b.num() == 0) Fail(pos, "division by zero");
       if (ints) {
+        if (ai == INT64_MIN && bi == -1) return op == "//" ? overflow() : Value::Int(0);
         int64_t q = ai / bi, r = ai % bi;
         if (r != 0 && ((r < 0) != (bi < 0))) {
           --q;
@@ -1596,9 +1718,13 @@ class Renderer {
     }
     if (op == "**") {
       if (ints && bi >= 0) {
-        int64_t r = 1;
-        for (int64_t i = 0; i < bi; ++i) r *= ai;
-        return Value::Int(r);
+        // By squaring: at most 64 steps before 1, 0 and -1 aside, every power overflows.
+        int64_t base = ai, p = 1;
+        for (int64_t e = bi; e > 0; e >>= 1) {
+          if ((e & 1) && __builtin_mul_overflow(p, base, &p)) return overflow();
+          if (e > 1 && __builtin_mul_overflow(base, base, &base)) return overflow();
+        }
+        return Value::Int(p);
       }
       return Value::Float(std::pow(a.num(), b.num()));
     }
@@ -1657,7 +1783,10 @@ class Renderer {
         for (const auto& [k, x] : *p.dict) SetKey(v.dict.get(), k, x);
       }
       for (const auto& [k, x] : a.kw) SetKey(v.dict.get(), k, x);
-      return v;
+      v.Measure();
+      if (v.k == Value::kNamespace && v.holds_namespace)
+        Fail(pos, "namespace() cannot hold a namespace");
+      return CheckValue(std::move(v), pos);
     }
     if (name == "range") {
       int64_t start = 0, stop, step = 1;
@@ -1675,7 +1804,10 @@ class Renderer {
       const double count = (static_cast<double>(stop) - static_cast<double>(start)) / step;
       if (count > kMaxElements) Fail(pos, "range() of more than 10^7 elements");
       List l;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) l.push_back(Value::Int(i));
+      for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+        l.push_back(Value::Int(i));
+        if (__builtin_add_overflow(i, step, &i)) break;  // past stop, which an int64 holds
+      }
       return Value::MakeList(std::move(l));
     }
     if (name == "raise_exception") {
@@ -1885,6 +2017,7 @@ class Renderer {
     if (f.k == Value::kBuiltin) return CallBuiltin(f, a, pos);
     if (f.k == Value::kMacro) {
       const Macro& m = *f.macro;
+      Nest nest(&call_depth_, pos, "macro calls");
       auto scope = std::make_shared<Dict>();
       if (a.pos.size() > m.params.size()) Fail(pos, "macro called with too many arguments");
       for (size_t i = 0; i < m.params.size(); ++i) {
@@ -1991,7 +2124,14 @@ class Renderer {
           return Value::Int(0);
         }
       }
-      return v.is_number() ? Value::Int(static_cast<int64_t>(v.num())) : Value::Int(0);
+      if (v.k == Value::kFloat) {
+        // Truncation toward zero, as Python's int(); only finite values inside int64 convert.
+        if (!(std::fabs(v.f) < 9.2233720368547758e18))
+          Fail(pos, "int of " + PyStr(v) + ": out of the 64-bit range");
+        return Value::Int(static_cast<int64_t>(v.f));
+      }
+      if (v.k == Value::kBool) return Value::Int(v.b);
+      return v.k == Value::kInt ? v : Value::Int(0);
     }
     if (name == "float") {
       if (v.k == Value::kString) {
@@ -2004,7 +2144,10 @@ class Renderer {
       return v.is_number() ? Value::Float(v.num()) : Value::Float(0);
     }
     if (name == "abs") {
-      if (v.k == Value::kInt) return Value::Int(v.i < 0 ? -v.i : v.i);
+      if (v.k == Value::kInt) {
+        if (v.i == INT64_MIN) Fail(pos, "integer overflow: abs(" + std::to_string(v.i) + ")");
+        return Value::Int(v.i < 0 ? -v.i : v.i);
+      }
       if (v.k == Value::kFloat) return Value::Float(std::fabs(v.f));
       Fail(pos, "abs of a non-number");
     }
@@ -2021,9 +2164,13 @@ class Renderer {
       Value acc = Value::Int(0);
       for (const Value& x : Iterate(v, pos)) {
         if (!x.is_number()) Fail(pos, "sum of non-numbers");
-        acc = (acc.k == Value::kFloat || x.k == Value::kFloat)
-                  ? Value::Float(acc.num() + x.num())
-                  : Value::Int(acc.i + static_cast<int64_t>(x.num()));
+        int64_t r = 0;
+        if (acc.k == Value::kFloat || x.k == Value::kFloat)
+          acc = Value::Float(acc.num() + x.num());
+        else if (__builtin_add_overflow(acc.i, x.k == Value::kBool ? x.b : x.i, &r))
+          Fail(pos, "integer overflow in sum");
+        else
+          acc = Value::Int(r);
       }
       return acc;
     }
@@ -2168,6 +2315,7 @@ class Renderer {
   }
 
   std::vector<std::shared_ptr<Dict>> scopes_;
+  int call_depth_ = 0;  // macro calls in progress (see Nest)
 };
 
 }  // namespace
@@ -2178,6 +2326,7 @@ Result<ChatTemplate> ChatTemplate::Parse(const std::string& source, const std::s
   prog->name = name;
   try {
     prog->root = TemplateParser(Lex(source)).ParseAll();
+    CheckNesting(*prog->root);
   } catch (const TemplateError& e) {
     return InvalidArgument(name + ":" + Position(source, e.pos) + ": " + e.message);
   }

@@ -13,38 +13,12 @@
 #include <torch/types.h>
 
 #include "core/status.h"
+#include "model/safetensors_header.h"
 
 namespace chainrl::model {
 
 // Tensors by name. Ordered, so files written from it are deterministic.
 using TensorMap = std::map<std::string, torch::Tensor>;
-
-// One entry of a safetensors header. `begin`/`end` are byte offsets into the data section.
-struct SafetensorsEntry {
-  std::string name;
-  std::string dtype;  // "F32", "BF16", ... as written in the file
-  std::vector<int64_t> shape;
-  uint64_t begin = 0;
-  uint64_t end = 0;
-};
-
-// A parsed, validated header: entries sorted by `begin`, plus the __metadata__ strings.
-struct SafetensorsHeader {
-  std::vector<SafetensorsEntry> entries;
-  std::map<std::string, std::string> metadata;
-  uint64_t data_start = 0;  // file offset of the data section (8 + header length)
-};
-
-// Largest header accepted (the reference implementation's limit).
-inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100u * 1000u * 1000u;
-
-// Parses and validates the header of a safetensors image of `size` bytes at `data` (the whole
-// file). Every malformation (truncation, header length past the end or over 100 MB, non-JSON,
-// duplicate names, unknown dtype, negative/overflowing shape, byte count != numel * element size,
-// offsets out of range or overlapping) is a kCorrupt error naming `file` and the tensor.
-// Never reads outside [data, data + size). Thread-safe.
-Result<SafetensorsHeader> ParseSafetensorsHeader(const uint8_t* data, size_t size,
-                                                 const std::string& file);
 
 // The torch dtype for a safetensors dtype name; error for names LibTorch cannot hold here.
 Result<torch::ScalarType> SafetensorsDtype(const std::string& name);

@@ -483,6 +483,10 @@ Status BpeTokenizer::EncodeWord(std::string_view piece, std::vector<int32_t>* ou
 }
 
 // JSON access that names the file and JSON path on failure.
+// Token ids index dense tables (id -> token, id -> bytes): an id this large in a file is a
+// corruption, not a vocabulary (the largest real ones hold fewer than 300,000 tokens).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 struct JsonPath {
   const std::string& src;
   std::string path;
@@ -580,9 +584,11 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
   int32_t max_id = -1;
   vocab_.reserve(model["vocab"].size());
   for (auto it = model["vocab"].begin(); it != model["vocab"].end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > INT32_MAX)
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
       return JsonPath{src, "model.vocab[\"" + it.key() + "\"]"}.Err("expected a non-negative id");
+    if (it.value().get<int64_t>() > kMaxTokenId)
+      return JsonPath{src, "model.vocab[\"" + it.key() + "\"]"}.Err(
+          "id " + it.value().dump() + " is over the limit of " + std::to_string(kMaxTokenId));
     int32_t id = it.value().get<int32_t>();
     vocab_[it.key()] = id;
     max_id = std::max(max_id, id);
@@ -693,6 +699,9 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
       if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
           !t.contains("content") || !t["content"].is_string())
         return p.Err("expected {\"id\": int, \"content\": string, ...}");
+      if (t["id"].get<int64_t>() < 0 || t["id"].get<int64_t>() > kMaxTokenId)
+        return p.Err("id " + t["id"].dump() + " is outside [0, " + std::to_string(kMaxTokenId) +
+                     "]");
       AddedToken a;
       a.id = t["id"].get<int32_t>();
       a.content = t["content"];
@@ -738,7 +747,17 @@ Status BpeTokenizer::Load(const json& root, const std::string& src) {
         const json& specials = j.contains("special_tokens") ? j["special_tokens"] : json();
         std::vector<int32_t> ids;
         if (specials.is_object() && specials.contains(name) && specials[name].contains("ids")) {
-          for (const json& x : specials[name]["ids"]) ids.push_back(x.get<int32_t>());
+          // Encode() emits these ids as they are: each must name a token.
+          JsonPath sp{src, p.path + ".special_tokens[\"" + name + "\"].ids"};
+          if (!specials[name]["ids"].is_array()) return sp.Err("expected an array of token ids");
+          for (const json& x : specials[name]["ids"]) {
+            const int64_t id = x.is_number_integer() ? x.get<int64_t>() : -1;
+            if (id < 0 || id > kMaxTokenId ||
+                (!added_by_id.count(static_cast<int32_t>(id)) &&
+                 !ModelIdToToken(static_cast<int32_t>(id))))
+              return sp.Err("id " + x.dump() + " is not in the vocabulary");
+            ids.push_back(static_cast<int32_t>(id));
+          }
         } else {
           auto it = added_index.find(name);
           auto v = vocab_.find(name);

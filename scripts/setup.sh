@@ -13,6 +13,7 @@ PACKAGES=(
   libtomlplusplus-dev nlohmann-json3-dev libpcre2-dev libsentencepiece-dev
   prometheus-cpp-dev prometheus prometheus-pushgateway libgloo-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev  # the libFuzzer harnesses (scripts/fuzz.sh)
 )
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

@@ -1,4 +1,5 @@
-// PickFreePort: a loopback TCP port that can be bound right after it was picked.
+// PickFreePort: a loopback TCP port that can be bound right after it was picked. The endpoints
+// file read from its contents (ParseEndpointsJson).
 #include "core/endpoints.h"
 
 #include <arpa/inet.h>
@@ -23,6 +24,28 @@ TEST(EndpointsTest, PickFreePortGivesABindableLoopbackPort) {
   addr.sin_port = htons(static_cast<uint16_t>(*port));
   EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << "port " << *port;
   close(fd);
+}
+
+TEST(EndpointsTest, ParseEndpointsJsonReadsTheThreeEndpointsOrNamesTheProblem) {
+  auto e = ParseEndpointsJson(
+      R"({"work": "tcp://h:1", "trajectories": "tcp://h:2", "weights": "tcp://h:3", "pid": 7})",
+      "run/endpoints.json");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(e->work, "tcp://h:1");
+  EXPECT_EQ(e->trajectories, "tcp://h:2");
+  EXPECT_EQ(e->weights, "tcp://h:3");
+  auto bad = ParseEndpointsJson(R"({"work": "tcp://h:1", "trajectories": "", "weights": 3})",
+                                "run/endpoints.json");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(),
+            "run/endpoints.json: key 'trajectories' must be a non-empty string");
+  EXPECT_EQ(ParseEndpointsJson("[1]", "run/endpoints.json").status().message(),
+            "run/endpoints.json: not a JSON object");
+  EXPECT_EQ(ParseEndpointsJson("{", "run/endpoints.json")
+                .status()
+                .message()
+                .rfind("run/endpoints.json: not valid JSON", 0),
+            0u);
 }
 
 }  // namespace

@@ -104,6 +104,38 @@ TEST_F(JsonlTest, Preferences) {
   EXPECT_EQ(st.skipped, 1);
 }
 
+// The same reader from bytes (ParseExamplesJsonl / ParsePreferencesJsonl): `source` stands for
+// the path in messages, default ids and relative embeddings.
+TEST_F(JsonlTest, ParsesTextLikeAFile) {
+  const std::string text =
+      "{\"prompt\": \"q\", \"embeddings\": \"e.safetensors#t\"}\n"
+      "[1]\n"
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], \"id\": 4}\n";
+  JsonlStats st;
+  auto ex = ParseExamplesJsonl(text, "data/train.jsonl", {}, BadLinePolicy::kSkip, &st);
+  ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+  ASSERT_EQ(ex->size(), 2u);
+  EXPECT_EQ((*ex)[0].id, "data/train.jsonl:1");
+  EXPECT_EQ((*ex)[0].embeddings, "data/e.safetensors#t");
+  EXPECT_EQ((*ex)[1].id, "4");
+  EXPECT_EQ(st.lines, 3);
+  EXPECT_EQ(st.skipped, 1);
+  ASSERT_EQ(st.first_problems.size(), 1u);
+  EXPECT_EQ(st.first_problems[0], "data/train.jsonl:2: expected a JSON object");
+  auto err = ParseExamplesJsonl(text, "data/train.jsonl", {}, BadLinePolicy::kError);
+  ASSERT_FALSE(err.ok());
+  EXPECT_EQ(err.status().message(),
+            "data/train.jsonl:2: expected a JSON object (set data.on_bad_line = \"skip\" to skip "
+            "such lines)");
+  auto pref =
+      ParsePreferencesJsonl("{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": [\"b\"]}\n",
+                            "pref.jsonl", {}, BadLinePolicy::kError);
+  ASSERT_TRUE(pref.ok()) << pref.status().ToString();
+  ASSERT_EQ(pref->size(), 1u);
+  EXPECT_EQ((*pref)[0].rejected, std::vector<std::string>{"b"});
+  EXPECT_EQ((*pref)[0].source, "pref.jsonl:1");
+}
+
 TEST_F(JsonlTest, MissingFileIsNotFound) {
   auto r = LoadExamplesJsonl((dir_ / "nope.jsonl").string(), {}, BadLinePolicy::kError);
   ASSERT_FALSE(r.ok());
