@@ -63,6 +63,13 @@ int RunGenerate(const std::vector<std::string>& argv) {
     }
     auto ids = tok->Encode(text, add_special);
     if (!ids.ok()) return ReportError(ids.status());
+    // The KV cache holds prompt + new tokens: no more than the model's context.
+    const int64_t context = (*m)->config().max_position_embeddings;
+    if (static_cast<int64_t>(ids->size()) + max_new > context)
+      return ReportError(InvalidArgument(
+          "the prompt (" + std::to_string(ids->size()) + " tokens) and --max-new-tokens (" +
+          std::to_string(max_new) + ") exceed the model's context of " + std::to_string(context) +
+          " tokens (max_position_embeddings in " + dir + "/config.json)"));
     rollout::EngineOptions eo;
     eo.max_batch = std::min<int64_t>(samples, 64);
     eo.max_seq_len = static_cast<int64_t>(ids->size()) + max_new;

@@ -33,8 +33,9 @@ Status LockRunDir(const std::string& dir, const std::string& role) {
                            " is running in this run directory; give each run its own --run-dir");
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0)
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
     CHAINRL_LOG(kWarn) << path << ": cannot write the pid: " << std::strerror(errno);
+  }
   // The descriptor stays open for the life of the process: the lock goes when it exits, however.
   return Status::Ok();
 }

@@ -3,8 +3,10 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "chainrl/reward.h"
 
@@ -18,9 +20,19 @@ void AddComponent(chainrl_reward_output* out, const char* name, double value) {
   if (out == nullptr || out->host_data == nullptr || name == nullptr) return;
   static_cast<wire::SampleOutput*>(out->host_data)->components.emplace_back(name, value);
 }
+// A sample's message is kept up to 4 KiB (its length noted): a plugin writing megabytes per
+// sample would otherwise fill the worker's replies and the logs.
 void SetMessage(chainrl_reward_output* out, const char* message) {
   if (out == nullptr || out->host_data == nullptr) return;
-  static_cast<wire::SampleOutput*>(out->host_data)->message = message ? message : "";
+  constexpr size_t kMaxMessage = 4096;
+  std::string& m = static_cast<wire::SampleOutput*>(out->host_data)->message;
+  if (message == nullptr) {
+    m.clear();
+    return;
+  }
+  const size_t n = strnlen(message, kMaxMessage + 1);
+  m.assign(message, std::min(n, kMaxMessage));
+  if (n > kMaxMessage) m += "... (cut at " + std::to_string(kMaxMessage) + " bytes)";
 }
 const chainrl_reward_host kHost = {&AddComponent, &SetMessage};
 

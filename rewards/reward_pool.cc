@@ -333,13 +333,19 @@ void RewardPool::Impl::Record(size_t k, size_t i, RewardOutcome o, int64_t calls
   }
   if (o.error != RewardError::kNone) {
     const std::string& id = (*inputs)[i].example_id;
+    // A plugin's message goes to the log cut at 1 KiB: one of a megabyte per sample would fill
+    // the disk with logs.
+    const std::string message =
+        o.message.size() <= 1024
+            ? o.message
+            : o.message.substr(0, 1024) + "... (" + std::to_string(o.message.size()) + " bytes)";
     CHAINRL_LOG(kWarn) << "reward '" << spec.name << "': " << RewardErrorName(o.error)
                        << " on example '" << id << "', scored " << spec.error_score << ": "
-                       << o.message;
+                       << message;
     nlohmann::json ev = {{"reward", spec.name},
                          {"error", RewardErrorName(o.error)},
                          {"example_id", id},
-                         {"message", o.message}};
+                         {"message", message}};
     log::Event("reward_error", ev.dump());
     o.score = spec.error_score;
   }

@@ -270,6 +270,13 @@ TEST(CliTest, InitModelGenerateExportRoundTrip) {
   CmdResult missing = Chainrl("generate --model " + dir + "/nope --prompt x");
   EXPECT_EQ(missing.code, 2) << missing.out;
   EXPECT_NE(missing.out.find(dir + "/nope"), std::string::npos) << missing.out;
+  // More new tokens than the model's context holds: refused before any cache is allocated.
+  CmdResult huge =
+      Chainrl("generate --model " + dir + "/model --prompt x --max-new-tokens 1000000000");
+  EXPECT_EQ(huge.code, 2) << huge.out;
+  EXPECT_NE(huge.out.find("and --max-new-tokens (1000000000) exceed the model's context of "),
+            std::string::npos)
+      << huge.out;
   CmdResult bad_export = Chainrl("export " + dir + "/nope --out " + dir + "/x");
   EXPECT_EQ(bad_export.code, 2) << bad_export.out;
   CmdResult bad_arch = Chainrl(

@@ -236,6 +236,37 @@ TEST(RewardPool, NanIsAnError) {
   EXPECT_EQ(s.crashes, 0);
 }
 
+// A score beyond 1e6 (1e308 from a broken plugin) would swamp its group's advantages: an error like
+// NaN. A megabyte of error message reaches the log cut at 1 KiB.
+TEST(RewardPool, HugeScoresAreErrorsAndLongMessagesAreCutInTheLog) {
+  char dir[] = "/tmp/chainrl_reward_huge_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/events.jsonl";
+  ASSERT_TRUE(log::OpenEventLog(path).ok());
+  {
+    auto pool = MakePool({Plugin("nanny", PLUGIN_NAN).set_error_score(-0.5)});
+    ASSERT_TRUE(pool);
+    auto res = pool->Score({In("h0", "HUGE"), In("l0", "LONGMSG"), In("f0", "fine")});
+    ASSERT_TRUE(res.ok());
+    EXPECT_EQ((*res)[0].rewards[0].error, RewardError::kNotFinite);
+    EXPECT_EQ((*res)[0].rewards[0].score, -0.5);
+    EXPECT_NE((*res)[0].rewards[0].message.find("outside [-1e6, 1e6]"), std::string::npos)
+        << (*res)[0].rewards[0].message;
+    EXPECT_EQ((*res)[1].rewards[0].error, RewardError::kPluginError);
+    EXPECT_EQ((*res)[2].rewards[0].score, Expected(In("f0", "fine")));
+  }
+  log::CloseEventLog();
+  std::ifstream f(path);
+  for (std::string line; std::getline(f, line);) {
+    EXPECT_LT(line.size(), 2048u) << line.substr(0, 200);
+    if (line.find("l0") != std::string::npos) {
+      EXPECT_NE(line.find("... ("), std::string::npos) << line.substr(0, 200);
+    }
+  }
+  std::remove(path.c_str());
+  rmdir(dir);
+}
+
 // Many samples over two workers with crashes sprinkled in: every result lands on its own sample.
 TEST(RewardPool, NoResultLostOrMisassignedUnderCrashes) {
   auto pool =

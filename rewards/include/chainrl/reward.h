@@ -60,7 +60,7 @@ typedef struct chainrl_reward_output {
  * sample's output. chainrl copies `name` and `message` before returning: the plugin keeps
  * ownership of its strings. Components are named numbers reported as metrics (for example
  * "format" 1.0 and "length_tokens" 812); they do not change the score. set_message records one
- * diagnostic line (the last call wins), logged by chainrl with the example id. */
+ * diagnostic line (the last call wins; kept up to 4 KiB), logged by chainrl with the example id. */
 typedef struct chainrl_reward_host {
   void (*add_component)(chainrl_reward_output* output, const char* name, double value);
   void (*set_message)(chainrl_reward_output* output, const char* message);

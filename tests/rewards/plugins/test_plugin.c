@@ -13,7 +13,8 @@
 #define MISBEHAVE_NONE 0
 #define MISBEHAVE_CRASH 1 /* raise(SIGSEGV) on "CRASH" */
 #define MISBEHAVE_HANG 2  /* sleep forever on "HANG" */
-#define MISBEHAVE_NAN 3   /* score NaN on "NAN" */
+#define MISBEHAVE_NAN \
+  3 /* score NaN on "NAN", 1e308 on "HUGE", a 1 MiB error message on "LONGMSG" */
 #define MISBEHAVE_EXIT 4  /* _exit(7) on "EXIT" */
 #ifndef MISBEHAVIOUR
 #define MISBEHAVIOUR MISBEHAVE_NONE
@@ -62,6 +63,15 @@ static int plugin_score(void* inst, const chainrl_reward_host* host,
     outputs[i].score = self->scale * ((double)in->response_len + 0.5 * (double)in->num_tokens);
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "NAN"))
       outputs[i].score = zero / zero;
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "HUGE")) outputs[i].score = 1e308;
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "LONGMSG")) {
+      static char message[(1 << 20) + 1];
+      memset(message, 'm', 1 << 20);
+      message[1 << 20] = '\0';
+      outputs[i].status = CHAINRL_REWARD_ERROR;
+      host->set_message(&outputs[i], message);
+      continue;
+    }
     host->add_component(&outputs[i], "len", (double)in->response_len);
     if (strcmp(in->finish_reason, "length") == 0) host->set_message(&outputs[i], "truncated");
   }
