@@ -460,9 +460,10 @@ Result<std::string> ResolveCheckpoint(const std::string& root, const std::string
     for (auto it = complete.rbegin(); it != complete.rend(); ++it) {
       Status st = VerifyCheckpoint(it->second);
       if (st.ok()) {
-        if (!damaged.empty())
+        if (!damaged.empty()) {
           CHAINRL_LOG(kWarn) << "checkpoint: resuming from " << it->second
                              << ", the newest intact one (passed over: " << damaged << ")";
+        }
         return it->second;
       }
       CHAINRL_LOG(kWarn) << "checkpoint: " << it->second << " is damaged (" << st.message()

@@ -43,6 +43,7 @@ Status PolicyTrainer::LoadPolicy() {
   CHAINRL_ASSIGN_OR_RETURN(auto mo, model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
   CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
+  CHAINRL_RETURN_IF_ERROR(model::CheckFiniteParameters(*model_, c_.GetString("model.path")));
   CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
                      << model::TorchDtypeName(mo.dtype) << " weights, "
                      << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
@@ -219,7 +220,9 @@ Result<std::optional<bool>> PolicyTrainer::StopFollowers() {
   m.kind = RankMessageKind::kStop;
   CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
   CHAINRL_ASSIGN_OR_RETURN(const bool agree, ParametersAgree());
-  if (!agree) CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
+  if (!agree) {
+    CHAINRL_LOG(kError) << "data parallel: the ranks' parameters differ after the run";
+  }
   return std::optional<bool>(agree);
 }
 

@@ -158,6 +158,18 @@ Status SaveGenerationConfig(const ModelConfig& config, const std::string& path) 
   return Status::Ok();
 }
 
+Status CheckFiniteParameters(DecoderModel& model, const std::string& where) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : model.named_parameters()) {
+    const int64_t bad = torch::logical_not(torch::isfinite(p.value())).sum().item<int64_t>();
+    if (bad > 0)
+      return InvalidArgument(where + ": parameter '" + p.key() + "' holds " + std::to_string(bad) +
+                             " NaN or infinite values (of " + std::to_string(p.value().numel()) +
+                             "); such a policy cannot be trained or sampled");
+  }
+  return Status::Ok();
+}
+
 Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes) {
   std::error_code ec;
   fs::create_directories(dir, ec);

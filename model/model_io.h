@@ -39,6 +39,11 @@ std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions&
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
                                                 const ModelOptions& options = {});
 
+// InvalidArgument naming `where`, the first parameter holding NaN or infinite values and how many:
+// a policy with them samples nothing its learner can accept (every logprob is NaN), so it is
+// refused when loaded rather than left to stall a run.
+Status CheckFiniteParameters(DecoderModel& model, const std::string& where);
+
 // Writes config.json (torch_dtype = the parameters' dtype), generation_config.json and the
 // weights into `dir` (created if needed); one file when `shard_bytes` <= 0 or the weights fit,
 // shards of at most `shard_bytes` otherwise. Weights are saved in the parameters' dtype, so

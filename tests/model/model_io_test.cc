@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -73,6 +74,25 @@ TEST(ModelIo, SaveLoadRoundTripIsBitExact) {
           torch::equal(m.Logits(m.Forward(ids)), (*loaded)->Logits((*loaded)->Forward(ids))));
     }
   }
+}
+
+// A model with NaN or infinite weights (a broken conversion) is refused when the learner loads it,
+// naming the parameter, instead of stalling a run whose every trajectory would be rejected.
+TEST(ModelIo, NonFiniteParametersAreNamed) {
+  DecoderModel m(Tiny(Architecture::kLlama, false));
+  m.InitWeights(7);
+  EXPECT_TRUE(CheckFiniteParameters(m, "models/m").ok());
+  {
+    torch::NoGradGuard g;
+    auto w = m.named_parameters()["model.layers.1.mlp.up_proj.weight"];
+    w.view(-1)[3] = std::numeric_limits<float>::quiet_NaN();
+    w.view(-1)[5] = std::numeric_limits<float>::infinity();
+  }
+  Status st = CheckFiniteParameters(m, "models/m");
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(st.message(),
+            "models/m: parameter 'model.layers.1.mlp.up_proj.weight' holds 2 NaN or infinite "
+            "values (of 384); such a policy cannot be trained or sampled");
 }
 
 TEST(ModelIo, ShardedRoundTripAndConfigKeys) {
