@@ -95,13 +95,15 @@ std::string DescribeWait(int st) {
   return "stopped";
 }
 
-// Kills (SIGKILL) and reaps the worker; returns how it ended. A process that had already died
-// keeps its original status (a zombie ignores the signal).
+// Kills (SIGKILL) and reaps the worker, with whatever its plugin forked (its process group);
+// returns how it ended. A process that had already died keeps its original status (a zombie
+// ignores the signal).
 std::string KillAndReap(Worker* w) {
   std::string how = "gone";
   if (w->fd >= 0) ::close(w->fd);
   w->fd = -1;
   if (w->pid > 0) {
+    ::kill(-w->pid, SIGKILL);
     ::kill(w->pid, SIGKILL);
     int st = 0;
     while (::waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
@@ -177,7 +179,10 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // Its own process group: whatever a plugin forks stays in it and is killed with the worker.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   std::string fd_arg = "3";
   char* argv[] = {const_cast<char*>(worker_path.c_str()), const_cast<char*>("--fd"), fd_arg.data(),
                   nullptr};
@@ -599,6 +604,7 @@ RewardPool::~RewardPool() {
     for (auto it = live.begin(); it != live.end();) {
       int st;
       if (::waitpid((*it)->pid, &st, WNOHANG) == (*it)->pid) {
+        ::kill(-(*it)->pid, SIGKILL);  // what its plugin forked and left behind
         (*it)->pid = -1;
         it = live.erase(it);
       } else {

@@ -72,9 +72,15 @@ int main(int argc, char** argv) {
   // re-parented. (PR_SET_PDEATHSIG would fire when the spawning *thread* exits, which a host
   // with thread pools does routinely.) An idle worker also exits on end of stream.
   const pid_t host = getppid();
-  std::thread([host] {
+  // The pool spawns the worker as the leader of its own process group: what a plugin forked goes
+  // with it (never the group of whoever else started it).
+  const bool leads_group = getpgrp() == getpid();
+  std::thread([host, leads_group] {
     for (;;) {
-      if (getppid() != host) _exit(0);
+      if (getppid() != host) {
+        if (leads_group) ::kill(0, SIGKILL);
+        _exit(0);
+      }
       usleep(200 * 1000);
     }
   }).detach();

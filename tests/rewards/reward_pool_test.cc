@@ -267,6 +267,31 @@ TEST(RewardPool, HugeScoresAreErrorsAndLongMessagesAreCutInTheLog) {
   rmdir(dir);
 }
 
+// A plugin that forks a process that never exits: the child is killed with its worker (the
+// worker's process group) when the pool goes, instead of outliving the run.
+TEST(RewardPool, WhatAPluginForksDiesWithItsWorker) {
+  pid_t child = -1;
+  {
+    auto pool = MakePool({Plugin("forker", PLUGIN_NAN)});
+    ASSERT_TRUE(pool);
+    auto res = pool->Score({In("f0", "FORK")});
+    ASSERT_TRUE(res.ok());
+    ASSERT_EQ((*res)[0].rewards[0].error, RewardError::kPluginError);
+    child = static_cast<pid_t>(std::stol((*res)[0].rewards[0].message));
+    ASSERT_GT(child, 0);
+    EXPECT_EQ(::kill(child, 0), 0) << "the plugin's child runs while the pool does";
+  }
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    // Gone, or a zombie waiting for init to reap it: /proc says which.
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string pid, comm, state;
+    gone = !(stat >> pid >> comm >> state) || state == "Z";
+    if (!gone) ::usleep(10000);
+  }
+  EXPECT_TRUE(gone) << "pid " << child << " outlived its reward pool";
+}
+
 // Many samples over two workers with crashes sprinkled in: every result lands on its own sample.
 TEST(RewardPool, NoResultLostOrMisassignedUnderCrashes) {
   auto pool =

@@ -13,8 +13,9 @@
 #define MISBEHAVE_NONE 0
 #define MISBEHAVE_CRASH 1 /* raise(SIGSEGV) on "CRASH" */
 #define MISBEHAVE_HANG 2  /* sleep forever on "HANG" */
-#define MISBEHAVE_NAN \
-  3 /* score NaN on "NAN", 1e308 on "HUGE", a 1 MiB error message on "LONGMSG" */
+/* score NaN on "NAN", 1e308 on "HUGE", a 1 MiB error message on "LONGMSG", fork a child that
+ * never exits on "FORK" (its pid as the message) */
+#define MISBEHAVE_NAN 3
 #define MISBEHAVE_EXIT 4  /* _exit(7) on "EXIT" */
 #ifndef MISBEHAVIOUR
 #define MISBEHAVIOUR MISBEHAVE_NONE
@@ -64,6 +65,17 @@ static int plugin_score(void* inst, const chainrl_reward_host* host,
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "NAN"))
       outputs[i].score = zero / zero;
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "HUGE")) outputs[i].score = 1e308;
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "FORK")) {
+      /* A child that would outlive everything: its pid goes back as the sample's message. */
+      char pid_text[32];
+      pid_t child = fork();
+      if (child == 0)
+        for (;;) pause();
+      snprintf(pid_text, sizeof pid_text, "%d", (int)child);
+      outputs[i].status = CHAINRL_REWARD_ERROR;
+      host->set_message(&outputs[i], pid_text);
+      continue;
+    }
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "LONGMSG")) {
       static char message[(1 << 20) + 1];
       memset(message, 'm', 1 << 20);
