@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -78,7 +79,18 @@ struct Worker {
   Clock::time_point sent_at, deadline;
   Job job;
   wire::FrameBuffer in;
+  std::optional<int> exit_status;  // set once reaped while its socket was still open
 };
+
+// Whether the worker process has ended, reaping it (its status kept): a process its plugin forked
+// may hold the worker's socket open, so end of stream alone does not tell a crash in time.
+bool Exited(Worker* w) {
+  if (w->pid <= 0 || w->exit_status) return w->exit_status.has_value();
+  int st = 0;
+  if (::waitpid(w->pid, &st, WNOHANG) != w->pid) return false;
+  w->exit_status = st;
+  return true;
+}
 
 struct Plugin {
   std::string path;  // absolute
@@ -104,12 +116,17 @@ std::string KillAndReap(Worker* w) {
   w->fd = -1;
   if (w->pid > 0) {
     ::kill(-w->pid, SIGKILL);
-    ::kill(w->pid, SIGKILL);
     int st = 0;
-    while (::waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
+    if (w->exit_status) {
+      st = *w->exit_status;
+    } else {
+      ::kill(w->pid, SIGKILL);
+      while (::waitpid(w->pid, &st, 0) < 0 && errno == EINTR) {
+      }
     }
     how = DescribeWait(st);
   }
+  w->exit_status.reset();
   w->pid = -1;
   w->busy = false;
   w->in.Clear();
@@ -478,11 +495,16 @@ void RewardPool::Impl::RunPluginJobs(std::deque<Job> pending,
       if (pending.empty()) return;
       continue;  // jobs whose workers failed to start were consumed; loop re-dispatches
     }
-    int rc = ::poll(fds.data(), fds.size(), PollTimeoutMs(earliest));
+    // Woken at least every 100 ms to see whether a busy worker has died (see Exited).
+    int rc = ::poll(fds.data(), fds.size(), std::min(PollTimeoutMs(earliest), 100));
     if (rc < 0 && errno != EINTR) CHAINRL_CHECK(false, "poll: " << std::strerror(errno));
     Clock::time_point now = Clock::now();
     for (size_t f = 0; f < fds.size(); ++f) {
       auto [k, w] = owners[f];
+      if (fds[f].revents == 0 && Exited(w)) {  // dead, its socket held open by what it forked
+        Failure(k, w, false, &pending);
+        continue;
+      }
       if (fds[f].revents != 0) {
         bool alive = Drain(w);
         std::string payload;

@@ -292,6 +292,19 @@ TEST(RewardPool, WhatAPluginForksDiesWithItsWorker) {
   EXPECT_TRUE(gone) << "pid " << child << " outlived its reward pool";
 }
 
+// A plugin that forks (the child inherits the worker's socket) and then crashes: the crash is seen
+// at once, not at the 30 s deadline, and counted as a crash, not a timeout.
+TEST(RewardPool, ACrashAfterAForkIsACrashNotATimeout) {
+  auto pool = MakePool({Plugin("forker", PLUGIN_NAN).set_deadline_seconds(30).set_error_score(-1)});
+  ASSERT_TRUE(pool);
+  auto res = pool->Score({In("c0", "FORKCRASH")});
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ((*res)[0].rewards[0].score, -1);
+  RewardStats s = pool->stats()["forker"];
+  EXPECT_EQ(s.crashes, 1);
+  EXPECT_EQ(s.timeouts, 0);  // a timeout would mean the crash was seen only at the deadline
+}
+
 // Many samples over two workers with crashes sprinkled in: every result lands on its own sample.
 TEST(RewardPool, NoResultLostOrMisassignedUnderCrashes) {
   auto pool =

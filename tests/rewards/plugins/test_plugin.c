@@ -14,7 +14,7 @@
 #define MISBEHAVE_CRASH 1 /* raise(SIGSEGV) on "CRASH" */
 #define MISBEHAVE_HANG 2  /* sleep forever on "HANG" */
 /* score NaN on "NAN", 1e308 on "HUGE", a 1 MiB error message on "LONGMSG", fork a child that
- * never exits on "FORK" (its pid as the message) */
+ * never exits on "FORK" (its pid as the message), fork such a child and crash on "FORKCRASH" */
 #define MISBEHAVE_NAN 3
 #define MISBEHAVE_EXIT 4  /* _exit(7) on "EXIT" */
 #ifndef MISBEHAVIOUR
@@ -65,6 +65,12 @@ static int plugin_score(void* inst, const chainrl_reward_host* host,
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "NAN"))
       outputs[i].score = zero / zero;
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "HUGE")) outputs[i].score = 1e308;
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "FORKCRASH")) {
+      /* A child that keeps the worker's socket open, then a crash. */
+      if (fork() == 0)
+        for (;;) pause();
+      raise(SIGSEGV);
+    }
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "FORK")) {
       /* A child that would outlive everything: its pid goes back as the sample's message. */
       char pid_text[32];
