@@ -25,12 +25,7 @@ using chainrl::testing::ReadText;
 using chainrl::testing::StartTrain;
 using chainrl::testing::WaitFor;
 
-std::string Dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("chainrl_faults_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string Dir(const std::string& name) { return chainrl::testing::FreshDir("faults", name); }
 
 // A short run: a random 1-layer model with the byte tokenizer, 2 SFT steps, 3 GRPO steps with one
 // actor and a length reward; `extra` is appended (tables given there must not repeat these).

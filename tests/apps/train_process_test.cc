@@ -34,12 +34,7 @@ using chainrl::testing::StartTrain;
 using chainrl::testing::StepEvents;
 using chainrl::testing::WaitFor;
 
-std::string Dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("chainrl_train_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d.string();
-}
+std::string Dir(const std::string& name) { return chainrl::testing::FreshDir("train", name); }
 
 // A small but complete run: a random 1-layer model with the byte tokenizer, a short SFT warm-up,
 // GRPO with 2 actors. The reward is easy to move (short responses; the warm-up data mixes long

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -40,6 +41,15 @@ inline CmdResult Chainrl(const std::string& args) {
   while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   int st = pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// An empty directory TMP/chainrl_PREFIX_PID_NAME (what an earlier run left there is removed).
+inline std::string FreshDir(const std::string& prefix, const std::string& name) {
+  const auto d = std::filesystem::temp_directory_path() /
+                 ("chainrl_" + prefix + "_" + std::to_string(getpid()) + "_" + name);
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d.string();
 }
 
 inline std::string ReadText(const std::string& path) {
