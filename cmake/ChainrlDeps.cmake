@@ -1,21 +1,7 @@
 # Finds every dependency (all from Debian packages; nothing is downloaded) and defines the helpers
 # that targets use: chainrl_use_torch() adds LibTorch with a shared precompiled header.
 
-find_program(CCACHE_PROGRAM ccache)
-if(CCACHE_PROGRAM)
-  set(CMAKE_C_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-  set(CMAKE_CUDA_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-endif()
-
-find_package(Threads REQUIRED)
-find_package(tomlplusplus REQUIRED)
-find_package(nlohmann_json REQUIRED)
-find_package(cppzmq REQUIRED)
-find_package(Protobuf REQUIRED)
-find_package(prometheus-cpp REQUIRED)
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+include(ChainrlLibraryDeps)
 find_package(Torch REQUIRED)
 if(CHAINRL_BUILD_TESTS)
   find_package(GTest REQUIRED)

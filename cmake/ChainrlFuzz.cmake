@@ -11,20 +11,7 @@ if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
                       "-DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang")
 endif()
 
-find_program(CCACHE_PROGRAM ccache)
-if(CCACHE_PROGRAM)
-  set(CMAKE_C_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-  set(CMAKE_CXX_COMPILER_LAUNCHER ${CCACHE_PROGRAM})
-endif()
-
-find_package(Threads REQUIRED)
-find_package(tomlplusplus REQUIRED)
-find_package(nlohmann_json REQUIRED)
-find_package(cppzmq REQUIRED)
-find_package(Protobuf REQUIRED)
-find_package(prometheus-cpp REQUIRED)
-find_package(PkgConfig REQUIRED)
-pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+include(ChainrlLibraryDeps)
 
 # libFuzzer ships with clang's compiler-rt (Debian: libclang-rt-14-dev); say so here rather than
 # at the first link.

@@ -3,12 +3,8 @@
 // naming the bytes, a poisoned JSONL line is skipped and counted or stops the run with one clear
 // error, and a second launcher on a run directory in use is refused.
 #include <gtest/gtest.h>
-#include <sched.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/apps/train_run.h"
+#include "tests/common/tmpfs.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -108,13 +105,9 @@ TEST(TrainFaultsTest, LearnerFailingTheSameWayTwiceIsNotRestartedAgain) {
 // the directory and the bytes, exit 3; the launcher does not restart it and exits 3 too.
 TEST(TrainFaultsTest, FullDiskStopsTheRunWithOneErrorNamingTheBytes) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs (CI runs as root)";
-  ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-  ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-      << std::strerror(errno);
   const std::string dir = Dir("full_disk");
   fs::create_directories(dir + "/ckpt");
-  ASSERT_EQ(::mount("tmpfs", (dir + "/ckpt").c_str(), "tmpfs", 0, "size=64k"), 0)
-      << std::strerror(errno);
+  ASSERT_EQ(chainrl::testing::MountTmpfs(dir + "/ckpt", 64 << 10), "");
   const std::string cfg =
       WriteConfig(dir, kTask, "[checkpoint]\nevery = 1\ndir = \"" + dir + "/ckpt\"\n");
   auto r = Chainrl("train " + cfg + " --run-dir " + dir + "/run");
@@ -125,7 +118,7 @@ TEST(TrainFaultsTest, FullDiskStopsTheRunWithOneErrorNamingTheBytes) {
   EXPECT_NE(log.find(dir + "/ckpt: the disk is full: checkpoint step-"), std::string::npos) << log;
   EXPECT_NE(log.find("bytes are free; no checkpoint has been written yet"), std::string::npos)
       << log;
-  EXPECT_EQ(::umount((dir + "/ckpt").c_str()), 0) << std::strerror(errno);
+  EXPECT_EQ(chainrl::testing::UnmountTmpfs(dir + "/ckpt"), "");
   fs::remove_all(dir);
 }
 

@@ -4,18 +4,15 @@
 #include "learner/checkpoint.h"
 
 #include <gtest/gtest.h>
-#include <sched.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "model/model_io.h"
+#include "tests/common/tmpfs.h"
 #include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
@@ -335,9 +332,6 @@ uint64_t PageBytes(const fs::path& dir) {
 // free and the last good checkpoint, which still loads.
 TEST(CheckpointTest, FullDiskPrunesEarlyThenFailsNamingTheBytesAndKeepsTheLastGood) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs (CI runs as root)";
-  ASSERT_EQ(::unshare(CLONE_NEWNS), 0) << std::strerror(errno);
-  ASSERT_EQ(::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr), 0)
-      << std::strerror(errno);
   const fs::path probe = TempDir("full_probe");
   ASSERT_TRUE(SaveTiny(probe, 1, 1).ok());
   const uint64_t one = PageBytes(probe / CheckpointDirName(1));
@@ -346,8 +340,7 @@ TEST(CheckpointTest, FullDiskPrunesEarlyThenFailsNamingTheBytesAndKeepsTheLastGo
   for (const int keep : {2, 1}) {
     const fs::path disk = TempDir("full_disk_" + std::to_string(keep));
     const uint64_t size = keep == 2 ? one * 5 / 2 : one * 3 / 2;
-    const std::string opts = "size=" + std::to_string(size);
-    ASSERT_EQ(::mount("tmpfs", disk.c_str(), "tmpfs", 0, opts.c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(chainrl::testing::MountTmpfs(disk.string(), size), "");
     const fs::path root = disk / "ckpt";
     if (keep == 2) {
       for (int64_t step = 1; step <= 5; ++step) {
@@ -382,7 +375,7 @@ TEST(CheckpointTest, FullDiskPrunesEarlyThenFailsNamingTheBytesAndKeepsTheLastGo
       EXPECT_TRUE(VerifyCheckpoint(last).ok());
       EXPECT_EQ(*ResolveCheckpoint(root.string(), "latest"), last);
     }
-    ASSERT_EQ(::umount(disk.c_str()), 0) << std::strerror(errno);
+    ASSERT_EQ(chainrl::testing::UnmountTmpfs(disk.string()), "");
     fs::remove_all(disk);
   }
   fs::remove_all(probe);
