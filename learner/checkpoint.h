@@ -79,7 +79,9 @@ Result<CheckpointData> LoadCheckpoint(const std::string& dir, model::DecoderMode
 
 // Reads only state.json and the named files of checkpoint `dir` (manifest verified), for tools
 // that inspect a run without building the model.
-Result<CheckpointData> ReadCheckpointData(const std::string& dir);
+// `verify` false skips the checksums of every file (a whole pass over the weights and optimizer
+// state) for a caller that loads the checkpoint right after (LoadCheckpoint verifies).
+Result<CheckpointData> ReadCheckpointData(const std::string& dir, bool verify = true);
 
 // RNG state for `state`: {"cpu": base64 of torch's default CPU generator state, "cuda": [base64
 // per device]} (the CUDA entries only when CUDA is available). RestoreTorchRng puts it back;

@@ -193,7 +193,9 @@ Status Learner::Resume(const std::string& spec) {
     }
     return dir.status();
   }
-  CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir));
+  // The run's state first (it says which optimiser to load); every file's checksum is verified
+  // once, by the load that follows, not by this peek too.
+  CHAINRL_ASSIGN_OR_RETURN(CheckpointData peek, ReadCheckpointData(*dir, /*verify=*/false));
   CHAINRL_ASSIGN_OR_RETURN(run_, RunState::FromJson(peek.state, *dir + "/state.json"));
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData d, trainer_->Resume(*dir, run_.sft_done));
   resumed_from_ = fs::absolute(*dir).string();  // other ranks may start elsewhere
