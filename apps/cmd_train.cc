@@ -155,7 +155,7 @@ struct Child {
   pid_t pid = -1;
   int restarts = 0;
   int deaths = 0;
-  std::optional<Death> last_death;  // since the run last progressed
+  std::optional<Death> last_death;  // its latest death, to tell a repeated one
   Clock::time_point restart_at{};
   bool waiting_restart = false;
   std::string log;
@@ -199,6 +199,9 @@ class Launcher {
   // Reaps the learner if it exited and restarts it when it may; true when the run is over.
   bool WatchLearner();
   void WatchActors(std::atomic<bool>& stop);
+  // Records `status` as `ch`'s latest death; true (having said so of `who`, with the end of its
+  // log) when it repeats the death before with no progress of the run between (SameDeathTwice).
+  bool DiedTheSameWayTwice(Child& ch, const std::string& who, int status);
   // Counts the death and schedules a restart with exponential backoff, or gives up on the run.
   void ActorDied(Child& a, int index, int status, std::atomic<bool>& stop);
   // Completes RUN_DIR/summary.json with what only the launcher knows and prints it; the exit code.
@@ -514,18 +517,11 @@ bool Launcher::WatchLearner() {
     failed_ = true;
     return true;
   }
-  const Death death{status, ProgressMark(run_dir_)};
-  if (SameDeathTwice(learner_.last_death, death)) {
-    std::printf(
-        "\nthe learner died the same way twice in a row (%s, at %s, no progress between); "
-        "restarting it again would fail the same way, so the run stops. Its log ends with:\n%s",
-        DescribeExit(status).c_str(), death.progress.empty() ? "start-up" : death.progress.c_str(),
-        Tail(learner_.log, 15).c_str());
+  if (DiedTheSameWayTwice(learner_, "the learner", status)) {
     failed_ = true;
     learner_log_shown_ = true;
     return true;
   }
-  learner_.last_death = death;
   if (learner_restarts_ < max_restarts_) {
     ++learner_restarts_;
     std::printf(
@@ -546,6 +542,20 @@ bool Launcher::WatchLearner() {
   failed_ = true;
   learner_log_shown_ = true;
   return true;
+}
+
+bool Launcher::DiedTheSameWayTwice(Child& ch, const std::string& who, int status) {
+  const Death death{status, ProgressMark(run_dir_)};
+  const bool same = SameDeathTwice(ch.last_death, death);
+  ch.last_death = death;
+  if (same) {
+    std::printf(
+        "\n%s died the same way twice in a row (%s, at %s, no progress of the run between); "
+        "restarting it again would fail the same way, so the run stops. Its log ends with:\n%s",
+        who.c_str(), DescribeExit(status).c_str(),
+        death.progress.empty() ? "start-up" : death.progress.c_str(), Tail(ch.log, 15).c_str());
+  }
+  return same;
 }
 
 // Actors: restart the dead with exponential backoff.
@@ -575,18 +585,11 @@ void Launcher::ActorDied(Child& a, int index, int status, std::atomic<bool>& sto
     metrics_->counter(metrics::CounterId::kActorDeaths, {{"actor_id", std::to_string(index)}})
         .Increment();
   if (stopping_) return;
-  const Death death{status, ProgressMark(run_dir_)};
-  if (SameDeathTwice(a.last_death, death)) {
-    std::printf(
-        "\n%s died the same way twice in a row (%s, at %s, no progress of the run between); "
-        "restarting it again would fail the same way, so the run stops. Its log ends with:\n%s",
-        a.name.c_str(), DescribeExit(status).c_str(),
-        death.progress.empty() ? "start-up" : death.progress.c_str(), Tail(a.log, 15).c_str());
+  if (DiedTheSameWayTwice(a, a.name, status)) {
     failed_ = true;
     stop = true;
     return;
   }
-  a.last_death = death;
   if (a.restarts >= max_restarts_) {
     std::printf("\n%s died (%s) after %d restarts; giving up on the run:\n%s", a.name.c_str(),
                 DescribeExit(status).c_str(), a.restarts, Tail(a.log, 15).c_str());
