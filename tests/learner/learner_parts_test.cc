@@ -3,7 +3,10 @@
 // transport (endpoints file, weights an actor's client fetches byte for byte, garbage counted as
 // rejected), the held-out evaluation's record, and the rank-0 side of an update with one process.
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <chrono>
+#include <thread>
 
 #include <filesystem>
 #include <fstream>
@@ -140,6 +143,9 @@ TEST(LearnerTransportTest, WritesEndpointsPublishesWeightsAndCountsGarbage) {
   model::PackFlatWeights(model, want.data(), model.options().ComputeDtype());
   ASSERT_EQ(got->bytes.size(), want.size());
   EXPECT_TRUE(std::equal(want.begin(), want.end(), got->bytes.begin()));
+  // The server counts a chunk once its send returns, which may be just after the client has it.
+  for (int i = 0; i < 200 && (*t)->weights_bytes_sent() < want.size(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_GE((*t)->weights_bytes_sent(), want.size());
 
   // Bytes that are no envelope, pushed at the trajectory sink: refused and counted.
