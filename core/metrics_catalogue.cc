@@ -51,6 +51,12 @@ std::vector<MetricSpec> BuildCatalogue() {
   const LabelSpec channel{"channel", {}};
   const LabelSpec reason{"reason", {}};
   const LabelSpec actor{std::string(kActorIdLabel), {}};
+  const LabelSpec stale_stage{"stage", {"intake", "training"}};
+  const LabelSpec stale_action{"action", {"dropped", "trained"}};
+  const LabelSpec quantile{"q", {"0.01", "0.1", "0.5", "0.9", "0.99"}};
+  const LabelSpec bound{
+      "bound",
+      {"token_is_cap", "token_mask", "sequence_is_cap", "sequence_mask", "geometric_mask"}};
   using CI = CounterId;
   using GI = GaugeId;
   using HI = HistogramId;
@@ -101,6 +107,11 @@ std::vector<MetricSpec> BuildCatalogue() {
         {channel}),
       C(CI::kReceivedBytes, "chainrl_received_bytes_total",
         "Bytes received on each transport channel.", {channel}),
+      C(CI::kGroupsStale, "chainrl_groups_stale_total",
+        "Groups whose oldest token lagged the learner by more than learner.max_off_policy_steps, "
+        "by where it was seen (a result arriving, a batch being trained) and what was done "
+        "(dropped and generated again, or trained as learner.stale_policy says).",
+        {stale_stage, stale_action}),
       // ---- gauges ----
       G(GI::kBuildInfo, "chainrl_build_info", "Always 1; the label carries the chainrl version.",
         {{"version", {}}}),
@@ -129,11 +140,35 @@ std::vector<MetricSpec> BuildCatalogue() {
       G(GI::kGradNorm, "chainrl_grad_norm", "Global gradient norm before clipping, last step."),
       G(GI::kLearningRate, "chainrl_learning_rate", "Learning rate in force."),
       G(GI::kLogprobMismatch, "chainrl_logprob_mismatch",
-        "Mean absolute difference between training and rollout token logprobs, last step."),
+        "Mean absolute difference between the sampler's and the learner's token logprob at equal "
+        "weights (the tokens of chainrl_mismatch_tokens), last step."),
       G(GI::kStalenessMax, "chainrl_staleness_max_versions",
         "Largest policy-version lag of the data in the last training step."),
       G(GI::kStalenessBound, "chainrl_staleness_bound_versions",
         "Configured bound on the policy-version lag of trained data."),
+      G(GI::kTokenStalenessMean, "chainrl_token_staleness_mean_versions",
+        "Mean policy-version lag of the tokens of the last training step (learner version minus "
+        "the version that sampled each token)."),
+      G(GI::kMismatchTokens, "chainrl_mismatch_tokens",
+        "Tokens of the last step sampled by the very weights the learner held before the step: "
+        "the tokens the chainrl_mismatch_* figures are measured on."),
+      G(GI::kMismatchK1, "chainrl_mismatch_k1",
+        "k1 estimate of KL(sampler || learner) at equal weights, last step: mean of the sampler's "
+        "minus the learner's token logprob."),
+      G(GI::kMismatchK3, "chainrl_mismatch_k3",
+        "k3 estimate of KL(sampler || learner) at equal weights, last step: mean of r - 1 - log r, "
+        "r the learner's over the sampler's token probability."),
+      G(GI::kMismatchAbsMax, "chainrl_mismatch_abs_max",
+        "Largest absolute difference between the sampler's and the learner's token logprob at "
+        "equal weights, last step."),
+      G(GI::kMismatchRatio, "chainrl_mismatch_ratio",
+        "Quantiles of the learner-to-sampler token probability ratio at equal weights, last "
+        "step.",
+        {quantile}),
+      G(GI::kMismatchOutside, "chainrl_mismatch_outside_ratio",
+        "Fraction of equal-weight tokens (token bounds) or sequences (sequence bounds) outside "
+        "each rollout correction's bounds, last step.",
+        {bound}),
       G(GI::kQueueDepth, "chainrl_queue_depth", "Items waiting in each bounded queue.", {queue}),
       G(GI::kLeasesInFlight, "chainrl_leases_in_flight",
         "Work leases handed out and not yet returned or expired."),

@@ -33,6 +33,7 @@ enum class CounterId {
   kWeightUpdates,       // chainrl_weight_updates_total
   kSentBytes,           // chainrl_sent_bytes_total{channel}
   kReceivedBytes,       // chainrl_received_bytes_total{channel}
+  kGroupsStale,         // chainrl_groups_stale_total{stage,action}
   kCount
 };
 
@@ -57,6 +58,13 @@ enum class GaugeId {
   kLogprobMismatch,      // chainrl_logprob_mismatch
   kStalenessMax,         // chainrl_staleness_max_versions
   kStalenessBound,       // chainrl_staleness_bound_versions
+  kTokenStalenessMean,   // chainrl_token_staleness_mean_versions
+  kMismatchTokens,       // chainrl_mismatch_tokens
+  kMismatchK1,           // chainrl_mismatch_k1
+  kMismatchK3,           // chainrl_mismatch_k3
+  kMismatchAbsMax,       // chainrl_mismatch_abs_max
+  kMismatchRatio,        // chainrl_mismatch_ratio{q}
+  kMismatchOutside,      // chainrl_mismatch_outside_ratio{bound}
   kQueueDepth,           // chainrl_queue_depth{queue}
   kLeasesInFlight,       // chainrl_leases_in_flight
   kActorsAlive,          // chainrl_actors_alive

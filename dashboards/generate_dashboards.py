@@ -28,7 +28,8 @@ def quantiles(metric, qs=(0.5, 0.9, 0.99), by=""):
 
 
 # Each row: (title, [panel]); each panel: dict(type, title, desc, unit, targets=[(expr, legend)],
-# w, h). Widths are Grafana grid units (24 per line).
+# w, h), optionally decimals, stack, and right_axis=[legend] (series drawn on a right-hand axis).
+# Widths are Grafana grid units (24 per line).
 ROWS = [
     ("Overview", [
         dict(type="stat", title="Steps", w=4, h=4, unit="none",
@@ -142,10 +143,6 @@ ROWS = [
         dict(type="timeseries", title="Learning rate", w=8, h=8, unit="none",
              desc="Learning rate in force.",
              targets=[(f"avg(chainrl_learning_rate{sel()})", "lr")]),
-        dict(type="timeseries", title="Train vs rollout logprob mismatch", w=8, h=8, unit="none",
-             desc="Mean |logprob at training - logprob at rollout| per token; grows when the "
-                  "rollout and training numerics diverge.",
-             targets=[(f"avg(chainrl_logprob_mismatch{sel()})", "mismatch")]),
         dict(type="timeseries", title="Step duration", w=8, h=8, unit="s",
              desc="Quantiles of training step wall time.",
              targets=quantiles("chainrl_step_duration_seconds", (0.5, 0.9))),
@@ -160,10 +157,44 @@ ROWS = [
                        "{{role}} {{actor_id}}")]),
         dict(type="timeseries", title="Staleness of trained data", w=8, h=8, unit="none",
              desc="Policy-version lag of trained data: the largest in the last step, the "
-                  "configured bound, and the p90 over groups.",
+                  "configured bound (learner.max_off_policy_steps), the p90 over groups, and the "
+                  "mean over the last step's tokens.",
              targets=[(f"max(chainrl_staleness_max_versions{sel()})", "max"),
                       (f"max(chainrl_staleness_bound_versions{sel()})", "bound")] +
-             quantiles("chainrl_staleness_versions", (0.9,))),
+             quantiles("chainrl_staleness_versions", (0.9,)) +
+             [(f"max(chainrl_token_staleness_mean_versions{sel()})", "token mean")]),
+        dict(type="timeseries", title="Stale groups", w=8, h=8, unit="none",
+             desc="Groups per second whose oldest token lagged the learner by more than "
+                  "learner.max_off_policy_steps, by where they were seen (intake: a result "
+                  "arriving; training: a batch about to be trained) and what was done (dropped "
+                  "and generated again, or trained under learner.stale_policy flag/correct).",
+             targets=[(f"sum by (stage, action) ({rate('chainrl_groups_stale_total')})",
+                       "{{stage}} {{action}}/s")]),
+        dict(type="timeseries", title="Train/inference mismatch at equal weights", w=8, h=8,
+             unit="none", right_axis=["equal-weight tokens"],
+             desc="Sampler vs learner numerics on the last step's tokens sampled by exactly the "
+                  "weights the learner held before the step (equal weights, so staleness is "
+                  "excluded): k1 and k3 estimates of KL(sampler || learner), mean and max "
+                  "|logprob difference|; right axis: how many tokens they are measured on.",
+             targets=[(f"avg(chainrl_mismatch_k1{sel()})", "k1"),
+                      (f"avg(chainrl_mismatch_k3{sel()})", "k3"),
+                      (f"avg(chainrl_logprob_mismatch{sel()})", "mean |Δ logprob|"),
+                      (f"max(chainrl_mismatch_abs_max{sel()})", "max |Δ logprob|"),
+                      (f"max(chainrl_mismatch_tokens{sel()})", "equal-weight tokens")]),
+        dict(type="timeseries", title="Token probability ratio (equal weights)", w=8, h=8,
+             unit="none", decimals=3,
+             desc="Quantiles of the learner-to-sampler token probability ratio over the last "
+                  "step's equal-weight tokens; 1 when the numerics agree.",
+             targets=[("max(chainrl_mismatch_ratio" + sel('q="' + q + '"') + ")",
+                       f"p{int(round(float(q) * 100))}")
+                      for q in ("0.01", "0.1", "0.5", "0.9", "0.99")]),
+        dict(type="timeseries", title="Outside correction bounds", w=8, h=8,
+             unit="percentunit",
+             desc="Share of the last step's equal-weight tokens (token_*) or sequences "
+                  "(sequence_*, geometric_*) outside each rollout correction's bounds "
+                  "(algorithm.rollout_is_cap, rollout_mask_low/high): what that correction would "
+                  "truncate or mask.",
+             targets=[(f"max by (bound) (chainrl_mismatch_outside_ratio{sel()})", "{{bound}}")]),
         dict(type="timeseries", title="Weight updates", w=8, h=8, unit="none",
              desc="Weight versions published (learner) or swapped in (actors) per second, and "
                   "the share of time spent synchronising weights.",
@@ -231,7 +262,11 @@ def panel(p, pid, x, y):
              "legendFormat": legend, "range": True, "instant": False, "editorMode": "code"}
             for i, (expr, legend) in enumerate(p["targets"])
         ],
-        "fieldConfig": {"defaults": {"unit": p["unit"]}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": p["unit"]}, "overrides": [
+            {"matcher": {"id": "byName", "options": legend},
+             "properties": [{"id": "custom.axisPlacement", "value": "right"}]}
+            for legend in p.get("right_axis", [])
+        ]},
     }
     if "decimals" in p:
         out["fieldConfig"]["defaults"]["decimals"] = p["decimals"]

@@ -58,16 +58,16 @@ void AddLearnerKeys(ConfigSchema* schema) {
   k.push_back(Int("learner.micro_batch_tokens", 8192, 1, std::nullopt,
                   "Tokens per forward/backward (gradient accumulation beyond it)."));
   k.push_back(Int("learner.max_off_policy_steps", 1, 0, 1 << 20,
-                  "Staleness bound: policy versions a trajectory may lag the learner."));
-  k.push_back(Refusing(
+                  "Staleness bound: policy versions the oldest token of a group may lag the "
+                  "learner, checked when its result arrives (over every segment of it) and again "
+                  "when it is about to be trained."));
+  k.push_back(
       Str("learner.stale_policy", "drop",
-          "What happens to a result older than the bound: drop discards it and the group is "
-          "generated again; flag trains on it like any other (its ratio is still taken against "
-          "its behaviour logprobs and clipped), counted as flagged in the work ledger. correct "
-          "(importance-sampling correction) is refused: not implemented yet.",
-          {"drop", "flag"}),
-      std::string("correct"),
-      "importance-sampling correction of stale samples is not implemented yet"));
+          "What happens to a group older than the bound: drop discards it (its segments too) and "
+          "the group is generated again; flag trains on it like any other, counted; correct "
+          "trains on it with the rollout correction of algorithm.rollout_is / rollout_mask, "
+          "which must be on (docs/ALGORITHMS.md §2.4, §7.1).",
+          {"drop", "flag", "correct"}));
   k.push_back(Float("learner.lease_timeout_seconds", 1800.0, 0.0, 1e8,
                     "A lease of prompt groups not completed within this time is revoked and its "
                     "groups handed out again, even if its actor is alive.",

@@ -2,6 +2,8 @@
 #include "learner/learner_metrics.h"
 
 #include <cmath>
+#include <cstdio>
+#include <utility>
 
 namespace chainrl::learner {
 
@@ -18,6 +20,8 @@ void LearnerMetrics::Started(int64_t staleness_bound) {
   for (auto id : {CounterId::kGroupsDuplicated, CounterId::kGroupsLost,
                   CounterId::kLeasesReassigned, CounterId::kResponsesTruncated})
     registry_->counter(id).Increment(0);
+  for (const char* stage : {"intake", "training"})
+    for (const char* action : {"dropped", "trained"}) GroupsStale(stage, action, 0);
   for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r)
     registry_
         ->counter(CounterId::kMessagesRejected,
@@ -54,6 +58,12 @@ void LearnerMetrics::TrajectoryReceived(int64_t staleness, size_t bytes) {
   registry_->histogram(HistogramId::kStaleness).Observe(static_cast<double>(staleness));
   registry_->counter(CounterId::kReceivedBytes, {{"channel", "trajectories"}})
       .Increment(static_cast<double>(bytes));
+}
+
+void LearnerMetrics::GroupsStale(const char* stage, const char* action, size_t n) {
+  if (registry_)
+    registry_->counter(CounterId::kGroupsStale, {{"stage", stage}, {"action", action}})
+        .Increment(static_cast<double>(n));
 }
 
 void LearnerMetrics::SampleAccepted(size_t tokens, double reward, bool truncated) {
@@ -122,10 +132,31 @@ void LearnerMetrics::StepTrained(const StepMetrics& m) {
   registry_->gauge(GaugeId::kClipFraction).Set(m.clip_fraction);
   registry_->gauge(GaugeId::kGradNorm).Set(m.grad_norm);
   registry_->gauge(GaugeId::kLearningRate).Set(m.lr);
-  registry_->gauge(GaugeId::kLogprobMismatch).Set(m.logprob_mismatch);
   registry_->gauge(GaugeId::kStalenessMax).Set(static_cast<double>(m.max_staleness));
   registry_->gauge(GaugeId::kTokenBudget).Set(static_cast<double>(m.token_budget));
   if (!std::isnan(m.entropy_mean)) registry_->gauge(GaugeId::kEntropy).Set(m.entropy_mean);
+  const PolicyMismatch& x = m.mismatch;
+  registry_->gauge(GaugeId::kTokenStalenessMean).Set(x.staleness_mean());
+  registry_->gauge(GaugeId::kMismatchTokens).Set(x.tokens());
+  // A step with no token at equal weights measured nothing: the figures of the last step that
+  // did stay (a 0 would read as "no drift" and reset the drift alert).
+  if (x.tokens() <= 0) return;
+  registry_->gauge(GaugeId::kLogprobMismatch).Set(x.abs_mean());
+  registry_->gauge(GaugeId::kMismatchK1).Set(x.k1());
+  registry_->gauge(GaugeId::kMismatchK3).Set(x.k3());
+  registry_->gauge(GaugeId::kMismatchAbsMax).Set(x.abs_max());
+  for (double q : kMismatchQuantiles) {
+    char label[16];
+    std::snprintf(label, sizeof label, "%g", q);
+    registry_->gauge(GaugeId::kMismatchRatio, {{"q", label}}).Set(x.RatioQuantile(q));
+  }
+  const std::pair<const char*, double> outside[] = {{"token_is_cap", x.token_is_cap()},
+                                                    {"token_mask", x.token_mask()},
+                                                    {"sequence_is_cap", x.sequence_is_cap()},
+                                                    {"sequence_mask", x.sequence_mask()},
+                                                    {"geometric_mask", x.geometric_mask()}};
+  for (const auto& [bound, f] : outside)
+    registry_->gauge(GaugeId::kMismatchOutside, {{"bound", bound}}).Set(f);
 }
 
 void LearnerMetrics::PreferenceStepTrained(double loss, double grad_norm, double lr) {

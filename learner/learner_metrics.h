@@ -11,6 +11,7 @@
 
 #include "core/metrics.h"
 #include "core/wire.h"
+#include "learner/policy_mismatch.h"
 
 namespace chainrl::learner {
 
@@ -23,8 +24,8 @@ struct StepMetrics {
   double train_seconds = 0, wait_seconds = 0, step_seconds = 0;
   double reward_mean = 0, truncated_fraction = 0;
   double loss = 0, approx_kl = 0, clip_fraction = 0, grad_norm = 0, lr = 0;
-  double logprob_mismatch = 0;
   int64_t max_staleness = 0, token_budget = 0;
+  PolicyMismatch mismatch;  // at equal weights, and per-token staleness
   double entropy_mean = 0;  // NaN when not measured
 };
 
@@ -51,6 +52,9 @@ class LearnerMetrics {
   void HeldOutAccuracy(double accuracy);
   void WeightsPublished(int64_t version, double seconds);
   void TrajectoryReceived(int64_t staleness, size_t bytes);
+  // `n` groups past learner.max_off_policy_steps, seen at "intake" or "training", "dropped" (and
+  // generated again) or "trained" (stale_policy flag or correct).
+  void GroupsStale(const char* stage, const char* action, size_t n);
   void SampleAccepted(size_t tokens, double reward, bool truncated);
   void WorkSent(size_t groups, size_t bytes);
   void LoopPassed(const LoopMetrics& m);

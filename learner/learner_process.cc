@@ -77,6 +77,7 @@ class Learner {
   Result<AcceptedGroup> MakeAccepted(const wire::Trajectory& t);
   void Dispatch();
   Status TrainStep();
+  void DropStaleBuffered();
   Status Evaluate(const std::string& label, json* out);
   Status Checkpoint();
   Status Finish(bool completed);
@@ -330,7 +331,12 @@ void Learner::HandleTrajectory(const transport::Received& msg) {
     return;
   }
   metrics_.TrajectoryReceived(run_.version - r.oldest_version, msg.envelope.ByteSizeLong());
-  if (r.verdict == Verdict::kDroppedStale) ++run_.stale_dropped;
+  if (r.verdict == Verdict::kDroppedStale) {
+    ++run_.stale_dropped;
+    metrics_.GroupsStale("intake", "dropped", 1);
+  } else if (r.verdict == Verdict::kAcceptedNeedsCorrection) {
+    metrics_.GroupsStale("intake", "trained", 1);
+  }
   if (r.outcome == IntakeOutcome::kRefused) {
     CHAINRL_LOG(kDebug) << msg.peer_name << ": trajectory for lease " << t.lease_id() << " "
                         << VerdictName(r.verdict);
@@ -409,10 +415,38 @@ Status Learner::Pump() {
   return Status::Ok();
 }
 
+// Staleness enforced when trained (docs/ALGORITHMS.md §7.1): accepted groups wait in the buffer
+// while the learner moves on, so a group within the bound on arrival may be past it by the time
+// it would train. With stale_policy "drop" such groups leave the buffer and their prompts are
+// generated again; with "flag" or "correct" they train and are counted (TrainStep).
+void Learner::DropStaleBuffered() {
+  const LedgerOptions& lo = ledger_.options();
+  if (lo.stale_policy != StalePolicy::kDrop) return;
+  const std::vector<AcceptedGroup> stale =
+      TakeStale(&buffer_, run_.version, lo.max_off_policy_steps);
+  if (stale.empty()) return;
+  for (const AcceptedGroup& a : stale) {
+    if (Status st = ledger_.Reopen(a.group.group_id); !st.ok()) {
+      CHAINRL_LOG(kError) << st.message();
+    }
+  }
+  run_.stale_requeued += static_cast<int64_t>(stale.size());
+  metrics_.GroupsStale("training", "dropped", stale.size());
+  CHAINRL_LOG(kInfo) << stale.size() << " buffered group(s) lag policy version " << run_.version
+                     << " by more than learner.max_off_policy_steps = " << lo.max_off_policy_steps
+                     << ": dropped before training, their prompts generated again";
+}
+
 Status Learner::TrainStep() {
   const size_t per_step =
       std::min(static_cast<size_t>(c().GetInt("rollout.prompts_per_step")), buffer_.size());
   StepOutcome o;
+  // stale_policy flag or correct: groups past the bound train (DropStaleBuffered left them).
+  if (const size_t stale =
+          CountStale(buffer_, per_step, run_.version, ledger_.options().max_off_policy_steps)) {
+    run_.stale_trained += static_cast<int64_t>(stale);
+    metrics_.GroupsStale("training", "trained", stale);
+  }
   o.generated_groups = ledger_.counters().completed - completed_at_step_;
   StepBatch batch = TakeStepBatch(&buffer_, per_step, run_.version, &run_.trained,
                                   data_.has_buckets()
@@ -436,7 +470,8 @@ Status Learner::TrainStep() {
     o.stats.lr = o.preference->lr;
     o.stats.response_tokens = o.preference->response_tokens;
   } else {
-    CHAINRL_ASSIGN_OR_RETURN(o.stats, trainer_->LeadPolicyStep(run_.step, batch.groups));
+    CHAINRL_ASSIGN_OR_RETURN(o.stats,
+                             trainer_->LeadPolicyStep(run_.step, batch.groups, run_.version));
   }
   o.train_seconds = SecondsSince(t0);
   ++run_.step;
@@ -597,6 +632,7 @@ Status Learner::Run() {
   auto last_progress = Clock::now() - std::chrono::hours(1);
   while (run_.step < total && !stop_) {
     CHAINRL_RETURN_IF_ERROR(Pump());
+    DropStaleBuffered();
     if (buffer_.size() >= per_step ||
         GenerationLimitReached(buffer_.size(), FiltersUniformGroups(),
                                run_options().max_num_gen_batches,

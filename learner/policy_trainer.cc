@@ -154,8 +154,11 @@ Result<double> PolicyTrainer::SftUpdate(const std::vector<SftExample>& batch) {
                       /*skip_optimizer_step=*/false, dp_);
 }
 
-Result<RlStepStats> PolicyTrainer::PolicyUpdate(const std::vector<GroupData>& groups) {
-  return RunPolicyUpdate(*model_, *optimizer_, groups, lo_, StepOptions());
+Result<RlStepStats> PolicyTrainer::PolicyUpdate(const std::vector<GroupData>& groups,
+                                                int64_t policy_version) {
+  RlStepOptions so = StepOptions();
+  so.policy_version = policy_version;
+  return RunPolicyUpdate(*model_, *optimizer_, groups, lo_, so);
 }
 
 Result<PreferenceStepStats> PolicyTrainer::PreferenceUpdate(
@@ -172,13 +175,15 @@ Result<double> PolicyTrainer::LeadSftStep(int64_t sft_step, const std::vector<Sf
 }
 
 Result<RlStepStats> PolicyTrainer::LeadPolicyStep(int64_t step,
-                                                  const std::vector<GroupData>& groups) {
+                                                  const std::vector<GroupData>& groups,
+                                                  int64_t policy_version) {
   RankMessage m;
   m.kind = RankMessageKind::kPolicyStep;
   m.step = step;
+  m.policy_version = policy_version;
   CHAINRL_ASSIGN_OR_RETURN(auto mine,
                            ScatterShards(dp_, std::move(m), &RankMessage::groups, groups));
-  return PolicyUpdate(mine);
+  return PolicyUpdate(mine, policy_version);
 }
 
 Result<PreferenceStepStats> PolicyTrainer::LeadPreferenceStep(
@@ -280,7 +285,7 @@ Status PolicyTrainer::Follow() {
         // Rank 0 applied the same stage at this step.
         CHAINRL_RETURN_IF_ERROR(ApplyStage(m.step).status());
         if (m.kind == RankMessageKind::kPolicyStep) {
-          CHAINRL_RETURN_IF_ERROR(PolicyUpdate(m.groups).status());
+          CHAINRL_RETURN_IF_ERROR(PolicyUpdate(m.groups, m.policy_version).status());
         } else {
           CHAINRL_RETURN_IF_ERROR(PreferenceUpdate(m.pairs).status());
         }

@@ -69,14 +69,16 @@ class PolicyTrainer {
 
   // One update on this rank's shard (the whole batch with one process), as rl_step.h describes.
   Result<double> SftUpdate(const std::vector<SftExample>& batch);
-  Result<RlStepStats> PolicyUpdate(const std::vector<GroupData>& groups);
+  Result<RlStepStats> PolicyUpdate(const std::vector<GroupData>& groups, int64_t policy_version);
   Result<PreferenceStepStats> PreferenceUpdate(const std::vector<PreferencePairData>& pairs);
 
   // Rank 0 (or the only rank): step `step`'s update on the whole batch. Every other rank is sent
   // its shard first (ScatterShards), so the ranks update together; the figures returned are the
-  // whole batch's.
+  // whole batch's. `policy_version`: the version the learner holds before the update (its tokens
+  // are at equal weights, RlStepStats::mismatch; negative: not measured).
   Result<double> LeadSftStep(int64_t sft_step, const std::vector<SftExample>& batch);
-  Result<RlStepStats> LeadPolicyStep(int64_t step, const std::vector<GroupData>& groups);
+  Result<RlStepStats> LeadPolicyStep(int64_t step, const std::vector<GroupData>& groups,
+                                     int64_t policy_version);
   Result<PreferenceStepStats> LeadPreferenceStep(int64_t step,
                                                  const std::vector<PreferencePairData>& pairs);
   // Rank 0 with a rank group (nothing with one process): the other ranks start where this one

@@ -95,6 +95,12 @@ void PutGroup(Writer& w, const GroupData& g) {
     w.Put<uint8_t>(static_cast<uint8_t>((s.correct ? 2 : 0) | (s.advantage ? 4 : 0) |
                                         (static_cast<uint8_t>(s.end) << 3)));
     w.Put<double>(s.advantage.value_or(0.0));
+    std::vector<int64_t> runs;  // version, length, version, length, ...
+    for (const VersionRun& v : s.versions) {
+      runs.push_back(v.version);
+      runs.push_back(v.length);
+    }
+    w.PutVector(runs);
   }
   // Prompt embeddings: dtype (-1: none), shape, then the values as float32 (exact for the 16-bit
   // types they may be stored in).
@@ -115,7 +121,7 @@ Status GetGroup(Reader& r, GroupData* g) {
   CHAINRL_RETURN_IF_ERROR(r.GetVector(&g->prompt));
   CHAINRL_RETURN_IF_ERROR(r.Get(&g->placeholder_token_id));
   uint64_t n = 0;
-  CHAINRL_RETURN_IF_ERROR(r.GetCount(&n, 2 * sizeof(uint64_t) + 2 * sizeof(double) + 1));
+  CHAINRL_RETURN_IF_ERROR(r.GetCount(&n, 3 * sizeof(uint64_t) + 2 * sizeof(double) + 1));
   g->samples.resize(n);
   for (SampleData& s : g->samples) {
     CHAINRL_RETURN_IF_ERROR(r.GetVector(&s.tokens));
@@ -131,6 +137,15 @@ Status GetGroup(Reader& r, GroupData* g) {
     s.end = static_cast<SampleEnd>(flags >> 3);
     s.correct = (flags & 2) != 0;
     if ((flags & 4) != 0) s.advantage = advantage;
+    std::vector<int64_t> runs;
+    const size_t at = r.at();
+    CHAINRL_RETURN_IF_ERROR(r.GetVector(&runs));
+    int64_t covered = 0;
+    for (size_t i = 1; i < runs.size(); i += 2) covered += runs[i] > 0 ? runs[i] : -(1LL << 62);
+    if (runs.size() % 2 != 0 || (!runs.empty() && covered != static_cast<int64_t>(s.tokens.size())))
+      return Corrupt("rank message: a sample's policy versions at byte " + std::to_string(at) +
+                     " do not cover its " + std::to_string(s.tokens.size()) + " tokens");
+    for (size_t i = 0; i + 1 < runs.size(); i += 2) s.versions.push_back({runs[i], runs[i + 1]});
   }
   int8_t dtype = -1;
   CHAINRL_RETURN_IF_ERROR(r.Get(&dtype));
@@ -180,6 +195,7 @@ std::string EncodeRankMessage(const RankMessage& m) {
   w.Put<int64_t>(m.sft_step);
   w.Put<uint8_t>(m.sft_done ? 1 : 0);
   w.PutString(m.resume_dir);
+  w.Put<int64_t>(m.policy_version);
   w.Put<uint64_t>(m.groups.size());
   for (const GroupData& g : m.groups) PutGroup(w, g);
   w.Put<uint64_t>(m.pairs.size());
@@ -214,6 +230,7 @@ Result<RankMessage> DecodeRankMessage(std::string_view bytes) {
   CHAINRL_RETURN_IF_ERROR(r.Get(&sft_done));
   m.sft_done = sft_done != 0;
   CHAINRL_RETURN_IF_ERROR(r.GetString(&m.resume_dir));
+  CHAINRL_RETURN_IF_ERROR(r.Get(&m.policy_version));
   uint64_t n = 0;
   CHAINRL_RETURN_IF_ERROR(r.GetCount(&n, 3 * sizeof(uint64_t)));
   m.groups.resize(n);

@@ -32,6 +32,7 @@ struct RankMessage {
   bool sft_done = false;                  // kStart
   std::string resume_dir;                 // kStart: the checkpoint rank 0 resumed from, "" for none
   std::vector<GroupData> groups;          // kPolicyStep: this rank's shard (may be empty)
+  int64_t policy_version = -1;            // kPolicyStep: the learner's version before it
   std::vector<PreferencePairData> pairs;  // kPreferenceStep: this rank's shard (may be empty)
   std::vector<SftExample> sft;            // kSftStep: this rank's shard (may be empty)
 };

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <span>
 
 #include <torch/torch.h>
 
@@ -25,6 +26,7 @@ struct Seq {
   const std::vector<int32_t>* prompt = nullptr;
   const std::vector<int32_t>* response = nullptr;
   const std::vector<float>* behaviour = nullptr;  // may be null (SFT)
+  const std::vector<VersionRun>* versions = nullptr;  // may be null (SFT)
   double advantage = 0;
   double reward = 0;
   bool correct = false;
@@ -257,6 +259,7 @@ Result<BatchRows> FlattenGroups(const std::vector<GroupData>& groups,
       q.prompt = &group.prompt;
       q.response = &s.tokens;
       q.behaviour = &s.behaviour_logprobs;
+      q.versions = &s.versions;
       q.reward = s.reward;
       if (!embed_at.empty()) {
         q.embeds = &group.prompt_embeddings;
@@ -292,6 +295,10 @@ Status SumAcrossRanks(DataParallel& dp, RlStepStats* stats) {
   std::vector<double> worst = {p.mismatch_abs_max};
   CHAINRL_RETURN_IF_ERROR(dp.AllReduce(&worst, /*max=*/true));
   p.mismatch_abs_max = worst[0];
+  std::vector<double> msums = stats->mismatch.Sums(), mmax = stats->mismatch.Maxima();
+  CHAINRL_RETURN_IF_ERROR(dp.AllReduce(&msums));
+  CHAINRL_RETURN_IF_ERROR(dp.AllReduce(&mmax, /*max=*/true));
+  stats->mismatch.FromReduced(msums, mmax);
   return Status::Ok();
 }
 
@@ -300,14 +307,15 @@ class PolicyUpdate {
  public:
   PolicyUpdate(model::DecoderModel& model, Optimizer& optimizer, const LearnerRunOptions& options,
                const RlStepOptions& step, PolicyObjective& objective, DataParallel* dp,
-               BatchRows& batch)
+               BatchRows& batch, std::vector<std::vector<float>>* before_update)
       : model_(model),
         optimizer_(optimizer),
         options_(options),
         step_(step),
         objective_(objective),
         dp_(dp),
-        batch_(batch) {}
+        batch_(batch),
+        before_update_(before_update) {}
 
   // Rows [r0, r1) of the batch: the objective's preparation, the chunked backward of its loss,
   // the gradients summed across ranks, and the optimiser step.
@@ -329,6 +337,8 @@ class PolicyUpdate {
     CHAINRL_ASSIGN_OR_RETURN(double prepared_loss, objective_.Prepare(info, pass));
     stats->loss += prepared_loss;
     optimizer_.ZeroGrad();
+    const bool capture = before_update_ != nullptr && epoch == 0 && r0 == 0;
+    if (capture) before_update_->assign(rows.size(), {});
     int64_t b0 = 0;
     for (const auto& micro : MicroBatches(rows, step_.micro_batch_tokens)) {
       const int64_t b1 = b0 + static_cast<int64_t>(micro.size());
@@ -355,6 +365,7 @@ class PolicyUpdate {
         c.response_mask = p.mask.slice(1, t0, t1);
         c.norm = &mn;
         c.first_row = b0;
+        if (capture) KeepLogprobs(micro, b0, t0, t1, lp);
         return objective_.ChunkLoss(c, &mstats);
       };
       const double loss =
@@ -400,6 +411,24 @@ class PolicyUpdate {
     return ComputeNormalisers(full_mask, options_.policy, global);
   }
 
+  // Positions [t0, t1) of `lp` (rows of `micro`, the first at mini-batch row b0) into
+  // *before_update_: response token j of a row sits at position P - 1 + j.
+  void KeepLogprobs(const std::vector<Seq*>& micro, int64_t b0, int64_t t0, int64_t t1,
+                    const Tensor& lp) {
+    const Tensor v = lp.detach().to(torch::kFloat32).contiguous();
+    const float* d = v.data_ptr<float>();
+    const int64_t width = t1 - t0;
+    for (size_t b = 0; b < micro.size(); ++b) {
+      const Seq& s = *micro[b];
+      const int64_t first = static_cast<int64_t>(s.prompt->size()) - 1;
+      const int64_t R = static_cast<int64_t>(s.response->size());
+      std::vector<float>& out = (*before_update_)[static_cast<size_t>(b0) + b];
+      out.resize(static_cast<size_t>(R));
+      for (int64_t t = std::max(t0, first); t < std::min(t1, first + R); ++t)
+        out[static_cast<size_t>(t - first)] = d[static_cast<int64_t>(b) * width + (t - t0)];
+    }
+  }
+
   // The micro-batch's loss mask: rows dropped by overlong filtering zeroed, then UloRL's DMMPT
   // (positive = correct, whatever shaping did to the reward; p from ℓ_old). The tokens DMMPT
   // drops are counted once per update (`count`, the first epoch).
@@ -432,6 +461,9 @@ class PolicyUpdate {
   PolicyObjective& objective_;
   DataParallel* dp_;
   BatchRows& batch_;
+  // Non-null: the first mini-batch's logprobs of its first epoch (taken before any update) go
+  // here, per row, per response token.
+  std::vector<std::vector<float>>* before_update_;
 };
 
 }  // namespace
@@ -489,12 +521,29 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   }
   for (auto& s : seqs) stats.response_tokens += static_cast<int64_t>(s.response->size());
   stats.sequences = n;
-  PolicyUpdate update(model, optimizer, options, step, *objective, dp, batch);
+  const bool measure = step.policy_version >= 0;
+  std::vector<std::vector<float>> before_update;  // the first mini-batch's, without recompute
+  PolicyUpdate update(model, optimizer, options, step, *objective, dp, batch,
+                      measure && !step.recompute_old_logprobs ? &before_update : nullptr);
   for (int64_t epoch = 0; epoch < step.ppo_epochs; ++epoch) {
     stats.loss = 0;
     stats.policy = PolicyLossStats();
     for (int64_t mb = 0; mb < mbs; ++mb)
       CHAINRL_RETURN_IF_ERROR(update.MiniBatch(epoch, n * mb / mbs, n * (mb + 1) / mbs, &stats));
+  }
+  if (measure) {
+    const RolloutCorrection& rc = options.policy.rollout_correction;
+    const MismatchBounds bounds{rc.is_cap, rc.mask_low, rc.mask_high};
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      const Seq& s = seqs[i];
+      std::span<const float> learner;
+      if (step.recompute_old_logprobs) {
+        learner = s.old_logprobs;
+      } else if (i < before_update.size()) {
+        learner = before_update[i];
+      }
+      stats.mismatch.AddRow(learner, *s.behaviour, *s.versions, step.policy_version, bounds);
+    }
   }
   if (dp != nullptr) CHAINRL_RETURN_IF_ERROR(SumAcrossRanks(*dp, &stats));
   return stats;

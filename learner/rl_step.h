@@ -11,6 +11,7 @@
 
 #include "core/status.h"
 #include "learner/optimizer.h"
+#include "learner/policy_mismatch.h"
 #include "learner/run_options.h"
 #include "model/decoder.h"
 
@@ -43,6 +44,9 @@ struct SampleData {
   // Set by the caller (the process's shaping): used as is instead of the group advantage of
   // `reward`. Either every non-empty sample of a batch carries one or none does.
   std::optional<double> advantage;
+  // The policy version of each token, as runs covering every token (empty: unknown; staleness
+  // and the mismatch at equal weights skip the sample).
+  std::vector<VersionRun> versions;
 };
 
 struct GroupData {
@@ -72,6 +76,9 @@ struct RlStepOptions {
   // mini-batches), and the figures returned (loss, tokens, policy statistics) are the whole
   // batch's. Not with length_shaping 'drpo' (it scores whole batches).
   DataParallel* data_parallel = nullptr;
+  // The learner's policy version before this update: tokens sampled by it are at equal weights
+  // (RlStepStats::mismatch). Negative: unknown, nothing measured.
+  int64_t policy_version = -1;
 };
 
 struct RlStepStats {
@@ -84,6 +91,11 @@ struct RlStepStats {
   int64_t response_tokens = 0;
   PolicyLossStats policy;   // merged over the last epoch
   int64_t mastered_masked_tokens = 0;  // tokens DMMPT left out of the loss (mastered_token_mask)
+  // Train/inference mismatch at equal weights and per-token staleness (policy_mismatch.h), over
+  // the whole batch: the learner's logprobs are its recomputation ("recompute") or, with the
+  // behaviour's as ℓ_old, those of the first mini-batch's first epoch, the only ones taken
+  // before an update (its rows are measured; staleness counts every row).
+  PolicyMismatch mismatch;
 };
 
 // Advantages from each group's rewards (or the samples' own), then ppo_epochs x mini_batches

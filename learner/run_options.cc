@@ -98,6 +98,12 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
           c.GetString("learner.old_logprobs") +
           "\" takes the ratio against the sampler's own logprobs, so there is nothing to correct: "
           "set learner.old_logprobs = \"recompute\"");
+    if (c.GetString("learner.stale_policy") == "correct" && !rc.enabled())
+      return InvalidArgument(
+          "learner.stale_policy = \"correct\" trains groups past learner.max_off_policy_steps "
+          "with the rollout correction (docs/ALGORITHMS.md §2.4), and none is on: set "
+          "algorithm.rollout_is or algorithm.rollout_mask (with learner.old_logprobs = "
+          "\"recompute\")");
   }
   if (IsSet(c, "algorithm.loss_agg_mode")) {
     CHAINRL_ASSIGN_OR_RETURN(p.loss_agg_mode,

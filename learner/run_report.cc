@@ -122,6 +122,8 @@ void SummaryFields(Record& s, F&& f) {
   f("results_discarded_duplicate", s.results_discarded_duplicate);
   f("results_discarded_unknown", s.results_discarded_unknown);
   f("results_dropped_stale", s.results_dropped_stale);
+  f("groups_stale_requeued", s.groups_stale_requeued);
+  f("groups_stale_trained", s.groups_stale_trained);
   f("samples_multi_version", s.samples_multi_version);
   f("segments_received", s.segments_received);
   f("segments_continued", s.segments_continued);
@@ -294,6 +296,8 @@ RunSummary SummaryFromRun(const RunState& run, const LedgerCounters& k, const js
   s.results_discarded_duplicate = static_cast<int64_t>(k.duplicates_discarded);
   s.results_discarded_unknown = static_cast<int64_t>(k.unknown_discarded);
   s.results_dropped_stale = run.stale_dropped;
+  s.groups_stale_requeued = run.stale_requeued;
+  s.groups_stale_trained = run.stale_trained;
   s.samples_multi_version = run.samples_multi_version;
   s.segments_continued = static_cast<int64_t>(k.segments_continued);
   s.actors_declared_dead = static_cast<int64_t>(k.actors_declared_dead);

@@ -63,6 +63,9 @@ struct RunSummary {
   int64_t steps_at_gen_limit = 0, leases_reassigned = 0;
   int64_t results_discarded_duplicate = 0, results_discarded_unknown = 0;
   int64_t results_dropped_stale = 0;
+  // Accepted groups past the staleness bound when they were to be trained: dropped and generated
+  // again (stale_policy drop), or trained (flag, correct).
+  int64_t groups_stale_requeued = 0, groups_stale_trained = 0;
   int64_t samples_multi_version = 0, segments_received = 0, segments_continued = 0;
   nlohmann::json prompt_embedding_cache;  // {hits, misses, evictions, bytes}, or null
   int64_t groups_part_generated = 0, actors_declared_dead = 0, rejected_messages = 0;

@@ -19,6 +19,8 @@ json RunState::ToJson() const {
           {"groups_duplicated", groups_duplicated},
           {"groups_filtered", groups_filtered},
           {"stale_dropped", stale_dropped},
+          {"stale_requeued", stale_requeued},
+          {"stale_trained", stale_trained},
           {"samples_multi_version", samples_multi_version},
           {"segments_received", segments_received},
           {"history", history},
@@ -44,6 +46,8 @@ Result<RunState> RunState::FromJson(const json& j, const std::string& where) {
     s.groups_duplicated = j.at("groups_duplicated");
     s.groups_filtered = j.at("groups_filtered");
     s.stale_dropped = j.at("stale_dropped");
+    s.stale_requeued = j.value("stale_requeued", int64_t{0});
+    s.stale_trained = j.value("stale_trained", int64_t{0});
     s.samples_multi_version = j.value("samples_multi_version", int64_t{0});
     s.segments_received = j.value("segments_received", int64_t{0});
     s.history = j.at("history");

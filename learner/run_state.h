@@ -22,6 +22,9 @@ struct RunState {
   uint64_t next_group = 0;  // the next prompt group to add to the ledger
   int64_t tokens_trained = 0;
   int64_t groups_duplicated = 0, groups_filtered = 0, stale_dropped = 0;
+  // Accepted groups past learner.max_off_policy_steps by the time they were to be trained:
+  // dropped and generated again (stale_policy drop), or trained (flag, correct).
+  int64_t stale_requeued = 0, stale_trained = 0;
   // Accepted samples whose tokens came from more than one policy version (weights swapped in
   // while the actor was generating them).
   int64_t samples_multi_version = 0;

@@ -18,6 +18,16 @@ std::set<uint32_t> SegmentAssembler::Expected(uint64_t gid) const {
   return expected;
 }
 
+const wire::Trajectory* SegmentAssembler::Partial(uint64_t gid) const {
+  auto it = partials_.find(gid);
+  return it == partials_.end() ? nullptr : &it->second;
+}
+
+void SegmentAssembler::Discard(uint64_t gid) {
+  partials_.erase(gid);
+  last_actor_.erase(gid);
+}
+
 SegmentIntake SegmentAssembler::Add(const wire::Trajectory& t, const std::string& actor,
                                     wire::Trajectory* assembled) {
   const uint64_t gid = t.prompt_group_id();

@@ -48,6 +48,11 @@ class SegmentAssembler {
   const std::string* LastActor(uint64_t gid) const;
   bool has_last_actors() const { return last_actor_.empty() == false; }
 
+  // The segments so far of a carried group (null for a fresh one).
+  const wire::Trajectory* Partial(uint64_t gid) const;
+  // Forgets a carried group's segments: it is generated again from its prompt.
+  void Discard(uint64_t gid);
+
   size_t groups() const { return partials_.size(); }
   int64_t segments_received() const { return segments_received_; }
   void set_segments_received(int64_t n) { segments_received_ = n; }

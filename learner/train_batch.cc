@@ -38,6 +38,13 @@ AcceptedGroup GroupFromTrajectory(const wire::Trajectory& t, std::vector<int32_t
     sd.tokens.assign(s.completion().token_ids().begin(), s.completion().token_ids().end());
     sd.behaviour_logprobs.assign(s.completion().behaviour_logprobs().begin(),
                                  s.completion().behaviour_logprobs().end());
+    const wire::PolicyVersionRuns& runs = s.completion().policy_versions();
+    int64_t covered = 0;
+    for (int k = 0; k < runs.versions_size() && k < runs.lengths_size(); ++k) {
+      sd.versions.push_back({runs.versions(k), static_cast<int64_t>(runs.lengths(k))});
+      covered += runs.lengths(k);
+    }
+    if (covered != static_cast<int64_t>(sd.tokens.size())) sd.versions.clear();  // unknown
     sd.reward = s.reward();
     for (const auto& [name, score] : s.reward_components()) a.component_means[name] += score / n;
     sd.end = SampleEndOf(s.finish_reason());
@@ -51,6 +58,30 @@ AcceptedGroup GroupFromTrajectory(const wire::Trajectory& t, std::vector<int32_t
   a.mean_length = length / n;
   a.truncated_fraction = truncated / n;
   return a;
+}
+
+size_t CountStale(const std::deque<AcceptedGroup>& buffer, size_t n, int64_t version,
+                  int64_t bound) {
+  size_t k = 0;
+  for (size_t i = 0; i < n && i < buffer.size(); ++i)
+    k += version - buffer[i].behaviour_version > bound ? 1 : 0;
+  return k;
+}
+
+std::vector<AcceptedGroup> TakeStale(std::deque<AcceptedGroup>* buffer, int64_t version,
+                                     int64_t bound) {
+  std::vector<AcceptedGroup> stale;
+  if (CountStale(*buffer, buffer->size(), version, bound) == 0) return stale;
+  std::deque<AcceptedGroup> kept;
+  for (AcceptedGroup& a : *buffer) {
+    if (version - a.behaviour_version > bound) {
+      stale.push_back(std::move(a));
+    } else {
+      kept.push_back(std::move(a));
+    }
+  }
+  *buffer = std::move(kept);
+  return stale;
 }
 
 StepBatch TakeStepBatch(std::deque<AcceptedGroup>* buffer, size_t n, int64_t version,
@@ -147,6 +178,13 @@ json StepHistoryEntry(const StepBatch& b, const StepOutcome& o) {
   if (!b.difficulty.is_null()) h["difficulty"] = b.difficulty;
   if (o.soft_weighting) h["soft_weight_mean"] = b.soft_weight;
   if (o.mastered_token_mask) h["mastered_masked_tokens"] = st.mastered_masked_tokens;
+  if (st.mismatch.stale_tokens() > 0) {
+    // Numerics apart from staleness (docs/ALGORITHMS.md §2.2): the mismatch at equal weights and
+    // each trained token's lag.
+    h["mismatch"] = st.mismatch.ToJson();
+    h["token_staleness_mean"] = st.mismatch.staleness_mean();
+    h["token_staleness_max"] = st.mismatch.staleness_max();
+  }
   if (o.rollout_correction && st.policy.tokens > 0) {
     // Rollout correction (docs/ALGORITHMS.md §2.4): its mean weight and the tokens it dropped.
     h["rollout_weight_mean"] = st.policy.correction_weight_sum / st.policy.tokens;
@@ -177,7 +215,7 @@ StepMetrics StepMetricsOf(const StepBatch& b, const StepOutcome& o) {
   sm.clip_fraction = st.policy.clip_fraction();
   sm.grad_norm = st.grad_norm;
   sm.lr = st.lr;
-  sm.logprob_mismatch = LogprobMismatch(st.policy);
+  sm.mismatch = st.mismatch;
   sm.max_staleness = b.max_staleness;
   sm.token_budget = o.budget;
   sm.entropy_mean = st.policy.entropy_mean();

@@ -84,6 +84,14 @@ struct StepBatch {
   double size() const { return static_cast<double>(groups.size()); }
 };
 
+// Removes from `buffer` (keeping the others' order) and returns, oldest first, the groups whose
+// oldest token lags policy `version` by more than `bound` versions: too stale to train now.
+std::vector<AcceptedGroup> TakeStale(std::deque<AcceptedGroup>* buffer, int64_t version,
+                                     int64_t bound);
+// The groups among the first `n` of `buffer` that lag `version` by more than `bound`.
+size_t CountStale(const std::deque<AcceptedGroup>& buffer, size_t n, int64_t version,
+                  int64_t bound);
+
 // Takes the first `n` groups of `buffer` (REQUIRES: n <= buffer->size()). Each group id goes into
 // `*trained`; one already there counts as duplicated. Staleness is against policy `version`.
 // `difficulty_of(group_id)` names a group's difficulty bucket; an empty function: no buckets.

@@ -38,8 +38,13 @@ IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender
     r.outcome = IntakeOutcome::kWrongSamples;
     return r;
   }
+  // The group's oldest token: of this segment or of the ones carried before it.
   r.oldest_version = OldestPolicyVersion(t, version);
+  if (const wire::Trajectory* carried = segments->Partial(gid))
+    r.oldest_version = std::min(r.oldest_version, OldestPolicyVersion(*carried, version));
   r.verdict = ledger->Complete(t.lease_id(), gid, r.oldest_version, version, finishes);
+  // Dropped as stale: the group starts again from its prompt, its old segments with it.
+  if (r.verdict == Verdict::kDroppedStale) segments->Discard(gid);
   if (!IsAccepted(r.verdict)) {
     r.outcome = IntakeOutcome::kRefused;
     return r;

@@ -27,15 +27,16 @@ enum class IntakeOutcome {
 struct IntakeResult {
   IntakeOutcome outcome = IntakeOutcome::kRefused;
   Verdict verdict = Verdict::kUnknown;  // the ledger's (not for kWrongSamples)
-  int64_t oldest_version = 0;           // OldestPolicyVersion(t, version)
+  int64_t oldest_version = 0;           // of t's tokens and those of the group's carried segments
   size_t samples_received = 0, samples_owed = 0;
   int64_t tokens = 0;      // tokens generated, counted for accepted results
   bool assembled = false;  // kGroup: *assembled is the group (from segments); else `t` itself
 };
 
 // Takes actor `sender`'s result `t` while the learner is at policy `version`: checks its samples
-// against what the lease owed (SegmentAssembler::Expected), lets `ledger` judge it
-// (WorkLedger::Complete, unless kWrongSamples) and gives an accepted one to `segments`
+// against what the lease owed (SegmentAssembler::Expected), lets `ledger` judge it by the oldest
+// token of the whole group so far (WorkLedger::Complete, unless kWrongSamples; a group dropped as
+// stale loses its carried segments too) and gives an accepted one to `segments`
 // (SegmentAssembler::Add, which may fill `*assembled`). Not thread-safe; `ledger` and `segments`
 // are the caller's.
 IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender, int64_t version,

@@ -33,12 +33,9 @@ const char* VerdictName(Verdict v) {
 Result<StalePolicy> ParseStalePolicy(std::string_view name) {
   if (name == "drop") return StalePolicy::kDrop;
   if (name == "flag") return StalePolicy::kFlag;
-  if (name == "correct")
-    return InvalidArgument(
-        "learner.stale_policy = 'correct': importance-sampling correction of stale samples is not "
-        "implemented yet; valid values: drop, flag");
+  if (name == "correct") return StalePolicy::kCorrect;
   return InvalidArgument("learner.stale_policy: unknown value '" + std::string(name) +
-                         "'; valid values: drop, flag");
+                         "'; valid values: drop, flag, correct");
 }
 
 Result<LedgerOptions> LedgerOptionsFromConfig(const Config& c) {
@@ -175,6 +172,18 @@ void WorkLedger::Revoke(uint64_t lease_id, bool expired) {
   ++counters_.reassigned;
 }
 
+Status WorkLedger::Reopen(uint64_t group_id) {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end() || it->second.state != GroupState::kCompleted)
+    return InvalidArgument("group " + std::to_string(group_id) +
+                           " cannot be reopened: it is not a completed group");
+  it->second.state = GroupState::kPending;
+  it->second.attempts = 0;
+  queue_.push_front(group_id);
+  ++counters_.stale_requeued;
+  return Status::Ok();
+}
+
 void WorkLedger::Refuse(uint64_t lease_id) {
   if (leases_.count(lease_id) == 0) return;
   Lease l = Close(lease_id);
@@ -295,6 +304,7 @@ std::string WorkLedger::ToJson() const {
                    {"refused", c.refused},
                    {"stale_dropped", c.stale_dropped},
                    {"stale_flagged", c.stale_flagged},
+                   {"stale_requeued", c.stale_requeued},
                    {"actors_declared_dead", c.actors_declared_dead},
                    {"leases_expired", c.leases_expired},
                    {"segments_continued", c.segments_continued}};
@@ -377,6 +387,7 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
     k.refused = c.value("refused", uint64_t{0});
     k.stale_dropped = c.at("stale_dropped").get<uint64_t>();
     k.stale_flagged = c.at("stale_flagged").get<uint64_t>();
+    k.stale_requeued = c.value("stale_requeued", uint64_t{0});
     k.actors_declared_dead = c.at("actors_declared_dead").get<uint64_t>();
     k.leases_expired = c.at("leases_expired").get<uint64_t>();
     k.segments_continued = c.value("segments_continued", uint64_t{0});

@@ -96,8 +96,8 @@ TEST(CliTest, RefusedValuesExitTwoNamingTheKey) {
   std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--set learner.stale_policy=correct",
-       "learner.stale_policy: 'correct' is refused: importance-sampling correction of stale "
-       "samples is not implemented yet; valid values: drop, flag"},
+       "learner.stale_policy = \"correct\" trains groups past learner.max_off_policy_steps with "
+       "the rollout correction (docs/ALGORITHMS.md §2.4), and none is on"},
       {"--set algorithm.name=sft", "algorithm.name: 'sft' is refused: an SFT-only run"},
       {"--set rollout.compute_entropy=true",
        "rollout.compute_entropy: true is refused: per-token sample entropy is not implemented yet"},

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -518,6 +520,7 @@ options = { target_tokens = 12, max_tokens = 24 }
     EXPECT_NE(ReadText(run + actor).find("bfloat16 weights on cpu"), std::string::npos) << actor;
   const std::vector<json> steps = StepEvents(run);
   ASSERT_EQ(steps.size(), 3u);
+  int measured = 0;
   for (const json& h : steps) {
     EXPECT_TRUE(std::isfinite(h["loss"].get<double>())) << h.dump();
     // bfloat16 actors against the learner's mixed-precision recomputation: rounding, not drift
@@ -526,7 +529,24 @@ options = { target_tokens = 12, max_tokens = 24 }
     std::cout << "step " << h["step"] << " logprob mismatch " << mismatch << "\n";
     EXPECT_GT(mismatch, 0.0) << h.dump();
     EXPECT_LT(mismatch, 0.01) << h.dump();
+    // The same gap at equal weights, apart from staleness (docs/ALGORITHMS.md §2.2): measured on
+    // the tokens the learner's own version sampled, before the update.
+    ASSERT_TRUE(h.contains("mismatch")) << h.dump();
+    const json& x = h["mismatch"];
+    std::cout << "  equal weights: " << x["tokens"] << " tokens, k1 " << x["k1"] << ", k3 "
+              << x["k3"] << ", mean |d| " << x["abs_mean"] << ", max |d| " << x["abs_max"]
+              << ", ratio q01 " << x["ratio_q01"] << " q99 " << x["ratio_q99"] << "\n";
+    if (x["tokens"].get<double>() > 0) {
+      EXPECT_GT(x["abs_mean"].get<double>(), 0.0) << h.dump();
+      EXPECT_LT(x["abs_mean"].get<double>(), 0.01) << h.dump();
+      EXPECT_GT(x["k3"].get<double>(), 0.0) << h.dump();
+      EXPECT_LT(x["k3"].get<double>(), 1e-3) << h.dump();
+      EXPECT_LE(x["ratio_q01"].get<double>(), 1.0);
+      EXPECT_GE(x["ratio_q99"].get<double>(), 1.0);
+      ++measured;
+    }
   }
+  EXPECT_GT(measured, 0) << "no step had a token sampled by the learner's own version";
   const json exported = ReadJson(run + "/export/config.json");
   EXPECT_EQ(exported["torch_dtype"], "float32");
   fs::remove_all(dir);
@@ -583,6 +603,98 @@ options = { target_tokens = 12, max_tokens = 24 }
       << ReadText(refused + ".out");
   EXPECT_NE(ReadText(refused + ".out").find("learner.old_logprobs"), std::string::npos)
       << ReadText(refused + ".out");
+  fs::remove_all(dir);
+}
+
+// `chainrl train` whose learner runs slowly: stopped (SIGSTOP) for 1.2 s of every 1.6 s, so the
+// actors finish their leases while it trains. The exit code, or -1 after `seconds`.
+int TrainWithSlowLearner(const std::string& config, const std::string& run, double seconds,
+                         const std::vector<std::string>& extra) {
+  const pid_t pid = chainrl::testing::StartTrain(config, run, extra);
+  const auto t0 = Clock::now();
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::duration<double>(Clock::now() - t0).count() > seconds) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    pid_t learner = 0;
+    if (fs::exists(run + "/processes.json")) {
+      const json procs = json::parse(ReadText(run + "/processes.json"), nullptr, false);
+      if (procs.is_object() && procs.contains("learner")) learner = procs["learner"].get<pid_t>();
+    }
+    if (learner > 0 && kill(learner, SIGSTOP) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+      kill(learner, SIGCONT);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -2;
+}
+
+// Staleness enforced when trained (docs/ALGORITHMS.md §7.1): with more leases than a step trains
+// (2 actors x 4 credits > 4 groups per step) and a slow learner (stopped most of the time), the
+// actors finish their leases while it trains, and accepted groups wait in the buffer while the
+// policy moves on. The bound is 0 (on-policy): the ledger keeps at most two steps of work
+// outstanding, so without segment rollout this run's groups lag by at most one version, and a
+// bound of 0 is the one they can exceed. With stale_policy "drop" no trained token is older than
+// the learner (read from the per-token versions every step reports): the results that arrived
+// stale were dropped, and the groups that aged past the bound in the buffer were dropped and
+// generated again; with "flag" the same run trains such tokens, counted.
+TEST(TrainAlgosTest, NoTrainedTokenIsOlderThanTheStalenessBound) {
+  const fs::path dir = FreshDir("chainrl_staleness");
+  const std::string config = (dir / "run.toml").string();
+  std::ofstream(config) << TinyRunConfig(dir, "stale", 9, 8, 16, "", R"(max_off_policy_steps = 0
+ppo_epochs = 8
+[metrics]
+progress_interval_seconds = 0
+[[rewards]]
+name = "short"
+kind = "length"
+options = { target_tokens = 8, max_tokens = 16 }
+)");
+  const std::vector<std::string> busy = {"--set", "actors.credits=4"};
+  std::map<std::string, json> summaries;
+  for (const std::string policy : {"drop", "flag"}) {
+    SCOPED_TRACE(policy);
+    const std::string run = (dir / policy).string();
+    std::vector<std::string> extra = busy;
+    extra.insert(extra.end(), {"--set", "learner.stale_policy=\"" + policy + "\""});
+    ASSERT_EQ(TrainWithSlowLearner(config, run, 300, extra), 0) << ReadText(run + ".out");
+    const std::vector<json> steps = StepEvents(run);
+    ASSERT_EQ(steps.size(), 8u);
+    int64_t worst = 0;
+    for (const json& h : steps) {
+      ASSERT_TRUE(h.contains("token_staleness_max")) << h.dump();
+      const int64_t lag = h["token_staleness_max"].get<int64_t>();
+      // The group figure and the per-token one are the same definition.
+      EXPECT_EQ(lag, h["max_staleness"].get<int64_t>()) << h.dump();
+      if (policy == "drop") {
+        EXPECT_EQ(lag, 0) << h.dump();
+      }
+      worst = std::max(worst, lag);
+      std::cout << policy << " step " << h["step"] << ": token lag mean "
+                << h["token_staleness_mean"] << ", max " << lag << ", equal-weight tokens "
+                << h["mismatch"]["tokens"] << "\n";
+    }
+    summaries[policy] = ReadJson(run + "/summary.json");
+    const json& s = summaries[policy];
+    std::cout << policy << ": requeued " << s["groups_stale_requeued"] << ", trained stale "
+              << s["groups_stale_trained"] << ", dropped on arrival " << s["results_dropped_stale"]
+              << "\n";
+    EXPECT_EQ(s["groups_lost"], 0);
+    EXPECT_EQ(s["groups_duplicated"], 0);
+    if (policy == "flag") {
+      EXPECT_GT(worst, 0) << "the run never trained a group past the bound: nothing was tested";
+      EXPECT_GT(s["groups_stale_trained"].get<int64_t>(), 0);
+      EXPECT_EQ(s["groups_stale_requeued"], 0);
+    } else {
+      EXPECT_GT(s["groups_stale_requeued"].get<int64_t>(), 0)
+          << "no buffered group aged past the bound: nothing was dropped";
+      EXPECT_EQ(s["groups_stale_trained"], 0);
+    }
+  }
   fs::remove_all(dir);
 }
 

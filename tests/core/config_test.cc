@@ -316,23 +316,6 @@ std::vector<Bad> BadCases() {
        "algorithm.name",
        "'sft' is refused: an SFT-only run is not implemented; supervised fine-tuning runs as the "
        "warm-up before RL (sft.steps); valid values: grpo, dr_grpo"},
-      {"refused_stale_policy_correct",
-       m + "[learner]\nstale_policy = \"correct\"\n",
-       {},
-       "t.toml",
-       4,
-       16,
-       "learner.stale_policy",
-       "'correct' is refused: importance-sampling correction of stale samples is not implemented "
-       "yet; valid values: drop, flag"},
-      {"override_refused_stale_policy_correct",
-       m,
-       {"learner.stale_policy=correct"},
-       "--set",
-       1,
-       22,
-       "learner.stale_policy",
-       "'correct' is refused: importance-sampling correction"},
       {"refused_compute_entropy",
        m + "[rollout]\ncompute_entropy = true\n",
        {},
@@ -615,7 +598,9 @@ TEST(ConfigTest, KeysNestingTablesTooDeepAreRefusedWithPosition) {
     ASSERT_EQ(issues.size(), 1u) << cfg.status().message();
     EXPECT_EQ(issues[0].file, "deep.toml");
     EXPECT_EQ(issues[0].line, c.line);
-    if (c.column > 0) EXPECT_EQ(issues[0].column, c.column);
+    if (c.column > 0) {
+      EXPECT_EQ(issues[0].column, c.column);
+    }
     EXPECT_NE(issues[0].message.find("keys nest tables deeper than 128 levels"), std::string::npos)
         << issues[0].message;
   }
@@ -710,7 +695,9 @@ TEST(ConfigTest, AlgorithmChoicesAreTheAlgorithmLists) {
 // The reference says which values are refused, next to the valid ones.
 TEST(ConfigTest, DocsNameRefusedValues) {
   const std::string docs = RenderConfigDocs();
-  EXPECT_NE(docs.find("| one of: drop, flag; refused: correct |"), std::string::npos);
+  EXPECT_NE(
+      docs.find("| `learner.stale_policy` | string | `\"drop\"` | one of: drop, flag, correct |"),
+      std::string::npos);
   EXPECT_NE(docs.find("| `rollout.compute_entropy` | boolean | `false` | any; refused: true |"),
             std::string::npos);
   EXPECT_NE(docs.find("campo, cispo, dpo, ipo, simpo, logo; refused: sft |"), std::string::npos);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -116,6 +117,19 @@ class SimulatedRun {
     l.gauge(GaugeId::kGradNorm).Set(1.0 + 0.1 * wave);
     l.gauge(GaugeId::kLearningRate).Set(1e-6);
     l.gauge(GaugeId::kLogprobMismatch).Set(0.004);
+    l.gauge(GaugeId::kTokenStalenessMean).Set(0.6);
+    l.gauge(GaugeId::kMismatchTokens).Set(3000);
+    l.gauge(GaugeId::kMismatchK1).Set(2e-5);
+    l.gauge(GaugeId::kMismatchK3).Set(1e-5);  // steady and below 1e-3: no drift alert
+    l.gauge(GaugeId::kMismatchAbsMax).Set(0.03);
+    for (const char* q : {"0.01", "0.1", "0.5", "0.9", "0.99"})
+      l.gauge(GaugeId::kMismatchRatio, {{"q", q}}).Set(0.99 + 0.005 * std::atof(q));
+    for (const char* b :
+         {"token_is_cap", "token_mask", "sequence_is_cap", "sequence_mask", "geometric_mask"})
+      l.gauge(GaugeId::kMismatchOutside, {{"bound", b}}).Set(0.001);
+    for (const char* stage : {"intake", "training"})
+      for (const char* action : {"dropped", "trained"})
+        l.counter(CounterId::kGroupsStale, {{"stage", stage}, {"action", action}}).Increment(0);
     l.gauge(GaugeId::kStalenessMax).Set(stale.load() ? 9 : 2);
     l.gauge(GaugeId::kStalenessBound).Set(4);
     l.gauge(GaugeId::kQueueDepth, {{"queue", "trajectories"}}).Set(3);

@@ -312,6 +312,13 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   m.groups[1].samples[1].correct = true;
   m.groups[2].prompt_embeddings = torch::randn({2, 8}).to(torch::kBFloat16);
   m.groups[2].placeholder_token_id = 9;
+  m.policy_version = 17;
+  {
+    SampleData& v = m.groups[0].samples[0];
+    const int64_t n = static_cast<int64_t>(v.tokens.size());
+    ASSERT_GE(n, 2);
+    v.versions = {{15, 1}, {17, n - 1}};
+  }
   m.pairs.push_back({{1, 2, 3}, {4, 5}, {{6}, {7, 8, 9}}});
   m.sft.push_back({{10, 11}, {12, 13, 14}});
   const std::string bytes = EncodeRankMessage(m);
@@ -322,6 +329,7 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   EXPECT_EQ(d->sft_step, 30);
   EXPECT_TRUE(d->sft_done);
   EXPECT_EQ(d->resume_dir, m.resume_dir);
+  EXPECT_EQ(d->policy_version, 17);
   ASSERT_EQ(d->groups.size(), m.groups.size());
   for (size_t g = 0; g < m.groups.size(); ++g) {
     EXPECT_EQ(d->groups[g].group_id, m.groups[g].group_id);
@@ -336,6 +344,11 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
       EXPECT_EQ(b.end, a.end);
       EXPECT_EQ(b.correct, a.correct);
       EXPECT_EQ(b.advantage, a.advantage);
+      ASSERT_EQ(b.versions.size(), a.versions.size());
+      for (size_t k = 0; k < a.versions.size(); ++k) {
+        EXPECT_EQ(b.versions[k].version, a.versions[k].version);
+        EXPECT_EQ(b.versions[k].length, a.versions[k].length);
+      }
     }
     EXPECT_EQ(d->groups[g].prompt_embeddings.defined(), m.groups[g].prompt_embeddings.defined());
   }
@@ -360,6 +373,15 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   EXPECT_NE(DecodeRankMessage(kind).status().message().find("unknown kind 99"), std::string::npos);
   EXPECT_NE(DecodeRankMessage(bytes + "xy").status().message().find("2 bytes left over"),
             std::string::npos);
+  // Policy versions that do not cover a sample's tokens are Corrupt, naming the byte.
+  {
+    RankMessage bad = m;
+    bad.groups[0].samples[0].versions = {{15, 1}};  // 1 of n tokens
+    auto b = DecodeRankMessage(EncodeRankMessage(bad));
+    ASSERT_FALSE(b.ok());
+    EXPECT_NE(b.status().message().find("a sample's policy versions at byte"), std::string::npos)
+        << b.status().message();
+  }
   // How a sample ended travels in its flags byte: an impossible value is Corrupt, not a cast.
   RankMessage one;
   one.kind = RankMessageKind::kPolicyStep;
@@ -380,7 +402,7 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
       "rank message: a sample's flags (56) at byte " + std::to_string(flags_at) + " are not valid");
   // A count far beyond what the bytes can hold is refused before anything is allocated.
   std::string huge = EncodeRankMessage(RankMessage{});
-  const size_t groups_at = 4 + 1 + 8 + 8 + 1 + 8;
+  const size_t groups_at = 4 + 1 + 8 + 8 + 1 + 8 + 8;  // after the policy version
   for (size_t i = 0; i < 8; ++i) huge[groups_at + i] = static_cast<char>(0xff);
   EXPECT_EQ(DecodeRankMessage(huge).status().code(), StatusCode::kCorrupt);
 }

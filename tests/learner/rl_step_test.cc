@@ -476,6 +476,96 @@ TEST(RlStepTest, RolloutCorrectionMatchesHandWrittenReference) {
   EXPECT_NE(refused.status().message().find("recompute"), std::string::npos);
 }
 
+// The train/inference mismatch at equal weights (docs/ALGORITHMS.md §2.2) is taken against the
+// policy before the update, on tokens sampled by the learner's version only, through every path:
+// the recomputation ("recompute"), or the first mini-batch's first epoch (the behaviour's logprobs
+// as ℓ_old), whatever the chunks and micro-batches. Staleness counts every token.
+TEST(RlStepTest, MismatchAtEqualWeightsIsTheLearnersBeforeTheUpdate) {
+  auto m = TinyModel(6, /*tied=*/false);
+  const double temperature = 0.8;
+  auto groups = MakeGroups(*m, temperature, kMixedRewards, 0.05, 41);
+  // Group 0's samples: the first 2 tokens from version 3, the rest from 5; the others all 5.
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (SampleData& smp : groups[g].samples) {
+      const int64_t n = static_cast<int64_t>(smp.tokens.size());
+      smp.versions = g == 0 && n > 2 ? std::vector<VersionRun>{{3, 2}, {5, n - 2}}
+                                     : std::vector<VersionRun>{{5, n}};
+    }
+  LearnerRunOptions o;
+  o.policy.set_loss_agg_mode(LossAggMode::kTokenMean);
+  o.policy.rollout_correction.is_cap = 1.02;
+  o.policy.rollout_correction.mask_low = 0.97;
+  o.policy.rollout_correction.mask_high = 1.03;
+  const MismatchBounds bounds{1.02, 0.97, 1.03};
+  // By hand: the model's logprobs now, before any update. `rows` < 0: every row.
+  auto expected = [&](int64_t rows) {
+    PolicyMismatch want;
+    int64_t row = 0;
+    torch::NoGradGuard ng;
+    for (const auto& g : groups)
+      for (const auto& smp : g.samples) {
+        const Tensor lp = SequenceLogprobs(*m, g.prompt, smp.tokens, temperature).contiguous();
+        std::vector<float> l(lp.data_ptr<float>(), lp.data_ptr<float>() + lp.numel());
+        const bool measured = rows < 0 || row < rows;
+        want.AddRow(measured ? l : std::vector<float>(), smp.behaviour_logprobs, smp.versions, 5,
+                    bounds);
+        ++row;
+      }
+    return want;
+  };
+  auto check = [](const PolicyMismatch& got, const PolicyMismatch& want) {
+    EXPECT_EQ(got.tokens(), want.tokens());
+    EXPECT_NEAR(got.k1(), want.k1(), 1e-6);
+    EXPECT_NEAR(got.k3(), want.k3(), 1e-7);
+    EXPECT_NEAR(got.abs_mean(), want.abs_mean(), 1e-6);
+    EXPECT_NEAR(got.abs_max(), want.abs_max(), 1e-5);
+    EXPECT_EQ(got.token_mask(), want.token_mask());
+    EXPECT_EQ(got.sequence_mask(), want.sequence_mask());
+    EXPECT_EQ(got.stale_tokens(), want.stale_tokens());
+    EXPECT_NEAR(got.staleness_mean(), want.staleness_mean(), 1e-12);
+    EXPECT_EQ(got.staleness_max(), 2);
+  };
+  const PolicyMismatch all = expected(-1);
+  ASSERT_GT(all.tokens(), 40);
+  ASSERT_LT(all.tokens(), all.stale_tokens());  // group 0's first tokens are stale
+  ASSERT_GT(all.token_mask(), 0.0);
+  ASSERT_LT(all.token_mask(), 1.0);
+  RlStepOptions s;
+  s.temperature = temperature;
+  s.policy_version = 5;
+  s.ppo_epochs = 2;  // the second epoch's logprobs are after an update: never measured
+  for (const bool recompute : {true, false})
+    for (const Path& p : {kPaths[0], kPaths[4], kPaths[5]}) {
+      SCOPED_TRACE(std::string(p.name) + (recompute ? ", recompute" : ", behaviour"));
+      auto fresh = TinyModel(6, /*tied=*/false);
+      s.recompute_old_logprobs = recompute;
+      s.micro_batch_tokens = p.micro_batch_tokens;
+      auto opt = Optimizer::Create(Named(*fresh), o.optimizer);
+      ASSERT_TRUE(opt.ok());
+      auto r = RunPolicyUpdate(*fresh, **opt, groups, WithPath(o, p), s);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->optimizer_steps, 2);
+      check(r->mismatch, all);
+    }
+  // Two mini-batches with the behaviour's logprobs: the second trains after the first's update, so
+  // only the first's rows (5 of 10) are measured; staleness still counts every row.
+  s.recompute_old_logprobs = false;
+  s.ppo_epochs = 1;
+  s.mini_batches = 2;
+  s.micro_batch_tokens = kHuge;
+  auto fresh = TinyModel(6, /*tied=*/false);
+  auto opt = Optimizer::Create(Named(*fresh), o.optimizer);
+  ASSERT_TRUE(opt.ok());
+  auto r = RunPolicyUpdate(*fresh, **opt, groups, WithPath(o, kPaths[0]), s);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  check(r->mismatch, expected(5));
+  // No version given: nothing measured.
+  s.policy_version = -1;
+  auto none = RunPolicyUpdate(*fresh, **opt, groups, WithPath(o, kPaths[0]), s);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->mismatch.stale_tokens(), 0);
+}
+
 // 3. Groups whose rewards are all equal have zero advantage and contribute nothing: all-uniform
 // batches give exactly zero gradients; a uniform group beside others only changes the token-mean
 // denominator.

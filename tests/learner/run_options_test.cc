@@ -304,6 +304,17 @@ TEST(RunOptionsTest, RolloutCorrectionKeysMapAndNeedTheRecomputedPolicy) {
   EXPECT_FALSE(FromSets({"algorithm.rollout_is_cap=0.5"}).ok());
   EXPECT_FALSE(FromSets({"algorithm.rollout_mask_low=1.5"}).ok());
   EXPECT_FALSE(FromSets({"algorithm.rollout_mask_high=0.5"}).ok());
+  // learner.stale_policy = "correct" trains stale groups with the correction: one must be on.
+  auto uncorrected = FromSets({"learner.old_logprobs=recompute", "learner.stale_policy=correct"});
+  ASSERT_FALSE(uncorrected.ok());
+  EXPECT_NE(uncorrected.status().message().find(
+                "learner.stale_policy = \"correct\" trains groups past "
+                "learner.max_off_policy_steps with the rollout correction"),
+            std::string::npos)
+      << uncorrected.status().message();
+  EXPECT_TRUE(FromSets({"learner.old_logprobs=recompute", "learner.stale_policy=correct",
+                        "algorithm.rollout_is=token"})
+                  .ok());
 }
 
 }  // namespace

@@ -87,6 +87,24 @@ TEST(TrainBatchTest, TrajectoryBecomesItsGroupWithMeans) {
   EXPECT_DOUBLE_EQ(a.component_means.at("math"), 1.5 / 4);
   EXPECT_DOUBLE_EQ(a.component_means.at("format"), 0.5);
   EXPECT_TRUE(a.serialized.empty());
+  // Each token's policy version, as the wire's runs: whole, or unknown when they do not cover.
+  wire::Trajectory v = MakeTrajectory(43, {MakeSample(0, {1, 2, 3}, 1.0, true, wire::FINISH_STOP),
+                                           MakeSample(1, {4, 5}, 0.0, false, wire::FINISH_STOP)});
+  auto* runs = v.mutable_samples(0)->mutable_completion()->mutable_policy_versions();
+  runs->add_versions(2);
+  runs->add_lengths(1);
+  runs->add_versions(3);
+  runs->add_lengths(2);
+  auto* short_runs = v.mutable_samples(1)->mutable_completion()->mutable_policy_versions();
+  short_runs->add_versions(3);
+  short_runs->add_lengths(1);
+  const AcceptedGroup withv = GroupFromTrajectory(v, {100}, 2);
+  ASSERT_EQ(withv.group.samples[0].versions.size(), 2u);
+  EXPECT_EQ(withv.group.samples[0].versions[0].version, 2);
+  EXPECT_EQ(withv.group.samples[0].versions[0].length, 1);
+  EXPECT_EQ(withv.group.samples[0].versions[1].version, 3);
+  EXPECT_EQ(withv.group.samples[0].versions[1].length, 2);
+  EXPECT_TRUE(withv.group.samples[1].versions.empty());
 
   const AcceptedGroup empty = GroupFromTrajectory(MakeTrajectory(1, {}), {}, 0);
   EXPECT_TRUE(empty.group.samples.empty());
@@ -253,10 +271,35 @@ TEST(TrainBatchTest, HistoryEntryAndMetricsCarryTheStepsFigures) {
   EXPECT_DOUBLE_EQ(m.clip_fraction, 0.1);
   EXPECT_EQ(m.grad_norm, 2.0);
   EXPECT_EQ(m.lr, 1e-6);
-  EXPECT_DOUBLE_EQ(m.logprob_mismatch, 0.05);
   EXPECT_EQ(m.max_staleness, 1);
   EXPECT_EQ(m.token_budget, 512);
   EXPECT_DOUBLE_EQ(m.entropy_mean, 0.2);
+}
+
+// Staleness when trained: groups past the bound leave the buffer (the others keep their order);
+// CountStale sees the same groups among the first n.
+TEST(TrainBatchTest, TakeStaleRemovesTheGroupsPastTheBound) {
+  std::deque<AcceptedGroup> buffer;
+  for (int64_t v : {7, 4, 6, 3, 7}) {
+    AcceptedGroup a;
+    a.group.group_id = static_cast<uint64_t>(10 + buffer.size());
+    a.behaviour_version = v;
+    buffer.push_back(std::move(a));
+  }
+  // Learner at 7, bound 2: lags 0, 3, 1, 4, 0.
+  EXPECT_EQ(CountStale(buffer, 2, 7, 2), 1u);
+  EXPECT_EQ(CountStale(buffer, 5, 7, 2), 2u);
+  EXPECT_EQ(CountStale(buffer, 9, 7, 2), 2u);
+  EXPECT_TRUE(TakeStale(&buffer, 7, 4).empty());
+  ASSERT_EQ(buffer.size(), 5u);
+  const std::vector<AcceptedGroup> stale = TakeStale(&buffer, 7, 2);
+  ASSERT_EQ(stale.size(), 2u);
+  EXPECT_EQ(stale[0].group.group_id, 11u);
+  EXPECT_EQ(stale[1].group.group_id, 13u);
+  ASSERT_EQ(buffer.size(), 3u);
+  EXPECT_EQ(buffer[0].group.group_id, 10u);
+  EXPECT_EQ(buffer[1].group.group_id, 12u);
+  EXPECT_EQ(buffer[2].group.group_id, 14u);
 }
 
 TEST(TrainBatchTest, PreferenceHistoryEntryCarriesTheUpdatesFigures) {

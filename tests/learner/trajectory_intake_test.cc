@@ -124,6 +124,43 @@ TEST(TrajectoryIntakeTest, ATooStaleResultIsDropped) {
   EXPECT_EQ(f.ledger.pending(), 1u);  // queued to be generated again
 }
 
+// The bound holds for the whole group, not for the last segment only: a fresh last segment does
+// not hide the stale ones carried before it, and a group dropped for them starts again from its
+// prompt (all its samples owed again, none of its old tokens kept).
+TEST(TrajectoryIntakeTest, StalenessCountsEveryCarriedSegment) {
+  Fixture f;  // bound 2
+  const Lease first = f.LeaseOf(6);
+  const IntakeResult carried = f.Take(Result(6, first.lease_id,
+                                             {MakeSample(0, 2, {3}, wire::FINISH_UNFINISHED),
+                                              MakeSample(1, 2, {3}, wire::FINISH_UNFINISHED)}),
+                                      3);
+  ASSERT_EQ(carried.outcome, IntakeOutcome::kCarried);
+  auto leases = f.ledger.Dispatch("actor", 1);
+  ASSERT_EQ(leases.size(), 1u);
+  // The last segment's tokens are all version 6 (fresh at 6), but the group began at 3.
+  const IntakeResult last =
+      f.Take(Result(6, leases[0].lease_id, {MakeSample(0, 2, {6}), MakeSample(1, 1, {6})}), 6);
+  EXPECT_EQ(last.outcome, IntakeOutcome::kRefused);
+  EXPECT_EQ(last.verdict, Verdict::kDroppedStale);
+  EXPECT_EQ(last.oldest_version, 3);
+  EXPECT_EQ(f.segments.Partial(6), nullptr);
+  EXPECT_EQ(f.segments.Expected(6), (std::set<uint32_t>{0, 1}));
+  EXPECT_EQ(f.ledger.pending(), 1u);
+  // Within the bound, the carried segments' version is the group's oldest too.
+  Fixture g;
+  const Lease a = g.LeaseOf(8);
+  ASSERT_EQ(g.Take(Result(8, a.lease_id,
+                          {MakeSample(0, 2, {4}), MakeSample(1, 2, {4}, wire::FINISH_UNFINISHED)}),
+                   4)
+                .outcome,
+            IntakeOutcome::kCarried);
+  auto b = g.ledger.Dispatch("actor", 1);
+  ASSERT_EQ(b.size(), 1u);
+  const IntakeResult ok = g.Take(Result(8, b[0].lease_id, {MakeSample(1, 1, {6})}), 6);
+  EXPECT_EQ(ok.verdict, Verdict::kAccepted);
+  EXPECT_EQ(ok.oldest_version, 4);
+}
+
 TEST(TrajectoryIntakeTest, SegmentsAreCarriedUntilTheGroupIsWhole) {
   Fixture f;
   const Lease first = f.LeaseOf(5);

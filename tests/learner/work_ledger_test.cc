@@ -180,6 +180,32 @@ TEST(WorkLedgerTest, StalenessDropOrFlag) {
   }
 }
 
+// A completed group found too stale when it was to be trained goes back to the front of the
+// queue and is completed again by its next result; only completed groups can be reopened.
+TEST(WorkLedgerTest, ReopenedGroupIsGeneratedAgainFirst) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  for (uint64_t g : {1, 2, 3}) ASSERT_TRUE(l.AddGroup(g).ok());
+  auto leases = l.Dispatch("a", 1);
+  ASSERT_EQ(leases.size(), 1u);
+  ASSERT_EQ(l.Complete(leases[0].lease_id, 1, 5, 5), Verdict::kAccepted);
+  EXPECT_FALSE(l.Reopen(2).ok());  // pending, not completed
+  EXPECT_FALSE(l.Reopen(99).ok());
+  ASSERT_TRUE(l.Reopen(1).ok());
+  EXPECT_FALSE(l.IsCompleted(1));
+  EXPECT_EQ(l.counters().stale_requeued, 1u);
+  auto again = l.Dispatch("a", 1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].group_id, 1u);  // first in line
+  EXPECT_EQ(again[0].attempt, 1);
+  EXPECT_EQ(l.Complete(again[0].lease_id, 1, 8, 8), Verdict::kAccepted);
+  EXPECT_TRUE(l.IsCompleted(1));
+  // The count survives a checkpoint.
+  auto restored = WorkLedger::FromJson(l.ToJson(), l.options(), &clock);
+  ASSERT_TRUE(restored.ok()) << restored.status().message();
+  EXPECT_EQ(restored->counters().stale_requeued, 1u);
+}
+
 // Segment rollout: an unfinished group's segment is accepted and the group queued again, first
 // in line, under a new lease; only the result that finishes it completes it, once.
 TEST(WorkLedgerTest, SegmentsOfAnUnfinishedGroupAreContinuedUnderNewLeases) {
@@ -489,17 +515,17 @@ TEST(WorkLedgerTest, OptionsFromConfig) {
   ASSERT_EQ(leases.size(), 1u);
   EXPECT_EQ(leases[0].deadline, std::chrono::milliseconds(90'250));
 
-  // "correct" never reaches the ledger: the schema refuses it, and so does the parser.
+  // "correct" trains stale groups with the run's rollout correction (run options check it is on).
   auto correct = parse({"learner.stale_policy=correct"});
-  ASSERT_FALSE(correct.ok());
-  EXPECT_NE(correct.status().message().find("learner.stale_policy: 'correct' is refused: "
-                                            "importance-sampling correction of stale samples is "
-                                            "not implemented yet; valid values: drop, flag"),
-            std::string::npos)
-      << correct.status().message();
-  auto parsed = ParseStalePolicy("correct");
-  ASSERT_FALSE(parsed.ok());
-  EXPECT_NE(parsed.status().message().find("not implemented yet"), std::string::npos);
+  ASSERT_TRUE(correct.ok()) << correct.status().message();
+  auto co = LedgerOptionsFromConfig(*correct);
+  ASSERT_TRUE(co.ok()) << co.status().ToString();
+  EXPECT_EQ(co->stale_policy, StalePolicy::kCorrect);
+  EXPECT_EQ(*ParseStalePolicy("correct"), StalePolicy::kCorrect);
+  auto unknown = ParseStalePolicy("fix");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("valid values: drop, flag, correct"),
+            std::string::npos);
   EXPECT_EQ(*ParseStalePolicy("flag"), StalePolicy::kFlag);
   EXPECT_EQ(*ParseStalePolicy("drop"), StalePolicy::kDrop);
 }
