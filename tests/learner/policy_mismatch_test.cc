@@ -87,7 +87,9 @@ TEST(PolicyMismatchTest, BinsCoverEveryLogRatioInOrder) {
     double lo, hi;
     PolicyMismatch::BinRange(bin, &lo, &hi);
     EXPECT_LE(lo, hi) << bin;
-    if (bin > 0) EXPECT_NEAR(lo, prev_hi, 1e-12 * std::fabs(lo)) << bin;
+    if (bin > 0) {
+      EXPECT_NEAR(lo, prev_hi, 1e-12 * std::fabs(lo)) << bin;
+    }
     prev_hi = hi;
   }
   for (double x : {-50.0, -1.0, -3e-4, -1e-8, 0.0, 2e-8, 1e-7, 4e-3, 0.7, 99.0, 1e5}) {
