@@ -265,13 +265,24 @@ TEST(TrainProcessTest, LeasesAnsweredToADeadLearnerAreHandedOutAgainAfterItsRest
   pid_t pid = StartTrain(cfg, run,
                          {"--set", "run.total_steps=10", "--set", "sft.steps=2", "--set",
                           "actors.credits=3", "--set", "learner.lease_timeout_seconds=1800"});
+  ASSERT_TRUE(WaitForStep(run, 1, 120)) << ReadText(run + ".out");
+  const auto step1 = std::chrono::steady_clock::now();
   ASSERT_TRUE(WaitForStep(run, 5, 120)) << ReadText(run + ".out");
+  const auto killed = std::chrono::steady_clock::now();
   const pid_t learner = ReadJson(run + "/processes.json")["learner"].get<pid_t>();
   ASSERT_EQ(kill(learner, SIGKILL), 0);
   // Far less than a lease deadline: a stall would time out here.
   ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  const auto end = std::chrono::steady_clock::now();
   json s = ReadJson(run + "/summary.json");
   ExpectConsistentSummary(s, 10, 4);
+  // The figure the timing claim rests on (printed, not asserted: machines differ): the rest of
+  // the run, restart included, against the same steps at the pace before the kill.
+  const double pace = std::chrono::duration<double>(killed - step1).count() / 4;
+  const double rest = std::chrono::duration<double>(end - killed).count();
+  std::cout << "after the kill: " << rest << " s for the restart and steps 5-10; at the pace of "
+            << "steps 1-5 (" << pace << " s a step) the 6 steps take " << 6 * pace
+            << " s uninterrupted (ratio " << rest / (6 * pace) << ")\n";
   EXPECT_EQ(s["learner_restarts"], 1);
   EXPECT_EQ(s["actor_restarts"], 0);
   const std::string log = ReadText(run + "/logs/learner.log");
