@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <set>
 
@@ -568,6 +569,25 @@ Status RestoreTorchRng(const nlohmann::json& j) {
 std::string CheckpointRoot(const std::string& configured, const std::string& run_dir) {
   return configured.empty() ? (std::filesystem::path(run_dir) / "checkpoints").string()
                             : configured;
+}
+
+Status CheckCheckpointRoot(const std::string& root) {
+  namespace fs = std::filesystem;
+  const std::string where = "checkpoint.dir: " + root + ": ";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) return InvalidArgument(where + "cannot create the directory: " + ec.message());
+  if (!fs::is_directory(root, ec)) return InvalidArgument(where + "not a directory");
+  const std::string probe =
+      (fs::path(root) / (".write-probe-" + std::to_string(getpid()))).string();
+  {
+    std::ofstream f(probe, std::ios::binary | std::ios::trunc);
+    if (!f) {
+      return InvalidArgument(where + "cannot write a file there: " + std::strerror(errno));
+    }
+  }
+  fs::remove(probe, ec);
+  return Status::Ok();
 }
 
 }  // namespace chainrl::learner

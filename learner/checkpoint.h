@@ -57,6 +57,12 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
 // The checkpoints' root: checkpoint.dir (`configured`), or RUN_DIR/checkpoints when it is empty.
 std::string CheckpointRoot(const std::string& configured, const std::string& run_dir);
 
+// At start-up, so that a run does not learn at its first checkpoint (after its SFT warm-up, say)
+// that it cannot keep any: `root` is created if missing and a file is written to it and removed.
+// InvalidArgument naming checkpoint.dir, the path and why (not a directory, permission denied,
+// read-only file system...).
+Status CheckCheckpointRoot(const std::string& root);
+
 // The complete checkpoints under `root` (directories named step-N holding a manifest.json that
 // parses), oldest first, as (step, directory). Missing root -> empty list.
 Result<std::vector<std::pair<int64_t, std::string>>> ListCheckpoints(const std::string& root);

@@ -588,6 +588,10 @@ Status Learner::Run() {
   log::SetRole("learner");
   PolicyTrainer::SetThreads(base_, dp_ != nullptr);
   CHAINRL_RETURN_IF_ERROR(Setup());
+  // Every run writes a checkpoint (at the latest when it ends): a checkpoint.dir it cannot write
+  // to is an error now, not after the SFT warm-up.
+  CHAINRL_RETURN_IF_ERROR(
+      CheckCheckpointRoot(CheckpointRoot(c().GetString("checkpoint.dir"), process_.run_dir)));
   if (dp_ && run_options().drpo)
     return InvalidArgument(
         "length_shaping.methods 'drpo' scores the whole batch at once: it cannot run with "

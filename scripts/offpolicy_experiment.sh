@@ -18,11 +18,11 @@ CHAINRL=${CHAINRL:-build/bin/chainrl}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-# 1. The base: the quickstart's SFT warm-up (and one RL step), exported.
+# 1. The base: the quickstart's SFT warm-up (and 3 RL steps), exported.
 if [[ ! -f "$OUT/base/summary.json" ]]; then
   rm -rf "$OUT/base"
   "$CHAINRL" train configs/quickstart.toml --run-dir "$OUT/base" \
-    --set run.name=\"offpolicy-base\" --set run.total_steps=1 --set run.eval_every=0 \
+    --set run.name=\"offpolicy-base\" --set run.total_steps=3 --set run.eval_every=0 \
     --set model.path=\""$OUT/base-init"\" --set checkpoint.export_hf=true >"$OUT/base.out" 2>&1
 fi
 BASE="$OUT/base/export"

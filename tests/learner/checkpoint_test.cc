@@ -184,6 +184,28 @@ Result<std::string> SaveTiny(const fs::path& root, int64_t step, int keep,
   return SaveCheckpoint(root.string(), step, *m, *opt, data, keep);
 }
 
+// checkpoint.dir is checked at start-up: created when missing, refused naming the key and the
+// path when it cannot be (a path through a file) or is not a directory.
+TEST(CheckpointTest, RootIsCheckedAtStartUp) {
+  const fs::path dir = TempDir("ckpt_root");
+  const std::string fresh = (dir / "a" / "b").string();
+  ASSERT_TRUE(CheckCheckpointRoot(fresh).ok());
+  EXPECT_TRUE(fs::is_directory(fresh));
+  EXPECT_TRUE(fs::is_empty(fresh)) << "the probe file is removed";
+  std::ofstream(dir / "file") << "x";
+  Status through = CheckCheckpointRoot((dir / "file" / "ckpt").string());
+  ASSERT_FALSE(through.ok());
+  EXPECT_EQ(through.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(through.message().find("checkpoint.dir: " + (dir / "file" / "ckpt").string() +
+                                   ": cannot create the directory"),
+            std::string::npos)
+      << through.message();
+  Status file = CheckCheckpointRoot((dir / "file").string());
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.message().find("checkpoint.dir"), std::string::npos) << file.message();
+  fs::remove_all(dir);
+}
+
 TEST(CheckpointTest, KeepsTheNewestK) {
   const fs::path root = TempDir("keep");
   for (int64_t step : {10, 20, 30, 40}) {
