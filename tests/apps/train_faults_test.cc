@@ -81,21 +81,24 @@ int Count(const std::string& text, const std::string& what) {
   return n;
 }
 
-// checkpoint.dir names a regular file: every checkpoint (and every resume) fails with the same
-// exit code and the run makes no progress between. The launcher restarts the learner once, sees the
-// same death again and stops, naming it, instead of restarting it actors.max_restarts (10) times.
+// The run's export directory is a regular file: the learner trains to the end, then fails to
+// export the policy, with the same exit code every time, and its restart (resumed from its final
+// checkpoint) makes no progress before failing again. The launcher restarts the learner once, sees
+// the same death again and stops, naming it, instead of restarting it actors.max_restarts (10)
+// times. (An unwritable checkpoint.dir, this test's former fault, is now refused at start-up,
+// exit 2.)
 TEST(TrainFaultsTest, LearnerFailingTheSameWayTwiceIsNotRestartedAgain) {
   const std::string dir = Dir("same_death");
-  std::ofstream(dir + "/not-a-dir") << "a file";
-  const std::string cfg =
-      WriteConfig(dir, kTask, "[checkpoint]\nevery = 1\ndir = \"" + dir + "/not-a-dir\"\n");
+  fs::create_directories(dir + "/run");
+  std::ofstream(dir + "/run/export") << "a file";
+  const std::string cfg = WriteConfig(dir, kTask, "[checkpoint]\nexport_hf = true\n");
   auto r = Chainrl("train " + cfg + " --run-dir " + dir + "/run");
   EXPECT_EQ(r.code, 1) << r.out;
   EXPECT_EQ(Count(r.out, "restarting it from its latest checkpoint"), 1) << r.out;
   EXPECT_NE(r.out.find("the learner died the same way twice in a row (exit code 1, at "),
             std::string::npos)
       << r.out;
-  EXPECT_NE(r.out.find("not-a-dir"), std::string::npos) << r.out;  // the cause, from its log
+  EXPECT_NE(r.out.find("run/export"), std::string::npos) << r.out;  // the cause, from its log
   EXPECT_FALSE(fs::exists(dir + "/run/summary.json"));
   fs::remove_all(dir);
 }
