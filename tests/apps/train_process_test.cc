@@ -348,27 +348,11 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
   push.set(zmq::sockopt::linger, 0);
   dealer.connect(ep["work"].get<std::string>());
   push.connect(ep["trajectories"].get<std::string>());
-  std::mt19937 rng(7);
   int sent = 0;
-  for (int i = 0; i < 20; ++i, ++sent) {  // random bytes
-    std::string junk(1 + rng() % 200, '\0');
-    for (auto& ch : junk) ch = static_cast<char>(rng());
-    (i % 2 ? dealer : push).send(zmq::buffer(junk), zmq::send_flags::none);
-  }
-  chainrl::wire::Envelope env = chainrl::wire::MakeEnvelope("intruder");
-  env.mutable_heartbeat()->set_policy_version(1);
-  auto frame = chainrl::wire::EncodeFrame(env);
-  ASSERT_TRUE(frame.ok());
-  std::string wrong_version = *frame;
-  wrong_version[4] = static_cast<char>(wrong_version[4] + 7);  // the u16 schema version
-  dealer.send(zmq::buffer(wrong_version), zmq::send_flags::none);
-  ++sent;
-  std::string truncated_body = frame->substr(0, 8) + std::string(40, '\xff');
-  push.send(zmq::buffer(truncated_body), zmq::send_flags::none);
-  ++sent;
   // A well-formed trajectory whose token id 200000 is inside the wire's limit (2^18) but outside
-  // the policy's vocabulary: refused at the socket, never a crash at the next update. (Sent before
-  // the oversized frame, after which ZeroMQ may drop this connection.)
+  // the policy's vocabulary: refused at the socket, never a crash at the next update. (Sent first:
+  // the learner logs the first 20 rejections only, and ZeroMQ may drop this connection after the
+  // oversized frame.)
   chainrl::wire::Envelope rogue = chainrl::wire::MakeEnvelope("rogue");
   auto* tr = rogue.mutable_trajectory();
   tr->set_prompt_group_id(0);
@@ -386,6 +370,24 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
   auto rogue_frame = chainrl::wire::EncodeFrame(rogue);
   ASSERT_TRUE(rogue_frame.ok());
   push.send(zmq::buffer(*rogue_frame), zmq::send_flags::none);
+  ++sent;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20; ++i, ++sent) {  // random bytes
+    std::string junk(1 + rng() % 200, '\0');
+    for (auto& ch : junk) ch = static_cast<char>(rng());
+    (i % 2 ? dealer : push).send(zmq::buffer(junk), zmq::send_flags::none);
+  }
+  chainrl::wire::Envelope env = chainrl::wire::MakeEnvelope("intruder");
+  env.mutable_heartbeat()->set_policy_version(1);
+  auto frame = chainrl::wire::EncodeFrame(env);
+  ASSERT_TRUE(frame.ok());
+  std::string wrong_version = *frame;
+  wrong_version[4] = static_cast<char>(wrong_version[4] + 7);  // the u16 schema version
+  dealer.send(zmq::buffer(wrong_version), zmq::send_flags::none);
+  ++sent;
+  std::string truncated_body = frame->substr(0, 8) + std::string(40, '\xff');
+  push.send(zmq::buffer(truncated_body), zmq::send_flags::none);
   ++sent;
   std::string huge(300u << 20, 'x');  // beyond the frame limit: refused before parsing
   push.send(zmq::buffer(huge), zmq::send_flags::none);
