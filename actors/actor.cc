@@ -65,8 +65,12 @@ wire::FinishReason ToWire(rollout::FinishReason f) {
 class HeartbeatThread {
  public:
   HeartbeatThread(transport::Context& ctx, std::string endpoint, std::string id,
-                  milliseconds interval)
-      : ctx_(ctx), endpoint_(std::move(endpoint)), id_(std::move(id)), interval_(interval) {
+                  milliseconds interval, transport::CurveKeys curve)
+      : ctx_(ctx),
+        endpoint_(std::move(endpoint)),
+        id_(std::move(id)),
+        interval_(interval),
+        curve_(std::move(curve)) {
     thread_ = std::thread([this] { Run(); });
   }
   ~HeartbeatThread() {
@@ -88,6 +92,7 @@ class HeartbeatThread {
     o.name = id_;
     o.send_timeout = milliseconds(200);
     o.send_hwm = 4;
+    o.curve = curve_;
     auto ch = transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient, endpoint_, o);
     if (!ch.ok()) {
       CHAINRL_LOG(kError) << "heartbeat channel: " << ch.status().message();
@@ -111,6 +116,7 @@ class HeartbeatThread {
   transport::Context& ctx_;
   std::string endpoint_, id_;
   milliseconds interval_;
+  transport::CurveKeys curve_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::mutex mu_;
@@ -258,6 +264,7 @@ class Actor {
 Status Actor::Connect() {
   transport::ChannelOptions o;
   o.name = id_;
+  o.curve = options_.curve;
   work_.reset();
   CHAINRL_ASSIGN_OR_RETURN(work_, transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient,
                                                            options_.endpoints.work, o));
@@ -285,6 +292,7 @@ Status Actor::Connect() {
 Status Actor::ConnectWeights() {
   transport::WeightsClientOptions wo;
   wo.channel.name = id_;
+  wo.channel.curve = options_.curve;
   weights_.reset();
   CHAINRL_ASSIGN_OR_RETURN(weights_,
                            transport::WeightsClient::Connect(ctx_, options_.endpoints.weights, wo));
@@ -609,7 +617,8 @@ Status Actor::Run() {
       static_cast<int64_t>(config_.GetFloat("actors.heartbeat_interval_seconds") * 1000));
   const auto silence_limit = milliseconds(
       static_cast<int64_t>(config_.GetFloat("actors.heartbeat_timeout_seconds") * 3000));
-  heartbeat_ = std::make_unique<HeartbeatThread>(ctx_, options_.endpoints.work, id_, hb_interval);
+  heartbeat_ = std::make_unique<HeartbeatThread>(ctx_, options_.endpoints.work, id_, hb_interval,
+                                                 options_.curve);
   CHAINRL_RETURN_IF_ERROR(Connect());
   CHAINRL_LOG(kInfo) << "connected to " << options_.endpoints.work << "; waiting for weights";
   CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true));

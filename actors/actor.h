@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/config.h"
+#include "core/curve.h"
 #include "core/endpoints.h"
 #include "core/status.h"
 
@@ -17,6 +18,7 @@ struct ActorOptions {
   int64_t index = 0;          // actor number: id "actor-<index>", metrics label actor_id
   LearnerEndpoints endpoints;  // where the learner listens
   std::string run_dir;        // for the metrics address file; may be empty
+  transport::CurveKeys curve;  // CURVE keys for every learner endpoint (security.*); empty: none
 };
 
 // The intra-op (LibTorch) thread count of an actor process: `env_threads` (the value of

@@ -7,6 +7,7 @@
 #include "apps/stop_signal.h"
 #include "core/endpoints.h"
 #include "core/log.h"
+#include "core/security.h"
 
 namespace chainrl::app {
 namespace {
@@ -19,7 +20,9 @@ int RunActorCommand(const std::vector<std::string>& argv) {
          "Run one rollout actor: take prompt groups from the learner at ADDRESS, generate and\n"
          "score their samples, and send the trajectories back. ADDRESS is tcp://HOST:PORT (the\n"
          "learner's learner.bind; PORT+1 and PORT+2 are its trajectory and weights ports),\n"
-         "ipc://PATH, or the learner's RUN_DIR/endpoints.json. Ctrl-C leaves cleanly.");
+         "ipc://PATH, or the learner's RUN_DIR/endpoints.json. HOST is an address, [IPv6] or a\n"
+         "DNS name. Against a learner with keys, set security.actor_secret_key_file and\n"
+         "security.learner_public_key (docs/SECURITY.md). Ctrl-C leaves cleanly.");
   a.Positional("RUN.toml", &path, "the run configuration (the learner's)");
   a.Option("connect", &connect, "the learner's address (default: actors.connect)");
   a.Option("index", &index, "actor number: id actor-N (default 0)");
@@ -36,7 +39,10 @@ int RunActorCommand(const std::vector<std::string>& argv) {
       return ReportError(InvalidArgument("no learner address: pass --connect or set actors.connect"));
     auto endpoints = ResolveLearnerEndpoints(connect);
     if (!endpoints.ok()) return ReportError(endpoints.status());
+    auto curve = transport::ActorSecurityFromConfig(*cfg);
+    if (!curve.ok()) return ReportError(curve.status());
     actors::ActorOptions o;
+    o.curve = *curve;
     o.index = index;
     o.endpoints = *endpoints;
     o.run_dir = run_dir;

@@ -29,6 +29,7 @@
 #include "core/json_file.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/security.h"
 #include "core/stopwatch.h"
 #include "learner/data_parallel.h"
 #include "learner/run_options.h"
@@ -662,6 +663,16 @@ int RunTrain(const std::vector<std::string>& argv) {
       auto dpo = learner::DataParallelOptionsFromConfig(*cfg);
       if (!dpo.ok()) return ReportError(dpo.status());
     }
+    // Keys: a bind beyond loopback without them, a missing or unreadable key file, an actor
+    // without its key pair against a learner with one: exit 2 before anything starts.
+    auto sec = transport::LearnerSecurityFromConfig(*cfg, cfg->GetString("learner.bind"));
+    if (!sec.ok()) return ReportError(sec.status());
+    if (sec->open_beyond_loopback) {
+      CHAINRL_LOG(kWarn) << transport::OpenNetworkWarning(cfg->GetString("learner.bind"));
+    }
+    if (cfg->GetInt("actors.count") > 0)
+      if (auto curve = transport::ActorSecurityFromConfig(*cfg); !curve.ok())
+        return ReportError(curve.status());
     // Offline preference training (the DPO family on prompt/chosen/rejected data): the learner
     // trains alone, so no actors are started and no reward is needed.
     const bool offline = lo->offline_preference;

@@ -30,6 +30,7 @@ constexpr Known kKnown[] = {
     {"export", "export a checkpoint as a Hugging Face model directory"},
     {"bench", "run a benchmark (chainrl bench --help lists them)"},
     {"config", "show a resolved run config, or write the config reference"},
+    {"keys", "make a CURVE key pair for a learner or an actor"},
     {"version", "print the version and the libraries chainrl was built with"},
 };
 

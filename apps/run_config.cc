@@ -22,6 +22,7 @@ ConfigSchema BuildRunConfigSchema() {
   AddLearnerKeys(&s);         // learner: [learner], [algorithm], [length_shaping], [curriculum]
   AddRewardKeys(&s);          // rewards: [rewards_common], [[rewards]]
   AddMetricsKeys(&s);         // core: [metrics]
+  AddSecurityKeys(&s);        // core: [security]
   AddLearnerProcessKeys(&s);  // learner: [checkpoint], [distributed], [sft]
   return s;
 }

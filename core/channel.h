@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/curve.h"
 #include "core/status.h"
 #include "core/wire.h"
 
@@ -22,22 +23,28 @@ class message_t;
 namespace chainrl::transport {
 
 // A parsed endpoint: tcp://HOST:PORT (PORT 0 or * = any free port when binding), ipc://PATH,
-// inproc://NAME.
+// inproc://NAME. HOST is an IPv4 address, an IPv6 address in brackets (tcp://[::1]:5555), a DNS
+// name (tcp://learner.svc:5555) or "*" (every interface, binding only).
 struct Endpoint {
   enum class Kind { kTcp, kIpc, kInproc };
   Kind kind = Kind::kTcp;
-  std::string host;  // tcp: an IPv4 address, "localhost" or "*"
+  std::string host;  // tcp: the address or name, without brackets
   int port = 0;      // tcp: 0 means "any free port" (bind only)
   std::string path;  // ipc: file path; inproc: name
 
-  // The string ZeroMQ understands ("tcp://127.0.0.1:*" for port 0).
+  bool ipv6() const;   // tcp: host is an IPv6 literal
+  bool named() const;  // tcp: host is a DNS name (resolved when bound or connected)
+  // The string ZeroMQ understands ("tcp://127.0.0.1:*" for port 0, brackets around IPv6).
   std::string ToZmq() const;
-  // True for ipc/inproc, and tcp on 127.0.0.0/8 or localhost.
+  // True for ipc/inproc, and tcp on 127.0.0.0/8, ::1 or a name that resolves only to those.
   bool IsLoopback() const;
 };
 // Parses and validates `text`; errors say what is wrong ("tcp://host:port needs a port in
 // [0, 65535], got '99999'").
 Result<Endpoint> ParseEndpoint(std::string_view text);
+// The addresses a DNS name resolves to (numeric, IPv6 without brackets), in resolver order;
+// NotFound naming the host when it does not resolve.
+Result<std::vector<std::string>> ResolveHost(const std::string& host);
 
 // One ZeroMQ context (its I/O threads) shared by every channel of a process. Thread-safe.
 // Must outlive the channels opened on it.
@@ -49,8 +56,16 @@ class Context {
   Context& operator=(const Context&) = delete;
   zmq::context_t& zmq();
 
+  // Admits only the peers in `allowed` to this context's CURVE server sockets (channels and
+  // weights servers opened with server keys, which refuse to open without it). Once, before them.
+  Status AuthorizeCurvePeers(std::vector<AuthorizedKey> allowed);
+  // nullptr until AuthorizeCurvePeers.
+  const CurveAuthenticator* authenticator() const { return auth_.get(); }
+  CurveAuthenticator* authenticator() { return auth_.get(); }
+
  private:
   std::unique_ptr<zmq::context_t> ctx_;
+  std::unique_ptr<CurveAuthenticator> auth_;
 };
 
 // Which end of which pattern a channel is.
@@ -73,10 +88,15 @@ struct ChannelOptions {
   int kernel_buffer_bytes = 0;     // SO_SNDBUF / SO_RCVBUF for tcp/ipc; 0 = the OS default
   bool allow_remote_bind = false;  // binding a non-loopback tcp address needs this set
   bool reply_errors = true;        // work server: answer rejected frames with an ErrorReply
+  // CURVE encryption and authentication; empty: none. A server's peers are the context's
+  // authorized keys, and a message's sender becomes "KEYNAME/SENDER" (KEYNAME: the name of the
+  // key that authenticated the peer): a peer can speak only in its own key's name.
+  CurveKeys curve;
 };
 
 // A message that passed decoding and validation. `peer` is the ZeroMQ routing id for a work
-// server (pass it to SendTo), else empty; `peer_name` is a printable "sender@address".
+// server (pass it to SendTo), else empty; `peer_name` is a printable "sender@address". Behind a
+// CURVE server the envelope's sender is already "KEYNAME/SENDER".
 struct Received {
   std::string peer;
   std::string peer_name;
@@ -126,10 +146,17 @@ class Channel {
 // If `env` is an ErrorReply, the error it carries as a Status naming `peer`; else OK.
 Status IsRefusal(const wire::Envelope& env, std::string_view peer);
 
-// Applies chainrl's socket options (linger, HWMs, timeouts, max message size, buffers) to a
-// socket; shared by channels and weights transfer.
+// Applies chainrl's socket options (linger, HWMs, timeouts, max message size, buffers, IPv6,
+// CURVE keys) to a socket; shared by channels and weights transfer.
 Status ConfigureSocket(zmq::socket_t& socket, const ChannelOptions& options);
+// For a socket with CURVE server keys: Internal unless `ctx` authenticates its peers (a CURVE
+// server without a ZAP handler would admit any client that knows its public key), and watches it
+// for failed handshakes. Nothing for other sockets.
+Status GuardServerSocket(Context& ctx, zmq::socket_t& socket, const ChannelOptions& options,
+                         const std::string& label);
 // Binds or connects `socket` to `endpoint` after validating it; returns the resolved endpoint.
+// A DNS name is resolved (binding: to its first address; connecting: by ZeroMQ, again at each
+// reconnection).
 Result<std::string> BindOrConnect(zmq::socket_t& socket, std::string_view endpoint, bool bind,
                                   bool allow_remote_bind);
 // Reads one multipart message from `socket` without waiting into `parts` (cleared first; empty if

@@ -583,8 +583,9 @@ class ConfigBuilder {
       }
       std::optional<ConfigValue> v;
       if (!parsed_ok || !parsed.contains("v")) {
-        if (spec->type == ValueType::kString &&
-            text.find_first_of("\"'[]{}=\n") == std::string::npos) {
+        // A bare string for a string key: brackets, braces and '=' included (an IPv6 endpoint,
+        // a CURVE key); a stray quote is more likely a quoting mistake than part of the value.
+        if (spec->type == ValueType::kString && text.find_first_of("\"'\n") == std::string::npos) {
           v = ConfigValue(text);
           std::string err = CheckValue(*spec, *v);
           if (!err.empty()) {

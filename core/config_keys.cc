@@ -157,4 +157,31 @@ void AddMetricsKeys(ConfigSchema* schema) {
                     "Interval of the live progress line; 0 disables it."));
 }
 
+void AddSecurityKeys(ConfigSchema* schema) {
+  AddSection(schema, "security",
+             "CURVE encryption and authentication of the learner's endpoints (docs/SECURITY.md). "
+             "Make keys with `chainrl keys NAME`.");
+  auto& k = schema->keys;
+  k.push_back(Str("security.learner_secret_key_file", "",
+                  "The learner's key pair file (NAME.key, mode 0600). Set, every learner endpoint "
+                  "(work, trajectories, weights) speaks CURVE and admits only the keys in "
+                  "security.authorized_keys_file. Required to bind beyond loopback unless "
+                  "security.trusted_network is set."));
+  k.push_back(
+      Str("security.authorized_keys_file", "",
+          "The actors allowed to connect: one `<public key> <name>` line per key (the .pub "
+          "files of `chainrl keys`, concatenated). An actor's identity is its key's name."));
+  k.push_back(Str("security.learner_public_key", "",
+                  "Actors: the learner's public key (its 40 characters, or the path of its .pub "
+                  "file). Empty: taken from security.learner_secret_key_file when the actor can "
+                  "read it (same host), else no CURVE."));
+  k.push_back(Str("security.actor_secret_key_file", "",
+                  "Actors: this actor's key pair file (NAME.key, mode 0600), whose public key is "
+                  "in the learner's authorized keys."));
+  k.push_back(Bool("security.trusted_network", false,
+                   "Allow the learner to bind beyond loopback without keys: anyone who can reach "
+                   "its ports can then pull weights and prompts and submit trajectories. Logged "
+                   "as a warning at start."));
+}
+
 }  // namespace chainrl

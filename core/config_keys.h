@@ -50,5 +50,7 @@ std::string CheckEndpoint(const ConfigValue& v);
 void AddRunKeys(ConfigSchema* schema);
 // [metrics]: the Prometheus metrics every process serves.
 void AddMetricsKeys(ConfigSchema* schema);
+// [security]: CURVE keys of the learner and actors (core/security.h reads them).
+void AddSecurityKeys(ConfigSchema* schema);
 
 }  // namespace chainrl

@@ -92,6 +92,10 @@ std::vector<MetricSpec> BuildCatalogue() {
       C(CI::kMessagesRejected, "chainrl_messages_rejected_total",
         "Messages dropped on receipt (bad schema version, failed checks, stale lease, ...).",
         {reason}),
+      C(CI::kPeersRefused, "chainrl_peers_refused_total",
+        "Connections turned away before any message: a CURVE key not authorized (unknown_key), "
+        "or no CURVE, the wrong learner key, or bytes that are not ZeroMQ (handshake).",
+        {reason}),
       C(CI::kRewardCalls, "chainrl_reward_calls_total", "Reward plugin evaluations started.",
         {plugin}),
       C(CI::kRewardErrors, "chainrl_reward_errors_total",

@@ -25,6 +25,7 @@ enum class CounterId {
   kActorDeaths,         // chainrl_actor_deaths_total{actor_id}
   kActorRestarts,       // chainrl_actor_restarts_total{actor_id}
   kMessagesRejected,    // chainrl_messages_rejected_total{reason}
+  kPeersRefused,        // chainrl_peers_refused_total{reason}
   kRewardCalls,         // chainrl_reward_calls_total{plugin}
   kRewardErrors,        // chainrl_reward_errors_total{plugin}
   kRewardTimeouts,      // chainrl_reward_timeouts_total{plugin}

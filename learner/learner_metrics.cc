@@ -93,6 +93,11 @@ void LearnerMetrics::LoopPassed(const LoopMetrics& m) {
           ->counter(CounterId::kMessagesRejected,
                     {{"reason", wire::RejectReasonName(static_cast<wire::RejectReason>(r))}})
           .Increment(increase(m.rejected[r], seen_.rejected[r]));
+  for (int r = 0; m.curve && r < transport::kPeerRefusalKinds; ++r)
+    registry_
+        ->counter(CounterId::kPeersRefused,
+                  {{"reason", transport::PeerRefusalName(static_cast<transport::PeerRefusal>(r))}})
+        .Increment(increase(m.refused[r], seen_.refused[r]));
   registry_->gauge(GaugeId::kLeasesInFlight).Set(static_cast<double>(m.leases_in_flight));
   registry_->gauge(GaugeId::kActorsAlive).Set(static_cast<double>(m.actors_alive));
   registry_->gauge(GaugeId::kQueueDepth, {{"queue", "trained_groups"}})

@@ -103,6 +103,7 @@ class Learner {
   std::unique_ptr<rewards::RewardPool> rewards_;
   LearnerMetrics metrics_;
   std::unique_ptr<LearnerTransport> transport_;
+  transport::LearnerSecurity security_;  // security.*: the endpoints' keys and allow-list
   ActorTable actors_;
   std::deque<AcceptedGroup> buffer_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
@@ -411,6 +412,9 @@ Status Learner::Pump() {
   m.weights_bytes_sent = transport_->weights_bytes_sent();
   for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r)
     m.rejected[r] = transport_->Rejected(static_cast<wire::RejectReason>(r));
+  m.curve = transport_->curve();
+  for (int r = 0; r < transport::kPeerRefusalKinds; ++r)
+    m.refused[r] = transport_->PeersRefused(static_cast<transport::PeerRefusal>(r));
   metrics_.LoopPassed(m);
   return Status::Ok();
 }
@@ -538,6 +542,9 @@ Status Learner::Finish(bool completed) {
     s.prompt_embedding_cache = EmbeddingCacheJson(prompts_->embeddings()->stats());
   s.groups_part_generated = static_cast<int64_t>(segments_.groups());
   s.rejected_messages = static_cast<int64_t>(transport_ ? transport_->RejectedTotal() : 0);
+  for (int r = 0; transport_ && r < transport::kPeerRefusalKinds; ++r)
+    s.peers_refused +=
+        static_cast<int64_t>(transport_->PeersRefused(static_cast<transport::PeerRefusal>(r)));
   s.data_lines_skipped =
       data_.lines_skipped() + (preference_data_ ? preference_data_->lines_skipped() : 0);
   s.export_dir = export_dir;
@@ -587,6 +594,12 @@ Status Learner::RunOfflinePreference() {
 Status Learner::Run() {
   log::SetRole("learner");
   PolicyTrainer::SetThreads(base_, dp_ != nullptr);
+  // Keys and who may connect, before anything slow: a missing key is exit 2 at once.
+  CHAINRL_ASSIGN_OR_RETURN(
+      security_, transport::LearnerSecurityFromConfig(base_, base_.GetString("learner.bind")));
+  if (security_.open_beyond_loopback) {
+    CHAINRL_LOG(kWarn) << transport::OpenNetworkWarning(base_.GetString("learner.bind"));
+  }
   CHAINRL_RETURN_IF_ERROR(Setup());
   // Every run writes a checkpoint (at the latest when it ends): a checkpoint.dir it cannot write
   // to is an error now, not after the SFT warm-up.
@@ -607,7 +620,7 @@ Status Learner::Run() {
       trainer_->StartFollowers(run_.step, run_.sft_step, run_.sft_done, resumed_from_));
   if (!run_options().offline_preference)  // the endpoints bind now, not after the warm-up
     CHAINRL_RETURN_IF_ERROR(
-        LearnerTransport::Probe(c().GetString("learner.bind"), process_.run_dir));
+        LearnerTransport::Probe(c().GetString("learner.bind"), process_.run_dir, security_));
   if (!run_.sft_done) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
@@ -622,7 +635,7 @@ Status Learner::Run() {
   // id never reaches a batch, nor an actor's lease as a carried segment).
   CHAINRL_ASSIGN_OR_RETURN(
       transport_,
-      LearnerTransport::Open(c().GetString("learner.bind"), process_.run_dir,
+      LearnerTransport::Open(c().GetString("learner.bind"), process_.run_dir, security_,
                              static_cast<uint32_t>(trainer_->model().config().vocab_size)));
   CHAINRL_RETURN_IF_ERROR(PublishWeights());
   const int64_t total = c().GetInt("run.total_steps");

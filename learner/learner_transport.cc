@@ -14,27 +14,32 @@ namespace chainrl::learner {
 
 namespace fs = std::filesystem;
 
-Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(const std::string& bind,
-                                                                 const std::string& run_dir,
-                                                                 uint32_t vocab_size) {
-  CHAINRL_ASSIGN_OR_RETURN(auto t, Bind(bind, run_dir, vocab_size));
+Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Open(
+    const std::string& bind, const std::string& run_dir, const transport::LearnerSecurity& security,
+    uint32_t vocab_size) {
+  CHAINRL_ASSIGN_OR_RETURN(auto t, Bind(bind, run_dir, security, vocab_size));
   CHAINRL_RETURN_IF_ERROR(WriteEndpointsFile((fs::path(run_dir) / "endpoints.json").string(),
                                              t->bound_, static_cast<int>(getpid())));
   CHAINRL_LOG(kInfo) << "serving work on " << t->bound_.work << ", trajectories on "
-                     << t->bound_.trajectories << ", weights on " << t->bound_.weights;
+                     << t->bound_.trajectories << ", weights on " << t->bound_.weights
+                     << (security.keys.enabled()
+                             ? " (CURVE; " + std::to_string(security.allowed.size()) +
+                                   " authorized keys)"
+                             : "");
   return t;
 }
 
-Status LearnerTransport::Probe(const std::string& bind, const std::string& run_dir) {
-  auto t = Bind(bind, run_dir, 0);
+Status LearnerTransport::Probe(const std::string& bind, const std::string& run_dir,
+                               const transport::LearnerSecurity& security) {
+  auto t = Bind(bind, run_dir, security, 0);
   // The user's to mend (another address or port): a configuration error, not restarted.
   if (!t.ok()) return InvalidArgument("learner.bind = \"" + bind + "\": " + t.status().message());
   return Status::Ok();
 }
 
-Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Bind(const std::string& bind,
-                                                                 const std::string& run_dir,
-                                                                 uint32_t vocab_size) {
+Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Bind(
+    const std::string& bind, const std::string& run_dir, const transport::LearnerSecurity& security,
+    uint32_t vocab_size) {
   LearnerEndpoints ep;
   if (bind == "ipc://") {
     const std::string base = "ipc://" + fs::absolute(run_dir).string() + "/learner";
@@ -48,9 +53,11 @@ Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Bind(const std::stri
   co.recv_hwm = 1000;
   co.send_timeout = std::chrono::milliseconds(100);
   if (vocab_size > 0) co.limits.vocab_size = std::min(co.limits.vocab_size, vocab_size);
-  co.allow_remote_bind = bind.rfind("tcp://127.", 0) != 0 &&
-                         bind.rfind("tcp://localhost", 0) != 0 &&
-                         bind.rfind("tcp://", 0) == 0;  // an explicit non-loopback bind is a choice
+  // Beyond loopback only with keys, or on a network the config declares trusted.
+  co.allow_remote_bind = security.keys.enabled() || security.open_beyond_loopback;
+  co.curve = security.keys;
+  if (security.keys.enabled())
+    CHAINRL_RETURN_IF_ERROR(t->ctx_.AuthorizeCurvePeers(security.allowed));
   CHAINRL_ASSIGN_OR_RETURN(
       t->work_,
       transport::Channel::Open(t->ctx_, transport::ChannelKind::kWorkServer, ep.work, co));
@@ -81,6 +88,10 @@ Result<double> LearnerTransport::PublishWeights(model::DecoderModel& model, int6
 uint64_t LearnerTransport::Rejected(wire::RejectReason reason) const {
   return work_->rejects().Get(reason) + traj_->rejects().Get(reason) +
          weights_->rejects().Get(reason);
+}
+
+uint64_t LearnerTransport::PeersRefused(transport::PeerRefusal why) const {
+  return ctx_.authenticator() ? ctx_.authenticator()->refused(why) : 0;
 }
 
 uint64_t LearnerTransport::RejectedTotal() const {

@@ -10,6 +10,7 @@
 
 #include "core/channel.h"
 #include "core/endpoints.h"
+#include "core/security.h"
 #include "core/status.h"
 #include "core/weights_transfer.h"
 #include "core/wire.h"
@@ -24,17 +25,20 @@ class LearnerTransport {
  public:
   // Binds learner.bind's endpoints (`bind`; "ipc://" alone means sockets named learner.* in
   // `run_dir`) and writes RUN_DIR/endpoints.json with the endpoints bound and this process's pid.
-  // Loopback TCP unless the bind names another address explicitly. Messages from peers carrying
-  // a token id outside the policy's vocabulary (`vocab_size`, 0: the wire's own bound) are refused
-  // and counted as invalid before they reach the learner, naming the peer. The transport's
-  // errors.
+  // With `security`'s keys every endpoint speaks CURVE and admits only its authorized keys; a
+  // bind beyond loopback needs keys or security.trusted_network (LearnerSecurityFromConfig).
+  // Messages from peers carrying a token id outside the policy's vocabulary (`vocab_size`, 0: the
+  // wire's own bound) are refused and counted as invalid before they reach the learner, naming
+  // the peer. The transport's errors.
   static Result<std::unique_ptr<LearnerTransport>> Open(const std::string& bind,
                                                         const std::string& run_dir,
+                                                        const transport::LearnerSecurity& security,
                                                         uint32_t vocab_size = 0);
   // Binds the same endpoints and closes them again, writing nothing: a bind that cannot succeed
   // (an address in use or not this host's, a socket path too long) is reported at start-up,
   // before the SFT warm-up, not after it. The error names learner.bind.
-  static Status Probe(const std::string& bind, const std::string& run_dir);
+  static Status Probe(const std::string& bind, const std::string& run_dir,
+                      const transport::LearnerSecurity& security);
 
   transport::Channel& work() { return *work_; }
   transport::Channel& trajectories() { return *traj_; }
@@ -48,11 +52,15 @@ class LearnerTransport {
   // Messages refused on the three endpoints together: for one reason, and for all.
   uint64_t Rejected(wire::RejectReason reason) const;
   uint64_t RejectedTotal() const;
+  // Peers turned away before any message (CURVE: no key, an unknown key); 0 without keys.
+  uint64_t PeersRefused(transport::PeerRefusal why) const;
+  bool curve() const { return ctx_.authenticator() != nullptr; }
 
  private:
   LearnerTransport() = default;
   static Result<std::unique_ptr<LearnerTransport>> Bind(const std::string& bind,
                                                         const std::string& run_dir,
+                                                        const transport::LearnerSecurity& security,
                                                         uint32_t vocab_size);
   transport::Context ctx_{1};
   std::unique_ptr<transport::Channel> work_, traj_;

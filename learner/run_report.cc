@@ -131,6 +131,7 @@ void SummaryFields(Record& s, F&& f) {
   f("groups_part_generated", s.groups_part_generated);
   f("actors_declared_dead", s.actors_declared_dead);
   f("rejected_messages", s.rejected_messages);
+  f("peers_refused", s.peers_refused);
   f("groups_refused", s.groups_refused);
   f("tokens_trained", s.tokens_trained);
   f("data_lines_skipped", s.data_lines_skipped);

@@ -69,6 +69,7 @@ struct RunSummary {
   int64_t samples_multi_version = 0, segments_received = 0, segments_continued = 0;
   nlohmann::json prompt_embedding_cache;  // {hits, misses, evictions, bytes}, or null
   int64_t groups_part_generated = 0, actors_declared_dead = 0, rejected_messages = 0;
+  int64_t peers_refused = 0;  // connections turned away by CURVE authentication
   int64_t tokens_trained = 0;
   int64_t data_lines_skipped = 0;  // malformed JSONL lines skipped (data.on_bad_line = "skip")
   std::optional<double> accuracy_after_sft, mean_length_after_sft;

@@ -42,7 +42,7 @@ IntakeResult TakeTrajectory(const wire::Trajectory& t, const std::string& sender
   r.oldest_version = OldestPolicyVersion(t, version);
   if (const wire::Trajectory* carried = segments->Partial(gid))
     r.oldest_version = std::min(r.oldest_version, OldestPolicyVersion(*carried, version));
-  r.verdict = ledger->Complete(t.lease_id(), gid, r.oldest_version, version, finishes);
+  r.verdict = ledger->Complete(t.lease_id(), gid, r.oldest_version, version, finishes, sender);
   // Dropped as stale: the group starts again from its prompt, its old segments with it.
   if (r.verdict == Verdict::kDroppedStale) segments->Discard(gid);
   if (!IsAccepted(r.verdict)) {

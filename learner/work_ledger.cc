@@ -192,7 +192,7 @@ void WorkLedger::Refuse(uint64_t lease_id) {
 }
 
 Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
-                             int64_t learner_version, bool group_finished) {
+                             int64_t learner_version, bool group_finished, std::string_view actor) {
   auto it = leases_.find(lease_id);
   if (it == leases_.end()) {
     if (lease_id != 0 && lease_id < next_lease_id_) {
@@ -202,13 +202,13 @@ Verdict WorkLedger::Complete(uint64_t lease_id, uint64_t group_id, int64_t behav
     ++counters_.unknown_discarded;
     return Verdict::kUnknown;
   }
-  if (it->second.group_id != group_id) {
+  if (it->second.group_id != group_id || (!actor.empty() && it->second.actor != actor)) {
     ++counters_.unknown_discarded;
     return Verdict::kUnknown;
   }
-  const std::string actor = it->second.actor;
+  const std::string holder = it->second.actor;
   Close(lease_id);
-  if (actors_.count(actor)) Touch(actor);
+  if (actors_.count(holder)) Touch(holder);
   Group& g = groups_.at(group_id);
   const bool stale = learner_version - behaviour_version > options_.max_off_policy_steps;
   if (stale && options_.stale_policy == StalePolicy::kDrop) {

@@ -120,7 +120,7 @@ struct LedgerCounters {
   uint64_t completed = 0;             // groups accepted (each exactly once)
   uint64_t reassigned = 0;            // leases revoked, their groups returned to the queue
   uint64_t duplicates_discarded = 0;  // results for revoked or completed leases
-  uint64_t unknown_discarded = 0;     // results for leases never issued
+  uint64_t unknown_discarded = 0;     // results for leases never issued (to their sender)
   uint64_t lost = 0;                  // groups given up after max_attempts revocations
   uint64_t refused = 0;  // groups whose work cannot be made (a prompt too long for the model)
   uint64_t stale_dropped = 0;
@@ -169,9 +169,12 @@ class WorkLedger {
   // Segment rollout: with `group_finished` false the result is one segment of a group whose
   // samples are not all finished; accepted, the group goes back to the front of the queue to be
   // continued under a new lease (its revocation count starts again: it made progress), and it is
-  // completed by the result that finishes it.
+  // completed by the result that finishes it. With `actor` set, a result from anyone but the
+  // lease's holder is kUnknown (counted as unknown_discarded) and leaves the lease as it was: one
+  // actor cannot complete, or spoil, another's lease.
   Verdict Complete(uint64_t lease_id, uint64_t group_id, int64_t behaviour_version,
-                   int64_t learner_version, bool group_finished = true);
+                   int64_t learner_version, bool group_finished = true,
+                   std::string_view actor = {});
 
   // Declares dead the actors silent for heartbeat_timeout and revokes their leases, and revokes
   // leases past their deadline. Returns the revoked leases. Call it every loop iteration.

@@ -19,6 +19,7 @@ namespace {
 
 using chainrl::testing::Chainrl;
 using chainrl::testing::CmdResult;
+using chainrl::testing::ReadText;
 
 std::string TempDir() {
   auto d = std::filesystem::temp_directory_path() / ("chainrl_cli_" + std::to_string(::getpid()));
@@ -107,6 +108,11 @@ TEST(CliTest, RefusedValuesExitTwoNamingTheKey) {
        "distributed.backend = 'auto' means 'nccl' on run.device = 'cuda'"},
       {"--set distributed.learner_ranks=2 --set distributed.backend=nccl",
        "distributed.backend = 'nccl'"},
+      {"--set learner.bind=tcp://0.0.0.0:5555",
+       "learner.bind = \"tcp://0.0.0.0:5555\" reaches beyond this host, and the learner has no "
+       "keys"},
+      {"--set learner.bind=tcp://[::]:5555", "Set security.learner_secret_key_file"},
+      {"--set security.learner_secret_key_file=/nope.key", "security.authorized_keys_file is not"},
   };
   for (const auto& [sets, message] : cases) {
     CmdResult r = Chainrl("train " + path + " --check " + sets);
@@ -124,6 +130,48 @@ TEST(CliTest, RefusedValuesExitTwoNamingTheKey) {
   EXPECT_NE(rank.out.find("distributed.backend = 'auto' means 'nccl' on run.device = 'cuda:0'"),
             std::string::npos)
       << rank.out;
+  std::filesystem::remove_all(dir);
+}
+
+// `chainrl keys` makes a pair and never overwrites one; a learner bound beyond loopback on a
+// network declared trusted starts with a warning; with keys, the launcher's actors need theirs.
+TEST(CliTest, KeysAndWhatTheLauncherChecks) {
+  std::string dir = TempDir();
+  std::string path = dir + "/run.toml";
+  std::ofstream(path) << "[model]\npath = \"" << dir << "/no-model\"\n"
+                      << "[[rewards]]\nname = \"short\"\nkind = \"length\"\n"
+                      << "options = { target_tokens = 16, max_tokens = 48 }\n";
+  CmdResult made = Chainrl("keys learner --dir " + dir + "/keys");
+  ASSERT_EQ(made.code, 0) << made.out;
+  const std::string pub = ReadText(dir + "/keys/learner.pub");
+  ASSERT_EQ(pub.size(), 40u + 1 + 7 + 1) << pub;  // "<key> learner\n"
+  EXPECT_NE(made.out.find(pub.substr(0, 40)), std::string::npos) << made.out;
+  const std::string secret = ReadText(dir + "/keys/learner.key");
+  CmdResult again = Chainrl("keys learner --dir " + dir + "/keys");
+  EXPECT_NE(again.code, 0);
+  EXPECT_NE(again.out.find("never overwritten"), std::string::npos) << again.out;
+  EXPECT_EQ(ReadText(dir + "/keys/learner.key"), secret);
+  CmdResult trusted = Chainrl("train " + path +
+                              " --check --set learner.bind=tcp://0.0.0.0:5555 --set "
+                              "security.trusted_network=true");
+  EXPECT_EQ(trusted.code, 0) << trusted.out;
+  EXPECT_NE(trusted.out.find("SECURITY: learner.bind = tcp://0.0.0.0:5555 is reachable beyond "
+                             "this host WITHOUT authentication"),
+            std::string::npos)
+      << trusted.out;
+  const std::string keyed =
+      " --check --set learner.bind=tcp://0.0.0.0:5555 --set "
+      "security.learner_secret_key_file=" +
+      dir + "/keys/learner.key --set security.authorized_keys_file=" + dir + "/keys/learner.pub";
+  CmdResult no_actor_key = Chainrl("train " + path + keyed);
+  EXPECT_EQ(no_actor_key.code, 2) << no_actor_key.out;
+  EXPECT_NE(no_actor_key.out.find("set security.actor_secret_key_file"), std::string::npos)
+      << no_actor_key.out;
+  ASSERT_EQ(Chainrl("keys host-a --dir " + dir + "/keys").code, 0);
+  CmdResult ok = Chainrl("train " + path + keyed + " --set security.actor_secret_key_file=" + dir +
+                         "/keys/host-a.key");
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  EXPECT_EQ(ok.out.find("SECURITY:"), std::string::npos) << ok.out;
   std::filesystem::remove_all(dir);
 }
 

@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/endpoints.h"
 #include "core/wire.h"
 #include "tests/apps/train_run.h"
 
@@ -410,6 +411,79 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
     }
   }
   EXPECT_TRUE(switched);
+}
+
+// A run over TCP with CURVE keys: the actors authenticate with their key and train under its name;
+// peers without a key, with a key the learner does not know, or aiming at another learner key are
+// refused before a single message, counted, and receive nothing (no work, no weights).
+TEST(TrainProcessTest, CurveKeysAdmitOnlyAuthorizedActors) {
+  const std::string dir = Dir("curve");
+  for (const char* who : {"learner", "host-a"})
+    ASSERT_EQ(
+        chainrl::testing::Chainrl(std::string("keys ") + who + " --dir " + dir + "/keys").code, 0);
+  auto port = chainrl::PickFreePort();
+  ASSERT_TRUE(port.ok());
+  const std::string bind = "tcp://127.0.0.1:" + std::to_string(*port);
+  const std::string cfg =
+      WriteConfig(dir, "[security]\nlearner_secret_key_file = \"" + dir +
+                           "/keys/learner.key\"\nauthorized_keys_file = \"" + dir +
+                           "/keys/host-a.pub\"\nactor_secret_key_file "
+                           "= \"" +
+                           dir + "/keys/host-a.key\"\n");
+  const std::string run = dir + "/run";
+  pid_t pid = StartTrain(
+      cfg, run,
+      {"--set", "run.total_steps=6", "--set", "sft.steps=2", "--set", "learner.bind=" + bind});
+  ASSERT_TRUE(WaitForStep(run, 1, 120)) << ReadText(run + ".out");
+  const std::string learner_pub = ReadText(dir + "/keys/learner.pub").substr(0, 40);
+  char stranger_pub[41] = {0}, stranger_sec[41] = {0}, other_pub[41] = {0}, other_sec[41] = {0};
+  ASSERT_EQ(zmq_curve_keypair(stranger_pub, stranger_sec), 0);
+  ASSERT_EQ(zmq_curve_keypair(other_pub, other_sec), 0);
+  zmq::context_t ctx;
+  // 0: no key; 1: a key not authorized; 2: a key aimed at another learner key.
+  std::vector<std::unique_ptr<zmq::socket_t>> peers;
+  const std::string work = bind, weights = "tcp://127.0.0.1:" + std::to_string(*port + 2);
+  for (int i = 0; i < 3; ++i)
+    for (const std::string& ep : {work, weights}) {
+      auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+      s->set(zmq::sockopt::linger, 0);
+      if (i > 0) {
+        s->set(zmq::sockopt::curve_serverkey, i == 1 ? learner_pub : std::string(other_pub));
+        s->set(zmq::sockopt::curve_publickey, stranger_pub);
+        s->set(zmq::sockopt::curve_secretkey, stranger_sec);
+      }
+      s->connect(ep);
+      chainrl::wire::Envelope join = chainrl::wire::MakeEnvelope("actor-0");  // an actor's name
+      join.mutable_join()->set_host("intruder");
+      join.mutable_join()->set_max_credits(4);
+      auto frame = chainrl::wire::EncodeFrame(join);
+      ASSERT_TRUE(frame.ok());
+      s->send(zmq::buffer(*frame), zmq::send_flags::dontwait);
+      peers.push_back(std::move(s));
+    }
+  // Nothing comes back to any of them while the run goes on: no lease, no announcement.
+  std::vector<zmq::pollitem_t> items;
+  for (auto& s : peers) items.push_back({static_cast<void*>(*s), 0, ZMQ_POLLIN, 0});
+  const auto t0 = Clock::now();
+  int heard = 0;
+  while (Clock::now() - t0 < std::chrono::seconds(3)) {
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+    for (auto& it : items) heard += (it.revents & ZMQ_POLLIN) ? 1 : 0;
+  }
+  EXPECT_EQ(heard, 0);
+  peers.clear();
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  json s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 6, 4);
+  EXPECT_EQ(s["rejected_messages"], 0) << "no stranger's message reached a socket";
+  EXPECT_GE(s["peers_refused"].get<int64_t>(), 6) << s.dump(1);
+  const std::string log = ReadText(run + "/logs/learner.log");
+  EXPECT_NE(log.find("(CURVE; 1 authorized keys)"), std::string::npos) << log;
+  EXPECT_NE(log.find("host-a/actor-0 joined"), std::string::npos) << log;
+  EXPECT_NE(log.find("host-a/actor-1 joined"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused a peer (unknown_key"), std::string::npos) << log;
+  EXPECT_NE(log.find("refused a peer (handshake"), std::string::npos) << log;
+  EXPECT_EQ(log.find("intruder"), std::string::npos) << "a stranger's join was read";
 }
 
 // configs/quickstart.toml itself, shortened by overrides only: the command README runs.

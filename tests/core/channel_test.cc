@@ -64,7 +64,7 @@ TEST(EndpointTest, ParsesAndExplainsErrors) {
        {Bad{"udp://1.2.3.4:5", "expected tcp://"}, Bad{"tcp://127.0.0.1", "needs a ':PORT'"},
         Bad{"tcp://127.0.0.1:99999", "port in [0, 65535]"},
         Bad{"tcp://127.0.0.1:12ab", "got '12ab'"}, Bad{"tcp://:80", "needs a host"},
-        Bad{"tcp://example.com:80", "is not an IPv4 address"}, Bad{"ipc://", "needs a path"},
+        Bad{"tcp://exa mple.com:80", "is not an IPv4 address"}, Bad{"ipc://", "needs a path"},
         Bad{"", "expected tcp://"}}) {
     auto r = ParseEndpoint(b.text);
     ASSERT_FALSE(r.ok()) << b.text;

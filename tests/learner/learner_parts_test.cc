@@ -115,7 +115,7 @@ TEST(PromptInputsTest, RendersEachExampleOnceAndBuildsSftExamples) {
 
 TEST(LearnerTransportTest, WritesEndpointsPublishesWeightsAndCountsGarbage) {
   const std::string run = TempDir("_transport");
-  auto t = LearnerTransport::Open("ipc://", run);
+  auto t = LearnerTransport::Open("ipc://", run, {});
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   auto ep = ReadEndpointsFile(run + "/endpoints.json");
   ASSERT_TRUE(ep.ok()) << ep.status().ToString();
@@ -167,7 +167,7 @@ TEST(LearnerTransportTest, WritesEndpointsPublishesWeightsAndCountsGarbage) {
 // counted as invalid; the same trajectory inside it arrives.
 TEST(LearnerTransportTest, OutOfVocabularyTokensAreRefusedAtTheSocket) {
   const std::string run = TempDir("_vocab");
-  auto t = LearnerTransport::Open("ipc://", run, 300);
+  auto t = LearnerTransport::Open("ipc://", run, {}, 300);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   transport::Context ctx(1);
   transport::ChannelOptions co;

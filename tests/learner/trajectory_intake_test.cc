@@ -95,6 +95,24 @@ TEST(TrajectoryIntakeTest, AWholeGroupIsAcceptedWithItsTokensAndVersion) {
   EXPECT_EQ(f.segments.segments_received(), 0);
 }
 
+// A result is bound to the lease's holder: another actor (behind CURVE, another key) guessing
+// the lease id completes nothing and the holder's own result is still accepted.
+TEST(TrajectoryIntakeTest, OnlyTheLeasesHolderCompletesIt) {
+  Fixture f;
+  const Lease l = f.LeaseOf(8);
+  const auto result = Result(8, l.lease_id, {MakeSample(0, 3, {4}), MakeSample(1, 2, {5})});
+  const IntakeResult foreign =
+      TakeTrajectory(result, "intruder", 5, &f.ledger, &f.segments, &f.assembled);
+  EXPECT_EQ(foreign.outcome, IntakeOutcome::kRefused);
+  EXPECT_EQ(foreign.verdict, Verdict::kUnknown);
+  EXPECT_EQ(f.ledger.counters().unknown_discarded, 1u);
+  EXPECT_EQ(f.ledger.counters().completed, 0u);
+  EXPECT_TRUE(f.ledger.HoldsLease(l.lease_id, 8));
+  const IntakeResult own = f.Take(result, 5);
+  EXPECT_EQ(own.verdict, Verdict::kAccepted);
+  EXPECT_EQ(f.ledger.counters().completed, 1u);
+}
+
 TEST(TrajectoryIntakeTest, OtherSamplesThanOwedLeaveTheLeaseAlone) {
   Fixture f;
   const Lease l = f.LeaseOf(3);
