@@ -593,7 +593,7 @@ Status Actor::Run() {
   log::SetRole(id_);
   credits_ = static_cast<int>(config_.GetInt("actors.credits"));
   metrics::MetricsOptions metrics_options;
-  metrics_options.set_role("actor").set_actor_id(options_.index);
+  metrics_options.set_role("actor").set_actor_id(options_.index).set_listen("");  // metrics.bind
   if (!options_.run_dir.empty())
     metrics_options.set_address_file(
         (std::filesystem::path(options_.run_dir) / ("metrics-" + id_ + ".addr")).string());
@@ -606,11 +606,27 @@ Status Actor::Run() {
   CHAINRL_ASSIGN_OR_RETURN(auto mo,
                            model::ModelOptionsFromConfig(config_, model::ModelRole::kInference));
   CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, config_));
-  CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir, mo));
+  // The learner publishes the policy before any work: weight files are read when they are here,
+  // and an actor on a host with only the model's config (--fetch-run) starts from its shape.
+  bool has_weights = false;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(model_dir, ec))
+    has_weights = has_weights || e.path().extension() == ".safetensors";
+  if (has_weights) {
+    CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(model_dir, mo));
+  } else {
+    CHAINRL_ASSIGN_OR_RETURN(model_, model::BuildModelFromConfig(model_dir, mo));
+  }
   CHAINRL_LOG(kInfo) << "model " << model_dir << ": " << model::TorchDtypeName(mo.dtype)
                      << " weights on " << mo.device.str();
   model_->eval();
-  CHAINRL_ASSIGN_OR_RETURN(rewards_, rewards::CreateRewardPool(config_));
+  // Reward plugins are the one part of a run each actor host installs itself.
+  auto rewards = rewards::CreateRewardPool(config_);
+  if (!rewards.ok())
+    return rewards.status().WithPrefix(
+        "this actor's rewards (reward plugins are installed on every actor host, at the paths "
+        "the run's [[rewards]] name)");
+  rewards_ = std::move(rewards).value();
   embeddings_ =
       rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
   const auto hb_interval = milliseconds(

@@ -1,7 +1,8 @@
 // `chainrl bench transport`: chainrl's channels against raw ZeroMQ of the same bytes, side by
 // side in one run: trajectory messages/s and MB/s (encode+validate+send+recv+decode+validate vs
 // PUSH/PULL of pre-encoded frames), and publishing weights to N actors (chunked, checksummed,
-// verified) vs raw ZeroMQ loopback bandwidth. The last line is one JSON object.
+// verified) vs raw ZeroMQ loopback bandwidth; each chainrl side also with CURVE (encrypted and
+// authenticated, as across machines). The last line is one JSON object.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "apps/args.h"
 #include "core/channel.h"
 #include "core/crc32c.h"
+#include "core/curve.h"
 #include "core/weights_transfer.h"
 #include "core/wire.h"
 
@@ -66,6 +68,29 @@ class Endpoints {
   int n_ = 0;
 };
 
+// CURVE keys for one side of the bench: a learner pair and one authorized actor pair, or none.
+struct Curve {
+  bool on = false;
+  transport::CurveKeyPair server, client;
+  static Result<Curve> Make(bool on) {
+    Curve k;
+    k.on = on;
+    if (!on) return k;
+    CHAINRL_ASSIGN_OR_RETURN(k.server, transport::MakeCurveKeyPair());
+    CHAINRL_ASSIGN_OR_RETURN(k.client, transport::MakeCurveKeyPair());
+    return k;
+  }
+  // Keys for the server's options and its context's allow-list.
+  Status Serve(Context& ctx, ChannelOptions* o) const {
+    if (!on) return Status::Ok();
+    o->curve = transport::CurveServer(server);
+    return ctx.AuthorizeCurvePeers({{client.public_key, "bench"}});
+  }
+  void Connect(ChannelOptions* o) const {
+    if (on) o->curve = transport::CurveClient(client, server.public_key);
+  }
+};
+
 wire::Envelope MakeTrajectory(const Config& c) {
   std::mt19937_64 rng(1);
   wire::Envelope e = wire::MakeEnvelope("actor-0");
@@ -94,17 +119,20 @@ wire::Envelope MakeTrajectory(const Config& c) {
 
 // Messages/s through chainrl channels: the sender encodes every message, the receiver decodes
 // and validates it.
-Result<double> ChainrlTrajectories(const Config& c, const wire::Envelope& env) {
-  Context ctx;
+Result<double> ChainrlTrajectories(const Config& c, const wire::Envelope& env, const Curve& curve) {
+  Context ctx, source_ctx;  // two contexts: each side's I/O thread, as in two processes
   Endpoints eps(c.transport);
   ChannelOptions o;
   o.send_hwm = o.recv_hwm = static_cast<int>(c.hwm);
   o.send_timeout = 10s;
+  ChannelOptions so = o;
+  CHAINRL_RETURN_IF_ERROR(curve.Serve(ctx, &so));
+  curve.Connect(&o);
   CHAINRL_ASSIGN_OR_RETURN(
-      auto sink, transport::Channel::Open(ctx, ChannelKind::kTrajectorySink, eps.Next(), o));
+      auto sink, transport::Channel::Open(ctx, ChannelKind::kTrajectorySink, eps.Next(), so));
   CHAINRL_ASSIGN_OR_RETURN(
       auto source,
-      transport::Channel::Open(ctx, ChannelKind::kTrajectorySource, sink->endpoint(), o));
+      transport::Channel::Open(source_ctx, ChannelKind::kTrajectorySource, sink->endpoint(), o));
   // Warm up the connection.
   CHAINRL_RETURN_IF_ERROR(source->Send(env));
   CHAINRL_ASSIGN_OR_RETURN(auto first, sink->Receive(10s));
@@ -181,11 +209,12 @@ struct WeightsTiming {
 // Seconds from Publish() until every actor holds a verified copy (each actor has its own context,
 // as separate processes would).
 Result<WeightsTiming> ChainrlWeights(const Config& c, const transport::WeightsBuffer& snapshot,
-                                     int64_t version) {
+                                     int64_t version, const Curve& curve) {
   Context server_ctx;
   Endpoints eps(c.transport);
   transport::WeightsServerOptions so;
   so.chunk_bytes = static_cast<uint32_t>(c.chunk_kb * 1024);
+  CHAINRL_RETURN_IF_ERROR(curve.Serve(server_ctx, &so.channel));
   CHAINRL_ASSIGN_OR_RETURN(auto server,
                            transport::WeightsServer::Start(server_ctx, eps.Next(), so));
   const int n = static_cast<int>(c.actors);
@@ -196,6 +225,7 @@ Result<WeightsTiming> ChainrlWeights(const Config& c, const transport::WeightsBu
     transport::WeightsClientOptions co;
     co.channel.name = "actor-" + std::to_string(i);
     co.chunk_timeout = 30s;
+    curve.Connect(&co.channel);
     CHAINRL_ASSIGN_OR_RETURN(
         auto cl, transport::WeightsClient::Connect(*ctxs.back(), server->endpoint(), co));
     clients.push_back(std::move(cl));
@@ -313,21 +343,31 @@ int RunTransportBench(const std::vector<std::string>& argv) {
         "transport bench over %s: trajectory of %lld samples x %lld tokens = %zu bytes/frame\n",
         c.transport.c_str(), static_cast<long long>(c.samples), static_cast<long long>(c.tokens),
         frame->size());
-    double best_raw = 0, best_chainrl = 0;
+    auto plain = Curve::Make(false), curve = Curve::Make(true);
+    if (!curve.ok()) return ReportError(curve.status());
+    double best_raw = 0, best_chainrl = 0, best_curve = 0;
     for (int64_t r = 0; r < c.repeats; ++r) {
       auto raw = RawTrajectories(c, *frame);
       if (!raw.ok()) return ReportError(raw.status());
-      auto ours = ChainrlTrajectories(c, env);
+      auto ours = ChainrlTrajectories(c, env, *plain);
       if (!ours.ok()) return ReportError(ours.status());
-      std::printf("  run %lld: raw zmq %.0f msg/s (%.0f MB/s), chainrl %.0f msg/s (%.0f MB/s)\n",
-                  static_cast<long long>(r), *raw, *raw * mb, *ours, *ours * mb);
+      auto curved = ChainrlTrajectories(c, env, *curve);
+      if (!curved.ok()) return ReportError(curved.status());
+      std::printf(
+          "  run %lld: raw zmq %.0f msg/s (%.0f MB/s), chainrl %.0f msg/s (%.0f MB/s), chainrl + "
+          "CURVE %.0f msg/s (%.0f MB/s)\n",
+          static_cast<long long>(r), *raw, *raw * mb, *ours, *ours * mb, *curved, *curved * mb);
       best_raw = std::max(best_raw, *raw);
       best_chainrl = std::max(best_chainrl, *ours);
+      best_curve = std::max(best_curve, *curved);
     }
     const double traj_ratio = best_chainrl / best_raw;
+    const double curve_traj_ratio = best_curve / best_chainrl;
     std::printf(
-        "trajectories: raw %.0f msg/s %.0f MB/s | chainrl %.0f msg/s %.0f MB/s | ratio %.3f\n",
-        best_raw, best_raw * mb, best_chainrl, best_chainrl * mb, traj_ratio);
+        "trajectories: raw %.0f msg/s %.0f MB/s | chainrl %.0f msg/s %.0f MB/s | ratio %.3f\n"
+        "trajectories with CURVE: %.0f msg/s %.0f MB/s | CURVE / plain chainrl %.3f\n",
+        best_raw, best_raw * mb, best_chainrl, best_chainrl * mb, traj_ratio, best_curve,
+        best_curve * mb, curve_traj_ratio);
 
     // ---- weights ----
     const size_t bytes = static_cast<size_t>(c.weights_mb) << 20;
@@ -346,12 +386,17 @@ int RunTransportBench(const std::vector<std::string>& argv) {
       std::memcpy(data + i, &x, 8);
     }
     const double delivered = static_cast<double>(bytes) * static_cast<double>(c.actors) / 1e6;
-    double best_raw_s = 1e30, best_chainrl_s = 1e30, best_cold_s = 1e30;
+    double best_raw_s = 1e30, best_chainrl_s = 1e30, best_cold_s = 1e30, best_curve_s = 1e30;
     for (int64_t r = 0; r < c.repeats; ++r) {
       auto raw = RawWeights(c, snapshot);
       if (!raw.ok()) return ReportError(raw.status());
-      auto ours = ChainrlWeights(c, snapshot, r + 1);
+      auto ours = ChainrlWeights(c, snapshot, r + 1, *plain);
       if (!ours.ok()) return ReportError(ours.status());
+      auto curved = ChainrlWeights(c, snapshot, r + 1, *curve);
+      if (!curved.ok()) return ReportError(curved.status());
+      std::printf("  run %lld: chainrl + CURVE %.3f s (%.0f MB/s)\n", static_cast<long long>(r),
+                  curved->steady, delivered / curved->steady);
+      best_curve_s = std::min(best_curve_s, curved->steady);
       std::printf(
           "  run %lld: %lld MiB to %lld actors: raw zmq %.3f s (%.0f MB/s), chainrl %.3f s "
           "(%.0f MB/s; the first publication, into fresh buffers: %.3f s)\n",
@@ -369,6 +414,12 @@ int RunTransportBench(const std::vector<std::string>& argv) {
         "ratio %.3f (crc32c in hardware: %s)\n",
         best_raw_s, delivered / best_raw_s, best_chainrl_s, delivered / best_chainrl_s,
         weights_ratio, crc32c::HardwareAccelerated() ? "yes" : "no");
+    const double curve_weights_ratio = best_chainrl_s / best_curve_s;
+    std::printf(
+        "weights with CURVE: %.3f s %.0f MB/s | CURVE / plain chainrl %.3f (the cost: %.2f ns per "
+        "byte delivered, encryption and authentication in the I/O threads)\n",
+        best_curve_s, delivered / best_curve_s, curve_weights_ratio,
+        (best_curve_s - best_chainrl_s) * 1e9 / (delivered * 1e6));
     nlohmann::json j = {
         {"bench", "transport"},
         {"transport", c.transport},
@@ -389,6 +440,11 @@ int RunTransportBench(const std::vector<std::string>& argv) {
         {"weights_raw_mb_per_s", delivered / best_raw_s},
         {"weights_chainrl_mb_per_s", delivered / best_chainrl_s},
         {"weight_publish_bandwidth_ratio", weights_ratio},
+        {"trajectory_curve_msgs_per_s", best_curve},
+        {"trajectory_curve_ratio", curve_traj_ratio},
+        {"weights_curve_seconds", best_curve_s},
+        {"weights_curve_mb_per_s", delivered / best_curve_s},
+        {"weights_curve_ratio", curve_weights_ratio},
     };
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;

@@ -293,7 +293,13 @@ Result<std::string> BindOrConnect(zmq::socket_t& s, std::string_view text, bool 
   try {
     if (bind) {
       s.bind(z);
-      return s.get(zmq::sockopt::last_endpoint);
+      // A dual-stack socket reports an IPv4 address as ::ffff:a.b.c.d: name it as it was given.
+      std::string bound = s.get(zmq::sockopt::last_endpoint);
+      const std::string mapped = "tcp://[::ffff:";
+      if (bound.rfind(mapped, 0) == 0 && IsIpv4(e.host) && bound.find(']') != std::string::npos)
+        bound = "tcp://" + bound.substr(mapped.size(), bound.find(']') - mapped.size()) +
+                bound.substr(bound.find(']') + 1);
+      return bound;
     }
     s.connect(z);
     return z;

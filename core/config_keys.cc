@@ -151,6 +151,13 @@ void AddMetricsKeys(ConfigSchema* schema) {
                           "HOST:PORT of the launcher's /metrics; port 0 picks a free one. Other "
                           "processes always pick free ports on the same host."),
                       CheckAddress));
+  k.push_back(Checked(Str("metrics.bind", "127.0.0.1:0",
+                          "HOST:PORT where the learner and actor processes serve /metrics: "
+                          "0.0.0.0:0 (or an interface's address) lets Prometheus on another host "
+                          "scrape them; port 0 picks a free one, written to "
+                          "RUN_DIR/metrics-ROLE.addr. /metrics has no authentication "
+                          "(docs/SECURITY.md)."),
+                      CheckAddress));
   k.push_back(Str("metrics.pushgateway", "",
                   "Pushgateway URL to push final metrics to at the end of a run (empty: off)."));
   k.push_back(Float("metrics.progress_interval_seconds", 1.0, 0.0, 3600.0,

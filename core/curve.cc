@@ -340,9 +340,10 @@ Status CurveAuthenticator::Watch(zmq::socket_t& socket, const std::string& label
 void CurveAuthenticator::Refuse(PeerRefusal why, const std::string& detail) {
   const uint64_t n = refused_[static_cast<int>(why)].fetch_add(1) + 1;
   // The first refusals in full, then one in every 1000: a flood cannot flood the log.
-  if (n <= 20 || n % 1000 == 0)
+  if (n <= 20 || n % 1000 == 0) {
     CHAINRL_LOG(kWarn) << "refused a peer (" << PeerRefusalName(why) << ", #" << n
                        << "): " << detail;
+  }
 }
 
 void CurveAuthenticator::Run() {

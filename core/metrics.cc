@@ -308,6 +308,7 @@ Status MetricsRegistry::Push(const std::string& url) const {
 std::unique_ptr<MetricsRegistry> StartProcessMetrics(const Config& config, MetricsOptions options) {
   if (!config.GetBool("metrics.enabled")) return nullptr;
   options.run_id = config.GetString("run.name");
+  if (options.listen.empty()) options.listen = config.GetString("metrics.bind");
   auto m = MetricsRegistry::Create(options);
   if (!m.ok()) {
     CHAINRL_LOG(kWarn) << options.role << " metrics disabled: " << m.status().message();

@@ -41,7 +41,8 @@ struct MetricsOptions {
   std::string role;                 // REQUIRED: "launcher", "learner", "actor", ...
   std::optional<int64_t> actor_id;  // actors only
   // `listen`: host:port for /metrics; port 0 picks a free port. Loopback by default so that a
-  // run never exposes itself to the network unless asked.
+  // run never exposes itself to the network unless asked. Empty: StartProcessMetrics takes
+  // metrics.bind.
   std::string listen = "127.0.0.1:0";
   bool serve = true;  // false: no HTTP endpoint (short jobs that only push)
   // If non-empty, the bound "host:port" is written here (atomically) once serving.

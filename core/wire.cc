@@ -401,6 +401,27 @@ Status Validate(const Envelope& env, const Limits& lim) {
                            std::to_string(env.work_request().credits()) + " is outside [1, " +
                                std::to_string(lim.max_items_per_batch) + "]");
       return Status::Ok();
+    case Envelope::kRunFilesRequest:
+      return Status::Ok();
+    case Envelope::kRunFiles: {
+      const auto& f = env.run_files();
+      CHAINRL_RETURN_IF_ERROR(ValidateText(f.config_toml(), "run_files.config_toml", lim));
+      CHAINRL_WIRE_REQUIRE(f.model_files_size() <= 64, "run_files.model_files",
+                           std::to_string(f.model_files_size()) + " files exceed limit 64");
+      const Path files("run_files");
+      for (int i = 0; i < f.model_files_size(); ++i) {
+        const std::string& name = f.model_files(i).name();
+        const Path item = Idx(files, "model_files", static_cast<size_t>(i));
+        const Path at = item + ".name";
+        CHAINRL_RETURN_IF_ERROR(ValidateName(name, at, lim, true));
+        CHAINRL_WIRE_REQUIRE(
+            name.front() != '.' &&
+                name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOP"
+                                       "QRSTUVWXYZ0123456789._-") == std::string::npos,
+            at, "'" + name + "' is not a plain file name");
+      }
+      return Status::Ok();
+    }
     case Envelope::kError:
       CHAINRL_WIRE_REQUIRE(
           ErrorCode_IsValid(env.error().code()), "error.code",

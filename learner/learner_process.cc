@@ -14,6 +14,7 @@
 #include "core/file_io.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/run_files.h"
 #include "core/stopwatch.h"
 #include "core/wire.h"
 #include "learner/checkpoint.h"
@@ -73,6 +74,7 @@ class Learner {
   Status RunOfflinePreference();
   Status PublishWeights();
   Status Pump();
+  void ServeRunFiles(const transport::Received& msg);
   void HandleTrajectory(const transport::Received& msg);
   Result<AcceptedGroup> MakeAccepted(const wire::Trajectory& t);
   void Dispatch();
@@ -104,6 +106,7 @@ class Learner {
   LearnerMetrics metrics_;
   std::unique_ptr<LearnerTransport> transport_;
   transport::LearnerSecurity security_;  // security.*: the endpoints' keys and allow-list
+  std::optional<wire::Envelope> run_files_;  // the reply to RunFilesRequest, made once
   ActorTable actors_;
   std::deque<AcceptedGroup> buffer_;
   DataParallel* dp_ = nullptr;       // several ranks: the group; else null
@@ -172,7 +175,7 @@ Status Learner::Setup() {
   ledger_ = WorkLedger(ledger_options, &clock_);
   actors_ = ActorTable(c().GetInt("actors.credits"));
   if (auto registry = metrics::StartProcessMetrics(
-          c(), metrics::MetricsOptions().set_role("learner").set_address_file(
+          c(), metrics::MetricsOptions().set_role("learner").set_listen("").set_address_file(
                    (fs::path(process_.run_dir) / "metrics-learner.addr").string()))) {
     metrics_ = LearnerMetrics(std::move(registry));
     metrics_.Started(ledger_options.max_off_policy_steps);
@@ -378,12 +381,38 @@ void Learner::Dispatch() {
       &metrics_);
 }
 
+// An actor on a host without the run's files asked for them (chainrl actor --fetch-run): the
+// config and the model's small files, collected once; an error is told to the actor.
+void Learner::ServeRunFiles(const transport::Received& msg) {
+  if (!run_files_) {
+    wire::Envelope env = wire::MakeEnvelope("learner");
+    auto files = CollectRunFiles(base_, wire::Limits().max_frame_bytes / 2);
+    if (files.ok()) {
+      *env.mutable_run_files() = std::move(files).value();
+    } else {
+      env = wire::MakeError("learner", wire::ERROR_NOT_AVAILABLE, files.status().message());
+    }
+    run_files_ = std::move(env);
+  }
+  Status st = transport_->work().SendTo(msg.peer, *run_files_);
+  CHAINRL_LOG(kInfo) << msg.peer_name << " asked for the run's files: "
+                     << (run_files_->has_run_files()
+                             ? std::to_string(run_files_->run_files().model_files_size()) +
+                                   " model files and the config sent"
+                             : "refused: " + run_files_->error().message())
+                     << (st.ok() ? "" : " (not delivered: " + st.message() + ")");
+}
+
 Status Learner::Pump() {
   // Everything that queued up (e.g. during a training step) is read before leases are expired:
   // an actor that heartbeated meanwhile is alive.
   for (int i = 0; i < 10000; ++i) {
     CHAINRL_ASSIGN_OR_RETURN(auto m, transport_->work().Receive(milliseconds(0)));
     if (!m) break;
+    if (m->envelope.has_run_files_request()) {
+      ServeRunFiles(*m);
+      continue;
+    }
     TakeWorkMessage(m->envelope, m->peer, m->peer_name, &actors_, &ledger_);
   }
   for (int i = 0; i < 64; ++i) {

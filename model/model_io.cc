@@ -126,6 +126,17 @@ std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions&
   return copy;
 }
 
+Result<std::shared_ptr<DecoderModel>> BuildModelFromConfig(const std::string& dir,
+                                                           const ModelOptions& options) {
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  CHAINRL_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(config_path));
+  try {
+    return std::make_shared<DecoderModel>(config, options);
+  } catch (const std::exception& e) {
+    return Internal(config_path + ": cannot build the model: " + e.what());
+  }
+}
+
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
                                                 const ModelOptions& options) {
   const std::string config_path = (fs::path(dir) / "config.json").string();

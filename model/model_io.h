@@ -39,6 +39,11 @@ std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions&
 Result<std::shared_ptr<DecoderModel>> LoadModel(const std::string& dir,
                                                 const ModelOptions& options = {});
 
+// Reads `dir`/config.json only and builds the model with freshly initialised parameters, for a
+// process whose weights come from elsewhere (an actor on a host without the weight files).
+Result<std::shared_ptr<DecoderModel>> BuildModelFromConfig(const std::string& dir,
+                                                           const ModelOptions& options = {});
+
 // InvalidArgument naming `where`, the first parameter holding NaN or infinite values and how many:
 // a policy with them samples nothing its learner can accept (every logprob is NaN), so it is
 // refused when loaded rather than left to stall a run.

@@ -415,26 +415,40 @@ TEST(TrainProcessTest, GarbageFromPeersIsRejectedCountedAndSurvived) {
 
 // A run over TCP with CURVE keys: the actors authenticate with their key and train under its name;
 // peers without a key, with a key the learner does not know, or aiming at another learner key are
-// refused before a single message, counted, and receive nothing (no work, no weights).
+// refused before a single message, counted, and receive nothing (no work, no weights). An actor on
+// a "fresh host" (a directory with nothing of the run) given only the address and its keys fetches
+// the run's config and model files from the learner and generates.
 TEST(TrainProcessTest, CurveKeysAdmitOnlyAuthorizedActors) {
   const std::string dir = Dir("curve");
-  for (const char* who : {"learner", "host-a"})
+  for (const char* who : {"learner", "host-a", "host-b"})
     ASSERT_EQ(
         chainrl::testing::Chainrl(std::string("keys ") + who + " --dir " + dir + "/keys").code, 0);
+  std::ofstream(dir + "/keys/allowed")
+      << ReadText(dir + "/keys/host-a.pub") << ReadText(dir + "/keys/host-b.pub");
   auto port = chainrl::PickFreePort();
   ASSERT_TRUE(port.ok());
   const std::string bind = "tcp://127.0.0.1:" + std::to_string(*port);
+  const std::string keys = dir + "/keys/";
   const std::string cfg =
-      WriteConfig(dir, "[security]\nlearner_secret_key_file = \"" + dir +
-                           "/keys/learner.key\"\nauthorized_keys_file = \"" + dir +
-                           "/keys/host-a.pub\"\nactor_secret_key_file "
-                           "= \"" +
-                           dir + "/keys/host-a.key\"\n");
+      WriteConfig(dir, "[security]\nlearner_secret_key_file = \"" + keys + "learner.key\"\n" +
+                           "authorized_keys_file = \"" + keys + "allowed\"\n" +
+                           "actor_secret_key_file = \"" + keys + "host-a.key\"\n");
   const std::string run = dir + "/run";
   pid_t pid = StartTrain(
       cfg, run,
-      {"--set", "run.total_steps=6", "--set", "sft.steps=2", "--set", "learner.bind=" + bind});
+      {"--set", "run.total_steps=40", "--set", "sft.steps=2", "--set", "learner.bind=" + bind});
   ASSERT_TRUE(WaitForStep(run, 1, 120)) << ReadText(run + ".out");
+  // The fresh host: no config, no model, only its key pair and the learner's public key.
+  const std::string fresh = dir + "/fresh-host";
+  pid_t fresh_pid = fork();
+  if (fresh_pid == 0) {
+    if (std::freopen((fresh + ".out").c_str(), "w", stdout) == nullptr) _exit(127);
+    dup2(1, 2);
+    execl(CHAINRL_BIN, CHAINRL_BIN, "actor", "--connect", bind.c_str(), "--index", "5",
+          "--fetch-run", fresh.c_str(), "--key", (keys + "host-b.key").c_str(), "--learner-key",
+          (keys + "learner.pub").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
   const std::string learner_pub = ReadText(dir + "/keys/learner.pub").substr(0, 40);
   char stranger_pub[41] = {0}, stranger_sec[41] = {0}, other_pub[41] = {0}, other_sec[41] = {0};
   ASSERT_EQ(zmq_curve_keypair(stranger_pub, stranger_sec), 0);
@@ -472,13 +486,28 @@ TEST(TrainProcessTest, CurveKeysAdmitOnlyAuthorizedActors) {
   }
   EXPECT_EQ(heard, 0);
   peers.clear();
+  // The fresh actor joins under its key's name and generates for this run.
+  bool fresh_joined = false;
+  for (auto t = Clock::now(); !fresh_joined && Clock::now() - t < std::chrono::seconds(90);
+       std::this_thread::sleep_for(std::chrono::milliseconds(100)))
+    fresh_joined =
+        ReadText(run + "/logs/learner.log").find("host-b/actor-5 joined") != std::string::npos;
+  EXPECT_TRUE(fresh_joined) << ReadText(fresh + ".out");
   ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  kill(fresh_pid, SIGINT);
+  EXPECT_EQ(WaitFor(fresh_pid, 60), 0) << ReadText(fresh + ".out");
+  const std::string fresh_log = ReadText(fresh + ".out");
+  EXPECT_NE(fresh_log.find("model files written to " + fresh), std::string::npos) << fresh_log;
+  EXPECT_NE(fresh_log.find("loaded; generating"), std::string::npos) << fresh_log;
+  for (const char* f : {"run.toml", "model/config.json", "model/tokenizer.json"})
+    EXPECT_TRUE(fs::exists(fresh + "/" + f)) << f;
+  EXPECT_FALSE(fs::exists(fresh + "/model/model.safetensors"));
   json s = ReadJson(run + "/summary.json");
-  ExpectConsistentSummary(s, 6, 4);
+  ExpectConsistentSummary(s, 40, 4);
   EXPECT_EQ(s["rejected_messages"], 0) << "no stranger's message reached a socket";
   EXPECT_GE(s["peers_refused"].get<int64_t>(), 6) << s.dump(1);
   const std::string log = ReadText(run + "/logs/learner.log");
-  EXPECT_NE(log.find("(CURVE; 1 authorized keys)"), std::string::npos) << log;
+  EXPECT_NE(log.find("(CURVE; 2 authorized keys)"), std::string::npos) << log;
   EXPECT_NE(log.find("host-a/actor-0 joined"), std::string::npos) << log;
   EXPECT_NE(log.find("host-a/actor-1 joined"), std::string::npos) << log;
   EXPECT_NE(log.find("refused a peer (unknown_key"), std::string::npos) << log;

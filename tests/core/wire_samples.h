@@ -138,6 +138,17 @@ inline std::vector<Envelope> AllMessageTypes() {
     r->set_message("no work");
     r->set_schema_version(kSchemaVersion);
   });
+  add([&](Envelope& e) { e.mutable_run_files_request(); });
+  add([&](Envelope& e) {
+    auto* f = e.mutable_run_files();
+    f->set_config_toml("[model]\npath = \"/models/tiny\"\n");
+    auto* c = f->add_model_files();
+    c->set_name("config.json");
+    c->set_data("{\"model_type\": \"qwen2\"}");
+    auto* t = f->add_model_files();
+    t->set_name("tokenizer.json");
+    t->set_data(std::string("\0\xff{}", 4));
+  });
   return out;
 }
 

@@ -22,9 +22,24 @@ std::string Frame(const Envelope& e) {
   return f.ok() ? *f : std::string();
 }
 
+// Run files name plain files only: a peer cannot make an actor write outside its directory.
+TEST(WireTest, RunFilesNamePlainFilesOnly) {
+  for (const char* bad : {"../config.json", "/etc/passwd", ".hidden", "a/b", "", "tok\\x"}) {
+    Envelope e = MakeEnvelope("learner");
+    e.mutable_run_files()->add_model_files()->set_name(bad);
+    Status st = Validate(e, Limits{});
+    ASSERT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("run_files.model_files[0].name"), std::string::npos)
+        << st.message();
+  }
+  Envelope ok = MakeEnvelope("learner");
+  ok.mutable_run_files()->add_model_files()->set_name("tokenizer_config.json");
+  EXPECT_TRUE(Validate(ok, Limits{}).ok());
+}
+
 TEST(WireTest, RoundTripsEveryMessageTypeExactly) {
   auto all = testing::AllMessageTypes();
-  ASSERT_EQ(all.size(), 11u);
+  ASSERT_EQ(all.size(), 13u);
   Decoder d;
   for (const Envelope& e : all) {
     ASSERT_TRUE(Validate(e, Limits{}).ok()) << Validate(e, Limits{}).ToString();
