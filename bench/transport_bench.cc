@@ -45,6 +45,7 @@ struct Config {
   int64_t actors = 2;
   int64_t repeats = 3;
   int64_t hwm = 64;
+  int64_t io_threads = 1;  // the learner side's ZeroMQ I/O threads (CURVE encrypts in them)
 };
 
 class Endpoints {
@@ -120,7 +121,7 @@ wire::Envelope MakeTrajectory(const Config& c) {
 // Messages/s through chainrl channels: the sender encodes every message, the receiver decodes
 // and validates it.
 Result<double> ChainrlTrajectories(const Config& c, const wire::Envelope& env, const Curve& curve) {
-  Context ctx, source_ctx;  // two contexts: each side's I/O thread, as in two processes
+  Context ctx(static_cast<int>(c.io_threads)), source_ctx;  // two sides, as two processes
   Endpoints eps(c.transport);
   ChannelOptions o;
   o.send_hwm = o.recv_hwm = static_cast<int>(c.hwm);
@@ -210,7 +211,7 @@ struct WeightsTiming {
 // as separate processes would).
 Result<WeightsTiming> ChainrlWeights(const Config& c, const transport::WeightsBuffer& snapshot,
                                      int64_t version, const Curve& curve) {
-  Context server_ctx;
+  Context server_ctx(static_cast<int>(c.io_threads));
   Endpoints eps(c.transport);
   transport::WeightsServerOptions so;
   so.chunk_bytes = static_cast<uint32_t>(c.chunk_kb * 1024);
@@ -326,13 +327,16 @@ int RunTransportBench(const std::vector<std::string>& argv) {
       .Option("chunk-kb", &c.chunk_kb, "weights chunk size in KiB (default 4096)")
       .Option("actors", &c.actors, "weights subscribers (default 2)")
       .Option("repeats", &c.repeats, "runs of each side, best kept (default 3)")
-      .Option("hwm", &c.hwm, "trajectory queue high-water mark (default 64)");
+      .Option("hwm", &c.hwm, "trajectory queue high-water mark (default 64)")
+      .Option("io-threads", &c.io_threads,
+              "ZeroMQ I/O threads of the learner side (default 1, as the learner)");
   return ParseAndRun(a, argv, [&]() -> int {
     if (c.transport != "tcp" && c.transport != "ipc")
       return ReportError(
           InvalidArgument("--transport must be tcp or ipc, got '" + c.transport + "'"));
     if (c.messages < 1 || c.samples < 1 || c.tokens < 0 || c.weights_mb < 1 || c.chunk_kb < 1 ||
-        c.chunk_kb > 256 * 1024 || c.actors < 1 || c.repeats < 1 || c.hwm < 1)
+        c.chunk_kb > 256 * 1024 || c.actors < 1 || c.repeats < 1 || c.hwm < 1 || c.io_threads < 1 ||
+        c.io_threads > 64)
       return ReportError(InvalidArgument("every size option must be >= 1 (chunk-kb <= 262144)"));
     // ---- trajectories ----
     const wire::Envelope env = MakeTrajectory(c);

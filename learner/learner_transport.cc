@@ -47,7 +47,7 @@ Result<std::unique_ptr<LearnerTransport>> LearnerTransport::Bind(
   } else {
     CHAINRL_ASSIGN_OR_RETURN(ep, ResolveLearnerEndpoints(bind));
   }
-  auto t = std::unique_ptr<LearnerTransport>(new LearnerTransport());
+  auto t = std::unique_ptr<LearnerTransport>(new LearnerTransport(security.keys.enabled() ? 2 : 1));
   transport::ChannelOptions co;
   co.name = "learner";
   co.recv_hwm = 1000;

@@ -57,12 +57,14 @@ class LearnerTransport {
   bool curve() const { return ctx_.authenticator() != nullptr; }
 
  private:
-  LearnerTransport() = default;
+  // CURVE encrypts and decrypts in ZeroMQ's I/O threads, one connection per thread: with keys the
+  // learner has two, so that two actors' weight fetches are encrypted side by side.
+  explicit LearnerTransport(int io_threads) : ctx_(io_threads) {}
   static Result<std::unique_ptr<LearnerTransport>> Bind(const std::string& bind,
                                                         const std::string& run_dir,
                                                         const transport::LearnerSecurity& security,
                                                         uint32_t vocab_size);
-  transport::Context ctx_{1};
+  transport::Context ctx_;
   std::unique_ptr<transport::Channel> work_, traj_;
   std::unique_ptr<transport::WeightsServer> weights_;
   LearnerEndpoints bound_;

@@ -14,6 +14,8 @@ PACKAGES=(
   prometheus-cpp-dev prometheus prometheus-pushgateway libgloo-dev python3
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev  # the libFuzzer harnesses (scripts/fuzz.sh)
+  slurm-wlm munge  # tests/slurm: a real Slurm cluster runs scripts/slurm/chainrl.sbatch
+  python3-yaml  # tests/deploy: the Kubernetes manifests checked offline
 )
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 
