@@ -317,11 +317,23 @@ Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
   const auto deadline = max_wait == milliseconds::max() ? Clock::time_point::max()
                                                         : Clock::now() + max_wait;
   const int64_t start_version = version_;
+  // A Join that reached no one (sockets the learner bound only to check them at start-up, a
+  // learner restarting) is never answered: while waiting, join again, every 5 s at first and
+  // at most every 60 s.
+  auto rejoin_after = milliseconds(5000);
+  auto last_join = Clock::now();
   while (!stop_ && Clock::now() < deadline) {
     if (wait && version_ != start_version) return Status::Ok();
     CHAINRL_ASSIGN_OR_RETURN(auto announce, weights_->PollAnnounce(milliseconds(wait ? 500 : 0)));
     if (!announce) {
       if (!wait) return Status::Ok();
+      if (Clock::now() - last_join > rejoin_after) {
+        CHAINRL_LOG(kInfo) << "no weights announced for " << rejoin_after.count() / 1000
+                           << " s; joining the weights server again";
+        CHAINRL_RETURN_IF_ERROR(ConnectWeights());
+        last_join = Clock::now();
+        rejoin_after = std::min(rejoin_after * 2, milliseconds(60000));
+      }
       continue;
     }
     auto t0 = Clock::now();
@@ -638,7 +650,7 @@ Status Actor::Run() {
   CHAINRL_RETURN_IF_ERROR(Connect());
   CHAINRL_LOG(kInfo) << "connected to " << options_.endpoints.work << "; waiting for weights";
   CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true));
-  CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
+  if (!stop_) CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
   while (!stop_) {
     CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));
     const int want = credits_ - static_cast<int>(items_.size()) - outstanding_;

@@ -343,8 +343,7 @@ Result<std::unique_ptr<Channel>> Channel::Open(Context& ctx, ChannelKind kind,
     return IoError(std::string("creating a ") + ChannelKindName(kind) + " socket: " + e.what());
   }
   CHAINRL_RETURN_IF_ERROR(ConfigureSocket(*s, options));
-  CHAINRL_RETURN_IF_ERROR(GuardServerSocket(
-      ctx, *s, options, std::string(ChannelKindName(kind)) + " " + std::string(endpoint)));
+  CHAINRL_RETURN_IF_ERROR(GuardServerSocket(ctx, *s, options, ChannelKindName(kind)));
   auto resolved = BindOrConnect(*s, endpoint, Binds(kind), options.allow_remote_bind);
   if (!resolved.ok())
     return resolved.status().WithPrefix(std::string(ChannelKindName(kind)) + " " + options.name);

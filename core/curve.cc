@@ -428,8 +428,9 @@ void CurveAuthenticator::Run() {
         uint32_t value = 0;
         std::memcpy(&id, event.data(), 2);
         std::memcpy(&value, static_cast<const char*>(event.data()) + 2, 4);
+        // The event names the listening socket's endpoint; ZeroMQ does not tell the peer's.
         Refuse(PeerRefusal::kHandshake,
-               "failed handshake on " + monitors[i - 1].label + " from " + MessageText(where) +
+               "a failed handshake on the " + monitors[i - 1].label + " at " + MessageText(where) +
                    (id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
                         ? " (protocol error " + std::to_string(value) +
                               ": no CURVE, the wrong server key, or not ZeroMQ)"

@@ -119,8 +119,8 @@ Result<std::unique_ptr<WeightsServer>> WeightsServer::Start(Context& ctx, std::s
     return IoError(std::string("weights server: creating socket: ") + e.what());
   }
   CHAINRL_RETURN_IF_ERROR(ConfigureSocket(*s->socket_, s->options_.channel));
-  CHAINRL_RETURN_IF_ERROR(GuardServerSocket(ctx, *s->socket_, s->options_.channel,
-                                            "weights server " + std::string(endpoint)));
+  CHAINRL_RETURN_IF_ERROR(
+      GuardServerSocket(ctx, *s->socket_, s->options_.channel, "weights server"));
   auto ep =
       BindOrConnect(*s->socket_, endpoint, /*bind=*/true, s->options_.channel.allow_remote_bind);
   if (!ep.ok()) return ep.status().WithPrefix("weights server");

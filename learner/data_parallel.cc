@@ -140,10 +140,16 @@ Result<std::unique_ptr<DataParallel>> DataParallel::Join(const RankInfo& who,
         c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, who.rank, who.world_size, go);
   } catch (const std::exception& e) {
     const std::string what = FirstLine(e);
-    return DeadlineExceeded("data parallelism: rank " + std::to_string(who.rank) + " of " +
-                            std::to_string(who.world_size) + " could not form the group at " +
-                            where + " within " + std::to_string(options.timeout_seconds) +
-                            " s: " + what);
+    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+    const bool hint = (ifname == nullptr || *ifname == '\0') && !Loopback(who.master_addr);
+    return DeadlineExceeded(
+        "data parallelism: rank " + std::to_string(who.rank) + " of " +
+        std::to_string(who.world_size) + " could not form the group at " + where + " within " +
+        std::to_string(options.timeout_seconds) + " s: " + what +
+        (hint ? " (each rank offers Gloo the address its host name resolves to: where that is "
+                "loopback or unreachable from the other ranks, set GLOO_SOCKET_IFNAME to the "
+                "network interface the ranks share, e.g. eth0)"
+              : ""));
   }
   return std::unique_ptr<DataParallel>(new DataParallel(who, std::move(impl)));
 }
