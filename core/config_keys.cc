@@ -152,7 +152,7 @@ void AddMetricsKeys(ConfigSchema* schema) {
                           "processes always pick free ports on the same host."),
                       CheckAddress));
   k.push_back(Checked(Str("metrics.bind", "127.0.0.1:0",
-                          "HOST:PORT where the learner and actor processes serve /metrics: "
+                          "HOST:PORT where every learner rank and actor serves /metrics: "
                           "0.0.0.0:0 (or an interface's address) lets Prometheus on another host "
                           "scrape them; port 0 picks a free one, written to "
                           "RUN_DIR/metrics-ROLE.addr. /metrics has no authentication "

@@ -208,10 +208,15 @@ ROWS = [
                        "sent {{channel}}"),
                       (f"sum by (channel) ({rate('chainrl_received_bytes_total')})",
                        "received {{channel}}")]),
-        dict(type="timeseries", title="Rejected messages", w=8, h=8, unit="none",
-             desc="Messages dropped on receipt per second, by reason.",
+        dict(type="timeseries", title="Rejected messages and refused peers", w=8, h=8,
+             unit="none",
+             desc="Messages dropped on receipt per second, by reason; and connections turned "
+                  "away by CURVE authentication before any message (unknown_key: a key not "
+                  "authorized; handshake: no CURVE, the wrong learner key, or not ZeroMQ).",
              targets=[(f"sum by (reason) ({rate('chainrl_messages_rejected_total')})",
-                       "{{reason}}")]),
+                       "{{reason}}"),
+                      (f"sum by (reason) ({rate('chainrl_peers_refused_total')})",
+                       "refused peer: {{reason}}")]),
     ]),
     ("Reliability", [
         dict(type="timeseries", title="Targets up", w=8, h=8, unit="none",

@@ -724,7 +724,11 @@ Status RunLearner(const Config& config, const LearnerProcessOptions& options,
   PolicyTrainer::SetThreads(config, true);
   CHAINRL_ASSIGN_OR_RETURN(auto trainer, PolicyTrainer::Create(config, dp.get()));
   CHAINRL_RETURN_IF_ERROR(trainer->LoadPolicy());
-  return trainer->Follow();
+  // Its own /metrics at metrics.bind (it has no run directory: the address is in its log).
+  auto registry = metrics::StartProcessMetrics(
+      config,
+      metrics::MetricsOptions().set_role("learner-rank" + std::to_string(who.rank)).set_listen(""));
+  return trainer->Follow(registry.get());
 }
 
 }  // namespace chainrl::learner

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "core/log.h"
+#include "core/metrics.h"
 #include "learner/rank_messages.h"
 #include "model/model_io.h"
 
@@ -241,15 +242,26 @@ Result<bool> PolicyTrainer::ParametersAgree() {
   return learner::ParametersAgree(*dp_, model_->parameters());
 }
 
-Status PolicyTrainer::Follow() {
+Status PolicyTrainer::Follow(metrics::MetricsRegistry* metrics) {
   const int rank = dp_->rank();
   CHAINRL_LOG(kInfo) << "data parallel: rank " << rank << " of " << dp_->world_size()
                      << ", following rank 0";
   int64_t updates = 0;
   bool sft_done = false;
   while (true) {
+    std::optional<metrics::PhaseTimer> waiting;
+    if (metrics) waiting.emplace(*metrics, metrics::kPhaseWaiting);
     CHAINRL_ASSIGN_OR_RETURN(std::string bytes, dp_->Receive());
+    waiting.reset();
     CHAINRL_ASSIGN_OR_RETURN(RankMessage m, DecodeRankMessage(bytes));
+    std::optional<metrics::PhaseTimer> training;
+    if (metrics) {
+      training.emplace(*metrics, metrics::kPhaseTraining);
+      metrics->gauge(metrics::GaugeId::kResidentMemory)
+          .Set(static_cast<double>(metrics::ResidentMemoryBytes()));
+      if (m.kind == RankMessageKind::kPolicyStep)
+        metrics->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(m.policy_version));
+    }
     switch (m.kind) {
       case RankMessageKind::kStart:
         sft_done = m.sft_done;

@@ -23,6 +23,10 @@
 #include "learner/run_options.h"
 #include "model/decoder.h"
 
+namespace chainrl::metrics {
+class MetricsRegistry;
+}
+
 namespace chainrl::learner {
 
 class PolicyTrainer {
@@ -100,8 +104,10 @@ class PolicyTrainer {
   // Ranks other than 0: the model and optimiser rank 0 holds, taking every update with it on the
   // shard rank 0 sends, until rank 0 says stop (Internal when the ranks' parameters then differ)
   // or has gone (IoError naming it). Followers read no data, talk to no actor and write nothing;
-  // they wait for rank 0 as long as it takes (it may wait for rollouts).
-  Status Follow();
+  // they wait for rank 0 as long as it takes (it may wait for rollouts). With `metrics`, the rank
+  // exports its seconds waiting and training (chainrl_phase_seconds_total), its resident memory
+  // and the policy version it holds.
+  Status Follow(metrics::MetricsRegistry* metrics = nullptr);
 
  private:
   PolicyTrainer(const Config& base, DataParallel* dp) : base_(base), c_(base), dp_(dp) {}

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/log.h"
 
 namespace chainrl::learner {
 
@@ -64,6 +65,10 @@ Status WorkLedger::AddGroup(uint64_t group_id) {
 }
 
 void WorkLedger::Touch(const std::string& actor) {
+  const auto known = actors_.find(actor);
+  if (known != actors_.end() && !known->second.alive) {
+    CHAINRL_LOG(kInfo) << actor << " is heard from again after being declared dead";
+  }
   Actor& a = actors_[actor];
   a.last_seen = clock_->Now();
   a.alive = true;
@@ -242,6 +247,10 @@ std::vector<Lease> WorkLedger::Expire() {
     a.alive = false;
     ++counters_.actors_declared_dead;
     const std::set<uint64_t> leases = a.leases;
+    CHAINRL_LOG(kWarn) << name << " declared dead: silent for "
+                       << std::chrono::duration<double>(now - a.last_seen).count() << " s (limit "
+                       << std::chrono::duration<double>(options_.heartbeat_timeout).count()
+                       << " s); its " << leases.size() << " leases are handed out again";
     for (uint64_t id : leases) {
       revoked.push_back(leases_.at(id));
       Revoke(id, /*expired=*/false);

@@ -401,6 +401,10 @@ overrides = { "learner.lr" = 5e-3 }
   EXPECT_NE(ReadText(two + "-rank1.out").find("6 updates taken here; parameters identical"),
             std::string::npos)
       << ReadText(two + "-rank1.out");
+  // Rank 1 serves its own /metrics (metrics.bind) under its own role.
+  EXPECT_NE(ReadText(two + "-rank1.out").find("/metrics (run dpo, role learner-rank1)"),
+            std::string::npos)
+      << ReadText(two + "-rank1.out");
   const std::vector<json> a = StepEvents(one), b = StepEvents(two);
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);

@@ -99,6 +99,7 @@ class SimulatedRun {
     l.counter(CounterId::kGroupsLost).Increment(0);
     l.counter(CounterId::kLeasesReassigned).Increment(tick_ % 20 == 0 ? 1 : 0);
     l.counter(CounterId::kMessagesRejected, {{"reason", "stale_lease"}}).Increment(0);
+    l.counter(CounterId::kPeersRefused, {{"reason", "unknown_key"}}).Increment(tick_ % 7 == 0);
     l.counter(CounterId::kWeightUpdates).Increment();
     l.counter(CounterId::kSentBytes, {{"channel", "weights"}}).Increment(1 << 20);
     l.counter(CounterId::kReceivedBytes, {{"channel", "trajectories"}}).Increment(1 << 16);
