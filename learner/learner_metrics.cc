@@ -93,7 +93,8 @@ void LearnerMetrics::LoopPassed(const LoopMetrics& m) {
           ->counter(CounterId::kMessagesRejected,
                     {{"reason", wire::RejectReasonName(static_cast<wire::RejectReason>(r))}})
           .Increment(increase(m.rejected[r], seen_.rejected[r]));
-  for (int r = 0; m.curve && r < transport::kPeerRefusalKinds; ++r)
+  // At 0 without CURVE too: dashboards show "none" rather than "no data".
+  for (int r = 0; r < transport::kPeerRefusalKinds; ++r)
     registry_
         ->counter(CounterId::kPeersRefused,
                   {{"reason", transport::PeerRefusalName(static_cast<transport::PeerRefusal>(r))}})

@@ -36,7 +36,6 @@ struct LoopMetrics {
   size_t leases_in_flight = 0, actors_alive = 0, groups_buffered = 0, groups_pending = 0;
   uint64_t leases_reassigned = 0, groups_lost = 0, weights_bytes_sent = 0;
   uint64_t rejected[static_cast<int>(wire::RejectReason::kCount)] = {};  // per reason, all channels
-  bool curve = false;  // the endpoints authenticate peers: refused[] is exported
   uint64_t refused[transport::kPeerRefusalKinds] = {};  // peers turned away, per PeerRefusal
 };
 

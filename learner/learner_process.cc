@@ -441,7 +441,6 @@ Status Learner::Pump() {
   m.weights_bytes_sent = transport_->weights_bytes_sent();
   for (int r = 0; r < static_cast<int>(wire::RejectReason::kCount); ++r)
     m.rejected[r] = transport_->Rejected(static_cast<wire::RejectReason>(r));
-  m.curve = transport_->curve();
   for (int r = 0; r < transport::kPeerRefusalKinds; ++r)
     m.refused[r] = transport_->PeersRefused(static_cast<transport::PeerRefusal>(r));
   metrics_.LoopPassed(m);

@@ -54,7 +54,6 @@ class LearnerTransport {
   uint64_t RejectedTotal() const;
   // Peers turned away before any message (CURVE: no key, an unknown key); 0 without keys.
   uint64_t PeersRefused(transport::PeerRefusal why) const;
-  bool curve() const { return ctx_.authenticator() != nullptr; }
 
  private:
   // CURVE encrypts and decrypts in ZeroMQ's I/O threads, one connection per thread: with keys the
