@@ -8,11 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <zmq.hpp>
 
+#include "core/file_io.h"
+#include "core/json_file.h"
 #include "core/log.h"
 
 namespace chainrl::transport {
@@ -29,21 +29,6 @@ bool IsZ85Char(char c) {
   static const std::string_view alphabet =
       "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
   return alphabet.find(c) != std::string_view::npos;
-}
-
-Result<std::string> ReadSmallFile(const std::string& path, size_t limit, std::string_view what) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) return NotFound(std::string(what) + " " + path + ": " + ec.message());
-  if (size > limit)
-    return InvalidArgument(std::string(what) + " " + path + ": " + std::to_string(size) +
-                           " bytes, more than a " + std::string(what) + " holds (" +
-                           std::to_string(limit) + ")");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError(std::string(what) + " " + path + ": cannot be opened");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::string_view Trim(std::string_view s) {
@@ -142,9 +127,7 @@ Result<std::pair<std::string, std::string>> WriteKeyFiles(const std::string& dir
     ::unlink(key_path.c_str());
     return IoError(key_path + ": writing the key failed");
   }
-  std::ofstream pub(pub_path, std::ios::trunc);
-  pub << keys.public_key << " " << name << "\n";
-  if (!pub.flush()) return IoError(pub_path + ": writing the public key failed");
+  CHAINRL_RETURN_IF_ERROR(WriteFileAtomic(pub_path, keys.public_key + " " + name + "\n"));
   return std::make_pair(key_path, pub_path);
 }
 
@@ -196,7 +179,7 @@ Result<CurveKeyPair> ReadKeyPairFile(const std::string& path) {
                            ": a secret key must not be readable by others (chmod 600 " + path +
                            ")");
   }
-  CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadSmallFile(path, kMaxKeyFileBytes, "key file"));
+  CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadFileBounded(path, kMaxKeyFileBytes));
   return ParseKeyPairFile(text, path);
 }
 
@@ -205,8 +188,7 @@ Result<std::string> ReadPublicKey(const std::string& text_or_path) {
     CHAINRL_RETURN_IF_ERROR(CheckCurveKey(text_or_path, "public key"));
     return text_or_path;
   }
-  CHAINRL_ASSIGN_OR_RETURN(std::string text,
-                           ReadSmallFile(text_or_path, kMaxKeyFileBytes, "public key file"));
+  CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadFileBounded(text_or_path, kMaxKeyFileBytes));
   if (text.find("secret-key") != std::string::npos) {
     // A key pair file: its public half.
     CHAINRL_ASSIGN_OR_RETURN(CurveKeyPair k, ReadKeyPairFile(text_or_path));
@@ -252,8 +234,7 @@ Result<std::vector<AuthorizedKey>> ParseAuthorizedKeys(std::string_view text,
 }
 
 Result<std::vector<AuthorizedKey>> ReadAuthorizedKeys(const std::string& path) {
-  CHAINRL_ASSIGN_OR_RETURN(std::string text,
-                           ReadSmallFile(path, kMaxAuthorizedKeysBytes, "authorized keys file"));
+  CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadFileBounded(path, kMaxAuthorizedKeysBytes));
   return ParseAuthorizedKeys(text, path);
 }
 

@@ -1,11 +1,11 @@
 // Run files for actors on fresh hosts; see run_files.h.
 #include "core/run_files.h"
 
+#include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "core/file_io.h"
+#include "core/json_file.h"
 
 namespace chainrl {
 
@@ -40,17 +40,14 @@ Result<wire::RunFiles> CollectRunFiles(const Config& config, size_t max_bytes) {
     fs::path p = fs::path(tok_dir) / name;
     if (!fs::exists(p)) p = fs::path(model_dir) / name;
     if (!fs::is_regular_file(p)) continue;
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    if (!in && !in.eof()) return IoError(p.string() + ": cannot be read");
-    total += s.str().size();
-    if (total > max_bytes)
-      return InvalidArgument("the run's files exceed " + std::to_string(max_bytes) + " bytes at " +
-                             p.string() + ": too large to serve to actors");
+    auto data = ReadFileBounded(p.string(), max_bytes - std::min(total, max_bytes));
+    if (!data.ok())
+      return data.status().WithPrefix("the run's files, served to actors, are limited to " +
+                                      std::to_string(max_bytes) + " bytes together");
+    total += data->size();
     wire::RunFile* f = out.add_model_files();
     f->set_name(name);
-    f->set_data(s.str());
+    f->set_data(std::move(data).value());
   }
   return out;
 }

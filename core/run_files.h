@@ -17,8 +17,8 @@ const std::vector<std::string>& RunFileNames();
 
 // The run files of `config` (the learner's resolved config): its TOML and the files of
 // RunFileNames() present in tokenizer.path (or model.path) and model.path. NotFound naming the
-// directory when config.json is missing there; InvalidArgument when they exceed `max_bytes`
-// together.
+// directory when config.json is missing there; InvalidArgument (ReadFileBounded's, prefixed) when
+// they exceed `max_bytes` together.
 Result<wire::RunFiles> CollectRunFiles(const Config& config, size_t max_bytes);
 
 // Writes `files` into `dir`: DIR/run.toml and DIR/model/NAME for each model file (directories

@@ -416,19 +416,23 @@ check_run() {  # check_run MODE: the checks of a run started by start_cluster
 }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 WALL_NS=1e9 WALL_ONE=1e9 LEARNER_WALL_NS=1e9 LEARNER_WALL_ONE=1e9 WALLS_NS="" WALLS_ONE=""
+# One timed run of `kind` (netns or onehost) named `name`; sets WALL (the processes') and
+# LEARNER_WALL (the learner's own wall_seconds).
+timed_run() {
+  start_cluster "$2" "$1" $STEPS
+  finish_cluster 150
+  check_run "$1"
+  LEARNER_WALL=$(jget "$RUN/summary.json" wall_seconds | awk '{ printf "%.2f", $1 }')
+}
 for rep in 1 2; do
   log "run 1.$rep: learner rank 0 in L (tcp://$L_ADDR:$PORT, CURVE), rank 1 in R, actors in A and B; $STEPS steps"
-  start_cluster "multi-$rep" netns $STEPS
-  finish_cluster 150
-  check_run netns
+  timed_run netns "multi-$rep"
   WALL_NS=$(min "$WALL_NS" "$WALL") WALLS_NS+="${WALLS_NS:+, }$WALL"
-  LEARNER_WALL_NS=$(min "$LEARNER_WALL_NS" "$(jget "$RUN/summary.json" wall_seconds | awk '{ printf "%.2f", $1 }')")
+  LEARNER_WALL_NS=$(min "$LEARNER_WALL_NS" "$LEARNER_WALL")
   log "run 2.$rep: the same processes and configuration on one host (namespace O, loopback)"
-  start_cluster "onehost-$rep" onehost $STEPS
-  finish_cluster 150
-  check_run onehost
+  timed_run onehost "onehost-$rep"
   WALL_ONE=$(min "$WALL_ONE" "$WALL") WALLS_ONE+="${WALLS_ONE:+, }$WALL"
-  LEARNER_WALL_ONE=$(min "$LEARNER_WALL_ONE" "$(jget "$RUN/summary.json" wall_seconds | awk '{ printf "%.2f", $1 }')")
+  LEARNER_WALL_ONE=$(min "$LEARNER_WALL_ONE" "$LEARNER_WALL")
 done
 RATIO=$(awk -v x="$WALL_NS" -v y="$WALL_ONE" 'BEGIN { printf "%.2f", x / y }')
 log "wall time across namespaces $WALL_NS s, on one host $WALL_ONE s, ratio $RATIO" \
