@@ -210,15 +210,25 @@ print(json.dumps({"what": "quickstart", "device": sys.argv[2], "steps": s.get("s
 EOF2
 }
 
-step_bandwidth() {
-  python3 - "$DEVICE" >&3 <<'EOF'
+# Runs the Python on stdin with the wheel's torch (and `modules`) imported, `dev` set to the device
+# and json, sys, time at hand; without them, one "unavailable" figure named `what`.
+#   torch_figure WHAT "torch, transformers" <<'EOF' ... EOF
+torch_figure() {
+  local what=$1 modules=$2
+  python3 -c "
 import json, sys, time
 dev = sys.argv[1]
 try:
-    import torch
+    import $modules
 except ImportError as e:
-    print(json.dumps({"what": "memory_bandwidth", "state": "unavailable", "why": str(e)}))
+    print(json.dumps({'what': '$what', 'state': 'unavailable', 'why': str(e)}))
     sys.exit(0)
+exec(sys.stdin.read())
+" "$DEVICE" >&3
+}
+
+step_bandwidth() {
+  torch_figure memory_bandwidth torch <<'EOF'
 n = (2 << 30) // 4 if dev == "cuda" else (256 << 20) // 4
 a = torch.empty(n, dtype=torch.float32, device=dev)
 b = torch.empty_like(a)
@@ -241,14 +251,7 @@ EOF
 }
 
 step_decode_transformers() {
-  python3 - "$DEVICE" >&3 <<'EOF'
-import json, sys, time
-dev = sys.argv[1]
-try:
-    import torch, transformers
-except ImportError as e:
-    print(json.dumps({"what": "decode_transformers", "state": "unavailable", "why": str(e)}))
-    sys.exit(0)
+  torch_figure decode_transformers "torch, transformers" <<'EOF'
 # Qwen2.5-0.5B's shapes, random weights (nothing is downloaded); a small model on the CPU.
 if dev == "cuda":
     shape = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14,
