@@ -20,6 +20,13 @@ void AddRewardKeys(ConfigSchema* schema) {
                   "Worker processes per plugin reward, scoring calls in parallel."));
   k.push_back(Float("rewards_common.init_deadline_seconds", 10.0, 0.0, 3600.0,
                     "Time for a worker to start, load its plugin and run its init.", true));
+  k.push_back(
+      Str("rewards_common.contain", "auto",
+          "How a plugin is kept from leaving processes behind: `cgroup` (each worker in its "
+          "own cgroup v2, killed whole; needs root or a delegated subtree), "
+          "`process_group` (a child that calls setsid escapes), `auto` (cgroup when "
+          "possible; the log says which).",
+          {"auto", "cgroup", "process_group"}));
   k.push_back(Str("rewards_common.worker_path", "",
                   "The reward worker executable; empty: $CHAINRL_REWARD_WORKER, else "
                   "chainrl-reward-worker next to chainrl."));

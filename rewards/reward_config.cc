@@ -19,7 +19,8 @@ RewardConfig RewardConfigFromRunConfig(const Config& config) {
   }
   out.pool.set_worker_path(config.GetString("rewards_common.worker_path"))
       .set_workers_per_plugin(static_cast<int>(config.GetInt("rewards_common.workers_per_plugin")))
-      .set_init_deadline_seconds(config.GetFloat("rewards_common.init_deadline_seconds"));
+      .set_init_deadline_seconds(config.GetFloat("rewards_common.init_deadline_seconds"))
+      .set_contain(config.GetString("rewards_common.contain"));
   return out;
 }
 

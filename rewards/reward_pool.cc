@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/cgroup.h"
 #include "core/check.h"
 #include "core/log.h"
 #include "rewards/builtin_rewards.h"
@@ -80,6 +81,7 @@ struct Worker {
   Job job;
   wire::FrameBuffer in;
   std::optional<int> exit_status;  // set once reaped while its socket was still open
+  std::string cgroup;  // its own cgroup when the pool contains workers in cgroups, else empty
 };
 
 // Whether the worker process has ended, reaping it (its status kept): a process its plugin forked
@@ -107,9 +109,25 @@ std::string DescribeWait(int st) {
   return "stopped";
 }
 
-// Kills (SIGKILL) and reaps the worker, with whatever its plugin forked (its process group);
-// returns how it ended. A process that had already died keeps its original status (a zombie
-// ignores the signal).
+// Kills what the worker's plugin started and left behind: its cgroup when it has one (every
+// descendant, however detached), else its process group (a child that called setsid escapes).
+void KillLeftovers(Worker* w, pid_t pid) {
+  if (w->cgroup.empty()) {
+    ::kill(-pid, SIGKILL);
+    return;
+  }
+  Result<int> killed = KillCgroup(w->cgroup);
+  if (!killed.ok()) {
+    CHAINRL_LOG(kWarn) << "reward worker " << pid << ": " << killed.status().message();
+  } else if (*killed > 0) {
+    CHAINRL_LOG(kInfo) << "reward worker " << pid << ": killed " << *killed
+                       << " process(es) its plugin had started (cgroup " << w->cgroup << ")";
+  }
+}
+
+// Kills (SIGKILL) and reaps the worker, with whatever its plugin started (KillLeftovers); returns
+// how it ended. A process that had already died keeps its original status (a zombie ignores the
+// signal).
 std::string KillAndReap(Worker* w) {
   std::string how = "gone";
   if (w->fd >= 0) ::close(w->fd);
@@ -125,6 +143,7 @@ std::string KillAndReap(Worker* w) {
       }
     }
     how = DescribeWait(st);
+    KillLeftovers(w, w->pid);
   }
   w->exit_status.reset();
   w->pid = -1;
@@ -173,6 +192,7 @@ Result<std::string> ReadFrameBy(Worker* w, Clock::time_point deadline) {
 }
 
 Status SpawnWorker(const std::string& worker_path, Worker* w) {
+  // Without a cgroup the worker leads its own process group, which it kills if its host dies.
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
     return IoError(std::string("socketpair: ") + std::strerror(errno));
@@ -201,10 +221,15 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   std::string fd_arg = "3";
-  char* argv[] = {const_cast<char*>(worker_path.c_str()), const_cast<char*>("--fd"), fd_arg.data(),
-                  nullptr};
+  std::vector<char*> argv = {const_cast<char*>(worker_path.c_str()), const_cast<char*>("--fd"),
+                             fd_arg.data()};
+  if (!w->cgroup.empty()) {  // so that the worker can kill its cgroup if its host dies
+    argv.push_back(const_cast<char*>("--cgroup"));
+    argv.push_back(w->cgroup.data());
+  }
+  argv.push_back(nullptr);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, worker_path.c_str(), &fa, &attr, argv, environ);
+  int rc = ::posix_spawn(&pid, worker_path.c_str(), &fa, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   ::close(child_fd);
@@ -216,6 +241,15 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
   w->fd = sv[0];
   w->busy = false;
   w->in.Clear();
+  // Into its cgroup before it loads the plugin (it waits for the init frame): nothing the plugin
+  // starts can be outside.
+  if (!w->cgroup.empty()) {
+    Status entered = CgroupNest::Enter(w->cgroup, pid);
+    if (!entered.ok()) {
+      KillAndReap(w);
+      return IoError("cannot put the reward worker into its cgroup: " + entered.message());
+    }
+  }
   return Status::Ok();
 }
 
@@ -317,6 +351,7 @@ Result<std::string> CheckPluginFile(const RewardSpec& spec) {
 
 struct RewardPool::Impl {
   PoolOptions options;
+  std::unique_ptr<CgroupNest> cgroups;  // null: workers contained by process group only
   std::vector<std::unique_ptr<BuiltinReward>> builtins;  // per spec; null for plugins
   std::vector<std::unique_ptr<Plugin>> plugins;          // per spec; null for built-ins
   mutable std::mutex stats_mu;
@@ -546,6 +581,12 @@ Result<std::unique_ptr<RewardPool>> RewardPool::Create(std::vector<RewardSpec> s
   Impl& impl = *pool->impl_;
   impl.options = options;
   if (specs.empty()) return InvalidArgument("no rewards configured");
+  if (options.contain != "auto" && options.contain != "cgroup" &&
+      options.contain != "process_group")
+    return InvalidArgument(
+        "rewards_common.contain must be \"auto\", \"cgroup\" or "
+        "\"process_group\", not \"" +
+        options.contain + "\"");
   if (options.workers_per_plugin < 1)
     return InvalidArgument("reward_pool.workers_per_plugin must be >= 1");
   if (!(options.init_deadline_seconds > 0))
@@ -576,6 +617,22 @@ Result<std::unique_ptr<RewardPool>> RewardPool::Create(std::vector<RewardSpec> s
     CHAINRL_ASSIGN_OR_RETURN(pool->worker_path_, ResolveWorkerPath(options));
     impl.worker_path = pool->worker_path_;
   }
+  if (any_plugin && options.contain != "process_group") {
+    auto nest = CgroupNest::Open("chainrl-rewards");
+    if (nest.ok()) {
+      impl.cgroups = std::move(nest).value();
+      CHAINRL_LOG(kInfo) << "reward workers: each in its own cgroup under " << impl.cgroups->dir()
+                         << " (whatever a plugin starts is killed with its worker)";
+    } else if (options.contain == "cgroup") {
+      return InvalidArgument(
+          "rewards_common.contain = \"cgroup\", but cgroups cannot be used here: " +
+          nest.status().message() + " (run as root or in a delegated cgroup v2 subtree)");
+    } else {
+      CHAINRL_LOG(kInfo) << "reward workers: contained by process group only ("
+                         << nest.status().message()
+                         << "); a process a plugin starts in a new session can outlive its worker";
+    }
+  }
   impl.stats.resize(specs.size());
   for (const RewardSpec& s : specs) {
     if (s.kind != "plugin") {
@@ -587,6 +644,14 @@ Result<std::unique_ptr<RewardPool>> RewardPool::Create(std::vector<RewardSpec> s
     auto p = std::make_unique<Plugin>();
     CHAINRL_ASSIGN_OR_RETURN(p->path, CheckPluginFile(s));
     p->workers.resize(static_cast<size_t>(options.workers_per_plugin));
+    if (impl.cgroups) {
+      const size_t k = impl.plugins.size();
+      for (size_t i = 0; i < p->workers.size(); ++i) {
+        CHAINRL_ASSIGN_OR_RETURN(
+            p->workers[i].cgroup,
+            impl.cgroups->Child("r" + std::to_string(k) + "-w" + std::to_string(i)));
+      }
+    }
     Status st = StartPluginWorker(impl.worker_path, s, p.get(), &p->workers[0],
                                   options.init_deadline_seconds);
     impl.builtins.push_back(nullptr);
@@ -626,7 +691,7 @@ RewardPool::~RewardPool() {
     for (auto it = live.begin(); it != live.end();) {
       int st;
       if (::waitpid((*it)->pid, &st, WNOHANG) == (*it)->pid) {
-        ::kill(-(*it)->pid, SIGKILL);  // what its plugin forked and left behind
+        KillLeftovers(*it, (*it)->pid);  // what its plugin started and left behind
         (*it)->pid = -1;
         it = live.erase(it);
       } else {

@@ -67,11 +67,18 @@ struct PoolOptions {
   // Limit for a worker to start, load the plugin and run its init (TOML `init_deadline_seconds`;
   // default 10).
   double init_deadline_seconds = 10;
+  // How a worker's plugin is kept from leaving processes behind (TOML `contain`; default "auto"):
+  // "cgroup" puts each worker in its own cgroup v2 and kills the whole cgroup with it (needs root
+  // or a delegated subtree; Create fails naming why when it cannot), "process_group" kills only
+  // the worker's process group (a child that calls setsid escapes), "auto" uses cgroups when it
+  // can and says at start which it uses.
+  std::string contain = "auto";
 
   // clang-format off
   PoolOptions& set_worker_path(std::string v) { worker_path = std::move(v); return *this; }
   PoolOptions& set_workers_per_plugin(int v) { workers_per_plugin = v; return *this; }
   PoolOptions& set_init_deadline_seconds(double v) { init_deadline_seconds = v; return *this; }
+  PoolOptions& set_contain(std::string v) { contain = std::move(v); return *this; }
   // clang-format on
 };
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include "core/cgroup.h"
 #include "rewards/plugin_loader.h"
 #include "rewards/reward_wire.h"
 
@@ -60,24 +61,29 @@ int Serve(int fd) {
 
 int main(int argc, char** argv) {
   int fd = -1;
-  for (int i = 1; i + 1 < argc; ++i)
+  std::string cgroup;  // the worker's own cgroup, when the pool contains workers in cgroups
+  for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--fd") == 0) fd = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--cgroup") == 0) cgroup = argv[i + 1];
+  }
   if (fd < 0) {
     std::fprintf(stderr,
                  "chainrl-reward-worker: internal helper of chainrl's reward pool; "
-                 "usage: chainrl-reward-worker --fd N\n");
+                 "usage: chainrl-reward-worker --fd N [--cgroup DIR]\n");
     return 2;
   }
   // Die with the host even while the plugin hangs: a watchdog notices when this process is
   // re-parented. (PR_SET_PDEATHSIG would fire when the spawning *thread* exits, which a host
   // with thread pools does routinely.) An idle worker also exits on end of stream.
   const pid_t host = getppid();
-  // The pool spawns the worker as the leader of its own process group: what a plugin forked goes
-  // with it (never the group of whoever else started it).
+  // The pool spawns the worker as the leader of its own process group, and in its own cgroup when
+  // it can: what a plugin started goes with it (never the group of whoever else started it), even
+  // a process that left the group with setsid.
   const bool leads_group = getpgrp() == getpid();
-  std::thread([host, leads_group] {
+  std::thread([host, leads_group, cgroup] {
     for (;;) {
       if (getppid() != host) {
+        if (!cgroup.empty()) (void)chainrl::KillCgroup(cgroup, 0);  // this process included
         if (leads_group) ::kill(0, SIGKILL);
         _exit(0);
       }

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/cgroup.h"
 #include "core/log.h"
 
 namespace chainrl::rewards {
@@ -444,6 +446,152 @@ TEST(RewardPool, WorkerDiesWithItsHost) {
   }
   EXPECT_TRUE(gone) << "worker " << worker << " outlived its host";
   if (!gone) kill(worker, SIGKILL);
+}
+
+// ---- cgroup containment: what a plugin starts in a new session dies with its worker ----------
+
+// Skips (with the reason) where this process cannot make cgroups: not root, or no cgroup v2.
+#define SKIP_WITHOUT_CGROUPS()                                                              \
+  do {                                                                                      \
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups (CI runs as root)"; \
+    auto own = OwnCgroupV2Dir();                                                            \
+    if (!own.ok()) GTEST_SKIP() << own.status().message();                                  \
+  } while (0)
+
+// The pid a plugin wrote to $CHAINRL_TEST_PID_FILE, waiting for it up to 5 s.
+pid_t PidFromFile(const std::string& path) {
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream f(path);
+    long pid = 0;
+    if (f >> pid && pid > 0) return static_cast<pid_t>(pid);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return -1;
+}
+
+bool GoneWithin(pid_t pid, int ms) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (!Alive(pid)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return !Alive(pid);
+}
+
+std::string CgroupOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cgroup");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("0::", 0) == 0) return line.substr(3);
+  return "";
+}
+
+struct PidFile {
+  std::string path = "/tmp/chainrl_reward_pid_" + std::to_string(::getpid()) + "_" +
+                     std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+  PidFile() { ::setenv("CHAINRL_TEST_PID_FILE", path.c_str(), 1); }
+  ~PidFile() {
+    ::unsetenv("CHAINRL_TEST_PID_FILE");
+    std::remove(path.c_str());
+  }
+};
+
+// A child that called setsid has left the worker's process group, so only the cgroup holds it:
+// it dies when the pool goes, and the pool's cgroups are removed.
+TEST(RewardPoolCgroups, ASetsidChildDiesWithThePool) {
+  SKIP_WITHOUT_CGROUPS();
+  PidFile pid_file;
+  pid_t child = -1;
+  std::string nest;
+  {
+    auto pool = MakePool({Plugin("daemon", PLUGIN_NAN)}, Opts().set_contain("cgroup"));
+    ASSERT_TRUE(pool);
+    auto res = pool->Score({In("s0", "SETSID")});
+    ASSERT_TRUE(res.ok());
+    EXPECT_EQ((*res)[0].rewards[0].message, "left a child in its own session");
+    child = PidFromFile(pid_file.path);
+    ASSERT_GT(child, 0);
+    ASSERT_TRUE(Alive(child));
+    EXPECT_EQ(::getsid(child), child) << "the child leads its own session";
+    nest = CgroupOf(child);
+    EXPECT_NE(nest.find("/chainrl-rewards-" + std::to_string(::getpid()) + "-"), std::string::npos)
+        << nest;
+    EXPECT_NE(nest.find("/r0-w0"), std::string::npos) << nest;
+  }
+  EXPECT_TRUE(GoneWithin(child, 2000)) << "pid " << child << " outlived its reward pool";
+  if (Alive(child)) ::kill(child, SIGKILL);
+  auto own = OwnCgroupV2Dir();
+  ASSERT_TRUE(own.ok());
+  const std::string nest_dir =
+      *own + nest.substr(0, nest.rfind('/')).substr(nest.find("/chainrl-rewards-"));
+  struct stat sb;
+  EXPECT_NE(::stat(nest_dir.c_str(), &sb), 0) << nest_dir << " was left behind";
+}
+
+// A worker killed at its deadline takes the setsid child with it at once, not when the pool goes.
+TEST(RewardPoolCgroups, ASetsidChildDiesWithAWorkerKilledAtItsDeadline) {
+  SKIP_WITHOUT_CGROUPS();
+  PidFile pid_file;
+  auto pool = MakePool({Plugin("daemon", PLUGIN_NAN).set_deadline_seconds(1).set_error_score(-1)},
+                       Opts().set_contain("cgroup"));
+  ASSERT_TRUE(pool);
+  auto res = pool->Score({In("h0", "SETSIDHANG")});
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ((*res)[0].rewards[0].error, RewardError::kTimeout);
+  const pid_t child = PidFromFile(pid_file.path);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(GoneWithin(child, 2000)) << "pid " << child << " outlived its killed worker";
+  if (Alive(child)) ::kill(child, SIGKILL);
+  // The next call gets a fresh worker in the same cgroup.
+  res = pool->Score({In("ok", "fine")});
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ((*res)[0].rewards[0].error, RewardError::kNone);
+}
+
+// A host killed while its plugin hangs: the worker's watchdog kills its whole cgroup, setsid child
+// included.
+TEST(RewardPoolCgroups, ASetsidChildDiesWithTheHost) {
+  SKIP_WITHOUT_CGROUPS();
+  PidFile pid_file;
+  pid_t host = fork();
+  ASSERT_GE(host, 0);
+  if (host == 0) {
+    auto pool = RewardPool::Create({Plugin("daemon", PLUGIN_NAN).set_deadline_seconds(100)},
+                                   Opts().set_contain("cgroup"));
+    if (!pool.ok()) _exit(3);
+    std::thread([&] { (void)(*pool)->Score({In("h", "SETSIDHANG")}); }).detach();
+    if (PidFromFile(pid_file.path) <= 0) _exit(4);
+    _exit(0);  // the host dies with the worker stuck in the plugin
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(host, &st, 0), host);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  const pid_t child = PidFromFile(pid_file.path);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(GoneWithin(child, 5000)) << "pid " << child << " outlived its host";
+  if (Alive(child)) ::kill(child, SIGKILL);
+  // The dead host's cgroups stay until the next pool of any process removes them.
+  auto own = OwnCgroupV2Dir();
+  ASSERT_TRUE(own.ok());
+  const std::string stale = *own + "/chainrl-rewards-" + std::to_string(host) + "-";
+  auto left = [&] {
+    int n = 0;
+    DIR* d = opendir(own->c_str());
+    while (dirent* e = d ? readdir(d) : nullptr) n += (*own + "/" + e->d_name).rfind(stale, 0) == 0;
+    if (d) closedir(d);
+    return n;
+  };
+  EXPECT_EQ(left(), 1) << "the dead host's cgroups";
+  auto nest = CgroupNest::Open("chainrl-rewards");
+  ASSERT_TRUE(nest.ok()) << nest.status().ToString();
+  EXPECT_EQ(left(), 0) << "removed by the next nest";
+}
+
+// Without cgroups, "process_group" is the containment; the setsid child escapes it, which is why
+// "auto" prefers cgroups. Here only the refusal of an unknown mode is checked.
+TEST(RewardPoolCreate, RefusesAnUnknownContainment) {
+  Status st = CreateStatus({Plugin("len", PLUGIN_GOOD)}, Opts().set_contain("jail"));
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("rewards_common.contain"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("\"jail\""), std::string::npos) << st.message();
 }
 
 // ---- refusals at Create: configuration errors before anything runs --------------------------

@@ -14,7 +14,8 @@
 #define MISBEHAVE_CRASH 1 /* raise(SIGSEGV) on "CRASH" */
 #define MISBEHAVE_HANG 2  /* sleep forever on "HANG" */
 /* score NaN on "NAN", 1e308 on "HUGE", a 1 MiB error message on "LONGMSG", fork a child that
- * never exits on "FORK" (its pid as the message), fork such a child and crash on "FORKCRASH" */
+ * never exits on "FORK" (its pid as the message), fork such a child and crash on "FORKCRASH", fork
+ * one that calls setsid on "SETSID" (and then hang on "SETSIDHANG") */
 #define MISBEHAVE_NAN 3
 #define MISBEHAVE_EXIT 4  /* _exit(7) on "EXIT" */
 #ifndef MISBEHAVIOUR
@@ -65,6 +66,28 @@ static int plugin_score(void* inst, const chainrl_reward_host* host,
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "NAN"))
       outputs[i].score = zero / zero;
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "HUGE")) outputs[i].score = 1e308;
+    if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "SETSID")) {
+      /* A child that leaves the worker's process group and session, as a daemon would; its pid
+       * goes to $CHAINRL_TEST_PID_FILE, then "SETSIDHANG" hangs and "SETSID" returns. */
+      const char* pid_file = getenv("CHAINRL_TEST_PID_FILE");
+      pid_t child = fork();
+      if (child == 0) {
+        setsid();
+        for (;;) pause();
+      }
+      if (pid_file != NULL) {
+        FILE* f = fopen(pid_file, "w");
+        if (f != NULL) {
+          fprintf(f, "%d\n", (int)child);
+          fclose(f);
+        }
+      }
+      if (strstr(in->response, "SETSIDHANG"))
+        for (;;) sleep(1);
+      outputs[i].status = CHAINRL_REWARD_ERROR;
+      host->set_message(&outputs[i], "left a child in its own session");
+      continue;
+    }
     if (MISBEHAVIOUR == MISBEHAVE_NAN && strstr(in->response, "FORKCRASH")) {
       /* A child that keeps the worker's socket open, then a crash. */
       if (fork() == 0)
