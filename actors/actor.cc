@@ -199,6 +199,45 @@ Result<rollout::GenerationRequest> RequestFor(const wire::WorkItem& item, const 
   return r;
 }
 
+}  // namespace
+
+Status CheckWorkItem(const wire::WorkItem& item, int64_t max_positions, int64_t vocab_size) {
+  const int64_t prompt = item.prompt_token_ids_size();
+  if (prompt == 0) return InvalidArgument("the prompt has no tokens");
+  const int64_t cap = ResponseCap(item);
+  if (prompt + cap > max_positions)
+    return InvalidArgument("a prompt of " + std::to_string(prompt) + " tokens and up to " +
+                           std::to_string(cap) + " new tokens exceed the model's context of " +
+                           std::to_string(max_positions) + " positions (max_position_embeddings)");
+  auto outside = [&](uint32_t id, const std::string& where) {
+    return InvalidArgument(where + " token id " + std::to_string(id) +
+                           " is outside the model's vocabulary [0, " + std::to_string(vocab_size) +
+                           ")");
+  };
+  int64_t placeholders = 0;
+  for (uint32_t id : item.prompt_token_ids()) {
+    if (static_cast<int64_t>(id) >= vocab_size) return outside(id, "prompt");
+    placeholders += static_cast<int64_t>(id) == item.placeholder_token_id();
+  }
+  for (const auto& c : item.carried())
+    for (uint32_t id : c.segment().token_ids())
+      if (static_cast<int64_t>(id) >= vocab_size) return outside(id, "carried");
+  if (!item.prompt_embeddings().empty()) {
+    auto ref = rollout::ParseEmbeddingRef(item.prompt_embeddings());
+    if (!ref.ok()) return InvalidArgument("prompt embeddings: " + ref.status().message());
+    if (item.placeholder_token_id() < 0 || item.placeholder_token_id() >= vocab_size)
+      return InvalidArgument("prompt embeddings: placeholder token id " +
+                             std::to_string(item.placeholder_token_id()) +
+                             " is outside the model's vocabulary");
+    if (placeholders == 0)
+      return InvalidArgument("prompt embeddings: the prompt has no placeholder token " +
+                             std::to_string(item.placeholder_token_id()));
+  }
+  return Status::Ok();
+}
+
+namespace {
+
 class Actor {
  public:
   Actor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop)
@@ -218,6 +257,8 @@ class Actor {
   Status Pump(milliseconds timeout);
   // Generates everything held, scores the finished samples and sends one trajectory per item.
   Status GenerateAndSend();
+  // Hands `item`'s lease back to the learner (WorkDeclined), saying why.
+  void Decline(const wire::WorkItem& item, const std::string& why);
   rollout::EngineOptions EngineOptionsFor(int64_t max_seq_len);
   // The batch's requests generated, on the engine kept from earlier calls where it is long enough.
   Status Generate(WorkBatch& w);
@@ -400,11 +441,37 @@ Status Actor::SendTrajectory(const wire::Envelope& env) {
   return Aborted("stopping with a trajectory unsent");
 }
 
+void Actor::Decline(const wire::WorkItem& item, const std::string& why) {
+  CHAINRL_LOG(kWarn) << "declining lease " << item.lease_id() << " (group "
+                     << item.prompt_group_id() << ", example '" << item.example_id().substr(0, 128)
+                     << "'): " << why;
+  wire::Envelope env = wire::MakeEnvelope(id_);
+  auto* d = env.mutable_work_declined();
+  d->set_lease_id(item.lease_id());
+  d->set_prompt_group_id(item.prompt_group_id());
+  d->set_reason(why.substr(0, 1024));
+  (void)work_->Send(env);  // unsent, the lease expires at the learner instead
+  if (metrics_) metrics_->counter(metrics::CounterId::kLeasesDeclined).Increment();
+}
+
 Status Actor::GenerateAndSend() {
-  // Everything held is generated together: continuous batching across prompt groups.
+  // Everything held is generated together: continuous batching across prompt groups. An item this
+  // model cannot make is declined alone, before anything is allocated for it.
   WorkBatch w;
-  w.items.assign(items_.begin(), items_.end());
+  const auto& mc = model_->config();
+  for (auto& item : items_) {
+    Status fits = CheckWorkItem(item, mc.max_position_embeddings, mc.vocab_size);
+    if (fits.ok()) {
+      w.items.push_back(std::move(item));
+    } else {
+      Decline(item, fits.message());
+    }
+  }
   items_.clear();
+  if (w.items.empty()) {
+    heartbeat_->SetLeases({});
+    return Status::Ok();
+  }
   int64_t wanted = -1;
   for (const auto& item : w.items) wanted = std::max<int64_t>(wanted, item.policy_version());
   CHAINRL_RETURN_IF_ERROR(CatchUp(wanted));
@@ -650,7 +717,9 @@ Status Actor::Run() {
   CHAINRL_RETURN_IF_ERROR(Connect());
   CHAINRL_LOG(kInfo) << "connected to " << options_.endpoints.work << "; waiting for weights";
   CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true));
-  if (!stop_) CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
+  if (!stop_) {
+    CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
+  }
   while (!stop_) {
     CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));
     const int want = credits_ - static_cast<int>(items_.size()) - outstanding_;

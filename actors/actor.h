@@ -12,6 +12,10 @@
 #include "core/endpoints.h"
 #include "core/status.h"
 
+namespace chainrl::wire {
+class WorkItem;
+}
+
 namespace chainrl::actors {
 
 struct ActorOptions {
@@ -25,6 +29,13 @@ struct ActorOptions {
 // CHAINRL_THREADS; nullptr when unset) when it is a positive integer, else actors.threads. The
 // environment overrides the config, as it does for learner.threads.
 int ActorThreads(const Config& config, const char* env_threads);
+
+// Whether this actor can make `item`'s work with a model of `max_positions` positions and
+// `vocab_size` tokens: InvalidArgument saying why not (an empty prompt, a prompt and response cap
+// longer than the context, a token outside the vocabulary, an unreadable embeddings reference or
+// a placeholder the prompt lacks). The learner refuses such work before it leases it; an item
+// that arrives anyway is declined alone (WorkDeclined), and the actor's other items go on.
+Status CheckWorkItem(const wire::WorkItem& item, int64_t max_positions, int64_t vocab_size);
 
 // Sets ActorThreads(config, CHAINRL_THREADS) threads, then runs until `stop` is set (then leaves
 // cleanly: a Leave message, leases handed back) or a fatal error (a learner speaking another schema

@@ -85,6 +85,9 @@ std::vector<MetricSpec> BuildCatalogue() {
         "Responses cut at the token budget before they ended."),
       C(CI::kLeasesReassigned, "chainrl_leases_reassigned_total",
         "Leases that expired or whose actor died and were handed to another actor."),
+      C(CI::kLeasesDeclined, "chainrl_leases_declined_total",
+        "Leases an actor handed back because it cannot make their work (a prompt longer than its "
+        "model's context, a token outside its vocabulary); the learner hands them out again."),
       C(CI::kActorDeaths, "chainrl_actor_deaths_total",
         "Actor processes that exited or stopped answering, as seen by the launcher.", {actor}),
       C(CI::kActorRestarts, "chainrl_actor_restarts_total",

@@ -22,6 +22,7 @@ enum class CounterId {
   kGroupsLost,          // chainrl_groups_lost_total
   kResponsesTruncated,  // chainrl_responses_truncated_total
   kLeasesReassigned,    // chainrl_leases_reassigned_total
+  kLeasesDeclined,      // chainrl_leases_declined_total
   kActorDeaths,         // chainrl_actor_deaths_total{actor_id}
   kActorRestarts,       // chainrl_actor_restarts_total{actor_id}
   kMessagesRejected,    // chainrl_messages_rejected_total{reason}

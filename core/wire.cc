@@ -401,6 +401,10 @@ Status Validate(const Envelope& env, const Limits& lim) {
                            std::to_string(env.work_request().credits()) + " is outside [1, " +
                                std::to_string(lim.max_items_per_batch) + "]");
       return Status::Ok();
+    case Envelope::kWorkDeclined:
+      CHAINRL_WIRE_REQUIRE(env.work_declined().lease_id() != 0, "work_declined.lease_id",
+                           "must not be 0");
+      return ValidateText(env.work_declined().reason(), "work_declined.reason", lim);
     case Envelope::kRunFilesRequest:
       return Status::Ok();
     case Envelope::kRunFiles: {

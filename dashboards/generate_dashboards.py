@@ -82,9 +82,12 @@ ROWS = [
              targets=[(f"max by (role, queue) (chainrl_queue_depth{sel()})",
                        "{{role}} {{queue}}")]),
         dict(type="timeseries", title="Leases", w=8, h=8, unit="none",
-             desc="Work leases in flight, and leases reassigned per second.",
+             desc="Work leases in flight, leases reassigned per second, and leases declined per "
+                  "second by actors that cannot make their work (a prompt longer than the "
+                  "actor's model's context, a token outside its vocabulary).",
              targets=[(f"sum(chainrl_leases_in_flight{sel()})", "in flight"),
-                      (f"sum({rate('chainrl_leases_reassigned_total')})", "reassigned/s")]),
+                      (f"sum({rate('chainrl_leases_reassigned_total')})", "reassigned/s"),
+                      (f"sum({rate('chainrl_leases_declined_total', ACTOR)})", "declined/s")]),
         dict(type="timeseries", title="Cache hit rate", w=8, h=8, unit="percentunit",
              desc="Hits over lookups, per cache.",
              targets=[(f"sum by (cache) ({rate('chainrl_cache_hits_total')}) / "

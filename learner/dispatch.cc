@@ -62,7 +62,8 @@ void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
   if (actor.empty()) return;
   const auto kind = env.body_case();
   const bool from_actor = kind == wire::Envelope::kJoin || kind == wire::Envelope::kWorkRequest ||
-                          kind == wire::Envelope::kHeartbeat || kind == wire::Envelope::kLeave;
+                          kind == wire::Envelope::kHeartbeat || kind == wire::Envelope::kLeave ||
+                          kind == wire::Envelope::kWorkDeclined;
   if (from_actor && !actors->Admit(actor) && !ledger->Knows(actor)) return;
   switch (env.body_case()) {
     case wire::Envelope::kJoin: {
@@ -101,6 +102,22 @@ void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
       ledger->Leave(actor);
       actors->Leave(actor);
       break;
+    case wire::Envelope::kWorkDeclined: {
+      const auto& d = env.work_declined();
+      const uint64_t lost_before = ledger->counters().lost;
+      if (!ledger->Decline(d.lease_id(), d.prompt_group_id(), actor)) {
+        CHAINRL_LOG(kWarn) << peer_name << " declined lease " << d.lease_id() << " of group "
+                           << d.prompt_group_id() << ", which it does not hold: ignored";
+        break;
+      }
+      const bool lost = ledger->counters().lost > lost_before;
+      CHAINRL_LOG(kWarn) << actor << " cannot make the work of lease " << d.lease_id() << " (group "
+                         << d.prompt_group_id() << "): " << d.reason().substr(0, 512)
+                         << (lost ? "; the group is given up after learner.lease_max_attempts "
+                                    "leases"
+                                  : "; the group is handed out again");
+      break;
+    }
     default:
       CHAINRL_LOG(kWarn) << peer_name << ": unexpected message on the work channel, ignored";
   }

@@ -119,6 +119,7 @@ void SummaryFields(Record& s, F&& f) {
   f("groups_filtered", s.groups_filtered);
   f("steps_at_gen_limit", s.steps_at_gen_limit);
   f("leases_reassigned", s.leases_reassigned);
+  f("leases_declined", s.leases_declined);
   f("results_discarded_duplicate", s.results_discarded_duplicate);
   f("results_discarded_unknown", s.results_discarded_unknown);
   f("results_dropped_stale", s.results_dropped_stale);
@@ -294,6 +295,7 @@ RunSummary SummaryFromRun(const RunState& run, const LedgerCounters& k, const js
   s.groups_filtered = run.groups_filtered;
   s.steps_at_gen_limit = run.gen_limit_steps;
   s.leases_reassigned = static_cast<int64_t>(k.reassigned);
+  s.leases_declined = static_cast<int64_t>(k.leases_declined);
   s.results_discarded_duplicate = static_cast<int64_t>(k.duplicates_discarded);
   s.results_discarded_unknown = static_cast<int64_t>(k.unknown_discarded);
   s.results_dropped_stale = run.stale_dropped;

@@ -61,6 +61,7 @@ struct RunSummary {
   int64_t groups_in_flight = 0, groups_duplicated = 0, groups_lost = 0, groups_filtered = 0;
   int64_t groups_refused = 0;  // never handed out: a prompt longer than the model's context
   int64_t steps_at_gen_limit = 0, leases_reassigned = 0;
+  int64_t leases_declined = 0;  // handed back by actors that could not make their work
   int64_t results_discarded_duplicate = 0, results_discarded_unknown = 0;
   int64_t results_dropped_stale = 0;
   // Accepted groups past the staleness bound when they were to be trained: dropped and generated

@@ -189,6 +189,16 @@ Status WorkLedger::Reopen(uint64_t group_id) {
   return Status::Ok();
 }
 
+bool WorkLedger::Decline(uint64_t lease_id, uint64_t group_id, std::string_view actor) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end() || it->second.group_id != group_id || it->second.actor != actor)
+    return false;
+  Touch(std::string(actor));
+  ++counters_.leases_declined;
+  Revoke(lease_id, /*expired=*/false);
+  return true;
+}
+
 void WorkLedger::Refuse(uint64_t lease_id) {
   if (leases_.count(lease_id) == 0) return;
   Lease l = Close(lease_id);
@@ -316,6 +326,7 @@ std::string WorkLedger::ToJson() const {
                    {"stale_requeued", c.stale_requeued},
                    {"actors_declared_dead", c.actors_declared_dead},
                    {"leases_expired", c.leases_expired},
+                   {"leases_declined", c.leases_declined},
                    {"segments_continued", c.segments_continued}};
   return j.dump();
 }
@@ -399,6 +410,7 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
     k.stale_requeued = c.value("stale_requeued", uint64_t{0});
     k.actors_declared_dead = c.at("actors_declared_dead").get<uint64_t>();
     k.leases_expired = c.at("leases_expired").get<uint64_t>();
+    k.leases_declined = c.value("leases_declined", uint64_t{0});
     k.segments_continued = c.value("segments_continued", uint64_t{0});
   } catch (const json::exception& e) {
     return Corrupt(where + ": " + e.what());

@@ -128,6 +128,7 @@ struct LedgerCounters {
   uint64_t stale_requeued = 0;  // completed groups reopened: too stale when about to be trained
   uint64_t actors_declared_dead = 0;
   uint64_t leases_expired = 0;  // revoked by deadline (subset of reassigned or lost)
+  uint64_t leases_declined = 0;     // handed back by their actor (subset of reassigned or lost)
   uint64_t segments_continued = 0;  // accepted segments of unfinished groups, queued again
 };
 
@@ -202,6 +203,11 @@ class WorkLedger {
   // prompt does not render, or is longer than the model's context), so it is never handed out
   // again, and counted as refused.
   void Refuse(uint64_t lease_id);
+  // Lease `lease_id` of group `group_id`, handed back by its holder `actor` because it cannot make
+  // the work (WorkDeclined): the group is queued again, first in line, unless it has had
+  // max_attempts leases (then lost). False, changing nothing, when `actor` does not hold that
+  // lease (an old, foreign or made-up one).
+  bool Decline(uint64_t lease_id, uint64_t group_id, std::string_view actor);
   // Whether `actor` has been heard from (or held leases restored from a checkpoint).
   bool Knows(const std::string& actor) const { return actors_.count(actor) > 0; }
   const LedgerCounters& counters() const { return counters_; }

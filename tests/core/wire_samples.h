@@ -149,6 +149,12 @@ inline std::vector<Envelope> AllMessageTypes() {
     t->set_name("tokenizer.json");
     t->set_data(std::string("\0\xff{}", 4));
   });
+  add([&](Envelope& e) {
+    auto* d = e.mutable_work_declined();
+    d->set_lease_id(12);
+    d->set_prompt_group_id(2);
+    d->set_reason("a prompt of 62 tokens and up to 8 new tokens exceed the model's context");
+  });
   return out;
 }
 

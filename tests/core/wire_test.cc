@@ -37,9 +37,20 @@ TEST(WireTest, RunFilesNamePlainFilesOnly) {
   EXPECT_TRUE(Validate(ok, Limits{}).ok());
 }
 
+// A declined lease names a lease: 0 is never issued.
+TEST(WireTest, WorkDeclinedNamesALease) {
+  Envelope e = MakeEnvelope("actor-1");
+  e.mutable_work_declined()->set_prompt_group_id(3);
+  Status st = Validate(e, Limits{});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("work_declined.lease_id"), std::string::npos) << st.message();
+  e.mutable_work_declined()->set_lease_id(9);
+  EXPECT_TRUE(Validate(e, Limits{}).ok());
+}
+
 TEST(WireTest, RoundTripsEveryMessageTypeExactly) {
   auto all = testing::AllMessageTypes();
-  ASSERT_EQ(all.size(), 13u);
+  ASSERT_EQ(all.size(), 14u);
   Decoder d;
   for (const Envelope& e : all) {
     ASSERT_TRUE(Validate(e, Limits{}).ok()) << Validate(e, Limits{}).ToString();

@@ -162,6 +162,56 @@ wire::Envelope Join(const std::string& actor, uint32_t pid, uint32_t max_credits
   return e;
 }
 
+wire::Envelope Declined(const std::string& actor, uint64_t lease, uint64_t group) {
+  wire::Envelope e = wire::MakeEnvelope(actor);
+  e.mutable_work_declined()->set_lease_id(lease);
+  e.mutable_work_declined()->set_prompt_group_id(group);
+  e.mutable_work_declined()->set_reason("a prompt longer than the context");
+  return e;
+}
+
+// A lease its actor cannot make is handed back: its group goes out again, first in line, as an
+// attempt; after lease_max_attempts it is given up. Only the lease's holder can decline it.
+TEST(DispatchTest, ADeclinedLeaseGoesOutAgainUntilItsAttemptsAreSpent) {
+  ManualClock clock;
+  WorkLedger ledger(LedgerOptions().set_max_attempts(2), &clock);
+  ActorTable actors;
+  for (uint64_t g = 0; g < 2; ++g) ASSERT_TRUE(ledger.AddGroup(g).ok());
+  TakeWorkMessage(Join("a", 10, 4), "ra", "a@x", &actors, &ledger);
+  TakeWorkMessage(Join("b", 11, 4), "rb", "b@x", &actors, &ledger);
+  auto first = ledger.Dispatch("a", 1);
+  ASSERT_EQ(first.size(), 1u);
+  // Not the holder, the wrong group, a lease never issued: nothing changes.
+  TakeWorkMessage(Declined("b", first[0].lease_id, first[0].group_id), "rb", "b@x", &actors,
+                  &ledger);
+  TakeWorkMessage(Declined("a", first[0].lease_id, 99), "ra", "a@x", &actors, &ledger);
+  TakeWorkMessage(Declined("a", 777, first[0].group_id), "ra", "a@x", &actors, &ledger);
+  EXPECT_EQ(ledger.in_flight(), 1u);
+  EXPECT_EQ(ledger.counters().leases_declined, 0u);
+  // The holder declines: the group is first in line again, for its second attempt.
+  TakeWorkMessage(Declined("a", first[0].lease_id, first[0].group_id), "ra", "a@x", &actors,
+                  &ledger);
+  EXPECT_EQ(ledger.in_flight(), 0u);
+  EXPECT_EQ(ledger.counters().leases_declined, 1u);
+  EXPECT_EQ(ledger.counters().reassigned, 1u);
+  auto second = ledger.Dispatch("b", 1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].group_id, first[0].group_id);
+  EXPECT_EQ(second[0].attempt, 2);
+  // Declined again at its last attempt: given up, counted as lost; the other group goes on.
+  TakeWorkMessage(Declined("b", second[0].lease_id, second[0].group_id), "rb", "b@x", &actors,
+                  &ledger);
+  EXPECT_EQ(ledger.counters().leases_declined, 2u);
+  EXPECT_EQ(ledger.counters().lost, 1u);
+  auto rest = ledger.Dispatch("a", 4);
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_NE(rest[0].group_id, first[0].group_id);
+  // The count survives a checkpoint of the ledger.
+  auto restored = WorkLedger::FromJson(ledger.ToJson(), ledger.options(), &clock);
+  ASSERT_TRUE(restored.ok()) << restored.status().ToString();
+  EXPECT_EQ(restored->counters().leases_declined, 2u);
+}
+
 TEST(DispatchTest, ActorsMessagesMoveCreditsAndARestartFreesItsLeases) {
   ManualClock clock;
   WorkLedger ledger(LedgerOptions(), &clock);
