@@ -283,6 +283,8 @@ class Actor {
   std::shared_ptr<model::DecoderModel> model_;
   std::optional<Tokenizer> tokenizer_;
   std::unique_ptr<rewards::RewardPool> rewards_;
+  // The reward workers' figures in metrics_ (gone before metrics_ and rewards_ are).
+  std::unique_ptr<rewards::RewardWorkerMetrics> reward_worker_metrics_;
   // Prompt embeddings of work items that carry them: loaded once, reused by the G samples of a
   // group and by its later segments while they stay in the cache.
   std::shared_ptr<rollout::EmbeddingCache> embeddings_;
@@ -706,6 +708,8 @@ Status Actor::Run() {
         "this actor's rewards (reward plugins are installed on every actor host, at the paths "
         "the run's [[rewards]] name)");
   rewards_ = std::move(rewards).value();
+  if (metrics_)
+    reward_worker_metrics_ = std::make_unique<rewards::RewardWorkerMetrics>(*metrics_, *rewards_);
   embeddings_ =
       rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
   const auto hb_interval = milliseconds(

@@ -45,8 +45,21 @@ class MetricsRegistry::Collector : public prometheus::Collectable {
  public:
   Collector(std::shared_ptr<prometheus::Registry> registry, prometheus::Gauge* rss)
       : registry_(std::move(registry)), rss_(rss) {}
+  int Add(std::function<void()> hook) {
+    std::lock_guard<std::mutex> lock(hooks_mu_);
+    hooks_[next_hook_] = std::move(hook);
+    return next_hook_++;
+  }
+  void Remove(int id) {
+    std::lock_guard<std::mutex> lock(hooks_mu_);  // waits for a scrape that runs it
+    hooks_.erase(id);
+  }
   std::vector<prometheus::MetricFamily> Collect() const override {
     rss_->Set(static_cast<double>(ResidentMemoryBytes()));
+    {
+      std::lock_guard<std::mutex> lock(hooks_mu_);
+      for (const auto& [id, hook] : hooks_) hook();
+    }
     std::vector<prometheus::MetricFamily> families = registry_->Collect();
     std::vector<prometheus::MetricFamily> out;
     out.reserve(families.size());
@@ -59,6 +72,9 @@ class MetricsRegistry::Collector : public prometheus::Collectable {
  private:
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Gauge* rss_;
+  mutable std::mutex hooks_mu_;
+  std::map<int, std::function<void()>> hooks_;
+  int next_hook_ = 0;
 };
 
 namespace {
@@ -271,6 +287,12 @@ prometheus::Histogram& MetricsRegistry::histogram(HistogramId id, const Labels& 
   CheckLabels(spec, l);
   return histograms_[spec.index]->Add(prometheus::Labels(l.begin(), l.end()), spec.buckets);
 }
+
+int MetricsRegistry::AddScrapeHook(std::function<void()> hook) {
+  return collector_->Add(std::move(hook));
+}
+
+void MetricsRegistry::RemoveScrapeHook(int id) { collector_->Remove(id); }
 
 std::string MetricsRegistry::Scrape() const {
   prometheus::TextSerializer serializer;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -98,6 +99,12 @@ class MetricsRegistry {
   const std::string& address() const { return address_; }
   int port() const { return port_; }
   const MetricsOptions& options() const { return options_; }
+
+  // `hook` runs before every scrape and push (in the scraping thread), to refresh values read from
+  // elsewhere (another process's /proc figures). Returns an id for RemoveScrapeHook, which waits
+  // for a scrape running the hook to finish; remove a hook before what it reads goes away.
+  int AddScrapeHook(std::function<void()> hook);
+  void RemoveScrapeHook(int id);
 
   // The text exposition format of every series, exactly what GET /metrics returns.
   std::string Scrape() const;

@@ -46,6 +46,7 @@ std::vector<MetricSpec> BuildCatalogue() {
        std::string(kPhaseTraining), std::string(kPhaseWeightSync)}};
   const LabelSpec component{"component", {}};
   const LabelSpec plugin{"plugin", {}};
+  const LabelSpec worker{"worker", {}};
   const LabelSpec cache{"cache", {}};
   const LabelSpec queue{"queue", {}};
   const LabelSpec channel{"channel", {}};
@@ -105,6 +106,12 @@ std::vector<MetricSpec> BuildCatalogue() {
         "Reward plugin evaluations that returned an error or crashed.", {plugin}),
       C(CI::kRewardTimeouts, "chainrl_reward_timeouts_total",
         "Reward plugin evaluations stopped at their deadline.", {plugin}),
+      C(CI::kRewardWorkerRestarts, "chainrl_reward_worker_restarts_total",
+        "Reward worker processes started to replace one that crashed or was killed.", {plugin}),
+      C(CI::kRewardWorkerCpu, "chainrl_reward_worker_cpu_seconds_total",
+        "CPU time (user and system) of each reward worker process slot, its replacements "
+        "included; read from /proc by the worker's host on every scrape.",
+        {plugin, worker}),
       C(CI::kCacheHits, "chainrl_cache_hits_total", "Lookups served from a cache.", {cache}),
       C(CI::kCacheMisses, "chainrl_cache_misses_total", "Lookups a cache could not serve.",
         {cache}),
@@ -181,6 +188,13 @@ std::vector<MetricSpec> BuildCatalogue() {
         "Work leases handed out and not yet returned or expired."),
       G(GI::kActorsAlive, "chainrl_actors_alive", "Actor processes currently alive."),
       G(GI::kCacheBytes, "chainrl_cache_bytes", "Bytes held by each bounded cache.", {cache}),
+      G(GI::kRewardWorkerUp, "chainrl_reward_worker_up",
+        "1 while the reward worker process of this slot runs, 0 while none does.",
+        {plugin, worker}),
+      G(GI::kRewardWorkerMemory, "chainrl_reward_worker_resident_memory_bytes",
+        "Resident set size of each reward worker process (0 while none runs); read from /proc "
+        "by the worker's host on every scrape.",
+        {plugin, worker}),
       // ---- histograms ----
       H(HI::kReward, "chainrl_reward", "Total reward per response.", RewardBuckets()),
       H(HI::kResponseLength, "chainrl_response_length_tokens", "Response length in tokens.",

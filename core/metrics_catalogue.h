@@ -11,31 +11,33 @@ namespace chainrl::metrics {
 
 // Counters (monotonic; names end in `_total`, so rate() gives a per-second figure).
 enum class CounterId {
-  kSteps,               // chainrl_steps_total
-  kRolloutTokens,       // chainrl_rollout_tokens_total
-  kPrefillTokens,       // chainrl_prefill_tokens_total
-  kTrainingTokens,      // chainrl_training_tokens_total
-  kPhaseSeconds,        // chainrl_phase_seconds_total{phase}
-  kGroupsDispatched,    // chainrl_groups_dispatched_total
-  kGroupsTrained,       // chainrl_groups_trained_total
-  kGroupsDuplicated,    // chainrl_groups_duplicated_total
-  kGroupsLost,          // chainrl_groups_lost_total
-  kResponsesTruncated,  // chainrl_responses_truncated_total
-  kLeasesReassigned,    // chainrl_leases_reassigned_total
-  kLeasesDeclined,      // chainrl_leases_declined_total
-  kActorDeaths,         // chainrl_actor_deaths_total{actor_id}
-  kActorRestarts,       // chainrl_actor_restarts_total{actor_id}
-  kMessagesRejected,    // chainrl_messages_rejected_total{reason}
-  kPeersRefused,        // chainrl_peers_refused_total{reason}
-  kRewardCalls,         // chainrl_reward_calls_total{plugin}
-  kRewardErrors,        // chainrl_reward_errors_total{plugin}
-  kRewardTimeouts,      // chainrl_reward_timeouts_total{plugin}
-  kCacheHits,           // chainrl_cache_hits_total{cache}
-  kCacheMisses,         // chainrl_cache_misses_total{cache}
-  kWeightUpdates,       // chainrl_weight_updates_total
-  kSentBytes,           // chainrl_sent_bytes_total{channel}
-  kReceivedBytes,       // chainrl_received_bytes_total{channel}
-  kGroupsStale,         // chainrl_groups_stale_total{stage,action}
+  kSteps,                 // chainrl_steps_total
+  kRolloutTokens,         // chainrl_rollout_tokens_total
+  kPrefillTokens,         // chainrl_prefill_tokens_total
+  kTrainingTokens,        // chainrl_training_tokens_total
+  kPhaseSeconds,          // chainrl_phase_seconds_total{phase}
+  kGroupsDispatched,      // chainrl_groups_dispatched_total
+  kGroupsTrained,         // chainrl_groups_trained_total
+  kGroupsDuplicated,      // chainrl_groups_duplicated_total
+  kGroupsLost,            // chainrl_groups_lost_total
+  kResponsesTruncated,    // chainrl_responses_truncated_total
+  kLeasesReassigned,      // chainrl_leases_reassigned_total
+  kLeasesDeclined,        // chainrl_leases_declined_total
+  kActorDeaths,           // chainrl_actor_deaths_total{actor_id}
+  kActorRestarts,         // chainrl_actor_restarts_total{actor_id}
+  kMessagesRejected,      // chainrl_messages_rejected_total{reason}
+  kPeersRefused,          // chainrl_peers_refused_total{reason}
+  kRewardCalls,           // chainrl_reward_calls_total{plugin}
+  kRewardErrors,          // chainrl_reward_errors_total{plugin}
+  kRewardTimeouts,        // chainrl_reward_timeouts_total{plugin}
+  kRewardWorkerRestarts,  // chainrl_reward_worker_restarts_total{plugin}
+  kRewardWorkerCpu,       // chainrl_reward_worker_cpu_seconds_total{plugin,worker}
+  kCacheHits,             // chainrl_cache_hits_total{cache}
+  kCacheMisses,           // chainrl_cache_misses_total{cache}
+  kWeightUpdates,         // chainrl_weight_updates_total
+  kSentBytes,             // chainrl_sent_bytes_total{channel}
+  kReceivedBytes,         // chainrl_received_bytes_total{channel}
+  kGroupsStale,           // chainrl_groups_stale_total{stage,action}
   kCount
 };
 
@@ -71,6 +73,8 @@ enum class GaugeId {
   kLeasesInFlight,       // chainrl_leases_in_flight
   kActorsAlive,          // chainrl_actors_alive
   kCacheBytes,           // chainrl_cache_bytes{cache}
+  kRewardWorkerUp,       // chainrl_reward_worker_up{plugin,worker}
+  kRewardWorkerMemory,   // chainrl_reward_worker_resident_memory_bytes{plugin,worker}
   kCount
 };
 

@@ -41,6 +41,7 @@
 #include "learner/work_ledger.h"
 #include "model/model_io.h"
 #include "rewards/reward_config.h"
+#include "rewards/reward_metrics.h"
 #include "rollout/embedding_cache.h"
 
 namespace chainrl::learner {
@@ -104,6 +105,8 @@ class Learner {
   std::unique_ptr<PromptInputs> prompts_;
   std::unique_ptr<rewards::RewardPool> rewards_;
   LearnerMetrics metrics_;
+  // The held-out reward workers' figures in metrics_ (gone before metrics_ and rewards_ are).
+  std::unique_ptr<rewards::RewardWorkerMetrics> reward_worker_metrics_;
   std::unique_ptr<LearnerTransport> transport_;
   transport::LearnerSecurity security_;  // security.*: the endpoints' keys and allow-list
   std::optional<wire::Envelope> run_files_;  // the reply to RunFilesRequest, made once
@@ -180,6 +183,9 @@ Status Learner::Setup() {
     metrics_ = LearnerMetrics(std::move(registry));
     metrics_.Started(ledger_options.max_off_policy_steps);
     metrics_.CurriculumStage(0);
+    if (rewards_)
+      reward_worker_metrics_ =
+          std::make_unique<rewards::RewardWorkerMetrics>(*metrics_.registry(), *rewards_);
   }
   // Precomputed prompt embeddings (data with an embeddings field): loaded once per prompt for the
   // learner's prefill of the policy update; actors hold their own cache.

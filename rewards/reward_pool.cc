@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -82,7 +83,13 @@ struct Worker {
   wire::FrameBuffer in;
   std::optional<int> exit_status;  // set once reaped while its socket was still open
   std::string cgroup;  // its own cgroup when the pool contains workers in cgroups, else empty
+  std::atomic<int>* shown_pid = nullptr;  // `pid` for other threads (RewardPool::workers)
 };
+
+void SetPid(Worker* w, pid_t pid) {
+  w->pid = pid;
+  if (w->shown_pid) w->shown_pid->store(pid);
+}
 
 // Whether the worker process has ended, reaping it (its status kept): a process its plugin forked
 // may hold the worker's socket open, so end of stream alone does not tell a crash in time.
@@ -98,6 +105,7 @@ struct Plugin {
   std::string path;  // absolute
   std::string plugin_name, plugin_version;
   std::vector<Worker> workers;
+  std::unique_ptr<std::atomic<int>[]> shown_pids;  // one per worker, never reallocated
 };
 
 std::string DescribeWait(int st) {
@@ -146,7 +154,7 @@ std::string KillAndReap(Worker* w) {
     KillLeftovers(w, w->pid);
   }
   w->exit_status.reset();
-  w->pid = -1;
+  SetPid(w, -1);
   w->busy = false;
   w->in.Clear();
   return how;
@@ -237,7 +245,7 @@ Status SpawnWorker(const std::string& worker_path, Worker* w) {
     ::close(sv[0]);
     return IoError("cannot start reward worker '" + worker_path + "': " + std::strerror(rc));
   }
-  w->pid = pid;
+  SetPid(w, pid);
   w->fd = sv[0];
   w->busy = false;
   w->in.Clear();
@@ -644,6 +652,11 @@ Result<std::unique_ptr<RewardPool>> RewardPool::Create(std::vector<RewardSpec> s
     auto p = std::make_unique<Plugin>();
     CHAINRL_ASSIGN_OR_RETURN(p->path, CheckPluginFile(s));
     p->workers.resize(static_cast<size_t>(options.workers_per_plugin));
+    p->shown_pids = std::make_unique<std::atomic<int>[]>(p->workers.size());
+    for (size_t i = 0; i < p->workers.size(); ++i) {
+      p->shown_pids[i].store(-1);
+      p->workers[i].shown_pid = &p->shown_pids[i];
+    }
     if (impl.cgroups) {
       const size_t k = impl.plugins.size();
       for (size_t i = 0; i < p->workers.size(); ++i) {
@@ -692,7 +705,7 @@ RewardPool::~RewardPool() {
       int st;
       if (::waitpid((*it)->pid, &st, WNOHANG) == (*it)->pid) {
         KillLeftovers(*it, (*it)->pid);  // what its plugin started and left behind
-        (*it)->pid = -1;
+        SetPid(*it, -1);
         it = live.erase(it);
       } else {
         ++it;
@@ -745,6 +758,17 @@ Result<std::vector<RewardResult>> RewardPool::Score(const std::vector<RewardInpu
   impl.inputs = nullptr;
   impl.results = nullptr;
   return results;
+}
+
+std::vector<WorkerProcess> RewardPool::workers() const {
+  std::vector<WorkerProcess> out;
+  for (size_t k = 0; k < impl_->plugins.size() && k < specs_.size(); ++k) {
+    const Plugin* p = impl_->plugins[k].get();
+    if (p == nullptr) continue;
+    for (size_t i = 0; i < p->workers.size(); ++i)
+      out.push_back({specs_[k].name, static_cast<int>(i), p->shown_pids[i].load()});
+  }
+  return out;
 }
 
 std::map<std::string, RewardStats> RewardPool::stats() const {

@@ -135,6 +135,13 @@ struct RewardStats {
   int64_t worker_restarts = 0;  // workers started to replace one that died or was killed
 };
 
+// One worker process of a plugin reward, as it is now.
+struct WorkerProcess {
+  std::string reward;  // the reward's name
+  int index = 0;       // 0 .. workers_per_plugin - 1
+  int pid = -1;        // -1 while none runs (not started yet, or killed and not yet replaced)
+};
+
 // Thread safety: Score() calls are serialised by an internal mutex (one batch at a time); stats()
 // and specs() may be called from any thread at any time. Destroying the pool kills its workers.
 class RewardPool {
@@ -161,6 +168,8 @@ class RewardPool {
 
   // Counters per reward name.
   std::map<std::string, RewardStats> stats() const;
+  // Every worker slot of every plugin reward, in spec then index order. Any thread.
+  std::vector<WorkerProcess> workers() const;
   const std::vector<RewardSpec>& specs() const { return specs_; }
 
   // The worker executable the pool uses (resolved from PoolOptions at Create).
