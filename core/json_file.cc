@@ -98,4 +98,35 @@ Result<nlohmann::json> ReadJsonFile(const std::string& path, uint64_t max_bytes,
   return ParseJson(text, path, max_depth, code);
 }
 
+namespace {
+
+Status RequireIntegersAt(const nlohmann::json& j, const std::string& where,
+                         const std::string& path) {
+  if (j.is_number_float())
+    return InvalidArgument(where + ": " + (path.empty() ? "the value" : path) + ": " + j.dump() +
+                           " is not an integer");
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      CHAINRL_RETURN_IF_ERROR(
+          RequireIntegersAt(it.value(), where, path + (path.empty() ? "" : ".") + it.key()));
+  } else if (j.is_array()) {
+    for (size_t i = 0; i < j.size(); ++i)
+      CHAINRL_RETURN_IF_ERROR(RequireIntegersAt(j[i], where, path + "[" + std::to_string(i) + "]"));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RequireIntegers(const nlohmann::json& j, const std::string& where,
+                       std::initializer_list<std::string_view> free) {
+  if (!j.is_object()) return RequireIntegersAt(j, where, "");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    bool skip = false;
+    for (std::string_view f : free) skip = skip || it.key() == f;
+    if (!skip) CHAINRL_RETURN_IF_ERROR(RequireIntegersAt(it.value(), where, it.key()));
+  }
+  return Status::Ok();
+}
+
 }  // namespace chainrl

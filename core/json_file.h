@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -40,6 +41,13 @@ Status CheckJson(std::string_view text, const std::string& where, int max_depth 
 Result<nlohmann::json> ParseJson(std::string_view text, const std::string& where,
                                  int max_depth = kMaxJsonDepth,
                                  StatusCode code = StatusCode::kInvalidArgument);
+
+// InvalidArgument "WHERE: KEY...: V is not an integer" for the first number with a fraction or an
+// exponent in `j` outside the top-level keys `free` (whose values may hold any number): for state
+// that holds only counts and ids, read with nlohmann's integer conversions, which are undefined
+// for a double beyond the integer's range (1e300).
+Status RequireIntegers(const nlohmann::json& j, const std::string& where,
+                       std::initializer_list<std::string_view> free = {});
 
 // ReadFileBounded, then ParseJson naming the file.
 Result<nlohmann::json> ReadJsonFile(const std::string& path, uint64_t max_bytes,

@@ -153,29 +153,7 @@ int64_t ParseStepDirName(const std::string& name) {
 Result<nlohmann::json> ReadManifest(const std::string& dir) {
   const std::string path = Join(dir, kManifest);
   CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  nlohmann::json m = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (m.is_discarded() || !m.is_object()) return Corrupt(path + ": not a JSON object");
-  if (!m.contains("format_version") || !m["format_version"].is_number_integer())
-    return Corrupt(path + ": no integer \"format_version\"");
-  if (m["format_version"].get<int64_t>() != kCheckpointFormatVersion)
-    return Corrupt(path + ": format_version " + m["format_version"].dump() + ", expected " +
-                   std::to_string(kCheckpointFormatVersion));
-  if (!m.contains("step") || !m["step"].is_number_integer())
-    return Corrupt(path + ": no integer \"step\"");
-  if (!m.contains("files") || !m["files"].is_object())
-    return Corrupt(path + ": no \"files\" object");
-  for (const auto& [name, entry] : m["files"].items()) {
-    if (!entry.is_object() || !entry.contains("size") || !entry["size"].is_number_unsigned() ||
-        !entry.contains("crc32c") || !entry["crc32c"].is_number_unsigned())
-      return Corrupt(path + ": files." + name + ": needs unsigned \"size\" and \"crc32c\"");
-  }
-  if (!m.contains("data_files") || !m["data_files"].is_array())
-    return Corrupt(path + ": no \"data_files\" array");
-  for (const auto& name : m["data_files"]) {
-    if (!name.is_string() || !m["files"].contains(name.get<std::string>()))
-      return Corrupt(path + ": data_files entry " + name.dump() + " not listed in \"files\"");
-  }
-  return m;
+  return ParseCheckpointManifest(text, path);
 }
 
 // Cheap completeness check for "latest": manifest valid and every listed file has its size.
@@ -504,16 +482,8 @@ Result<CheckpointData> ReadCheckpointData(const std::string& dir, bool verify) {
   CHAINRL_ASSIGN_OR_RETURN(nlohmann::json manifest, ReadManifest(dir));
   const std::string state_path = Join(dir, kState);
   CHAINRL_ASSIGN_OR_RETURN(std::string text, ReadFile(state_path));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Corrupt(state_path + ": not a JSON object");
-  if (!j.contains("format_version") || j["format_version"] != kCheckpointFormatVersion)
-    return Corrupt(state_path + ": format_version must be " +
-                   std::to_string(kCheckpointFormatVersion));
-  if (!j.contains("step") || j["step"] != manifest["step"])
-    return Corrupt(state_path + ": step does not match " + kManifest);
-  if (!j.contains("state")) return Corrupt(state_path + ": no \"state\"");
   CheckpointData out;
-  out.state = std::move(j["state"]);
+  CHAINRL_ASSIGN_OR_RETURN(out.state, ParseCheckpointState(text, state_path, manifest["step"]));
   for (const auto& name : manifest["data_files"]) {
     const std::string file = name.get<std::string>();
     CHAINRL_ASSIGN_OR_RETURN(out.files[file], ReadFile(Join(dir, file)));

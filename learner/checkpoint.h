@@ -12,14 +12,11 @@
 #include <vector>
 
 #include "core/status.h"
+#include "learner/checkpoint_files.h"
 #include "learner/optimizer.h"
 #include "model/decoder.h"
 
 namespace chainrl::learner {
-
-// Version of the checkpoint layout, written to state.json and manifest.json; a directory with a
-// different version is refused on load.
-inline constexpr int kCheckpointFormatVersion = 1;
 
 // What a learner checkpoint holds besides the model and optimizer: an opaque JSON `state` the
 // caller fills (step, policy version, data position, curriculum state, RNG states, metrics so

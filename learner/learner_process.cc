@@ -223,7 +223,10 @@ Status Learner::Resume(const std::string& spec) {
   if (auto it = d.files.find("buffer.bin"); it != d.files.end()) {
     // Accepted but untrained groups, re-accepted without the ledger (it already counts them as
     // completed).
-    CHAINRL_ASSIGN_OR_RETURN(auto records, ReadBufferRecords(it->second, *dir + "/buffer.bin"));
+    CHAINRL_ASSIGN_OR_RETURN(
+        auto records,
+        ReadBufferRecords(it->second, *dir + "/buffer.bin",
+                          static_cast<uint32_t>(trainer_->model().config().vocab_size)));
     for (BufferedTrajectory& r : records) {
       CHAINRL_ASSIGN_OR_RETURN(AcceptedGroup a, MakeAccepted(r.trajectory));
       a.serialized = std::move(r.record);

@@ -1,7 +1,8 @@
 // What rank 0 of a data-parallel learner tells the other ranks (learner_process.cc): the phase
 // changes of the run and each update's shard of the batch. Encoded compactly (lengths first,
 // native little-endian), and decoding checks every length, so a truncated or foreign message is a
-// Corrupt error naming the offset, never a crash.
+// Corrupt error naming the offset, never a crash. The byte format lives in rank_message_codec.h
+// (no LibTorch, fuzzed); this file adds the message type and its prompt embeddings' tensors.
 #pragma once
 
 #include <cstdint>
@@ -11,19 +12,10 @@
 
 #include "core/status.h"
 #include "learner/data_parallel.h"
+#include "learner/rank_message_codec.h"
 #include "learner/rl_step.h"
 
 namespace chainrl::learner {
-
-enum class RankMessageKind : uint8_t {
-  kStart = 1,           // where rank 0 starts: resume_dir, sft_done, step, sft_step
-  kSftStep = 2,         // one SFT warm-up update on `sft`; step = the SFT step
-  kSftDone = 3,         // the warm-up is over: its optimiser is dropped
-  kPolicyStep = 4,      // one RL update on `groups`; step = the RL step it makes (before the count)
-  kPreferenceStep = 5,  // one DPO-family update on `pairs`; step as kPolicyStep
-  kStop = 6,            // rank 0 is finishing: leave
-};
-const char* RankMessageKindName(RankMessageKind kind);
 
 struct RankMessage {
   RankMessageKind kind = RankMessageKind::kStop;

@@ -17,11 +17,20 @@ Result<std::vector<std::string_view>> SplitRecords(std::string_view bytes,
   std::vector<std::string_view> out;
   size_t p = 0;
   while (p < bytes.size()) {
+    const std::string record =
+        "record " + std::to_string(out.size() + 1) + " at byte " + std::to_string(p);
     uint64_t n = 0;
-    if (bytes.size() - p < 8) return Corrupt(what + ": truncated record length");
+    if (bytes.size() - p < 8)
+      return Corrupt(what + ": truncated record length: " + record + " has " +
+                     std::to_string(bytes.size() - p) + " of its 8 length bytes");
     std::memcpy(&n, bytes.data() + p, 8);
+    if (n > kMaxRecordBytes)
+      return Corrupt(what + ": " + record + " claims " + std::to_string(n) +
+                     " bytes, over the limit of " + std::to_string(kMaxRecordBytes));
     p += 8;
-    if (n > bytes.size() - p) return Corrupt(what + ": truncated record");
+    if (n > bytes.size() - p)
+      return Corrupt(what + ": truncated record: " + record + " claims " + std::to_string(n) +
+                     " bytes, " + std::to_string(bytes.size() - p) + " are left");
     out.emplace_back(bytes.data() + p, n);
     p += n;
   }

@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include "core/json_file.h"
+
 namespace chainrl::learner {
 
 using nlohmann::json;
@@ -36,6 +38,10 @@ json RunState::ToJson() const {
 
 Result<RunState> RunState::FromJson(const json& j, const std::string& where) {
   RunState s;
+  // Counts and ids, except the records that hold measured figures.
+  CHAINRL_RETURN_IF_ERROR(RequireIntegers(j, where,
+                                          {"history", "evals", "sft_eval", "wall_seconds",
+                                           "shaping", "difficulty_buckets", "torch_rng"}));
   try {
     s.sft_done = j.value("sft_done", false);
     s.sft_step = j.at("sft_step");

@@ -105,12 +105,32 @@ Status SegmentAssembler::LoadRecords(std::string_view bytes, const std::string& 
     wire::Trajectory t;
     if (!t.ParseFromArray(rec.data(), static_cast<int>(rec.size())))
       return Corrupt(what + ": a record does not parse");
-    // Sample i sits at position i: Add appends to samples by index.
-    for (int i = 0; i < t.samples_size(); ++i)
+    // Sample i sits at position i: Add appends to samples by index. Its tokens so far are as
+    // intake checked them (a logprob and a policy version per token), since Add extends them.
+    for (int i = 0; i < t.samples_size(); ++i) {
+      const std::string sample =
+          what + ": group " + std::to_string(t.prompt_group_id()) + " sample " + std::to_string(i);
       if (t.samples(i).sample_index() != static_cast<uint32_t>(i))
         return Corrupt(what + ": group " + std::to_string(t.prompt_group_id()) + " holds sample " +
                        std::to_string(t.samples(i).sample_index()) + " at position " +
                        std::to_string(i));
+      const wire::TokenSegment& c = t.samples(i).completion();
+      if (c.behaviour_logprobs_size() != c.token_ids_size())
+        return Corrupt(sample + ": " + std::to_string(c.behaviour_logprobs_size()) +
+                       " logprobs for " + std::to_string(c.token_ids_size()) + " tokens");
+      const wire::PolicyVersionRuns& runs = c.policy_versions();
+      uint64_t covered = 0;
+      bool valid = runs.versions_size() == runs.lengths_size();
+      for (int k = 0; valid && k < runs.lengths_size(); ++k) {
+        valid = runs.lengths(k) >= 1;
+        covered += runs.lengths(k);
+      }
+      if (!valid || covered != static_cast<uint64_t>(c.token_ids_size()))
+        return Corrupt(sample + ": policy version runs (" + std::to_string(runs.versions_size()) +
+                       " versions, " + std::to_string(runs.lengths_size()) +
+                       " lengths) do not cover its " + std::to_string(c.token_ids_size()) +
+                       " tokens");
+    }
     partials[t.prompt_group_id()] = std::move(t);
   }
   partials_ = std::move(partials);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "core/wire.h"
 #include "learner/record_file.h"
 
 namespace chainrl::learner {
@@ -242,7 +243,10 @@ std::string BufferRecords(const std::deque<AcceptedGroup>& buffer) {
 }
 
 Result<std::vector<BufferedTrajectory>> ReadBufferRecords(std::string_view bytes,
-                                                          const std::string& where) {
+                                                          const std::string& where,
+                                                          uint32_t vocab_size) {
+  wire::Limits limits;
+  if (vocab_size > 0) limits.vocab_size = vocab_size;
   CHAINRL_ASSIGN_OR_RETURN(auto records, SplitRecords(bytes, where));
   std::vector<BufferedTrajectory> out;
   out.reserve(records.size());
@@ -251,6 +255,10 @@ Result<std::vector<BufferedTrajectory>> ReadBufferRecords(std::string_view bytes
     if (!e.ParseFromArray(rec.data(), static_cast<int>(rec.size())) || !e.has_trajectory())
       return Corrupt(where + ": record " + std::to_string(out.size() + 1) +
                      " does not parse as a trajectory envelope");
+    // The checks a trajectory passed when it arrived (token ids, logprobs and versions per token,
+    // finite rewards), so that a damaged or forged checkpoint cannot carry what a peer could not.
+    if (Status st = wire::Validate(e, limits); !st.ok())
+      return Corrupt(where + ": record " + std::to_string(out.size() + 1) + ": " + st.message());
     out.push_back({std::move(*e.mutable_trajectory()), std::string(rec)});
   }
   return out;

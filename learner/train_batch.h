@@ -51,14 +51,16 @@ AcceptedGroup GroupFromTrajectory(const wire::Trajectory& t, std::vector<int32_t
 std::string BufferRecords(const std::deque<AcceptedGroup>& buffer);
 
 // buffer.bin's records, in order: each envelope's trajectory with the record itself (to keep as
-// `serialized`). Corrupt naming `where` when the records do not split or one does not parse as an
-// envelope carrying a trajectory.
+// `serialized`). Corrupt naming `where` when the records do not split, one does not parse as an
+// envelope carrying a trajectory, or one fails the checks a trajectory passed on arrival
+// (wire::Validate, token ids below `vocab_size` when it is not 0).
 struct BufferedTrajectory {
   wire::Trajectory trajectory;
   std::string record;
 };
 Result<std::vector<BufferedTrajectory>> ReadBufferRecords(std::string_view bytes,
-                                                          const std::string& where);
+                                                          const std::string& where,
+                                                          uint32_t vocab_size = 0);
 
 // DAPO dynamic sampling or curriculum.filter_uniform_groups (`filtering`) with
 // algorithm.max_num_gen_batches = `max_rounds` > 0 (docs/ALGORITHMS.md §5.3): true once that many

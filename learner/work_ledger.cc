@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/check.h"
+#include "core/json_file.h"
 #include "core/log.h"
 
 namespace chainrl::learner {
@@ -335,8 +336,13 @@ Result<WorkLedger> WorkLedger::FromJson(std::string_view text, LedgerOptions opt
                                         const Clock* clock) {
   using nlohmann::json;
   const std::string where = "work ledger state";
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return Corrupt(where + ": not a JSON object");
+  CHAINRL_ASSIGN_OR_RETURN(json j, ParseJson(text, where, kMaxJsonDepth, StatusCode::kCorrupt));
+  if (!j.is_object()) return Corrupt(where + ": not a JSON object");
+  {
+    // Ids, counts and milliseconds only: a fraction or exponent would convert undefinedly.
+    Status ints = RequireIntegers(j, where);
+    if (!ints.ok()) return Corrupt(ints.message());
+  }
   WorkLedger l(options, clock);
   const auto now = clock->Now();
   try {

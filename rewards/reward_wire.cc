@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace chainrl::rewards::wire {
@@ -26,58 +27,108 @@ void PutStr(std::string* out, std::string_view s) {
   out->append(s.data(), s.size());
 }
 
-// Reads fields in order; any overrun sets ok = false and yields zeros.
+// Reads fields in order. The first overrun or impossible count stops it: ok() turns false, the
+// failure is kept (which field, at which byte, what was left) and every later read yields zeros.
 class Reader {
  public:
   explicit Reader(std::string_view s) : s_(s) {}
-  bool ok() const { return ok_; }
-  bool done() const { return pos_ == s_.size(); }
-  uint8_t U8() {
-    if (!Need(1)) return 0;
+  bool ok() const { return failure_.empty(); }
+  const std::string& failure() const { return failure_; }
+  size_t pos() const { return pos_; }
+  size_t left() const { return s_.size() - pos_; }
+  uint8_t U8(const char* what) {
+    if (!Need(1, what)) return 0;
     return static_cast<uint8_t>(s_[pos_++]);
   }
-  uint32_t U32() {
-    if (!Need(4)) return 0;
+  uint32_t U32(const char* what) {
+    if (!Need(4, what)) return 0;
     uint32_t v = 0;
     for (int i = 0; i < 4; ++i) v |= uint32_t(uint8_t(s_[pos_ + i])) << (8 * i);
     pos_ += 4;
     return v;
   }
-  double F64() {
-    uint64_t lo = U32(), hi = U32();
+  double F64(const char* what) {
+    if (!Need(8, what)) return 0;
+    uint64_t lo = U32(what), hi = U32(what);
     uint64_t bits = lo | (hi << 32);
     double v;
     std::memcpy(&v, &bits, 8);
     return v;
   }
-  std::string Str() {
-    uint32_t n = U32();
-    if (!Need(n)) return {};
+  std::string Str(const char* what) {
+    const size_t at = pos_;
+    const uint32_t n = U32(what);
+    if (!ok()) return {};
+    if (n > left()) {
+      Fail(std::string(what) + " at byte " + std::to_string(at) + " claims " + std::to_string(n) +
+           " bytes, " + std::to_string(left()) + " are left");
+      return {};
+    }
     std::string v(s_.substr(pos_, n));
     pos_ += n;
     return v;
   }
+  // A count of items that each take at least `min_bytes`: refused (0) when what is left cannot
+  // hold that many, before anything is allocated for them.
+  uint32_t Count(const char* what, size_t min_bytes) {
+    const size_t at = pos_;
+    const uint32_t n = U32(what);
+    if (ok() && n > left() / min_bytes) {
+      Fail(std::to_string(n) + " " + what + " at byte " + std::to_string(at) +
+           " cannot fit in the " + std::to_string(left()) + " bytes left (at least " +
+           std::to_string(min_bytes) + " bytes each)");
+      return 0;
+    }
+    return n;
+  }
 
  private:
-  bool Need(size_t n) {
-    if (!ok_ || s_.size() - pos_ < n) {
-      ok_ = false;
+  bool Need(size_t n, const char* what) {
+    if (!ok()) return false;
+    if (left() < n) {
+      Fail(std::string(what) + " at byte " + std::to_string(pos_) + " needs " + std::to_string(n) +
+           " bytes, " + std::to_string(left()) + " are left");
       return false;
     }
     return true;
   }
+  void Fail(std::string why) {
+    if (ok()) failure_ = std::move(why);
+  }
   std::string_view s_;
   size_t pos_ = 0;
-  bool ok_ = true;
+  std::string failure_;
 };
 
+// The least bytes one encoded item takes: a sample of a score request (six string lengths and a
+// token count), a sample output of a reply (score, flag, message length, component count), a
+// component (name length, value).
+constexpr size_t kMinSampleBytes = 7 * 4;
+constexpr size_t kMinOutputBytes = 8 + 1 + 4 + 4;
+constexpr size_t kMinComponentBytes = 4 + 8;
+
 Status Finish(const Reader& r, const char* what) {
-  if (!r.ok() || !r.done())
-    return Corrupt(std::string("reward worker protocol: malformed ") + what);
+  if (!r.ok())
+    return Corrupt(std::string("reward worker protocol: malformed ") + what + ": " + r.failure());
+  if (r.left() != 0)
+    return Corrupt(std::string("reward worker protocol: malformed ") + what + ": " +
+                   std::to_string(r.left()) + " bytes left over after byte " +
+                   std::to_string(r.pos()));
   return Status::Ok();
 }
 
-bool CheckTag(Reader* r, char tag) { return r->U8() == static_cast<uint8_t>(tag); }
+// OK when the payload starts with `tag`; else Corrupt naming what was expected and what came.
+Status CheckTag(Reader* r, char tag, const char* what) {
+  if (r->left() == 0)
+    return Corrupt(std::string("reward worker protocol: expected ") + what +
+                   ", got an empty payload");
+  const uint8_t got = r->U8("tag");
+  if (got == static_cast<uint8_t>(tag)) return Status::Ok();
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02x", got);
+  return Corrupt(std::string("reward worker protocol: expected ") + what + " (tag '" + tag +
+                 "'), got tag " + hex);
+}
 
 }  // namespace
 
@@ -132,39 +183,38 @@ std::string EncodeScoreReply(const ScoreReply& m) {
 
 Status DecodeInit(std::string_view payload, InitRequest* m) {
   Reader r(payload);
-  if (!CheckTag(&r, kInit)) return Corrupt("reward worker protocol: expected init");
-  m->path = r.Str();
-  m->options_toml = r.Str();
+  CHAINRL_RETURN_IF_ERROR(CheckTag(&r, kInit, "init"));
+  m->path = r.Str("path");
+  m->options_toml = r.Str("options");
   return Finish(r, "init");
 }
 
 Status DecodeInitReply(std::string_view payload, InitReply* m) {
   Reader r(payload);
-  if (!CheckTag(&r, kInitReply)) return Corrupt("reward worker protocol: expected init reply");
-  m->ok = r.U8() != 0;
-  m->plugin_name = r.Str();
-  m->plugin_version = r.Str();
-  m->error = r.Str();
+  CHAINRL_RETURN_IF_ERROR(CheckTag(&r, kInitReply, "init reply"));
+  m->ok = r.U8("ok flag") != 0;
+  m->plugin_name = r.Str("plugin name");
+  m->plugin_version = r.Str("plugin version");
+  m->error = r.Str("error");
   return Finish(r, "init reply");
 }
 
 Status DecodeScore(std::string_view payload, std::vector<RewardInput>* samples) {
   Reader r(payload);
-  if (!CheckTag(&r, kScore)) return Corrupt("reward worker protocol: expected score request");
-  uint32_t n = r.U32();
+  CHAINRL_RETURN_IF_ERROR(CheckTag(&r, kScore, "score request"));
+  const uint32_t n = r.Count("samples", kMinSampleBytes);
   samples->clear();
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     RewardInput s;
-    s.example_id = r.Str();
-    s.prompt = r.Str();
-    s.response = r.Str();
-    uint32_t nt = r.U32();
-    if (nt > payload.size() / 4) return Corrupt("reward worker protocol: bad token count");
+    s.example_id = r.Str("example id");
+    s.prompt = r.Str("prompt");
+    s.response = r.Str("response");
+    const uint32_t nt = r.Count("token ids", 4);
     s.token_ids.resize(nt);
-    for (uint32_t t = 0; t < nt; ++t) s.token_ids[t] = static_cast<int32_t>(r.U32());
-    s.finish_reason = r.Str();
-    s.answer_json = r.Str();
-    s.metadata_json = r.Str();
+    for (uint32_t t = 0; t < nt; ++t) s.token_ids[t] = static_cast<int32_t>(r.U32("token id"));
+    s.finish_reason = r.Str("finish reason");
+    s.answer_json = r.Str("answer");
+    s.metadata_json = r.Str("metadata");
     samples->push_back(std::move(s));
   }
   return Finish(r, "score request");
@@ -172,19 +222,19 @@ Status DecodeScore(std::string_view payload, std::vector<RewardInput>* samples) 
 
 Status DecodeScoreReply(std::string_view payload, ScoreReply* m) {
   Reader r(payload);
-  if (!CheckTag(&r, kScoreReply)) return Corrupt("reward worker protocol: expected score reply");
-  m->calls = r.U32();
-  uint32_t n = r.U32();
+  CHAINRL_RETURN_IF_ERROR(CheckTag(&r, kScoreReply, "score reply"));
+  m->calls = r.U32("call count");
+  const uint32_t n = r.Count("sample outputs", kMinOutputBytes);
   m->outputs.clear();
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     SampleOutput o;
-    o.score = r.F64();
-    o.plugin_error = r.U8() != 0;
-    o.message = r.Str();
-    uint32_t nc = r.U32();
+    o.score = r.F64("score");
+    o.plugin_error = r.U8("error flag") != 0;
+    o.message = r.Str("message");
+    const uint32_t nc = r.Count("components", kMinComponentBytes);
     for (uint32_t c = 0; c < nc && r.ok(); ++c) {
-      std::string name = r.Str();
-      double v = r.F64();
+      std::string name = r.Str("component name");
+      double v = r.F64("component value");
       o.components.emplace_back(std::move(name), v);
     }
     m->outputs.push_back(std::move(o));

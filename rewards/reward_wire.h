@@ -45,7 +45,10 @@ std::string EncodeInit(const InitRequest& m);
 std::string EncodeInitReply(const InitReply& m);
 std::string EncodeScore(const std::vector<const RewardInput*>& samples);
 std::string EncodeScoreReply(const ScoreReply& m);
-// Decoders return Corrupt on a truncated or mistagged payload.
+// Decoders take any bytes (a worker runs an untrusted plugin): Corrupt on a mistagged, truncated
+// or overlong payload, naming the field, its byte offset and the bytes left. Every count is
+// checked against the bytes left before anything is allocated for it, so memory stays
+// proportional to the payload.
 Status DecodeInit(std::string_view payload, InitRequest* m);
 Status DecodeInitReply(std::string_view payload, InitReply* m);
 Status DecodeScore(std::string_view payload, std::vector<RewardInput>* samples);

@@ -10,8 +10,9 @@
 #     --build-only  configure and build, run nothing
 #     NAME ...      only these harnesses (default: every one, build-fuzz/fuzz/fuzzers.txt)
 # The corpus each harness grows is kept in build-fuzz/fuzz-corpus/NAME between runs; the seeds are
-# fuzz/corpus/NAME (committed), build-fuzz/fuzz-seeds/NAME (generated: wire frames, SentencePiece
-# models, tokenizers and chat templates cut from the test assets) and configs/ for run configs.
+# fuzz/corpus/NAME (committed), build-fuzz/fuzz-seeds/NAME (generated: wire frames, reward worker
+# frames, rank messages, checkpoint files, SentencePiece models, tokenizers and chat templates cut
+# from the test assets) and configs/ for run configs.
 # Without clang or libFuzzer the script says so and exits 77 (ctest: skipped), or 1 under CI=true.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -64,8 +65,12 @@ cmake --build "$FUZZ_BUILD_DIR" -j "$CHAINRL_JOBS"
 
 # ---- seeds -------------------------------------------------------------------------------------
 seeds="$FUZZ_BUILD_DIR/fuzz-seeds"
-mkdir -p "$seeds/wire_fuzz" "$seeds/sentencepiece_fuzz" "$seeds/chat_template_fuzz"
+mkdir -p "$seeds/wire_fuzz" "$seeds/sentencepiece_fuzz" "$seeds/chat_template_fuzz" \
+  "$seeds/reward_wire_fuzz" "$seeds/rank_messages_fuzz" "$seeds/checkpoint_fuzz"
 "$FUZZ_BUILD_DIR/fuzz/fuzz_wire_seeds" "$seeds/wire_fuzz"
+"$FUZZ_BUILD_DIR/fuzz/fuzz_reward_wire_seeds" "$seeds/reward_wire_fuzz"
+"$FUZZ_BUILD_DIR/fuzz/fuzz_rank_messages_seeds" "$seeds/rank_messages_fuzz"
+"$FUZZ_BUILD_DIR/fuzz/fuzz_checkpoint_seeds" "$seeds/checkpoint_fuzz"
 if [ -x "$FUZZ_BUILD_DIR/fuzz/fuzz_sentencepiece_seed" ]; then
   [ -f "$seeds/sentencepiece_fuzz/llama2.model" ] ||
     "$FUZZ_BUILD_DIR/fuzz/fuzz_sentencepiece_seed" "$seeds/sentencepiece_fuzz" > /dev/null 2>&1 ||
@@ -83,6 +88,7 @@ max_len_of() {
     sentencepiece_fuzz) echo 32768 ;;
     run_config_fuzz|chat_template_fuzz|wire_fuzz|weights_chunks_fuzz|safetensors_header_fuzz)
       echo 16384 ;;
+    reward_wire_fuzz|rank_messages_fuzz|checkpoint_fuzz) echo 16384 ;;
     endpoints_fuzz) echo 1024 ;;
     *) echo 8192 ;;
   esac

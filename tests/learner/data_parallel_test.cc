@@ -407,5 +407,54 @@ TEST(RankMessages, RoundTripExactlyAndDamagedBytesAreErrors) {
   EXPECT_EQ(DecodeRankMessage(huge).status().code(), StatusCode::kCorrupt);
 }
 
+// What fuzz/rank_messages_fuzz runs against (learner/rank_message_codec.h): prompt embeddings of
+// shape [-1, 0] passed as "0 elements" and torch::from_blob threw c10::Error through
+// DecodeRankMessage; policy version runs of INT64_MAX tokens overflowed their sum. Both are
+// Corrupt now, naming the byte.
+TEST(RankMessages, ImpossibleShapesAndRunsAreCorruptNotExceptions) {
+  rank_codec::Writer w;
+  w.Put<uint32_t>(rank_codec::kMagic);
+  w.Put<uint8_t>(static_cast<uint8_t>(RankMessageKind::kPolicyStep));
+  w.Put<int64_t>(1);                    // step
+  w.Put<int64_t>(0);                    // sft_step
+  w.Put<uint8_t>(0);                    // sft_done
+  w.PutString("");                      // resume_dir
+  w.Put<int64_t>(3);                    // policy_version
+  w.Put<uint64_t>(1);                   // one group
+  w.Put<uint64_t>(7);                   // group_id
+  w.PutVector(std::vector<int32_t>{});  // prompt
+  w.Put<int32_t>(9);                    // placeholder_token_id
+  w.Put<uint64_t>(0);                   // no samples
+  w.Put<int8_t>(static_cast<int8_t>(torch::kBFloat16));
+  std::string bytes = w.Take();
+  const size_t shape_at = bytes.size();
+  rank_codec::Writer rest;
+  rest.PutVector(std::vector<int64_t>{-1, 0});
+  rest.PutVector(std::vector<float>{});
+  rest.Put<uint64_t>(0);  // pairs
+  rest.Put<uint64_t>(0);  // sft
+  bytes += rest.Take();
+  auto d = DecodeRankMessage(bytes);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(d.status().message(), "rank message: prompt embeddings at byte " +
+                                      std::to_string(shape_at) +
+                                      " are not a [rows, hidden] floating-point matrix");
+
+  RankMessage m;
+  m.kind = RankMessageKind::kPolicyStep;
+  m.groups.resize(1);
+  m.groups[0].samples.resize(1);
+  m.groups[0].samples[0].tokens = {1, 2, 3};
+  m.groups[0].samples[0].behaviour_logprobs = {-1, -1, -1};
+  m.groups[0].samples[0].versions = {{1, INT64_MAX}, {2, INT64_MAX}};
+  auto runs = DecodeRankMessage(EncodeRankMessage(m));
+  ASSERT_FALSE(runs.ok());
+  EXPECT_NE(runs.status().message().find("a sample's policy versions at byte"), std::string::npos)
+      << runs.status().message();
+  EXPECT_NE(runs.status().message().find("do not cover its 3 tokens"), std::string::npos)
+      << runs.status().message();
+}
+
 }  // namespace
 }  // namespace chainrl::learner

@@ -85,5 +85,22 @@ TEST(RunStateTest, DamageIsAnErrorNamingTheFileAndKey) {
   EXPECT_EQ(history.status().message(), "s: history and evals must be arrays");
 }
 
+// A count written as a number beyond the integers (1e300) was converted with undefined behaviour;
+// measured figures (history, wall time) may hold any number.
+TEST(RunStateTest, CountsMustBeIntegers) {
+  json j = Sample().ToJson();
+  j["step"] = 1e300;
+  auto huge = RunState::FromJson(j, "ck/state.json");
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.status().message(), "ck/state.json: step: 1e+300 is not an integer");
+  j = Sample().ToJson();
+  j["trained"] = json::array({1, 2.5});
+  EXPECT_EQ(RunState::FromJson(j, "s").status().message(), "s: trained[1]: 2.5 is not an integer");
+  j = Sample().ToJson();
+  j["wall_seconds"] = 12.75;
+  j["history"] = json::array({json{{"loss", 0.25}}});
+  EXPECT_TRUE(RunState::FromJson(j, "s").ok());
+}
+
 }  // namespace
 }  // namespace chainrl::learner

@@ -187,5 +187,48 @@ TEST(SegmentIntakeTest, StateRoundTripsThroughRecordsAndDamageIsCorrupt) {
   EXPECT_EQ(b.LoadRecords(records.substr(0, records.size() - 1), "p").code(), StatusCode::kCorrupt);
 }
 
+// A carried sample whose policy version runs do not cover its tokens, or whose logprobs do not
+// match them, is refused at load: the next segment for its group appended runs out of bounds.
+TEST(SegmentIntakeTest, CarriedSamplesMustHaveALogprobAndAVersionPerToken) {
+  SegmentAssembler a(2);
+  wire::Trajectory out;
+  ASSERT_EQ(a.Add(Result(5, 5,
+                         {MakeSample(0, 0, 2, 0, wire::FINISH_UNFINISHED),
+                          MakeSample(1, 0, 1, 0, wire::FINISH_STOP, 1)}),
+                  "x", &out),
+            SegmentIntake::kCarried);
+  const std::string records = a.ToRecords();
+  auto split = SplitRecords(records, "partials.bin");
+  ASSERT_TRUE(split.ok());
+  ASSERT_EQ(split->size(), 1u);
+  wire::Trajectory t;
+  ASSERT_TRUE(t.ParseFromString(std::string((*split)[0])));
+  ASSERT_GE(t.samples(0).completion().token_ids_size(), 1);
+  const int tokens = t.samples(0).completion().token_ids_size();
+
+  wire::Trajectory no_lengths = t;
+  no_lengths.mutable_samples(0)->mutable_completion()->mutable_policy_versions()->clear_lengths();
+  std::string bytes;
+  AppendRecord(&bytes, no_lengths.SerializeAsString());
+  SegmentAssembler b(2);
+  Status st = b.LoadRecords(bytes, "ck/partials.bin");
+  EXPECT_EQ(st.code(), StatusCode::kCorrupt);
+  EXPECT_NE(st.message().find("ck/partials.bin: group 5 sample 0: policy version runs (1 versions, "
+                              "0 lengths) do not cover its " +
+                              std::to_string(tokens) + " tokens"),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(b.groups(), 0u);
+
+  wire::Trajectory short_logprobs = t;
+  short_logprobs.mutable_samples(0)->mutable_completion()->add_behaviour_logprobs(-0.5f);
+  bytes.clear();
+  AppendRecord(&bytes, short_logprobs.SerializeAsString());
+  st = b.LoadRecords(bytes, "ck/partials.bin");
+  EXPECT_EQ(st.code(), StatusCode::kCorrupt);
+  EXPECT_EQ(st.message(), "ck/partials.bin: group 5 sample 0: " + std::to_string(tokens + 1) +
+                              " logprobs for " + std::to_string(tokens) + " tokens");
+}
+
 }  // namespace
 }  // namespace chainrl::learner

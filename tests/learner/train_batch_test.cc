@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace chainrl::learner {
 namespace {
 
@@ -326,9 +328,14 @@ TEST(TrainBatchTest, PreferenceHistoryEntryCarriesTheUpdatesFigures) {
 TEST(TrainBatchTest, BufferRecordsRoundTripAndCorruptionIsNamed) {
   std::deque<AcceptedGroup> buffer;
   for (uint64_t g : {4u, 9u}) {
-    wire::Envelope e;
+    wire::Envelope e = wire::MakeEnvelope("actor-0");  // as it arrived
     *e.mutable_trajectory() =
         MakeTrajectory(g, {MakeSample(0, {1, 2, 3}, 1.0, true, wire::FINISH_STOP)});
+    e.mutable_trajectory()->set_lease_id(g + 100);
+    auto* runs =
+        e.mutable_trajectory()->mutable_samples(0)->mutable_completion()->mutable_policy_versions();
+    runs->add_versions(0);  // every token of version 0, as an actor says
+    runs->add_lengths(3);
     AcceptedGroup a;
     a.serialized = e.SerializeAsString();
     buffer.push_back(std::move(a));
@@ -351,6 +358,25 @@ TEST(TrainBatchTest, BufferRecordsRoundTripAndCorruptionIsNamed) {
   EXPECT_EQ(no_traj.status().code(), StatusCode::kCorrupt);
   EXPECT_NE(no_traj.status().message().find("ckpt/buffer.bin: record 1"), std::string::npos)
       << no_traj.status().message();
+  // A record that parses but that intake would have refused (a reward that is not finite).
+  wire::Envelope forged = wire::MakeEnvelope("actor-0");
+  *forged.mutable_trajectory() =
+      MakeTrajectory(5, {MakeSample(0, {1, 2, 3}, 1.0, true, wire::FINISH_STOP)});
+  forged.mutable_trajectory()->set_lease_id(7);
+  auto* runs = forged.mutable_trajectory()
+                   ->mutable_samples(0)
+                   ->mutable_completion()
+                   ->mutable_policy_versions();
+  runs->add_versions(0);
+  runs->add_lengths(3);
+  forged.mutable_trajectory()->mutable_samples(0)->set_reward(std::nan(""));
+  bad[0].serialized = forged.SerializeAsString();
+  auto nan = ReadBufferRecords(BufferRecords(bad), "ckpt/buffer.bin");
+  ASSERT_FALSE(nan.ok());
+  EXPECT_EQ(nan.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(nan.status().message().find("ckpt/buffer.bin: record 1: "), std::string::npos)
+      << nan.status().message();
+  EXPECT_NE(nan.status().message().find("reward"), std::string::npos) << nan.status().message();
   auto torn = ReadBufferRecords(std::string_view(bytes).substr(0, bytes.size() - 3), "b.bin");
   ASSERT_FALSE(torn.ok());
   EXPECT_NE(torn.status().message().find("b.bin"), std::string::npos);

@@ -9,6 +9,8 @@
 #include <random>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "apps/run_config.h"
 
 namespace chainrl::learner {
@@ -528,6 +530,28 @@ TEST(WorkLedgerTest, OptionsFromConfig) {
             std::string::npos);
   EXPECT_EQ(*ParseStalePolicy("flag"), StalePolicy::kFlag);
   EXPECT_EQ(*ParseStalePolicy("drop"), StalePolicy::kDrop);
+}
+
+// A checkpointed ledger holds ids, counts and milliseconds only: a number beyond the integers
+// (1e300 attempts) is Corrupt instead of an undefined conversion, and so is JSON nested past the
+// bound.
+TEST(WorkLedgerTest, RestoredStateMustHoldIntegers) {
+  ManualClock clock;
+  WorkLedger l(Opts(), &clock);
+  ASSERT_TRUE(l.AddGroup(1).ok());
+  nlohmann::json j = nlohmann::json::parse(l.ToJson());
+  j["groups"][0]["attempts"] = 1e300;
+  auto r = WorkLedger::FromJson(j.dump(), Opts(), &clock);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+  EXPECT_EQ(r.status().message(),
+            "work ledger state: groups[0].attempts: 1e+300 is not an integer");
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto d = WorkLedger::FromJson(deep, Opts(), &clock);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kCorrupt);
+  EXPECT_NE(d.status().message().find("nested deeper than"), std::string::npos)
+      << d.status().message();
 }
 
 }  // namespace

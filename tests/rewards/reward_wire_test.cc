@@ -109,6 +109,47 @@ TEST(RewardWire, InitRoundTrip) {
   EXPECT_EQ(rep2.error, "boom");
 }
 
+// A worker runs an untrusted plugin: what it sends back is refused naming the field, its offset
+// and what was left, and a count the payload cannot hold is refused before anything is allocated
+// for it (fuzz/reward_wire_fuzz).
+TEST(RewardWire, MalformedPayloadsNameTheFieldAndOffset) {
+  auto reply_error = [](const std::string& payload) {
+    ScoreReply r;
+    Status st = DecodeScoreReply(payload, &r);
+    EXPECT_TRUE(st.ok() || st.code() == StatusCode::kCorrupt) << st.ToString();
+    return st.ok() ? "ok" : st.message();
+  };
+  auto u32 = [](uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); };
+  // calls, then 2^32 - 1 outputs in 3 bytes.
+  EXPECT_EQ(reply_error("s" + u32(1) + u32(0xffffffff) + "abc"),
+            "reward worker protocol: malformed score reply: 4294967295 sample outputs at byte 5 "
+            "cannot fit in the 3 bytes left (at least 17 bytes each)");
+  // One output whose message claims 4 GiB.
+  std::string one = "s" + u32(1) + u32(1) + std::string(8, '\0') + "\x01" + u32(0xfffffff0);
+  EXPECT_EQ(reply_error(one + "abcd"),
+            "reward worker protocol: malformed score reply: message at byte 18 claims "
+            "4294967280 bytes, 4 are left");
+  ScoreReply good;
+  good.outputs.resize(1);
+  EXPECT_EQ(reply_error(EncodeScoreReply(good) + "xy"),
+            "reward worker protocol: malformed score reply: 2 bytes left over after byte 26");
+  EXPECT_EQ(reply_error(""), "reward worker protocol: expected score reply, got an empty payload");
+  EXPECT_EQ(reply_error("i"),
+            "reward worker protocol: expected score reply (tag 's'), got tag 0x69");
+  std::vector<RewardInput> samples;
+  // One sample: three empty strings, 2^30 token ids, three empty strings.
+  Status st = DecodeScore(
+      "S" + u32(1) + u32(0) + u32(0) + u32(0) + u32(0x40000000) + u32(0) + u32(0) + u32(0),
+      &samples);
+  EXPECT_EQ(st.message(),
+            "reward worker protocol: malformed score request: 1073741824 token ids at byte 17 "
+            "cannot fit in the 12 bytes left (at least 4 bytes each)");
+  InitReply init;
+  EXPECT_EQ(DecodeInitReply("i", &init).message(),
+            "reward worker protocol: malformed init reply: ok flag at byte 1 needs 1 bytes, 0 are "
+            "left");
+}
+
 TEST(RewardWire, FrameBufferReassemblesAnySplit) {
   std::string a = "first", b(70000, 'z'), c;
   std::string stream;
