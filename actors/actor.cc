@@ -708,8 +708,10 @@ Status Actor::Run() {
         "this actor's rewards (reward plugins are installed on every actor host, at the paths "
         "the run's [[rewards]] name)");
   rewards_ = std::move(rewards).value();
-  if (metrics_)
+  if (metrics_) {
     reward_worker_metrics_ = std::make_unique<rewards::RewardWorkerMetrics>(*metrics_, *rewards_);
+    metrics_->counter(metrics::CounterId::kLeasesDeclined);  // the series exists from the start
+  }
   embeddings_ =
       rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
   const auto hb_interval = milliseconds(

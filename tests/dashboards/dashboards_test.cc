@@ -150,6 +150,15 @@ class SimulatedRun {
       a.counter(CounterId::kRewardErrors, {{"plugin", "math_verify"}}).Increment(0);
       a.counter(CounterId::kRewardTimeouts, {{"plugin", "math_verify"}})
           .Increment(tick_ % 25 == 0 ? 1 : 0);
+      a.counter(CounterId::kLeasesDeclined).Increment(tick_ % 50 == 0 ? 1 : 0);
+      for (const char* w : {"0", "1"}) {
+        const Labels worker = {{"plugin", "math_verify"}, {"worker", w}};
+        a.gauge(GaugeId::kRewardWorkerUp, worker).Set(1);
+        a.gauge(GaugeId::kRewardWorkerMemory, worker).Set(24 << 20);
+        a.counter(CounterId::kRewardWorkerCpu, worker).Increment(0.05);
+      }
+      a.counter(CounterId::kRewardWorkerRestarts, {{"plugin", "math_verify"}})
+          .Increment(tick_ % 40 == 0 ? 1 : 0);
       a.counter(CounterId::kCacheHits, {{"cache", "prefix"}}).Increment(6);
       a.counter(CounterId::kCacheMisses, {{"cache", "prefix"}}).Increment(2);
       a.gauge(GaugeId::kCacheBytes, {{"cache", "prompt_embeddings"}}).Set(3 << 20);

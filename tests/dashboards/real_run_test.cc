@@ -120,6 +120,13 @@ pushgateway = "http://127.0.0.1:)" +
 name = "short"
 kind = "length"
 options = { target_tokens = 16, max_tokens = 96 }
+# A plugin (weight 0: it changes no reward), so that the reward workers' panels have a worker.
+[[rewards]]
+name = "answer"
+kind = "plugin"
+path = ")" + std::filesystem::path(CHAINRL_BIN).parent_path().string() +
+                           R"(/last_line_answer.so"
+weight = 0.0
 )";
   const std::string path = dir + "/run.toml";
   std::ofstream(path) << text;
