@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "core/channel.h"
+#include "core/cpu_budget.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/weights_transfer.h"
@@ -781,13 +782,17 @@ int ActorThreads(const Config& config, const char* env_threads) {
     const long n = std::strtol(env_threads, &end, 10);
     if (*end == '\0' && n > 0 && n <= 1 << 20) return static_cast<int>(n);
   }
-  return static_cast<int>(config.GetInt("actors.threads"));
+  const int64_t configured = config.GetInt("actors.threads");
+  if (configured > 0) return static_cast<int>(configured);
+  return ThreadShare(ReadCpuBudget(), CpuProcessesFromEnv(1));
 }
 
 Status RunActor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop) {
-  at::set_num_threads(ActorThreads(config, std::getenv("CHAINRL_THREADS")));
-  CHAINRL_LOG(kDebug) << "actor-" << options.index << ": " << at::get_num_threads()
-                      << " compute threads";
+  const ThreadChoice choice =
+      ChooseThreads("actors.threads", config.GetInt("actors.threads"), /*processes=*/1);
+  at::set_num_threads(choice.threads);
+  CHAINRL_LOG(kInfo) << "actor-" << options.index << ": compute threads: " << choice.threads << " ("
+                     << choice.why << ")";
   Actor actor(config, options, stop);
   return actor.Run();
 }

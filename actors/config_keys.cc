@@ -12,8 +12,11 @@ void AddActorKeys(ConfigSchema* schema) {
   k.push_back(Checked(Str("actors.connect", "",
                           "Learner endpoint for `chainrl actor` (tcp://HOST:PORT or ipc://PATH)."),
                       CheckEndpoint));
-  k.push_back(Int("actors.threads", 1, 1, 1024,
-                  "Intra-op (LibTorch) compute threads of each actor process. The environment "
+  k.push_back(Int("actors.threads", 0, 0, 1024,
+                  "Intra-op (LibTorch and OpenBLAS) compute threads of each actor process; 0: an "
+                  "equal share of the physical cores this host allows (affinity and cgroup quota) "
+                  "among the run's compute processes on it (learner ranks and actors, as `chainrl "
+                  "train` counts them; 1 process for `chainrl actor` alone). The environment "
                   "variable CHAINRL_THREADS, when it holds a positive integer, overrides it (as it "
                   "does learner.threads)."));
   k.push_back(Int(

@@ -1,7 +1,8 @@
 // `chainrl train RUN.toml`: a whole training run on this machine. The launcher creates the model
 // if asked ([model.init]), starts the learner and `actors.count` actors as child processes,
 // restarts those that die (with backoff; the learner resumes from its latest checkpoint), turns
-// Ctrl-C into a graceful stop, shows a live progress line and completes RUN_DIR/summary.json.
+// Ctrl-C into a graceful stop, shows a live progress line, completes RUN_DIR/summary.json and
+// writes RUN_DIR/report.html.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -24,6 +25,7 @@
 #include "apps/run_config.h"
 #include "apps/run_dir.h"
 #include "apps/stop_signal.h"
+#include "core/cpu_budget.h"
 #include "core/endpoints.h"
 #include "core/file_io.h"
 #include "core/json_file.h"
@@ -32,6 +34,7 @@
 #include "core/security.h"
 #include "core/stopwatch.h"
 #include "learner/data_parallel.h"
+#include "learner/run_html.h"
 #include "learner/run_options.h"
 #include "learner/run_report.h"
 #include "model/hf_config.h"
@@ -177,6 +180,9 @@ class Launcher {
     return a;
   }
   Status StartLearner(bool resume);
+  // The environment of the run's compute processes: kCpuProcessesEnv, OMP_WAIT_POLICY and
+  // GLIBC_TUNABLES (malloc).
+  std::vector<std::pair<std::string, std::string>> ComputeEnv() const;
   // Sends `sig` (0: none, only wait) to every child still running, then reaps each, killing
   // (SIGKILL) whichever is still there after `grace` seconds.
   void StopAll(std::vector<Child*> children, int sig, double grace);
@@ -205,7 +211,8 @@ class Launcher {
   bool DiedTheSameWayTwice(Child& ch, const std::string& who, int status);
   // Counts the death and schedules a restart with exponential backoff, or gives up on the run.
   void ActorDied(Child& a, int index, int status, std::atomic<bool>& stop);
-  // Completes RUN_DIR/summary.json with what only the launcher knows and prints it; the exit code.
+  // Completes RUN_DIR/summary.json with what only the launcher knows, prints it and writes
+  // RUN_DIR/report.html; the exit code.
   int CompleteSummary(Clock::time_point t0);
   void Progress(bool force);
   void WriteProcesses();
@@ -235,6 +242,24 @@ class Launcher {
   int learner_status_ = 0;  // the learner's last wait status
 };
 
+std::vector<std::pair<std::string, std::string>> Launcher::ComputeEnv() const {
+  // Every compute process of the run on this host (learner ranks and actors) computes at the same
+  // time: each sizes its threads to a share of the cores (learner.threads, actors.threads = 0).
+  const int64_t processes = c_.GetInt("distributed.learner_ranks") + c_.GetInt("actors.count");
+  std::vector<std::pair<std::string, std::string>> env = {
+      {kCpuProcessesEnv, std::to_string(std::max<int64_t>(1, processes))}};
+  // Idle OpenMP threads sleep instead of spinning on cores that the other processes need (unless
+  // the user chose a policy).
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) env.push_back({"OMP_WAIT_POLICY", "PASSIVE"});
+  // Tensors of a few MiB come and go every step: glibc's default gives each its own mmap, zeroed
+  // by the kernel at every allocation (most of a run's system time). From the heap, and kept there
+  // when freed, they are reused instead (bench/threads_run.sh measured system time 8.3 -> 1.4 s).
+  if (std::getenv("GLIBC_TUNABLES") == nullptr)
+    env.push_back({"GLIBC_TUNABLES",
+                   "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"});
+  return env;
+}
+
 Status Launcher::StartLearner(bool resume) {
   std::error_code ec;
   fs::remove(fs::path(run_dir_) / "endpoints.json", ec);
@@ -245,7 +270,8 @@ Status Launcher::StartLearner(bool resume) {
   // restarted group must not meet its predecessor's store). One rank: WORLD_SIZE=1, so a variable
   // inherited from an outer launcher does not make the learner wait for ranks that never come.
   const int ranks = static_cast<int>(c_.GetInt("distributed.learner_ranks"));
-  std::vector<std::pair<std::string, std::string>> env = {{"WORLD_SIZE", std::to_string(ranks)}};
+  std::vector<std::pair<std::string, std::string>> env = ComputeEnv();
+  env.push_back({"WORLD_SIZE", std::to_string(ranks)});
   if (ranks > 1) {
     CHAINRL_ASSIGN_OR_RETURN(int port, PickFreePort());
     env.insert(env.end(), {{"MASTER_ADDR", "127.0.0.1"},
@@ -288,7 +314,7 @@ Status Launcher::StartActor(Child& a, int index) {
                            std::to_string(index), "--run-dir", run_dir_});
   a.name = "actor-" + std::to_string(index);
   a.log = (fs::path(run_dir_) / "logs" / (a.name + ".log")).string();
-  CHAINRL_ASSIGN_OR_RETURN(a.pid, Spawn(args, a.log));
+  CHAINRL_ASSIGN_OR_RETURN(a.pid, Spawn(args, a.log, ComputeEnv()));
   a.waiting_restart = false;
   WriteProcesses();
   return Status::Ok();
@@ -410,6 +436,21 @@ int Launcher::Run(std::atomic<bool>& stop) {
   if (Status st = StartLearner(false); !st.ok()) return ReportError(st);
   actors_.resize(n_actors);
   std::printf("run directory: %s (logs in %s/logs)\n", run_dir_.c_str(), run_dir_.c_str());
+  {
+    // How the run's processes share this host's cores (each process logs its own choice).
+    const CpuBudget budget = ReadCpuBudget();
+    const int ranks = static_cast<int>(c_.GetInt("distributed.learner_ranks"));
+    const int share = ThreadShare(budget, ranks + n_actors);
+    auto threads = [&](const char* key) {
+      const int64_t v = c_.GetInt(key);
+      return v > 0 ? std::to_string(v) + " (" + key + ")" : std::to_string(share);
+    };
+    std::printf(
+        "cpu: %s for %d learner rank(s) and %d actor(s): threads %s per rank, %s per "
+        "actor\n",
+        budget.Describe().c_str(), ranks, n_actors, threads("learner.threads").c_str(),
+        threads("actors.threads").c_str());
+  }
   Supervise(stop);
   // The learner has finished (or failed): actors leave; a learner still running gets 30 s.
   std::vector<Child*> actors;
@@ -632,6 +673,13 @@ int Launcher::CompleteSummary(Clock::time_point t0) {
   rs.launcher_wall_seconds = SecondsSince(t0);
   (void)learner::WriteSummary(run_dir_, rs);
   PrintSummary(rs, restarts, summary_path);
+  // The report reads the summary just completed; a failure to write it does not fail the run.
+  const std::string report = learner::ReportPath(run_dir_);
+  if (Status st = learner::WriteRunReport(run_dir_, report); st.ok()) {
+    std::printf("report: %s\n", report.c_str());
+  } else {
+    std::printf("report not written: %s\n", st.message().c_str());
+  }
   if (final_code_ != 0) return final_code_;
   if (failed_) return kExitFailure;
   return kExitOk;

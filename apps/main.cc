@@ -6,6 +6,7 @@
 
 #include "apps/args.h"
 #include "apps/blas_env.h"
+#include "core/cpu_budget.h"
 
 #include <ATen/Parallel.h>
 #include <torch/version.h>
@@ -25,6 +26,7 @@ constexpr Known kKnown[] = {
     {"actor", "run a rollout actor process that connects to a learner"},
     {"generate", "generate text from a model directory"},
     {"eval", "evaluate a model on a dataset with the configured reward"},
+    {"report", "write a run's report as one self-contained HTML page"},
     {"tokenize", "encode text to token ids, or decode ids to text"},
     {"init-model", "write a randomly initialised model in Hugging Face layout"},
     {"export", "export a checkpoint as a Hugging Face model directory"},
@@ -72,8 +74,15 @@ int RunBench(const std::vector<std::string>& args) {
 int RunVersion(const std::vector<std::string>& args) {
   Args a("chainrl version", "", "Print the version of chainrl.");
   return ParseAndRun(a, args, [] {
+    const CpuBudget budget = ReadCpuBudget();
     std::printf("chainrl %s\nLibTorch %s, %d threads, %s\n", CHAINRL_VERSION, TORCH_VERSION,
                 at::get_num_threads(), BlasDescription().c_str());
+    // What learner.threads = actors.threads = 0 choose here: a share of the physical cores among
+    // the processes of a run (the quickstart's 1 learner + 2 actors, and a learner alone).
+    std::printf(
+        "cpu: %s; a run of 1 learner + 2 actors gives each %d compute thread(s), a "
+        "learner alone %d\n",
+        budget.Describe().c_str(), ThreadShare(budget, 3), ThreadShare(budget, 1));
     return kExitOk;
   });
 }

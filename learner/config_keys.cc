@@ -40,7 +40,11 @@ void AddLearnerKeys(ConfigSchema* schema) {
                           "directory. Loopback unless set otherwise."),
                       CheckEndpoint));
   k.push_back(Int("learner.threads", 0, 0, 1024,
-                  "Compute threads; 0 uses every core (shared by the learner ranks on one host)."));
+                  "Intra-op (LibTorch and OpenBLAS) compute threads of each learner rank; 0: an "
+                  "equal share of the physical cores this host allows (affinity and cgroup quota) "
+                  "among the compute processes that run at once on it: the learner ranks and "
+                  "actors `chainrl train` starts, or torchrun's LOCAL_WORLD_SIZE ranks. The first "
+                  "log line says what it chose and why. CHAINRL_THREADS overrides it."));
   k.push_back(Float("learner.lr", 1e-6, 0.0, 1.0, "Peak learning rate (AdamW).", true));
   k.push_back(Float("learner.weight_decay", 0.01, 0.0, 10.0,
                     "Decoupled weight decay; norms and biases are never decayed."));

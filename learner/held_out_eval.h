@@ -24,8 +24,9 @@ namespace chainrl::learner {
 class PromptInputs;
 
 // {label, step, examples, accuracy, mean_reward, mean_length, truncated_fraction, seconds} of
-// `examples` decoded by `model` (put in eval mode) at policy step `step`. rollout::Evaluate's
-// errors.
+// `examples` decoded by `model` (put in eval mode) at policy step `step`. Also appends an
+// "eval_samples" event (learner/eval_samples.h) with the first examples' prompts, responses,
+// references and verdicts to the event log, when one is open. rollout::Evaluate's errors.
 Result<nlohmann::json> EvaluateHeldOut(const Config& c, model::DecoderModel& model,
                                        const PromptInputs& prompts, rewards::RewardPool& rewards,
                                        const std::vector<data::Example>& examples,

@@ -630,7 +630,8 @@ Status Learner::RunOfflinePreference() {
 
 Status Learner::Run() {
   log::SetRole("learner");
-  PolicyTrainer::SetThreads(base_, dp_ != nullptr);
+  // The SFT warm-up runs before `chainrl train` starts the actors: the ranks have the cores.
+  PolicyTrainer::SetThreads(base_, dp_ != nullptr, /*with_actors=*/false);
   // Keys and who may connect, before anything slow: a missing key is exit 2 at once.
   CHAINRL_ASSIGN_OR_RETURN(
       security_, transport::LearnerSecurityFromConfig(base_, base_.GetString("learner.bind")));
@@ -681,6 +682,7 @@ Status Learner::Run() {
   const size_t per_step = static_cast<size_t>(c().GetInt("rollout.prompts_per_step"));
   CHAINRL_LOG(kInfo) << "RL: steps " << run_.step << ".." << total << ", " << per_step
                      << " groups of " << c().GetInt("rollout.group_size") << " per step";
+  PolicyTrainer::SetThreads(base_, dp_ != nullptr, /*with_actors=*/true);
   last_step_end_ = Clock::now();
   completed_at_step_ = ledger_.counters().completed;
   auto last_progress = Clock::now() - std::chrono::hours(1);
@@ -729,7 +731,8 @@ Status RunLearner(const Config& config, const LearnerProcessOptions& options,
   }
   if (who.rank == 0) return Learner(config, options, stop, dp.get()).Run();
   log::SetRole("learner-rank" + std::to_string(who.rank));
-  PolicyTrainer::SetThreads(config, true);
+  // Followers size their threads for the whole run: ranks and actors together.
+  PolicyTrainer::SetThreads(config, true, /*with_actors=*/true);
   CHAINRL_ASSIGN_OR_RETURN(auto trainer, PolicyTrainer::Create(config, dp.get()));
   CHAINRL_RETURN_IF_ERROR(trainer->LoadPolicy());
   // Its own /metrics at metrics.bind (it has no run directory: the address is in its log).

@@ -3,10 +3,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <thread>
 
 #include <torch/torch.h>
 
+#include "core/cpu_budget.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "learner/rank_messages.h"
@@ -26,18 +26,17 @@ Result<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(const Config& base,
   return t;
 }
 
-void PolicyTrainer::SetThreads(const Config& c, bool several_ranks) {
-  if (std::getenv("CHAINRL_THREADS") != nullptr) return;  // the environment overrides the config
-  int64_t threads = c.GetInt("learner.threads");
-  if (threads == 0) {
-    // Every core, shared by the ranks on this host (torchrun's LOCAL_WORLD_SIZE; chainrl train
-    // sets it too), so that N ranks do not each start a thread per core.
-    int64_t local = 1;
-    if (const char* v = std::getenv("LOCAL_WORLD_SIZE"); v != nullptr && several_ranks)
-      local = std::max<int64_t>(1, std::strtoll(v, nullptr, 10));
-    threads = std::max<int64_t>(1, std::max(1u, std::thread::hardware_concurrency()) / local);
-  }
-  at::set_num_threads(static_cast<int>(threads));
+void PolicyTrainer::SetThreads(const Config& c, bool several_ranks, bool with_actors) {
+  // 0: a share of this host's cores among the compute processes that run at once: the learner
+  // ranks on this host (torchrun's LOCAL_WORLD_SIZE) or, under `chainrl train`, ranks and actors.
+  int local = 1;
+  if (const char* v = std::getenv("LOCAL_WORLD_SIZE"); v != nullptr && several_ranks)
+    local = static_cast<int>(std::clamp<long long>(std::strtoll(v, nullptr, 10), 1, 1 << 20));
+  const ThreadChoice choice =
+      ChooseThreads("learner.threads", c.GetInt("learner.threads"), local, with_actors);
+  at::set_num_threads(choice.threads);
+  CHAINRL_LOG(kInfo) << "compute threads" << (with_actors ? "" : " until the actors start") << ": "
+                     << choice.threads << " (" << choice.why << ")";
 }
 
 Status PolicyTrainer::LoadPolicy() {

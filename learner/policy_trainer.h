@@ -36,9 +36,11 @@ class PolicyTrainer {
   // is loaded by LoadPolicy. InvalidArgument naming the key for a bad combination.
   static Result<std::unique_ptr<PolicyTrainer>> Create(const Config& base, DataParallel* dp);
 
-  // learner.threads (0: this host's cores shared by its ranks, LOCAL_WORLD_SIZE), unless
-  // CHAINRL_THREADS is set.
-  static void SetThreads(const Config& c, bool several_ranks);
+  // learner.threads, unless CHAINRL_THREADS is set; 0: a share of this host's physical cores among
+  // the compute processes running at once: the learner ranks on this host (LOCAL_WORLD_SIZE) while
+  // the actors wait (`with_actors` false: the SFT warm-up, before `chainrl train` starts them), and
+  // ranks and actors together (kCpuProcessesEnv) once they generate.
+  static void SetThreads(const Config& c, bool several_ranks, bool with_actors);
 
   // model.path with the training role's options (model.dtype, compute dtype, device).
   Status LoadPolicy();

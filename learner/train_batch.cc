@@ -169,6 +169,8 @@ json StepHistoryEntry(const StepBatch& b, const StepOutcome& o) {
             {"rollout_tokens_per_s", o.rollout_tokens_per_s},
             {"groups", b.groups.size()},
             {"generated_groups", o.generated_groups}};
+  // Entropy is measured only when an objective or a metric asks for it (a sum of 0: not measured).
+  if (st.policy.entropy_sum != 0) h["entropy_mean"] = st.policy.entropy_mean();
   if (o.gen_limit_reached) h["gen_limit_reached"] = true;
   if (st.skipped_steps > 0) h["update_skipped"] = true;  // a non-finite gradient norm
   if (o.preference) {

@@ -22,3 +22,4 @@ echo "== the trained policy, exported in Hugging Face layout:"
   --max-new-tokens 160 --temperature 0
 echo
 echo "quickstart done: $RUN/summary.json"
+echo "the run's report (curves, summary, sample generations; open it in a browser): $RUN/report.html"

@@ -16,6 +16,7 @@ PACKAGES=(
   clang libclang-rt-14-dev  # the libFuzzer harnesses (scripts/fuzz.sh)
   slurm-wlm munge  # tests/slurm: a real Slurm cluster runs scripts/slurm/chainrl.sbatch
   python3-yaml  # tests/deploy: the Kubernetes manifests checked offline
+  chromium-headless-shell  # tests/apps/report_render_test.sh: the run report in a real browser
 )
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

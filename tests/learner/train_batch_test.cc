@@ -233,7 +233,8 @@ TEST(TrainBatchTest, HistoryEntryAndMetricsCarryTheStepsFigures) {
   EXPECT_EQ(h["groups"], 2);
   EXPECT_EQ(h["generated_groups"], 3);
   EXPECT_DOUBLE_EQ(h["rollout_tokens_per_s"].get<double>(), 20);
-  EXPECT_EQ(h.size(), 21u);  // nothing optional
+  EXPECT_DOUBLE_EQ(h["entropy_mean"].get<double>(), 0.2);  // measured: its sum is not 0
+  EXPECT_EQ(h.size(), 22u);                                // nothing optional but the entropy
 
   o.gen_limit_reached = true;
   o.soft_weighting = true;
@@ -256,7 +257,7 @@ TEST(TrainBatchTest, HistoryEntryAndMetricsCarryTheStepsFigures) {
   EXPECT_EQ(h["mastered_masked_tokens"], 9);
   EXPECT_EQ(h["laser_d_targets"], nlohmann::json({400, 300, 200}));
   EXPECT_FALSE(h.contains("laser_d_updated"));
-  EXPECT_EQ(h.size(), 29u);
+  EXPECT_EQ(h.size(), 30u);
 
   const StepMetrics m = StepMetricsOf(b, o);
   EXPECT_EQ(m.groups, 2);
