@@ -743,7 +743,14 @@ Status Actor::Run() {
       if (items_.size() == before) break;
     }
     if (!items_.empty()) {
-      CHAINRL_RETURN_IF_ERROR(GenerateAndSend());
+      Status sent = GenerateAndSend();
+      if (!sent.ok() && stop_ && sent.code() == StatusCode::kAborted) {
+        // Asked to stop while the learner took no more trajectories (it may have finished): the
+        // leases held go back with the Leave below; that is a stop, not a failure.
+        CHAINRL_LOG(kWarn) << sent.message() << "; its lease goes back to the learner";
+        break;
+      }
+      CHAINRL_RETURN_IF_ERROR(sent);
       continue;
     }
     if (Clock::now() - last_heard_ > silence_limit) {

@@ -17,8 +17,35 @@
 namespace chainrl::app {
 namespace {
 
+// The text of `ids`, never failing for one id: an id the tokenizer has no token for (a model whose
+// embedding has more rows than the tokenizer has tokens samples them) is written as <|id:N|> and
+// counted in `unknown`. `raw` gives the bytes (DecodeBytes) instead of the text, where such an id
+// adds nothing (as in the engine's count of the bytes before a stop string).
+std::string DecodeLenient(const Tokenizer& tok, const std::vector<int32_t>& ids, bool raw,
+                          int64_t* unknown) {
+  std::string out;
+  std::vector<int32_t> run;
+  auto flush = [&] {
+    if (run.empty()) return;
+    auto text = raw ? tok.DecodeBytes(run) : tok.Decode(run, /*skip_special=*/true);
+    out += text.ok() ? *text : std::string();
+    run.clear();
+  };
+  for (int32_t id : ids) {
+    if (id >= 0 && id < tok.vocab_size() && tok.IdToToken(id).has_value()) {
+      run.push_back(id);
+      continue;
+    }
+    flush();
+    if (!raw) out += "<|id:" + std::to_string(id) + "|>";  // raw: no bytes, as the engine counts
+    ++*unknown;
+  }
+  flush();
+  return out;
+}
+
 int RunGenerate(const std::vector<std::string>& argv) {
-  std::string dir, prompt, system;
+  std::string dir, prompt, system, dtype_name = "float32";
   std::vector<std::string> stops;
   bool chat = false, as_json = false;
   int64_t max_new = 128, top_k = 0, seed = 0, samples = 1;
@@ -37,6 +64,9 @@ int RunGenerate(const std::vector<std::string>& argv) {
       .Option("top-p", &top_p, "nucleus sampling mass (1.0)")
       .Option("seed", &seed, "seed of the first sample (0)")
       .Option("num-samples", &samples, "samples to generate (1)")
+      .Option("dtype", &dtype_name,
+              "weights and compute dtype: float32 (default), bfloat16 or float16; the weights "
+              "are converted when loaded")
       .Repeated("stop", &stops, "a stop string")
       .Flag("json", &as_json, "print one JSON object per sample (text, tokens, logprobs, finish)");
   return ParseAndRun(a, argv, [&]() -> int {
@@ -45,7 +75,9 @@ int RunGenerate(const std::vector<std::string>& argv) {
           "need --max-new-tokens >= 1, --num-samples >= 1, --temperature >= 0, 0 < --top-p <= 1"));
     auto tok = Tokenizer::FromDir(dir);
     if (!tok.ok()) return ReportError(tok.status());
-    auto m = model::LoadModel(dir);
+    auto dtype = model::ParseTorchDtype(dtype_name);
+    if (!dtype.ok()) return ReportError(dtype.status().WithPrefix("--dtype"));
+    auto m = model::LoadModel(dir, model::ModelOptions().set_dtype(*dtype));
     if (!m.ok()) return ReportError(m.status());
     std::string text = prompt;
     bool add_special = true;
@@ -96,13 +128,13 @@ int RunGenerate(const std::vector<std::string>& argv) {
     }
     auto res = engine.Generate(reqs);
     if (!res.ok()) return ReportError(res.status());
+    int64_t unknown = 0;
     for (const auto& r : *res) {
-      auto out = tok->Decode(r.tokens, /*skip_special=*/true);
-      if (!out.ok()) return ReportError(out.status());
-      std::string s = *out;
+      std::string s = DecodeLenient(*tok, r.tokens, /*raw=*/false, &unknown);
       if (r.stop_text_bytes >= 0) {
-        auto raw = tok->DecodeBytes(r.tokens);
-        if (raw.ok()) s = raw->substr(0, static_cast<size_t>(r.stop_text_bytes));
+        int64_t ignored = 0;
+        s = DecodeLenient(*tok, r.tokens, /*raw=*/true, &ignored)
+                .substr(0, static_cast<size_t>(r.stop_text_bytes));
       }
       if (as_json) {
         nlohmann::json j = {{"id", r.id},
@@ -116,6 +148,14 @@ int RunGenerate(const std::vector<std::string>& argv) {
         std::printf("%s\n", s.c_str());
       }
     }
+    if (unknown > 0)
+      std::fprintf(stderr,
+                   "chainrl generate: %lld sampled token id(s) have no token in %s's tokenizer "
+                   "(the model's vocabulary of %lld rows is larger than the tokenizer's %lld "
+                   "tokens); shown as <|id:N|>\n",
+                   static_cast<long long>(unknown), dir.c_str(),
+                   static_cast<long long>((*m)->config().vocab_size),
+                   static_cast<long long>(tok->vocab_size()));
     return kExitOk;
   });
 }

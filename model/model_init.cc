@@ -103,6 +103,17 @@ Result<InitModelReport> InitModelDir(const InitModelSpec& spec, const std::strin
     if (vocab_size < tok.vocab_size)
       return InvalidArgument("vocab size " + std::to_string(vocab_size) +
                              " is smaller than the tokenizer's " + std::to_string(tok.vocab_size));
+    // Rows past the tokenizer are sampled like any other by an untrained model, and have no text.
+    // Checkpoints pad the embedding to a multiple of 128 at most (151665 tokens -> 151936 rows).
+    const int64_t padded = (tok.vocab_size + 127) / 128 * 128;
+    if (vocab_size > padded)
+      return InvalidArgument(
+          "vocab size " + std::to_string(vocab_size) + " is larger than the tokenizer's " +
+          std::to_string(tok.vocab_size) + " rounded up to a multiple of 128 (" +
+          std::to_string(padded) + "): ids " + std::to_string(padded) + " to " +
+          std::to_string(vocab_size - 1) +
+          " would have no token, yet the model samples them; give the vocabulary size alone "
+          "(no tokenizer) for a model of that shape, or leave it out");
   }
   if (vocab_size <= 0) return InvalidArgument("a vocabulary size or a tokenizer is required");
   ModelConfig c;

@@ -332,6 +332,39 @@ TEST(CliTest, InitModelGenerateExportRoundTrip) {
       "--kv-heads 1 --intermediate 8 --vocab-size 10 --out " +
       dir + "/y");
   EXPECT_EQ(bad_arch.code, 2) << bad_arch.out;
+  // --dtype: the same model in bfloat16; an unknown dtype is exit 2 naming the option.
+  CmdResult bf16 = Chainrl("generate --model " + dir +
+                           "/model --prompt 'Two plus two is' --max-new-tokens 4 --dtype bfloat16");
+  EXPECT_EQ(bf16.code, 0) << bf16.out;
+  CmdResult bad_dtype =
+      Chainrl("generate --model " + dir + "/model --prompt x --max-new-tokens 2 --dtype int3");
+  EXPECT_EQ(bad_dtype.code, 2) << bad_dtype.out;
+  EXPECT_NE(bad_dtype.out.find("--dtype"), std::string::npos) << bad_dtype.out;
+  std::filesystem::remove_all(dir);
+}
+
+// A vocabulary far larger than the tokenizer is refused when the model is made; one padded as
+// checkpoints pad it (to a multiple of 128) is accepted, and a generation that samples a padding
+// id is printed whole, the id marked, with a warning: never thrown away.
+TEST(CliTest, VocabularyPastTheTokenizerIsRefusedOrMarked) {
+  std::string dir = TempDir();
+  const std::string shape =
+      "init-model --arch qwen2 --layers 1 --hidden 32 --heads 2 --kv-heads 1 --intermediate 64 "
+      "--tokenizer bytes --seed 3 ";
+  CmdResult huge = Chainrl(shape + "--vocab-size 151936 --out " + dir + "/huge");
+  EXPECT_EQ(huge.code, 2) << huge.out;
+  EXPECT_NE(huge.out.find("vocab size 151936 is larger than the tokenizer's"), std::string::npos)
+      << huge.out;
+  EXPECT_NE(huge.out.find("would have no token"), std::string::npos) << huge.out;
+  CmdResult padded = Chainrl(shape + "--vocab-size 384 --out " + dir + "/padded");
+  ASSERT_EQ(padded.code, 0) << padded.out;
+  // An untrained model samples the 100-odd padding rows often: 64 tokens at temperature 1 hold
+  // some with near certainty, whatever the seed.
+  CmdResult gen = Chainrl("generate --model " + dir +
+                          "/padded --prompt 'abc' --max-new-tokens 64 --seed 1 --json");
+  ASSERT_EQ(gen.code, 0) << gen.out;
+  EXPECT_NE(gen.out.find("<|id:"), std::string::npos) << gen.out;
+  EXPECT_NE(gen.out.find("have no token in"), std::string::npos) << gen.out;
   std::filesystem::remove_all(dir);
 }
 

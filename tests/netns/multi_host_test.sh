@@ -447,9 +447,16 @@ log "wall time across namespaces $WALL_NS s, on one host $WALL_ONE s, ratio $RAT
 # "joined" line, as it logged no death either, only the revoked leases.)
 CUT_SECONDS=12
 # Long enough that, after the cut and B's return, the run still has steps left: the time per step
-# of run 1 (an over-estimate: it includes the learner's start) gives the steps for ~35 s of training
-# (the cut, B's return and steps with B again take about 20 s here).
+# gives the steps for ~35 s of training (the cut, B's return and steps with B again take about
+# 20 s here). The time per step is that of the last run's steps from its second step event on (its
+# steady state: a whole run's wall time per step includes the learner's start, which once made the
+# estimate 4x too long and run 3 end during the cut), or the whole run's when there are too few.
 PER_STEP_S=$(awk -v w="$LEARNER_WALL_NS" -v n=$STEPS 'BEGIN { printf "%.4f", w / n }')
+STEADY_S=$(grep '"event":"step"' "$RUN/events.jsonl" 2>/dev/null |
+  sed -n 's/.*"ts":"[0-9-]*T\([0-9]*\):\([0-9]*\):\([0-9.]*\)Z".*/\1 \2 \3/p' |
+  awk '{ t = $1 * 3600 + $2 * 60 + $3; if (NR == 2) a = t; b = t; n = NR }
+       END { if (n >= 4 && b > a) printf "%.4f", (b - a) / (n - 2) }')
+[[ -n $STEADY_S ]] && PER_STEP_S=$(min "$PER_STEP_S" "$STEADY_S")
 STEPS3=$(awk -v p="$PER_STEP_S" 'BEGIN { n = int(35 / p); if (n < 150) n = 150; if (n > 2000) n = 2000; print n }')
 log "run 3: $STEPS3 steps; B's link cut for $CUT_SECONDS s (heartbeat timeout $HB_TIMEOUT s); intruders from X"
 start_cluster cut netns "$STEPS3"
