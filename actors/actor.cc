@@ -242,7 +242,9 @@ namespace {
 class Actor {
  public:
   Actor(const Config& config, const ActorOptions& options, const std::atomic<bool>& stop)
-      : config_(config), options_(options), stop_(stop),
+      : config_(config),
+        options_(options),
+        stop_(stop),
         id_("actor-" + std::to_string(options.index)) {}
 
   Status Run();
@@ -310,8 +312,9 @@ Status Actor::Connect() {
   o.name = id_;
   o.curve = options_.curve;
   work_.reset();
-  CHAINRL_ASSIGN_OR_RETURN(work_, transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient,
-                                                           options_.endpoints.work, o));
+  CHAINRL_ASSIGN_OR_RETURN(work_,
+                           transport::Channel::Open(ctx_, transport::ChannelKind::kWorkClient,
+                                                    options_.endpoints.work, o));
   if (!traj_) {
     transport::ChannelOptions t = o;
     t.send_hwm = 4;  // a paused learner holds us back after a few trajectories: bounded memory
@@ -358,8 +361,8 @@ Status Actor::CatchUp(int64_t wanted) {
 }
 
 Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
-  const auto deadline = max_wait == milliseconds::max() ? Clock::time_point::max()
-                                                        : Clock::now() + max_wait;
+  const auto deadline =
+      max_wait == milliseconds::max() ? Clock::time_point::max() : Clock::now() + max_wait;
   const int64_t start_version = version_;
   // A Join that reached no one (sockets the learner bound only to check them at start-up, a
   // learner restarting) is never answered: while waiting, join again, every 5 s at first and
@@ -400,8 +403,9 @@ Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
     if (metrics_) {
       metrics_->counter(metrics::CounterId::kWeightUpdates).Increment();
       metrics_->gauge(metrics::GaugeId::kPolicyVersion).Set(static_cast<double>(version_));
-      metrics_->counter(metrics::CounterId::kPhaseSeconds,
-                        {{"phase", std::string(metrics::kPhaseWeightSync)}})
+      metrics_
+          ->counter(metrics::CounterId::kPhaseSeconds,
+                    {{"phase", std::string(metrics::kPhaseWeightSync)}})
           .Increment(Seconds(t0, Clock::now()));
     }
     CHAINRL_LOG(kDebug) << "policy version " << version_;
@@ -713,8 +717,7 @@ Status Actor::Run() {
     reward_worker_metrics_ = std::make_unique<rewards::RewardWorkerMetrics>(*metrics_, *rewards_);
     metrics_->counter(metrics::CounterId::kLeasesDeclined);  // the series exists from the start
   }
-  embeddings_ =
-      rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
+  embeddings_ = rollout::MakeEmbeddingCache(config_, model_->config().hidden_size, metrics_.get());
   const auto hb_interval = milliseconds(
       static_cast<int64_t>(config_.GetFloat("actors.heartbeat_interval_seconds") * 1000));
   const auto silence_limit = milliseconds(
@@ -755,10 +758,10 @@ Status Actor::Run() {
     }
     if (Clock::now() - last_heard_ > silence_limit) {
       // The learner has been silent for long: it may have restarted. Reconnect and rejoin.
-      CHAINRL_LOG(kWarn) << "no word from the learner for "
-                         << std::chrono::duration_cast<milliseconds>(Clock::now() - last_heard_)
-                                    .count() / 1000.0
-                         << " s; reconnecting to " << options_.endpoints.work;
+      CHAINRL_LOG(kWarn)
+          << "no word from the learner for "
+          << std::chrono::duration_cast<milliseconds>(Clock::now() - last_heard_).count() / 1000.0
+          << " s; reconnecting to " << options_.endpoints.work;
       CHAINRL_RETURN_IF_ERROR(Connect());
     }
     if (metrics_)
@@ -769,7 +772,8 @@ Status Actor::Run() {
   const auto es = embeddings_->stats();
   if (es.hits + es.misses > 0) {
     CHAINRL_LOG(kInfo) << "prompt-embedding cache: " << es.hits << " hits, " << es.misses
-                       << " misses, " << es.evictions << " evictions, " << es.bytes << " bytes held";
+                       << " misses, " << es.evictions << " evictions, " << es.bytes
+                       << " bytes held";
   }
   if (continued_resumed_ + continued_prefilled_ > 0) {
     CHAINRL_LOG(kInfo) << "segments continued here: " << continued_resumed_
@@ -784,11 +788,7 @@ Status Actor::Run() {
 }  // namespace
 
 int ActorThreads(const Config& config, const char* env_threads) {
-  if (env_threads != nullptr && *env_threads != '\0') {
-    char* end = nullptr;
-    const long n = std::strtol(env_threads, &end, 10);
-    if (*end == '\0' && n > 0 && n <= 1 << 20) return static_cast<int>(n);
-  }
+  if (const int n = PositiveCount(env_threads); n > 0) return n;
   const int64_t configured = config.GetInt("actors.threads");
   if (configured > 0) return static_cast<int>(configured);
   return ThreadShare(ReadCpuBudget(), CpuProcessesFromEnv(1));

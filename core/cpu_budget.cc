@@ -124,23 +124,22 @@ int ThreadShare(const CpuBudget& budget, int processes) {
   return std::max(1, budget.usable_cores() / std::max(1, processes));
 }
 
+int PositiveCount(const char* text) {
+  if (text == nullptr || *text == '\0') return 0;
+  char* end = nullptr;
+  const long n = std::strtol(text, &end, 10);
+  return *end == '\0' && n > 0 && n <= 1 << 20 ? static_cast<int>(n) : 0;
+}
+
 int CpuProcessesFromEnv(int fallback) {
-  if (const char* v = std::getenv(kCpuProcessesEnv); v != nullptr && *v != '\0') {
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    if (*end == '\0' && n > 0 && n <= 1 << 20) return static_cast<int>(n);
-  }
-  return fallback;
+  const int n = PositiveCount(std::getenv(kCpuProcessesEnv));
+  return n > 0 ? n : fallback;
 }
 
 ThreadChoice ChooseThreads(const std::string& key, long long configured, int processes,
                            bool run_processes) {
-  if (const char* v = std::getenv("CHAINRL_THREADS"); v != nullptr && *v != '\0') {
-    char* end = nullptr;
-    const long n = std::strtol(v, &end, 10);
-    if (*end == '\0' && n > 0 && n <= 1 << 20)
-      return {static_cast<int>(n), "CHAINRL_THREADS = " + std::to_string(n)};
-  }
+  if (const int n = PositiveCount(std::getenv("CHAINRL_THREADS")); n > 0)
+    return {n, "CHAINRL_THREADS = " + std::to_string(n)};
   if (configured > 0)
     return {static_cast<int>(std::min<long long>(configured, 1 << 20)),
             key + " = " + std::to_string(configured)};

@@ -34,6 +34,9 @@ int ThreadShare(const CpuBudget& budget, int processes);
 // processes share this host's cores (learner ranks + actors).
 inline constexpr const char* kCpuProcessesEnv = "CHAINRL_CPU_PROCESSES";
 
+// `text` (an environment variable's value, may be null) as an integer in [1, 2^20], else 0.
+int PositiveCount(const char* text);
+
 // kCpuProcessesEnv when it is set to a positive integer, else `fallback`.
 int CpuProcessesFromEnv(int fallback);
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <prometheus/counter.h>
@@ -63,7 +64,9 @@ RewardWorkerMetrics::RewardWorkerMetrics(metrics::MetricsRegistry& registry, con
 RewardWorkerMetrics::~RewardWorkerMetrics() { registry_.RemoveScrapeHook(hook_); }
 
 void RewardWorkerMetrics::Refresh() {
+  std::set<std::string> plugins;  // rewards with workers: plugins (built-ins have none)
   for (const WorkerProcess& w : pool_.workers()) {
+    plugins.insert(w.reward);
     const metrics::Labels labels = {{"plugin", w.reward}, {"worker", std::to_string(w.index)}};
     double cpu = 0, rss = 0;
     const bool up = ReadProcessFigures(w.pid, &cpu, &rss);
@@ -80,10 +83,7 @@ void RewardWorkerMetrics::Refresh() {
     registry_.gauge(metrics::GaugeId::kRewardWorkerMemory, labels).Set(up ? rss : 0);
   }
   for (const auto& [name, stats] : pool_.stats()) {
-    bool plugin = false;
-    for (const RewardSpec& s : pool_.specs())
-      plugin = plugin || (s.name == name && s.kind == "plugin");
-    if (!plugin) continue;
+    if (plugins.count(name) == 0) continue;
     int64_t& seen = restarts_[name];
     auto& restarts =
         registry_.counter(metrics::CounterId::kRewardWorkerRestarts, {{"plugin", name}});

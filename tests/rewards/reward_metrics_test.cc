@@ -8,21 +8,30 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <vector>
 
 namespace chainrl::rewards {
 namespace {
 
-// The value of `metric` with label plugin="name" in a Prometheus text scrape, or -1.
-double Value(const std::string& scrape, const std::string& metric, const std::string& plugin) {
+// The value of `metric` in a Prometheus text scrape for the series whose labels hold every
+// `name="value"` of `labels`, or -1.
+double SeriesValue(const std::string& scrape, const std::string& metric,
+                   const std::vector<std::string>& labels) {
   std::regex line("^" + metric + R"(\{([^}]*)\} ([0-9.e+]+)$)");
   std::istringstream in(scrape);
   for (std::string l; std::getline(in, l);) {
     std::smatch m;
-    if (std::regex_match(l, m, line) &&
-        m[1].str().find("plugin=\"" + plugin + "\"") != std::string::npos)
-      return std::stod(m[2]);
+    if (!std::regex_match(l, m, line)) continue;
+    bool all = true;
+    for (const std::string& want : labels) all = all && m[1].str().find(want) != std::string::npos;
+    if (all) return std::stod(m[2]);
   }
   return -1;
+}
+
+// The value of `metric` with label plugin="name", or -1.
+double Value(const std::string& scrape, const std::string& metric, const std::string& plugin) {
+  return SeriesValue(scrape, metric, {"plugin=\"" + plugin + "\""});
 }
 
 RewardInput In(const std::string& id, const std::string& response) {
@@ -85,16 +94,8 @@ TEST(RewardMetricsTest, CountersCountEachRewardsOutcomes) {
 // The value of `metric` for one worker slot {plugin, worker} in a scrape, or -1.
 double WorkerValue(const std::string& scrape, const std::string& metric, const std::string& plugin,
                    int worker) {
-  std::regex line("^" + metric + R"(\{([^}]*)\} ([0-9.e+]+)$)");
-  std::istringstream in(scrape);
-  for (std::string l; std::getline(in, l);) {
-    std::smatch m;
-    if (std::regex_match(l, m, line) &&
-        m[1].str().find("plugin=\"" + plugin + "\"") != std::string::npos &&
-        m[1].str().find("worker=\"" + std::to_string(worker) + "\"") != std::string::npos)
-      return std::stod(m[2]);
-  }
-  return -1;
+  return SeriesValue(scrape, metric,
+                     {"plugin=\"" + plugin + "\"", "worker=\"" + std::to_string(worker) + "\""});
 }
 
 // VmRSS of `pid` from /proc/PID/status, in bytes: a second reading to check the first against.
