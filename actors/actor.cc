@@ -22,6 +22,7 @@
 #include "core/weights_transfer.h"
 #include "core/wire.h"
 #include "model/flat_weights.h"
+#include "model/lora_io.h"
 #include "model/model_io.h"
 #include "model/tokenizer.h"
 #include "rewards/reward_config.h"
@@ -257,6 +258,9 @@ class Actor {
   // learner restart, when the new weights server does not know us yet) rejoins and fetches.
   Status CatchUp(int64_t wanted);
   Status ConnectWeights();
+  // Tells the learner who we are (host, pid, credits): after connecting, and again once weights
+  // show which learner hands out work. The learner counts our credits from zero again.
+  void SendJoin();
   Status Pump(milliseconds timeout);
   // Generates everything held, scores the finished samples and sends one trajectory per item.
   Status GenerateAndSend();
@@ -324,6 +328,12 @@ Status Actor::Connect() {
                                         options_.endpoints.trajectories, t));
   }
   CHAINRL_RETURN_IF_ERROR(ConnectWeights());
+  SendJoin();
+  last_heard_ = Clock::now();
+  return Status::Ok();
+}
+
+void Actor::SendJoin() {
   wire::Envelope join = wire::MakeEnvelope(id_);
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -331,9 +341,7 @@ Status Actor::Connect() {
   join.mutable_join()->set_pid(static_cast<uint32_t>(getpid()));
   join.mutable_join()->set_max_credits(static_cast<uint32_t>(credits_));
   (void)work_->Send(join);
-  outstanding_ = 0;
-  last_heard_ = Clock::now();
-  return Status::Ok();
+  outstanding_ = 0;  // a join starts the learner's count of our credits afresh
 }
 
 Status Actor::ConnectWeights() {
@@ -357,6 +365,7 @@ Status Actor::CatchUp(int64_t wanted) {
   version_ = -1;  // a restarted learner may publish versions we already saw: take its latest
   CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true, milliseconds(10000)));
   if (version_ < 0) version_ = before;
+  SendJoin();  // a restarted learner may never have heard our first join
   return Status::Ok();
 }
 
@@ -705,6 +714,19 @@ Status Actor::Run() {
   }
   CHAINRL_LOG(kInfo) << "model " << model_dir << ": " << model::TorchDtypeName(mo.dtype)
                      << " weights on " << mo.device.str();
+  // A LoRA run publishes the adapters alone: the base must be here, and the adapters the learner
+  // sends (in this dtype) replace these before anything is generated.
+  CHAINRL_ASSIGN_OR_RETURN(const bool lora,
+                           model::AttachLoraFromConfig(*model_, config_, mo.dtype));
+  if (lora && !has_weights)
+    return InvalidArgument(model_dir +
+                           " holds no weights, and with lora.enabled the learner "
+                           "publishes only the adapters: this host needs the base "
+                           "model's safetensors at model.path");
+  if (lora) {
+    CHAINRL_LOG(kInfo) << "LoRA rank " << model_->lora_options().rank
+                       << ": taking the learner's adapters on the base model (unmerged)";
+  }
   model_->eval();
   // Reward plugins are the one part of a run each actor host installs itself.
   auto rewards = rewards::CreateRewardPool(config_);
@@ -729,6 +751,10 @@ Status Actor::Run() {
   CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/true));
   if (!stop_) {
     CHAINRL_LOG(kInfo) << "policy version " << version_ << " loaded; generating";
+    // The first join may have gone to sockets the learner bound only to check them at start-up
+    // and then closed (ZeroMQ drops what such a peer received): the learner that published these
+    // weights is the one that hands out work, so join it again before asking.
+    SendJoin();
   }
   while (!stop_) {
     CHAINRL_RETURN_IF_ERROR(UpdateWeights(/*wait=*/false));

@@ -133,7 +133,9 @@ void AddRunKeys(ConfigSchema* schema) {
   k.push_back(
       Str("run.run_dir", "",
           "Output directory; empty means `runs/<name>-<timestamp>`. `--run-dir` overrides."));
-  k.push_back(Int("run.total_steps", 100, 1, std::nullopt, "Number of learner updates to run."));
+  k.push_back(Int("run.total_steps", 100, 0, std::nullopt,
+                  "Number of learner updates to run; 0 runs the SFT warm-up alone (then its "
+                  "evaluation and the export; no actors are started)."));
   k.push_back(
       Checked(Str("run.device", "cpu", "Device of the learner and actors: cpu, cuda, cuda:N."),
               CheckDevice));

@@ -21,6 +21,7 @@
 
 #include "core/crc32c.h"
 #include "core/log.h"
+#include "model/lora_io.h"
 #include "model/model_io.h"
 #include "model/safetensors.h"
 
@@ -281,6 +282,10 @@ Result<std::string> SaveCheckpoint(const std::string& root, int64_t step,
     if (ec) return IoError(tmp + ": cannot create directory: " + ec.message());
     // SaveModel only reads the parameters; its signature predates const-correct callers.
     CHAINRL_RETURN_IF_ERROR(model::SaveModel(const_cast<model::DecoderModel&>(model), tmp));
+    // A LoRA policy: its adapters beside the (frozen) base, as a PEFT adapter directory.
+    if (model.has_lora())
+      CHAINRL_RETURN_IF_ERROR(
+          model::SaveLoraAdapter(const_cast<model::DecoderModel&>(model), tmp, ""));
     CHAINRL_RETURN_IF_ERROR(optimizer.Save(Join(tmp, kOptimizer)));
     if (!tokenizer_dir.empty())
       CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(tokenizer_dir, tmp));
@@ -495,7 +500,17 @@ Result<CheckpointData> LoadCheckpoint(const std::string& dir, model::DecoderMode
                                       Optimizer& optimizer) {
   CHAINRL_ASSIGN_OR_RETURN(CheckpointData data, ReadCheckpointData(dir));
   CHAINRL_ASSIGN_OR_RETURN(model::TensorMap tensors, model::LoadSafetensorsDir(dir));
+  const bool adapters = model::HasLoraAdapter(dir);
+  if (model.has_lora() && !adapters)
+    return InvalidArgument(dir +
+                           ": written by a run without LoRA adapters, and [lora] is enabled "
+                           "now; resume it with the [lora] section it was written with");
+  if (!model.has_lora() && adapters)
+    return InvalidArgument(dir +
+                           ": written by a run with LoRA adapters (adapter_config.json), and "
+                           "lora.enabled is false now; resume it with its [lora] section");
   CHAINRL_RETURN_IF_ERROR(model::CopyStateDict(model, tensors, dir));
+  if (adapters) CHAINRL_RETURN_IF_ERROR(model::LoadLoraAdapter(model, dir));
   CHAINRL_RETURN_IF_ERROR(optimizer.Load(Join(dir, kOptimizer)));
   return data;
 }

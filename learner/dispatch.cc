@@ -78,8 +78,12 @@ void TakeWorkMessage(const wire::Envelope& env, const std::string& peer,
                            << " of its leases handed out again";
       }
       ledger->Heartbeat(actor);
-      CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
-                         << env.join().pid() << ")";
+      if (before == process) {  // the same process announcing itself again (actor.cc SendJoin)
+        CHAINRL_LOG(kDebug) << actor << " joined again from " << process;
+      } else {
+        CHAINRL_LOG(kInfo) << actor << " joined from " << env.join().host() << " (pid "
+                           << env.join().pid() << ")";
+      }
       break;
     }
     case wire::Envelope::kWorkRequest:

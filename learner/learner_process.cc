@@ -39,6 +39,7 @@
 #include "learner/train_batch.h"
 #include "learner/trajectory_intake.h"
 #include "learner/work_ledger.h"
+#include "model/lora_io.h"
 #include "model/model_io.h"
 #include "rewards/reward_config.h"
 #include "rewards/reward_metrics.h"
@@ -557,16 +558,25 @@ void Learner::WriteProgress(const std::string& phase) {
 Status Learner::Finish(bool completed) {
   // The other ranks leave, after agreeing that every rank holds the same parameters.
   CHAINRL_ASSIGN_OR_RETURN(const std::optional<bool> ranks_agree, trainer_->StopFollowers());
-  const bool final_eval_needed = run_.sft_done;
+  // (Not after an SFT-only run, run.total_steps = 0: its after-SFT evaluation is the last.)
+  const bool final_eval_needed = run_.sft_done && c().GetInt("run.total_steps") > 0;
   json fe = nullptr;
   if (final_eval_needed && !stop_) CHAINRL_RETURN_IF_ERROR(Evaluate("after_rl", &fe));
   if (trainer_->optimizer()) CHAINRL_RETURN_IF_ERROR(Checkpoint());
   std::string export_dir;
   if (c().GetBool("checkpoint.export_hf") && completed) {
     export_dir = (fs::path(process_.run_dir) / "export").string();
-    CHAINRL_RETURN_IF_ERROR(model::SaveModel(trainer_->model(), export_dir));
+    // A LoRA policy: merged in float32, then cast (the model any HF loader reads), and the
+    // adapters alone as a PEFT adapter directory on top of model.path.
+    CHAINRL_RETURN_IF_ERROR(model::SaveMergedModel(trainer_->model(), export_dir));
     CHAINRL_RETURN_IF_ERROR(model::CopyTokenizerFiles(prompts_->tokenizer_dir(), export_dir));
     CHAINRL_LOG(kInfo) << "exported the policy to " << export_dir;
+    if (trainer_->model().has_lora()) {
+      const std::string adapter_dir = (fs::path(export_dir) / "adapter").string();
+      CHAINRL_RETURN_IF_ERROR(model::SaveLoraAdapter(
+          trainer_->model(), adapter_dir, fs::absolute(c().GetString("model.path")).string()));
+      CHAINRL_LOG(kInfo) << "exported the LoRA adapters (PEFT format) to " << adapter_dir;
+    }
   }
   RunSummary s = SummaryFromRun(run_, ledger_.counters(), fe);
   s.run = c().GetString("run.name");
@@ -662,6 +672,14 @@ Status Learner::Run() {
   if (!run_.sft_done) {
     CHAINRL_RETURN_IF_ERROR(RunSft());
     if (stop_) return Finish(false);
+  }
+  if (c().GetInt("run.total_steps") == 0) {
+    if (run_options().offline_preference)
+      return InvalidArgument(
+          "run.total_steps = 0 runs the SFT warm-up alone, and offline "
+          "preference training has none");
+    CHAINRL_LOG(kInfo) << "run.total_steps = 0: the SFT warm-up alone; no RL steps";
+    return Finish(true);
   }
   CHAINRL_RETURN_IF_ERROR(trainer_->BeginTraining());
   CHAINRL_RETURN_IF_ERROR(ApplyStage());

@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "learner/rank_messages.h"
+#include "model/lora_io.h"
 #include "model/model_io.h"
 
 namespace chainrl::learner {
@@ -23,6 +24,8 @@ Result<std::unique_ptr<PolicyTrainer>> PolicyTrainer::Create(const Config& base,
   CHAINRL_ASSIGN_OR_RETURN(ProcessShapingOptions so,
                            ProcessShapingOptionsFromConfig(t->c_, t->lo_.advantages));
   t->shaping_ = std::make_unique<ProcessShaping>(std::move(so));
+  // (lora.dropout with streaming backprop is refused by LearnerOptionsFromConfig, in every stage.)
+  CHAINRL_ASSIGN_OR_RETURN(t->lora_, model::LoraOptionsFromConfig(base));
   return t;
 }
 
@@ -42,12 +45,31 @@ void PolicyTrainer::SetThreads(const Config& c, bool several_ranks, bool with_ac
 Status PolicyTrainer::LoadPolicy() {
   CHAINRL_ASSIGN_OR_RETURN(auto mo, model::ModelOptionsFromConfig(c_, model::ModelRole::kTraining));
   CHAINRL_RETURN_IF_ERROR(model::RequireCpuProcess(mo, c_));
+  // A LoRA base that is never updated needs no master copy: lora.base_dtype = "compute" holds it
+  // in the compute dtype (the adapters, the trained part, stay float32).
+  if (lora_ && c_.GetString("lora.base_dtype") == "compute") mo.set_dtype(mo.ComputeDtype());
   CHAINRL_ASSIGN_OR_RETURN(model_, model::LoadModel(c_.GetString("model.path"), mo));
   CHAINRL_RETURN_IF_ERROR(model::CheckFiniteParameters(*model_, c_.GetString("model.path")));
   CHAINRL_LOG(kInfo) << "policy " << c_.GetString("model.path") << ": "
                      << model::TorchDtypeName(mo.dtype) << " weights, "
                      << model::TorchDtypeName(mo.ComputeDtype()) << " compute on "
                      << mo.device.str();
+  if (lora_) {
+    // Adapters in float32 (the optimiser's master copy whatever model.dtype is); the base is
+    // frozen: no gradient, no optimiser state, never published again.
+    CHAINRL_RETURN_IF_ERROR(
+        model_->AttachLora(*lora_, static_cast<uint64_t>(c_.GetInt("run.seed")), torch::kFloat32));
+    int64_t base = 0, adapters = 0;
+    for (auto& p : model_->parameters()) {
+      p.requires_grad_(false);
+      base += p.numel();
+    }
+    for (auto& [name, t] : model_->LoraParameters()) adapters += t.numel();
+    CHAINRL_LOG(kInfo) << "LoRA rank " << lora_->rank << " on " << lora_->targets.size()
+                       << " projection(s) per layer: " << adapters << " trainable parameters, "
+                       << base << " frozen ("
+                       << 100.0 * static_cast<double>(adapters) / static_cast<double>(base) << "%)";
+  }
   return Status::Ok();
 }
 
@@ -56,14 +78,14 @@ Result<std::unique_ptr<Optimizer>> PolicyTrainer::MakeSftOptimizer() const {
   oo.lr = c_.GetFloat("sft.lr");
   oo.lr_warmup_steps = c_.GetInt("sft.warmup_steps");
   oo.lr_scheduler = LrSchedule::kConstant;
-  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+  return Optimizer::Create(model_->TrainableParameters(), oo);
 }
 
 Result<std::unique_ptr<Optimizer>> PolicyTrainer::MakeRlOptimizer() const {
   OptimizerOptions oo = lo_.optimizer;
   if (oo.lr_scheduler == LrSchedule::kCosine && oo.total_steps == 0)
     oo.total_steps = c_.GetInt("run.total_steps");
-  return Optimizer::Create(model_->named_parameters().pairs(), oo);
+  return Optimizer::Create(model_->TrainableParameters(), oo);
 }
 
 Status PolicyTrainer::BeginSft() {
@@ -88,6 +110,10 @@ Status PolicyTrainer::LoadReference() {
                               !lo_.preference.reference_free;
   if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
   const std::string ref = c_.GetString("model.reference_path");
+  if (ref.empty() && model_->has_lora()) {
+    reference_.reset();  // the base: the policy itself with its adapters off (StepOptions)
+    return Status::Ok();
+  }
   if (!ref.empty()) {
     // Same options as the policy, so that its logprobs match the policy's at equal weights.
     CHAINRL_ASSIGN_OR_RETURN(reference_, model::LoadModel(ref, model_->options()));
@@ -139,7 +165,14 @@ Result<std::optional<size_t>> PolicyTrainer::ApplyStage(
 RlStepOptions PolicyTrainer::StepOptions() const {
   RlStepOptions so;
   so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
-  so.reference = reference_.get();
+  so.reference = reference_ ? reference_.get() : nullptr;
+  if (!reference_ && model_->has_lora()) {
+    const PreferenceLossType t = lo_.preference.loss_type;
+    const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
+                                (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
+                                !lo_.preference.reference_free;
+    if (lo_.policy.kl_coef > 0 || preference_ref) so.reference = model_.get();  // adapters off
+  }
   so.data_parallel = dp_;
   if (lo_.offline_preference) return so;  // logprobs of the data at temperature 1
   so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));
@@ -206,7 +239,7 @@ Status PolicyTrainer::StartFollowers(int64_t step, int64_t sft_step, bool sft_do
   m.resume_dir = resume_dir;
   CHAINRL_RETURN_IF_ERROR(TellOtherRanks(dp_, m));
   CHAINRL_RETURN_IF_ERROR(CheckSameModel());
-  CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+  CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(RankTensors()));
   CHAINRL_LOG(kInfo) << "data parallel: rank 0 of " << dp_->world_size()
                      << ", the batch of every update split across the ranks";
   return Status::Ok();
@@ -231,14 +264,27 @@ Result<std::optional<bool>> PolicyTrainer::StopFollowers() {
   return std::optional<bool>(agree);
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> PolicyTrainer::RankLayout() {
+  auto all = model_->named_parameters().pairs();
+  for (auto& p : model_->LoraParameters()) all.push_back(std::move(p));
+  return all;
+}
+
+std::vector<torch::Tensor> PolicyTrainer::RankTensors() {
+  std::vector<torch::Tensor> out;
+  for (auto& [name, t] : RankLayout()) out.push_back(t);
+  return out;
+}
+
 Status PolicyTrainer::CheckSameModel() {
-  return CheckSameLayout(*dp_, model_->named_parameters().pairs(),
-                         std::to_string(model_->named_parameters().size()) + " parameters, " +
+  return CheckSameLayout(*dp_, RankLayout(),
+                         std::to_string(model_->named_parameters().size()) + " parameters" +
+                             (model_->has_lora() ? " with LoRA adapters" : "") + ", " +
                              model::TorchDtypeName(model_->options().dtype));
 }
 
 Result<bool> PolicyTrainer::ParametersAgree() {
-  return learner::ParametersAgree(*dp_, model_->parameters());
+  return learner::ParametersAgree(*dp_, RankTensors());
 }
 
 Status PolicyTrainer::Follow(metrics::MetricsRegistry* metrics) {
@@ -272,7 +318,7 @@ Status PolicyTrainer::Follow(metrics::MetricsRegistry* metrics) {
           CHAINRL_LOG(kInfo) << "resumed from " << m.resume_dir << " at step " << m.step;
         }
         CHAINRL_RETURN_IF_ERROR(CheckSameModel());
-        CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(model_->parameters()));
+        CHAINRL_RETURN_IF_ERROR(dp_->Broadcast(RankTensors()));
         if (sft_done && optimizer_) {  // resumed in the RL phase: its reference, as rank 0's
           CHAINRL_RETURN_IF_ERROR(LoadReference());
           CHAINRL_RETURN_IF_ERROR(ApplyStage(m.step).status());

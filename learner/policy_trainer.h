@@ -117,6 +117,9 @@ class PolicyTrainer {
   Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
   Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
   Status LoadReference();
+  // What the ranks share and compare: every parameter, then the LoRA adapters.
+  std::vector<std::pair<std::string, torch::Tensor>> RankLayout();
+  std::vector<torch::Tensor> RankTensors();
 
   const Config& base_;
   Config c_;
@@ -125,6 +128,9 @@ class PolicyTrainer {
   std::unique_ptr<ProcessShaping> shaping_;
   std::optional<StageSchedule> stages_;
   size_t stage_ = 0;  // index applied; stages_->stages().size() before the first
+  std::optional<model::LoraOptions> lora_;  // [lora], when enabled
+  // reference_ is null with LoRA and no model.reference_path: the reference is the base, the
+  // policy with its adapters off (RlStepOptions::reference == the policy).
   std::shared_ptr<model::DecoderModel> model_, reference_;
   std::unique_ptr<Optimizer> optimizer_;
 };

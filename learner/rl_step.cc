@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <span>
 
 #include <torch/torch.h>
@@ -20,6 +21,28 @@ namespace chainrl::learner {
 namespace {
 
 using torch::Tensor;
+
+// The reference's forwards: when the reference is the policy itself (a LoRA policy, whose reference
+// is its base), its adapters are off for the scope.
+class ReferenceForwards {
+ public:
+  ReferenceForwards(model::DecoderModel& policy, model::DecoderModel& reference) {
+    if (&policy == &reference) {
+      CHAINRL_CHECK(policy.has_lora(), "the reference is the policy itself, without adapters");
+      off_.emplace(policy);
+    }
+  }
+
+ private:
+  std::optional<model::LoraDisabled> off_;
+};
+
+// The tensors an update changes, whose gradients the ranks sum.
+std::vector<Tensor> TrainableTensors(model::DecoderModel& model) {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : model.TrainableParameters()) out.push_back(t);
+  return out;
+}
 
 // One flattened sequence: prompt + response, with per-response-token data.
 struct Seq {
@@ -376,7 +399,7 @@ class PolicyUpdate {
       }
       b0 = b1;
     }
-    if (dp_ != nullptr) CHAINRL_RETURN_IF_ERROR(dp_->SumGradients(model_.parameters()));
+    if (dp_ != nullptr) CHAINRL_RETURN_IF_ERROR(dp_->SumGradients(TrainableTensors(model_)));
     if (step_.skip_optimizer_step) return Status::Ok();
     StepResult r = optimizer_.Step();
     stats->grad_norm = r.grad_norm;
@@ -500,9 +523,11 @@ Result<RlStepStats> RunPolicyUpdate(model::DecoderModel& model, Optimizer& optim
   model.train();
   if (step.recompute_old_logprobs)
     FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
-  if (options.policy.kl_coef > 0)
+  if (options.policy.kl_coef > 0) {
+    ReferenceForwards ref(model, *step.reference);
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
                  options);
+  }
   if (options.mastered_token_mask && objective->applies_sample_filters()) {
     std::vector<Seq*> positive;
     for (size_t i = 0; i < seqs.size(); ++i)
@@ -586,9 +611,11 @@ Status PreferenceBackward(model::DecoderModel& model, const std::vector<Preferen
   }
   for (const auto& q : seqs) stats.response_tokens += static_cast<int64_t>(q.response->size());
   FillLogprobs(model, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/false, options);
-  if (needs_ref)
+  if (needs_ref) {
+    ReferenceForwards ref(model, *step.reference);
     FillLogprobs(*step.reference, seqs, step.micro_batch_tokens, step.temperature, /*ref=*/true,
                  options);
+  }
   auto total = [](const std::vector<float>& v) {
     double t = 0;
     for (float x : v) t += x;
@@ -675,7 +702,7 @@ Result<PreferenceStepStats> RunPreferenceUpdate(model::DecoderModel& model, Opti
     CHAINRL_RETURN_IF_ERROR(
         PreferenceBackward(model, pairs, options, step, needs_ref, global_pairs, &stats));
   if (dp != nullptr) {  // the whole batch's gradient and figures on every rank
-    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(TrainableTensors(model)));
     const double w = static_cast<double>(B) / global_pairs;
     std::vector<double> f = {stats.loss * w, stats.reward_accuracy * w, stats.reward_margin * w,
                              static_cast<double>(stats.response_tokens)};
@@ -727,7 +754,7 @@ Result<double> RunSftUpdate(model::DecoderModel& model, Optimizer& optimizer,
     loss += Backward(model, p, options, 1.0, false, loss_fn);
   }
   if (dp != nullptr) {  // the whole batch's gradient and loss on every rank
-    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(model.parameters()));
+    CHAINRL_RETURN_IF_ERROR(dp->SumGradients(TrainableTensors(model)));
     std::vector<double> l = {loss};
     CHAINRL_RETURN_IF_ERROR(dp->AllReduce(&l));
     loss = l[0];

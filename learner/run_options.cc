@@ -167,6 +167,8 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   opt.lr_warmup_steps = c.GetInt("learner.warmup_steps");
   opt.total_steps = c.GetInt("run.total_steps") * c.GetInt("learner.ppo_epochs") *
                     c.GetInt("learner.mini_batches");
+  // run.total_steps = 0 (the SFT warm-up alone) never builds this optimiser: any horizon passes.
+  if (opt.total_steps == 0) opt.total_steps = opt.lr_warmup_steps + 1;
   opt.min_lr_ratio = c.GetFloat("learner.min_lr_ratio");
   if (Status st = ValidateOptimizerOptions(opt); !st.ok()) return st.WithPrefix("[learner]");
 
@@ -188,6 +190,12 @@ Result<LearnerRunOptions> LearnerOptionsFromConfig(const Config& c) {
   if (Status st = ValidateTokenBudgetOptions(b); !st.ok()) return st.WithPrefix("[curriculum]");
   o.budget_start_step = c.GetInt("curriculum.budget_start_step");
   o.streambp = c.GetBool("learner.streambp");
+  if (o.streambp && c.GetBool("lora.enabled") && c.GetFloat("lora.dropout") > 0)
+    return InvalidArgument(
+        "lora.dropout = " + std::to_string(c.GetFloat("lora.dropout")) +
+        " with learner.streambp = true: streaming backprop recomputes each layer's forward for "
+        "its gradients, and dropout would draw other values there than in the forward it "
+        "differentiates; set lora.dropout = 0 or learner.streambp = false");
   o.logits_chunk_tokens = c.GetInt("learner.logits_chunk_tokens");
   o.layer_chunk_tokens = c.GetInt("learner.layer_chunk_tokens");
   o.memory_budget_bytes = c.GetInt("learner.memory_budget_bytes");

@@ -192,7 +192,9 @@ double StreamBackward(model::DecoderModel& m, const torch::Tensor& ids,
     dx.add_(xl.grad());
     dy = dx;
   }
-  m.Embed(ids, splice).backward(dy);
+  // A frozen embedding matrix (the base of a LoRA policy) takes no gradient.
+  torch::Tensor embedded = m.Embed(ids, splice);
+  if (embedded.requires_grad()) embedded.backward(dy);
   return head.loss;
 }
 

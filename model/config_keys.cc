@@ -12,6 +12,9 @@ void AddModelKeys(ConfigSchema* schema) {
   AddSection(schema, "model.init",
              "A randomly initialised model, created at `model.path` when `enabled` and the "
              "directory does not exist yet (used by the quickstart and tests).");
+  AddSection(schema, "lora",
+             "Low-rank adapters (LoRA) on the attention and MLP projections, docs/ALGORITHMS.md "
+             "§10. The same section must be in force for the learner and every actor.");
   AddSection(schema, "tokenizer", "The tokenizer (`tokenizer.json`) and chat template.");
   auto& k = schema->keys;
   k.push_back(Required(Str("model.path", "", "Hugging Face model directory of the policy.")));
@@ -43,6 +46,31 @@ void AddModelKeys(ConfigSchema* schema) {
                   "'bytes': a byte-level tokenizer with a ChatML template (259 tokens); otherwise "
                   "a tokenizer directory whose files are copied."));
   k.push_back(Int("model.init.seed", 0, 0, std::nullopt, "Seed of the random initialisation."));
+
+  // lora
+  k.push_back(Bool("lora.enabled", false,
+                   "Train low-rank adapters on the frozen base model instead of every weight: only "
+                   "the adapters get gradients, optimizer state, checkpoints' moments and weight "
+                   "publication; the KL/DPO reference is the base (adapters off), not a copy."));
+  k.push_back(StrList(
+      "lora.targets", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+      "Projections of every layer that get an adapter.",
+      {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}));
+  k.push_back(Int("lora.rank", 16, 1, 65536, "Adapter rank r."));
+  k.push_back(Float("lora.alpha", 32.0, 0.0, std::nullopt,
+                    "Scale numerator: the update is (alpha / r) B A, or (alpha / sqrt(r)) B A "
+                    "with rslora.",
+                    /*lo_exclusive=*/true));
+  k.push_back(Float("lora.dropout", 0.0, 0.0, 0.999,
+                    "Dropout on the adapters' input in training forwards; needs "
+                    "learner.streambp = false (streaming backprop recomputes forwards, which "
+                    "must draw the same values)."));
+  k.push_back(Bool("lora.rslora", false, "Rank-stabilised scaling alpha / sqrt(r)."));
+  k.push_back(Str("lora.base_dtype", "model",
+                  "Dtype of the learner's frozen base weights: 'model' keeps model.dtype; "
+                  "'compute' holds them in model.compute_dtype (bfloat16 halves their memory, and "
+                  "the learner then computes as the actors do). The adapters stay float32.",
+                  {"model", "compute"}));
 
   // tokenizer
   k.push_back(

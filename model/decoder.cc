@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <string_view>
 
 #include "core/check.h"
 #include "model/attention.h"
@@ -20,17 +22,36 @@ torch::Tensor As(const torch::Tensor& t, torch::ScalarType type) {
 
 }  // namespace
 
+// The LoRA state every adapted projection of a model shares (DecoderModel::AttachLora).
+struct LoraState {
+  LoraOptions options;
+  double scale = 0;
+  bool enabled = true;
+};
+
 // y = x W^T + b in x's dtype (the weights cast to it under mixed precision); parameters "weight"
-// [out, in] and optionally "bias" [out].
+// [out, in] and optionally "bias" [out]. With a LoRA adapter (not a registered parameter: the
+// module's parameters stay HF's keys): y += scale * dropout(x) A^T B^T, A [r, in], B [out, r].
 struct Projection : torch::nn::Module {
   Projection(int64_t in, int64_t out, bool bias, const torch::TensorOptions& o) {
     weight = register_parameter("weight", torch::empty({out, in}, o));
     if (bias) this->bias = register_parameter("bias", torch::empty({out}, o));
   }
   torch::Tensor operator()(const torch::Tensor& x) const {
-    return torch::linear(x, As(weight, x.scalar_type()), As(bias, x.scalar_type()));
+    const auto type = x.scalar_type();
+    torch::Tensor y = torch::linear(x, As(weight, type), As(bias, type));
+    if (!lora_a.defined() || !lora->enabled) return y;
+    const bool grad = torch::GradMode::is_enabled();
+    torch::Tensor in = x;
+    if (lora->options.dropout > 0 && grad && is_training())
+      in = torch::dropout(x, lora->options.dropout, /*train=*/true);
+    torch::Tensor delta = torch::linear(torch::linear(in, As(lora_a, type)), As(lora_b, type));
+    if (grad) return y + delta * lora->scale;
+    return y.add_(delta, lora->scale);
   }
   torch::Tensor weight, bias;
+  torch::Tensor lora_a, lora_b;  // undefined without an adapter
+  std::shared_ptr<LoraState> lora;
 };
 
 // HF's RMSNorm: computed in float32 (float64 stays float64), cast back to the input dtype, then
@@ -460,6 +481,132 @@ torch::Tensor DecoderModel::Logits(const torch::Tensor& hidden) const {
 
 torch::Tensor DecoderModel::LmHeadWeight() const {
   return config_.tie_word_embeddings ? embed_ : lm_head_;
+}
+
+double LoraOptions::Scale() const {
+  const double r = static_cast<double>(rank);
+  return rslora ? alpha / std::sqrt(r) : alpha / r;
+}
+
+Status ValidateLoraOptions(const LoraOptions& o) {
+  if (o.targets.empty())
+    return InvalidArgument(
+        "lora.targets is empty: name at least one of q_proj, k_proj, v_proj, "
+        "o_proj, gate_proj, up_proj, down_proj");
+  for (size_t i = 0; i < o.targets.size(); ++i) {
+    const std::string& t = o.targets[i];
+    if (std::find_if(std::begin(kLoraTargets), std::end(kLoraTargets),
+                     [&](const char* k) { return t == k; }) == std::end(kLoraTargets))
+      return InvalidArgument("lora.targets: '" + t +
+                             "' is not a projection (q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                             "up_proj, down_proj)");
+    if (std::find(o.targets.begin(), o.targets.begin() + static_cast<std::ptrdiff_t>(i), t) !=
+        o.targets.begin() + static_cast<std::ptrdiff_t>(i))
+      return InvalidArgument("lora.targets: '" + t + "' is named twice");
+  }
+  if (o.rank < 1)
+    return InvalidArgument("lora.rank = " + std::to_string(o.rank) + ": must be >= 1");
+  if (!(o.alpha > 0)) return InvalidArgument("lora.alpha must be > 0");
+  if (!(o.dropout >= 0 && o.dropout < 1)) return InvalidArgument("lora.dropout must be in [0, 1)");
+  return Status::Ok();
+}
+
+std::vector<std::pair<std::string, Projection*>> DecoderModel::AdaptedProjections() {
+  std::vector<std::pair<std::string, Projection*>> out;
+  for (int64_t i = 0; i < num_layers(); ++i) {
+    DecoderLayer& l = *layers_[i];
+    const std::string layer = "model.layers." + std::to_string(i) + ".";
+    const std::pair<const char*, Projection*> all[] = {
+        {"self_attn.q_proj", l.self_attn->q_proj.get()},
+        {"self_attn.k_proj", l.self_attn->k_proj.get()},
+        {"self_attn.v_proj", l.self_attn->v_proj.get()},
+        {"self_attn.o_proj", l.self_attn->o_proj.get()},
+        {"mlp.gate_proj", l.mlp->gate_proj.get()},
+        {"mlp.up_proj", l.mlp->up_proj.get()},
+        {"mlp.down_proj", l.mlp->down_proj.get()}};
+    for (const auto& [name, proj] : all) {
+      const std::string_view leaf =
+          std::string_view(name).substr(std::string_view(name).find('.') + 1);
+      const bool target = lora_ != nullptr &&
+                          std::find(lora_->options.targets.begin(), lora_->options.targets.end(),
+                                    leaf) != lora_->options.targets.end();
+      if (target) out.emplace_back(layer + name, proj);
+    }
+  }
+  return out;
+}
+
+Status DecoderModel::AttachLora(const LoraOptions& options, uint64_t seed,
+                                torch::ScalarType dtype) {
+  CHAINRL_CHECK(lora_ == nullptr, "AttachLora twice");
+  CHAINRL_RETURN_IF_ERROR(ValidateLoraOptions(options));
+  lora_ = std::make_shared<LoraState>();
+  lora_->options = options;
+  lora_->scale = options.Scale();
+  torch::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto o = torch::TensorOptions().dtype(dtype).device(options_.device);
+  for (auto& [name, proj] : AdaptedProjections()) {
+    const int64_t in = proj->weight.size(1), out = proj->weight.size(0);
+    // PEFT: kaiming_uniform_(A, a=sqrt(5)), i.e. U(-1/sqrt(in), 1/sqrt(in)); B = 0.
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in));
+    torch::Tensor a = torch::empty({options.rank, in}, torch::kFloat);
+    a.uniform_(-bound, bound, gen);
+    proj->lora_a = a.to(o).set_requires_grad(true);
+    proj->lora_b = torch::zeros({out, options.rank}, o).set_requires_grad(true);
+    proj->lora = lora_;
+  }
+  return Status::Ok();
+}
+
+const LoraOptions& DecoderModel::lora_options() const {
+  CHAINRL_CHECK(lora_ != nullptr, "no LoRA adapters");
+  return lora_->options;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::LoraParameters() {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  if (lora_ == nullptr) return out;
+  for (auto& [name, proj] : AdaptedProjections()) {
+    out.emplace_back("base_model.model." + name + ".lora_A.weight", proj->lora_a);
+    out.emplace_back("base_model.model." + name + ".lora_B.weight", proj->lora_b);
+  }
+  return out;
+}
+
+void DecoderModel::set_lora_enabled(bool on) {
+  CHAINRL_CHECK(lora_ != nullptr, "no LoRA adapters");
+  lora_->enabled = on;
+}
+
+bool DecoderModel::lora_enabled() const { return lora_ != nullptr && lora_->enabled; }
+
+std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::TrainableParameters() {
+  if (lora_ != nullptr) return LoraParameters();
+  return named_parameters().pairs();
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::MergedParameters(
+    std::optional<torch::ScalarType> as) {
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::Tensor> delta;  // HF weight key -> s B A in float32
+  if (lora_ != nullptr) {
+    for (auto& [name, proj] : AdaptedProjections())
+      delta[name + ".weight"] =
+          torch::matmul(proj->lora_b.to(torch::kFloat), proj->lora_a.to(torch::kFloat)) *
+          lora_->scale;
+  }
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : named_parameters()) {
+    const auto type = as.value_or(p.value().scalar_type());
+    auto d = delta.find(p.key());
+    if (d == delta.end()) {
+      out.emplace_back(p.key(), p.value().to(type, /*non_blocking=*/false, /*copy=*/true));
+    } else {
+      out.emplace_back(p.key(), (p.value().to(torch::kFloat) + d->second).to(type));
+    }
+  }
+  return out;
 }
 
 }  // namespace chainrl::model

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "core/status.h"
 #include "model/hf_config.h"
 
 namespace chainrl::model {
@@ -109,8 +110,33 @@ struct EmbeddingSplice {
 // them one by one).
 std::vector<int64_t> PlaceholderPositions(const std::vector<int32_t>& ids, int32_t placeholder);
 
+// Low-rank adapters (LoRA) on the attention and MLP projections, docs/ALGORITHMS.md §10: a target
+// projection computes x W^T + b + s * dropout(x) A^T B^T with A [rank, in] and B [out, rank],
+// s = alpha / rank, or alpha / sqrt(rank) with rsLoRA. B starts at zero, so an adapted model
+// starts as its base.
+struct LoraOptions {
+  std::vector<std::string> targets;  // names among kLoraTargets
+  int64_t rank = 16;
+  double alpha = 32;
+  double dropout = 0;  // on the adapter's input, in training forwards with gradients only
+  bool rslora = false;
+  double Scale() const;
+  bool operator==(const LoraOptions& o) const {
+    return targets == o.targets && rank == o.rank && alpha == o.alpha && dropout == o.dropout &&
+           rslora == o.rslora;
+  }
+};
+// The projections LoRA may adapt, by their Hugging Face (and PEFT target_modules) names.
+inline constexpr const char* kLoraTargets[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
+// InvalidArgument naming the field: unknown or repeated targets, none, rank < 1, alpha <= 0,
+// dropout outside [0, 1).
+Status ValidateLoraOptions(const LoraOptions& options);
+
 struct DecoderLayer;
 struct RmsNorm;
+struct LoraState;
+struct Projection;
 
 // A qwen2 / qwen3 / llama decoder. named_parameters() are exactly HF's state-dict keys
 // ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", ..., "model.norm.weight",
@@ -193,7 +219,33 @@ class DecoderModel : public torch::nn::Module {
   torch::Tensor Logits(const torch::Tensor& hidden) const;
   torch::Tensor LmHeadWeight() const;
 
+  // LoRA. AttachLora gives every target projection of every layer an adapter in `dtype` on the
+  // model's device (A as PEFT initialises it, Kaiming-uniform with bound 1/sqrt(in) drawn from
+  // `seed`; B zero), requiring gradients; the base parameters are left as they are (the caller
+  // freezes them). REQUIRES: no adapters yet. InvalidArgument on bad options.
+  Status AttachLora(const LoraOptions& options, uint64_t seed,
+                    torch::ScalarType dtype = torch::kFloat32);
+  bool has_lora() const { return lora_ != nullptr; }
+  const LoraOptions& lora_options() const;  // REQUIRES has_lora()
+  // The adapters under PEFT's names in adapter_model.safetensors
+  // ("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", ...), in layer order, A
+  // before B; the live tensors. Empty without adapters.
+  std::vector<std::pair<std::string, torch::Tensor>> LoraParameters();
+  // Forwards with the adapters (true, the default) or as the base model (false): the KL and DPO
+  // reference of a LoRA policy is its base, with no second copy of the weights.
+  void set_lora_enabled(bool on);
+  bool lora_enabled() const;
+  // What training updates and what actors receive: the adapters when attached, else every
+  // parameter (named_parameters(), tied ones once).
+  std::vector<std::pair<std::string, torch::Tensor>> TrainableParameters();
+  // The base parameters with the adapters merged, W + s B A, computed in float32 and cast to
+  // `as` (unset: each parameter's dtype), by HF key; without adapters, copies of the parameters.
+  std::vector<std::pair<std::string, torch::Tensor>> MergedParameters(
+      std::optional<torch::ScalarType> as = {});
+
  private:
+  std::vector<std::pair<std::string, Projection*>> AdaptedProjections();
+
   ModelConfig config_;
   ModelOptions options_;
   torch::Tensor inv_freq_;  // [head_dim / 2] float32 on the device
@@ -201,6 +253,25 @@ class DecoderModel : public torch::nn::Module {
   std::vector<std::shared_ptr<DecoderLayer>> layers_;
   std::shared_ptr<RmsNorm> norm_;
   torch::Tensor lm_head_;  // undefined when tied
+  std::shared_ptr<LoraState> lora_;  // null without adapters
+};
+
+// Switches a model's adapters off for a scope (no-op without adapters): its reference forwards.
+class LoraDisabled {
+ public:
+  explicit LoraDisabled(DecoderModel& model)
+      : model_(model), was_(model.has_lora() && model.lora_enabled()) {
+    if (was_) model_.set_lora_enabled(false);
+  }
+  ~LoraDisabled() {
+    if (was_) model_.set_lora_enabled(true);
+  }
+  LoraDisabled(const LoraDisabled&) = delete;
+  LoraDisabled& operator=(const LoraDisabled&) = delete;
+
+ private:
+  DecoderModel& model_;
+  bool was_;
 };
 
 }  // namespace chainrl::model

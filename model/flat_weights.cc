@@ -10,16 +10,22 @@
 namespace chainrl::model {
 namespace {
 
-// The distinct parameters in registration order (a tied LM head appears once).
+// What is published, in order: the LoRA adapters of a model that has them (its base is frozen and
+// every receiver loads it itself), else the distinct parameters in registration order (a tied LM
+// head appears once).
 std::vector<std::pair<std::string, torch::Tensor>> DistinctParameters(DecoderModel& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   std::set<const void*> seen;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
-    const torch::Tensor& t = item.value();
+  for (auto& [name, t] : model.TrainableParameters()) {
     if (!seen.insert(t.data_ptr()).second) continue;
-    out.emplace_back(item.key(), t);
+    out.emplace_back(name, t);
   }
   return out;
+}
+
+// "adapters" or "full weights", for errors.
+std::string_view Kind(std::string_view format) {
+  return format.rfind(kLoraFlatPrefix, 0) == 0 ? "LoRA adapters" : "full weights";
 }
 
 }  // namespace
@@ -29,6 +35,11 @@ std::string FlatWeightsFormat(DecoderModel& model, std::optional<torch::ScalarTy
   auto mix = [&h](std::string_view s) {
     for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   };
+  if (model.has_lora()) {  // the scale is not in the tensors' shapes: alpha and rsLoRA count
+    char scale[64];
+    std::snprintf(scale, sizeof(scale), "lora-scale:%.17g;", model.lora_options().Scale());
+    mix(scale);
+  }
   for (const auto& [name, t] : DistinctParameters(model)) {
     mix(name);
     mix(std::string(":") + c10::toString(as.value_or(t.scalar_type())) + ":");
@@ -37,7 +48,7 @@ std::string FlatWeightsFormat(DecoderModel& model, std::optional<torch::ScalarTy
   }
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
-  return std::string("chainrl-flat-v1:") + buf;
+  return std::string(model.has_lora() ? kLoraFlatPrefix : "chainrl-flat-v1:") + buf;
 }
 
 size_t FlatWeightsBytes(DecoderModel& model, std::optional<torch::ScalarType> as) {
@@ -60,10 +71,19 @@ void PackFlatWeights(DecoderModel& model, uint8_t* out, std::optional<torch::Sca
 Status UnpackFlatWeights(DecoderModel& model, std::span<const uint8_t> bytes,
                          std::string_view format, std::string_view source) {
   const std::string mine = FlatWeightsFormat(model);
-  if (format != mine)
-    return InvalidArgument(std::string(source) + ": weights of format '" + std::string(format) +
-                           "' do not fit this model ('" + mine +
-                           "'): another architecture, size or dtype");
+  if (format != mine) {
+    if (Kind(format) != Kind(mine))
+      return InvalidArgument(std::string(source) + ": " + std::string(Kind(format)) +
+                             " were published and this model takes " + std::string(Kind(mine)) +
+                             ": the publisher's [lora] section differs from this process's; "
+                             "nothing loaded");
+    return InvalidArgument(
+        std::string(source) + ": " + std::string(Kind(format)) + " of format '" +
+        std::string(format) + "' do not fit this model ('" + mine +
+        "'): another architecture, size, dtype" +
+        (Kind(mine) == Kind(kLoraFlatPrefix) ? ", LoRA rank, targets or scale" : "") +
+        "; nothing loaded");
+  }
   if (bytes.size() != FlatWeightsBytes(model))
     return InvalidArgument(std::string(source) + ": " + std::to_string(bytes.size()) +
                            " bytes of weights, the model needs " +

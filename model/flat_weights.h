@@ -17,8 +17,14 @@ namespace chainrl::model {
 // `as`: the dtype the weights travel in (the receivers' parameter dtype, e.g. bfloat16 actors fed
 // by a learner with float32 master weights); unset = each parameter's own dtype.
 //
-// "chainrl-flat-v1:" + a fingerprint of every parameter's name, shape and dtype, in order. Two
-// models exchange flat weights only when their formats are equal.
+// What travels: every parameter, or, for a model with LoRA adapters (DecoderModel::AttachLora),
+// the adapters alone (the receivers hold the frozen base themselves).
+//
+// "chainrl-flat-v1:" (full weights) or kLoraFlatPrefix (adapters) + a fingerprint of every
+// published tensor's name, shape and dtype, in order. Two models exchange flat weights only when
+// their formats are equal: an actor without the learner's [lora] (or with another rank or targets)
+// refuses what it is sent instead of sampling its base policy.
+inline constexpr char kLoraFlatPrefix[] = "chainrl-lora-v1:";
 std::string FlatWeightsFormat(DecoderModel& model, std::optional<torch::ScalarType> as = {});
 // Bytes of the flat buffer (tied parameters counted once).
 size_t FlatWeightsBytes(DecoderModel& model, std::optional<torch::ScalarType> as = {});

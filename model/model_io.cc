@@ -123,6 +123,15 @@ std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions&
   auto copy = std::make_shared<DecoderModel>(model.config(), options);
   const Status st = CopyStateDict(*copy, ModelStateDict(model), "model copy");
   CHAINRL_CHECK(st.ok(), st.ToString());  // same configuration: the names and shapes agree
+  if (model.has_lora()) {  // the adapters too, in the copy's dtype, switched as the original's
+    const Status lora = copy->AttachLora(model.lora_options(), 0, options.dtype);
+    CHAINRL_CHECK(lora.ok(), lora.ToString());
+    torch::NoGradGuard no_grad;
+    auto from = model.LoraParameters();
+    auto to = copy->LoraParameters();
+    for (size_t i = 0; i < to.size(); ++i) to[i].second.copy_(from[i].second);
+    copy->set_lora_enabled(model.lora_enabled());
+  }
   return copy;
 }
 

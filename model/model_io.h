@@ -31,7 +31,8 @@ Status LoadStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
 Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::string& source);
 
 // A new model of `model`'s configuration built with `options`, holding a copy of its weights
-// (dtype and device converted): a frozen reference, or an inference copy in another dtype.
+// (dtype and device converted) and of its LoRA adapters if it has them (in options.dtype): a
+// frozen reference, or an inference copy in another dtype.
 std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions& options);
 
 // Reads `dir`/config.json and the weights; the model is built with `options` (dtype, device).

@@ -16,6 +16,7 @@
 #include "core/security.h"
 #include "core/wire.h"
 #include "learner/learner_transport.h"
+#include "model/decoder.h"
 #include "model/model_init.h"
 #include "model/model_io.h"
 
@@ -152,6 +153,80 @@ TEST(ActorDeclineTest, AnItemTooLongForTheModelIsDeclinedAloneAndTheRestIsGenera
   for (const auto& s : t.samples()) {
     EXPECT_GE(s.completion().token_ids_size(), 1);
     EXPECT_LE(s.completion().token_ids_size(), 8);
+  }
+  fs::remove_all(dir);
+}
+
+// LoRA: the learner publishes adapters alone. An actor whose [lora] matches takes them and asks for
+// work; one whose rank differs refuses the weights, says why, and never asks for work (so it never
+// samples its base policy in place of the learner's). A real actor against the real transport.
+TEST(ActorLoraTest, AnActorWhoseAdaptersDoNotMatchTheLearnersRefusesToGenerate) {
+  const fs::path dir =
+      fs::temp_directory_path() / ("chainrl_actor_lora_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  model::InitModelSpec spec;
+  spec.layers = 1;
+  spec.hidden = 32;
+  spec.heads = 2;
+  spec.intermediate = 64;
+  spec.max_position = kContext;
+  spec.tokenizer = "bytes";
+  auto made = model::InitModelDir(spec, (dir / "model").string());
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  for (const int64_t actor_rank : {4, 8}) {
+    SCOPED_TRACE("actor rank " + std::to_string(actor_rank) + ", learner rank 4");
+    const fs::path run = dir / ("run" + std::to_string(actor_rank));
+    fs::create_directories(run);
+    const std::string toml = "[model]\npath = \"" + (dir / "model").string() +
+                             "\"\n[lora]\nenabled = true\ntargets = [\"q_proj\", \"down_proj\"]\n"
+                             "rank = " +
+                             std::to_string(actor_rank) +
+                             "\n[[rewards]]\nname = \"len\"\nkind = \"length\"\n"
+                             "options = { target_tokens = 4, max_tokens = 8 }\n";
+    auto config = ParseConfig(toml, "lora.toml", {});
+    ASSERT_TRUE(config.ok()) << config.status().ToString();
+    auto transport =
+        learner::LearnerTransport::Open("ipc://", run.string(), transport::LearnerSecurity{});
+    ASSERT_TRUE(transport.ok()) << transport.status().ToString();
+    auto mo = model::ModelOptionsFromConfig(*config, model::ModelRole::kInference);
+    ASSERT_TRUE(mo.ok());
+    auto policy = model::LoadModel((dir / "model").string(), *mo);
+    ASSERT_TRUE(policy.ok()) << policy.status().ToString();
+    model::LoraOptions lo;
+    lo.targets = {"q_proj", "down_proj"};
+    lo.rank = 4;
+    ASSERT_TRUE((*policy)->AttachLora(lo, 9).ok());
+    ASSERT_TRUE((*transport)->PublishWeights(**policy, 0).ok());
+
+    ActorOptions options;
+    options.endpoints = (*transport)->endpoints();
+    options.run_dir = run.string();
+    std::atomic<bool> stop{false}, done{false};
+    Status actor_status;
+    std::thread actor([&] {
+      actor_status = RunActor(*config, options, stop);
+      done = true;
+    });
+    bool asked = false;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < until && !done && !asked) {
+      auto msg = (*transport)->work().Receive(milliseconds(20));
+      ASSERT_TRUE(msg.ok()) << msg.status().ToString();
+      asked = *msg && (*msg)->envelope.has_work_request();
+    }
+    stop = true;
+    actor.join();
+    if (actor_rank == 4) {
+      EXPECT_TRUE(asked) << "the matching actor never asked for work";
+      EXPECT_TRUE(actor_status.ok()) << actor_status.ToString();
+    } else {
+      EXPECT_FALSE(asked) << "an actor with other adapters asked for work";
+      EXPECT_EQ(actor_status.code(), StatusCode::kInvalidArgument) << actor_status.ToString();
+      EXPECT_NE(actor_status.message().find("LoRA adapters of format"), std::string::npos)
+          << actor_status.ToString();
+      EXPECT_NE(actor_status.message().find("LoRA rank, targets or scale"), std::string::npos)
+          << actor_status.ToString();
+    }
   }
   fs::remove_all(dir);
 }

@@ -49,9 +49,8 @@ struct RealConfig {
 };
 
 constexpr RealConfig kConfigs[] = {
-    {"qwen2.5-0.5b-gsm8k-grpo.toml", "qwen2"},
-    {"qwen2.5-0.5b-gsm8k-dapo.toml", "qwen2"},
-    {"qwen2.5-0.5b-gsm8k-dpo.toml", "qwen2"},
+    {"qwen2.5-0.5b-gsm8k-grpo.toml", "qwen2"},     {"qwen2.5-0.5b-gsm8k-grpo-lora.toml", "qwen2"},
+    {"qwen2.5-0.5b-gsm8k-dapo.toml", "qwen2"},     {"qwen2.5-0.5b-gsm8k-dpo.toml", "qwen2"},
     {"qwen3-0.6b-gsm8k-long-chain.toml", "qwen3"},
 };
 

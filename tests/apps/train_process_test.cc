@@ -633,6 +633,64 @@ TEST(TrainProcessTest, QuickstartConfigRunsShortened) {
   EXPECT_TRUE(fs::exists(run + "/export/model.safetensors"));
 }
 
+// The LoRA quickstart shortened: the quickstart's SFT warm-up alone (run.total_steps = 0: no RL
+// step, no actor started, the SFT'd model exported), then configs/quickstart-lora.toml on it with
+// the learner killed mid-run: it resumes its adapters and their optimiser state from its
+// checkpoint, the actors take adapters alone, and the export holds the merged model and the PEFT
+// adapter directory.
+TEST(TrainProcessTest, LoraQuickstartOnAnSftOnlyBaseSurvivesALearnerKill) {
+  const std::string dir = Dir("lora");
+  const std::string sft = dir + "/sft";
+  const std::vector<std::string> small = {
+      "--set", "data.num_eval_examples=8",           "--set", "data.num_train_examples=500",
+      "--set", "rollout.prompts_per_step=4",         "--set", "rollout.max_new_tokens=32",
+      "--set", "curriculum.budget_start=32",         "--set", "curriculum.budget_end=16",
+      "--set", "metrics.progress_interval_seconds=0"};
+  std::vector<std::string> sets = {"--set", "model.path=\"" + dir + "/model\"",
+                                   "--set", "sft.steps=3",
+                                   "--set", "sft.batch_size=8",
+                                   "--set", "run.total_steps=0"};
+  sets.insert(sets.end(), small.begin(), small.end());
+  pid_t pid = StartTrain(std::string(CHAINRL_SOURCE_DIR) + "/configs/quickstart.toml", sft, sets);
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(sft + ".out");
+  json s = ReadJson(sft + "/summary.json");
+  EXPECT_EQ(s["completed"], true);
+  EXPECT_EQ(s["steps"], 0);
+  EXPECT_EQ(s["sft_steps"], 3);
+  EXPECT_FALSE(s["accuracy_after_sft"].is_null()) << s.dump();
+  EXPECT_TRUE(fs::exists(sft + "/export/model.safetensors"));
+  EXPECT_FALSE(fs::exists(sft + "/logs/actor-0.log")) << "an SFT-only run started actors";
+
+  const std::string run = dir + "/run";
+  sets = {"--set", "model.path=\"" + sft + "/export\"",
+          "--set", "run.total_steps=8",
+          "--set", "checkpoint.every=2",
+          "--set", "learner.warmup_steps=1"};
+  sets.insert(sets.end(), small.begin(), small.end());
+  pid = StartTrain(std::string(CHAINRL_SOURCE_DIR) + "/configs/quickstart-lora.toml", run, sets);
+  ASSERT_TRUE(WaitForStep(run, 4, 180)) << ReadText(run + ".out");
+  ASSERT_EQ(kill(ReadJson(run + "/processes.json")["learner"].get<pid_t>(), SIGKILL), 0);
+  ASSERT_EQ(WaitFor(pid, 240), 0) << ReadText(run + ".out");
+  s = ReadJson(run + "/summary.json");
+  ExpectConsistentSummary(s, 8, 4);
+  EXPECT_EQ(s["learner_restarts"], 1);
+  const std::string log = ReadText(run + "/logs/learner.log");
+  EXPECT_NE(log.find("resumed from"), std::string::npos) << log;
+  EXPECT_NE(log.find("LoRA rank 16 on 7 projection(s) per layer"), std::string::npos) << log;
+  EXPECT_NE(ReadText(run + "/logs/actor-0.log").find("taking the learner's adapters"),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists(run + "/export/model.safetensors"));
+  EXPECT_TRUE(fs::exists(run + "/export/adapter/adapter_model.safetensors"));
+  const json adapter = ReadJson(run + "/export/adapter/adapter_config.json");
+  EXPECT_EQ(adapter["r"], 16);
+  EXPECT_EQ(adapter["base_model_name_or_path"], fs::absolute(sft + "/export").string());
+  // The checkpoints hold the adapters beside the frozen base.
+  bool adapters_checkpointed = false;
+  for (const auto& e : fs::directory_iterator(run + "/checkpoints"))
+    adapters_checkpointed |= fs::exists(e.path() / "adapter_model.safetensors");
+  EXPECT_TRUE(adapters_checkpointed);
+}
+
 TEST(TrainProcessTest, PausedLearnerHoldsActorsBackWithFlatMemory) {
   const std::string dir = Dir("pause");
   const std::string cfg = WriteConfig(dir, "");

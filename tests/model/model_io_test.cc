@@ -13,6 +13,7 @@
 
 #include "apps/run_config.h"
 #include "model/flat_weights.h"
+#include "model/lora_io.h"
 #include "model/model_io.h"
 
 namespace chainrl::model {
@@ -207,13 +208,100 @@ TEST(FlatWeights, PackedInTheReceiversDtype) {
   std::vector<uint8_t> full(n32);
   PackFlatWeights(master, full.data());
   Status st = UnpackFlatWeights(actor, full, FlatWeightsFormat(master), "learner");
-  EXPECT_NE(st.message().find("learner: weights of format"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("learner: full weights of format"), std::string::npos)
+      << st.ToString();
+}
+
+// A LoRA model publishes its adapters alone: the bytes of A and B, in the receiver's dtype; an
+// actor with the same [lora] takes them onto its own base and forwards as the learner does; an
+// actor without adapters, or with another rank, refuses them and says why.
+TEST(FlatWeights, LoraPublishesTheAdaptersAloneAndMismatchedReceiversRefuse) {
+  ModelConfig c = Tiny(Architecture::kQwen2, /*tied=*/false);
+  LoraOptions lo;
+  lo.targets = {"q_proj", "v_proj", "down_proj"};
+  lo.rank = 4;
+  lo.alpha = 8;
+  DecoderModel learner(c);
+  learner.InitWeights(5);
+  ASSERT_TRUE(learner.AttachLora(lo, 1).ok());
+  {
+    torch::NoGradGuard ng;
+    for (auto& [n, t] : learner.LoraParameters()) t.normal_(0, 0.1);
+  }
+  size_t adapter_bytes = 0;
+  for (auto& [n, t] : learner.LoraParameters()) adapter_bytes += t.numel() * 2;  // as bfloat16
+  const size_t n = FlatWeightsBytes(learner, torch::kBFloat16);
+  EXPECT_EQ(n, adapter_bytes);
+  size_t full_bytes = 0;
+  for (const auto& p : learner.named_parameters()) full_bytes += p.value().numel() * 2;
+  EXPECT_LT(n * 5, full_bytes);
+  std::vector<uint8_t> buf(n);
+  PackFlatWeights(learner, buf.data(), torch::kBFloat16);
+  const std::string format = FlatWeightsFormat(learner, torch::kBFloat16);
+  EXPECT_EQ(format.rfind(kLoraFlatPrefix, 0), 0u) << format;
+
+  auto actor_model = [&](const std::optional<LoraOptions>& l) {
+    auto a = std::make_shared<DecoderModel>(c, ModelOptions().set_dtype(torch::kBFloat16));
+    a->InitWeights(5);  // the same base, read from model.path in a run
+    if (l) EXPECT_TRUE(a->AttachLora(*l, 2, torch::kBFloat16).ok());
+    return a;
+  };
+  auto actor = actor_model(lo);
+  ASSERT_TRUE(UnpackFlatWeights(*actor, buf, format, "learner").ok());
+  auto mine = actor->LoraParameters();
+  auto theirs = learner.LoraParameters();
+  ASSERT_EQ(mine.size(), theirs.size());
+  for (size_t i = 0; i < mine.size(); ++i)
+    EXPECT_TRUE(BitEqual(mine[i].second, theirs[i].second.to(torch::kBFloat16))) << mine[i].first;
+  {
+    torch::NoGradGuard ng;
+    const torch::Tensor ids = torch::randint(0, c.vocab_size, {1, 7}, torch::kLong);
+    auto inference = CopyModel(learner, ModelOptions().set_dtype(torch::kBFloat16));
+    EXPECT_TRUE(torch::equal(actor->Logits(actor->Forward(ids)),
+                             inference->Logits(inference->Forward(ids))));
+  }
+  Status st = UnpackFlatWeights(*actor_model(std::nullopt), buf, format, "learner");
+  EXPECT_NE(st.message().find("LoRA adapters were published and this model takes full weights"),
+            std::string::npos)
+      << st.ToString();
+  LoraOptions rank8 = lo;
+  rank8.rank = 8;
+  st = UnpackFlatWeights(*actor_model(rank8), buf, format, "learner");
+  EXPECT_NE(st.message().find("LoRA rank, targets or scale"), std::string::npos) << st.ToString();
 }
 
 Config RunConfig(const std::vector<std::string>& sets) {
   auto c = ParseConfig("[model]\npath = \"models/m\"\n", "run.toml", sets);
   EXPECT_TRUE(c.ok()) << c.status().ToString();
   return *c;
+}
+
+TEST(LoraOptionsFromConfig, OffByDefaultAndEveryKeyTakenOrRefused) {
+  auto none = LoraOptionsFromConfig(RunConfig({}));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+  auto on = LoraOptionsFromConfig(RunConfig({"lora.enabled=true", "lora.rank=8", "lora.alpha=4",
+                                             "lora.rslora=true", "lora.targets=[\"q_proj\"]"}));
+  ASSERT_TRUE(on.ok()) << on.status().ToString();
+  ASSERT_TRUE(on->has_value());
+  EXPECT_EQ((*on)->rank, 8);
+  EXPECT_EQ((*on)->targets, std::vector<std::string>{"q_proj"});
+  EXPECT_DOUBLE_EQ((*on)->Scale(), 4.0 / std::sqrt(8.0));
+  // The default targets: every projection; scale alpha / r.
+  auto all = LoraOptionsFromConfig(RunConfig({"lora.enabled=true"}));
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)->targets.size(), 7u);
+  EXPECT_DOUBLE_EQ((*all)->Scale(), 2.0);
+  // Unknown targets and repeated ones are refused, naming the key.
+  auto bad = ParseConfig("[model]\npath = \"m\"\n", "run.toml",
+                         {"lora.enabled=true", "lora.targets=[\"qkv\"]"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("lora.targets"), std::string::npos)
+      << bad.status().ToString();
+  auto twice = LoraOptionsFromConfig(
+      RunConfig({"lora.enabled=true", "lora.targets=[\"q_proj\", \"q_proj\"]"}));
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("named twice"), std::string::npos);
 }
 
 TEST(ModelOptionsFromConfig, TrainingKeepsMasterWeightsInferenceHoldsTheComputeDtype) {
