@@ -22,6 +22,7 @@
 #include "learner/run_options.h"
 #include "model/decoder.h"
 #include "model/flat_weights.h"
+#include "model/model_io.h"
 
 namespace chainrl::app {
 namespace {
@@ -80,9 +81,31 @@ Figures Measure(const model::ModelConfig& c, const std::optional<model::LoraOpti
   return f;
 }
 
+// Seconds of `tokens` cached decode steps (one token per sequence, greedy) after a prefill of
+// `prompt` tokens for `batch` sequences, and the logits of the first step (for comparisons).
+std::pair<double, torch::Tensor> Decode(model::DecoderModel& m, int64_t batch, int64_t prompt,
+                                        int64_t tokens) {
+  torch::NoGradGuard ng;
+  const auto& c = m.config();
+  torch::manual_seed(4);
+  torch::Tensor ids = torch::randint(0, c.vocab_size, {batch, prompt}, torch::kLong);
+  model::KvCache cache(c, batch, prompt + tokens, m.options().ComputeDtype(), torch::kCPU);
+  torch::Tensor pos = torch::arange(prompt, torch::kLong).view({1, prompt}).expand({batch, prompt});
+  torch::Tensor first = m.Logits(m.ForwardCached(ids, pos, cache)).select(1, prompt - 1);
+  torch::Tensor next = first.argmax(-1, /*keepdim=*/true);
+  torch::Tensor step_pos = torch::full({batch, 1}, prompt, torch::kLong);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t t = 0; t < tokens; ++t) {
+    next = m.Logits(m.ForwardCached(next, step_pos, cache)).argmax(-1);
+    step_pos.add_(1);
+  }
+  return {SecondsSince(t0), first.to(torch::kFloat)};
+}
+
 int RunLoraBench(const std::vector<std::string>& argv) {
   int64_t layers = 24, hidden = 896, heads = 14, kv_heads = 2, intermediate = 4864, vocab = 151936;
-  int64_t rank = 16, batch = 2, seq = 256, updates = 3, threads = 0;
+  int64_t rank = 16, batch = 2, seq = 256, updates = 3, threads = 0, decode_batch = 8,
+          decode_tokens = 32;
   Args args("chainrl bench lora", "[options]",
             "LoRA (rank --rank on every attention and MLP projection) against full fine-tuning on "
             "the same model, one after the other in this process: learner bytes of parameters + "
@@ -99,7 +122,11 @@ int RunLoraBench(const std::vector<std::string>& argv) {
       .Option("batch", &batch, "sequences per update (default 2)")
       .Option("seq", &seq, "tokens per sequence, half prompt and half response (default 256)")
       .Option("updates", &updates, "updates per variant; all but the last timed (default 3)")
-      .Option("threads", &threads, "intra-op threads (default: LibTorch's)");
+      .Option("threads", &threads, "intra-op threads (default: LibTorch's)")
+      .Option("decode-batch", &decode_batch,
+              "sequences decoded at once by the actor-side comparison (default 8)")
+      .Option("decode-tokens", &decode_tokens,
+              "tokens decoded per sequence, unmerged vs merged adapters (default 32; 0: skip)");
   return ParseAndRun(args, argv, [&]() -> int {
     if (threads > 0) at::set_num_threads(static_cast<int>(threads));
     if (updates < 2) {
@@ -142,6 +169,36 @@ int RunLoraBench(const std::vector<std::string>& argv) {
     const Figures l = Measure(c, lo, examples, updates);
     const Figures lb = Measure(c, lo, examples, updates, torch::kBFloat16);
     const Figures f = Measure(c, std::nullopt, examples, updates);
+    // The actors' side, in their bfloat16: adapters applied unmerged (what actors do) against
+    // a copy with W + s B A merged in float32 and cast; the first step's logits compared.
+    double t_unmerged = 0, t_merged = 0, merge_diff = 0, logit_scale = 0;
+    if (decode_tokens > 0) {
+      model::DecoderModel learner(c);
+      learner.InitWeights(1);
+      if (Status st = learner.AttachLora(lo, 2); !st.ok()) {
+        std::fprintf(stderr, "%s\n", st.ToString().c_str());
+        return kExitFailure;
+      }
+      {
+        torch::NoGradGuard ng;
+        for (auto& [n, t] : learner.LoraParameters()) t.normal_(0, 0.02);  // a trained adapter
+      }
+      const auto actor_options = model::ModelOptions().set_dtype(torch::kBFloat16);
+      auto unmerged = model::CopyModel(learner, actor_options);
+      auto merged = std::make_shared<model::DecoderModel>(c, actor_options);
+      {
+        torch::NoGradGuard ng;
+        auto params = merged->named_parameters();
+        for (auto& [name, t] : learner.MergedParameters(torch::kBFloat16)) params[name].copy_(t);
+      }
+      Decode(*unmerged, decode_batch, 16, 2);  // warm-up
+      auto [tu, lu] = Decode(*unmerged, decode_batch, seq, decode_tokens);
+      auto [tm, lm] = Decode(*merged, decode_batch, seq, decode_tokens);
+      t_unmerged = tu;
+      t_merged = tm;
+      merge_diff = (lu - lm).abs().max().item<double>();
+      logit_scale = lu.abs().max().item<double>();
+    }
     const double gib = 1024.0 * 1024.0 * 1024.0;
     auto row = [&](const char* name, const Figures& x) {
       std::printf(
@@ -163,6 +220,16 @@ int RunLoraBench(const std::vector<std::string>& argv) {
         "LoRA with the base in bfloat16 (lora.base_dtype = \"compute\") / full: learner "
         "bytes %.3fx, update time %.2fx\n",
         lb.total() / f.total(), lb.step_seconds / f.step_seconds);
+    if (decode_tokens > 0) {
+      const double n = static_cast<double>(decode_batch * decode_tokens);
+      std::printf(
+          "actor decode (bfloat16, %lld x %lld tokens after %lld): unmerged adapters "
+          "%.0f tokens/s, merged %.0f tokens/s (unmerged / merged time %.3fx); first "
+          "logits differ by at most %.3g (largest logit %.3g: bfloat16 rounding)\n",
+          static_cast<long long>(decode_batch), static_cast<long long>(decode_tokens),
+          static_cast<long long>(seq), n / t_unmerged, n / t_merged, t_unmerged / t_merged,
+          merge_diff, logit_scale);
+    }
     nlohmann::json j = {{"bench", "lora"},
                         {"layers", layers},
                         {"hidden", hidden},
@@ -179,7 +246,10 @@ int RunLoraBench(const std::vector<std::string>& argv) {
                         {"lora_update_seconds", l.step_seconds},
                         {"update_time_ratio", l.step_seconds / f.step_seconds},
                         {"bf16_base_learner_bytes_ratio", lb.total() / f.total()},
-                        {"bf16_base_update_time_ratio", lb.step_seconds / f.step_seconds}};
+                        {"bf16_base_update_time_ratio", lb.step_seconds / f.step_seconds},
+                        {"decode_unmerged_seconds", t_unmerged},
+                        {"decode_merged_seconds", t_merged},
+                        {"decode_merged_max_logit_diff", merge_diff}};
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   });

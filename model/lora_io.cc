@@ -133,18 +133,10 @@ Status LoadLoraAdapter(DecoderModel& model, const std::string& dir) {
 
 Status SaveMergedModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes) {
   if (!model.has_lora()) return SaveModel(model, dir, shard_bytes);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return IoError(dir + ": cannot create directory: " + ec.message());
-  ModelConfig config = model.config();
-  config.torch_dtype = TorchDtypeName(model.options().dtype);
-  CHAINRL_RETURN_IF_ERROR(SaveModelConfig(config, (fs::path(dir) / "config.json").string()));
-  CHAINRL_RETURN_IF_ERROR(
-      SaveGenerationConfig(config, (fs::path(dir) / "generation_config.json").string()));
   TensorMap merged;
   for (auto& [name, t] : model.MergedParameters(model.options().dtype))
     merged.emplace(name, std::move(t));
-  return SaveSafetensorsDir(dir, merged, shard_bytes);
+  return SaveModelDir(model, dir, merged, shard_bytes);
 }
 
 }  // namespace chainrl::model

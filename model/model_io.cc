@@ -190,7 +190,8 @@ Status CheckFiniteParameters(DecoderModel& model, const std::string& where) {
   return Status::Ok();
 }
 
-Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes) {
+Status SaveModelDir(DecoderModel& model, const std::string& dir, const TensorMap& tensors,
+                    int64_t shard_bytes) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return IoError(dir + ": cannot create directory: " + ec.message());
@@ -199,7 +200,11 @@ Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_byte
   CHAINRL_RETURN_IF_ERROR(SaveModelConfig(config, (fs::path(dir) / "config.json").string()));
   CHAINRL_RETURN_IF_ERROR(
       SaveGenerationConfig(config, (fs::path(dir) / "generation_config.json").string()));
-  return SaveSafetensorsDir(dir, ModelStateDict(model), shard_bytes);
+  return SaveSafetensorsDir(dir, tensors, shard_bytes);
+}
+
+Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes) {
+  return SaveModelDir(model, dir, ModelStateDict(model), shard_bytes);
 }
 
 Status CopyTokenizerFiles(const std::string& from, const std::string& to) {

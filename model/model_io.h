@@ -55,6 +55,10 @@ Status CheckFiniteParameters(DecoderModel& model, const std::string& where);
 // shards of at most `shard_bytes` otherwise. Weights are saved in the parameters' dtype, so
 // SaveModel -> LoadModel with the same dtype is bit-exact.
 Status SaveModel(DecoderModel& model, const std::string& dir, int64_t shard_bytes = 0);
+// SaveModel with `tensors` (HF keys of `model`'s parameters, e.g. merged LoRA weights) as the
+// weights; config.json names the model's parameter dtype.
+Status SaveModelDir(DecoderModel& model, const std::string& dir, const TensorMap& tensors,
+                    int64_t shard_bytes = 0);
 
 // generation_config.json with bos/eos token ids taken from the config's extra keys if present.
 Status SaveGenerationConfig(const ModelConfig& config, const std::string& path);

@@ -46,6 +46,20 @@ wire::WorkItem Item(uint64_t lease, uint64_t group, int prompt_tokens, uint32_t 
   return item;
 }
 
+// A one-layer model with the byte tokenizer and a 64-position context at `path`.
+::testing::AssertionResult MakeTinyModel(const fs::path& path) {
+  model::InitModelSpec spec;
+  spec.layers = 1;
+  spec.hidden = 32;
+  spec.heads = 2;
+  spec.intermediate = 64;
+  spec.max_position = kContext;
+  spec.tokenizer = "bytes";
+  auto made = model::InitModelDir(spec, path.string());
+  if (!made.ok()) return ::testing::AssertionFailure() << made.status().ToString();
+  return ::testing::AssertionSuccess();
+}
+
 TEST(CheckWorkItemTest, SaysWhyAnItemCannotBeMade) {
   EXPECT_TRUE(CheckWorkItem(Item(1, 1, 10, 8), kContext, 300).ok());
   EXPECT_TRUE(CheckWorkItem(Item(1, 1, 56, 8), kContext, 300).ok());  // exactly the context
@@ -75,15 +89,7 @@ TEST(ActorDeclineTest, AnItemTooLongForTheModelIsDeclinedAloneAndTheRestIsGenera
       fs::temp_directory_path() / ("chainrl_actor_decline_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir / "run");
-  model::InitModelSpec spec;
-  spec.layers = 1;
-  spec.hidden = 32;
-  spec.heads = 2;
-  spec.intermediate = 64;
-  spec.max_position = kContext;
-  spec.tokenizer = "bytes";
-  auto made = model::InitModelDir(spec, (dir / "model").string());
-  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  ASSERT_TRUE(MakeTinyModel(dir / "model"));
   const std::string toml = "[model]\npath = \"" + (dir / "model").string() +
                            "\"\n[actors]\ncredits = 2\n"
                            "[[rewards]]\nname = \"len\"\nkind = \"length\"\n"
@@ -164,15 +170,7 @@ TEST(ActorLoraTest, AnActorWhoseAdaptersDoNotMatchTheLearnersRefusesToGenerate) 
   const fs::path dir =
       fs::temp_directory_path() / ("chainrl_actor_lora_" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  model::InitModelSpec spec;
-  spec.layers = 1;
-  spec.hidden = 32;
-  spec.heads = 2;
-  spec.intermediate = 64;
-  spec.max_position = kContext;
-  spec.tokenizer = "bytes";
-  auto made = model::InitModelDir(spec, (dir / "model").string());
-  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  ASSERT_TRUE(MakeTinyModel(dir / "model"));
   for (const int64_t actor_rank : {4, 8}) {
     SCOPED_TRACE("actor rank " + std::to_string(actor_rank) + ", learner rank 4");
     const fs::path run = dir / ("run" + std::to_string(actor_rank));
