@@ -8,7 +8,7 @@
 #
 #   --cpu      the rehearsal: Debian's LibTorch (CPU) and the CPU device, every step the same.
 #   --only     run only these steps (machine, prefix, build, cuda_tests, quickstart, bandwidth,
-#              decode_transformers), in that order.
+#              decode_transformers, peft_adapter), in that order.
 #   --budget   seconds for the whole check (default 540); a step that would start with less than
 #              its own limit left is skipped and says so.
 #
@@ -283,6 +283,49 @@ for b in batches:
 EOF
 }
 
+# LoRA's PEFT export read by `peft` itself: a short SFT-only run makes a base, a 3-step LoRA run on
+# it (on the CPU: this step is about the files) exports the merged model and export/adapter; peft
+# loads base + adapter, and its logits are compared with the merged model's and the base's.
+step_peft_adapter() {
+  use_prefix
+  local base="$BUILD/gpu-peft-sft" run="$BUILD/gpu-peft-lora"
+  local small=(--set data.num_eval_examples=8 --set data.num_train_examples=500
+    --set rollout.prompts_per_step=4 --set rollout.max_new_tokens=32
+    --set curriculum.budget_start=32 --set curriculum.budget_end=16)
+  rm -rf "$base" "$run" "$BUILD/gpu-peft-model"
+  if ! timeout "$1" "$BUILD/bin/chainrl" train configs/quickstart.toml --run-dir "$base" \
+    --set run.total_steps=0 --set sft.steps=20 --set "model.path=\"$BUILD/gpu-peft-model\"" \
+    "${small[@]}" >"$OUT/peft_adapter.out" 2>&1 ||
+    ! timeout "$1" "$BUILD/bin/chainrl" train configs/quickstart-lora.toml --run-dir "$run" \
+      --set run.total_steps=3 --set "model.path=\"$base/export\"" "${small[@]}" \
+      >>"$OUT/peft_adapter.out" 2>&1; then
+    tail -n 20 "$OUT/peft_adapter.out"
+    json_line what=peft_adapter state=failed \
+      message="$(grep -E 'error|chainrl:' "$OUT/peft_adapter.out" | tail -n 1)" >&3
+    return 0
+  fi
+  BASE="$base/export" MERGED="$run/export" ADAPTER="$run/export/adapter" \
+    torch_figure peft_adapter "torch, transformers, peft" <<'EOF'
+import os
+torch.manual_seed(0)
+base = transformers.AutoModelForCausalLM.from_pretrained(os.environ["BASE"], torch_dtype=torch.float32)
+merged = transformers.AutoModelForCausalLM.from_pretrained(os.environ["MERGED"], torch_dtype=torch.float32).eval()
+lora = peft.PeftModel.from_pretrained(base, os.environ["ADAPTER"]).eval()
+ids = torch.randint(0, merged.config.vocab_size, (2, 24))
+with torch.no_grad():
+    with_adapter = lora(ids).logits
+    with lora.disable_adapter():
+        without = lora(ids).logits
+    from_merged = merged(ids).logits
+diff = (with_adapter - from_merged).abs().max().item()
+moved = (with_adapter - without).abs().max().item()
+print(json.dumps({"what": "peft_adapter", "peft": peft.__version__,
+                  "max_logit_diff_peft_vs_merged_export": diff,
+                  "max_logit_change_from_base": moved,
+                  "agrees": diff <= 1e-4 * max(1.0, from_merged.abs().max().item()) and moved > 0}))
+EOF
+}
+
 run_step machine 30
 run_step prefix 60
 run_step build 420
@@ -290,5 +333,6 @@ run_step cuda_tests 120
 run_step quickstart 180
 run_step bandwidth 30
 run_step decode_transformers 90
+run_step peft_adapter 120
 json_line step=all seconds="$(($(date +%s) - START))" budget="$BUDGET" >>"$FIGURES"
 echo "gpu_check: figures in $FIGURES"

@@ -41,6 +41,13 @@ Result<Config> RunConfig(const std::string& stages) {
       "t.toml");
 }
 
+// RunConfig("") with `sets` (--set KEY=VALUE) on top.
+Result<Config> RunConfigWith(const std::string& stages, const std::vector<std::string>& sets) {
+  return ParseConfig(
+      "[model]\npath = \"" + ModelDir() + "\"\n[sft]\nlr = 1e-3\n[learner]\nlr = 2e-4\n" + stages,
+      "t.toml", sets);
+}
+
 TEST(PolicyTrainerTest, PhasesAndStagesReachTheOptimiser) {
   auto c = RunConfig(
       "[[curriculum.stages]]\nname = \"slow\"\nstart_step = 3\n"
@@ -111,6 +118,58 @@ TEST(PolicyTrainerTest, AnUpdateChangesTheParameters) {
   ASSERT_TRUE(loss.ok()) << loss.status().ToString();
   EXPECT_GT(*loss, 0.0);
   EXPECT_FALSE(torch::equal(before, tr.model().parameters()[0]));
+}
+
+// [lora]: the adapters alone are trained (float32, whatever holds the base), the base stays
+// frozen and, with lora.base_dtype = "compute", in the compute dtype; the KL reference is the
+// policy itself (no copy); dropout with streaming backprop is refused at creation and in a stage.
+TEST(PolicyTrainerTest, LoraTrainsTheAdaptersAloneOnAFrozenBase) {
+  auto c = RunConfigWith(
+      "", {"model.compute_dtype=\"bfloat16\"", "algorithm.kl_coef=0.01", "lora.enabled=true",
+           "lora.rank=4", "lora.targets=[\"q_proj\", \"up_proj\"]", "lora.base_dtype=\"compute\""});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  auto t = PolicyTrainer::Create(*c, nullptr);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  PolicyTrainer& tr = **t;
+  ASSERT_TRUE(tr.LoadPolicy().ok());
+  model::DecoderModel& m = tr.model();
+  ASSERT_TRUE(m.has_lora());
+  EXPECT_EQ(m.options().dtype, torch::kBFloat16);
+  for (const auto& p : m.parameters()) {
+    EXPECT_FALSE(p.requires_grad());
+    EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+  }
+  const auto adapters = m.LoraParameters();
+  ASSERT_EQ(adapters.size(), 4u);  // 1 layer x 2 projections x (A, B)
+  for (const auto& [name, a] : adapters) EXPECT_EQ(a.scalar_type(), torch::kFloat32) << name;
+  ASSERT_TRUE(tr.BeginSft().ok());
+  const torch::Tensor base_before = m.parameters()[0].detach().clone();
+  const torch::Tensor b_before = adapters[1].second.detach().clone();  // lora_B, zero at first
+  std::vector<SftExample> batch = {{{1, 2, 3}, {4, 5, 6}}, {{7, 8}, {9}}};
+  ASSERT_TRUE(tr.SftUpdate(batch).ok());
+  EXPECT_TRUE(torch::equal(base_before, m.parameters()[0]));
+  EXPECT_FALSE(torch::equal(b_before, adapters[1].second));
+  tr.EndSft();
+  ASSERT_TRUE(tr.BeginTraining().ok());
+  size_t optimised = 0;
+  for (auto& group : tr.optimizer()->adamw().param_groups()) optimised += group.params().size();
+  EXPECT_EQ(optimised, 4u);  // the adapters alone
+
+  auto dropout = RunConfigWith("", {"lora.enabled=true", "lora.dropout=0.1"});
+  ASSERT_TRUE(dropout.ok());
+  auto refused = PolicyTrainer::Create(*dropout, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("lora.dropout = 0.1"), std::string::npos)
+      << refused.status().message();
+  auto staged = RunConfigWith(
+      "[[curriculum.stages]]\nname = \"s\"\nstart_step = 2\n"
+      "overrides = { \"learner.streambp\" = true }\n",
+      {"learner.streambp=false", "lora.enabled=true", "lora.dropout=0.1"});
+  ASSERT_TRUE(staged.ok()) << staged.status().ToString();
+  refused = PolicyTrainer::Create(*staged, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("curriculum.stages 's'"), std::string::npos)
+      << refused.status().message();
 }
 
 }  // namespace

@@ -1,13 +1,14 @@
 /* Test reward plugins written against the C ABI in C, one source built into several modules
  * (tests/rewards/CMakeLists.txt): a well-behaved scorer whose score is response_len +
  * 0.5 * num_tokens, plus per MISBEHAVIOUR a crash, hang, NaN or exit on a marked response. */
-#define _POSIX_C_SOURCE 200112L
+#define _POSIX_C_SOURCE 200809L /* getsid, nanosleep */
 #include <chainrl/reward.h>
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MISBEHAVE_NONE 0
@@ -74,6 +75,13 @@ static int plugin_score(void* inst, const chainrl_reward_host* host,
       if (child == 0) {
         setsid();
         for (;;) pause();
+      }
+      /* The pid is told once the child leads its own session (up to 2 s). */
+      {
+        const struct timespec ms = {0, 1000000};
+        int waited;
+        for (waited = 0; child > 0 && getsid(child) != child && waited < 2000; ++waited)
+          nanosleep(&ms, NULL);
       }
       if (pid_file != NULL) {
         FILE* f = fopen(pid_file, "w");
