@@ -402,6 +402,7 @@ Status Actor::UpdateWeights(bool wait, milliseconds max_wait) {
     }
     CHAINRL_RETURN_IF_ERROR(model::UnpackFlatWeights(*model_, buf->bytes, announce->format(),
                                                      "weights from " + options_.endpoints.weights));
+    if (model_->has_lora() && config_.GetBool("lora.actor_merge")) model_->MergeLora();
     if (metrics_)
       metrics_->counter(metrics::CounterId::kReceivedBytes, {{"channel", "weights"}})
           .Increment(static_cast<double>(buf->bytes.size()));
@@ -725,7 +726,10 @@ Status Actor::Run() {
                            "model's safetensors at model.path");
   if (lora) {
     CHAINRL_LOG(kInfo) << "LoRA rank " << model_->lora_options().rank
-                       << ": taking the learner's adapters on the base model (unmerged)";
+                       << ": taking the learner's adapters on the base model ("
+                       << (config_.GetBool("lora.actor_merge") ? "merged into the weights"
+                                                               : "unmerged")
+                       << ")";
   }
   model_->eval();
   // Reward plugins are the one part of a run each actor host installs itself.

@@ -171,7 +171,8 @@ int RunLoraBench(const std::vector<std::string>& argv) {
     const Figures f = Measure(c, std::nullopt, examples, updates);
     // The actors' side, in their bfloat16: adapters applied unmerged (what actors do) against
     // a copy with W + s B A merged in float32 and cast; the first step's logits compared.
-    double t_unmerged = 0, t_merged = 0, merge_diff = 0, logit_scale = 0;
+    double t_unmerged = 0, t_merged = 0, merge_diff = 0, logit_scale = 0, unmerged_err = 0,
+           merged_err = 0;
     if (decode_tokens > 0) {
       model::DecoderModel learner(c);
       learner.InitWeights(1);
@@ -185,12 +186,8 @@ int RunLoraBench(const std::vector<std::string>& argv) {
       }
       const auto actor_options = model::ModelOptions().set_dtype(torch::kBFloat16);
       auto unmerged = model::CopyModel(learner, actor_options);
-      auto merged = std::make_shared<model::DecoderModel>(c, actor_options);
-      {
-        torch::NoGradGuard ng;
-        auto params = merged->named_parameters();
-        for (auto& [name, t] : learner.MergedParameters(torch::kBFloat16)) params[name].copy_(t);
-      }
+      auto merged = model::CopyModel(learner, actor_options);
+      merged->MergeLora();                     // what actors do (lora.actor_merge)
       Decode(*unmerged, decode_batch, 16, 2);  // warm-up
       auto [tu, lu] = Decode(*unmerged, decode_batch, seq, decode_tokens);
       auto [tm, lm] = Decode(*merged, decode_batch, seq, decode_tokens);
@@ -198,6 +195,10 @@ int RunLoraBench(const std::vector<std::string>& argv) {
       t_merged = tm;
       merge_diff = (lu - lm).abs().max().item<double>();
       logit_scale = lu.abs().max().item<double>();
+      // Both against the learner's float32 forward (adapters unmerged, no rounding to bfloat16).
+      const torch::Tensor exact = Decode(learner, decode_batch, seq, 0).second;
+      unmerged_err = (lu - exact).abs().max().item<double>();
+      merged_err = (lm - exact).abs().max().item<double>();
     }
     const double gib = 1024.0 * 1024.0 * 1024.0;
     auto row = [&](const char* name, const Figures& x) {
@@ -225,10 +226,11 @@ int RunLoraBench(const std::vector<std::string>& argv) {
       std::printf(
           "actor decode (bfloat16, %lld x %lld tokens after %lld): unmerged adapters "
           "%.0f tokens/s, merged %.0f tokens/s (unmerged / merged time %.3fx); first "
-          "logits differ by at most %.3g (largest logit %.3g: bfloat16 rounding)\n",
+          "logits differ by at most %.3g (largest logit %.3g: bfloat16 rounding); from the "
+          "float32 forward: unmerged %.3g, merged %.3g\n",
           static_cast<long long>(decode_batch), static_cast<long long>(decode_tokens),
           static_cast<long long>(seq), n / t_unmerged, n / t_merged, t_unmerged / t_merged,
-          merge_diff, logit_scale);
+          merge_diff, logit_scale, unmerged_err, merged_err);
     }
     nlohmann::json j = {{"bench", "lora"},
                         {"layers", layers},
@@ -249,7 +251,9 @@ int RunLoraBench(const std::vector<std::string>& argv) {
                         {"bf16_base_update_time_ratio", lb.step_seconds / f.step_seconds},
                         {"decode_unmerged_seconds", t_unmerged},
                         {"decode_merged_seconds", t_merged},
-                        {"decode_merged_max_logit_diff", merge_diff}};
+                        {"decode_merged_max_logit_diff", merge_diff},
+                        {"decode_unmerged_vs_float32", unmerged_err},
+                        {"decode_merged_vs_float32", merged_err}};
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   });

@@ -27,6 +27,7 @@ struct LoraState {
   LoraOptions options;
   double scale = 0;
   bool enabled = true;
+  bool merged = false;  // folded into the weights (DecoderModel::MergeLora)
 };
 
 // y = x W^T + b in x's dtype (the weights cast to it under mixed precision); parameters "weight"
@@ -40,7 +41,7 @@ struct Projection : torch::nn::Module {
   torch::Tensor operator()(const torch::Tensor& x) const {
     const auto type = x.scalar_type();
     torch::Tensor y = torch::linear(x, As(weight, type), As(bias, type));
-    if (!lora_a.defined() || !lora->enabled) return y;
+    if (!lora_a.defined() || !lora->enabled || lora->merged) return y;
     const bool grad = torch::GradMode::is_enabled();
     torch::Tensor in = x;
     if (lora->options.dropout > 0 && grad && is_training())
@@ -51,6 +52,7 @@ struct Projection : torch::nn::Module {
   }
   torch::Tensor weight, bias;
   torch::Tensor lora_a, lora_b;  // undefined without an adapter
+  torch::Tensor base_weight;     // the unmerged weight, kept once the adapter is merged
   std::shared_ptr<LoraState> lora;
 };
 
@@ -576,8 +578,25 @@ std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::LoraParameters(
 
 void DecoderModel::set_lora_enabled(bool on) {
   CHAINRL_CHECK(lora_ != nullptr, "no LoRA adapters");
+  CHAINRL_CHECK(!lora_->merged, "merged LoRA adapters cannot be switched off");
   lora_->enabled = on;
 }
+
+void DecoderModel::MergeLora() {
+  CHAINRL_CHECK(lora_ != nullptr, "no LoRA adapters");
+  torch::NoGradGuard no_grad;
+  for (auto& [name, proj] : AdaptedProjections()) {
+    if (!proj->base_weight.defined()) proj->base_weight = proj->weight.detach().clone();
+    torch::Tensor merged =
+        proj->base_weight.to(torch::kFloat) +
+        torch::matmul(proj->lora_b.to(torch::kFloat), proj->lora_a.to(torch::kFloat)) *
+            lora_->scale;
+    proj->weight.copy_(merged);
+  }
+  lora_->merged = true;
+}
+
+bool DecoderModel::lora_merged() const { return lora_ != nullptr && lora_->merged; }
 
 bool DecoderModel::lora_enabled() const { return lora_ != nullptr && lora_->enabled; }
 
@@ -588,6 +607,7 @@ std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::TrainableParame
 
 std::vector<std::pair<std::string, torch::Tensor>> DecoderModel::MergedParameters(
     std::optional<torch::ScalarType> as) {
+  CHAINRL_CHECK(!lora_merged(), "MergedParameters of a model whose adapters are merged already");
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> delta;  // HF weight key -> s B A in float32
   if (lora_ != nullptr) {

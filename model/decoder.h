@@ -235,6 +235,13 @@ class DecoderModel : public torch::nn::Module {
   // reference of a LoRA policy is its base, with no second copy of the weights.
   void set_lora_enabled(bool on);
   bool lora_enabled() const;
+  // Folds the adapters into the projections' weights, W = W0 + s B A computed in float32 from a
+  // copy of the unmerged W0 kept at the first call and cast to the weight's dtype, so forwards
+  // pay no adapter products (what actors do after each update); call again whenever the adapters
+  // change. The model's parameters then hold merged weights and set_lora_enabled(false) is
+  // refused. REQUIRES has_lora().
+  void MergeLora();
+  bool lora_merged() const;
   // What training updates and what actors receive: the adapters when attached, else every
   // parameter (named_parameters(), tied ones once).
   std::vector<std::pair<std::string, torch::Tensor>> TrainableParameters();

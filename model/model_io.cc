@@ -120,6 +120,7 @@ Status CopyStateDict(DecoderModel& model, const TensorMap& tensors, const std::s
 }
 
 std::shared_ptr<DecoderModel> CopyModel(DecoderModel& model, const ModelOptions& options) {
+  CHAINRL_CHECK(!model.lora_merged(), "CopyModel of a model whose LoRA adapters are merged");
   auto copy = std::make_shared<DecoderModel>(model.config(), options);
   const Status st = CopyStateDict(*copy, ModelStateDict(model), "model copy");
   CHAINRL_CHECK(st.ok(), st.ToString());  // same configuration: the names and shapes agree

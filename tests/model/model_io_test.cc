@@ -260,6 +260,37 @@ TEST(FlatWeights, LoraPublishesTheAdaptersAloneAndMismatchedReceiversRefuse) {
     EXPECT_TRUE(torch::equal(actor->Logits(actor->Forward(ids)),
                              inference->Logits(inference->Forward(ids))));
   }
+  // Merged into the weights (lora.actor_merge): merging is from the kept base each time, so two
+  // updates merged one after the other give the weights of the second merged alone; the logits
+  // are the unmerged ones up to bfloat16 rounding.
+  {
+    torch::NoGradGuard ng;
+    const torch::Tensor ids = torch::randint(0, c.vocab_size, {1, 7}, torch::kLong);
+    auto twice = actor_model(lo);
+    auto once = actor_model(lo);
+    std::vector<uint8_t> first(n);
+    {
+      auto other = CopyModel(learner, ModelOptions());
+      for (auto& [name, t] : other->LoraParameters()) t.mul_(-3.0);
+      PackFlatWeights(*other, first.data(), torch::kBFloat16);
+    }
+    ASSERT_TRUE(UnpackFlatWeights(*twice, first, format, "learner").ok());
+    twice->MergeLora();
+    ASSERT_TRUE(UnpackFlatWeights(*twice, buf, format, "learner").ok());
+    twice->MergeLora();
+    ASSERT_TRUE(UnpackFlatWeights(*once, buf, format, "learner").ok());
+    once->MergeLora();
+    EXPECT_TRUE(once->lora_merged());
+    auto pt = twice->named_parameters();
+    for (const auto& p : once->named_parameters())
+      EXPECT_TRUE(BitEqual(pt[p.key()], p.value())) << p.key();
+    const torch::Tensor merged = once->Logits(once->Forward(ids)).to(torch::kFloat);
+    const torch::Tensor unmerged = actor->Logits(actor->Forward(ids)).to(torch::kFloat);
+    EXPECT_LE((merged - unmerged).abs().max().item<double>(),
+              0.05 * std::max(1.0, unmerged.abs().max().item<double>()));
+    EXPECT_FALSE(torch::equal(
+        merged, actor_model(std::nullopt)->Logits(actor_model(std::nullopt)->Forward(ids))));
+  }
   Status st = UnpackFlatWeights(*actor_model(std::nullopt), buf, format, "learner");
   EXPECT_NE(st.message().find("LoRA adapters were published and this model takes full weights"),
             std::string::npos)
