@@ -103,12 +103,16 @@ Status PolicyTrainer::BeginTraining() {
 }
 
 // The frozen reference: for the KL term, and for DPO/IPO unless reference_free.
-Status PolicyTrainer::LoadReference() {
+bool PolicyTrainer::NeedsReference() const {
   const PreferenceLossType t = lo_.preference.loss_type;
   const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
                               (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
                               !lo_.preference.reference_free;
-  if (lo_.policy.kl_coef <= 0 && !preference_ref) return Status::Ok();
+  return lo_.policy.kl_coef > 0 || preference_ref;
+}
+
+Status PolicyTrainer::LoadReference() {
+  if (!NeedsReference()) return Status::Ok();
   const std::string ref = c_.GetString("model.reference_path");
   if (ref.empty() && model_->has_lora()) {
     reference_.reset();  // the base: the policy itself with its adapters off (StepOptions)
@@ -166,13 +170,8 @@ RlStepOptions PolicyTrainer::StepOptions() const {
   RlStepOptions so;
   so.micro_batch_tokens = c_.GetInt("learner.micro_batch_tokens");
   so.reference = reference_ ? reference_.get() : nullptr;
-  if (!reference_ && model_->has_lora()) {
-    const PreferenceLossType t = lo_.preference.loss_type;
-    const bool preference_ref = lo_.family == ObjectiveFamily::kPreference &&
-                                (t == PreferenceLossType::kDpo || t == PreferenceLossType::kIpo) &&
-                                !lo_.preference.reference_free;
-    if (lo_.policy.kl_coef > 0 || preference_ref) so.reference = model_.get();  // adapters off
-  }
+  if (!reference_ && model_->has_lora() && NeedsReference())
+    so.reference = model_.get();  // its base: the adapters are off for the reference's passes
   so.data_parallel = dp_;
   if (lo_.offline_preference) return so;  // logprobs of the data at temperature 1
   so.temperature = std::max(1e-6, c_.GetFloat("rollout.temperature"));

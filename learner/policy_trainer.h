@@ -117,6 +117,8 @@ class PolicyTrainer {
   Result<std::unique_ptr<Optimizer>> MakeSftOptimizer() const;
   Result<std::unique_ptr<Optimizer>> MakeRlOptimizer() const;
   Status LoadReference();
+  // Whether the objective in force needs a reference: the KL term, or DPO/IPO not reference-free.
+  bool NeedsReference() const;
   // What the ranks share and compare: every parameter, then the LoRA adapters.
   std::vector<std::pair<std::string, torch::Tensor>> RankLayout();
   std::vector<torch::Tensor> RankTensors();

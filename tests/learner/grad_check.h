@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -37,6 +39,27 @@ double MaxRelativeGradientError(const std::vector<torch::Tensor>& params, LossFn
       worst = std::max(worst, std::abs(fd - ad) / std::max(1e-3, std::abs(fd) + std::abs(ad)));
     }
   }
+  return worst;
+}
+
+// Gradients by parameter name.
+using Grads = std::map<std::string, torch::Tensor>;
+
+// Worst over parameters of max|a − b| / max|b| (absolute where b is all zero).
+inline double MaxRelErr(const Grads& a, const Grads& b) {
+  double worst = 0;
+  for (const auto& [k, v] : b) {
+    const double scale = v.abs().max().item<double>();
+    const double diff = (a.at(k) - v).abs().max().item<double>();
+    worst = std::max(worst, scale > 0 ? diff / scale : diff);
+  }
+  return worst;
+}
+
+// The largest |gradient| over every parameter.
+inline double MaxAbs(const Grads& g) {
+  double worst = 0;
+  for (const auto& [k, v] : g) worst = std::max(worst, v.abs().max().item<double>());
   return worst;
 }
 

@@ -22,6 +22,7 @@
 #include "model/decoder.h"
 #include "model/lora_io.h"
 #include "model/model_io.h"
+#include "tests/learner/grad_check.h"
 #include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
@@ -71,7 +72,9 @@ std::shared_ptr<model::DecoderModel> Base(model::DecoderModel& lora) {
   return m;
 }
 
-using Grads = std::map<std::string, Tensor>;
+using chainrl::testing::Grads;
+using chainrl::testing::MaxAbs;
+using chainrl::testing::MaxRelErr;
 
 Grads AdapterGrads(model::DecoderModel& m) {
   Grads g;
@@ -98,22 +101,6 @@ Grads ChainRule(model::DecoderModel& lora, model::DecoderModel& merged) {
     want[adapters[i + 1].first] = s * torch::matmul(G, A.t());
   }
   return want;
-}
-
-double MaxRelErr(const Grads& a, const Grads& b) {
-  double worst = 0;
-  for (const auto& [k, v] : b) {
-    const double scale = v.abs().max().item<double>();
-    const double diff = (a.at(k) - v).abs().max().item<double>();
-    worst = std::max(worst, scale > 0 ? diff / scale : diff);
-  }
-  return worst;
-}
-
-double MaxAbs(const Grads& g) {
-  double worst = 0;
-  for (const auto& [k, v] : g) worst = std::max(worst, v.abs().max().item<double>());
-  return worst;
 }
 
 std::vector<int32_t> Tokens(std::mt19937& gen, int n) {

@@ -17,13 +17,16 @@
 #include "learner/objective.h"
 #include "learner/objectives.h"
 #include "model/decoder.h"
+#include "tests/learner/grad_check.h"
 #include "tests/model/tiny_model.h"
 
 namespace chainrl::learner {
 namespace {
 
+using chainrl::testing::Grads;
+using chainrl::testing::MaxAbs;
+using chainrl::testing::MaxRelErr;
 using torch::Tensor;
-using Grads = std::map<std::string, Tensor>;
 
 constexpr int64_t kVocab = 50;
 constexpr int64_t kHuge = 1 << 20;  // micro_batch_tokens that keep a mini-batch in one piece
@@ -46,23 +49,6 @@ Grads TakeGrads(model::DecoderModel& m) {
     g[p.key()] = grad.defined() ? grad.detach().clone() : torch::zeros_like(p.value());
   }
   return g;
-}
-
-// Worst over parameters of max|a − b| / max|b| (absolute where b is all zero).
-double MaxRelErr(const Grads& a, const Grads& b) {
-  double worst = 0;
-  for (const auto& [k, v] : b) {
-    const double scale = v.abs().max().item<double>();
-    const double diff = (a.at(k) - v).abs().max().item<double>();
-    worst = std::max(worst, scale > 0 ? diff / scale : diff);
-  }
-  return worst;
-}
-
-double MaxAbs(const Grads& g) {
-  double worst = 0;
-  for (const auto& [k, v] : g) worst = std::max(worst, v.abs().max().item<double>());
-  return worst;
 }
 
 Tensor Ids(const std::vector<int32_t>& prompt, const std::vector<int32_t>& response) {
